@@ -1,0 +1,176 @@
+//! `baton validate PATH...`
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use baton_core::diagnostic::Diagnostic;
+use baton_core::load::{Loaded, load};
+use baton_core::render::render_diagnostics;
+use serde_json::json;
+
+use crate::cli::{ReportFormat, ValidateArgs};
+use crate::discover::pipeline_files;
+use crate::error::{ExitStatus, ExpectedError};
+use crate::output::Output;
+
+/// A file and what loading it produced.
+#[derive(Debug)]
+pub(super) struct LoadedFile {
+    pub path: String,
+    pub source: Option<String>,
+    pub loaded: Loaded,
+}
+
+impl LoadedFile {
+    pub(super) fn render(&self) -> String {
+        render_diagnostics(&self.path, self.source.as_deref(), &self.loaded.diagnostics)
+    }
+}
+
+/// Reads and loads one file. Unreadable or non-UTF-8 files are errors of the file, not of the
+/// command, so that one bad file does not hide problems in the others.
+pub(super) fn load_file(path: &Path) -> Result<LoadedFile, ExpectedError> {
+    let bytes = std::fs::read(path).map_err(|source| ExpectedError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let display = path.display().to_string();
+    match String::from_utf8(bytes) {
+        Ok(source) => Ok(LoadedFile {
+            path: display,
+            loaded: load(&source),
+            source: Some(source),
+        }),
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let valid = &e.as_bytes()[..at];
+            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+            let column = at - valid.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+            let span = baton_core::span::Span {
+                line: u32::try_from(line).unwrap_or(u32::MAX),
+                column: u32::try_from(column).unwrap_or(u32::MAX),
+                ..Default::default()
+            };
+            Ok(LoadedFile {
+                path: display,
+                source: None,
+                loaded: Loaded {
+                    pipeline: None,
+                    diagnostics: vec![Diagnostic::error(span, "", "file is not valid UTF-8")],
+                    name_span: span,
+                },
+            })
+        }
+    }
+}
+
+pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> Result<ExitStatus, ExpectedError> {
+    let paths = pipeline_files(&args.paths)?;
+    let mut files = Vec::with_capacity(paths.len());
+    for p in &paths {
+        files.push(load_file(p)?);
+    }
+    check_unique_ids(&mut files);
+
+    let count = |sev| {
+        files
+            .iter()
+            .flat_map(|f| &f.loaded.diagnostics)
+            .filter(|d| d.severity == sev)
+            .count()
+    };
+    let errors = count(baton_core::Severity::Error);
+    let warnings = count(baton_core::Severity::Warning);
+    let failed = errors > 0 || (args.deny_warnings && warnings > 0);
+
+    match args.format {
+        ReportFormat::Text => {
+            let mut text = String::new();
+            for f in &files {
+                if !f.loaded.diagnostics.is_empty() {
+                    text.push_str(&f.render());
+                    text.push('\n');
+                }
+            }
+            let invalid = files.iter().filter(|f| f.loaded.has_errors()).count();
+            text.push_str(&summary(files.len(), invalid, errors, warnings));
+            out.print(&text)?;
+        }
+        ReportFormat::Json => {
+            let report: Vec<serde_json::Value> = files
+                .iter()
+                .map(|f| {
+                    json!({
+                        "path": f.path,
+                        "valid": !f.loaded.has_errors(),
+                        "pipeline": f.loaded.pipeline.as_ref().map(|p| p.id.to_string()),
+                        "version": f.loaded.pipeline.as_ref().map(|p| p.version.to_string()),
+                        "diagnostics": f.loaded.diagnostics,
+                    })
+                })
+                .collect();
+            let doc = json!({
+                "valid": !failed,
+                "errors": errors,
+                "warnings": warnings,
+                "files": report,
+            });
+            let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+            s.push('\n');
+            out.print(&s)?;
+        }
+    }
+    Ok(if failed {
+        ExitStatus::Failure
+    } else {
+        ExitStatus::Success
+    })
+}
+
+fn plural(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+fn summary(files: usize, invalid: usize, errors: usize, warnings: usize) -> String {
+    let checked = plural(files, "file", "files");
+    if invalid == 0 {
+        let w = if warnings > 0 {
+            format!(" ({})", plural(warnings, "warning", "warnings"))
+        } else {
+            String::new()
+        };
+        format!("ok: {checked} valid{w}\n")
+    } else {
+        format!(
+            "checked {checked}: {invalid} invalid, {}, {}\n",
+            plural(errors, "error", "errors"),
+            plural(warnings, "warning", "warnings")
+        )
+    }
+}
+
+/// Two files defining the same `namespace/name` is an error in the later file.
+fn check_unique_ids(files: &mut [LoadedFile]) {
+    let mut first: HashMap<String, String> = HashMap::new();
+    for f in files.iter_mut() {
+        let Some(p) = &f.loaded.pipeline else {
+            continue;
+        };
+        let id = p.id.to_string();
+        match first.get(&id) {
+            Some(other) => {
+                let diag = Diagnostic::error(
+                    f.loaded.name_span,
+                    "name",
+                    format!("pipeline `{id}` is already defined in `{other}`"),
+                )
+                .with_hint("pipeline names are unique within a namespace");
+                f.loaded.diagnostics.push(diag);
+                f.loaded.pipeline = None;
+            }
+            None => {
+                first.insert(id, f.path.clone());
+            }
+        }
+    }
+}

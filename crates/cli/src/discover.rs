@@ -1,0 +1,53 @@
+//! Finding pipeline files under the paths a user names.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::ExpectedError;
+
+/// Files named directly are taken as they are; directories are searched recursively for
+/// `.yaml`/`.yml` files, skipping hidden entries. The result is sorted for stable output.
+pub(crate) fn pipeline_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ExpectedError> {
+    let mut out = Vec::new();
+    for path in paths {
+        let meta = std::fs::metadata(path).map_err(|source| ExpectedError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        if !meta.is_dir() {
+            out.push(path.clone());
+            continue;
+        }
+        let before = out.len();
+        for entry in walkdir::WalkDir::new(path)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !is_hidden(e.path()))
+        {
+            let entry = entry.map_err(|e| ExpectedError::Read {
+                path: e.path().unwrap_or(path).display().to_string(),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("filesystem loop")),
+            })?;
+            if entry.file_type().is_file() && is_yaml(entry.path()) {
+                out.push(entry.into_path());
+            }
+        }
+        if out.len() == before {
+            return Err(ExpectedError::NoPipelines {
+                path: path.display().to_string(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn is_hidden(p: &Path) -> bool {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+fn is_yaml(p: &Path) -> bool {
+    matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+}

@@ -1,0 +1,51 @@
+//! Errors the CLI expects, each mapped to an exit code.
+
+use std::process::ExitCode;
+
+/// What a command reports as its outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Success,
+    /// The command ran and found problems (invalid pipelines, a failed run).
+    Failure,
+    /// Bad arguments or environment: nothing was done.
+    Usage,
+}
+
+impl From<ExitStatus> for ExitCode {
+    fn from(s: ExitStatus) -> Self {
+        match s {
+            ExitStatus::Success => ExitCode::SUCCESS,
+            ExitStatus::Failure => ExitCode::from(1),
+            ExitStatus::Usage => ExitCode::from(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExpectedError {
+    #[error("cannot read `{path}`: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("`{path}` is not valid")]
+    Invalid { path: String },
+    #[error(
+        "no pipeline files found in `{path}`\n(hint: baton reads files ending in `.yaml` or `.yml`)"
+    )]
+    NoPipelines { path: String },
+    #[error("cannot write output: {0}")]
+    Write(#[from] std::io::Error),
+}
+
+impl ExpectedError {
+    pub fn exit_status(&self) -> ExitStatus {
+        match self {
+            Self::Read { .. } | Self::Invalid { .. } | Self::Write(_) => ExitStatus::Failure,
+            Self::NoPipelines { .. } => ExitStatus::Usage,
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Durations as users write them: `30s`, `5m`, `1h30m`, `500ms`, `2d`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Serialize, Serializer};
+
+/// A non-negative span of time written with units.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Duration(std::time::Duration);
+
+/// Why a duration string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DurationError {
+    #[error("empty duration")]
+    Empty,
+    #[error("missing unit in `{0}`")]
+    MissingUnit(String),
+    #[error("unknown unit `{unit}` in `{text}`")]
+    UnknownUnit { text: String, unit: String },
+    #[error("invalid duration `{0}`")]
+    Invalid(String),
+    #[error("duration `{0}` is too large")]
+    Overflow(String),
+}
+
+impl DurationError {
+    pub fn hint(&self) -> &'static str {
+        "write a number followed by a unit (`ms`, `s`, `m`, `h`, `d`), e.g. `90s` or `1h30m`"
+    }
+}
+
+const UNITS: &[(&str, u64)] = &[
+    ("ms", 1),
+    ("s", 1_000),
+    ("m", 60_000),
+    ("h", 3_600_000),
+    ("d", 86_400_000),
+];
+
+impl Duration {
+    pub const ZERO: Self = Self(std::time::Duration::ZERO);
+
+    pub fn from_millis(ms: u64) -> Self {
+        Self(std::time::Duration::from_millis(ms))
+    }
+
+    pub fn from_secs(s: u64) -> Self {
+        Self(std::time::Duration::from_secs(s))
+    }
+
+    pub fn as_std(self) -> std::time::Duration {
+        self.0
+    }
+
+    pub fn as_millis(self) -> u64 {
+        u64::try_from(self.0.as_millis()).unwrap_or(u64::MAX)
+    }
+}
+
+impl From<std::time::Duration> for Duration {
+    fn from(d: std::time::Duration) -> Self {
+        Self(d)
+    }
+}
+
+impl FromStr for Duration {
+    type Err = DurationError;
+
+    fn from_str(text: &str) -> Result<Self, DurationError> {
+        let s = text.trim();
+        if s.is_empty() {
+            return Err(DurationError::Empty);
+        }
+        if s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(DurationError::MissingUnit(text.to_owned()));
+        }
+        let mut total: u64 = 0;
+        let mut rest = s;
+        while !rest.is_empty() {
+            let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+            if digits == 0 {
+                return Err(DurationError::Invalid(text.to_owned()));
+            }
+            let number: u64 = rest[..digits]
+                .parse()
+                .map_err(|_| DurationError::Overflow(text.to_owned()))?;
+            rest = &rest[digits..];
+            let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+            let unit = &rest[..unit_len];
+            rest = &rest[unit_len..];
+            if unit.is_empty() {
+                return Err(DurationError::MissingUnit(text.to_owned()));
+            }
+            let Some((_, factor)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+                return Err(DurationError::UnknownUnit {
+                    text: text.to_owned(),
+                    unit: unit.to_owned(),
+                });
+            };
+            total = number
+                .checked_mul(*factor)
+                .and_then(|ms| total.checked_add(ms))
+                .ok_or_else(|| DurationError::Overflow(text.to_owned()))?;
+        }
+        Ok(Self::from_millis(total))
+    }
+}
+
+impl fmt::Display for Duration {
+    /// Prints the shortest exact form (`1h30m`), so printed values can be pasted back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut ms = self.as_millis();
+        if ms == 0 {
+            return f.write_str("0s");
+        }
+        for (unit, factor) in UNITS.iter().rev() {
+            if ms >= *factor {
+                write!(f, "{}{unit}", ms / factor)?;
+                ms %= factor;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Duration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl JsonSchema for Duration {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Duration".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": "^([0-9]+(ms|s|m|h|d))+$",
+            "description": "A duration: numbers with units ms, s, m, h, d, e.g. `90s`, `1h30m`.",
+            "examples": ["30s", "5m", "1h30m"]
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_prints_round_trip() {
+        for (text, ms, printed) in [
+            ("500ms", 500, "500ms"),
+            ("2s", 2_000, "2s"),
+            ("30m", 1_800_000, "30m"),
+            ("1h30m", 5_400_000, "1h30m"),
+            ("90m", 5_400_000, "1h30m"),
+            ("2d", 172_800_000, "2d"),
+            ("0s", 0, "0s"),
+        ] {
+            let d: Duration = text.parse().expect(text);
+            assert_eq!(d.as_millis(), ms, "{text}");
+            assert_eq!(d.to_string(), printed, "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_with_exact_messages() {
+        for (text, message) in [
+            ("", "empty duration"),
+            ("300", "missing unit in `300`"),
+            ("5x", "unknown unit `x` in `5x`"),
+            ("1h30", "missing unit in `1h30`"),
+            ("h", "invalid duration `h`"),
+            ("-5s", "invalid duration `-5s`"),
+            (
+                "99999999999999999999s",
+                "duration `99999999999999999999s` is too large",
+            ),
+        ] {
+            let err = text.parse::<Duration>().expect_err(text);
+            assert_eq!(err.to_string(), message);
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! Source text -> `Pipeline`: parse, decode, compile, in one call.
+
+use crate::compile::compile;
+use crate::decode::{Decode, Decoder};
+use crate::diagnostic::{self, Diagnostic};
+use crate::model::{DefinitionHash, Pipeline};
+use crate::span::Span;
+use crate::spec::PipelineSpec;
+use crate::yaml;
+
+/// Larger files are refused before parsing: a pipeline this big is a mistake or an attack.
+pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The outcome of loading one file: the pipeline when valid, and every diagnostic.
+#[derive(Debug)]
+pub struct Loaded {
+    pub pipeline: Option<Pipeline>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Where `name:` is written, for errors about the pipeline as a whole.
+    pub name_span: Span,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Parses and decodes a file into its spec, without cross-field checks.
+pub fn parse_spec(source: &str) -> (Option<PipelineSpec>, Vec<Diagnostic>) {
+    let mut diags = Vec::new();
+    if source.len() > MAX_FILE_BYTES {
+        diags.push(Diagnostic::error(
+            Span {
+                line: 1,
+                column: 1,
+                ..Span::default()
+            },
+            "",
+            format!("file is larger than {} MiB", MAX_FILE_BYTES / (1024 * 1024)),
+        ));
+        return (None, diags);
+    }
+    let node = match yaml::parse(source, &mut diags) {
+        Ok(node) => node,
+        Err(e) => {
+            diags.push(e);
+            return (None, diags);
+        }
+    };
+    let mut d = Decoder::new();
+    let spec = PipelineSpec::decode(&mut d, &node);
+    diags.extend(d.diags);
+    (spec, diags)
+}
+
+/// Loads a pipeline from its source text. Never panics, whatever the input.
+pub fn load(source: &str) -> Loaded {
+    let (spec, mut diagnostics) = parse_spec(source);
+    let mut pipeline = None;
+    let mut name_span = Span {
+        line: 1,
+        column: 1,
+        ..Span::default()
+    };
+    if let Some(spec) = spec {
+        name_span = spec.name.span;
+        let (p, more) = compile(&spec, DefinitionHash::of(source.as_bytes()));
+        diagnostics.extend(more);
+        pipeline = p;
+    }
+    let has_errors = diagnostics.iter().any(Diagnostic::is_error);
+    diagnostic::sort(&mut diagnostics);
+    Loaded {
+        pipeline: pipeline.filter(|_| !has_errors),
+        diagnostics,
+        name_span,
+    }
+}

@@ -1,0 +1,15 @@
+//! The checked model (`Pipeline`): what the engine, store and API work with.
+
+mod param;
+mod pipeline;
+mod retry;
+mod schedule;
+mod task;
+
+pub use param::{Param, ParamValueError, json_kind};
+pub use pipeline::{Concurrency, DefinitionHash, Pipeline, Trigger};
+pub use retry::RetryPolicy;
+pub use schedule::{Schedule, parse_cron, parse_timezone};
+pub use task::{
+    Action, Approval, Cache, Expression, ForEach, Resources, Task, Template, default_shell,
+};

@@ -1,0 +1,259 @@
+//! A checked run parameter and the rules its values must follow.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::ids::Identifier;
+use crate::spec::ParamType;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Param {
+    pub name: Identifier,
+    #[serde(rename = "type")]
+    pub ty: ParamType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(rename = "enum", skip_serializing_if = "Option::is_none")]
+    pub choices: Option<Vec<Value>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+}
+
+/// Why a value does not fit a parameter; a fragment to follow "param `x` ".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParamValueError {
+    #[error("expected {expected}, found {found}")]
+    Type {
+        expected: &'static str,
+        found: &'static str,
+    },
+    #[error("must be one of {choices}, got `{value}`")]
+    NotAChoice { choices: String, value: String },
+    #[error("{what} must be at least {bound}, got {value}")]
+    TooSmall {
+        what: &'static str,
+        bound: String,
+        value: String,
+    },
+    #[error("{what} must be at most {bound}, got {value}")]
+    TooLarge {
+        what: &'static str,
+        bound: String,
+        value: String,
+    },
+    #[error("cannot read `{text}` as {expected}")]
+    Unparsable {
+        text: String,
+        expected: &'static str,
+    },
+}
+
+pub fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl ParamType {
+    pub fn article(self) -> &'static str {
+        match self {
+            Self::String => "a string",
+            Self::Integer => "an integer",
+            Self::Number => "a number",
+            Self::Boolean => "a boolean",
+            Self::Array => "an array",
+            Self::Object => "an object",
+        }
+    }
+
+    pub fn matches(self, v: &Value) -> bool {
+        match self {
+            Self::String => v.is_string(),
+            Self::Integer => v.is_i64() || v.is_u64(),
+            Self::Number => v.is_number(),
+            Self::Boolean => v.is_boolean(),
+            Self::Array => v.is_array(),
+            Self::Object => v.is_object(),
+        }
+    }
+
+    /// The type of a JSON value, for params declared with only a default.
+    pub fn of(v: &Value) -> Option<Self> {
+        Some(match v {
+            Value::String(_) => Self::String,
+            Value::Number(n) if n.is_f64() => Self::Number,
+            Value::Number(_) => Self::Integer,
+            Value::Bool(_) => Self::Boolean,
+            Value::Array(_) => Self::Array,
+            Value::Object(_) => Self::Object,
+            Value::Null => return None,
+        })
+    }
+}
+
+impl Param {
+    /// A param with no default must be given by every trigger.
+    pub fn is_required(&self) -> bool {
+        self.default.is_none()
+    }
+
+    /// Checks a value against the type, `enum` and bounds.
+    pub fn check(&self, v: &Value) -> Result<(), ParamValueError> {
+        if !self.ty.matches(v) {
+            return Err(ParamValueError::Type {
+                expected: self.ty.article(),
+                found: json_kind(v),
+            });
+        }
+        if let Some(choices) = &self.choices {
+            if !choices.contains(v) {
+                let list: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+                return Err(ParamValueError::NotAChoice {
+                    choices: list.join(", "),
+                    value: v.to_string(),
+                });
+            }
+        }
+        #[expect(clippy::cast_precision_loss, reason = "lengths are far below 2^52")]
+        let (what, measured) = match v {
+            Value::Number(n) => ("value", n.as_f64()),
+            Value::String(s) => ("length", Some(s.chars().count() as f64)),
+            Value::Array(a) => ("length", Some(a.len() as f64)),
+            _ => ("value", None),
+        };
+        if let Some(x) = measured {
+            if let Some(min) = self.min.filter(|m| x < *m) {
+                return Err(ParamValueError::TooSmall {
+                    what,
+                    bound: fmt_number(min),
+                    value: fmt_number(x),
+                });
+            }
+            if let Some(max) = self.max.filter(|m| x > *m) {
+                return Err(ParamValueError::TooLarge {
+                    what,
+                    bound: fmt_number(max),
+                    value: fmt_number(x),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads a value given on a command line (`--param limit=10`) by the param's type, then
+    /// checks it.
+    pub fn parse_text(&self, text: &str) -> Result<Value, ParamValueError> {
+        let unparsable = || ParamValueError::Unparsable {
+            text: text.to_owned(),
+            expected: self.ty.article(),
+        };
+        let v = match self.ty {
+            ParamType::String => Value::String(text.to_owned()),
+            ParamType::Integer => {
+                Value::from(text.trim().parse::<i64>().map_err(|_| unparsable())?)
+            }
+            ParamType::Number => {
+                let f: f64 = text.trim().parse().map_err(|_| unparsable())?;
+                serde_json::Number::from_f64(f)
+                    .map(Value::Number)
+                    .ok_or_else(unparsable)?
+            }
+            ParamType::Boolean => match text.trim() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => return Err(unparsable()),
+            },
+            ParamType::Array | ParamType::Object => {
+                serde_json::from_str(text).map_err(|_| unparsable())?
+            }
+        };
+        self.check(&v)?;
+        Ok(v)
+    }
+}
+
+fn fmt_number(x: f64) -> String {
+    if x.fract() == 0.0 && x.abs() < 1e15 {
+        format!("{x:.0}")
+    } else {
+        x.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn param(ty: ParamType) -> Param {
+        Param {
+            name: Identifier::new("p").expect("valid"),
+            ty,
+            default: None,
+            description: None,
+            choices: None,
+            min: None,
+            max: None,
+        }
+    }
+
+    #[test]
+    fn checks_type_bounds_and_choices() {
+        let mut limit = param(ParamType::Integer);
+        limit.min = Some(1.0);
+        assert_eq!(limit.check(&json!(5)), Ok(()));
+        assert_eq!(
+            limit.check(&json!(0)).expect_err("too small").to_string(),
+            "value must be at least 1, got 0"
+        );
+        assert_eq!(
+            limit.check(&json!("5")).expect_err("string").to_string(),
+            "expected an integer, found a string"
+        );
+        assert_eq!(
+            limit.check(&json!(1.5)).expect_err("float").to_string(),
+            "expected an integer, found a number"
+        );
+        let mut region = param(ParamType::String);
+        region.choices = Some(vec![json!("eu"), json!("us")]);
+        assert_eq!(
+            region
+                .check(&json!("ap"))
+                .expect_err("not a choice")
+                .to_string(),
+            r#"must be one of `"eu"`, `"us"`, got `"ap"`"#
+        );
+    }
+
+    #[test]
+    fn parses_command_line_text_by_type() {
+        assert_eq!(param(ParamType::Integer).parse_text("42"), Ok(json!(42)));
+        assert_eq!(
+            param(ParamType::Boolean).parse_text("true"),
+            Ok(json!(true))
+        );
+        assert_eq!(
+            param(ParamType::Array).parse_text("[1,2]"),
+            Ok(json!([1, 2]))
+        );
+        assert_eq!(param(ParamType::String).parse_text("42"), Ok(json!("42")));
+        assert_eq!(
+            param(ParamType::Integer)
+                .parse_text("x")
+                .expect_err("bad")
+                .to_string(),
+            "cannot read `x` as an integer"
+        );
+    }
+}

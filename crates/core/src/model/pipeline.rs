@@ -1,0 +1,122 @@
+//! A checked pipeline: the model the engine runs.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use indexmap::IndexMap;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::dag::{Dag, TaskIndex};
+use crate::duration::Duration;
+use crate::ids::{PipelineId, TaskId};
+use crate::model::param::Param;
+use crate::model::schedule::Schedule;
+use crate::model::task::{Task, Template};
+use crate::spec::Overlap;
+
+/// The content hash of a definition. Runs are pinned to it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct DefinitionHash(String);
+
+impl DefinitionHash {
+    /// SHA-256 of the file's bytes, hex encoded.
+    pub fn of(source: &[u8]) -> Self {
+        let digest = Sha256::digest(source);
+        let mut hex = String::with_capacity(64);
+        for b in digest {
+            hex.push_str(&format!("{b:02x}"));
+        }
+        Self(hex)
+    }
+
+    pub fn from_hex(hex: impl Into<String>) -> Self {
+        Self(hex.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The first 12 hex digits, for display.
+    pub fn short(&self) -> &str {
+        &self.0[..self.0.len().min(12)]
+    }
+}
+
+impl fmt::Display for DefinitionHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Trigger {
+    Webhook {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        secret_env: Option<String>,
+        #[serde(skip_serializing_if = "IndexMap::is_empty")]
+        params: IndexMap<String, Template>,
+    },
+    /// Run when the named pipeline succeeds.
+    Pipeline { pipeline: PipelineId },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Concurrency {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_active_runs: Option<u32>,
+    pub overlap: Overlap,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Pipeline {
+    pub id: PipelineId,
+    pub version: DefinitionHash,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
+    pub tags: Vec<String>,
+    pub params: IndexMap<String, Param>,
+    pub env: IndexMap<String, Template>,
+    pub schedules: Vec<Schedule>,
+    pub triggers: Vec<Trigger>,
+    pub concurrency: Concurrency,
+    /// Tasks in file order; a [`TaskIndex`] indexes this list and the [`Dag`].
+    pub tasks: Vec<Task>,
+    #[serde(skip)]
+    pub dag: Dag,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_success: Option<Task>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on_failure: Option<Task>,
+    #[serde(skip)]
+    pub(crate) index: HashMap<TaskId, TaskIndex>,
+}
+
+impl Pipeline {
+    pub fn task_index(&self, id: &str) -> Option<TaskIndex> {
+        self.index
+            .get(id)
+            .copied()
+            .or_else(|| self.tasks.iter().position(|t| t.id.as_str() == id))
+    }
+
+    pub fn task(&self, id: &str) -> Option<&Task> {
+        self.task_index(id).map(|i| &self.tasks[i])
+    }
+
+    /// The longest timeout of any task, for sizing leases.
+    pub fn max_timeout(&self) -> Option<Duration> {
+        self.tasks.iter().filter_map(|t| t.timeout).max()
+    }
+}
+
+impl std::borrow::Borrow<str> for TaskId {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}

@@ -1,0 +1,83 @@
+//! A checked cron schedule in an IANA time zone.
+
+use croner::Cron;
+use croner::parser::{CronParser, Seconds, Year};
+use indexmap::IndexMap;
+use jiff::tz::TimeZone;
+use jiff::{Timestamp, Zoned};
+use serde::Serialize;
+
+use crate::spec::Catchup;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Schedule {
+    /// The cron as written.
+    pub cron: String,
+    /// IANA name of the zone the cron is read in.
+    pub timezone: String,
+    pub catchup: Catchup,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub params: IndexMap<String, serde_json::Value>,
+    #[serde(skip)]
+    parsed: Cron,
+    #[serde(skip)]
+    tz: TimeZone,
+}
+
+impl PartialEq for Schedule {
+    fn eq(&self, other: &Self) -> bool {
+        (&self.cron, &self.timezone, self.catchup, &self.params)
+            == (&other.cron, &other.timezone, other.catchup, &other.params)
+    }
+}
+
+/// Parses a cron expression: 5 fields, an optional leading seconds field, or a nickname.
+pub fn parse_cron(text: &str) -> Result<Cron, String> {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .year(Year::Disallowed)
+        .build()
+        .parse(text)
+        .map_err(|e| e.to_string())
+}
+
+/// Looks up an IANA time zone by name.
+pub fn parse_timezone(name: &str) -> Result<TimeZone, String> {
+    TimeZone::get(name).map_err(|e| e.to_string())
+}
+
+impl Schedule {
+    pub fn new(
+        cron: &str,
+        timezone: &str,
+        catchup: Catchup,
+        params: IndexMap<String, serde_json::Value>,
+    ) -> Result<Self, String> {
+        Ok(Self {
+            parsed: parse_cron(cron)?,
+            tz: parse_timezone(timezone)?,
+            cron: cron.to_owned(),
+            timezone: timezone.to_owned(),
+            catchup,
+            params,
+        })
+    }
+
+    pub fn time_zone(&self) -> &TimeZone {
+        &self.tz
+    }
+
+    /// The first fire time strictly after `after`, in the schedule's zone. Wall-clock times that
+    /// a DST change skips fire once at the first valid instant after the gap; repeated wall
+    /// times fire once, following Vixie cron.
+    pub fn next_after(&self, after: Timestamp) -> Option<Zoned> {
+        self.parsed
+            .find_next_occurrence(&after.to_zoned(self.tz.clone()), false)
+            .ok()
+    }
+
+    /// The cron in words, e.g. "At 02:00".
+    pub fn describe(&self) -> String {
+        self.parsed.describe()
+    }
+}

@@ -1,0 +1,106 @@
+//! A checked task.
+
+use indexmap::IndexMap;
+use serde::Serialize;
+
+use crate::duration::Duration;
+use crate::ids::{Identifier, PipelineId, TaskId};
+use crate::model::retry::RetryPolicy;
+use crate::spec::TriggerRule;
+
+/// A template's source; rendered by the engine with [`crate::template::environment`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Template(pub String);
+
+/// An expression's source, without `{{ }}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(transparent)]
+pub struct Expression(pub String);
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Action {
+    /// Run a command through a shell.
+    Command { run: Template, shell: Vec<String> },
+    /// Run another pipeline and wait for it.
+    Pipeline {
+        pipeline: PipelineId,
+        #[serde(skip_serializing_if = "IndexMap::is_empty")]
+        params: IndexMap<String, serde_json::Value>,
+    },
+    /// Nothing to run: the task only waits for its approval.
+    Gate,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ForEach {
+    Items(Vec<serde_json::Value>),
+    Expression(Expression),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Approval {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub approvers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct Resources {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub memory_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cache {
+    pub key: Template,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Task {
+    pub id: TaskId,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub action: Action,
+    pub needs: Vec<TaskId>,
+    #[serde(rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<Expression>,
+    pub trigger_rule: TriggerRule,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub for_each: Option<ForEach>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<Identifier>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub env: IndexMap<String, Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<Template>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    pub retry: RetryPolicy,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Approval>,
+    pub priority: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    #[serde(skip_serializing_if = "IndexMap::is_empty")]
+    pub labels: IndexMap<String, String>,
+    pub resources: Resources,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cache: Option<Cache>,
+}
+
+/// The shell used when neither the task nor `defaults` names one.
+pub fn default_shell() -> Vec<String> {
+    vec!["sh".to_owned(), "-c".to_owned()]
+}

@@ -1,0 +1,50 @@
+//! `defaults:`: settings every task inherits unless it sets its own.
+
+use indexmap::IndexMap;
+use schemars::JsonSchema;
+
+use super::retry::RetrySpec;
+use super::schema_helpers::ScalarText;
+use super::task::{EnvSpec, ShellSpec, TemplateText};
+use crate::decode::{Decode, Decoder};
+use crate::duration::Duration;
+use crate::span::Spanned;
+use crate::yaml::Node;
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct TaskDefaultsSpec {
+    /// Time limit per attempt.
+    pub timeout: Option<Spanned<Duration>>,
+    /// Retry policy; a task's own `retries` overrides it field by field.
+    pub retries: Option<Spanned<RetrySpec>>,
+    /// Interpreter for `run`.
+    pub shell: Option<Spanned<ShellSpec>>,
+    /// Directory commands run in.
+    pub working_dir: Option<TemplateText>,
+    /// Environment added to every task (a task's own `env` wins per variable).
+    #[serde(default)]
+    #[schemars(with = "IndexMap<String, ScalarText>")]
+    pub env: EnvSpec,
+    /// Pool for every task.
+    pub pool: Option<String>,
+    /// Priority for every task.
+    pub priority: Option<i32>,
+}
+
+impl Decode for TaskDefaultsSpec {
+    fn decode(d: &mut Decoder, node: &Node) -> Option<Self> {
+        let mut m = d.map(node, "`defaults`")?;
+        let spec = Self {
+            timeout: m.opt(d, "timeout", Decode::decode),
+            retries: m.opt(d, "retries", Decode::decode),
+            shell: m.opt(d, "shell", Decode::decode),
+            working_dir: m.opt(d, "working_dir", Decode::decode),
+            env: m.opt(d, "env", Decode::decode).unwrap_or_default(),
+            pool: m.opt(d, "pool", Decode::decode),
+            priority: m.opt(d, "priority", Decode::decode),
+        };
+        m.finish(d);
+        Some(spec)
+    }
+}

@@ -1,0 +1,25 @@
+//! Pipeline files as written (`PipelineSpec`), before any cross-field checks.
+//!
+//! These types define the file format: the decoder reads them from YAML and the JSON Schema is
+//! generated from them, so the two cannot drift apart.
+
+mod concurrency;
+mod defaults;
+mod kinds;
+mod param;
+mod pipeline;
+mod retry;
+mod schedule;
+mod schema_helpers;
+mod task;
+
+pub use concurrency::ConcurrencySpec;
+pub use defaults::TaskDefaultsSpec;
+pub use kinds::{Backoff, Catchup, Jitter, Overlap, ParamType, TriggerRule};
+pub use param::ParamSpec;
+pub use pipeline::PipelineSpec;
+pub use retry::{RetryPolicySpec, RetrySpec};
+pub use schedule::{ScheduleSpec, TriggerSpec, WebhookSpec};
+pub use task::{
+    ApprovalSpec, CacheSpec, EnvSpec, ForEachSpec, ResourcesSpec, ShellSpec, TaskSpec, TemplateText,
+};
