@@ -63,8 +63,8 @@ struct Scope<'a> {
 #[derive(Clone, Copy)]
 enum TaskAccess<'a> {
     None,
-    /// The task itself (for messages) and which tasks are upstream of it, when known.
-    Upstream(&'a str, Option<&'a [bool]>),
+    /// Only tasks upstream of this one (named for messages).
+    Upstream(&'a str, TaskIndex),
     All,
 }
 
@@ -128,26 +128,30 @@ impl<'s> Compiler<'s> {
                 })
             });
         }
-        let _ = d.at("defaults", |d| {
-            check_env(d, &defaults.env, |d, span, t| {
-                self.template(d, span, t, base)
-            })
+        d.at("defaults", |d| {
+            d.at("env", |d| {
+                check_env(d, &defaults.env, |d, span, t| {
+                    self.template(d, span, t, base)
+                })
+            });
+            if let Some(w) = &defaults.working_dir {
+                d.at("working_dir", |d| self.template(d, w.span, &w.value, base));
+            }
+            if let Some(to) = &defaults.timeout {
+                d.at("timeout", |d| check_timeout(d, to));
+            }
         });
 
         let mut tasks = Vec::with_capacity(spec.tasks.len());
-        let ancestors_needed = self.tasks_referenced();
         d.at("tasks", |d| {
             for (i, (id, t)) in spec.tasks.iter().enumerate() {
-                let ancestors = ancestors_needed[i]
-                    .then(|| self.dag.as_ref().map(|g| g.ancestors(i)))
-                    .flatten();
                 let scope = Scope {
-                    tasks: TaskAccess::Upstream(&id.value, ancestors.as_deref()),
+                    tasks: TaskAccess::Upstream(&id.value, i),
                     item: t.for_each.is_some(),
                     ..base
                 };
                 let task = d.at(id.value.clone(), |d| {
-                    self.task(d, id, t, &defaults, &default_retry, scope, TaskRole::Task)
+                    self.task(d, id, t, &defaults, &default_retry, scope)
                 });
                 tasks.extend(task);
             }
@@ -314,61 +318,53 @@ impl<'s> Compiler<'s> {
         }
     }
 
-    /// Which tasks have templates that read `tasks.*`, so ancestor sets are only computed
-    /// where needed (keeping validation linear for large generated pipelines).
-    fn tasks_referenced(&self) -> Vec<bool> {
-        self.spec
-            .tasks
-            .values()
-            .map(|t| {
-                let mentions = |s: &str| s.contains("tasks");
-                t.run.as_ref().is_some_and(|r| mentions(&r.value))
-                    || t.condition.as_ref().is_some_and(|r| mentions(&r.value))
-                    || matches!(t.for_each.as_ref().map(|f| &f.value), Some(ForEachSpec::Expression(e)) if mentions(e))
-                    || t.env.values().any(|v| mentions(&v.value.0))
-                    || t.working_dir.as_ref().is_some_and(|r| mentions(&r.value))
-                    || t.cache.as_ref().is_some_and(|c| mentions(&c.key.value))
-                    || t.approval.as_ref().and_then(|a| a.message.as_ref()).is_some_and(|m| mentions(&m.value))
-                    || t.params.values().any(|v| v.value.as_str().is_some_and(mentions))
-            })
-            .collect()
-    }
-
     fn hook(
         &self,
         d: &mut Decoder,
-        spec: &'s Option<TaskSpec>,
+        spec: &'s Option<Spanned<TaskSpec>>,
         key: &'static str,
         defaults: &TaskDefaultsSpec,
         default_retry: &RetryPolicySpec,
         scope: Scope<'_>,
     ) -> Option<Option<Task>> {
-        let Some(t) = spec else {
+        let Some(hook) = spec else {
             return Some(None);
         };
-        let id = Spanned::new(key.to_owned(), Span::default());
+        let t = &hook.value;
+        let id = Spanned::new(key.to_owned(), hook.span);
         d.at(key, |d| {
             let forbidden = [
-                ("needs", !t.needs.is_empty()),
-                ("for_each", t.for_each.is_some()),
-                ("approval", t.approval.is_some()),
-                ("trigger_rule", t.trigger_rule.is_some()),
+                (
+                    "needs",
+                    !t.needs.is_empty(),
+                    t.needs.first().map(|n| n.span),
+                ),
+                (
+                    "for_each",
+                    t.for_each.is_some(),
+                    t.for_each.as_ref().map(|f| f.span),
+                ),
+                ("approval", t.approval.is_some(), None),
+                ("trigger_rule", t.trigger_rule.is_some(), None),
             ];
-            for (field, set) in forbidden {
+            let mut ok = true;
+            for (field, set, span) in forbidden {
                 if set {
-                    d.error(
-                        spec_span_any(t, field),
-                        format!("`{field}` is not allowed in `{key}`"),
-                    )
-                    .hint = Some(format!("`{key}` runs once after every task has finished"));
+                    ok = false;
+                    d.at(field, |d| {
+                        d.error(
+                            span.unwrap_or(hook.span),
+                            format!("`{field}` is not allowed in `{key}`"),
+                        )
+                        .hint = Some(format!("`{key}` runs once after every task has finished"));
+                    });
                 }
             }
-            self.task(d, &id, t, defaults, default_retry, scope, TaskRole::Hook)
-                .map(Some)
+            let task = self.task(d, &id, t, defaults, default_retry, scope)?;
+            ok.then_some(Some(task))
         })
     }
 
-    #[expect(clippy::too_many_arguments, reason = "one call site per task role")]
     fn task(
         &self,
         d: &mut Decoder,
@@ -377,7 +373,6 @@ impl<'s> Compiler<'s> {
         defaults: &TaskDefaultsSpec,
         default_retry: &RetryPolicySpec,
         scope: Scope<'_>,
-        role: TaskRole,
     ) -> Option<Task> {
         let task_id = TaskId::new(id.value.clone()).ok();
         let shell = t
@@ -393,34 +388,37 @@ impl<'s> Compiler<'s> {
                 self.template(d, run.span, &run.value, scope)
                     .map(|run| Action::Command { run, shell })
             }),
-            (None, Some(p)) => d.at("pipeline", |d| {
-                let ns = self
-                    .spec
-                    .namespace
-                    .as_ref()
-                    .and_then(|n| Namespace::new(n.value.clone()).ok())
-                    .unwrap_or_else(Namespace::default_namespace);
-                let pipeline = PipelineId::parse(&p.value, &ns)
-                    .map_err(|e| d.error(p.span, e.to_string()))
-                    .ok();
-                let params = d.at("params", |d| {
-                    let mut out = IndexMap::new();
-                    for (k, v) in &t.params {
-                        if let Some(text) = v.value.as_str() {
-                            d.at(k.value.clone(), |d| self.template(d, v.span, text, scope));
+            (None, Some(p)) => d
+                .at("pipeline", |d| {
+                    let ns = self
+                        .spec
+                        .namespace
+                        .as_ref()
+                        .and_then(|n| Namespace::new(n.value.clone()).ok())
+                        .unwrap_or_else(Namespace::default_namespace);
+                    PipelineId::parse(&p.value, &ns)
+                        .map_err(|e| d.error(p.span, e.to_string()))
+                        .ok()
+                })
+                .map(|pipeline| {
+                    let params = d.at("params", |d| {
+                        let mut out = IndexMap::new();
+                        for (k, v) in &t.params {
+                            if let Some(text) = v.value.as_str() {
+                                d.at(k.value.clone(), |d| self.template(d, v.span, text, scope));
+                            }
+                            out.insert(k.value.clone(), v.value.clone());
                         }
-                        out.insert(k.value.clone(), v.value.clone());
-                    }
-                    out
-                });
-                pipeline.map(|pipeline| Action::Pipeline { pipeline, params })
-            }),
+                        out
+                    });
+                    Action::Pipeline { pipeline, params }
+                }),
             (Some(run), Some(_)) => {
                 d.error(run.span, "a task has either `run` or `pipeline`, not both")
                     .hint = Some("split it into two tasks, one needing the other".into());
                 None
             }
-            (None, None) if t.approval.is_some() && role == TaskRole::Task => Some(Action::Gate),
+            (None, None) if t.approval.is_some() => Some(Action::Gate),
             (None, None) => {
                 d.error(id.span, format!("task `{}` has nothing to do", id.value))
                     .hint = Some(
@@ -497,11 +495,8 @@ impl<'s> Compiler<'s> {
                     .map(|w| Template(w.value.clone()))
             });
         let timeout = t.timeout.as_ref().or(defaults.timeout.as_ref());
-        if let Some(to) = t.timeout.as_ref().filter(|to| to.value == Duration::ZERO) {
-            d.at("timeout", |d| {
-                d.error(to.span, "`timeout` must be greater than zero").hint =
-                    Some("remove `timeout` for no time limit".into());
-            });
+        if let Some(to) = &t.timeout {
+            d.at("timeout", |d| check_timeout(d, to));
         }
         let retry = d.at("retries", |d| {
             let own = t
@@ -527,14 +522,14 @@ impl<'s> Compiler<'s> {
         });
         let resources = t.resources.as_ref().map_or_else(Resources::default, |r| {
             d.at("resources", |d| Resources {
-                cpu: r.cpu.filter(|c| {
-                    let ok = *c > 0.0;
-                    if !ok {
-                        d.at("cpu", |d| {
-                            d.error(id.span, "`cpu` must be greater than zero");
-                        });
+                cpu: r.cpu.as_ref().and_then(|c| {
+                    if c.value > 0.0 {
+                        return Some(c.value);
                     }
-                    ok
+                    d.at("cpu", |d| {
+                        d.error(c.span, "`cpu` must be greater than zero");
+                    });
+                    None
                 }),
                 memory_bytes: r.memory.as_ref().and_then(|m| {
                     d.at("memory", |d| {
@@ -693,6 +688,10 @@ impl<'s> Compiler<'s> {
             d.at(format!("[{i}]"), |d| match t {
                 TriggerSpec::Pipeline(p) => {
                     d.at("pipeline", |d| match PipelineId::parse(&p.value, &ns) {
+                        Ok(pipeline) if pipeline.name.as_str() == self.spec.name.value && pipeline.namespace == ns => {
+                            d.error(p.span, format!("pipeline `{pipeline}` triggers itself")).hint =
+                                Some("an upstream trigger names another pipeline; this one would run forever".into());
+                        }
                         Ok(pipeline) => out.push(Trigger::Pipeline { pipeline }),
                         Err(e) => {
                             d.error(p.span, e.to_string());
@@ -853,18 +852,18 @@ impl<'s> Compiler<'s> {
         parts: &[&str],
         scope: Scope<'_>,
     ) -> Result<(), (String, Option<String>)> {
-        let Some(&name) = parts.get(1) else {
-            return Ok(());
-        };
-        let (current, ancestors) = match scope.tasks {
+        let current = match scope.tasks {
             TaskAccess::None => {
                 return Err((
                     "task results are not available here".into(),
                     Some("only tasks and hooks can read `tasks.*`".into()),
                 ));
             }
-            TaskAccess::Upstream(current, ancestors) => (Some(current), ancestors),
-            TaskAccess::All => (None, None),
+            TaskAccess::Upstream(name, i) => Some((name, i)),
+            TaskAccess::All => None,
+        };
+        let Some(&name) = parts.get(1) else {
+            return Ok(());
         };
         let Some(&idx) = self.task_names.get(name) else {
             return Err((
@@ -872,8 +871,9 @@ impl<'s> Compiler<'s> {
                 did_you_mean(name, self.task_names.keys().copied()),
             ));
         };
-        if let Some(current) = current {
-            let upstream = ancestors.is_none_or(|a| a[idx]);
+        if let Some((current, i)) = current {
+            // Without a DAG (a cycle was reported) upstream-ness is unknown; don't pile on.
+            let upstream = self.dag.as_ref().is_none_or(|g| g.is_ancestor(idx, i));
             if !upstream || current == name {
                 return Err((
                     format!("task `{name}` is not upstream of `{current}`"),
@@ -903,12 +903,6 @@ impl<'s> Compiler<'s> {
             )),
         }
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum TaskRole {
-    Task,
-    Hook,
 }
 
 fn syntax(d: &mut Decoder, span: Span, text: &str, e: &SyntaxError) {
@@ -963,15 +957,15 @@ fn check_param(d: &mut Decoder, name: &Spanned<String>, p: &ParamSpec) -> Option
         p.min.as_ref().map(|m| m.value),
         p.max.as_ref().map(|m| m.value),
     );
-    if let (Some(lo), Some(hi)) = (&p.min, &p.max) {
-        if lo.value > hi.value {
-            d.at("max", |d| {
-                d.error(
-                    hi.span,
-                    format!("`max` ({}) is less than `min` ({})", hi.value, lo.value),
-                );
-            });
-        }
+    if let (Some(lo), Some(hi)) = (&p.min, &p.max)
+        && lo.value > hi.value
+    {
+        d.at("max", |d| {
+            d.error(
+                hi.span,
+                format!("`max` ({}) is less than `min` ({})", hi.value, lo.value),
+            );
+        });
     }
     if (min.is_some() || max.is_some()) && matches!(ty, ParamType::Boolean | ParamType::Object) {
         let span = p
@@ -1039,23 +1033,30 @@ fn to_policy(spec: RetryPolicySpec) -> RetryPolicy {
     }
 }
 
+fn check_timeout(d: &mut Decoder, timeout: &Spanned<Duration>) {
+    if timeout.value == Duration::ZERO {
+        d.error(timeout.span, "`timeout` must be greater than zero")
+            .hint = Some("remove `timeout` for no time limit".into());
+    }
+}
+
 fn check_retry(d: &mut Decoder, span: Span, spec: RetryPolicySpec) -> Option<RetryPolicy> {
     let max_delay = spec.max_delay.clone();
     let policy = to_policy(spec);
-    if let Some(max) = &max_delay {
-        if max.value < policy.delay {
-            d.at("max_delay", |d| {
-                d.error(
-                    max.span,
-                    format!(
-                        "`max_delay` ({}) is less than `delay` ({})",
-                        max.value, policy.delay
-                    ),
-                )
-                .hint = Some("raise `max_delay` or lower `delay`".into());
-            });
-            return None;
-        }
+    if let Some(max) = &max_delay
+        && max.value < policy.delay
+    {
+        d.at("max_delay", |d| {
+            d.error(
+                max.span,
+                format!(
+                    "`max_delay` ({}) is less than `delay` ({})",
+                    max.value, policy.delay
+                ),
+            )
+            .hint = Some("raise `max_delay` or lower `delay`".into());
+        });
+        return None;
     }
     const MAX_RETRIES: u32 = 1000;
     if policy.limit > MAX_RETRIES {
@@ -1110,17 +1111,6 @@ fn parse_memory(text: &str) -> Result<u64, String> {
 
 fn spec_span<T>(s: Option<&Spanned<T>>) -> Span {
     s.map(|s| s.span).unwrap_or_default()
-}
-
-/// Where a field of a task was written, for errors about the field as a whole.
-fn spec_span_any(t: &TaskSpec, field: &str) -> Span {
-    match field {
-        "needs" => t.needs.first().map(|n| n.span),
-        "for_each" => t.for_each.as_ref().map(|f| f.span),
-        _ => None,
-    }
-    .or_else(|| t.run.as_ref().map(|r| r.span))
-    .unwrap_or_default()
 }
 
 fn lowercase_first(s: &str) -> String {

@@ -20,6 +20,9 @@ pub struct Dag {
     pub order: Vec<TaskIndex>,
     /// Longest distance from a root: roots are layer 0.
     pub layer: Vec<usize>,
+    /// Each task's place in `order`.
+    #[serde(skip)]
+    pub position: Vec<usize>,
 }
 
 impl Dag {
@@ -52,11 +55,16 @@ impl Dag {
             }
         }
         if order.len() == n {
+            let mut position = vec![0; n];
+            for (i, &t) in order.iter().enumerate() {
+                position[t] = i;
+            }
             return Ok(Self {
                 upstream,
                 downstream,
                 order,
                 layer,
+                position,
             });
         }
         Err(find_cycles(&upstream, &indegree))
@@ -80,17 +88,24 @@ impl Dag {
         out
     }
 
-    /// Every task `task` transitively depends on.
-    pub fn ancestors(&self, task: TaskIndex) -> Vec<bool> {
-        let mut seen = vec![false; self.len()];
+    /// Whether `ancestor` is upstream of `task`, directly or through other tasks.
+    ///
+    /// Climbs from `task` and prunes every task ordered before `ancestor`: none of those can be
+    /// downstream of it. A query therefore costs the part of the graph between the two tasks,
+    /// which keeps checking every `tasks.x` reference of a large generated pipeline near linear.
+    pub fn is_ancestor(&self, ancestor: TaskIndex, task: TaskIndex) -> bool {
+        let floor = self.position[ancestor];
+        let mut seen = std::collections::HashSet::new();
         let mut stack: Vec<TaskIndex> = self.upstream[task].clone();
         while let Some(t) = stack.pop() {
-            if !seen[t] {
-                seen[t] = true;
+            if t == ancestor {
+                return true;
+            }
+            if self.position[t] > floor && seen.insert(t) {
                 stack.extend(&self.upstream[t]);
             }
         }
-        seen
+        false
     }
 }
 
@@ -145,7 +160,10 @@ mod tests {
         let dag = Dag::build(vec![vec![], vec![0], vec![0], vec![1, 2]]).expect("acyclic");
         assert_eq!(dag.order, vec![0, 1, 2, 3]);
         assert_eq!(dag.layers(), vec![vec![0], vec![1, 2], vec![3]]);
-        assert_eq!(dag.ancestors(3), vec![true, true, true, false]);
+        assert!(dag.is_ancestor(0, 3));
+        assert!(dag.is_ancestor(1, 3));
+        assert!(!dag.is_ancestor(3, 0));
+        assert!(!dag.is_ancestor(1, 2));
     }
 
     #[test]

@@ -207,8 +207,14 @@ impl<'n> MapReader<'n> {
         self.node.span
     }
 
-    /// The value node of `key`, if present.
+    /// The value node of `key`, if present and not null: `description:` left empty means the
+    /// same as leaving the key out.
     pub fn get(&mut self, key: &'static str) -> Option<&'n Node> {
+        self.get_raw(key).filter(|n| n.value != NodeValue::Null)
+    }
+
+    /// The value node of `key`, null included, for keys where an empty value means something.
+    pub fn get_raw(&mut self, key: &'static str) -> Option<&'n Node> {
         self.known.push(key);
         // The first occurrence wins; later duplicates were reported by `Decoder::map`.
         let i = self
@@ -241,18 +247,15 @@ impl<'n> MapReader<'n> {
         d.at(key, |d| f(d, node))
     }
 
-    /// Decodes an optional key, yielding `Err(())` when present but invalid so that callers can
-    /// tell "absent" from "broken" when it matters.
-    pub fn try_opt<T>(
+    /// Like [`MapReader::opt`], but hands a null value to `f` instead of treating it as absent.
+    pub fn opt_raw<T>(
         &mut self,
         d: &mut Decoder,
         key: &'static str,
         f: impl FnOnce(&mut Decoder, &Node) -> Option<T>,
-    ) -> Result<Option<T>, ()> {
-        match self.get(key) {
-            None => Ok(None),
-            Some(node) => d.at(key, |d| f(d, node)).map(Some).ok_or(()),
-        }
+    ) -> Option<T> {
+        let node = self.get_raw(key)?;
+        d.at(key, |d| f(d, node))
     }
 
     /// Decodes a required key, reporting it as missing at the mapping's location.
@@ -262,8 +265,14 @@ impl<'n> MapReader<'n> {
         key: &'static str,
         f: impl FnOnce(&mut Decoder, &Node) -> Option<T>,
     ) -> Option<T> {
-        if let Some(node) = self.get(key) {
-            return d.at(key, |d| f(d, node));
+        if let Some(node) = self.get_raw(key) {
+            return d.at(key, |d| {
+                if node.value == NodeValue::Null {
+                    d.error(node.span, format!("`{key}` has no value"));
+                    return None;
+                }
+                f(d, node)
+            });
         }
         let what = self.what;
         d.error(

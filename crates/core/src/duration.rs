@@ -23,14 +23,20 @@ pub enum DurationError {
     Invalid(String),
     #[error("duration `{0}` is too large")]
     Overflow(String),
+    #[error("fractional duration `{0}`")]
+    Fraction(String),
 }
 
 impl DurationError {
     pub fn hint(&self) -> &'static str {
+        if let Self::Fraction(_) = self {
+            return "use a smaller unit, e.g. `90m` for 1.5h or `1500ms` for 1.5s";
+        }
         "write a number followed by a unit (`ms`, `s`, `m`, `h`, `d`), e.g. `90s` or `1h30m`"
     }
 }
 
+/// Canonical units, largest last; `Display` uses these.
 const UNITS: &[(&str, u64)] = &[
     ("ms", 1),
     ("s", 1_000),
@@ -38,6 +44,33 @@ const UNITS: &[(&str, u64)] = &[
     ("h", 3_600_000),
     ("d", 86_400_000),
 ];
+
+/// Spelled-out units people also write (`90 seconds`, `2 hours`).
+const ALIASES: &[(&str, &str)] = &[
+    ("sec", "s"),
+    ("secs", "s"),
+    ("second", "s"),
+    ("seconds", "s"),
+    ("min", "m"),
+    ("mins", "m"),
+    ("minute", "m"),
+    ("minutes", "m"),
+    ("hr", "h"),
+    ("hrs", "h"),
+    ("hour", "h"),
+    ("hours", "h"),
+    ("day", "d"),
+    ("days", "d"),
+];
+
+/// The pattern of accepted durations, for the JSON Schema.
+fn pattern() -> String {
+    let mut units: Vec<&str> = UNITS.iter().map(|(u, _)| *u).collect();
+    units.extend(ALIASES.iter().map(|(a, _)| *a));
+    // Longest first so that the regex prefers `ms` over `m`.
+    units.sort_by_key(|u| std::cmp::Reverse(u.len()));
+    format!("^\\s*([0-9]+\\s*({})\\s*)+$", units.join("|"))
+}
 
 impl Duration {
     pub const ZERO: Self = Self(std::time::Duration::ZERO);
@@ -79,6 +112,7 @@ impl FromStr for Duration {
         let mut total: u64 = 0;
         let mut rest = s;
         while !rest.is_empty() {
+            rest = rest.trim_start();
             let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
             if digits == 0 {
                 return Err(DurationError::Invalid(text.to_owned()));
@@ -86,14 +120,21 @@ impl FromStr for Duration {
             let number: u64 = rest[..digits]
                 .parse()
                 .map_err(|_| DurationError::Overflow(text.to_owned()))?;
-            rest = &rest[digits..];
+            rest = rest[digits..].trim_start();
+            if rest.starts_with(['.', ',']) {
+                return Err(DurationError::Fraction(text.to_owned()));
+            }
             let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
             let unit = &rest[..unit_len];
             rest = &rest[unit_len..];
             if unit.is_empty() {
                 return Err(DurationError::MissingUnit(text.to_owned()));
             }
-            let Some((_, factor)) = UNITS.iter().find(|(u, _)| *u == unit) else {
+            let canonical = ALIASES
+                .iter()
+                .find(|(alias, _)| *alias == unit)
+                .map_or(unit, |(_, u)| *u);
+            let Some((_, factor)) = UNITS.iter().find(|(u, _)| *u == canonical) else {
                 return Err(DurationError::UnknownUnit {
                     text: text.to_owned(),
                     unit: unit.to_owned(),
@@ -138,7 +179,7 @@ impl JsonSchema for Duration {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({
             "type": "string",
-            "pattern": "^([0-9]+(ms|s|m|h|d))+$",
+            "pattern": pattern(),
             "description": "A duration: numbers with units ms, s, m, h, d, e.g. `90s`, `1h30m`.",
             "examples": ["30s", "5m", "1h30m"]
         })
@@ -159,6 +200,9 @@ mod tests {
             ("90m", 5_400_000, "1h30m"),
             ("2d", 172_800_000, "2d"),
             ("0s", 0, "0s"),
+            ("1h 30m", 5_400_000, "1h30m"),
+            ("90 seconds", 90_000, "1m30s"),
+            ("2 hours", 7_200_000, "2h"),
         ] {
             let d: Duration = text.parse().expect(text);
             assert_eq!(d.as_millis(), ms, "{text}");
@@ -175,6 +219,7 @@ mod tests {
             ("1h30", "missing unit in `1h30`"),
             ("h", "invalid duration `h`"),
             ("-5s", "invalid duration `-5s`"),
+            ("1.5h", "fractional duration `1.5h`"),
             (
                 "99999999999999999999s",
                 "duration `99999999999999999999s` is too large",

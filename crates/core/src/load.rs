@@ -9,7 +9,7 @@ use crate::spec::PipelineSpec;
 use crate::yaml;
 
 /// Larger files are refused before parsing: a pipeline this big is a mistake or an attack.
-pub const MAX_FILE_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_FILE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The outcome of loading one file: the pipeline when valid, and every diagnostic.
 #[derive(Debug)]

@@ -15,6 +15,16 @@ pub fn environment() -> &'static Environment<'static> {
     static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Jinja's `{# #}` comments would swallow shell's `${#var}` in `run:` scripts.
+        #[expect(
+            clippy::expect_used,
+            reason = "constant delimiters that are known to be valid"
+        )]
+        let syntax = minijinja::syntax::SyntaxConfig::builder()
+            .comment_delimiters("{##", "##}")
+            .build()
+            .expect("valid syntax");
+        env.set_syntax(syntax);
         env
     });
     &ENV
@@ -40,7 +50,7 @@ pub fn expression_source(text: &str) -> &str {
 
 /// Checks a template and returns the dotted variable paths it reads (`params.date`).
 pub fn template_variables(text: &str) -> Result<BTreeSet<String>, SyntaxError> {
-    if !text.contains("{{") && !text.contains("{%") && !text.contains("{#") {
+    if !text.contains("{{") && !text.contains("{%") && !text.contains("{##") {
         return Ok(BTreeSet::new());
     }
     let tmpl = environment()
@@ -110,6 +120,16 @@ mod tests {
         );
         let vars = expression_variables("tasks.extract.outputs.rows | int > 0").expect("valid");
         assert_eq!(vars.len(), 1);
+    }
+
+    #[test]
+    fn shell_length_syntax_is_not_a_comment() {
+        let vars =
+            template_variables("n=${#items[@]}; echo {{ params.x }} {## note ##}").expect("valid");
+        assert_eq!(
+            vars.into_iter().collect::<Vec<_>>(),
+            vec!["params.x".to_owned()]
+        );
     }
 
     #[test]

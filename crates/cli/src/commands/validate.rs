@@ -27,8 +27,7 @@ impl LoadedFile {
     }
 }
 
-/// Reads and loads one file. Unreadable or non-UTF-8 files are errors of the file, not of the
-/// command, so that one bad file does not hide problems in the others.
+/// Reads and loads one file. A file that is not UTF-8 is reported as a problem of the file.
 pub(super) fn load_file(path: &Path) -> Result<LoadedFile, ExpectedError> {
     let bytes = std::fs::read(path).map_err(|source| ExpectedError::Read {
         path: path.display().to_string(),
@@ -68,7 +67,9 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> Result<ExitStatus, E
     let paths = pipeline_files(&args.paths)?;
     let mut files = Vec::with_capacity(paths.len());
     for p in &paths {
-        files.push(load_file(p)?);
+        // One unreadable file (permissions, a dangling link) must not hide problems in the
+        // others, so it becomes a problem of that file.
+        files.push(load_file(p).unwrap_or_else(|e| unreadable(p, &e)));
     }
     check_unique_ids(&mut files);
 
@@ -94,6 +95,9 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> Result<ExitStatus, E
             }
             let invalid = files.iter().filter(|f| f.loaded.has_errors()).count();
             text.push_str(&summary(files.len(), invalid, errors, warnings));
+            if args.deny_warnings && warnings > 0 && errors == 0 {
+                text.push_str("error: warnings are denied (--deny-warnings)\n");
+            }
             out.print(&text)?;
         }
         ReportFormat::Json => {
@@ -125,6 +129,27 @@ pub(super) fn run(args: &ValidateArgs, out: &mut Output) -> Result<ExitStatus, E
     } else {
         ExitStatus::Success
     })
+}
+
+fn unreadable(path: &Path, e: &ExpectedError) -> LoadedFile {
+    let span = baton_core::span::Span {
+        line: 1,
+        column: 1,
+        ..Default::default()
+    };
+    let message = match e {
+        ExpectedError::Read { source, .. } => format!("cannot read file: {source}"),
+        other => other.to_string(),
+    };
+    LoadedFile {
+        path: path.display().to_string(),
+        source: None,
+        loaded: Loaded {
+            pipeline: None,
+            diagnostics: vec![Diagnostic::error(span, "", message)],
+            name_span: span,
+        },
+    }
 }
 
 fn plural(n: usize, one: &str, many: &str) -> String {

@@ -115,14 +115,14 @@ impl Param {
                 found: json_kind(v),
             });
         }
-        if let Some(choices) = &self.choices {
-            if !choices.contains(v) {
-                let list: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
-                return Err(ParamValueError::NotAChoice {
-                    choices: list.join(", "),
-                    value: v.to_string(),
-                });
-            }
+        if let Some(choices) = &self.choices
+            && !choices.contains(v)
+        {
+            let list: Vec<String> = choices.iter().map(|c| format!("`{c}`")).collect();
+            return Err(ParamValueError::NotAChoice {
+                choices: list.join(", "),
+                value: v.to_string(),
+            });
         }
         #[expect(clippy::cast_precision_loss, reason = "lengths are far below 2^52")]
         let (what, measured) = match v {

@@ -49,9 +49,9 @@ pub struct PipelineSpec {
     #[schemars(extend("propertyNames" = { "pattern": "^[a-z0-9][a-z0-9_-]*$" }, "minProperties" = 1))]
     pub tasks: IndexMap<Spanned<String>, TaskSpec>,
     /// Runs after the run succeeds.
-    pub on_success: Option<TaskSpec>,
+    pub on_success: Option<Spanned<TaskSpec>>,
     /// Runs after the run fails.
-    pub on_failure: Option<TaskSpec>,
+    pub on_failure: Option<Spanned<TaskSpec>>,
 }
 
 impl Decode for PipelineSpec {

@@ -4,6 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 
 use super::kinds::Catchup;
+use super::schema_helpers::OrNull;
 use crate::decode::{Decode, Decoder};
 use crate::span::Spanned;
 use crate::yaml::{Node, NodeValue};
@@ -30,7 +31,7 @@ pub struct ScheduleSpec {
 #[serde(rename_all = "snake_case")]
 pub enum TriggerSpec {
     /// An HTTP webhook: `POST /api/v1/pipelines/{namespace}/{name}/webhook`.
-    Webhook(WebhookSpec),
+    Webhook(#[schemars(with = "OrNull<WebhookSpec>")] WebhookSpec),
     /// Run when this pipeline (`name` or `namespace/name`) succeeds.
     Pipeline(Spanned<String>),
 }
@@ -82,7 +83,7 @@ impl Decode for TriggerSpec {
         }
         let mut m = d.map(node, "a trigger")?;
         let trigger = if m.has("webhook") {
-            m.opt(d, "webhook", |d, n| {
+            m.opt_raw(d, "webhook", |d, n| {
                 if n.value == NodeValue::Null {
                     return Some(WebhookSpec::default());
                 }

@@ -32,3 +32,50 @@ impl JsonSchema for ExpressionSchema {
         })
     }
 }
+
+/// `needs: a` or `needs: [a, b]`.
+#[derive(Debug)]
+pub(crate) struct NeedsSchema;
+
+impl JsonSchema for NeedsSchema {
+    fn schema_name() -> Cow<'static, str> {
+        "Needs".into()
+    }
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "description": "Task ids that must finish first: one id or a list.",
+            "anyOf": [
+                { "type": "string" },
+                { "type": "array", "items": { "type": "string" } }
+            ]
+        })
+    }
+}
+
+/// `T`, or `true` as a shorthand for `T` with every field defaulted (`approval: true`).
+#[derive(Debug)]
+pub(crate) struct OrTrue<T>(std::marker::PhantomData<T>);
+
+impl<T: JsonSchema> JsonSchema for OrTrue<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("{}OrTrue", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let inner = generator.subschema_for::<T>();
+        json_schema!({ "anyOf": [inner, { "const": true }] })
+    }
+}
+
+/// `T`, or nothing as a shorthand for `T` with every field defaulted (`- webhook:`).
+#[derive(Debug)]
+pub(crate) struct OrNull<T>(std::marker::PhantomData<T>);
+
+impl<T: JsonSchema> JsonSchema for OrNull<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("{}OrNull", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let inner = generator.subschema_for::<T>();
+        json_schema!({ "anyOf": [inner, { "type": "null" }] })
+    }
+}

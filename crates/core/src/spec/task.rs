@@ -5,7 +5,7 @@ use schemars::JsonSchema;
 
 use super::kinds::TriggerRule;
 use super::retry::RetrySpec;
-use super::schema_helpers::{ExpressionSchema, ScalarText};
+use super::schema_helpers::{ExpressionSchema, NeedsSchema, OrTrue, ScalarText};
 use crate::decode::{Decode, Decoder, Text};
 use crate::duration::Duration;
 use crate::span::Spanned;
@@ -32,6 +32,7 @@ pub struct TaskSpec {
     pub params: IndexMap<Spanned<String>, Spanned<serde_json::Value>>,
     /// Tasks that must finish before this one starts.
     #[serde(default)]
+    #[schemars(with = "NeedsSchema")]
     pub needs: Vec<Spanned<String>>,
     /// Condition; when false the task is skipped.
     #[serde(rename = "if")]
@@ -56,7 +57,8 @@ pub struct TaskSpec {
     pub timeout: Option<Spanned<Duration>>,
     /// Retry policy: a count, or the long form.
     pub retries: Option<Spanned<RetrySpec>>,
-    /// Wait for a person to approve before running.
+    /// Wait for a person to approve before running (`true` for no message or timeout).
+    #[schemars(with = "Option<OrTrue<ApprovalSpec>>")]
     pub approval: Option<ApprovalSpec>,
     /// Higher runs first when tasks compete for slots (default 0).
     pub priority: Option<i32>,
@@ -107,7 +109,7 @@ pub struct ApprovalSpec {
 #[schemars(deny_unknown_fields)]
 pub struct ResourcesSpec {
     /// CPU cores, e.g. `0.5` or `2`.
-    pub cpu: Option<f64>,
+    pub cpu: Option<Spanned<f64>>,
     /// Memory with a unit, e.g. `512Mi` or `2Gi`.
     pub memory: Option<Spanned<String>>,
     /// Number of GPUs.
