@@ -12,9 +12,19 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     long_about = None,
     propagate_version = true,
     arg_required_else_help = true,
-    after_help = "Examples:\n  baton validate pipelines/\n  baton graph pipelines/etl.yaml --format mermaid\n  baton schema > pipeline.schema.json"
+    after_help = "Examples:\n  baton run examples/hello.yaml --param who=you\n  baton validate pipelines/\n  baton graph pipelines/etl.yaml --format mermaid\n  baton runs --state failed"
 )]
 pub(crate) struct Cli {
+    /// Where runs, logs and the embedded database live.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_HOME",
+        hide_env_values = true,
+        default_value = ".baton",
+        value_name = "DIR"
+    )]
+    pub home: PathBuf,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -36,6 +46,126 @@ pub(crate) enum Command {
         after_help = "Examples:\n  baton graph etl.yaml\n  baton graph etl.yaml --format dot | dot -Tsvg > etl.svg\n  baton graph etl.yaml --format mermaid"
     )]
     Graph(GraphArgs),
+    /// Run a pipeline on this machine and watch it.
+    #[command(
+        after_help = "Examples:\n  baton run examples/hello.yaml\n  baton run etl.yaml --param date=2026-11-01 --parallelism 4\n  baton run etl.yaml --json > run.json\n\nExit status: 0 succeeded, 1 failed, 2 could not start, 130 cancelled."
+    )]
+    Run(RunArgs),
+    /// Continue a run that was interrupted (crash, kill -9, reboot).
+    #[command(
+        after_help = "Examples:\n  baton resume 01jd5k2x\n\nTasks that succeeded are not run again; attempts that were running are retried."
+    )]
+    Resume(ResumeArgs),
+    /// List recent runs.
+    #[command(
+        after_help = "Examples:\n  baton runs\n  baton runs --pipeline nightly-etl --state failed --limit 50"
+    )]
+    Runs(RunsArgs),
+    /// Show a run: tasks, attempts, exit codes, durations and resource use.
+    #[command(after_help = "Examples:\n  baton show 01jd5k2x\n  baton show 01jd5k2x --json")]
+    Show(ShowArgs),
+    /// Print a task's log.
+    #[command(
+        after_help = "Examples:\n  baton logs 01jd5k2x            # every task\n  baton logs 01jd5k2x extract --attempt 2\n  baton logs 01jd5k2x 'load[eu]' --follow"
+    )]
+    Logs(LogsArgs),
+    /// Cancel a run: running tasks are terminated, the rest do not start.
+    #[command(after_help = "Examples:\n  baton cancel 01jd5k2x")]
+    Cancel(RunRef),
+    /// Approve a task waiting at an approval gate.
+    #[command(
+        after_help = "Examples:\n  baton approve 01jd5k2x release --comment \"checked the canary\""
+    )]
+    Approve(DecideArgs),
+    /// Reject a task waiting at an approval gate; the task fails.
+    #[command(
+        after_help = "Examples:\n  baton reject 01jd5k2x release --comment \"error rate too high\""
+    )]
+    Reject(DecideArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The pipeline file.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+    /// A run parameter, `NAME=VALUE`; repeat for more.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    pub(crate) params: Vec<String>,
+    /// Tasks running at once (default: number of cores).
+    #[arg(long, value_name = "N")]
+    pub(crate) parallelism: Option<usize>,
+    /// Print the final run record as JSON on stdout.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Running again with the same key returns the earlier run instead of starting another.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ResumeArgs {
+    #[arg(value_name = "RUN_ID")]
+    pub(crate) run: String,
+    #[arg(long, value_name = "N")]
+    pub(crate) parallelism: Option<usize>,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsArgs {
+    /// Only runs of this pipeline (`name` or `namespace/name`).
+    #[arg(long)]
+    pub(crate) pipeline: Option<String>,
+    /// Only runs in this state (queued, running, succeeded, failed, cancelled).
+    #[arg(long)]
+    pub(crate) state: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub(crate) limit: u32,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// A run id, or a unique prefix of one.
+    #[arg(value_name = "RUN_ID")]
+    pub(crate) run: String,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunRef {
+    /// A run id, or a unique prefix of one.
+    #[arg(value_name = "RUN_ID")]
+    pub(crate) run: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    #[arg(value_name = "RUN_ID")]
+    pub(crate) run: String,
+    /// The task (`extract`) or fan-out instance (`load[eu]`); all tasks when left out.
+    #[arg(value_name = "TASK")]
+    pub(crate) task: Option<String>,
+    /// Which attempt (default: the latest).
+    #[arg(long, value_name = "N")]
+    pub(crate) attempt: Option<u32>,
+    /// Keep printing new output until the attempt ends.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DecideArgs {
+    #[arg(value_name = "RUN_ID")]
+    pub(crate) run: String,
+    #[arg(value_name = "TASK")]
+    pub(crate) task: String,
+    #[arg(long)]
+    pub(crate) comment: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

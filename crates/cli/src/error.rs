@@ -10,6 +10,8 @@ pub enum ExitStatus {
     Failure,
     /// Bad arguments or environment: nothing was done.
     Usage,
+    /// The run was cancelled (Ctrl-C, `baton cancel`).
+    Cancelled,
 }
 
 impl From<ExitStatus> for ExitCode {
@@ -18,6 +20,7 @@ impl From<ExitStatus> for ExitCode {
             ExitStatus::Success => ExitCode::SUCCESS,
             ExitStatus::Failure => ExitCode::from(1),
             ExitStatus::Usage => ExitCode::from(2),
+            ExitStatus::Cancelled => ExitCode::from(130),
         }
     }
 }
@@ -39,13 +42,21 @@ pub enum ExpectedError {
     NoPipelines { path: String },
     #[error("cannot write output: {0}")]
     Write(#[from] std::io::Error),
+    #[error("{0}")]
+    Store(#[from] baton_store::Error),
+    #[error("{0}")]
+    Engine(#[from] baton_engine::Error),
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl ExpectedError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Read { .. } | Self::Invalid { .. } | Self::Write(_) => ExitStatus::Failure,
-            Self::NoPipelines { .. } => ExitStatus::Usage,
+            Self::Read { .. } | Self::Invalid { .. } | Self::Write(_) | Self::Store(_) => {
+                ExitStatus::Failure
+            }
+            Self::Engine(_) | Self::NoPipelines { .. } | Self::Usage(_) => ExitStatus::Usage,
         }
     }
 }

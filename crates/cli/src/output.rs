@@ -40,18 +40,8 @@ impl Output {
         let _ = self.err.flush();
     }
 
+    /// Prints an error. Messages embed their causes, so the chain is not walked again.
     pub(crate) fn error(&mut self, e: &ExpectedError) {
-        let mut text = format!("error: {e}");
-        let mut source = std::error::Error::source(e);
-        // Messages already embed their direct cause; show deeper causes only.
-        if source.is_some() {
-            source = source.and_then(std::error::Error::source);
-        }
-        while let Some(s) = source {
-            text.push_str(&format!("\n  caused by: {s}"));
-            source = s.source();
-        }
-        text.push('\n');
-        self.eprint(&text);
+        self.eprint(&format!("error: {e}\n"));
     }
 }

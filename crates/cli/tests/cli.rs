@@ -1,53 +1,9 @@
 //! The `baton` binary, driven as a user would: files in a temp dir, output and exit codes.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
 
 use insta::assert_snapshot;
-
-/// A test directory plus a builder for one invocation, in the style of `just`'s harness.
-struct Test {
-    dir: tempfile::TempDir,
-}
-
-struct Outcome {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Test {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().expect("temp dir"),
-        }
-    }
-
-    fn file(self, name: &str, contents: &str) -> Self {
-        let path = self.dir.path().join(name);
-        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-        std::fs::write(path, contents).expect("write");
-        self
-    }
-
-    fn run(&self, args: &[&str]) -> Outcome {
-        let out = Command::new(env!("CARGO_BIN_EXE_baton"))
-            .args(args)
-            .current_dir(self.dir.path())
-            .env_remove("BATON_HOME")
-            .output()
-            .expect("run baton");
-        Outcome {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
-    }
-}
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+use support::{Test, repo};
 
 const BROKEN: &str = "\
 name: nightly

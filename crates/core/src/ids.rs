@@ -191,3 +191,62 @@ mod tests {
         assert!(PipelineId::parse("data/In", &ns).is_err());
     }
 }
+
+/// A run's id: a ULID, so ids sort by creation time and need no coordination between replicas.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct RunId(String);
+
+impl RunId {
+    /// Wraps an id read back from storage or typed by a user.
+    pub fn from_string(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A task instance within a run: the task id, plus `[item]` for fan-out instances
+/// (`load[eu]`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct TaskKey(String);
+
+impl TaskKey {
+    pub fn task(id: &TaskId) -> Self {
+        Self(id.as_str().to_owned())
+    }
+
+    /// The key of one fan-out instance; `label` is the item when it is short and plain, else
+    /// its index.
+    pub fn instance(id: &TaskId, label: &str) -> Self {
+        Self(format!("{id}[{label}]"))
+    }
+
+    pub fn from_string(key: impl Into<String>) -> Self {
+        Self(key.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The task id part of the key.
+    pub fn task_id(&self) -> &str {
+        self.0.split('[').next().unwrap_or(&self.0)
+    }
+}
+
+impl fmt::Display for TaskKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

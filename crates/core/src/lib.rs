@@ -16,9 +16,11 @@ mod keyword;
 pub mod load;
 pub mod model;
 pub mod render;
+pub mod rules;
 pub mod schema;
 pub mod span;
 pub mod spec;
+pub mod state;
 pub mod template;
 pub mod yaml;
 

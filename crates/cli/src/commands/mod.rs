@@ -1,6 +1,9 @@
 //! One module per subcommand.
 
 mod graph;
+mod inspect;
+mod live;
+mod run;
 mod schema;
 mod validate;
 
@@ -13,5 +16,23 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Validate(args) => validate::run(&args, out),
         Command::Schema => schema::run(out),
         Command::Graph(args) => graph::run(&args, out),
+        Command::Run(args) => with_runtime(run::run(&cli.home, &args, out)),
+        Command::Resume(args) => with_runtime(run::resume(&cli.home, &args, out)),
+        Command::Runs(args) => with_runtime(inspect::runs(&cli.home, &args, out)),
+        Command::Show(args) => with_runtime(inspect::show(&cli.home, &args, out)),
+        Command::Logs(args) => with_runtime(inspect::logs(&cli.home, &args, out)),
+        Command::Cancel(args) => with_runtime(run::cancel(&cli.home, &args, out)),
+        Command::Approve(args) => with_runtime(run::decide(&cli.home, &args, true, out)),
+        Command::Reject(args) => with_runtime(run::decide(&cli.home, &args, false, out)),
     }
+}
+
+fn with_runtime(
+    f: impl std::future::Future<Output = Result<ExitStatus, ExpectedError>>,
+) -> Result<ExitStatus, ExpectedError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(ExpectedError::Write)?
+        .block_on(f)
 }

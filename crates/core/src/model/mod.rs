@@ -6,7 +6,7 @@ mod retry;
 mod schedule;
 mod task;
 
-pub use param::{Param, ParamValueError, json_kind};
+pub use param::{Param, ParamValueError, json_kind, resolve_params};
 pub use pipeline::{Concurrency, DefinitionHash, Pipeline, Trigger};
 pub use retry::RetryPolicy;
 pub use schedule::{Schedule, parse_cron, parse_timezone};

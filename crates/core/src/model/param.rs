@@ -190,6 +190,44 @@ fn fmt_number(x: f64) -> String {
     }
 }
 
+/// Checks the params a trigger gives against the declarations and fills in defaults. Returns
+/// every problem, each a sentence fragment naming the param.
+pub fn resolve_params(
+    declared: &indexmap::IndexMap<String, Param>,
+    given: serde_json::Map<String, Value>,
+) -> Result<serde_json::Map<String, Value>, Vec<String>> {
+    let mut problems = Vec::new();
+    let mut out = serde_json::Map::new();
+    for (name, value) in &given {
+        match declared.get(name) {
+            None => {
+                let hint =
+                    crate::diagnostic::did_you_mean(name, declared.keys().map(String::as_str))
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                problems.push(format!("unknown param `{name}`{hint}"));
+            }
+            Some(p) => match p.check(value) {
+                Ok(()) => {}
+                Err(e) => problems.push(format!("param `{name}`: {e}")),
+            },
+        }
+    }
+    for (name, p) in declared {
+        match given.get(name).or(p.default.as_ref()) {
+            Some(v) => {
+                out.insert(name.clone(), v.clone());
+            }
+            None => problems.push(format!("missing required param `{name}`")),
+        }
+    }
+    if problems.is_empty() {
+        Ok(out)
+    } else {
+        Err(problems)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

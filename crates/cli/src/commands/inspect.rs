@@ -1,0 +1,343 @@
+//! `baton runs`, `baton show`, `baton logs`: reading runs back from the home.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::Path;
+use std::time::Duration;
+
+use baton_core::ids::{RunId, TaskKey};
+use baton_core::state::{AttemptState, RunState};
+use baton_store::{AttemptRecord, Millis, RunFilter, Store};
+use comfy_table::{ContentArrangement, Table, presets};
+use serde_json::json;
+
+use super::run::open;
+use crate::cli::{LogsArgs, RunsArgs, ShowArgs};
+use crate::error::{ExitStatus, ExpectedError};
+use crate::output::Output;
+
+/// Rows shown in a run's task table before the rest are summarised.
+const MAX_ROWS: usize = 60;
+
+fn duration(from: Option<Millis>, to: Option<Millis>) -> String {
+    match (from, to) {
+        (Some(a), Some(b)) => {
+            let ms = (b - a).max(0);
+            if ms < 1000 {
+                format!("{ms}ms")
+            } else if ms < 60_000 {
+                format!("{:.1}s", ms as f64 / 1000.0)
+            } else {
+                let s = ms / 1000;
+                format!("{}m{:02}s", s / 60, s % 60)
+            }
+        }
+        _ => "-".into(),
+    }
+}
+
+fn timestamp(ms: Millis) -> String {
+    jiff::Timestamp::from_millisecond(ms)
+        .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}
+
+fn table() -> Table {
+    let mut t = Table::new();
+    t.load_style(presets::UTF8_HORIZONTAL_ONLY)
+        .set_content_arrangement(ContentArrangement::Dynamic);
+    t
+}
+
+pub(crate) async fn runs(
+    home: &Path,
+    args: &RunsArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    let store = open(home).await?;
+    let (namespace, pipeline) = match args.pipeline.as_deref().map(|p| p.split_once('/')) {
+        Some(Some((ns, name))) => (Some(ns.to_owned()), Some(name.to_owned())),
+        Some(None) => (None, args.pipeline.clone()),
+        None => (None, None),
+    };
+    let state = match &args.state {
+        Some(s) => Some(RunState::from_name(s).ok_or_else(|| {
+            ExpectedError::Usage(format!(
+                "unknown run state `{s}`\n(hint: queued, running, succeeded, failed, cancelled)"
+            ))
+        })?),
+        None => None,
+    };
+    let runs = store
+        .runs(&RunFilter {
+            namespace,
+            pipeline,
+            state,
+            limit: args.limit,
+        })
+        .await?;
+    if args.json {
+        out.print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&runs).unwrap_or_default()
+        ))?;
+        return Ok(ExitStatus::Success);
+    }
+    if runs.is_empty() {
+        out.print("no runs yet\n")?;
+        return Ok(ExitStatus::Success);
+    }
+    let mut t = table();
+    t.set_header(["run", "pipeline", "state", "trigger", "created", "duration"]);
+    for r in &runs {
+        t.add_row([
+            r.id.to_string(),
+            format!("{}/{}", r.namespace, r.pipeline),
+            r.state.to_string(),
+            r.trigger.clone(),
+            timestamp(r.created_at),
+            duration(r.started_at, r.finished_at),
+        ]);
+    }
+    out.print(&format!("{t}\n"))?;
+    Ok(ExitStatus::Success)
+}
+
+pub(crate) async fn run_json(
+    store: &dyn Store,
+    id: &RunId,
+) -> Result<serde_json::Value, ExpectedError> {
+    let run = store
+        .run(id)
+        .await?
+        .ok_or_else(|| baton_store::Error::RunNotFound(id.to_string()))?;
+    let tasks = store.tasks(id).await?;
+    let attempts = store.attempts(id).await?;
+    let tasks: Vec<serde_json::Value> = tasks
+        .iter()
+        .map(|t| {
+            let mine: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.key == t.key).collect();
+            let mut v = serde_json::to_value(t).unwrap_or_default();
+            v["attempt_records"] = serde_json::to_value(mine).unwrap_or_default();
+            v
+        })
+        .collect();
+    let mut doc = serde_json::to_value(&run).unwrap_or_default();
+    doc["tasks"] = json!(tasks);
+    Ok(doc)
+}
+
+/// Prints a run: a header, then a row per task (or per attempt with `detail`).
+pub(crate) async fn print_run(
+    store: &dyn Store,
+    id: &RunId,
+    out: &mut Output,
+    detail: bool,
+) -> Result<(), ExpectedError> {
+    let run = store
+        .run(id)
+        .await?
+        .ok_or_else(|| baton_store::Error::RunNotFound(id.to_string()))?;
+    let mut tasks = store.tasks(id).await?;
+    // Fan-out instances right after their task, in the order they were created.
+    let order: std::collections::HashMap<String, i64> = tasks
+        .iter()
+        .filter(|t| t.key.as_str() == t.task_id)
+        .map(|t| (t.task_id.clone(), t.position))
+        .collect();
+    tasks.sort_by_key(|t| {
+        (
+            order.get(&t.task_id).copied().unwrap_or(t.position),
+            t.key.as_str() != t.task_id,
+            t.position,
+        )
+    });
+    let attempts = store.attempts(id).await?;
+    let mut text = String::new();
+    if detail {
+        text.push_str(&format!(
+            "run:      {}\npipeline: {}/{} ({})\nstate:    {}\ntrigger:  {}\nparams:   {}\ncreated:  {}\nduration: {}\n",
+            run.id,
+            run.namespace,
+            run.pipeline,
+            &run.version[..run.version.len().min(12)],
+            run.state,
+            run.trigger,
+            run.params,
+            timestamp(run.created_at),
+            duration(run.started_at, run.finished_at),
+        ));
+        if let Some(e) = &run.error {
+            text.push_str(&format!("error:    {e}\n"));
+        }
+    }
+    let mut t = table();
+    if detail {
+        t.set_header([
+            "task",
+            "attempt",
+            "state",
+            "exit",
+            "duration",
+            "cpu user/sys",
+            "max rss",
+            "error",
+        ]);
+    } else {
+        t.set_header(["task", "state", "attempts", "duration", "error"]);
+    }
+    let mut rows = 0;
+    for task in &tasks {
+        if rows >= MAX_ROWS {
+            break;
+        }
+        let mine: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.key == task.key).collect();
+        if detail && !mine.is_empty() {
+            for a in mine {
+                let exit = match (a.exit_code, a.signal) {
+                    (Some(c), _) => c.to_string(),
+                    (None, Some(s)) => format!("signal {s}"),
+                    _ => "-".into(),
+                };
+                let (cpu, rss) = a.rusage.map_or(("-".into(), "-".into()), |r| {
+                    (
+                        format!(
+                            "{:.2}s/{:.2}s",
+                            r.cpu_user_ms as f64 / 1000.0,
+                            r.cpu_sys_ms as f64 / 1000.0
+                        ),
+                        format!("{:.1} MiB", r.max_rss_kb as f64 / 1024.0),
+                    )
+                });
+                t.add_row([
+                    task.key.to_string(),
+                    a.attempt.to_string(),
+                    a.state.to_string(),
+                    exit,
+                    duration(Some(a.started_at), a.finished_at),
+                    cpu,
+                    rss,
+                    a.error.clone().unwrap_or_default(),
+                ]);
+                rows += 1;
+            }
+        } else {
+            t.add_row([
+                task.key.to_string(),
+                task.state.to_string(),
+                task.attempts.to_string(),
+                duration(task.started_at, task.finished_at),
+                task.error.clone().unwrap_or_default(),
+            ]);
+            rows += 1;
+        }
+    }
+    text.push_str(&format!("{t}\n"));
+    if tasks.len() > rows {
+        text.push_str(&format!(
+            "... and {} more tasks (baton show {} --json for all)\n",
+            tasks.len() - rows,
+            run.id
+        ));
+    }
+    if !detail {
+        text.push_str(&format!(
+            "run {} {} in {}\n",
+            run.id,
+            run.state,
+            duration(run.started_at, run.finished_at)
+        ));
+    }
+    out.print(&text)?;
+    Ok(())
+}
+
+pub(crate) async fn show(
+    home: &Path,
+    args: &ShowArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    let store = open(home).await?;
+    let id = store.resolve_run(&args.run).await?;
+    if args.json {
+        let doc = run_json(store.as_ref(), &id).await?;
+        out.print(&format!(
+            "{}\n",
+            serde_json::to_string_pretty(&doc).unwrap_or_default()
+        ))?;
+    } else {
+        print_run(store.as_ref(), &id, out, true).await?;
+    }
+    Ok(ExitStatus::Success)
+}
+
+pub(crate) async fn logs(
+    home: &Path,
+    args: &LogsArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    let store = open(home).await?;
+    let id = store.resolve_run(&args.run).await?;
+    let attempts = store.attempts(&id).await?;
+    let Some(task) = &args.task else {
+        let tasks = store.tasks(&id).await?;
+        for t in &tasks {
+            if let Some(a) = attempts
+                .iter()
+                .filter(|a| a.key == t.key)
+                .max_by_key(|a| a.attempt)
+            {
+                out.print(&format!("==> {} (attempt {}) <==\n", t.key, a.attempt))?;
+                out.print(&std::fs::read_to_string(&a.log_path).unwrap_or_default())?;
+            }
+        }
+        return Ok(ExitStatus::Success);
+    };
+    let key = TaskKey::from_string(task.clone());
+    let mine: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.key == key).collect();
+    let chosen = match args.attempt {
+        Some(n) => mine.iter().find(|a| a.attempt == n).copied(),
+        None => mine.iter().max_by_key(|a| a.attempt).copied(),
+    };
+    let Some(a) = chosen else {
+        let hint = if mine.is_empty() {
+            "it has not started an attempt".to_owned()
+        } else {
+            format!("it has attempts 1 to {}", mine.len())
+        };
+        return Err(ExpectedError::Usage(format!(
+            "no log for `{key}` in run {id}\n(hint: {hint})"
+        )));
+    };
+    let mut file = std::fs::File::open(&a.log_path).map_err(|source| ExpectedError::Read {
+        path: a.log_path.clone(),
+        source,
+    })?;
+    let mut buf = String::new();
+    file.read_to_string(&mut buf)
+        .map_err(ExpectedError::Write)?;
+    out.print(&buf)?;
+    if !args.follow {
+        return Ok(ExitStatus::Success);
+    }
+    let attempt = a.attempt;
+    let mut pos = file.stream_position().map_err(ExpectedError::Write)?;
+    loop {
+        let running = store
+            .attempts(&id)
+            .await?
+            .iter()
+            .any(|x| x.key == key && x.attempt == attempt && x.state == AttemptState::Running);
+        let mut chunk = String::new();
+        file.seek(SeekFrom::Start(pos))
+            .map_err(ExpectedError::Write)?;
+        let n = file
+            .read_to_string(&mut chunk)
+            .map_err(ExpectedError::Write)?;
+        pos += n as u64;
+        out.print(&chunk)?;
+        if !running {
+            return Ok(ExitStatus::Success);
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

@@ -1,0 +1,476 @@
+//! `baton run` and friends against the real binary: semantics a user relies on.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use support::{Test, alive, repo, task_states};
+
+fn states(t: &Test) -> std::collections::BTreeMap<String, String> {
+    task_states(&t.show(&t.last_run()))
+}
+
+#[test]
+fn hello_example_runs_and_passes_outputs_downstream() {
+    let t = Test::new();
+    let file = repo().join("examples/hello.yaml");
+    let out = t.run(&["run", file.to_str().expect("utf-8"), "--param", "who=baton"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stdout.contains("succeeded"), "{}", out.stdout);
+    let logs = t.run(&["logs", &t.last_run(), "shout"]);
+    assert_eq!(logs.stdout, "HELLO, BATON!\n");
+}
+
+#[test]
+fn failure_exit_codes_and_messages() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  missing:\n    run: no-such-command-xyz\n  bad_dir:\n    working_dir: nowhere\n    run: \"true\"\n  quiet:\n    run: \"true\"\n    outputs: [v]\n  bad_template:\n    needs: [quiet]\n    run: echo {{ tasks.quiet.outputs.v }}\n",
+    );
+    let out = t.run(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let run = t.show(&t.last_run());
+    assert_eq!(run["state"], "failed");
+    let errors: std::collections::BTreeMap<String, String> = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_str().unwrap_or_default().to_owned(),
+                t["error"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        errors["missing"],
+        "exited with code 127 (command not found)"
+    );
+    assert!(
+        errors["bad_dir"].starts_with("cannot use working directory `"),
+        "{}",
+        errors["bad_dir"]
+    );
+    assert!(
+        errors["bad_dir"].ends_with("/nowhere`: No such file or directory (os error 2)"),
+        "{}",
+        errors["bad_dir"]
+    );
+    // `quiet` declared `v` but never wrote it: the template fails at run time, before any
+    // process starts, and says which field.
+    assert!(
+        errors["bad_template"].starts_with("cannot render `run`: "),
+        "{errors:?}"
+    );
+    assert!(
+        run["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .any(|t| t["key"] == "bad_template" && t["attempts"] == 0)
+    );
+}
+
+#[test]
+fn invalid_pipeline_or_params_do_not_start_a_run() {
+    let t = Test::new()
+        .file("bad.yaml", "name: p\ntasks:\n  a:\n    neds: [b]\n    run: x\n")
+        .file("p.yaml", "name: p\nparams:\n  n: { type: integer }\ntasks:\n  a:\n    run: echo {{ params.n }}\n");
+    let bad = t.run(&["run", "bad.yaml"]);
+    assert_eq!(bad.code, 1);
+    assert!(
+        bad.stderr
+            .contains("bad.yaml:4:5: error: unknown key `neds` in a task"),
+        "{}",
+        bad.stderr
+    );
+    let missing = t.run(&["run", "p.yaml"]);
+    assert_eq!(missing.code, 2);
+    assert_eq!(missing.stderr, "error: missing required param `n`\n");
+    let wrong = t.run(&["run", "p.yaml", "--param", "n=ten"]);
+    assert_eq!(wrong.code, 2);
+    assert_eq!(
+        wrong.stderr,
+        "error: param `n`: cannot read `ten` as an integer\n"
+    );
+    let unknown = t.run(&["run", "p.yaml", "-p", "m=1"]);
+    assert_eq!(
+        unknown.stderr,
+        "error: unknown param `m`\n(hint: the pipeline declares `n`)\n"
+    );
+    assert_eq!(t.run(&["runs"]).stdout, "no runs yet\n");
+}
+
+#[test]
+fn retries_follow_the_policy_with_a_stable_idempotency_key() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  flaky:\n    retries: { limit: 3, delay: 50ms, backoff: exponential }\n    run: |\n      echo \"$BATON_ATTEMPT $BATON_IDEMPOTENCY_KEY\" >> attempts.txt\n      test \"$BATON_ATTEMPT\" -ge 3\n  picky:\n    retries: { limit: 3, on_exit_codes: [75] }\n    run: exit 3\n",
+    );
+    let out = t.run(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let lines: Vec<String> = t.read("attempts.txt").lines().map(str::to_owned).collect();
+    assert_eq!(lines.len(), 3);
+    let keys: std::collections::BTreeSet<&str> = lines
+        .iter()
+        .map(|l| l.split(' ').nth(1).unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "idempotency key changed across retries: {lines:?}"
+    );
+    let run = t.show(&t.last_run());
+    let task = |k: &str| {
+        run["tasks"]
+            .as_array()
+            .expect("tasks")
+            .iter()
+            .find(|t| t["key"] == k)
+            .cloned()
+            .expect("task")
+    };
+    assert_eq!(task("flaky")["state"], "succeeded");
+    assert_eq!(task("flaky")["attempts"], 3);
+    assert_eq!(task("picky")["state"], "failed");
+    assert_eq!(
+        task("picky")["attempts"],
+        1,
+        "exit 3 is not in on_exit_codes"
+    );
+    // Every attempt is recorded with its times and exit code.
+    let attempts = task("flaky")["attempt_records"]
+        .as_array()
+        .expect("attempts")
+        .clone();
+    let codes: Vec<i64> = attempts
+        .iter()
+        .map(|a| a["exit_code"].as_i64().unwrap_or(-1))
+        .collect();
+    assert_eq!(codes, vec![1, 1, 0]);
+    assert!(
+        attempts
+            .iter()
+            .all(|a| a["finished_at"].as_i64() >= a["started_at"].as_i64())
+    );
+}
+
+#[test]
+fn timeout_kills_the_whole_process_group() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  slow:\n    timeout: 500ms\n    run: |\n      sleep 300 &\n      echo $! > bg.pid\n      sleep 300\n",
+    );
+    let started = Instant::now();
+    let out = t.run(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "the timeout did not stop the task"
+    );
+    let run = t.show(&t.last_run());
+    assert_eq!(run["tasks"][0]["error"], "timed out after 500ms");
+    assert_eq!(run["tasks"][0]["attempt_records"][0]["state"], "timed_out");
+    let pid: i32 = t.read("bg.pid").trim().parse().expect("pid");
+    assert!(
+        !alive(pid),
+        "background grandchild {pid} survived the timeout"
+    );
+}
+
+#[test]
+fn leftover_background_processes_are_cleaned_up_after_success() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  a:\n    run: |\n      sleep 300 &\n      echo $! > bg.pid\n",
+    );
+    assert_eq!(t.run(&["run", "p.yaml"]).code, 0);
+    let pid: i32 = t.read("bg.pid").trim().parse().expect("pid");
+    assert!(!alive(pid), "background process {pid} outlived its task");
+}
+
+#[test]
+fn outputs_fan_out_and_trigger_rules() {
+    let t = Test::new().file(
+        "p.yaml",
+        r#"name: p
+params:
+  regions: { type: array, default: [eu, us, ap] }
+tasks:
+  plan:
+    run: |
+      echo "shards=a,b" >> "$BATON_OUTPUTS"
+      printf 'notes<<END\nline 1\nline 2\nEND\n' >> "$BATON_OUTPUTS"
+    outputs: [shards, notes]
+  load:
+    needs: [plan]
+    for_each: "{{ tasks.plan.outputs.shards | split(',') | list }}"
+    run: echo "rows=$BATON_ITEM" >> "$BATON_OUTPUTS"
+    outputs: [rows]
+  regions:
+    for_each: params.regions
+    if: item != 'ap'
+    run: echo {{ item }}
+  report:
+    needs: [load, regions]
+    run: |
+      echo "{{ tasks.load.outputs.rows | join('+') }}" > report.txt
+      echo "{{ tasks.plan.outputs.notes }}" >> report.txt
+  broken:
+    run: exit 1
+  handler:
+    needs: [broken]
+    trigger_rule: one_failed
+    run: echo handled > handled.txt
+  after_broken:
+    needs: [broken]
+    run: echo never
+  always:
+    needs: [broken, report]
+    trigger_rule: all_done
+    run: "true"
+  undeclared:
+    run: echo "oops=1" >> "$BATON_OUTPUTS"
+"#,
+    );
+    let out = t.run(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let s = states(&t);
+    let expect = [
+        ("plan", "succeeded"),
+        ("load", "succeeded"),
+        ("load[a]", "succeeded"),
+        ("load[b]", "succeeded"),
+        ("regions", "succeeded"),
+        ("regions[eu]", "succeeded"),
+        ("regions[us]", "succeeded"),
+        ("regions[ap]", "skipped"),
+        ("report", "succeeded"),
+        ("broken", "failed"),
+        ("handler", "succeeded"),
+        ("after_broken", "upstream_failed"),
+        ("always", "succeeded"),
+        ("undeclared", "failed"),
+    ];
+    for (k, v) in expect {
+        assert_eq!(s.get(k).map(String::as_str), Some(v), "{k}: {s:?}");
+    }
+    assert_eq!(t.read("report.txt"), "a+b\nline 1\nline 2\n");
+    assert_eq!(t.read("handled.txt"), "handled\n");
+    let run = t.show(&t.last_run());
+    let undeclared = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["key"] == "undeclared")
+        .cloned()
+        .expect("task");
+    assert_eq!(
+        undeclared["error"],
+        "invalid outputs: output `oops` is not declared\n(hint: declare it under the task's `outputs:`)"
+    );
+}
+
+#[test]
+fn parallelism_bounds_concurrent_tasks() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  work:\n    for_each: [1, 2, 3, 4, 5, 6]\n    run: |\n      mkdir -p slots && touch slots/$BATON_TASK_KEY\n      ls slots | wc -l >> seen.txt\n      sleep 0.2\n      rm slots/$BATON_TASK_KEY\n",
+    );
+    assert_eq!(t.run(&["run", "p.yaml", "--parallelism", "2"]).code, 0);
+    let max = t
+        .read("seen.txt")
+        .lines()
+        .filter_map(|l| l.trim().parse::<u32>().ok())
+        .max();
+    assert_eq!(max, Some(2));
+}
+
+#[test]
+fn environment_and_resource_use_are_recorded() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: env-check\nnamespace: team\nparams:\n  date: { type: string, default: d1 }\nenv: { WAREHOUSE: \"wh-{{ params.date }}\" }\ntasks:\n  a:\n    env: { LEVEL: \"{{ run.trigger }}\" }\n    run: |\n      echo \"$BATON_RUN_ID|$BATON_TASK_ID|$BATON_ATTEMPT|$BATON_PIPELINE|$BATON_PARAM_DATE|$WAREHOUSE|$LEVEL\" > env.txt\n      i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done\n",
+    );
+    assert_eq!(t.run(&["run", "p.yaml"]).code, 0);
+    let run_id = t.last_run();
+    assert_eq!(
+        t.read("env.txt"),
+        format!("{run_id}|a|1|team/env-check|d1|wh-d1|manual\n")
+    );
+    let run = t.show(&run_id);
+    let usage = &run["tasks"][0]["attempt_records"][0]["rusage"];
+    assert!(usage["max_rss_kb"].as_i64().unwrap_or(0) > 0, "{usage}");
+    assert!(usage["cpu_user_ms"].as_i64().is_some(), "{usage}");
+    let shown = t.run(&["show", &run_id]);
+    assert!(shown.stdout.contains("max rss"), "{}", shown.stdout);
+}
+
+#[test]
+fn approval_gate_waits_for_a_person() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  build:\n    run: \"true\"\n  release:\n    needs: [build]\n    approval: { message: ship it? }\n    run: echo released > released.txt\n  gate:\n    approval: { timeout: 300ms }\n",
+    );
+    let mut child = t.spawn(&["run", "p.yaml"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let run_id = loop {
+        let out = t.run(&["runs", "--json"]);
+        if let Ok(runs) = serde_json::from_str::<serde_json::Value>(&out.stdout)
+            && let Some(id) = runs[0]["id"].as_str()
+        {
+            let s = task_states(&t.show(id));
+            if s.get("release").map(String::as_str) == Some("waiting_approval") {
+                break id.to_owned();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "release never waited for approval"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(t.read("released.txt").is_empty());
+    let approve = t.run(&["approve", &run_id, "release", "--comment", "lgtm"]);
+    assert_eq!(approve.code, 0, "{}", approve.stderr);
+    let status = child.wait().expect("wait");
+    // The unattended gate timed out, so the run fails, but the approved task ran.
+    assert_eq!(status.code(), Some(1));
+    assert_eq!(t.read("released.txt"), "released\n");
+    let run = t.show(&run_id);
+    let gate = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["key"] == "gate")
+        .cloned()
+        .expect("gate");
+    assert_eq!(gate["error"], "approval timed out after 300ms");
+}
+
+#[test]
+fn rejection_fails_the_gate() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  release:\n    approval: {}\n    run: echo no > ran.txt\n",
+    );
+    let mut child = t.spawn(&["run", "p.yaml"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = t.run(&["runs", "--json"]);
+        if out.stdout.contains("\"id\"") {
+            let id = t.last_run();
+            if task_states(&t.show(&id)).get("release").map(String::as_str)
+                == Some("waiting_approval")
+            {
+                let r = t.run(&["reject", &id, "release", "--comment", "too risky"]);
+                assert_eq!(r.code, 0, "{}", r.stderr);
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "never waited");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(child.wait().expect("wait").code(), Some(1));
+    let run = t.show(&t.last_run());
+    let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    assert_eq!(
+        run["tasks"][0]["error"],
+        format!("rejected by {by}: too risky")
+    );
+    assert!(t.read("ran.txt").is_empty());
+}
+
+#[test]
+fn ctrl_c_cancels_the_run_and_its_processes() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  long:\n    run: |\n      sleep 300 &\n      echo $! > bg.pid\n      sleep 300\n  later:\n    needs: [long]\n    run: \"true\"\n",
+    );
+    let child = t.spawn(&["run", "p.yaml"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.read("bg.pid").trim().is_empty() {
+        assert!(Instant::now() < deadline, "task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = nix_pid(child.id());
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(
+        out.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let s = states(&t);
+    assert_eq!(s["long"], "cancelled");
+    assert_eq!(s["later"], "cancelled");
+    assert_eq!(t.show(&t.last_run())["state"], "cancelled");
+    let bg: i32 = t.read("bg.pid").trim().parse().expect("pid");
+    assert!(!alive(bg));
+}
+
+#[test]
+fn cancel_from_another_terminal() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  long:\n    run: echo started > s.txt; sleep 300\n",
+    );
+    let child = t.spawn(&["run", "p.yaml"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while t.read("s.txt").is_empty() {
+        assert!(Instant::now() < deadline, "task never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = t.run(&["cancel", &t.last_run()]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let status = child.wait_with_output().expect("wait").status;
+    assert_eq!(status.code(), Some(130));
+}
+
+#[test]
+fn logs_by_attempt_and_prefix_ids() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  a:\n    retries: { limit: 1, delay: 10ms }\n    run: echo try $BATON_ATTEMPT; test $BATON_ATTEMPT -ge 2\n",
+    );
+    assert_eq!(t.run(&["run", "p.yaml"]).code, 0);
+    let id = t.last_run();
+    let prefix = &id[..10];
+    assert_eq!(
+        t.run(&["logs", prefix, "a", "--attempt", "1"]).stdout,
+        "try 1\n"
+    );
+    assert_eq!(t.run(&["logs", prefix, "a"]).stdout, "try 2\n");
+    let none = t.run(&["logs", prefix, "a", "--attempt", "3"]);
+    assert_eq!(none.code, 2);
+    assert_eq!(
+        none.stderr,
+        format!("error: no log for `a` in run {id}\n(hint: it has attempts 1 to 2)\n")
+    );
+    let unknown = t.run(&["show", "zzzz"]);
+    assert_eq!(unknown.stderr, "error: run `zzzz` not found\n");
+}
+
+#[test]
+fn json_output_and_idempotency_key() {
+    let t = Test::new().file("p.yaml", "name: p\ntasks:\n  a:\n    run: echo hi\n");
+    let first = t.run(&["run", "p.yaml", "--json", "--idempotency-key", "k1"]);
+    assert_eq!(first.code, 0);
+    let doc: serde_json::Value = serde_json::from_str(&first.stdout).expect("json");
+    assert_eq!(doc["state"], "succeeded");
+    assert_eq!(doc["tasks"][0]["attempt_records"][0]["exit_code"], 0);
+    let again = t.run(&["run", "p.yaml", "--json", "--idempotency-key", "k1"]);
+    let doc2: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(
+        doc["id"], doc2["id"],
+        "the same key must return the same run"
+    );
+    let runs: serde_json::Value =
+        serde_json::from_str(&t.run(&["runs", "--json"]).stdout).expect("json");
+    assert_eq!(runs.as_array().map(Vec::len), Some(1));
+}
+
+fn nix_pid(id: u32) -> nix::unistd::Pid {
+    nix::unistd::Pid::from_raw(i32::try_from(id).expect("pid"))
+}

@@ -1,0 +1,112 @@
+//! A harness over the built `baton` binary, in the style of `just`'s: files in a temp dir,
+//! one invocation at a time, output and exit code captured.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+pub struct Test {
+    pub dir: tempfile::TempDir,
+}
+
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Test {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().expect("temp dir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(self, name: &str, contents: &str) -> Self {
+        let path = self.dir.path().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, contents).expect("write");
+        self
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
+        cmd.args(args)
+            .current_dir(self.dir.path())
+            .env("BATON_HOME", self.dir.path().join(".baton"))
+            .env_remove("BATON_FAULT_CRASH_AFTER_COMMITS");
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Outcome {
+        let out = self.command(args).output().expect("run baton");
+        Outcome {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn baton")
+    }
+
+    /// The run record as `baton show --json` prints it.
+    pub fn show(&self, run: &str) -> serde_json::Value {
+        let out = self.run(&["show", run, "--json"]);
+        assert_eq!(out.code, 0, "show failed: {}", out.stderr);
+        serde_json::from_str(&out.stdout).expect("json")
+    }
+
+    /// The id of the newest run.
+    pub fn last_run(&self) -> String {
+        let out = self.run(&["runs", "--json", "--limit", "1"]);
+        let runs: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        runs[0]["id"].as_str().expect("a run").to_owned()
+    }
+}
+
+/// `task key -> state` of a run record.
+pub fn task_states(run: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
+    run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .map(|t| {
+            (
+                t["key"].as_str().expect("key").to_owned(),
+                t["state"].as_str().expect("state").to_owned(),
+            )
+        })
+        .collect()
+}
+
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Whether a process exists and is not a zombie (a killed orphan may linger as a zombie when
+/// the sandbox's init does not reap).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z"),
+        Err(_) => false,
+    }
+}

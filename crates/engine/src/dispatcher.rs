@@ -1,0 +1,1211 @@
+//! The dispatcher: the one owner of a run's state while it executes.
+//!
+//! It decides what runs next, persists every transition before acting on it, and talks to the
+//! executor only by messages. Everything it knows is rebuilt from the store on start, so a
+//! crashed run resumes where its last committed transition left it.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use baton_core::ids::{RunId, TaskKey};
+use baton_core::model::{Action, ForEach, Pipeline, Task};
+use baton_core::rules::{Decision, decide};
+use baton_core::state::{AttemptState, RunState, TaskState};
+use baton_store::{Change, Millis, NewTask, RunRecord, Store, TaskRecord};
+use serde_json::{Map, Value as Json, json};
+use tokio::sync::{mpsc, watch};
+
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+use crate::executor::{AttemptSpec, CancelHandle, Executor, Finished, Outcome};
+use crate::render::{self, RunContext, Scope};
+
+/// How a dispatcher runs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Attempts running at once.
+    pub parallelism: usize,
+    /// Where logs and output files go.
+    pub home: PathBuf,
+    /// Who holds the run's lease: `host:pid:nonce`.
+    pub owner: String,
+    /// Attempts lost to crashes of baton itself that a task survives; they do not use its
+    /// retry budget, but a task that keeps taking baton down must stop somewhere.
+    pub interruption_limit: u32,
+    /// How often to look for cancel requests and approvals from other processes.
+    pub control_interval: Duration,
+    pub lease_ttl: Duration,
+}
+
+impl Options {
+    pub fn new(home: PathBuf) -> Self {
+        Self {
+            parallelism: std::thread::available_parallelism().map_or(2, usize::from),
+            home,
+            owner: crate::owner_id(),
+            interruption_limit: 5,
+            control_interval: Duration::from_millis(200),
+            lease_ttl: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A state change worth showing to a person watching the run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Task {
+        key: TaskKey,
+        state: TaskState,
+        attempt: u32,
+        at: Millis,
+        error: Option<String>,
+    },
+    Run {
+        state: RunState,
+        at: Millis,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TaskRef {
+    Dag(usize),
+    Hook { success: bool },
+}
+
+#[derive(Debug)]
+struct Inst {
+    key: TaskKey,
+    task: TaskRef,
+    /// The record of a fan-out task as a whole; its instances are its children.
+    group: bool,
+    parent: Option<usize>,
+    item: Option<Json>,
+    state: TaskState,
+    attempts: u32,
+    interruptions: u32,
+    /// The next attempt follows one lost to a crash.
+    after_interruption: bool,
+    outputs: Map<String, Json>,
+    /// Retry time, or approval deadline while waiting for one.
+    next_at: Option<Millis>,
+    position: i64,
+}
+
+/// Drives a run to a final state (or until told to stop).
+pub async fn execute(
+    store: Arc<dyn Store>,
+    executor: Arc<dyn Executor>,
+    run: &RunId,
+    opts: &Options,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+    stop: watch::Receiver<bool>,
+) -> Result<RunState> {
+    let record = store
+        .run(run)
+        .await?
+        .ok_or_else(|| baton_store::Error::RunNotFound(run.to_string()))?;
+    if record.state.is_final() {
+        return Ok(record.state);
+    }
+    acquire_lease(store.as_ref(), &record, opts).await?;
+    let definition = store
+        .definition(&record.version)
+        .await?
+        .ok_or_else(|| Error::Definition {
+            run: run.to_string(),
+            detail: format!("definition `{}` is missing", record.version),
+        })?;
+    let loaded = baton_core::load(&definition.source);
+    let pipeline = loaded.pipeline.ok_or_else(|| Error::Definition {
+        run: run.to_string(),
+        detail: loaded
+            .diagnostics
+            .first()
+            .map_or_else(String::new, |d| d.message.clone()),
+    })?;
+    let tasks = store.tasks(run).await?;
+    let attempts = store.attempts(run).await?;
+    let mut d = Dispatcher::new(
+        store.clone(),
+        executor,
+        record,
+        Arc::new(pipeline),
+        opts,
+        progress,
+    );
+    d.load(tasks);
+    let result = d.drive(&attempts, stop).await;
+    let _ = store.release_lease(run, &opts.owner).await;
+    result
+}
+
+async fn acquire_lease(store: &dyn Store, run: &RunRecord, opts: &Options) -> Result<()> {
+    let now = now_ms();
+    let ttl = i64::try_from(opts.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+    let stale = run
+        .lease_owner
+        .as_deref()
+        .filter(|owner| crate::owner_is_dead(owner));
+    if store
+        .acquire_lease(&run.id, &opts.owner, now, now + ttl, stale)
+        .await?
+    {
+        return Ok(());
+    }
+    Err(Error::Leased {
+        run: run.id.to_string(),
+        owner: run.lease_owner.clone().unwrap_or_default(),
+    })
+}
+
+struct Dispatcher {
+    store: Arc<dyn Store>,
+    executor: Arc<dyn Executor>,
+    run: RunRecord,
+    pipeline: Arc<Pipeline>,
+    opts: Options,
+    progress: Option<mpsc::UnboundedSender<Progress>>,
+    ctx: RunContext,
+    insts: Vec<Inst>,
+    by_key: HashMap<TaskKey, usize>,
+    /// The record of each DAG task.
+    primary: Vec<usize>,
+    children: HashMap<usize, Vec<usize>>,
+    /// `task id -> { outputs, state }` of finished tasks, for templates.
+    finished: Map<String, Json>,
+    ready: BinaryHeap<(i32, Reverse<i64>, Reverse<usize>)>,
+    timers: BinaryHeap<Reverse<(Millis, usize)>>,
+    running: HashMap<usize, CancelHandle>,
+    cancelling: bool,
+    pending: Vec<Change>,
+    notes: Vec<Progress>,
+    done_tx: mpsc::UnboundedSender<Finished>,
+    done_rx: mpsc::UnboundedReceiver<Finished>,
+    started_tx: mpsc::UnboundedSender<(TaskKey, u32, u32)>,
+    next_position: i64,
+}
+
+impl Dispatcher {
+    fn new(
+        store: Arc<dyn Store>,
+        executor: Arc<dyn Executor>,
+        run: RunRecord,
+        pipeline: Arc<Pipeline>,
+        opts: &Options,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+    ) -> Self {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        // Process ids are only of interest to the executor for now.
+        let (started_tx, _) = mpsc::unbounded_channel();
+        let mut env: Map<String, Json> = std::env::vars()
+            .map(|(k, v)| (k, Json::String(v)))
+            .collect();
+        let ctx = RunContext {
+            params: run.params.clone(),
+            run: json!({
+                "id": run.id,
+                "logical_date": run.logical_date,
+                "trigger": run.trigger,
+            }),
+            pipeline: json!({
+                "name": pipeline.id.name,
+                "namespace": pipeline.id.namespace,
+                "version": pipeline.version,
+            }),
+            env: Map::new(),
+        };
+        // The pipeline's own env may use params and run values; render it once.
+        let empty = Map::new();
+        for (k, v) in &pipeline.env {
+            let scope = Scope {
+                run: &RunContext {
+                    env: env.clone(),
+                    ..ctx.clone()
+                },
+                tasks: &empty,
+                item: None,
+            };
+            let value = render::render(&v.0, &scope).unwrap_or_else(|_| v.0.clone());
+            env.insert(k.clone(), Json::String(value));
+        }
+        Self {
+            store,
+            executor,
+            run,
+            opts: opts.clone(),
+            progress,
+            ctx: RunContext { env, ..ctx },
+            insts: Vec::new(),
+            by_key: HashMap::new(),
+            primary: vec![usize::MAX; pipeline.tasks.len()],
+            pipeline,
+            children: HashMap::new(),
+            finished: Map::new(),
+            ready: BinaryHeap::new(),
+            timers: BinaryHeap::new(),
+            running: HashMap::new(),
+            cancelling: false,
+            pending: Vec::new(),
+            notes: Vec::new(),
+            done_tx,
+            done_rx,
+            started_tx,
+            next_position: 0,
+        }
+    }
+
+    fn task(&self, i: usize) -> &Task {
+        match self.insts[i].task {
+            TaskRef::Dag(t) => &self.pipeline.tasks[t],
+            TaskRef::Hook { success: true } => self
+                .pipeline
+                .on_success
+                .as_ref()
+                .unwrap_or(&self.pipeline.tasks[0]),
+            TaskRef::Hook { success: false } => self
+                .pipeline
+                .on_failure
+                .as_ref()
+                .unwrap_or(&self.pipeline.tasks[0]),
+        }
+    }
+
+    fn load(&mut self, records: Vec<TaskRecord>) {
+        for r in records {
+            let task = match r.task_id.as_str() {
+                "on_success" if self.pipeline.task_index("on_success").is_none() => {
+                    TaskRef::Hook { success: true }
+                }
+                "on_failure" if self.pipeline.task_index("on_failure").is_none() => {
+                    TaskRef::Hook { success: false }
+                }
+                id => match self.pipeline.task_index(id) {
+                    Some(t) => TaskRef::Dag(t),
+                    None => continue,
+                },
+            };
+            let is_child = r.key.as_str() != r.task_id;
+            let i = self.insts.len();
+            let group = !is_child
+                && matches!(task, TaskRef::Dag(t) if self.pipeline.tasks[t].for_each.is_some());
+            let parent = if is_child {
+                if let TaskRef::Dag(t) = task {
+                    let p = self.primary[t];
+                    self.children.entry(p).or_default().push(i);
+                    Some(p)
+                } else {
+                    None
+                }
+            } else {
+                if let TaskRef::Dag(t) = task {
+                    self.primary[t] = i;
+                }
+                None
+            };
+            self.next_position = self.next_position.max(r.position + 1);
+            self.by_key.insert(r.key.clone(), i);
+            self.insts.push(Inst {
+                key: r.key,
+                task,
+                group,
+                parent,
+                item: r.item,
+                state: r.state,
+                attempts: r.attempts,
+                interruptions: r.interruptions,
+                after_interruption: false,
+                outputs: r.outputs.unwrap_or_default(),
+                next_at: r.next_attempt_at,
+                position: r.position,
+            });
+        }
+    }
+
+    fn set(&mut self, i: usize, state: TaskState, error: Option<String>) {
+        let now = now_ms();
+        let inst = &mut self.insts[i];
+        inst.state = state;
+        let outputs = (state == TaskState::Succeeded && !inst.outputs.is_empty())
+            .then(|| inst.outputs.clone());
+        self.pending.push(Change::Task {
+            key: inst.key.clone(),
+            state,
+            at: now,
+            next_attempt_at: inst
+                .next_at
+                .filter(|_| matches!(state, TaskState::Retrying | TaskState::WaitingApproval)),
+            outputs,
+            error: error.clone(),
+        });
+        self.notes.push(Progress::Task {
+            key: inst.key.clone(),
+            state,
+            attempt: inst.attempts,
+            at: now,
+            error,
+        });
+    }
+
+    /// Commits pending changes, then tells watchers. Nothing is acted on before this returns.
+    async fn flush(&mut self) -> Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let changes = std::mem::take(&mut self.pending);
+        self.store.apply(&self.run.id, &changes).await?;
+        crate::fault::after_commit();
+        if let Some(tx) = &self.progress {
+            for note in self.notes.drain(..) {
+                let _ = tx.send(note);
+            }
+        } else {
+            self.notes.clear();
+        }
+        Ok(())
+    }
+
+    async fn drive(
+        &mut self,
+        attempts: &[baton_store::AttemptRecord],
+        mut stop: watch::Receiver<bool>,
+    ) -> Result<RunState> {
+        self.reconcile(attempts);
+        if self.run.state == RunState::Queued {
+            self.pending.push(Change::Run {
+                state: RunState::Running,
+                at: now_ms(),
+                error: None,
+            });
+            self.notes.push(Progress::Run {
+                state: RunState::Running,
+                at: now_ms(),
+            });
+        }
+        let work: Vec<usize> = (0..self.insts.len()).collect();
+        self.settle(work);
+        self.flush().await?;
+
+        let mut control = tokio::time::interval(self.opts.control_interval);
+        control.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut lease = tokio::time::interval(self.opts.lease_ttl / 3);
+        lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            self.start_ready().await?;
+            if let Some(state) = self.finish_if_done().await? {
+                return Ok(state);
+            }
+            let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
+            let sleep = async {
+                match next_timer {
+                    Some(at) => {
+                        let wait = u64::try_from(at - now_ms()).unwrap_or(0);
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                Some(f) = self.done_rx.recv() => {
+                    self.on_finished(f);
+                    // Take every report that is already in, so they share one commit.
+                    while let Ok(f) = self.done_rx.try_recv() {
+                        self.on_finished(f);
+                    }
+                    self.flush().await?;
+                }
+                () = sleep => {
+                    self.fire_timers();
+                    self.flush().await?;
+                }
+                _ = control.tick() => {
+                    self.poll_control().await?;
+                    self.flush().await?;
+                }
+                _ = lease.tick() => {
+                    let now = now_ms();
+                    let ttl = i64::try_from(self.opts.lease_ttl.as_millis()).unwrap_or(i64::MAX);
+                    self.store.acquire_lease(&self.run.id, &self.opts.owner, now, now + ttl, None).await?;
+                }
+                Ok(()) = stop.changed(), if !self.cancelling => {
+                    if *stop.borrow() {
+                        self.cancel_all();
+                        self.flush().await?;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Turns what a crash left behind into states the loop can continue from.
+    fn reconcile(&mut self, attempts: &[baton_store::AttemptRecord]) {
+        let now = now_ms();
+        for a in attempts.iter().filter(|a| a.state == AttemptState::Running) {
+            let Some(&i) = self.by_key.get(&a.key) else {
+                continue;
+            };
+            self.pending.push(Change::AttemptFinished {
+                key: a.key.clone(),
+                attempt: a.attempt,
+                state: AttemptState::Interrupted,
+                at: now,
+                exit_code: None,
+                signal: None,
+                rusage: None,
+                error: Some("baton stopped while this attempt ran".into()),
+            });
+            if self.insts[i].state == TaskState::Running {
+                if self.insts[i].interruptions + 1 >= self.opts.interruption_limit {
+                    let n = self.insts[i].interruptions + 1;
+                    self.set(
+                        i,
+                        TaskState::Failed,
+                        Some(format!("interrupted {n} times by baton stopping")),
+                    );
+                } else {
+                    self.insts[i].after_interruption = true;
+                    self.set(i, TaskState::Queued, None);
+                }
+            }
+        }
+        for i in 0..self.insts.len() {
+            match self.insts[i].state {
+                TaskState::Running if !self.insts[i].group => {
+                    self.insts[i].after_interruption = true;
+                    self.set(i, TaskState::Queued, None);
+                    self.push_ready(i);
+                }
+                TaskState::Queued => self.push_ready(i),
+                TaskState::Retrying => {
+                    let at = self.insts[i].next_at.unwrap_or(now);
+                    self.timers.push(Reverse((at, i)));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn push_ready(&mut self, i: usize) {
+        let priority = self.task(i).priority;
+        self.ready
+            .push((priority, Reverse(self.insts[i].position), Reverse(i)));
+    }
+
+    fn upstream_states(&self, t: usize) -> Vec<TaskState> {
+        self.pipeline.dag.upstream[t]
+            .iter()
+            .map(|&u| {
+                self.insts
+                    .get(self.primary[u])
+                    .map_or(TaskState::Pending, |i| i.state)
+            })
+            .collect()
+    }
+
+    /// Advances tasks whose situation changed: decides pending tasks, completes fan-out groups,
+    /// and follows the consequences downstream. A work list, not recursion: a skip can cascade
+    /// through thousands of tasks.
+    fn settle(&mut self, mut work: Vec<usize>) {
+        while let Some(i) = work.pop() {
+            let inst = &self.insts[i];
+            if let Some(p) = inst.parent {
+                if inst.state.is_final() {
+                    work.push(p);
+                }
+                continue;
+            }
+            let TaskRef::Dag(t) = inst.task else { continue };
+            match inst.state {
+                TaskState::Pending if !self.cancelling => self.decide_pending(i, t),
+                TaskState::Running if inst.group => self.complete_group(i),
+                _ => {}
+            }
+            if self.insts[i].state.is_final() {
+                self.record_finished(i, t);
+                for &down in &self.pipeline.dag.downstream[t] {
+                    let di = self.primary[down];
+                    if di != usize::MAX && self.insts[di].state == TaskState::Pending {
+                        work.push(di);
+                    }
+                }
+            }
+        }
+    }
+
+    fn record_finished(&mut self, i: usize, t: usize) {
+        let id = self.pipeline.tasks[t].id.to_string();
+        if !self.finished.contains_key(&id) {
+            let inst = &self.insts[i];
+            self.finished
+                .insert(id, json!({ "outputs": inst.outputs, "state": inst.state }));
+        }
+    }
+
+    fn scope_item<'a>(&'a self, item: Option<&'a Json>) -> Scope<'a> {
+        Scope {
+            run: &self.ctx,
+            tasks: &self.finished,
+            item,
+        }
+    }
+
+    fn decide_pending(&mut self, i: usize, t: usize) {
+        let task = &self.pipeline.tasks[t];
+        match decide(task.trigger_rule, &self.upstream_states(t)) {
+            Decision::Wait => {}
+            Decision::Skip => self.set(i, TaskState::Skipped, None),
+            Decision::UpstreamFailed => self.set(i, TaskState::UpstreamFailed, None),
+            Decision::Run => {
+                if task.for_each.is_none()
+                    && let Some(cond) = &task.condition
+                {
+                    match render::condition(&cond.0, &self.scope_item(None)) {
+                        Ok(true) => {}
+                        Ok(false) => return self.set(i, TaskState::Skipped, None),
+                        Err(e) => {
+                            return self.set(
+                                i,
+                                TaskState::Failed,
+                                Some(format!("cannot evaluate `if`: {e}")),
+                            );
+                        }
+                    }
+                }
+                if let Some(approval) = &task.approval {
+                    let timeout = approval
+                        .timeout
+                        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                    self.insts[i].next_at = timeout.map(|t| now_ms().saturating_add(t));
+                    return self.set(i, TaskState::WaitingApproval, None);
+                }
+                self.activate(i, t);
+            }
+        }
+    }
+
+    /// Makes a task runnable: expands a fan-out, passes a gate, or queues it.
+    fn activate(&mut self, i: usize, t: usize) {
+        let task = &self.pipeline.tasks[t];
+        if let Some(for_each) = &task.for_each {
+            return self.expand(i, t, for_each.clone());
+        }
+        if matches!(task.action, Action::Gate) {
+            return self.set(i, TaskState::Succeeded, None);
+        }
+        self.set(i, TaskState::Queued, None);
+        self.push_ready(i);
+    }
+
+    fn expand(&mut self, i: usize, t: usize, for_each: ForEach) {
+        let items = match &for_each {
+            ForEach::Items(items) => Ok(items.clone()),
+            ForEach::Expression(e) => match render::evaluate(&e.0, &self.scope_item(None)) {
+                Ok(Json::Array(items)) => Ok(items),
+                Ok(other) => Err(format!(
+                    "`for_each` must yield a list, got {}",
+                    baton_core::model::json_kind(&other)
+                )),
+                Err(e) => Err(format!("cannot evaluate `for_each`: {e}")),
+            },
+        };
+        let items = match items {
+            Ok(items) => items,
+            Err(e) => return self.set(i, TaskState::Failed, Some(e)),
+        };
+        if items.is_empty() {
+            return self.set(i, TaskState::Skipped, None);
+        }
+        let task = self.pipeline.tasks[t].clone();
+        let labels = labels(&items);
+        let mut new = Vec::with_capacity(items.len());
+        let mut queued = Vec::new();
+        for (item, label) in items.into_iter().zip(labels) {
+            let key = TaskKey::instance(&task.id, &label);
+            let state = match &task.condition {
+                Some(cond) => match render::condition(&cond.0, &self.scope_item(Some(&item))) {
+                    Ok(true) => TaskState::Queued,
+                    Ok(false) => TaskState::Skipped,
+                    Err(_) => TaskState::Queued,
+                },
+                None => TaskState::Queued,
+            };
+            let c = self.insts.len();
+            let position = self.next_position;
+            self.next_position += 1;
+            new.push(NewTask {
+                key: key.clone(),
+                task_id: task.id.to_string(),
+                position,
+                item: Some(item.clone()),
+                state,
+            });
+            self.by_key.insert(key.clone(), c);
+            self.children.entry(i).or_default().push(c);
+            self.insts.push(Inst {
+                key,
+                task: TaskRef::Dag(t),
+                group: false,
+                parent: Some(i),
+                item: Some(item),
+                state,
+                attempts: 0,
+                interruptions: 0,
+                after_interruption: false,
+                outputs: Map::new(),
+                next_at: None,
+                position,
+            });
+            if state == TaskState::Queued {
+                queued.push(c);
+            }
+        }
+        self.pending.push(Change::AddTasks(new));
+        self.set(i, TaskState::Running, None);
+        for c in queued {
+            self.push_ready(c);
+        }
+        // Every instance may have been skipped by `if`.
+        self.complete_group(i);
+    }
+
+    fn complete_group(&mut self, i: usize) {
+        let Some(children) = self.children.get(&i) else {
+            return;
+        };
+        if children.iter().any(|&c| !self.insts[c].state.is_final()) {
+            return;
+        }
+        let states: Vec<TaskState> = children.iter().map(|&c| self.insts[c].state).collect();
+        let failed = states.iter().filter(|s| s.is_failure()).count();
+        let (state, error) = if failed > 0 {
+            (
+                TaskState::Failed,
+                Some(format!("{failed} of {} instances failed", states.len())),
+            )
+        } else if states.contains(&TaskState::Cancelled) {
+            (TaskState::Cancelled, None)
+        } else if states.iter().all(|s| *s == TaskState::Skipped) {
+            (TaskState::Skipped, None)
+        } else {
+            (TaskState::Succeeded, None)
+        };
+        // Downstream templates read a fan-out's outputs as lists, one value per instance.
+        let mut outputs = Map::new();
+        let TaskRef::Dag(t) = self.insts[i].task else {
+            return;
+        };
+        for name in &self.pipeline.tasks[t].outputs {
+            let values: Vec<Json> = children
+                .iter()
+                .map(|&c| {
+                    self.insts[c]
+                        .outputs
+                        .get(name.as_str())
+                        .cloned()
+                        .unwrap_or(Json::Null)
+                })
+                .collect();
+            outputs.insert(name.to_string(), Json::Array(values));
+        }
+        self.insts[i].outputs = outputs;
+        self.set(i, state, error);
+    }
+
+    fn fire_timers(&mut self) {
+        let now = now_ms();
+        while let Some(Reverse((at, i))) = self.timers.peek().copied() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if self.insts[i].state == TaskState::Retrying && !self.cancelling {
+                self.insts[i].next_at = None;
+                self.set(i, TaskState::Queued, None);
+                self.push_ready(i);
+            }
+        }
+    }
+
+    async fn poll_control(&mut self) -> Result<()> {
+        let control = self.store.control(&self.run.id).await?;
+        if control.cancel_requested && !self.cancelling {
+            self.cancel_all();
+        }
+        let now = now_ms();
+        let mut work = Vec::new();
+        for i in 0..self.insts.len() {
+            if self.insts[i].state != TaskState::WaitingApproval {
+                continue;
+            }
+            let TaskRef::Dag(t) = self.insts[i].task else {
+                continue;
+            };
+            match control
+                .approvals
+                .iter()
+                .find(|a| a.key == self.insts[i].key)
+            {
+                Some(a) if a.approved => {
+                    self.insts[i].next_at = None;
+                    self.activate(i, t);
+                }
+                Some(a) => {
+                    let comment = a
+                        .comment
+                        .as_deref()
+                        .map(|c| format!(": {c}"))
+                        .unwrap_or_default();
+                    self.set(
+                        i,
+                        TaskState::Failed,
+                        Some(format!("rejected by {}{comment}", a.decided_by)),
+                    );
+                }
+                None if self.insts[i].next_at.is_some_and(|d| d <= now) => {
+                    let timeout = self.pipeline.tasks[t]
+                        .approval
+                        .as_ref()
+                        .and_then(|a| a.timeout);
+                    let after = timeout.map(|d| format!(" after {d}")).unwrap_or_default();
+                    self.set(
+                        i,
+                        TaskState::Failed,
+                        Some(format!("approval timed out{after}")),
+                    );
+                }
+                None => continue,
+            }
+            work.push(i);
+        }
+        self.settle(work);
+        Ok(())
+    }
+
+    /// Stops starting tasks, terminates running ones and marks everything else cancelled.
+    fn cancel_all(&mut self) {
+        self.cancelling = true;
+        self.ready.clear();
+        self.timers.clear();
+        for i in 0..self.insts.len() {
+            let inst = &self.insts[i];
+            // Running work stops through its executor; fan-out groups end with their instances.
+            let running_group = inst.group && inst.state == TaskState::Running;
+            let stops_itself = self.running.contains_key(&i) || running_group;
+            if !inst.state.is_final() && !stops_itself {
+                self.set(i, TaskState::Cancelled, None);
+            }
+        }
+        for handle in self.running.values_mut() {
+            handle.cancel();
+        }
+        let groups: Vec<usize> = (0..self.insts.len())
+            .filter(|&i| self.insts[i].group)
+            .collect();
+        for g in groups {
+            if self.insts[g].state == TaskState::Running {
+                self.complete_group(g);
+            }
+        }
+    }
+
+    async fn start_ready(&mut self) -> Result<()> {
+        let mut specs = Vec::new();
+        while self.running.len() + specs.len() < self.opts.parallelism.max(1) {
+            let Some((_, _, Reverse(i))) = self.ready.pop() else {
+                break;
+            };
+            if self.insts[i].state != TaskState::Queued {
+                continue;
+            }
+            match self.prepare(i) {
+                Ok(spec) => {
+                    let now = now_ms();
+                    let inst = &mut self.insts[i];
+                    inst.attempts += 1;
+                    self.pending.push(Change::AttemptStarted {
+                        key: inst.key.clone(),
+                        attempt: inst.attempts,
+                        at: now,
+                        log_path: spec.log_path.display().to_string(),
+                        owner: self.opts.owner.clone(),
+                        after_interruption: std::mem::take(&mut inst.after_interruption),
+                    });
+                    self.set(i, TaskState::Running, None);
+                    specs.push((i, spec));
+                }
+                Err(e) => {
+                    self.set(i, TaskState::Failed, Some(e));
+                    self.settle(vec![i]);
+                }
+            }
+        }
+        self.flush().await?;
+        for (i, spec) in specs {
+            let handle = self
+                .executor
+                .start(spec, self.started_tx.clone(), self.done_tx.clone());
+            self.running.insert(i, handle);
+        }
+        Ok(())
+    }
+
+    /// Renders everything an attempt needs. An error fails the task before any process starts.
+    fn prepare(&self, i: usize) -> std::result::Result<AttemptSpec, String> {
+        let inst = &self.insts[i];
+        let task = self.task(i);
+        let scope = self.scope_item(inst.item.as_ref());
+        let argv = match &task.action {
+            Action::Command { run, shell } => {
+                let script = render::render(&run.0, &scope)
+                    .map_err(|e| format!("cannot render `run`: {e}"))?;
+                let mut argv = shell.clone();
+                argv.push(script);
+                argv
+            }
+            Action::Pipeline { pipeline, .. } => {
+                return Err(format!(
+                    "sub-pipeline `{pipeline}` cannot run yet: sub-pipeline tasks need `baton server`"
+                ));
+            }
+            Action::Gate => return Err("a gate has no command".into()),
+        };
+        let attempt = inst.attempts + 1;
+        let safe = sanitize(inst.key.as_str());
+        let run_dir = self.opts.home.join("runs").join(self.run.id.as_str());
+        let log_path = self
+            .opts
+            .home
+            .join("logs")
+            .join(self.run.id.as_str())
+            .join(&safe)
+            .join(format!("{attempt}.log"));
+        let outputs_path = run_dir.join("outputs").join(format!("{safe}.{attempt}"));
+        let mut env: Vec<(String, String)> = Vec::new();
+        for (k, v) in &self.ctx.env {
+            if self.pipeline.env.contains_key(k) {
+                env.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+            }
+        }
+        for (k, v) in &task.env {
+            let value = render::render(&v.0, &scope)
+                .map_err(|e| format!("cannot render env `{k}`: {e}"))?;
+            env.push((k.clone(), value));
+        }
+        if let Json::Object(params) = &self.ctx.params {
+            for (k, v) in params {
+                let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
+                env.push((format!("BATON_PARAM_{}", k.to_uppercase()), text));
+            }
+        }
+        if let Some(item) = &inst.item {
+            env.push((
+                "BATON_ITEM".into(),
+                item.as_str()
+                    .map_or_else(|| item.to_string(), str::to_owned),
+            ));
+        }
+        env.extend([
+            ("BATON_RUN_ID".into(), self.run.id.to_string()),
+            ("BATON_TASK_ID".into(), inst.key.task_id().to_owned()),
+            ("BATON_TASK_KEY".into(), inst.key.to_string()),
+            ("BATON_ATTEMPT".into(), attempt.to_string()),
+            ("BATON_PIPELINE".into(), self.pipeline.id.to_string()),
+            (
+                "BATON_IDEMPOTENCY_KEY".into(),
+                format!("{}:{}", self.run.id, inst.key),
+            ),
+            ("BATON_OUTPUTS".into(), outputs_path.display().to_string()),
+        ]);
+        if let Some(dir) = outputs_path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        }
+        std::fs::write(&outputs_path, b"")
+            .map_err(|e| format!("cannot create `{}`: {e}", outputs_path.display()))?;
+        let base = PathBuf::from(&self.run.base_dir);
+        let cwd = match &task.working_dir {
+            Some(w) => base.join(
+                render::render(&w.0, &scope)
+                    .map_err(|e| format!("cannot render `working_dir`: {e}"))?,
+            ),
+            None => base,
+        };
+        Ok(AttemptSpec {
+            key: inst.key.clone(),
+            attempt,
+            argv,
+            env,
+            cwd,
+            log_path,
+            timeout: task.timeout.map(baton_core::duration::Duration::as_std),
+        })
+    }
+
+    fn outputs_path(&self, i: usize, attempt: u32) -> PathBuf {
+        self.opts
+            .home
+            .join("runs")
+            .join(self.run.id.as_str())
+            .join("outputs")
+            .join(format!(
+                "{}.{attempt}",
+                sanitize(self.insts[i].key.as_str())
+            ))
+    }
+
+    fn on_finished(&mut self, f: Finished) {
+        let Some(&i) = self.by_key.get(&f.key) else {
+            return;
+        };
+        self.running.remove(&i);
+        let now = now_ms();
+        let task = self.task(i).clone();
+        let (attempt_state, failure, exit_code, signal) = match &f.outcome {
+            Outcome::Exited {
+                exit_code: Some(0),
+                signal: None,
+            } => {
+                let text =
+                    std::fs::read_to_string(self.outputs_path(i, f.attempt)).unwrap_or_default();
+                match crate::outputs::parse(&text, &task.outputs) {
+                    Ok(outputs) => {
+                        self.insts[i].outputs = outputs;
+                        (AttemptState::Succeeded, None, Some(0), None)
+                    }
+                    Err(e) => (
+                        AttemptState::Failed,
+                        Some(format!("invalid outputs: {e}")),
+                        Some(0),
+                        None,
+                    ),
+                }
+            }
+            Outcome::Exited { exit_code, signal } => {
+                let why = match (exit_code, signal) {
+                    (Some(127), _) => "exited with code 127 (command not found)".to_owned(),
+                    (Some(126), _) => "exited with code 126 (command not executable)".to_owned(),
+                    (Some(c), _) => format!("exited with code {c}"),
+                    (None, Some(s)) => format!("killed by signal {s}"),
+                    (None, None) => "ended for an unknown reason".to_owned(),
+                };
+                (AttemptState::Failed, Some(why), *exit_code, *signal)
+            }
+            Outcome::TimedOut => {
+                let after = task
+                    .timeout
+                    .map(|d| format!(" after {d}"))
+                    .unwrap_or_default();
+                (
+                    AttemptState::TimedOut,
+                    Some(format!("timed out{after}")),
+                    None,
+                    None,
+                )
+            }
+            Outcome::Cancelled => (AttemptState::Cancelled, None, None, None),
+            Outcome::StartFailed(e) => (AttemptState::Failed, Some(e.clone()), None, None),
+        };
+        self.pending.push(Change::AttemptFinished {
+            key: f.key.clone(),
+            attempt: f.attempt,
+            state: attempt_state,
+            at: now,
+            exit_code,
+            signal,
+            rusage: f.rusage,
+            error: failure.clone(),
+        });
+        match attempt_state {
+            AttemptState::Succeeded => self.set(i, TaskState::Succeeded, None),
+            AttemptState::Cancelled => self.set(i, TaskState::Cancelled, None),
+            _ => {
+                let inst = &self.insts[i];
+                let real_attempts = inst.attempts.saturating_sub(inst.interruptions);
+                let retryable = !matches!(
+                    f.outcome,
+                    Outcome::Exited {
+                        exit_code: Some(0),
+                        ..
+                    }
+                );
+                if !self.cancelling
+                    && retryable
+                    && task.retry.should_retry(real_attempts, exit_code)
+                {
+                    let delay = task
+                        .retry
+                        .delay_before(real_attempts, rand::random::<f64>());
+                    let at =
+                        now.saturating_add(i64::try_from(delay.as_millis()).unwrap_or(i64::MAX));
+                    self.insts[i].next_at = Some(at);
+                    self.timers.push(Reverse((at, i)));
+                    self.set(i, TaskState::Retrying, failure);
+                } else {
+                    let attempts = self.insts[i].attempts;
+                    let error = failure.map(|f| {
+                        if attempts > 1 {
+                            format!("{f} (attempt {attempts})")
+                        } else {
+                            f
+                        }
+                    });
+                    self.set(
+                        i,
+                        if self.cancelling {
+                            TaskState::Cancelled
+                        } else {
+                            TaskState::Failed
+                        },
+                        error,
+                    );
+                }
+            }
+        }
+        if self.insts[i].state.is_final() {
+            self.settle(vec![i]);
+        }
+    }
+
+    /// Ends the run once nothing is left to do, after running its hook.
+    async fn finish_if_done(&mut self) -> Result<Option<RunState>> {
+        if !self.running.is_empty() || !self.ready.is_empty() || !self.timers.is_empty() {
+            return Ok(None);
+        }
+        let dag_done = self
+            .insts
+            .iter()
+            .filter(|i| matches!(i.task, TaskRef::Dag(_)))
+            .all(|i| i.state.is_final());
+        if !dag_done {
+            return Ok(None);
+        }
+        let failed = self.insts.iter().any(|i| {
+            matches!(i.task, TaskRef::Dag(_)) && i.parent.is_none() && i.state.is_failure()
+        });
+        let state = if self.cancelling
+            || self.insts.iter().any(|i| {
+                i.parent.is_none()
+                    && i.state == TaskState::Cancelled
+                    && matches!(i.task, TaskRef::Dag(_))
+            }) {
+            RunState::Cancelled
+        } else if failed {
+            RunState::Failed
+        } else {
+            RunState::Succeeded
+        };
+        if state != RunState::Cancelled {
+            let success = state == RunState::Succeeded;
+            let hook = if success {
+                &self.pipeline.on_success
+            } else {
+                &self.pipeline.on_failure
+            };
+            let key = TaskKey::from_string(if success { "on_success" } else { "on_failure" });
+            if hook.is_some() {
+                match self.by_key.get(&key) {
+                    None => {
+                        let i = self.insts.len();
+                        let position = self.next_position;
+                        self.next_position += 1;
+                        self.pending.push(Change::AddTasks(vec![NewTask {
+                            key: key.clone(),
+                            task_id: key.to_string(),
+                            position,
+                            item: None,
+                            state: TaskState::Queued,
+                        }]));
+                        self.by_key.insert(key.clone(), i);
+                        self.insts.push(Inst {
+                            key,
+                            task: TaskRef::Hook { success },
+                            group: false,
+                            parent: None,
+                            item: None,
+                            state: TaskState::Queued,
+                            attempts: 0,
+                            interruptions: 0,
+                            after_interruption: false,
+                            outputs: Map::new(),
+                            next_at: None,
+                            position,
+                        });
+                        self.push_ready(i);
+                        self.flush().await?;
+                        return Ok(None);
+                    }
+                    Some(&i) if !self.insts[i].state.is_final() => return Ok(None),
+                    Some(_) => {}
+                }
+            }
+        }
+        let now = now_ms();
+        let error = match state {
+            RunState::Failed => {
+                let failed: Vec<&str> = self
+                    .insts
+                    .iter()
+                    .filter(|i| {
+                        i.parent.is_none()
+                            && i.state == TaskState::Failed
+                            && matches!(i.task, TaskRef::Dag(_))
+                    })
+                    .map(|i| i.key.as_str())
+                    .collect();
+                Some(format!("failed tasks: {}", failed.join(", ")))
+            }
+            _ => None,
+        };
+        self.pending.push(Change::Run {
+            state,
+            at: now,
+            error,
+        });
+        self.notes.push(Progress::Run { state, at: now });
+        self.flush().await?;
+        Ok(Some(state))
+    }
+}
+
+/// Instance labels: the item itself when short and plain (`load[eu]`), else its index, so
+/// keys stay readable and unique.
+fn labels(items: &[Json]) -> Vec<String> {
+    let plain = |j: &Json| -> Option<String> {
+        let s = match j {
+            Json::String(s) => s.clone(),
+            Json::Number(n) => n.to_string(),
+            Json::Bool(b) => b.to_string(),
+            _ => return None,
+        };
+        (!s.is_empty()
+            && s.len() <= 40
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)))
+        .then_some(s)
+    };
+    let mut labels: Vec<String> = items
+        .iter()
+        .enumerate()
+        .map(|(n, j)| plain(j).unwrap_or_else(|| n.to_string()))
+        .collect();
+    let mut seen = std::collections::HashSet::new();
+    if !labels.iter().all(|l| seen.insert(l.clone())) {
+        labels = (0..items.len()).map(|n| n.to_string()).collect();
+    }
+    labels
+}
+
+/// A task key as a file name.
+fn sanitize(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-[]".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

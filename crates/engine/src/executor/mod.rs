@@ -1,0 +1,76 @@
+//! Executors run attempts and report back by message. The dispatcher never touches a process;
+//! an executor never touches run state.
+
+mod local;
+mod wait;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use baton_core::ids::TaskKey;
+use baton_store::Rusage;
+use tokio::sync::{mpsc, oneshot};
+
+pub use local::LocalExecutor;
+
+/// Everything needed to run one attempt, already rendered.
+#[derive(Debug, Clone)]
+pub struct AttemptSpec {
+    pub key: TaskKey,
+    pub attempt: u32,
+    /// Program and arguments (`sh -c SCRIPT`).
+    pub argv: Vec<String>,
+    /// Variables added to the inherited environment.
+    pub env: Vec<(String, String)>,
+    pub cwd: PathBuf,
+    /// Where stdout and stderr go.
+    pub log_path: PathBuf,
+    pub timeout: Option<Duration>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The process exited or was killed by a signal it did not get from us.
+    Exited {
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+    },
+    TimedOut,
+    Cancelled,
+    /// It could not be started (missing program, unreadable directory, no log file).
+    StartFailed(String),
+}
+
+/// An executor's report on an attempt.
+#[derive(Debug)]
+pub struct Finished {
+    pub key: TaskKey,
+    pub attempt: u32,
+    pub outcome: Outcome,
+    pub rusage: Option<Rusage>,
+}
+
+/// Stops a running attempt: terminate gracefully, then kill.
+#[derive(Debug)]
+pub struct CancelHandle(Option<oneshot::Sender<()>>);
+
+impl CancelHandle {
+    pub fn cancel(&mut self) {
+        if let Some(tx) = self.0.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// Something that can run attempts: local processes now; containers and remote workers later.
+pub trait Executor: Send + Sync + std::fmt::Debug {
+    /// Starts an attempt. The outcome arrives on `done`; `started` gets the process id once the
+    /// process exists.
+    fn start(
+        &self,
+        spec: AttemptSpec,
+        started: mpsc::UnboundedSender<(TaskKey, u32, u32)>,
+        done: mpsc::UnboundedSender<Finished>,
+    ) -> CancelHandle;
+}

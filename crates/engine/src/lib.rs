@@ -1,0 +1,47 @@
+//! baton's engine: starting runs, the dispatcher that drives them, and the executors that run
+//! their attempts.
+
+mod clock;
+mod dispatcher;
+mod error;
+pub mod executor;
+mod fault;
+mod launch;
+pub mod outputs;
+pub mod render;
+
+pub use clock::now_ms;
+pub use dispatcher::{Options, Progress, execute};
+pub use error::{Error, Result};
+pub use launch::{RunRequest, create_run};
+
+/// This process's identity as a lease owner: `host:pid:nonce`.
+pub fn owner_id() -> String {
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    format!("{host}:{}:{}", std::process::id(), now_ms())
+}
+
+/// Whether a lease owner is a process on this host that no longer exists, so its runs can be
+/// taken over at once instead of waiting for the lease to expire.
+pub fn owner_is_dead(owner: &str) -> bool {
+    let mut parts = owner.split(':');
+    let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+        return false;
+    };
+    let ours = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_else(|| "localhost".into());
+    let Ok(pid) = pid.parse::<i32>() else {
+        return false;
+    };
+    host == ours
+        && pid != i32::try_from(std::process::id()).unwrap_or(0)
+        && matches!(
+            nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None),
+            Err(nix::errno::Errno::ESRCH)
+        )
+}

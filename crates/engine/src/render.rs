@@ -1,0 +1,130 @@
+//! Rendering templates and evaluating expressions at run time, with the context validation
+//! promised: `params`, `tasks`, `run`, `pipeline`, `item`, `env`.
+
+use baton_core::template::{environment, expression_source};
+use minijinja::Value;
+use serde_json::{Map, Value as Json};
+
+/// What every template of a run can see, built once per run.
+#[derive(Debug, Clone)]
+pub struct RunContext {
+    pub params: Json,
+    pub run: Json,
+    pub pipeline: Json,
+    /// The process environment overlaid with the pipeline's `env`.
+    pub env: Map<String, Json>,
+}
+
+/// The context of one render: the run's, plus finished tasks and the fan-out item.
+#[derive(Debug)]
+pub struct Scope<'a> {
+    pub run: &'a RunContext,
+    /// `task id -> { outputs, state }` for finished tasks.
+    pub tasks: &'a Map<String, Json>,
+    pub item: Option<&'a Json>,
+}
+
+impl Scope<'_> {
+    fn value(&self) -> Value {
+        let mut ctx = Map::new();
+        ctx.insert("params".into(), self.run.params.clone());
+        ctx.insert("run".into(), self.run.run.clone());
+        ctx.insert("pipeline".into(), self.run.pipeline.clone());
+        ctx.insert("env".into(), Json::Object(self.run.env.clone()));
+        ctx.insert("tasks".into(), Json::Object(self.tasks.clone()));
+        if let Some(item) = self.item {
+            ctx.insert("item".into(), item.clone());
+        }
+        Value::from(minijinja::value::Serde(Json::Object(ctx)))
+    }
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut msg = e
+        .detail()
+        .map_or_else(|| e.kind().to_string(), str::to_owned);
+    if e.kind() == minijinja::ErrorKind::UndefinedError && e.detail().is_none() {
+        msg = "undefined value".into();
+    }
+    msg
+}
+
+/// Renders a template; plain text without template syntax is returned as is.
+pub fn render(text: &str, scope: &Scope<'_>) -> Result<String, String> {
+    if !text.contains("{{") && !text.contains("{%") && !text.contains("{##") {
+        return Ok(text.to_owned());
+    }
+    environment()
+        .render_str(text, scope.value())
+        .map_err(|e| describe(&e))
+}
+
+/// Evaluates an expression (with or without `{{ }}`) to a JSON value.
+pub fn evaluate(text: &str, scope: &Scope<'_>) -> Result<Json, String> {
+    let expr = environment()
+        .compile_expression(expression_source(text))
+        .map_err(|e| describe(&e))?;
+    let value = expr.eval(scope.value()).map_err(|e| describe(&e))?;
+    serde_json::to_value(&value).map_err(|e| e.to_string())
+}
+
+/// Evaluates a condition with Jinja truthiness (`0`, `""`, `[]`, `false`, `none` are false).
+pub fn condition(text: &str, scope: &Scope<'_>) -> Result<bool, String> {
+    let expr = environment()
+        .compile_expression(expression_source(text))
+        .map_err(|e| describe(&e))?;
+    expr.eval(scope.value())
+        .map(|v| v.is_true())
+        .map_err(|e| describe(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn run_ctx() -> RunContext {
+        RunContext {
+            params: json!({"date": "2026-11-01", "regions": ["eu", "us"]}),
+            run: json!({"id": "r1", "trigger": "manual", "logical_date": null}),
+            pipeline: json!({"name": "p", "namespace": "default", "version": "abc"}),
+            env: Map::new(),
+        }
+    }
+
+    #[test]
+    fn renders_and_evaluates_against_the_run() {
+        let rc = run_ctx();
+        let tasks = json!({"extract": {"outputs": {"rows": "42"}, "state": "succeeded"}});
+        let tasks = tasks.as_object().expect("object");
+        let scope = Scope {
+            run: &rc,
+            tasks,
+            item: Some(&json!("eu")),
+        };
+        assert_eq!(
+            render("load {{ params.date }} {{ item }}", &scope).expect("ok"),
+            "load 2026-11-01 eu"
+        );
+        assert!(condition("tasks.extract.outputs.rows | int > 0", &scope).expect("ok"));
+        assert_eq!(
+            evaluate("{{ params.regions }}", &scope).expect("ok"),
+            json!(["eu", "us"])
+        );
+        assert_eq!(render("n=${#x}", &scope).expect("ok"), "n=${#x}");
+    }
+
+    #[test]
+    fn undefined_values_are_errors_not_empty_strings() {
+        let rc = run_ctx();
+        let tasks = Map::new();
+        let scope = Scope {
+            run: &rc,
+            tasks: &tasks,
+            item: None,
+        };
+        let err = render("{{ tasks.missing.outputs.x }}", &scope).expect_err("undefined");
+        assert!(err.contains("undefined"), "{err}");
+    }
+}

@@ -1,0 +1,37 @@
+//! Storage errors.
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("cannot open the database at `{url}`: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the database: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("corrupt value in column `{column}`: {detail}")]
+    Corrupt {
+        column: &'static str,
+        detail: String,
+    },
+    #[error("run `{0}` not found")]
+    RunNotFound(String),
+    #[error("run id `{prefix}` is ambiguous: it matches {count} runs\n(hint: type more of the id)")]
+    AmbiguousRun { prefix: String, count: usize },
+    #[error("an idempotency key `{0}` is already used by another pipeline's run")]
+    IdempotencyConflict(String),
+}
+
+impl Error {
+    /// Whether the disk is full, so callers can say so plainly.
+    pub fn is_disk_full(&self) -> bool {
+        self.to_string().contains("database or disk is full")
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,16 @@
+//! baton's durable state: runs, task instances, attempts, an append-only event log, and the
+//! requests other processes make of a run's owner. One trait ([`Store`]), one sqlx
+//! implementation for SQLite (the embedded default) and PostgreSQL.
+
+mod error;
+mod records;
+mod sql;
+mod store;
+
+pub use error::{Error, Result};
+pub use records::{
+    ApprovalRecord, AttemptRecord, Change, Control, DefinitionRecord, EventRecord, Millis, NewRun,
+    NewTask, RunFilter, RunRecord, Rusage, TaskRecord,
+};
+pub use sql::SqlStore;
+pub use store::Store;

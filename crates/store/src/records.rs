@@ -1,0 +1,188 @@
+//! What the store keeps, as plain records.
+
+use baton_core::ids::{RunId, TaskKey};
+use baton_core::state::{AttemptState, RunState, TaskState};
+use serde::Serialize;
+
+/// Milliseconds since the Unix epoch. The store never reads a clock: callers pass times in,
+/// which keeps tests deterministic.
+pub type Millis = i64;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DefinitionRecord {
+    pub hash: String,
+    pub namespace: String,
+    pub name: String,
+    pub source: String,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: RunId,
+    pub namespace: String,
+    pub pipeline: String,
+    pub version: String,
+    pub state: RunState,
+    pub params: serde_json::Value,
+    pub trigger: String,
+    pub logical_date: Option<String>,
+    /// Directory relative `working_dir`s and commands resolve against.
+    pub base_dir: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+    pub error: Option<String>,
+    pub cancel_requested: bool,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<Millis>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TaskRecord {
+    pub key: TaskKey,
+    pub task_id: String,
+    /// Order of creation, so listings follow the pipeline.
+    pub position: i64,
+    /// The fan-out item of this instance.
+    pub item: Option<serde_json::Value>,
+    pub state: TaskState,
+    /// Attempts started, interrupted ones included.
+    pub attempts: u32,
+    /// Attempts lost to a crash of baton itself; they do not use up the retry budget.
+    pub interruptions: u32,
+    pub next_attempt_at: Option<Millis>,
+    pub outputs: Option<serde_json::Map<String, serde_json::Value>>,
+    pub error: Option<String>,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+/// CPU and memory used by one attempt, from the OS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Rusage {
+    pub cpu_user_ms: i64,
+    pub cpu_sys_ms: i64,
+    pub max_rss_kb: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AttemptRecord {
+    pub key: TaskKey,
+    pub attempt: u32,
+    pub state: AttemptState,
+    pub started_at: Millis,
+    pub finished_at: Option<Millis>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub rusage: Option<Rusage>,
+    pub log_path: String,
+    pub error: Option<String>,
+    pub pid: Option<u32>,
+    pub owner: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventRecord {
+    pub seq: i64,
+    pub at: Millis,
+    pub kind: String,
+    pub task_key: Option<TaskKey>,
+    pub attempt: Option<u32>,
+    pub data: serde_json::Value,
+}
+
+/// A run to create, with its first task instances.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: RunId,
+    pub definition: DefinitionRecord,
+    pub params: serde_json::Value,
+    pub trigger: String,
+    pub logical_date: Option<String>,
+    pub base_dir: String,
+    pub idempotency_key: Option<String>,
+    pub created_at: Millis,
+    pub tasks: Vec<NewTask>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub key: TaskKey,
+    pub task_id: String,
+    pub position: i64,
+    pub item: Option<serde_json::Value>,
+    pub state: TaskState,
+}
+
+/// One state change. [`crate::Store::apply`] writes a batch of them, and one event each, in a
+/// single transaction: the current-state tables and the event log never disagree.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    Run {
+        state: RunState,
+        at: Millis,
+        error: Option<String>,
+    },
+    /// New task instances (fan-out expansion).
+    AddTasks(Vec<NewTask>),
+    Task {
+        key: TaskKey,
+        state: TaskState,
+        at: Millis,
+        next_attempt_at: Option<Millis>,
+        outputs: Option<serde_json::Map<String, serde_json::Value>>,
+        error: Option<String>,
+    },
+    AttemptStarted {
+        key: TaskKey,
+        attempt: u32,
+        at: Millis,
+        log_path: String,
+        owner: String,
+        /// Counts towards `interruptions` rather than the retry budget.
+        after_interruption: bool,
+    },
+    /// The process of an attempt exists; recorded so an operator can find it.
+    AttemptPid {
+        key: TaskKey,
+        attempt: u32,
+        pid: u32,
+    },
+    AttemptFinished {
+        key: TaskKey,
+        attempt: u32,
+        state: AttemptState,
+        at: Millis,
+        exit_code: Option<i32>,
+        signal: Option<i32>,
+        rusage: Option<Rusage>,
+        error: Option<String>,
+    },
+}
+
+/// Which runs to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub namespace: Option<String>,
+    pub pipeline: Option<String>,
+    pub state: Option<RunState>,
+    pub limit: u32,
+}
+
+/// Requests from other processes that the owner of a run must act on.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Control {
+    pub cancel_requested: bool,
+    pub approvals: Vec<ApprovalRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalRecord {
+    pub key: TaskKey,
+    pub approved: bool,
+    pub decided_by: String,
+    pub decided_at: Millis,
+    pub comment: Option<String>,
+}

@@ -1,0 +1,708 @@
+//! [`Store`] over sqlx's `Any` driver: one implementation for SQLite (embedded default) and
+//! PostgreSQL, with a migration folder for each.
+
+use std::sync::Once;
+
+use async_trait::async_trait;
+use baton_core::ids::{RunId, TaskKey};
+use baton_core::state::{AttemptState, RunState, TaskState};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::Migrator;
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::error::{Error, Result};
+use crate::records::{
+    ApprovalRecord, AttemptRecord, Change, Control, DefinitionRecord, EventRecord, Millis, NewRun,
+    NewTask, RunFilter, RunRecord, Rusage, TaskRecord,
+};
+use crate::store::Store;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) and migrates the database at `url`: `sqlite://PATH` or
+    /// `postgres://...`.
+    pub async fn open(url: &str) -> Result<Self> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let backend = if url.starts_with("postgres") {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        };
+        let mut options = AnyPoolOptions::new();
+        if backend == Backend::Sqlite {
+            // WAL lets readers (`baton runs` in another terminal) work while a run writes;
+            // synchronous=NORMAL keeps every commit durable across a crash of the process.
+            options = options.max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        } else {
+            options = options.max_connections(16);
+        }
+        let pool = options.connect(url).await.map_err(|source| Error::Open {
+            url: url.to_owned(),
+            source,
+        })?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// The SQLite database of a baton home directory.
+    pub async fn open_home(home: &std::path::Path) -> Result<Self> {
+        std::fs::create_dir_all(home).map_err(|e| Error::Open {
+            url: home.display().to_string(),
+            source: sqlx::Error::Io(e),
+        })?;
+        let path = home.join("baton.db");
+        // Two baton processes starting on a fresh home (a run and a `baton runs` beside it)
+        // would both apply the migrations; an exclusive lock makes the second wait and then
+        // find them applied.
+        let lock_path = home.join("baton.db.lock");
+        let lock_file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| Error::Open {
+                url: lock_path.display().to_string(),
+                source: sqlx::Error::Io(e),
+            })?;
+        let lock = tokio::task::spawn_blocking(move || {
+            nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
+        })
+        .await
+        .map_err(|e| Error::Open {
+            url: lock_path.display().to_string(),
+            source: sqlx::Error::Io(std::io::Error::other(e)),
+        })?
+        .map_err(|(_, errno)| Error::Open {
+            url: lock_path.display().to_string(),
+            source: sqlx::Error::Io(std::io::Error::from(errno)),
+        })?;
+        let store = Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await;
+        drop(lock);
+        store
+    }
+}
+
+fn opt_i64(row: &AnyRow, col: &str) -> Result<Option<i64>> {
+    Ok(row.try_get::<Option<i64>, _>(col)?)
+}
+
+fn json_col(row: &AnyRow, col: &'static str) -> Result<Option<serde_json::Value>> {
+    match row.try_get::<Option<String>, _>(col)? {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::Corrupt {
+                column: col,
+                detail: e.to_string(),
+            }),
+    }
+}
+
+fn state<T>(row: &AnyRow, col: &'static str, parse: fn(&str) -> Option<T>) -> Result<T> {
+    let text: String = row.try_get(col)?;
+    parse(&text).ok_or_else(|| Error::Corrupt {
+        column: col,
+        detail: format!("unknown state `{text}`"),
+    })
+}
+
+fn to_u32(v: i64) -> u32 {
+    u32::try_from(v).unwrap_or(u32::MAX)
+}
+
+fn run_record(row: &AnyRow) -> Result<RunRecord> {
+    Ok(RunRecord {
+        id: RunId::from_string(row.try_get::<String, _>("id")?),
+        namespace: row.try_get("namespace")?,
+        pipeline: row.try_get("pipeline")?,
+        version: row.try_get("version")?,
+        state: state(row, "state", RunState::from_name)?,
+        params: json_col(row, "params")?.unwrap_or_default(),
+        trigger: row.try_get("trigger_kind")?,
+        logical_date: row.try_get("logical_date")?,
+        base_dir: row.try_get("base_dir")?,
+        idempotency_key: row.try_get("idempotency_key")?,
+        created_at: row.try_get("created_at")?,
+        started_at: opt_i64(row, "started_at")?,
+        finished_at: opt_i64(row, "finished_at")?,
+        error: row.try_get("error")?,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        lease_owner: row.try_get("lease_owner")?,
+        lease_expires_at: opt_i64(row, "lease_expires_at")?,
+    })
+}
+
+fn task_record(row: &AnyRow) -> Result<TaskRecord> {
+    let outputs = match json_col(row, "outputs")? {
+        Some(serde_json::Value::Object(m)) => Some(m),
+        _ => None,
+    };
+    Ok(TaskRecord {
+        key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
+        task_id: row.try_get("task_id")?,
+        position: row.try_get("position")?,
+        item: json_col(row, "item")?,
+        state: state(row, "state", TaskState::from_name)?,
+        attempts: to_u32(row.try_get("attempts")?),
+        interruptions: to_u32(row.try_get("interruptions")?),
+        next_attempt_at: opt_i64(row, "next_attempt_at")?,
+        outputs,
+        error: row.try_get("error")?,
+        started_at: opt_i64(row, "started_at")?,
+        finished_at: opt_i64(row, "finished_at")?,
+    })
+}
+
+fn attempt_record(row: &AnyRow) -> Result<AttemptRecord> {
+    let user = opt_i64(row, "cpu_user_ms")?;
+    let rusage = user.map(|cpu_user_ms| -> Result<Rusage> {
+        Ok(Rusage {
+            cpu_user_ms,
+            cpu_sys_ms: opt_i64(row, "cpu_sys_ms")?.unwrap_or(0),
+            max_rss_kb: opt_i64(row, "max_rss_kb")?.unwrap_or(0),
+        })
+    });
+    Ok(AttemptRecord {
+        key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
+        attempt: to_u32(row.try_get("attempt")?),
+        state: state(row, "state", AttemptState::from_name)?,
+        started_at: row.try_get("started_at")?,
+        finished_at: opt_i64(row, "finished_at")?,
+        exit_code: opt_i64(row, "exit_code")?.and_then(|c| i32::try_from(c).ok()),
+        signal: opt_i64(row, "signal")?.and_then(|c| i32::try_from(c).ok()),
+        rusage: rusage.transpose()?,
+        log_path: row.try_get("log_path")?,
+        error: row.try_get("error")?,
+        pid: opt_i64(row, "pid")?.and_then(|p| u32::try_from(p).ok()),
+        owner: row.try_get("owner")?,
+    })
+}
+
+fn json_text(v: &impl serde::Serialize) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
+}
+
+async fn insert_task(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run: &RunId,
+    t: &NewTask,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO tasks (run_id, task_key, task_id, position, item, state) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(run.as_str())
+    .bind(t.key.as_str())
+    .bind(&t.task_id)
+    .bind(t.position)
+    .bind(t.item.as_ref().map(json_text))
+    .bind(t.state.as_str())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn event(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run: &RunId,
+    at: Millis,
+    kind: &str,
+    key: Option<&TaskKey>,
+    attempt: Option<u32>,
+    data: serde_json::Value,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO events (run_id, at, kind, task_key, attempt, data) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(run.as_str())
+    .bind(at)
+    .bind(kind)
+    .bind(key.map(TaskKey::as_str))
+    .bind(attempt.map(i64::from))
+    .bind(data.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn create_run(&self, run: &NewRun) -> Result<RunId> {
+        let mut tx = self.pool.begin().await?;
+        if let Some(key) = &run.idempotency_key {
+            let existing =
+                sqlx::query("SELECT id, namespace, pipeline FROM runs WHERE idempotency_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+            if let Some(row) = existing {
+                let same = row.try_get::<String, _>("namespace")? == run.definition.namespace
+                    && row.try_get::<String, _>("pipeline")? == run.definition.name;
+                if !same {
+                    return Err(Error::IdempotencyConflict(key.clone()));
+                }
+                return Ok(RunId::from_string(row.try_get::<String, _>("id")?));
+            }
+        }
+        let d = &run.definition;
+        let insert_definition = match self.backend {
+            Backend::Sqlite => {
+                "INSERT OR IGNORE INTO definitions (hash, namespace, name, source, path, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"
+            }
+            Backend::Postgres => {
+                "INSERT INTO definitions (hash, namespace, name, source, path, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING"
+            }
+        };
+        sqlx::query(insert_definition)
+            .bind(&d.hash)
+            .bind(&d.namespace)
+            .bind(&d.name)
+            .bind(&d.source)
+            .bind(d.path.as_deref())
+            .bind(run.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO runs (id, namespace, pipeline, version, state, params, trigger_kind, \
+             logical_date, base_dir, idempotency_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+        )
+        .bind(run.id.as_str())
+        .bind(&d.namespace)
+        .bind(&d.name)
+        .bind(&d.hash)
+        .bind(RunState::Queued.as_str())
+        .bind(run.params.to_string())
+        .bind(&run.trigger)
+        .bind(run.logical_date.as_deref())
+        .bind(&run.base_dir)
+        .bind(run.idempotency_key.as_deref())
+        .bind(run.created_at)
+        .execute(&mut *tx)
+        .await?;
+        for t in &run.tasks {
+            insert_task(&mut tx, &run.id, t).await?;
+        }
+        let data = serde_json::json!({
+            "pipeline": format!("{}/{}", d.namespace, d.name),
+            "version": d.hash,
+            "params": run.params,
+            "trigger": run.trigger,
+        });
+        event(
+            &mut tx,
+            &run.id,
+            run.created_at,
+            "run_created",
+            None,
+            None,
+            data,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(run.id.clone())
+    }
+
+    async fn apply(&self, run: &RunId, changes: &[Change]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for change in changes {
+            match change {
+                Change::Run { state, at, error } => {
+                    let started = (*state == RunState::Running).then_some(*at);
+                    let finished = state.is_final().then_some(*at);
+                    sqlx::query(
+                        "UPDATE runs SET state = $1, error = COALESCE($2, error), \
+                         started_at = COALESCE(started_at, $3), finished_at = $4 WHERE id = $5",
+                    )
+                    .bind(state.as_str())
+                    .bind(error.as_deref())
+                    .bind(started)
+                    .bind(finished)
+                    .bind(run.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    let data = serde_json::json!({ "state": state, "error": error });
+                    event(&mut tx, run, *at, "run_state", None, None, data).await?;
+                }
+                Change::AddTasks(tasks) => {
+                    for t in tasks {
+                        insert_task(&mut tx, run, t).await?;
+                    }
+                }
+                Change::Task {
+                    key,
+                    state,
+                    at,
+                    next_attempt_at,
+                    outputs,
+                    error,
+                } => {
+                    let started = (*state == TaskState::Running).then_some(*at);
+                    let finished = state.is_final().then_some(*at);
+                    sqlx::query(
+                        "UPDATE tasks SET state = $1, next_attempt_at = $2, \
+                         outputs = COALESCE($3, outputs), error = $4, \
+                         started_at = COALESCE(started_at, $5), finished_at = $6 \
+                         WHERE run_id = $7 AND task_key = $8",
+                    )
+                    .bind(state.as_str())
+                    .bind(*next_attempt_at)
+                    .bind(outputs.as_ref().map(json_text))
+                    .bind(error.as_deref())
+                    .bind(started)
+                    .bind(finished)
+                    .bind(run.as_str())
+                    .bind(key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    let data =
+                        serde_json::json!({ "state": state, "error": error, "outputs": outputs });
+                    event(&mut tx, run, *at, "task_state", Some(key), None, data).await?;
+                }
+                Change::AttemptStarted {
+                    key,
+                    attempt,
+                    at,
+                    log_path,
+                    owner,
+                    after_interruption,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO attempts (run_id, task_key, attempt, state, started_at, log_path, owner) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    )
+                    .bind(run.as_str())
+                    .bind(key.as_str())
+                    .bind(i64::from(*attempt))
+                    .bind(AttemptState::Running.as_str())
+                    .bind(*at)
+                    .bind(log_path)
+                    .bind(owner)
+                    .execute(&mut *tx)
+                    .await?;
+                    sqlx::query(
+                        "UPDATE tasks SET attempts = $1, interruptions = interruptions + $2 \
+                         WHERE run_id = $3 AND task_key = $4",
+                    )
+                    .bind(i64::from(*attempt))
+                    .bind(i64::from(*after_interruption))
+                    .bind(run.as_str())
+                    .bind(key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    let data = serde_json::json!({ "log": log_path, "owner": owner });
+                    event(
+                        &mut tx,
+                        run,
+                        *at,
+                        "attempt_started",
+                        Some(key),
+                        Some(*attempt),
+                        data,
+                    )
+                    .await?;
+                }
+                Change::AttemptPid { key, attempt, pid } => {
+                    sqlx::query(
+                        "UPDATE attempts SET pid = $1 WHERE run_id = $2 AND task_key = $3 AND attempt = $4",
+                    )
+                    .bind(i64::from(*pid))
+                    .bind(run.as_str())
+                    .bind(key.as_str())
+                    .bind(i64::from(*attempt))
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                Change::AttemptFinished {
+                    key,
+                    attempt,
+                    state,
+                    at,
+                    exit_code,
+                    signal,
+                    rusage,
+                    error,
+                } => {
+                    sqlx::query(
+                        "UPDATE attempts SET state = $1, finished_at = $2, exit_code = $3, \
+                         signal = $4, cpu_user_ms = $5, cpu_sys_ms = $6, max_rss_kb = $7, error = $8 \
+                         WHERE run_id = $9 AND task_key = $10 AND attempt = $11",
+                    )
+                    .bind(state.as_str())
+                    .bind(*at)
+                    .bind(exit_code.map(i64::from))
+                    .bind(signal.map(i64::from))
+                    .bind(rusage.map(|r| r.cpu_user_ms))
+                    .bind(rusage.map(|r| r.cpu_sys_ms))
+                    .bind(rusage.map(|r| r.max_rss_kb))
+                    .bind(error.as_deref())
+                    .bind(run.as_str())
+                    .bind(key.as_str())
+                    .bind(i64::from(*attempt))
+                    .execute(&mut *tx)
+                    .await?;
+                    let data = serde_json::json!({
+                        "state": state, "exit_code": exit_code, "signal": signal,
+                        "rusage": rusage, "error": error,
+                    });
+                    event(
+                        &mut tx,
+                        run,
+                        *at,
+                        "attempt_finished",
+                        Some(key),
+                        Some(*attempt),
+                        data,
+                    )
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn definition(&self, hash: &str) -> Result<Option<DefinitionRecord>> {
+        let row = sqlx::query(
+            "SELECT hash, namespace, name, source, path FROM definitions WHERE hash = $1",
+        )
+        .bind(hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<DefinitionRecord> {
+            Ok(DefinitionRecord {
+                hash: row.try_get("hash")?,
+                namespace: row.try_get("namespace")?,
+                name: row.try_get("name")?,
+                source: row.try_get("source")?,
+                path: row.try_get("path")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn run(&self, id: &RunId) -> Result<Option<RunRecord>> {
+        sqlx::query("SELECT * FROM runs WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(run_record)
+            .transpose()
+    }
+
+    async fn resolve_run(&self, prefix: &str) -> Result<RunId> {
+        let pattern = format!("{}%", prefix.replace(['%', '_'], ""));
+        let rows = sqlx::query("SELECT id FROM runs WHERE id LIKE $1 ORDER BY id LIMIT 2")
+            .bind(&pattern)
+            .fetch_all(&self.pool)
+            .await?;
+        match rows.as_slice() {
+            [] => Err(Error::RunNotFound(prefix.to_owned())),
+            [one] => Ok(RunId::from_string(one.try_get::<String, _>("id")?)),
+            _ => {
+                let exact = rows
+                    .iter()
+                    .filter_map(|r| r.try_get::<String, _>("id").ok())
+                    .find(|id| id == prefix);
+                match exact {
+                    Some(id) => Ok(RunId::from_string(id)),
+                    None => {
+                        let count: i64 =
+                            sqlx::query("SELECT COUNT(*) AS n FROM runs WHERE id LIKE $1")
+                                .bind(&pattern)
+                                .fetch_one(&self.pool)
+                                .await?
+                                .try_get("n")?;
+                        Err(Error::AmbiguousRun {
+                            prefix: prefix.to_owned(),
+                            count: usize::try_from(count).unwrap_or(usize::MAX),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE ($1 IS NULL OR namespace = $1) AND ($2 IS NULL OR pipeline = $2) \
+             AND ($3 IS NULL OR state = $3) ORDER BY id DESC LIMIT $4",
+        )
+        .bind(filter.namespace.as_deref())
+        .bind(filter.pipeline.as_deref())
+        .bind(filter.state.map(|s| s.as_str()))
+        .bind(i64::from(if filter.limit == 0 { 20 } else { filter.limit }))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_record).collect()
+    }
+
+    async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>> {
+        let rows = sqlx::query("SELECT * FROM tasks WHERE run_id = $1 ORDER BY position, task_key")
+            .bind(run.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(task_record).collect()
+    }
+
+    async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM attempts WHERE run_id = $1 ORDER BY started_at, task_key, attempt",
+        )
+        .bind(run.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(attempt_record).collect()
+    }
+
+    async fn events(&self, run: &RunId, after_seq: i64) -> Result<Vec<EventRecord>> {
+        let rows = sqlx::query("SELECT * FROM events WHERE run_id = $1 AND seq > $2 ORDER BY seq")
+            .bind(run.as_str())
+            .bind(after_seq)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(EventRecord {
+                    seq: row.try_get("seq")?,
+                    at: row.try_get("at")?,
+                    kind: row.try_get("kind")?,
+                    task_key: row
+                        .try_get::<Option<String>, _>("task_key")?
+                        .map(TaskKey::from_string),
+                    attempt: opt_i64(row, "attempt")?.map(to_u32),
+                    data: json_col(row, "data")?.unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    async fn acquire_lease(
+        &self,
+        run: &RunId,
+        owner: &str,
+        now: Millis,
+        expires_at: Millis,
+        steal_from: Option<&str>,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET lease_owner = $1, lease_expires_at = $2 WHERE id = $3 AND \
+             (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_at < $4 OR lease_owner = $5)",
+        )
+        .bind(owner)
+        .bind(expires_at)
+        .bind(run.as_str())
+        .bind(now)
+        .bind(steal_from)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_lease(&self, run: &RunId, owner: &str) -> Result<()> {
+        sqlx::query("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2")
+            .bind(run.as_str())
+            .bind(owner)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn request_cancel(&self, run: &RunId) -> Result<()> {
+        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+            .bind(run.as_str())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn decide(
+        &self,
+        run: &RunId,
+        key: &TaskKey,
+        approved: bool,
+        by: &str,
+        at: Millis,
+        comment: Option<&str>,
+    ) -> Result<bool> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "INSERT OR IGNORE INTO approvals (run_id, task_key, decision, decided_by, decided_at, comment) \
+                 VALUES ($1, $2, $3, $4, $5, $6)"
+            }
+            Backend::Postgres => {
+                "INSERT INTO approvals (run_id, task_key, decision, decided_by, decided_at, comment) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
+            }
+        };
+        let done = sqlx::query(sql)
+            .bind(run.as_str())
+            .bind(key.as_str())
+            .bind(if approved { "approved" } else { "rejected" })
+            .bind(by)
+            .bind(at)
+            .bind(comment)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn control(&self, run: &RunId) -> Result<Control> {
+        let cancel: Option<i64> = sqlx::query("SELECT cancel_requested FROM runs WHERE id = $1")
+            .bind(run.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| r.try_get("cancel_requested"))
+            .transpose()?;
+        let rows = sqlx::query("SELECT * FROM approvals WHERE run_id = $1")
+            .bind(run.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let approvals = rows
+            .iter()
+            .map(|row| {
+                Ok(ApprovalRecord {
+                    key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
+                    approved: row.try_get::<String, _>("decision")? == "approved",
+                    decided_by: row.try_get("decided_by")?,
+                    decided_at: row.try_get("decided_at")?,
+                    comment: row.try_get("comment")?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Control {
+            cancel_requested: cancel.unwrap_or(0) != 0,
+            approvals,
+        })
+    }
+}

@@ -1,0 +1,59 @@
+//! The storage trait: everything the engine persists goes through it.
+
+use async_trait::async_trait;
+use baton_core::ids::{RunId, TaskKey};
+
+use crate::error::Result;
+use crate::records::{
+    AttemptRecord, Change, Control, DefinitionRecord, EventRecord, Millis, NewRun, RunFilter,
+    RunRecord, TaskRecord,
+};
+
+/// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
+/// particular commits its whole batch, with its events, or nothing.
+///
+/// Designed for more than one engine process: a run is owned through a lease
+/// ([`Store::acquire_lease`]) rather than through anything held in memory, and requests from
+/// other processes (cancel, approvals) are rows the owner reads ([`Store::control`]).
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug + 'static {
+    /// Creates a run, its definition (if new) and its first task instances. With an
+    /// idempotency key already used by the same pipeline, returns that run's id instead.
+    async fn create_run(&self, run: &NewRun) -> Result<RunId>;
+    async fn apply(&self, run: &RunId, changes: &[Change]) -> Result<()>;
+
+    async fn definition(&self, hash: &str) -> Result<Option<DefinitionRecord>>;
+    async fn run(&self, id: &RunId) -> Result<Option<RunRecord>>;
+    /// Resolves a full id or a unique prefix of one.
+    async fn resolve_run(&self, prefix: &str) -> Result<RunId>;
+    async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>>;
+    async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>>;
+    async fn events(&self, run: &RunId, after_seq: i64) -> Result<Vec<EventRecord>>;
+
+    /// Takes ownership of a run until `expires_at`, if nobody else holds a live lease (or the
+    /// holder is `owner` already, or `steal_from` names the stale holder). Returns whether the
+    /// lease is now `owner`'s.
+    async fn acquire_lease(
+        &self,
+        run: &RunId,
+        owner: &str,
+        now: Millis,
+        expires_at: Millis,
+        steal_from: Option<&str>,
+    ) -> Result<bool>;
+    async fn release_lease(&self, run: &RunId, owner: &str) -> Result<()>;
+
+    async fn request_cancel(&self, run: &RunId) -> Result<()>;
+    /// Records a person's decision on an approval gate; the first decision stands.
+    async fn decide(
+        &self,
+        run: &RunId,
+        key: &TaskKey,
+        approved: bool,
+        by: &str,
+        at: Millis,
+        comment: Option<&str>,
+    ) -> Result<bool>;
+    async fn control(&self, run: &RunId) -> Result<Control>;
+}
