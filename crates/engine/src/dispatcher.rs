@@ -174,6 +174,8 @@ struct Dispatcher {
     /// The record of each DAG task.
     primary: Vec<usize>,
     children: HashMap<usize, Vec<usize>>,
+    /// Per fan-out group, how many instances have not finished; the group completes at zero.
+    unfinished: HashMap<usize, usize>,
     /// `task id -> { outputs, state }` of finished tasks, for templates.
     finished: Map<String, Json>,
     ready: BinaryHeap<(i32, Reverse<i64>, Reverse<usize>)>,
@@ -186,6 +188,9 @@ struct Dispatcher {
     done_rx: mpsc::UnboundedReceiver<Finished>,
     started_tx: mpsc::UnboundedSender<(TaskKey, u32, u32)>,
     next_position: i64,
+    logs_dir: PathBuf,
+    outputs_dir: PathBuf,
+    programs: std::cell::RefCell<crate::programs::Programs>,
 }
 
 impl Dispatcher {
@@ -197,6 +202,7 @@ impl Dispatcher {
         opts: &Options,
         progress: Option<mpsc::UnboundedSender<Progress>>,
     ) -> Self {
+        let run_id = run.id.clone();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         // Process ids are only of interest to the executor for now.
         let (started_tx, _) = mpsc::unbounded_channel();
@@ -243,6 +249,7 @@ impl Dispatcher {
             primary: vec![usize::MAX; pipeline.tasks.len()],
             pipeline,
             children: HashMap::new(),
+            unfinished: HashMap::new(),
             finished: Map::new(),
             ready: BinaryHeap::new(),
             timers: BinaryHeap::new(),
@@ -254,23 +261,14 @@ impl Dispatcher {
             done_rx,
             started_tx,
             next_position: 0,
+            logs_dir: opts.home.join("logs").join(run_id.as_str()),
+            outputs_dir: opts.home.join("runs").join(run_id.as_str()).join("outputs"),
+            programs: std::cell::RefCell::default(),
         }
     }
 
     fn task(&self, i: usize) -> &Task {
-        match self.insts[i].task {
-            TaskRef::Dag(t) => &self.pipeline.tasks[t],
-            TaskRef::Hook { success: true } => self
-                .pipeline
-                .on_success
-                .as_ref()
-                .unwrap_or(&self.pipeline.tasks[0]),
-            TaskRef::Hook { success: false } => self
-                .pipeline
-                .on_failure
-                .as_ref()
-                .unwrap_or(&self.pipeline.tasks[0]),
-        }
+        task_of(&self.pipeline, self.insts[i].task)
     }
 
     fn load(&mut self, records: Vec<TaskRecord>) {
@@ -322,11 +320,25 @@ impl Dispatcher {
                 position: r.position,
             });
         }
+        for (&group, children) in &self.children {
+            let open = children
+                .iter()
+                .filter(|&&c| !self.insts[c].state.is_final())
+                .count();
+            self.unfinished.insert(group, open);
+        }
     }
 
     fn set(&mut self, i: usize, state: TaskState, error: Option<String>) {
         let now = now_ms();
         let inst = &mut self.insts[i];
+        if let Some(p) = inst.parent
+            && !inst.state.is_final()
+            && state.is_final()
+            && let Some(n) = self.unfinished.get_mut(&p)
+        {
+            *n = n.saturating_sub(1);
+        }
         inst.state = state;
         let outputs = (state == TaskState::Succeeded && !inst.outputs.is_empty())
             .then(|| inst.outputs.clone());
@@ -372,6 +384,13 @@ impl Dispatcher {
         attempts: &[baton_store::AttemptRecord],
         mut stop: watch::Receiver<bool>,
     ) -> Result<RunState> {
+        for dir in [&self.logs_dir, &self.outputs_dir] {
+            // Without them every attempt would fail; say so once, plainly.
+            std::fs::create_dir_all(dir).map_err(|e| Error::Home {
+                path: dir.display().to_string(),
+                source: e,
+            })?;
+        }
         self.reconcile(attempts);
         if self.run.state == RunState::Queued {
             self.pending.push(Change::Run {
@@ -661,6 +680,7 @@ impl Dispatcher {
                 queued.push(c);
             }
         }
+        self.unfinished.insert(i, queued.len());
         self.pending.push(Change::AddTasks(new));
         self.set(i, TaskState::Running, None);
         for c in queued {
@@ -671,12 +691,12 @@ impl Dispatcher {
     }
 
     fn complete_group(&mut self, i: usize) {
+        if self.unfinished.get(&i).is_some_and(|&n| n > 0) {
+            return;
+        }
         let Some(children) = self.children.get(&i) else {
             return;
         };
-        if children.iter().any(|&c| !self.insts[c].state.is_final()) {
-            return;
-        }
         let states: Vec<TaskState> = children.iter().map(|&c| self.insts[c].state).collect();
         let failed = states.iter().filter(|s| s.is_failure()).count();
         let (state, error) = if failed > 0 {
@@ -860,9 +880,23 @@ impl Dispatcher {
             Action::Command { run, shell } => {
                 let script = render::render(&run.0, &scope)
                     .map_err(|e| format!("cannot render `run`: {e}"))?;
-                let mut argv = shell.clone();
-                argv.push(script);
-                argv
+                let default_shell = *shell == baton_core::model::default_shell();
+                let mut programs = self.programs.borrow_mut();
+                match crate::direct::simple_command(&script).filter(|_| default_shell) {
+                    // Only when the program is really there; otherwise `sh` reports it.
+                    Some(mut words) if programs.find(&words[0]).is_some() => {
+                        words[0] = programs.resolve(&words[0]);
+                        words
+                    }
+                    _ => {
+                        let mut argv = shell.clone();
+                        if let Some(program) = argv.first_mut() {
+                            *program = programs.resolve(program);
+                        }
+                        argv.push(script);
+                        argv
+                    }
+                }
             }
             Action::Pipeline { pipeline, .. } => {
                 return Err(format!(
@@ -872,16 +906,10 @@ impl Dispatcher {
             Action::Gate => return Err("a gate has no command".into()),
         };
         let attempt = inst.attempts + 1;
-        let safe = sanitize(inst.key.as_str());
-        let run_dir = self.opts.home.join("runs").join(self.run.id.as_str());
         let log_path = self
-            .opts
-            .home
-            .join("logs")
-            .join(self.run.id.as_str())
-            .join(&safe)
-            .join(format!("{attempt}.log"));
-        let outputs_path = run_dir.join("outputs").join(format!("{safe}.{attempt}"));
+            .logs_dir
+            .join(format!("{}.{attempt}.log", sanitize(inst.key.as_str())));
+        let outputs_path = self.outputs_path(i, attempt);
         let mut env: Vec<(String, String)> = Vec::new();
         for (k, v) in &self.ctx.env {
             if self.pipeline.env.contains_key(k) {
@@ -918,12 +946,10 @@ impl Dispatcher {
             ),
             ("BATON_OUTPUTS".into(), outputs_path.display().to_string()),
         ]);
-        if let Some(dir) = outputs_path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| format!("cannot create `{}`: {e}", dir.display()))?;
+        // A file left by an interrupted attempt must not count for this one.
+        if inst.after_interruption {
+            let _ = std::fs::remove_file(&outputs_path);
         }
-        std::fs::write(&outputs_path, b"")
-            .map_err(|e| format!("cannot create `{}`: {e}", outputs_path.display()))?;
         let base = PathBuf::from(&self.run.base_dir);
         let cwd = match &task.working_dir {
             Some(w) => base.join(
@@ -944,15 +970,10 @@ impl Dispatcher {
     }
 
     fn outputs_path(&self, i: usize, attempt: u32) -> PathBuf {
-        self.opts
-            .home
-            .join("runs")
-            .join(self.run.id.as_str())
-            .join("outputs")
-            .join(format!(
-                "{}.{attempt}",
-                sanitize(self.insts[i].key.as_str())
-            ))
+        self.outputs_dir.join(format!(
+            "{}.{attempt}",
+            sanitize(self.insts[i].key.as_str())
+        ))
     }
 
     fn on_finished(&mut self, f: Finished) {
@@ -961,7 +982,9 @@ impl Dispatcher {
         };
         self.running.remove(&i);
         let now = now_ms();
-        let task = self.task(i).clone();
+        // Through its own `Arc`, so the task is not copied (a fan-out's item list can be big).
+        let pipeline = Arc::clone(&self.pipeline);
+        let task = task_of(&pipeline, self.insts[i].task);
         let (attempt_state, failure, exit_code, signal) = match &f.outcome {
             Outcome::Exited {
                 exit_code: Some(0),
@@ -1005,7 +1028,7 @@ impl Dispatcher {
                 )
             }
             Outcome::Cancelled => (AttemptState::Cancelled, None, None, None),
-            Outcome::StartFailed(e) => (AttemptState::Failed, Some(e.clone()), None, None),
+            Outcome::Error(e) => (AttemptState::Failed, Some(e.clone()), None, None),
         };
         self.pending.push(Change::AttemptFinished {
             key: f.key.clone(),
@@ -1166,6 +1189,19 @@ impl Dispatcher {
         self.notes.push(Progress::Run { state, at: now });
         self.flush().await?;
         Ok(Some(state))
+    }
+}
+
+fn task_of(pipeline: &Pipeline, task: TaskRef) -> &Task {
+    match task {
+        TaskRef::Dag(t) => &pipeline.tasks[t],
+        // Hook records exist only when the pipeline has the hook.
+        TaskRef::Hook { success: true } => {
+            pipeline.on_success.as_ref().unwrap_or(&pipeline.tasks[0])
+        }
+        TaskRef::Hook { success: false } => {
+            pipeline.on_failure.as_ref().unwrap_or(&pipeline.tasks[0])
+        }
     }
 }
 

@@ -14,6 +14,12 @@ pub enum Error {
     Definition { run: String, detail: String },
     #[error("{0}")]
     Params(String),
+    #[error("cannot create `{path}`: {source}")]
+    Home {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -2,12 +2,14 @@
 //! their attempts.
 
 mod clock;
+mod direct;
 mod dispatcher;
 mod error;
 pub mod executor;
 mod fault;
 mod launch;
 pub mod outputs;
+mod programs;
 pub mod render;
 
 pub use clock::now_ms;

@@ -144,12 +144,6 @@ pub enum Change {
         /// Counts towards `interruptions` rather than the retry budget.
         after_interruption: bool,
     },
-    /// The process of an attempt exists; recorded so an operator can find it.
-    AttemptPid {
-        key: TaskKey,
-        attempt: u32,
-        pid: u32,
-    },
     AttemptFinished {
         key: TaskKey,
         attempt: u32,

@@ -29,6 +29,10 @@ enum Backend {
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
+    /// Writes go through one connection held for the store's life: the engine commits once
+    /// per step of every run, and taking a connection from the pool each time costs as much
+    /// as a statement.
+    writer: std::sync::Arc<tokio::sync::Mutex<sqlx::pool::PoolConnection<sqlx::Any>>>,
     backend: Backend,
 }
 
@@ -67,7 +71,12 @@ impl SqlStore {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let writer = std::sync::Arc::new(tokio::sync::Mutex::new(pool.acquire().await?));
+        Ok(Self {
+            pool,
+            writer,
+            backend,
+        })
     }
 
     /// The SQLite database of a baton home directory.
@@ -208,54 +217,170 @@ fn json_text(v: &impl serde::Serialize) -> String {
     serde_json::to_string(v).unwrap_or_else(|_| "null".to_owned())
 }
 
-async fn insert_task(
+/// Rows per multi-row INSERT of tasks (6 parameters each).
+const TASK_ROWS_PER_INSERT: usize = 200;
+
+async fn insert_tasks(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
-    t: &NewTask,
+    tasks: &[NewTask],
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO tasks (run_id, task_key, task_id, position, item, state) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(run.as_str())
-    .bind(t.key.as_str())
-    .bind(&t.task_id)
-    .bind(t.position)
-    .bind(t.item.as_ref().map(json_text))
-    .bind(t.state.as_str())
-    .execute(&mut **tx)
-    .await?;
+    for chunk in tasks.chunks(TASK_ROWS_PER_INSERT) {
+        let mut sql = String::from(
+            "INSERT INTO tasks (run_id, task_key, task_id, position, item, state) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for t in chunk {
+            q = q
+                .bind(run.as_str())
+                .bind(t.key.as_str().to_owned())
+                .bind(t.task_id.clone())
+                .bind(t.position)
+                .bind(t.item.as_ref().map(json_text))
+                .bind(t.state.as_str());
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
 }
 
-async fn event(
+/// An event to append at the end of a transaction.
+struct PendingEvent {
+    at: Millis,
+    kind: &'static str,
+    key: Option<TaskKey>,
+    attempt: Option<u32>,
+    data: String,
+}
+
+impl PendingEvent {
+    fn new(
+        at: Millis,
+        kind: &'static str,
+        key: Option<&TaskKey>,
+        attempt: Option<u32>,
+        data: serde_json::Value,
+    ) -> Self {
+        Self {
+            at,
+            kind,
+            key: key.cloned(),
+            attempt,
+            data: data.to_string(),
+        }
+    }
+}
+
+/// Rows per multi-row INSERT, well below SQLite's and PostgreSQL's parameter limits.
+const EVENT_ROWS_PER_INSERT: usize = 200;
+
+async fn insert_events(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
-    at: Millis,
-    kind: &str,
-    key: Option<&TaskKey>,
-    attempt: Option<u32>,
-    data: serde_json::Value,
+    events: &[PendingEvent],
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO events (run_id, at, kind, task_key, attempt, data) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
-    )
-    .bind(run.as_str())
-    .bind(at)
-    .bind(kind)
-    .bind(key.map(TaskKey::as_str))
-    .bind(attempt.map(i64::from))
-    .bind(data.to_string())
-    .execute(&mut **tx)
-    .await?;
+    for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
+        let mut sql =
+            String::from("INSERT INTO events (run_id, at, kind, task_key, attempt, data) VALUES ");
+        for i in 0..chunk.len() {
+            let b = i * 6;
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!(
+                "(${}, ${}, ${}, ${}, ${}, ${})",
+                b + 1,
+                b + 2,
+                b + 3,
+                b + 4,
+                b + 5,
+                b + 6
+            ));
+        }
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for e in chunk {
+            q = q
+                .bind(run.as_str())
+                .bind(e.at)
+                .bind(e.kind)
+                .bind(e.key.as_ref().map(|k| k.as_str().to_owned()))
+                .bind(e.attempt.map(i64::from))
+                .bind(e.data.clone());
+        }
+        q.execute(&mut **tx).await?;
+    }
     Ok(())
+}
+
+/// Everything a batch changes about one task, written with one UPDATE.
+#[derive(Default)]
+struct TaskUpdate {
+    state: Option<TaskState>,
+    next_attempt_at: Option<Millis>,
+    outputs: Option<serde_json::Map<String, serde_json::Value>>,
+    error: Option<String>,
+    started_at: Option<Millis>,
+    finished_at: Option<Millis>,
+    attempts: Option<u32>,
+    interruptions: i64,
+}
+
+impl TaskUpdate {
+    async fn write(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run: &RunId,
+        key: &TaskKey,
+    ) -> Result<()> {
+        // A batch that only records an attempt start leaves the task's own fields alone.
+        let touches_state = self.state.is_some();
+        sqlx::query(
+            "UPDATE tasks SET state = COALESCE($1, state), \
+             next_attempt_at = CASE WHEN $2 = 1 THEN $3 ELSE next_attempt_at END, \
+             outputs = COALESCE($4, outputs), \
+             error = CASE WHEN $2 = 1 THEN $5 ELSE error END, \
+             started_at = COALESCE(started_at, $6), \
+             finished_at = CASE WHEN $2 = 1 THEN $7 ELSE finished_at END, \
+             attempts = COALESCE($8, attempts), interruptions = interruptions + $9 \
+             WHERE run_id = $10 AND task_key = $11",
+        )
+        .bind(self.state.map(TaskState::as_str))
+        .bind(i64::from(touches_state))
+        .bind(self.next_attempt_at)
+        .bind(self.outputs.as_ref().map(json_text))
+        .bind(self.error.as_deref())
+        .bind(self.started_at)
+        .bind(self.finished_at)
+        .bind(self.attempts.map(i64::from))
+        .bind(self.interruptions)
+        .bind(run.as_str())
+        .bind(key.as_str())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]
 impl Store for SqlStore {
     async fn create_run(&self, run: &NewRun) -> Result<RunId> {
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         if let Some(key) = &run.idempotency_key {
             let existing =
                 sqlx::query("SELECT id, namespace, pipeline FROM runs WHERE idempotency_key = $1")
@@ -309,23 +434,23 @@ impl Store for SqlStore {
         .bind(run.created_at)
         .execute(&mut *tx)
         .await?;
-        for t in &run.tasks {
-            insert_task(&mut tx, &run.id, t).await?;
-        }
+        insert_tasks(&mut tx, &run.id, &run.tasks).await?;
         let data = serde_json::json!({
             "pipeline": format!("{}/{}", d.namespace, d.name),
             "version": d.hash,
             "params": run.params,
             "trigger": run.trigger,
         });
-        event(
+        insert_events(
             &mut tx,
             &run.id,
-            run.created_at,
-            "run_created",
-            None,
-            None,
-            data,
+            &[PendingEvent::new(
+                run.created_at,
+                "run_created",
+                None,
+                None,
+                data,
+            )],
         )
         .await?;
         tx.commit().await?;
@@ -333,7 +458,21 @@ impl Store for SqlStore {
     }
 
     async fn apply(&self, run: &RunId, changes: &[Change]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        // Fewest statements per commit: one UPDATE per task however many of its changes the
+        // batch holds, and all events in multi-row INSERTs. Each statement is a round trip to
+        // the database, and the dispatcher commits once per step of the run.
+        let mut writer = self.writer.lock().await;
+        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
+        let mut events: Vec<PendingEvent> = Vec::with_capacity(changes.len());
+        let mut tasks: Vec<(TaskKey, TaskUpdate)> = Vec::new();
+        let mut task_slot: std::collections::HashMap<TaskKey, usize> =
+            std::collections::HashMap::new();
+        let mut update = |key: &TaskKey, tasks: &mut Vec<(TaskKey, TaskUpdate)>| -> usize {
+            *task_slot.entry(key.clone()).or_insert_with(|| {
+                tasks.push((key.clone(), TaskUpdate::default()));
+                tasks.len() - 1
+            })
+        };
         for change in changes {
             match change {
                 Change::Run { state, at, error } => {
@@ -351,13 +490,9 @@ impl Store for SqlStore {
                     .execute(&mut *tx)
                     .await?;
                     let data = serde_json::json!({ "state": state, "error": error });
-                    event(&mut tx, run, *at, "run_state", None, None, data).await?;
+                    events.push(PendingEvent::new(*at, "run_state", None, None, data));
                 }
-                Change::AddTasks(tasks) => {
-                    for t in tasks {
-                        insert_task(&mut tx, run, t).await?;
-                    }
-                }
+                Change::AddTasks(new) => insert_tasks(&mut tx, run, new).await?,
                 Change::Task {
                     key,
                     state,
@@ -366,27 +501,21 @@ impl Store for SqlStore {
                     outputs,
                     error,
                 } => {
-                    let started = (*state == TaskState::Running).then_some(*at);
-                    let finished = state.is_final().then_some(*at);
-                    sqlx::query(
-                        "UPDATE tasks SET state = $1, next_attempt_at = $2, \
-                         outputs = COALESCE($3, outputs), error = $4, \
-                         started_at = COALESCE(started_at, $5), finished_at = $6 \
-                         WHERE run_id = $7 AND task_key = $8",
-                    )
-                    .bind(state.as_str())
-                    .bind(*next_attempt_at)
-                    .bind(outputs.as_ref().map(json_text))
-                    .bind(error.as_deref())
-                    .bind(started)
-                    .bind(finished)
-                    .bind(run.as_str())
-                    .bind(key.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    let slot = update(key, &mut tasks);
+                    let u = &mut tasks[slot].1;
+                    u.state = Some(*state);
+                    u.next_attempt_at = *next_attempt_at;
+                    if outputs.is_some() {
+                        u.outputs.clone_from(outputs);
+                    }
+                    u.error.clone_from(error);
+                    if *state == TaskState::Running && u.started_at.is_none() {
+                        u.started_at = Some(*at);
+                    }
+                    u.finished_at = state.is_final().then_some(*at);
                     let data =
                         serde_json::json!({ "state": state, "error": error, "outputs": outputs });
-                    event(&mut tx, run, *at, "task_state", Some(key), None, data).await?;
+                    events.push(PendingEvent::new(*at, "task_state", Some(key), None, data));
                 }
                 Change::AttemptStarted {
                     key,
@@ -409,38 +538,18 @@ impl Store for SqlStore {
                     .bind(owner)
                     .execute(&mut *tx)
                     .await?;
-                    sqlx::query(
-                        "UPDATE tasks SET attempts = $1, interruptions = interruptions + $2 \
-                         WHERE run_id = $3 AND task_key = $4",
-                    )
-                    .bind(i64::from(*attempt))
-                    .bind(i64::from(*after_interruption))
-                    .bind(run.as_str())
-                    .bind(key.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    let slot = update(key, &mut tasks);
+                    let u = &mut tasks[slot].1;
+                    u.attempts = Some(*attempt);
+                    u.interruptions += i64::from(*after_interruption);
                     let data = serde_json::json!({ "log": log_path, "owner": owner });
-                    event(
-                        &mut tx,
-                        run,
+                    events.push(PendingEvent::new(
                         *at,
                         "attempt_started",
                         Some(key),
                         Some(*attempt),
                         data,
-                    )
-                    .await?;
-                }
-                Change::AttemptPid { key, attempt, pid } => {
-                    sqlx::query(
-                        "UPDATE attempts SET pid = $1 WHERE run_id = $2 AND task_key = $3 AND attempt = $4",
-                    )
-                    .bind(i64::from(*pid))
-                    .bind(run.as_str())
-                    .bind(key.as_str())
-                    .bind(i64::from(*attempt))
-                    .execute(&mut *tx)
-                    .await?;
+                    ));
                 }
                 Change::AttemptFinished {
                     key,
@@ -474,19 +583,20 @@ impl Store for SqlStore {
                         "state": state, "exit_code": exit_code, "signal": signal,
                         "rusage": rusage, "error": error,
                     });
-                    event(
-                        &mut tx,
-                        run,
+                    events.push(PendingEvent::new(
                         *at,
                         "attempt_finished",
                         Some(key),
                         Some(*attempt),
                         data,
-                    )
-                    .await?;
+                    ));
                 }
             }
         }
+        for (key, u) in &tasks {
+            u.write(&mut tx, run, key).await?;
+        }
+        insert_events(&mut tx, run, &events).await?;
         tx.commit().await?;
         Ok(())
     }

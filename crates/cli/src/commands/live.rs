@@ -56,7 +56,8 @@ async fn plain(rx: &mut mpsc::UnboundedReceiver<Progress>) {
                 at,
                 error,
             } => {
-                if state == TaskState::Pending {
+                // Queued is a moment between decided and started; the event log keeps it.
+                if matches!(state, TaskState::Pending | TaskState::Queued) {
                     continue;
                 }
                 format!(

@@ -30,7 +30,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
 fn with_runtime(
     f: impl std::future::Future<Output = Result<ExitStatus, ExpectedError>>,
 ) -> Result<ExitStatus, ExpectedError> {
-    tokio::runtime::Builder::new_multi_thread()
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(ExpectedError::Write)?

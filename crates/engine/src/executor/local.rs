@@ -12,7 +12,7 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
-use super::wait::{WaitStatus, wait4};
+use super::wait::{WaitStatus, pidfd_open, try_wait4, wait4, watch};
 use super::{AttemptSpec, CancelHandle, Executor, Finished, Outcome};
 
 #[derive(Debug, Clone)]
@@ -34,19 +34,13 @@ fn signal_group(pgid: i32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pgid), signal);
 }
 
-fn spawn(spec: &AttemptSpec) -> Result<i32, String> {
-    if let Some(dir) = spec.log_path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create log directory `{}`: {e}", dir.display()))?;
-    }
-    let log = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&spec.log_path)
-        .map_err(|e| format!("cannot create log file `{}`: {e}", spec.log_path.display()))?;
-    let err_log = log
-        .try_clone()
-        .map_err(|e| format!("cannot open log file `{}`: {e}", spec.log_path.display()))?;
+/// A started process and the copier moving its output into the log.
+struct Started {
+    pid: i32,
+    copier: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
     match std::fs::metadata(&spec.cwd) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
@@ -66,19 +60,86 @@ fn spawn(spec: &AttemptSpec) -> Result<i32, String> {
         .argv
         .split_first()
         .ok_or_else(|| "empty command".to_owned())?;
+    // Output goes through a pipe so the log file is created only when there is output: most
+    // of the cost of starting a silent task would otherwise be creating its empty log.
+    let (reader, writer) = std::io::pipe().map_err(|e| format!("cannot create a pipe: {e}"))?;
+    let err_writer = writer
+        .try_clone()
+        .map_err(|e| format!("cannot create a pipe: {e}"))?;
     let child = Command::new(program)
         .args(args)
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())
-        .stdout(log)
-        .stderr(err_log)
+        .stdout(writer)
+        .stderr(err_writer)
         .process_group(0)
         .spawn()
         .map_err(|e| format!("cannot start `{program}`: {e}"))?;
-    // Reaped by `wait4` below, not by `Child::wait`, to get its resource usage.
-    i32::try_from(child.id()).map_err(|_| "process id out of range".to_owned())
+    let copier = tokio::spawn(copy_log(reader, spec.log_path.clone()));
+    // Reaped by `wait4`, not by `Child::wait`, to get its resource usage.
+    let pid = i32::try_from(child.id()).map_err(|_| "process id out of range".to_owned())?;
+    Ok(Started { pid, copier })
 }
+
+/// Copies everything the attempt writes into its log, creating the file on the first byte.
+/// Ends when every process holding the pipe has exited.
+async fn copy_log(reader: std::io::PipeReader, path: std::path::PathBuf) -> Result<(), String> {
+    use std::io::Write;
+    use tokio::io::AsyncReadExt;
+    let mut pipe =
+        tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
+            .map_err(|e| format!("cannot read the attempt's output: {e}"))?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut file: Option<std::fs::File> = None;
+    let mut failure = None;
+    loop {
+        let n = match pipe.read(&mut buf).await {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(format!("cannot read the attempt's output: {e}")),
+        };
+        // Keep draining after a write error so the process is never blocked on a full pipe.
+        if failure.is_some() {
+            continue;
+        }
+        if file.is_none() {
+            match open_log(&path) {
+                Ok(f) => file = Some(f),
+                Err(e) => {
+                    failure = Some(e);
+                    continue;
+                }
+            }
+        }
+        if let Some(f) = file.as_mut()
+            && let Err(e) = f.write_all(&buf[..n])
+        {
+            failure = Some(format!("cannot write log file `{}`: {e}", path.display()));
+        }
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+fn open_log(path: &std::path::Path) -> Result<std::fs::File, String> {
+    let open = || OpenOptions::new().create(true).append(true).open(path);
+    match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if let Some(dir) = path.parent() {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| format!("cannot create log directory `{}`: {e}", dir.display()))?;
+            }
+            open()
+        }
+        other => other,
+    }
+    .map_err(|e| format!("cannot create log file `{}`: {e}", path.display()))
+}
+
+/// How long to wait for output after the process group is gone: a process that left the group
+/// (`setsid`) could hold the pipe open forever.
+const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 impl Executor for LocalExecutor {
     fn start(
@@ -96,15 +157,15 @@ impl Executor for LocalExecutor {
                 outcome,
                 rusage,
             };
-            let pid = match spawn(&spec) {
-                Ok(pid) => pid,
+            let Started { pid, copier } = match spawn(&spec) {
+                Ok(started) => started,
                 Err(e) => {
-                    let _ = done.send(report(Outcome::StartFailed(e), None));
+                    let _ = done.send(report(Outcome::Error(e), None));
                     return;
                 }
             };
             let _ = started.send((spec.key.clone(), spec.attempt, pid.unsigned_abs()));
-            let mut waiter = tokio::task::spawn_blocking(move || wait4(pid));
+            let mut waiter = wait_for(pid);
             let timeout = async {
                 match spec.timeout {
                     Some(t) => tokio::time::sleep(t).await,
@@ -125,6 +186,11 @@ impl Executor for LocalExecutor {
             };
             // Whatever the main process left running in its group (`sleep 100 &`) goes too.
             signal_group(pid, Signal::SIGKILL);
+            let log = match tokio::time::timeout(LOG_DRAIN_LIMIT, copier).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(e)) => Err(format!("log copier failed: {e}")),
+                Err(_) => Ok(()),
+            };
             let (outcome, rusage) = match status {
                 Ok(Ok(WaitStatus {
                     exit_code,
@@ -141,13 +207,19 @@ impl Executor for LocalExecutor {
                     }),
                 ),
                 Ok(Err(e)) => (
-                    Outcome::StartFailed(format!("cannot wait for process {pid}: {e}")),
+                    Outcome::Error(format!("cannot wait for process {pid}: {e}")),
                     None,
                 ),
                 Err(e) => (
-                    Outcome::StartFailed(format!("waiting for process {pid} failed: {e}")),
+                    Outcome::Error(format!("waiting for process {pid} failed: {e}")),
                     None,
                 ),
+            };
+            // Output that could not be kept fails the attempt: a result without its log is
+            // not one an operator can trust.
+            let outcome = match (outcome, log) {
+                (Outcome::Exited { .. }, Err(e)) => Outcome::Error(e),
+                (outcome, _) => outcome,
             };
             let _ = done.send(report(outcome, rusage));
         });
@@ -156,6 +228,23 @@ impl Executor for LocalExecutor {
 }
 
 type Waiter = tokio::task::JoinHandle<std::io::Result<WaitStatus>>;
+
+/// Waits for the process to end: on its pidfd where the kernel has them, so no thread sits
+/// blocked per running task; in a blocking `wait4` otherwise.
+fn wait_for(pid: i32) -> Waiter {
+    match pidfd_open(pid).and_then(watch) {
+        Ok(fd) => tokio::spawn(async move {
+            loop {
+                let mut ready = fd.readable().await?;
+                if let Some(status) = try_wait4(pid)? {
+                    return Ok(status);
+                }
+                ready.clear_ready();
+            }
+        }),
+        Err(_) => tokio::task::spawn_blocking(move || wait4(pid)),
+    }
+}
 
 /// SIGTERM to the whole group, then SIGKILL if it is still there after the grace period.
 async fn terminate(

@@ -38,8 +38,9 @@ pub enum Outcome {
     },
     TimedOut,
     Cancelled,
-    /// It could not be started (missing program, unreadable directory, no log file).
-    StartFailed(String),
+    /// It could not be started (missing program, unreadable directory), or its output could
+    /// not be kept (no space for the log).
+    Error(String),
 }
 
 /// An executor's report on an attempt.
