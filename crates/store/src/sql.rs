@@ -79,6 +79,34 @@ impl SqlStore {
         })
     }
 
+    /// Drops every table (PostgreSQL: recreates the `public` schema), for tests that need an
+    /// empty database on a shared server.
+    pub async fn reset_for_tests(&self) -> Result<()> {
+        match self.backend {
+            Backend::Postgres => {
+                sqlx::raw_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public;")
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Backend::Sqlite => {
+                for table in [
+                    "events",
+                    "approvals",
+                    "attempts",
+                    "tasks",
+                    "runs",
+                    "definitions",
+                    "_sqlx_migrations",
+                ] {
+                    sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE IF EXISTS {table}")))
+                        .execute(&self.pool)
+                        .await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// The SQLite database of a baton home directory.
     pub async fn open_home(home: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(home).map_err(|e| Error::Open {

@@ -261,3 +261,114 @@ async fn terminate(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn run(
+        argv: &[&str],
+        log_path: std::path::PathBuf,
+        timeout: Option<Duration>,
+    ) -> Finished {
+        let (started, _) = mpsc::unbounded_channel();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let spec = AttemptSpec {
+            key: TaskKey::from_string("t"),
+            attempt: 1,
+            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            env: vec![("BATON_TEST".into(), "yes".into())],
+            cwd: std::env::temp_dir(),
+            log_path,
+            timeout,
+        };
+        let executor = LocalExecutor {
+            kill_grace: Duration::from_millis(200),
+        };
+        let _handle = executor.start(spec, started, done_tx);
+        done_rx.recv().await.expect("a report")
+    }
+
+    #[tokio::test]
+    async fn output_goes_to_the_log_and_usage_is_measured() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("a/b/1.log");
+        let f = run(
+            &[
+                "sh",
+                "-c",
+                "echo out; echo err >&2; echo $BATON_TEST; exit 3",
+            ],
+            log.clone(),
+            None,
+        )
+        .await;
+        assert_eq!(
+            f.outcome,
+            Outcome::Exited {
+                exit_code: Some(3),
+                signal: None
+            }
+        );
+        assert_eq!(
+            std::fs::read_to_string(&log).expect("log"),
+            "out\nerr\nyes\n"
+        );
+        assert!(f.rusage.expect("rusage").max_rss_kb > 0);
+    }
+
+    #[tokio::test]
+    async fn silent_attempts_leave_no_log_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = dir.path().join("1.log");
+        let f = run(&["true"], log.clone(), None).await;
+        assert_eq!(
+            f.outcome,
+            Outcome::Exited {
+                exit_code: Some(0),
+                signal: None
+            }
+        );
+        assert!(!log.exists());
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_fails_the_attempt_with_a_clear_error() {
+        let f = run(&["sh", "-c", "echo some output"], "/dev/full".into(), None).await;
+        assert_eq!(
+            f.outcome,
+            Outcome::Error(
+                "cannot write log file `/dev/full`: No space left on device (os error 28)".into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_programs_and_directories_fail_to_start() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let f = run(&["no-such-program-xyz"], dir.path().join("1.log"), None).await;
+        assert_eq!(
+            f.outcome,
+            Outcome::Error(
+                "cannot start `no-such-program-xyz`: No such file or directory (os error 2)".into()
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn timeouts_stop_the_group_even_when_it_ignores_sigterm() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let started = std::time::Instant::now();
+        let f = run(
+            &["sh", "-c", "trap '' TERM; sleep 30"],
+            dir.path().join("1.log"),
+            Some(Duration::from_millis(100)),
+        )
+        .await;
+        assert_eq!(f.outcome, Outcome::TimedOut);
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "SIGKILL did not follow the grace period"
+        );
+    }
+}

@@ -1,0 +1,350 @@
+//! One story of a run's life, told to every backend: SQLite always, PostgreSQL when
+//! `BATON_TEST_POSTGRES_URL` names a server (`.ci/run` starts one).
+
+use baton_core::ids::{RunId, TaskKey};
+use baton_core::state::{AttemptState, RunState, TaskState};
+use baton_store::{Change, DefinitionRecord, NewRun, NewTask, RunFilter, Rusage, SqlStore, Store};
+use serde_json::json;
+
+fn new_run(id: &str, key: Option<&str>) -> NewRun {
+    let task = |k: &str, pos| NewTask {
+        key: TaskKey::from_string(k),
+        task_id: k.to_owned(),
+        position: pos,
+        item: None,
+        state: TaskState::Pending,
+    };
+    NewRun {
+        id: RunId::from_string(id),
+        definition: DefinitionRecord {
+            hash: "h1".into(),
+            namespace: "data".into(),
+            name: "etl".into(),
+            source: "name: etl\ntasks:\n  a:\n    run: x\n".into(),
+            path: Some("etl.yaml".into()),
+        },
+        params: json!({"date": "2026-11-01"}),
+        trigger: "manual".into(),
+        logical_date: None,
+        base_dir: "/tmp".into(),
+        idempotency_key: key.map(str::to_owned),
+        created_at: 1_000,
+        tasks: vec![task("a", 0), task("b", 1)],
+    }
+}
+
+async fn story(store: &dyn Store) {
+    let id = store
+        .create_run(&new_run("01aaa", Some("k1")))
+        .await
+        .expect("create");
+    assert_eq!(id.as_str(), "01aaa");
+    // The same idempotency key returns the same run.
+    let again = store
+        .create_run(&new_run("01bbb", Some("k1")))
+        .await
+        .expect("create again");
+    assert_eq!(again.as_str(), "01aaa");
+    store
+        .create_run(&new_run("01abz", None))
+        .await
+        .expect("second run");
+
+    let a = TaskKey::from_string("a");
+    store
+        .apply(
+            &id,
+            &[
+                Change::Run {
+                    state: RunState::Running,
+                    at: 1_001,
+                    error: None,
+                },
+                Change::Task {
+                    key: a.clone(),
+                    state: TaskState::Queued,
+                    at: 1_002,
+                    next_attempt_at: None,
+                    outputs: None,
+                    error: None,
+                },
+                Change::AttemptStarted {
+                    key: a.clone(),
+                    attempt: 1,
+                    at: 1_003,
+                    log_path: "/l/a.1".into(),
+                    owner: "me".into(),
+                    after_interruption: false,
+                },
+                Change::Task {
+                    key: a.clone(),
+                    state: TaskState::Running,
+                    at: 1_003,
+                    next_attempt_at: None,
+                    outputs: None,
+                    error: None,
+                },
+            ],
+        )
+        .await
+        .expect("start");
+    let mut outputs = serde_json::Map::new();
+    outputs.insert("rows".into(), json!("42"));
+    store
+        .apply(
+            &id,
+            &[
+                Change::AttemptFinished {
+                    key: a.clone(),
+                    attempt: 1,
+                    state: AttemptState::Succeeded,
+                    at: 1_010,
+                    exit_code: Some(0),
+                    signal: None,
+                    rusage: Some(Rusage {
+                        cpu_user_ms: 5,
+                        cpu_sys_ms: 2,
+                        max_rss_kb: 1024,
+                    }),
+                    error: None,
+                },
+                Change::Task {
+                    key: a.clone(),
+                    state: TaskState::Succeeded,
+                    at: 1_010,
+                    next_attempt_at: None,
+                    outputs: Some(outputs),
+                    error: None,
+                },
+                Change::AddTasks(vec![NewTask {
+                    key: TaskKey::from_string("b[eu]"),
+                    task_id: "b".into(),
+                    position: 2,
+                    item: Some(json!("eu")),
+                    state: TaskState::Queued,
+                }]),
+            ],
+        )
+        .await
+        .expect("finish");
+
+    let run = store.run(&id).await.expect("read").expect("exists");
+    assert_eq!(run.state, RunState::Running);
+    assert_eq!(run.started_at, Some(1_001));
+    assert_eq!(run.params, json!({"date": "2026-11-01"}));
+    assert_eq!(
+        store
+            .definition("h1")
+            .await
+            .expect("def")
+            .expect("stored")
+            .name,
+        "etl"
+    );
+
+    let tasks = store.tasks(&id).await.expect("tasks");
+    let keys: Vec<&str> = tasks.iter().map(|t| t.key.as_str()).collect();
+    assert_eq!(keys, vec!["a", "b", "b[eu]"]);
+    let ta = &tasks[0];
+    assert_eq!(ta.state, TaskState::Succeeded);
+    assert_eq!(ta.attempts, 1);
+    assert_eq!((ta.started_at, ta.finished_at), (Some(1_003), Some(1_010)));
+    assert_eq!(
+        ta.outputs.as_ref().and_then(|o| o.get("rows")),
+        Some(&json!("42"))
+    );
+    assert_eq!(tasks[2].item, Some(json!("eu")));
+
+    let attempts = store.attempts(&id).await.expect("attempts");
+    assert_eq!(attempts.len(), 1);
+    assert_eq!(attempts[0].state, AttemptState::Succeeded);
+    assert_eq!(attempts[0].exit_code, Some(0));
+    assert_eq!(attempts[0].rusage.map(|r| r.max_rss_kb), Some(1024));
+
+    // The event log has every change, in order.
+    let events = store.events(&id, 0).await.expect("events");
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            "run_created",
+            "run_state",
+            "task_state",
+            "attempt_started",
+            "task_state",
+            "attempt_finished",
+            "task_state"
+        ]
+    );
+    assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
+    let later = store.events(&id, events[3].seq).await.expect("tail");
+    assert_eq!(later.len(), 3);
+
+    // Leases: one owner at a time; an expired lease or a named stale owner can be taken.
+    assert!(
+        store
+            .acquire_lease(&id, "p1", 2_000, 3_000, None)
+            .await
+            .expect("lease")
+    );
+    assert!(
+        !store
+            .acquire_lease(&id, "p2", 2_500, 3_500, None)
+            .await
+            .expect("busy")
+    );
+    assert!(
+        store
+            .acquire_lease(&id, "p2", 2_500, 3_500, Some("p1"))
+            .await
+            .expect("steal")
+    );
+    assert!(
+        store
+            .acquire_lease(&id, "p3", 4_000, 5_000, None)
+            .await
+            .expect("expired")
+    );
+    store.release_lease(&id, "p3").await.expect("release");
+    assert_eq!(
+        store
+            .run(&id)
+            .await
+            .expect("read")
+            .expect("run")
+            .lease_owner,
+        None
+    );
+
+    // Requests from other processes.
+    store.request_cancel(&id).await.expect("cancel");
+    assert!(
+        store
+            .decide(&id, &a, true, "ann", 5_000, Some("ok"))
+            .await
+            .expect("decide")
+    );
+    assert!(
+        !store
+            .decide(&id, &a, false, "bob", 5_001, None)
+            .await
+            .expect("second decision")
+    );
+    let control = store.control(&id).await.expect("control");
+    assert!(control.cancel_requested);
+    assert_eq!(control.approvals.len(), 1);
+    assert!(control.approvals[0].approved);
+    assert_eq!(control.approvals[0].decided_by, "ann");
+
+    // Finding runs.
+    assert_eq!(
+        store.resolve_run("01aaa").await.expect("exact").as_str(),
+        "01aaa"
+    );
+    assert_eq!(
+        store.resolve_run("01abz").await.expect("unique").as_str(),
+        "01abz"
+    );
+    let err = store.resolve_run("01a").await.expect_err("ambiguous");
+    assert_eq!(
+        err.to_string(),
+        "run id `01a` is ambiguous: it matches 2 runs\n(hint: type more of the id)"
+    );
+    assert_eq!(
+        store
+            .resolve_run("zz")
+            .await
+            .expect_err("missing")
+            .to_string(),
+        "run `zz` not found"
+    );
+    let running = store
+        .runs(&RunFilter {
+            state: Some(RunState::Running),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("filter");
+    assert_eq!(running.len(), 1);
+    let all = store
+        .runs(&RunFilter {
+            namespace: Some("data".into()),
+            pipeline: Some("etl".into()),
+            limit: 10,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("all");
+    assert_eq!(
+        all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["01abz", "01aaa"]
+    );
+
+    store
+        .apply(
+            &id,
+            &[Change::Run {
+                state: RunState::Succeeded,
+                at: 6_000,
+                error: None,
+            }],
+        )
+        .await
+        .expect("finish run");
+    let run = store.run(&id).await.expect("read").expect("run");
+    assert_eq!(
+        (run.state, run.finished_at),
+        (RunState::Succeeded, Some(6_000))
+    );
+}
+
+#[tokio::test]
+async fn sqlite_story() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    story(&store).await;
+    // Opening again finds the migrated database and its data.
+    let reopened = SqlStore::open_home(dir.path()).await.expect("reopen");
+    assert_eq!(
+        reopened
+            .runs(&RunFilter::default())
+            .await
+            .expect("runs")
+            .len(),
+        2
+    );
+}
+
+#[tokio::test]
+async fn postgres_story() {
+    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
+        eprintln!("skipped: set BATON_TEST_POSTGRES_URL to run the story against PostgreSQL");
+        return;
+    };
+    // A fresh schema, so the story starts from an empty database.
+    let admin = SqlStore::open(&url).await.expect("connect");
+    admin.reset_for_tests().await.expect("reset");
+    let store = SqlStore::open(&url).await.expect("migrate");
+    story(&store).await;
+}
+
+/// A home written by baton 0.1 (committed as a fixture) opens in this version: migrations are
+/// applied automatically and the data stays readable.
+#[tokio::test]
+async fn a_home_from_an_older_version_opens() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/home-v0.1");
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::copy(fixture.join("baton.db"), dir.path().join("baton.db")).expect("copy fixture");
+    let store = SqlStore::open_home(dir.path())
+        .await
+        .expect("open old home");
+    let runs = store.runs(&RunFilter::default()).await.expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0].pipeline, "hello");
+    assert_eq!(runs[0].state, RunState::Succeeded);
+    let tasks = store.tasks(&runs[0].id).await.expect("tasks");
+    assert_eq!(
+        tasks.iter().map(|t| t.state).collect::<Vec<_>>(),
+        vec![TaskState::Succeeded; 2]
+    );
+}
