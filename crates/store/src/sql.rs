@@ -368,40 +368,154 @@ struct TaskUpdate {
     interruptions: i64,
 }
 
-impl TaskUpdate {
-    async fn write(
-        &self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        run: &RunId,
-        key: &TaskKey,
-    ) -> Result<()> {
-        // A batch that only records an attempt start leaves the task's own fields alone.
-        let touches_state = self.state.is_some();
-        sqlx::query(
-            "UPDATE tasks SET state = COALESCE($1, state), \
-             next_attempt_at = CASE WHEN $2 = 1 THEN $3 ELSE next_attempt_at END, \
-             outputs = COALESCE($4, outputs), \
-             error = CASE WHEN $2 = 1 THEN $5 ELSE error END, \
-             started_at = COALESCE(started_at, $6), \
-             finished_at = CASE WHEN $2 = 1 THEN $7 ELSE finished_at END, \
-             attempts = COALESCE($8, attempts), interruptions = interruptions + $9 \
-             WHERE run_id = $10 AND task_key = $11",
-        )
-        .bind(self.state.map(TaskState::as_str))
-        .bind(i64::from(touches_state))
-        .bind(self.next_attempt_at)
-        .bind(self.outputs.as_ref().map(json_text))
-        .bind(self.error.as_deref())
-        .bind(self.started_at)
-        .bind(self.finished_at)
-        .bind(self.attempts.map(i64::from))
-        .bind(self.interruptions)
-        .bind(run.as_str())
-        .bind(key.as_str())
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+/// One attempt row to start or finish.
+struct AttemptRow {
+    key: TaskKey,
+    attempt: u32,
+    state: AttemptState,
+    started_at: Millis,
+    log_path: String,
+    owner: Option<String>,
+    finish: Option<AttemptFinish>,
+}
+
+struct AttemptFinish {
+    at: Millis,
+    exit_code: Option<i32>,
+    signal: Option<i32>,
+    rusage: Option<Rusage>,
+    error: Option<String>,
+}
+
+/// Rows per attempt upsert (14 parameters each).
+const ATTEMPT_ROWS_PER_STATEMENT: usize = 50;
+
+/// Starts and finishes attempts in one statement: new attempts are inserted; a finished one
+/// (always inserted by an earlier commit, when it started) takes the conflict branch, which
+/// sets only the fields a finish knows, so its placeholder start fields are never stored.
+async fn write_attempts(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run: &RunId,
+    rows: &[AttemptRow],
+) -> Result<()> {
+    for chunk in rows.chunks(ATTEMPT_ROWS_PER_STATEMENT) {
+        let mut sql = String::from(
+            "INSERT INTO attempts (run_id, task_key, attempt, state, started_at, log_path, owner, \
+             finished_at, exit_code, signal, cpu_user_ms, cpu_sys_ms, max_rss_kb, error) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push_str(", ");
+            }
+            let cols: Vec<String> = (1..=14).map(|c| format!("${}", i * 14 + c)).collect();
+            sql.push('(');
+            sql.push_str(&cols.join(", "));
+            sql.push(')');
+        }
+        sql.push_str(
+            " ON CONFLICT (run_id, task_key, attempt) DO UPDATE SET state = excluded.state, \
+             finished_at = excluded.finished_at, exit_code = excluded.exit_code, \
+             signal = excluded.signal, cpu_user_ms = excluded.cpu_user_ms, \
+             cpu_sys_ms = excluded.cpu_sys_ms, max_rss_kb = excluded.max_rss_kb, \
+             error = excluded.error",
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for r in chunk {
+            let f = r.finish.as_ref();
+            let usage = f.and_then(|f| f.rusage);
+            q = q
+                .bind(run.as_str())
+                .bind(r.key.as_str().to_owned())
+                .bind(i64::from(r.attempt))
+                .bind(r.state.as_str())
+                .bind(r.started_at)
+                .bind(r.log_path.clone())
+                .bind(r.owner.clone())
+                .bind(f.map(|f| f.at))
+                .bind(f.and_then(|f| f.exit_code).map(i64::from))
+                .bind(f.and_then(|f| f.signal).map(i64::from))
+                .bind(usage.map(|u| u.cpu_user_ms))
+                .bind(usage.map(|u| u.cpu_sys_ms))
+                .bind(usage.map(|u| u.max_rss_kb))
+                .bind(f.and_then(|f| f.error.clone()));
+        }
+        q.execute(&mut **tx).await?;
     }
+    Ok(())
+}
+
+/// Keys per task UPDATE (10 parameters each).
+const TASK_UPDATES_PER_STATEMENT: usize = 50;
+
+/// Applies every task's update in one statement per chunk: each column takes its new value
+/// from a `CASE` on the task key.
+async fn write_tasks(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run: &RunId,
+    updates: &[(TaskKey, TaskUpdate)],
+) -> Result<()> {
+    for chunk in updates.chunks(TASK_UPDATES_PER_STATEMENT) {
+        // Parameter numbers for key `i`: 2 + 10 * i + (0..10); `$1` is the run id.
+        let p = |i: usize, field: usize| format!("${}", 2 + 10 * i + field);
+        let column = |name: &str, expr: &dyn Fn(usize) -> String| -> String {
+            let mut out = format!("{name} = CASE task_key");
+            for i in 0..chunk.len() {
+                out.push_str(&format!(" WHEN {} THEN {}", p(i, 0), expr(i)));
+            }
+            out.push_str(&format!(" ELSE {name} END"));
+            out
+        };
+        // Fields: 0 key, 1 state, 2 touches state, 3 next_attempt_at, 4 outputs, 5 error,
+        // 6 started_at, 7 finished_at, 8 attempts, 9 interruptions.
+        let sets = [
+            column("state", &|i| format!("COALESCE({}, state)", p(i, 1))),
+            column("next_attempt_at", &|i| {
+                format!(
+                    "CASE WHEN {} = 1 THEN {} ELSE next_attempt_at END",
+                    p(i, 2),
+                    p(i, 3)
+                )
+            }),
+            column("outputs", &|i| format!("COALESCE({}, outputs)", p(i, 4))),
+            column("error", &|i| {
+                format!("CASE WHEN {} = 1 THEN {} ELSE error END", p(i, 2), p(i, 5))
+            }),
+            column("started_at", &|i| {
+                format!("COALESCE(started_at, {})", p(i, 6))
+            }),
+            column("finished_at", &|i| {
+                format!(
+                    "CASE WHEN {} = 1 THEN {} ELSE finished_at END",
+                    p(i, 2),
+                    p(i, 7)
+                )
+            }),
+            column("attempts", &|i| format!("COALESCE({}, attempts)", p(i, 8))),
+            column("interruptions", &|i| format!("interruptions + {}", p(i, 9))),
+        ];
+        let keys: Vec<String> = (0..chunk.len()).map(|i| p(i, 0)).collect();
+        let sql = format!(
+            "UPDATE tasks SET {} WHERE run_id = $1 AND task_key IN ({})",
+            sets.join(", "),
+            keys.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run.as_str());
+        for (key, u) in chunk {
+            q = q
+                .bind(key.as_str().to_owned())
+                .bind(u.state.map(TaskState::as_str))
+                .bind(i64::from(u.state.is_some()))
+                .bind(u.next_attempt_at)
+                .bind(u.outputs.as_ref().map(json_text))
+                .bind(u.error.clone())
+                .bind(u.started_at)
+                .bind(u.finished_at)
+                .bind(u.attempts.map(i64::from))
+                .bind(u.interruptions);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -492,6 +606,7 @@ impl Store for SqlStore {
         let mut writer = self.writer.lock().await;
         let mut tx = sqlx::Connection::begin(&mut **writer).await?;
         let mut events: Vec<PendingEvent> = Vec::with_capacity(changes.len());
+        let mut attempts: Vec<AttemptRow> = Vec::new();
         let mut tasks: Vec<(TaskKey, TaskUpdate)> = Vec::new();
         let mut task_slot: std::collections::HashMap<TaskKey, usize> =
             std::collections::HashMap::new();
@@ -553,19 +668,15 @@ impl Store for SqlStore {
                     owner,
                     after_interruption,
                 } => {
-                    sqlx::query(
-                        "INSERT INTO attempts (run_id, task_key, attempt, state, started_at, log_path, owner) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                    )
-                    .bind(run.as_str())
-                    .bind(key.as_str())
-                    .bind(i64::from(*attempt))
-                    .bind(AttemptState::Running.as_str())
-                    .bind(*at)
-                    .bind(log_path)
-                    .bind(owner)
-                    .execute(&mut *tx)
-                    .await?;
+                    attempts.push(AttemptRow {
+                        key: key.clone(),
+                        attempt: *attempt,
+                        state: AttemptState::Running,
+                        started_at: *at,
+                        log_path: log_path.clone(),
+                        owner: Some(owner.clone()),
+                        finish: None,
+                    });
                     let slot = update(key, &mut tasks);
                     let u = &mut tasks[slot].1;
                     u.attempts = Some(*attempt);
@@ -589,24 +700,21 @@ impl Store for SqlStore {
                     rusage,
                     error,
                 } => {
-                    sqlx::query(
-                        "UPDATE attempts SET state = $1, finished_at = $2, exit_code = $3, \
-                         signal = $4, cpu_user_ms = $5, cpu_sys_ms = $6, max_rss_kb = $7, error = $8 \
-                         WHERE run_id = $9 AND task_key = $10 AND attempt = $11",
-                    )
-                    .bind(state.as_str())
-                    .bind(*at)
-                    .bind(exit_code.map(i64::from))
-                    .bind(signal.map(i64::from))
-                    .bind(rusage.map(|r| r.cpu_user_ms))
-                    .bind(rusage.map(|r| r.cpu_sys_ms))
-                    .bind(rusage.map(|r| r.max_rss_kb))
-                    .bind(error.as_deref())
-                    .bind(run.as_str())
-                    .bind(key.as_str())
-                    .bind(i64::from(*attempt))
-                    .execute(&mut *tx)
-                    .await?;
+                    attempts.push(AttemptRow {
+                        key: key.clone(),
+                        attempt: *attempt,
+                        state: *state,
+                        started_at: 0,
+                        log_path: String::new(),
+                        owner: None,
+                        finish: Some(AttemptFinish {
+                            at: *at,
+                            exit_code: *exit_code,
+                            signal: *signal,
+                            rusage: *rusage,
+                            error: error.clone(),
+                        }),
+                    });
                     let data = serde_json::json!({
                         "state": state, "exit_code": exit_code, "signal": signal,
                         "rusage": rusage, "error": error,
@@ -621,9 +729,8 @@ impl Store for SqlStore {
                 }
             }
         }
-        for (key, u) in &tasks {
-            u.write(&mut tx, run, key).await?;
-        }
+        write_attempts(&mut tx, run, &attempts).await?;
+        write_tasks(&mut tx, run, &tasks).await?;
         insert_events(&mut tx, run, &events).await?;
         tx.commit().await?;
         Ok(())
