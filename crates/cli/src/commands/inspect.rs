@@ -48,6 +48,23 @@ fn table() -> Table {
     t
 }
 
+/// Tasks in pipeline order, each fan-out's instances right after it.
+fn in_pipeline_order(mut tasks: Vec<baton_store::TaskRecord>) -> Vec<baton_store::TaskRecord> {
+    let order: std::collections::HashMap<String, i64> = tasks
+        .iter()
+        .filter(|t| t.key.as_str() == t.task_id)
+        .map(|t| (t.task_id.clone(), t.position))
+        .collect();
+    tasks.sort_by_key(|t| {
+        (
+            order.get(&t.task_id).copied().unwrap_or(t.position),
+            t.key.as_str() != t.task_id,
+            t.position,
+        )
+    });
+    tasks
+}
+
 pub(crate) async fn runs(
     home: &Path,
     args: &RunsArgs,
@@ -137,20 +154,7 @@ pub(crate) async fn print_run(
         .run(id)
         .await?
         .ok_or_else(|| baton_store::Error::RunNotFound(id.to_string()))?;
-    let mut tasks = store.tasks(id).await?;
-    // Fan-out instances right after their task, in the order they were created.
-    let order: std::collections::HashMap<String, i64> = tasks
-        .iter()
-        .filter(|t| t.key.as_str() == t.task_id)
-        .map(|t| (t.task_id.clone(), t.position))
-        .collect();
-    tasks.sort_by_key(|t| {
-        (
-            order.get(&t.task_id).copied().unwrap_or(t.position),
-            t.key.as_str() != t.task_id,
-            t.position,
-        )
-    });
+    let tasks = in_pipeline_order(store.tasks(id).await?);
     let attempts = store.attempts(id).await?;
     let mut text = String::new();
     if detail {
@@ -279,7 +283,7 @@ pub(crate) async fn logs(
     let id = store.resolve_run(&args.run).await?;
     let attempts = store.attempts(&id).await?;
     let Some(task) = &args.task else {
-        let tasks = store.tasks(&id).await?;
+        let tasks = in_pipeline_order(store.tasks(&id).await?);
         for t in &tasks {
             if let Some(a) = attempts
                 .iter()

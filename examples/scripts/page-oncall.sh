@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "paging on-call: run $BATON_RUN_ID of $BATON_PIPELINE failed"

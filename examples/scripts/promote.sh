@@ -1,0 +1,2 @@
+#!/bin/sh
+echo "promoting run $BATON_RUN_ID to prod"
