@@ -272,6 +272,20 @@ tasks:
 }
 
 #[test]
+fn hooks_run_after_the_run_with_its_outcome() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  a:\n    run: exit 1\non_failure:\n  run: echo \"{{ run.state }} {{ tasks.a.state }}\" > hook.txt\non_success:\n  run: echo never > never.txt\n",
+    );
+    assert_eq!(t.run(&["run", "p.yaml"]).code, 1);
+    assert_eq!(t.read("hook.txt"), "failed failed\n");
+    assert!(t.read("never.txt").is_empty());
+    let s = states(&t);
+    assert_eq!(s["on_failure"], "succeeded");
+    assert_eq!(t.show(&t.last_run())["state"], "failed");
+}
+
+#[test]
 fn parallelism_bounds_concurrent_tasks() {
     let t = Test::new().file(
         "p.yaml",

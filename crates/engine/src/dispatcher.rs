@@ -320,6 +320,18 @@ impl Dispatcher {
                 position: r.position,
             });
         }
+        // A hook record means the outcome was decided before a crash; hooks read it as `run.state`.
+        if let Some(success) = self.insts.iter().find_map(|i| match i.task {
+            TaskRef::Hook { success } => Some(success),
+            TaskRef::Dag(_) => None,
+        }) {
+            let state = if success {
+                RunState::Succeeded
+            } else {
+                RunState::Failed
+            };
+            self.ctx.run["state"] = json!(state);
+        }
         for (&group, children) in &self.children {
             let open = children
                 .iter()
@@ -1141,6 +1153,7 @@ impl Dispatcher {
                             state: TaskState::Queued,
                         }]));
                         self.by_key.insert(key.clone(), i);
+                        self.ctx.run["state"] = json!(state);
                         self.insts.push(Inst {
                             key,
                             task: TaskRef::Hook { success },
