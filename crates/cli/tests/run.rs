@@ -467,6 +467,45 @@ fn logs_by_attempt_and_prefix_ids() {
 }
 
 #[test]
+fn logs_follow_a_running_task_to_its_end() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  a:\n    run: |\n      echo one\n      touch started\n      sleep 1\n      echo two\n  quiet:\n    run: \"true\"\n",
+    );
+    let mut run = t.spawn(&["run", "p.yaml"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !t.path().join("started").exists() {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let follow = t.run(&["logs", &t.last_run(), "a", "--follow"]);
+    assert_eq!(follow.code, 0, "{}", follow.stderr);
+    assert_eq!(follow.stdout, "one\ntwo\n");
+    assert_eq!(run.wait().expect("wait").code(), Some(0));
+    // A task that printed nothing has an empty log, not an error.
+    let quiet = t.run(&["logs", &t.last_run(), "quiet"]);
+    assert_eq!((quiet.code, quiet.stdout.as_str()), (0, ""));
+}
+
+#[test]
+fn sigterm_cancels_like_ctrl_c() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  long:\n    run: touch started; sleep 300\n",
+    );
+    let child = t.spawn(&["run", "p.yaml"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !t.path().join("started").exists() {
+        assert!(Instant::now() < deadline, "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    nix::sys::signal::kill(nix_pid(child.id()), nix::sys::signal::Signal::SIGTERM).expect("signal");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130));
+    assert_eq!(t.show(&t.last_run())["state"], "cancelled");
+}
+
+#[test]
 fn json_output_and_idempotency_key() {
     let t = Test::new().file("p.yaml", "name: p\ntasks:\n  a:\n    run: echo hi\n");
     let first = t.run(&["run", "p.yaml", "--json", "--idempotency-key", "k1"]);

@@ -312,32 +312,39 @@ pub(crate) async fn logs(
             "no log for `{key}` in run {id}\n(hint: {hint})"
         )));
     };
-    let mut file = std::fs::File::open(&a.log_path).map_err(|source| ExpectedError::Read {
-        path: a.log_path.clone(),
-        source,
-    })?;
-    let mut buf = String::new();
-    file.read_to_string(&mut buf)
-        .map_err(ExpectedError::Write)?;
-    out.print(&buf)?;
+    // A log file exists once the attempt has printed something; until then it reads as empty.
+    let read_from = |pos: u64| -> Result<(String, u64), ExpectedError> {
+        let mut file = match std::fs::File::open(&a.log_path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), pos)),
+            Err(source) => {
+                return Err(ExpectedError::Read {
+                    path: a.log_path.clone(),
+                    source,
+                });
+            }
+        };
+        file.seek(SeekFrom::Start(pos))
+            .map_err(ExpectedError::Write)?;
+        let mut buf = Vec::new();
+        file.read_to_end(&mut buf).map_err(ExpectedError::Write)?;
+        let next = pos + buf.len() as u64;
+        Ok((String::from_utf8_lossy(&buf).into_owned(), next))
+    };
+    let (text, mut pos) = read_from(0)?;
+    out.print(&text)?;
     if !args.follow {
         return Ok(ExitStatus::Success);
     }
     let attempt = a.attempt;
-    let mut pos = file.stream_position().map_err(ExpectedError::Write)?;
     loop {
         let running = store
             .attempts(&id)
             .await?
             .iter()
             .any(|x| x.key == key && x.attempt == attempt && x.state == AttemptState::Running);
-        let mut chunk = String::new();
-        file.seek(SeekFrom::Start(pos))
-            .map_err(ExpectedError::Write)?;
-        let n = file
-            .read_to_string(&mut chunk)
-            .map_err(ExpectedError::Write)?;
-        pos += n as u64;
+        let (chunk, next) = read_from(pos)?;
+        pos = next;
         out.print(&chunk)?;
         if !running {
             return Ok(ExitStatus::Success);
