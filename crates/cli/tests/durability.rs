@@ -4,9 +4,8 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
 
-use support::{Test, task_states};
+use support::{Test, task_states, wait_until};
 
 /// Each task appends its key to `ran.txt` as its last act, so a line means "ran to the end".
 const PIPELINE: &str = r#"name: durable
@@ -131,11 +130,7 @@ fn kill_9_mid_task_then_resume() {
         "name: p\ntasks:\n  first:\n    run: echo first >> ran.txt\n  slow:\n    needs: [first]\n    run: |\n      echo \"$BATON_IDEMPOTENCY_KEY\" >> keys.txt\n      sleep 1\n      echo slow >> ran.txt\n  last:\n    needs: [slow]\n    run: echo last >> ran.txt\n",
     );
     let mut child = t.spawn(&["run", "p.yaml"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while t.read("keys.txt").is_empty() {
-        assert!(Instant::now() < deadline, "slow never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("slow never started", || !t.read("keys.txt").is_empty());
     child.kill().expect("kill -9");
     child.wait().expect("reap");
     let id = t.last_run();
@@ -176,11 +171,7 @@ fn a_run_owned_by_a_live_process_cannot_be_resumed_twice() {
         "name: p\ntasks:\n  a:\n    run: echo go > s.txt; sleep 300\n",
     );
     let mut child = t.spawn(&["run", "p.yaml"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while t.read("s.txt").is_empty() {
-        assert!(Instant::now() < deadline, "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("never started", || !t.read("s.txt").is_empty());
     let id = t.last_run();
     let out = t.run(&["resume", &id]);
     assert_eq!(out.code, 2);

@@ -4,7 +4,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use support::{Test, alive, repo, task_states};
+use support::{Test, alive, repo, task_states, wait_until};
 
 fn states(t: &Test) -> std::collections::BTreeMap<String, String> {
     task_states(&t.show(&t.last_run()))
@@ -402,11 +402,7 @@ fn ctrl_c_cancels_the_run_and_its_processes() {
         "name: p\ntasks:\n  long:\n    run: |\n      sleep 300 &\n      echo $! > bg.pid\n      sleep 300\n  later:\n    needs: [long]\n    run: \"true\"\n",
     );
     let child = t.spawn(&["run", "p.yaml"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while t.read("bg.pid").trim().is_empty() {
-        assert!(Instant::now() < deadline, "task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("task never started", || !t.read("bg.pid").trim().is_empty());
     let pid = nix_pid(child.id());
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("signal");
     let out = child.wait_with_output().expect("wait");
@@ -431,11 +427,7 @@ fn cancel_from_another_terminal() {
         "name: p\ntasks:\n  long:\n    run: echo started > s.txt; sleep 300\n",
     );
     let child = t.spawn(&["run", "p.yaml"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while t.read("s.txt").is_empty() {
-        assert!(Instant::now() < deadline, "task never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("task never started", || !t.read("s.txt").is_empty());
     let out = t.run(&["cancel", &t.last_run()]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let status = child.wait_with_output().expect("wait").status;
@@ -473,11 +465,7 @@ fn logs_follow_a_running_task_to_its_end() {
         "name: p\ntasks:\n  a:\n    run: |\n      echo one\n      touch started\n      sleep 1\n      echo two\n  quiet:\n    run: \"true\"\n",
     );
     let mut run = t.spawn(&["run", "p.yaml"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !t.path().join("started").exists() {
-        assert!(Instant::now() < deadline, "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("never started", || t.path().join("started").exists());
     let follow = t.run(&["logs", &t.last_run(), "a", "--follow"]);
     assert_eq!(follow.code, 0, "{}", follow.stderr);
     assert_eq!(follow.stdout, "one\ntwo\n");
@@ -494,11 +482,7 @@ fn sigterm_cancels_like_ctrl_c() {
         "name: p\ntasks:\n  long:\n    run: touch started; sleep 300\n",
     );
     let child = t.spawn(&["run", "p.yaml"]);
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !t.path().join("started").exists() {
-        assert!(Instant::now() < deadline, "never started");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until("never started", || t.path().join("started").exists());
     nix::sys::signal::kill(nix_pid(child.id()), nix::sys::signal::Signal::SIGTERM).expect("signal");
     let out = child.wait_with_output().expect("wait");
     assert_eq!(out.status.code(), Some(130));

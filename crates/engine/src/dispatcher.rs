@@ -94,6 +94,26 @@ struct Inst {
     position: i64,
 }
 
+impl Inst {
+    /// A record created during the run, before any attempt.
+    fn new(key: TaskKey, task: TaskRef, state: TaskState, position: i64) -> Self {
+        Self {
+            key,
+            task,
+            group: false,
+            parent: None,
+            item: None,
+            state,
+            attempts: 0,
+            interruptions: 0,
+            after_interruption: false,
+            outputs: Map::new(),
+            next_at: None,
+            position,
+        }
+    }
+}
+
 /// Drives a run to a final state (or until told to stop).
 pub async fn execute(
     store: Arc<dyn Store>,
@@ -675,18 +695,9 @@ impl Dispatcher {
             self.by_key.insert(key.clone(), c);
             self.children.entry(i).or_default().push(c);
             self.insts.push(Inst {
-                key,
-                task: TaskRef::Dag(t),
-                group: false,
                 parent: Some(i),
                 item: Some(item),
-                state,
-                attempts: 0,
-                interruptions: 0,
-                after_interruption: false,
-                outputs: Map::new(),
-                next_at: None,
-                position,
+                ..Inst::new(key, TaskRef::Dag(t), state, position)
             });
             if state == TaskState::Queued {
                 queued.push(c);
@@ -1154,20 +1165,12 @@ impl Dispatcher {
                         }]));
                         self.by_key.insert(key.clone(), i);
                         self.ctx.run["state"] = json!(state);
-                        self.insts.push(Inst {
+                        self.insts.push(Inst::new(
                             key,
-                            task: TaskRef::Hook { success },
-                            group: false,
-                            parent: None,
-                            item: None,
-                            state: TaskState::Queued,
-                            attempts: 0,
-                            interruptions: 0,
-                            after_interruption: false,
-                            outputs: Map::new(),
-                            next_at: None,
+                            TaskRef::Hook { success },
+                            TaskState::Queued,
                             position,
-                        });
+                        ));
                         self.push_ready(i);
                         self.flush().await?;
                         return Ok(None);

@@ -254,24 +254,10 @@ async fn insert_tasks(
     tasks: &[NewTask],
 ) -> Result<()> {
     for chunk in tasks.chunks(TASK_ROWS_PER_INSERT) {
-        let mut sql = String::from(
-            "INSERT INTO tasks (run_id, task_key, task_id, position, item, state) VALUES ",
+        let sql = format!(
+            "INSERT INTO tasks (run_id, task_key, task_id, position, item, state) VALUES {}",
+            placeholders(chunk.len(), 6, 1)
         );
-        for i in 0..chunk.len() {
-            let b = i * 6;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6
-            ));
-        }
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for t in chunk {
             q = q
@@ -285,6 +271,20 @@ async fn insert_tasks(
         q.execute(&mut **tx).await?;
     }
     Ok(())
+}
+
+/// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` parameters, numbered from
+/// `first`.
+fn placeholders(rows: usize, columns: usize, first: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cols: Vec<String> = (0..columns)
+                .map(|c| format!("${}", first + r * columns + c))
+                .collect();
+            format!("({})", cols.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// An event to append at the end of a transaction.
@@ -323,23 +323,10 @@ async fn insert_events(
     events: &[PendingEvent],
 ) -> Result<()> {
     for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
-        let mut sql =
-            String::from("INSERT INTO events (run_id, at, kind, task_key, attempt, data) VALUES ");
-        for i in 0..chunk.len() {
-            let b = i * 6;
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            sql.push_str(&format!(
-                "(${}, ${}, ${}, ${}, ${}, ${})",
-                b + 1,
-                b + 2,
-                b + 3,
-                b + 4,
-                b + 5,
-                b + 6
-            ));
-        }
+        let sql = format!(
+            "INSERT INTO events (run_id, at, kind, task_key, attempt, data) VALUES {}",
+            placeholders(chunk.len(), 6, 1)
+        );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for e in chunk {
             q = q
@@ -399,19 +386,11 @@ async fn write_attempts(
     rows: &[AttemptRow],
 ) -> Result<()> {
     for chunk in rows.chunks(ATTEMPT_ROWS_PER_STATEMENT) {
-        let mut sql = String::from(
+        let mut sql = format!(
             "INSERT INTO attempts (run_id, task_key, attempt, state, started_at, log_path, owner, \
-             finished_at, exit_code, signal, cpu_user_ms, cpu_sys_ms, max_rss_kb, error) VALUES ",
+             finished_at, exit_code, signal, cpu_user_ms, cpu_sys_ms, max_rss_kb, error) VALUES {}",
+            placeholders(chunk.len(), 14, 1)
         );
-        for i in 0..chunk.len() {
-            if i > 0 {
-                sql.push_str(", ");
-            }
-            let cols: Vec<String> = (1..=14).map(|c| format!("${}", i * 14 + c)).collect();
-            sql.push('(');
-            sql.push_str(&cols.join(", "));
-            sql.push(')');
-        }
         sql.push_str(
             " ON CONFLICT (run_id, task_key, attempt) DO UPDATE SET state = excluded.state, \
              finished_at = excluded.finished_at, exit_code = excluded.exit_code, \
