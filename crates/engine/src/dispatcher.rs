@@ -459,22 +459,17 @@ impl Dispatcher {
                 }
             };
             tokio::select! {
+                // Arms only record. The next `start_ready` commits the consequences together
+                // with the attempts they start, in one transaction, before any process starts.
                 Some(f) = self.done_rx.recv() => {
                     self.on_finished(f);
                     // Take every report that is already in, so they share one commit.
                     while let Ok(f) = self.done_rx.try_recv() {
                         self.on_finished(f);
                     }
-                    self.flush().await?;
                 }
-                () = sleep => {
-                    self.fire_timers();
-                    self.flush().await?;
-                }
-                _ = control.tick() => {
-                    self.poll_control().await?;
-                    self.flush().await?;
-                }
+                () = sleep => self.fire_timers(),
+                _ = control.tick() => self.poll_control().await?,
                 _ = lease.tick() => {
                     let now = now_ms();
                     let ttl = i64::try_from(self.opts.lease_ttl.as_millis()).unwrap_or(i64::MAX);
@@ -483,7 +478,6 @@ impl Dispatcher {
                 Ok(()) = stop.changed(), if !self.cancelling => {
                     if *stop.borrow() {
                         self.cancel_all();
-                        self.flush().await?;
                     }
                 }
             }

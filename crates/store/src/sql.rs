@@ -57,6 +57,8 @@ impl SqlStore {
                     conn.execute("PRAGMA journal_mode = WAL").await?;
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
                     conn.execute("PRAGMA foreign_keys = ON").await?;
+                    // Pages are read through a memory map rather than a `pread` each.
+                    conn.execute("PRAGMA mmap_size = 268435456").await?;
                     Ok(())
                 })
             });
