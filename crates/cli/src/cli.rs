@@ -72,6 +72,9 @@ pub(crate) enum Command {
     /// Cancel a run: running tasks are terminated, the rest do not start.
     #[command(after_help = "Examples:\n  baton cancel 01jd5k2x")]
     Cancel(RunRef),
+    /// Check cron schedules: when do they fire?
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Approve a task waiting at an approval gate.
     #[command(
         after_help = "Examples:\n  baton approve 01jd5k2x release --comment \"checked the canary\""
@@ -207,4 +210,29 @@ pub(crate) struct GraphArgs {
     pub file: PathBuf,
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Print the next fire times of a cron expression, in RFC 3339.
+    #[command(
+        after_help = "Examples:\n  baton schedule next \"0 2 * * *\" --timezone Europe/Berlin -n 5\n  baton schedule next \"30 2 * * *\" --timezone Europe/Berlin --after 2026-03-28T00:00:00Z\n\nFixed-time jobs that fall into a daylight-saving gap run at the end of the gap; in a\nrepeated hour they run once. Wildcard and step patterns skip the gap and run in both hours."
+    )]
+    Next(ScheduleNextArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleNextArgs {
+    /// 5 fields (`min hour dom month dow`), an optional leading seconds field, or `@daily` etc.
+    #[arg(value_name = "CRON")]
+    pub(crate) cron: String,
+    /// IANA time zone the cron is read in.
+    #[arg(long, default_value = "UTC", value_name = "ZONE")]
+    pub(crate) timezone: String,
+    /// Start after this instant (RFC 3339) instead of now.
+    #[arg(long, value_name = "RFC3339")]
+    pub(crate) after: Option<String>,
+    /// How many fire times to print.
+    #[arg(short = 'n', long = "count", default_value_t = 5)]
+    pub(crate) count: usize,
 }

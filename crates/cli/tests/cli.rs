@@ -166,3 +166,38 @@ fn help_and_version() {
             .contains("unrecognized subcommand 'frobnicate'")
     );
 }
+
+#[test]
+fn schedule_next_prints_rfc3339_fire_times_across_dst() {
+    let t = Test::new();
+    let out = t.run(&[
+        "schedule",
+        "next",
+        "30 2 * * *",
+        "--timezone",
+        "Europe/Berlin",
+        "--after",
+        "2026-10-24T12:00:00Z",
+        "-n",
+        "3",
+    ]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.stdout,
+        "2026-10-25T02:30:00+02:00\n2026-10-26T02:30:00+01:00\n2026-10-27T02:30:00+01:00\n"
+    );
+    let bad = t.run(&["schedule", "next", "61 * * * *"]);
+    assert_eq!(bad.code, 2);
+    assert_eq!(
+        bad.stderr,
+        "error: invalid cron `61 * * * *`: component error: number out of bounds\n"
+    );
+    let zone = t.run(&["schedule", "next", "@daily", "--timezone", "Mars/Olympus"]);
+    assert_eq!(zone.code, 2);
+    assert!(
+        zone.stderr
+            .starts_with("error: unknown time zone `Mars/Olympus`"),
+        "{}",
+        zone.stderr
+    );
+}

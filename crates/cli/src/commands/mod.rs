@@ -4,6 +4,7 @@ mod graph;
 mod inspect;
 mod live;
 mod run;
+mod schedule;
 mod schema;
 mod validate;
 
@@ -22,6 +23,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Show(args) => with_runtime(inspect::show(&cli.home, &args, out)),
         Command::Logs(args) => with_runtime(inspect::logs(&cli.home, &args, out)),
         Command::Cancel(args) => with_runtime(run::cancel(&cli.home, &args, out)),
+        Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(&args, out),
         Command::Approve(args) => with_runtime(run::decide(&cli.home, &args, true, out)),
         Command::Reject(args) => with_runtime(run::decide(&cli.home, &args, false, out)),
     }

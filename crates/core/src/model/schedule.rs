@@ -9,6 +9,13 @@ use serde::Serialize;
 
 use crate::spec::Catchup;
 
+/// Ticks a scheduler should still run after a pause, and how many it skips.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Missed {
+    pub ticks: Vec<Zoned>,
+    pub dropped: usize,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Schedule {
     /// The cron as written.
@@ -74,6 +81,50 @@ impl Schedule {
         self.parsed
             .find_next_occurrence(&after.to_zoned(self.tz.clone()), false)
             .ok()
+    }
+
+    /// The next `n` fire times strictly after `after`.
+    pub fn next_times(&self, after: Timestamp, n: usize) -> Vec<Zoned> {
+        let mut out = Vec::with_capacity(n);
+        let mut cursor = after;
+        while out.len() < n {
+            let Some(next) = self.next_after(cursor) else {
+                break;
+            };
+            cursor = next.timestamp();
+            out.push(next);
+        }
+        out
+    }
+
+    /// The ticks missed between the last scheduled tick (`last`, exclusive) and `now`
+    /// (inclusive) that the catch-up policy says to run: none, the latest, or all of them. At
+    /// most `cap` are returned (the most recent); `dropped` counts the rest.
+    pub fn missed(&self, last: Timestamp, now: Timestamp, cap: usize) -> Missed {
+        let mut ticks = Vec::new();
+        let mut dropped = 0;
+        let mut cursor = last;
+        while let Some(next) = self.next_after(cursor) {
+            if next.timestamp() > now {
+                break;
+            }
+            cursor = next.timestamp();
+            match self.catchup {
+                Catchup::None => dropped += 1,
+                Catchup::Latest => {
+                    dropped += ticks.len();
+                    ticks = vec![next];
+                }
+                Catchup::All => {
+                    ticks.push(next);
+                    if ticks.len() > cap {
+                        ticks.remove(0);
+                        dropped += 1;
+                    }
+                }
+            }
+        }
+        Missed { ticks, dropped }
     }
 
     /// The cron in words, e.g. "At 02:00".
