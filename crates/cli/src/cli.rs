@@ -72,6 +72,11 @@ pub(crate) enum Command {
     /// Cancel a run: running tasks are terminated, the rest do not start.
     #[command(after_help = "Examples:\n  baton cancel 01jd5k2x")]
     Cancel(RunRef),
+    /// Serve the REST API and run pipelines from a directory.
+    #[command(
+        after_help = "Examples:\n  baton server --pipelines pipelines/ --listen 127.0.0.1:8080\n  curl -X POST localhost:8080/api/v1/pipelines/default/hello/runs -H 'content-type: application/json' -d '{\"params\":{}}'\n\nThe API has no authentication yet: baton listens on loopback unless told otherwise."
+    )]
+    Server(ServerArgs),
     /// Check cron schedules: when do they fire?
     #[command(subcommand)]
     Schedule(ScheduleCommand),
@@ -235,4 +240,27 @@ pub(crate) struct ScheduleNextArgs {
     /// How many fire times to print.
     #[arg(short = 'n', long = "count", default_value_t = 5)]
     pub(crate) count: usize,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// Directory of pipeline files (a Git checkout).
+    #[arg(
+        long,
+        env = "BATON_PIPELINES",
+        default_value = "pipelines",
+        value_name = "DIR"
+    )]
+    pub(crate) pipelines: PathBuf,
+    /// Address to listen on.
+    #[arg(
+        long,
+        env = "BATON_LISTEN",
+        default_value = "127.0.0.1:8080",
+        value_name = "ADDR"
+    )]
+    pub(crate) listen: std::net::SocketAddr,
+    /// Listen on a non-loopback address although the API has no authentication yet.
+    #[arg(long)]
+    pub(crate) allow_remote_unauthenticated: bool,
 }

@@ -69,7 +69,8 @@ pub fn did_you_mean<'a>(
     candidates
         .into_iter()
         .map(|c| (strsim::damerau_levenshtein(wrong, c), c))
-        .filter(|(d, c)| *d <= (c.len().max(wrong.len()) / 3).max(1))
+        // A third of the name may differ: `neds` -> `needs`, but no hint from `x` to `n`.
+        .filter(|(d, c)| *d <= c.len().max(wrong.len()) / 3)
         .min_by_key(|(d, _)| *d)
         .map(|(_, c)| format!("did you mean `{c}`?"))
 }

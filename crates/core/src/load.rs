@@ -77,3 +77,38 @@ pub fn load(source: &str) -> Loaded {
         name_span,
     }
 }
+
+/// For pipelines loaded from several files, the ones whose `namespace/name` an earlier file
+/// already defines: `(index of the later file, index of the first)`. Ids are unique within a
+/// namespace, and the first file (in the caller's order) keeps the name.
+pub fn duplicate_ids<'a>(
+    ids: impl IntoIterator<Item = Option<&'a crate::ids::PipelineId>>,
+) -> Vec<(usize, usize)> {
+    let mut first: std::collections::HashMap<&crate::ids::PipelineId, usize> =
+        std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for (i, id) in ids.into_iter().enumerate() {
+        let Some(id) = id else { continue };
+        match first.get(id) {
+            Some(&f) => out.push((i, f)),
+            None => {
+                first.insert(id, i);
+            }
+        }
+    }
+    out
+}
+
+/// The diagnostic for a file whose pipeline id an earlier file already defines.
+pub fn duplicate_id_diagnostic(
+    id: &crate::ids::PipelineId,
+    name_span: Span,
+    first_path: &str,
+) -> Diagnostic {
+    Diagnostic::error(
+        name_span,
+        "name",
+        format!("pipeline `{id}` is already defined in `{first_path}`"),
+    )
+    .with_hint("pipeline names are unique within a namespace")
+}

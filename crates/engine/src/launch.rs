@@ -24,8 +24,16 @@ pub struct RunRequest<'a> {
     pub idempotency_key: Option<String>,
 }
 
-/// Creates a run (queued) and returns its id; the same idempotency key returns the same run.
-pub async fn create_run(store: &dyn Store, req: RunRequest<'_>) -> Result<RunId> {
+/// A run that `create_run` returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    pub id: RunId,
+    /// False when an idempotency key matched an existing run, which is returned instead.
+    pub new: bool,
+}
+
+/// Creates a run (queued); the same idempotency key returns the same run.
+pub async fn create_run(store: &dyn Store, req: RunRequest<'_>) -> Result<Created> {
     let params = resolve_params(&req.pipeline.params, req.params)
         .map_err(|p| Error::Params(p.join("\n")))?;
     let p = req.pipeline;
@@ -59,5 +67,9 @@ pub async fn create_run(store: &dyn Store, req: RunRequest<'_>) -> Result<RunId>
         created_at: now_ms(),
         tasks,
     };
-    Ok(store.create_run(&run).await?)
+    let stored = store.create_run(&run).await?;
+    Ok(Created {
+        new: stored == run.id,
+        id: stored,
+    })
 }

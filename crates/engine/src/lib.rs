@@ -15,7 +15,7 @@ pub mod render;
 pub use clock::now_ms;
 pub use dispatcher::{Options, Progress, execute};
 pub use error::{Error, Result};
-pub use launch::{RunRequest, create_run};
+pub use launch::{Created, RunRequest, create_run};
 
 /// This process's identity as a lease owner: `host:pid:nonce`.
 pub fn owner_id() -> String {

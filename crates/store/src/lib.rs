@@ -10,7 +10,7 @@ mod store;
 pub use error::{Error, Result};
 pub use records::{
     ApprovalRecord, AttemptRecord, Change, Control, DefinitionRecord, EventRecord, Millis, NewRun,
-    NewTask, RunFilter, RunRecord, Rusage, TaskRecord,
+    NewTask, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
 };
 pub use sql::SqlStore;
 pub use store::Store;

@@ -8,6 +8,14 @@ use serde::Serialize;
 /// which keeps tests deterministic.
 pub type Millis = i64;
 
+/// A stored version of a pipeline definition, without its text.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VersionRecord {
+    pub hash: String,
+    pub path: Option<String>,
+    pub created_at: Millis,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DefinitionRecord {
     pub hash: String,
@@ -163,6 +171,8 @@ pub struct RunFilter {
     pub pipeline: Option<String>,
     pub state: Option<RunState>,
     pub limit: u32,
+    /// Only runs created before this one (ids sort by creation): the cursor of the next page.
+    pub before: Option<String>,
 }
 
 /// Requests from other processes that the owner of a run must act on.

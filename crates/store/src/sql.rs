@@ -13,7 +13,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::error::{Error, Result};
 use crate::records::{
     ApprovalRecord, AttemptRecord, Change, Control, DefinitionRecord, EventRecord, Millis, NewRun,
-    NewTask, RunFilter, RunRecord, Rusage, TaskRecord,
+    NewTask, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
@@ -275,6 +275,34 @@ async fn insert_tasks(
     Ok(())
 }
 
+async fn insert_definition(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    d: &DefinitionRecord,
+    at: Millis,
+) -> Result<()> {
+    let sql = match backend {
+        Backend::Sqlite => {
+            "INSERT OR IGNORE INTO definitions (hash, namespace, name, source, path, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)"
+        }
+        Backend::Postgres => {
+            "INSERT INTO definitions (hash, namespace, name, source, path, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING"
+        }
+    };
+    sqlx::query(sql)
+        .bind(&d.hash)
+        .bind(&d.namespace)
+        .bind(&d.name)
+        .bind(&d.source)
+        .bind(d.path.as_deref())
+        .bind(at)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// `($1, $2, $3), ($4, $5, $6)` for `rows` rows of `columns` parameters, numbered from
 /// `first`.
 fn placeholders(rows: usize, columns: usize, first: usize) -> String {
@@ -520,25 +548,7 @@ impl Store for SqlStore {
             }
         }
         let d = &run.definition;
-        let insert_definition = match self.backend {
-            Backend::Sqlite => {
-                "INSERT OR IGNORE INTO definitions (hash, namespace, name, source, path, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6)"
-            }
-            Backend::Postgres => {
-                "INSERT INTO definitions (hash, namespace, name, source, path, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (hash) DO NOTHING"
-            }
-        };
-        sqlx::query(insert_definition)
-            .bind(&d.hash)
-            .bind(&d.namespace)
-            .bind(&d.name)
-            .bind(&d.source)
-            .bind(d.path.as_deref())
-            .bind(run.created_at)
-            .execute(&mut *tx)
-            .await?;
+        insert_definition(&mut tx, self.backend, d, run.created_at).await?;
         sqlx::query(
             "INSERT INTO runs (id, namespace, pipeline, version, state, params, trigger_kind, \
              logical_date, base_dir, idempotency_key, created_at) \
@@ -736,6 +746,33 @@ impl Store for SqlStore {
         .transpose()
     }
 
+    async fn put_definition(&self, definition: &DefinitionRecord, at: Millis) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        insert_definition(&mut tx, self.backend, definition, at).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn versions(&self, namespace: &str, name: &str) -> Result<Vec<VersionRecord>> {
+        let rows = sqlx::query(
+            "SELECT hash, path, created_at FROM definitions WHERE namespace = $1 AND name = $2 \
+             ORDER BY created_at DESC, hash",
+        )
+        .bind(namespace)
+        .bind(name)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(VersionRecord {
+                    hash: row.try_get("hash")?,
+                    path: row.try_get("path")?,
+                    created_at: row.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
     async fn run(&self, id: &RunId) -> Result<Option<RunRecord>> {
         sqlx::query("SELECT * FROM runs WHERE id = $1")
             .bind(id.as_str())
@@ -782,11 +819,12 @@ impl Store for SqlStore {
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
         let rows = sqlx::query(
             "SELECT * FROM runs WHERE ($1 IS NULL OR namespace = $1) AND ($2 IS NULL OR pipeline = $2) \
-             AND ($3 IS NULL OR state = $3) ORDER BY id DESC LIMIT $4",
+             AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
         )
         .bind(filter.namespace.as_deref())
         .bind(filter.pipeline.as_deref())
         .bind(filter.state.map(|s| s.as_str()))
+        .bind(filter.before.as_deref())
         .bind(i64::from(if filter.limit == 0 { 20 } else { filter.limit }))
         .fetch_all(&self.pool)
         .await?;

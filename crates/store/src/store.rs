@@ -6,7 +6,7 @@ use baton_core::ids::{RunId, TaskKey};
 use crate::error::Result;
 use crate::records::{
     AttemptRecord, Change, Control, DefinitionRecord, EventRecord, Millis, NewRun, RunFilter,
-    RunRecord, TaskRecord,
+    RunRecord, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -23,6 +23,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn apply(&self, run: &RunId, changes: &[Change]) -> Result<()>;
 
     async fn definition(&self, hash: &str) -> Result<Option<DefinitionRecord>>;
+    /// Records a version of a definition (a no-op when that version is known).
+    async fn put_definition(&self, definition: &DefinitionRecord, at: Millis) -> Result<()>;
+    /// Versions of `namespace/name`, newest first.
+    async fn versions(&self, namespace: &str, name: &str) -> Result<Vec<VersionRecord>>;
     async fn run(&self, id: &RunId) -> Result<Option<RunRecord>>;
     /// Resolves a full id or a unique prefix of one.
     async fn resolve_run(&self, prefix: &str) -> Result<RunId>;

@@ -90,6 +90,7 @@ pub(crate) async fn runs(
             pipeline,
             state,
             limit: args.limit,
+            before: None,
         })
         .await?;
     if args.json {

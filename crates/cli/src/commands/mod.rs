@@ -6,6 +6,7 @@ mod live;
 mod run;
 mod schedule;
 mod schema;
+mod server;
 mod validate;
 
 use crate::cli::{Cli, Command};
@@ -23,6 +24,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Show(args) => with_runtime(inspect::show(&cli.home, &args, out)),
         Command::Logs(args) => with_runtime(inspect::logs(&cli.home, &args, out)),
         Command::Cancel(args) => with_runtime(run::cancel(&cli.home, &args, out)),
+        Command::Server(args) => with_runtime(server::run(&cli.home, &args, out)),
         Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(&args, out),
         Command::Approve(args) => with_runtime(run::decide(&cli.home, &args, true, out)),
         Command::Reject(args) => with_runtime(run::decide(&cli.home, &args, false, out)),

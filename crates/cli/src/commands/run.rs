@@ -102,7 +102,8 @@ pub(crate) async fn run(
             idempotency_key: args.idempotency_key.clone(),
         },
     )
-    .await?;
+    .await?
+    .id;
     out.eprint(&format!(
         "run {id} of {} ({})\n",
         pipeline.id,

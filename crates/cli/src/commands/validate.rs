@@ -1,6 +1,5 @@
 //! `baton validate PATH...`
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use baton_core::diagnostic::Diagnostic;
@@ -176,26 +175,18 @@ fn summary(files: usize, invalid: usize, errors: usize, warnings: usize) -> Stri
 
 /// Two files defining the same `namespace/name` is an error in the later file.
 fn check_unique_ids(files: &mut [LoadedFile]) {
-    let mut first: HashMap<String, String> = HashMap::new();
-    for f in files.iter_mut() {
-        let Some(p) = &f.loaded.pipeline else {
-            continue;
-        };
-        let id = p.id.to_string();
-        match first.get(&id) {
-            Some(other) => {
-                let diag = Diagnostic::error(
-                    f.loaded.name_span,
-                    "name",
-                    format!("pipeline `{id}` is already defined in `{other}`"),
-                )
-                .with_hint("pipeline names are unique within a namespace");
-                f.loaded.diagnostics.push(diag);
-                f.loaded.pipeline = None;
-            }
-            None => {
-                first.insert(id, f.path.clone());
-            }
+    let dups = baton_core::load::duplicate_ids(
+        files
+            .iter()
+            .map(|f| f.loaded.pipeline.as_ref().map(|p| &p.id)),
+    );
+    for (later, first) in dups {
+        let first_path = files[first].path.clone();
+        let f = &mut files[later];
+        if let Some(p) = f.loaded.pipeline.take() {
+            let diag =
+                baton_core::load::duplicate_id_diagnostic(&p.id, f.loaded.name_span, &first_path);
+            f.loaded.diagnostics.push(diag);
         }
     }
 }

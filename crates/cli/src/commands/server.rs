@@ -1,0 +1,29 @@
+//! `baton server`
+
+use std::path::Path;
+
+use baton_server::serve::{Config, serve};
+
+use crate::cli::ServerArgs;
+use crate::error::{ExitStatus, ExpectedError};
+use crate::output::Output;
+
+pub(crate) async fn run(
+    home: &Path,
+    args: &ServerArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    let config = Config {
+        pipelines: args.pipelines.clone(),
+        home: home.to_path_buf(),
+        listen: args.listen,
+        allow_remote: args.allow_remote_unauthenticated,
+    };
+    // Scripts and tests wait for this line before talking to the server.
+    serve(config, |addr| {
+        let _ = out.print(&format!("baton listening on http://{addr}\n"));
+    })
+    .await
+    .map_err(|e| ExpectedError::Usage(e.to_string()))?;
+    Ok(ExitStatus::Success)
+}

@@ -1,0 +1,164 @@
+//! The pipelines the server knows, loaded from a directory (a Git checkout).
+//!
+//! A file that stops validating keeps its last good version active, with its new errors
+//! visible, so one bad commit never takes a pipeline (or the server) down.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use baton_core::Pipeline;
+use baton_core::diagnostic::Diagnostic;
+
+/// A pipeline version that validated.
+#[derive(Debug, Clone)]
+pub struct Version {
+    pub pipeline: Arc<Pipeline>,
+    pub source: Arc<str>,
+}
+
+/// One file of the directory.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Relative to the pipelines directory.
+    pub path: String,
+    /// The version runs start with: the file's current content if valid, else its last good one.
+    pub active: Option<Version>,
+    /// Problems of the file's current content; empty when it is valid.
+    pub errors: Vec<Diagnostic>,
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    dir: PathBuf,
+    entries: BTreeMap<String, Entry>,
+}
+
+/// What a reload changed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Reload {
+    pub loaded: usize,
+    pub invalid: usize,
+    pub removed: usize,
+}
+
+impl Catalog {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            entries: BTreeMap::new(),
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Reads every `.yaml`/`.yml` file under the directory again.
+    pub fn reload(&mut self) -> Reload {
+        let mut report = Reload::default();
+        let mut seen = Vec::new();
+        let mut files: Vec<PathBuf> = walkdir::WalkDir::new(&self.dir)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|e| e.depth() == 0 || !e.file_name().to_string_lossy().starts_with('.'))
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .map(walkdir::DirEntry::into_path)
+            .filter(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+            .collect();
+        files.sort();
+        for file in files {
+            let rel = file
+                .strip_prefix(&self.dir)
+                .unwrap_or(&file)
+                .display()
+                .to_string();
+            seen.push(rel.clone());
+            let (pipeline, source, errors) = match std::fs::read_to_string(&file) {
+                Ok(source) => {
+                    let loaded = baton_core::load(&source);
+                    let errors: Vec<Diagnostic> = loaded
+                        .diagnostics
+                        .into_iter()
+                        .filter(Diagnostic::is_error)
+                        .collect();
+                    (loaded.pipeline, source, errors)
+                }
+                Err(e) => {
+                    let span = baton_core::span::Span {
+                        line: 1,
+                        column: 1,
+                        ..Default::default()
+                    };
+                    (
+                        None,
+                        String::new(),
+                        vec![Diagnostic::error(
+                            span,
+                            "",
+                            format!("cannot read file: {e}"),
+                        )],
+                    )
+                }
+            };
+            let entry = self.entries.entry(rel.clone()).or_insert_with(|| Entry {
+                path: rel,
+                active: None,
+                errors: Vec::new(),
+            });
+            entry.errors = errors;
+            match pipeline {
+                Some(p) => {
+                    report.loaded += 1;
+                    entry.active = Some(Version {
+                        pipeline: Arc::new(p),
+                        source: source.into(),
+                    });
+                }
+                None => report.invalid += 1,
+            }
+        }
+        let before = self.entries.len();
+        self.entries.retain(|path, _| seen.contains(path));
+        report.removed = before - self.entries.len();
+        self.reject_duplicates();
+        report
+    }
+
+    /// A later file defining a pipeline an earlier file defines is an error of the later one.
+    fn reject_duplicates(&mut self) {
+        let paths: Vec<String> = self.entries.keys().cloned().collect();
+        let dups = baton_core::load::duplicate_ids(
+            self.entries
+                .values()
+                .map(|e| e.active.as_ref().map(|v| &v.pipeline.id)),
+        );
+        for (later, first) in dups {
+            let first_path = paths[first].clone();
+            if let Some(entry) = self.entries.get_mut(&paths[later])
+                && let Some(v) = entry.active.take()
+            {
+                let loaded = baton_core::load(&v.source);
+                entry.errors.push(baton_core::load::duplicate_id_diagnostic(
+                    &v.pipeline.id,
+                    loaded.name_span,
+                    &first_path,
+                ));
+            }
+        }
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &Entry> {
+        self.entries.values()
+    }
+
+    /// The file whose active version is `namespace/name`.
+    pub fn find(&self, namespace: &str, name: &str) -> Option<&Entry> {
+        self.entries.values().find(|e| {
+            e.active.as_ref().is_some_and(|v| {
+                v.pipeline.id.namespace.as_str() == namespace && v.pipeline.id.name.as_str() == name
+            })
+        })
+    }
+}

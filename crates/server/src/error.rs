@@ -1,0 +1,99 @@
+//! API errors: a status and a JSON body `{ "error": { "code", "message", "details" } }`.
+//! Server-side failures are logged in full and shown to clients without internals.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    /// A stable, machine-readable code, e.g. `invalid_params`.
+    pub code: &'static str,
+    pub message: String,
+    pub details: serde_json::Value,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: serde_json::Value::Null,
+        }
+    }
+
+    #[must_use]
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.details = details;
+        self
+    }
+
+    pub fn not_found(what: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", what)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::CONFLICT, "conflict", message)
+    }
+}
+
+impl From<baton_store::Error> for ApiError {
+    fn from(e: baton_store::Error) -> Self {
+        match e {
+            baton_store::Error::RunNotFound(id) => Self::not_found(format!("run `{id}` not found")),
+            baton_store::Error::AmbiguousRun { .. } => Self::bad_request(e.to_string()),
+            baton_store::Error::IdempotencyConflict(_) => Self::conflict(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "store error");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "the database is not available",
+                )
+            }
+        }
+    }
+}
+
+impl From<baton_engine::Error> for ApiError {
+    fn from(e: baton_engine::Error) -> Self {
+        match e {
+            baton_engine::Error::Params(problems) => {
+                let list: Vec<&str> = problems.lines().collect();
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_params",
+                    "the run's params are invalid",
+                )
+                .with_details(json!({ "problems": list }))
+            }
+            baton_engine::Error::Store(e) => e.into(),
+            other => {
+                tracing::error!(error = %other, "engine error");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "something went wrong",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = json!({
+            "error": { "code": self.code, "message": self.message, "details": self.details }
+        });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+pub(crate) type ApiResult<T> = Result<T, ApiError>;

@@ -1,0 +1,5 @@
+//! The HTTP routes; handlers are thin over the store, the catalog and the engine.
+
+pub(crate) mod health;
+pub(crate) mod pipelines;
+pub(crate) mod runs;

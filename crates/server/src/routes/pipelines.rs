@@ -1,0 +1,180 @@
+//! Pipelines: list, get (with validation errors), versions, trigger, reload.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+use crate::AppState;
+use crate::body::Body;
+use crate::catalog::Entry;
+use crate::error::{ApiError, ApiResult};
+use crate::page::{Page, PageQuery};
+
+fn summary(e: &Entry) -> Value {
+    let errors = serde_json::to_value(&e.errors).unwrap_or_default();
+    match &e.active {
+        Some(v) => {
+            let p = &v.pipeline;
+            json!({
+                "id": p.id.to_string(),
+                "namespace": p.id.namespace,
+                "name": p.id.name,
+                "path": e.path,
+                "version": p.version,
+                "description": p.description,
+                "owner": p.owner,
+                "tags": p.tags,
+                "params": p.params,
+                "schedules": p.schedules,
+                "valid": e.errors.is_empty(),
+                "errors": errors,
+            })
+        }
+        None => json!({ "id": null, "path": e.path, "valid": false, "errors": errors }),
+    }
+}
+
+fn sort_key(e: &Entry) -> String {
+    e.active
+        .as_ref()
+        .map_or_else(|| format!("~{}", e.path), |v| v.pipeline.id.to_string())
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<Value>>> {
+    let catalog = state.catalog.read().await;
+    let mut entries: Vec<&Entry> = catalog.entries().collect();
+    entries.sort_by_key(|e| sort_key(e));
+    let items: Vec<&Entry> = entries
+        .into_iter()
+        .filter(|e| q.cursor.as_ref().is_none_or(|c| sort_key(e) > *c))
+        .take(q.limit() as usize + 1)
+        .collect();
+    let page = Page::from_extra(items, q.limit(), |e| sort_key(e));
+    Ok(Json(Page {
+        items: page.items.into_iter().map(summary).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+fn find<'a>(catalog: &'a crate::catalog::Catalog, ns: &str, name: &str) -> ApiResult<&'a Entry> {
+    catalog
+        .find(ns, name)
+        .ok_or_else(|| ApiError::not_found(format!("pipeline `{ns}/{name}` not found")))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.read().await;
+    let entry = find(&catalog, &ns, &name)?;
+    let mut doc = summary(entry);
+    if let Some(v) = &entry.active {
+        doc["graph"] = baton_core::graph::to_json(&v.pipeline);
+        doc["source"] = Value::String(v.source.to_string());
+    }
+    Ok(Json(doc))
+}
+
+pub(crate) async fn versions(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Page<baton_store::VersionRecord>>> {
+    let all = state.store.versions(&ns, &name).await?;
+    if all.is_empty() && state.catalog.read().await.find(&ns, &name).is_none() {
+        return Err(ApiError::not_found(format!(
+            "pipeline `{ns}/{name}` not found"
+        )));
+    }
+    let start = q
+        .cursor
+        .as_ref()
+        .and_then(|c| all.iter().position(|v| &v.hash == c).map(|i| i + 1))
+        .unwrap_or(0);
+    let items = all
+        .into_iter()
+        .skip(start)
+        .take(q.limit() as usize + 1)
+        .collect();
+    Ok(Json(Page::from_extra(items, q.limit(), |v| v.hash.clone())))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TriggerBody {
+    #[serde(default)]
+    pub params: Map<String, Value>,
+    pub idempotency_key: Option<String>,
+}
+
+/// Starts a run of the pipeline's active version. The same idempotency key (body field or
+/// `Idempotency-Key` header) returns the same run instead of starting another.
+pub(crate) async fn trigger(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    headers: HeaderMap,
+    Body(body): Body<TriggerBody>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let (version, path) = {
+        let catalog = state.catalog.read().await;
+        let entry = find(&catalog, &ns, &name)?;
+        let version = entry.active.clone().ok_or_else(|| {
+            ApiError::conflict(format!("pipeline `{ns}/{name}` has no valid version"))
+        })?;
+        (version, catalog.dir().join(&entry.path))
+    };
+    let key = body.idempotency_key.or_else(|| {
+        headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    });
+    let base_dir = path
+        .parent()
+        .map_or_else(|| ".".into(), |p| p.display().to_string());
+    let created = baton_engine::create_run(
+        state.store.as_ref(),
+        baton_engine::RunRequest {
+            pipeline: &version.pipeline,
+            source: &version.source,
+            path: Some(path.display().to_string()),
+            base_dir,
+            params: body.params,
+            trigger: "manual",
+            logical_date: None,
+            idempotency_key: key,
+        },
+    )
+    .await?;
+    let id = created.id;
+    let run = state
+        .store
+        .run(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
+    // A repeated key returns the earlier run, which is already running or done.
+    if created.new {
+        state.runner.start(id);
+    }
+    let status = if created.new {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(serde_json::to_value(run).unwrap_or_default())))
+}
+
+pub(crate) async fn reload(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+    let report = state.reload().await;
+    Ok(Json(json!({
+        "loaded": report.loaded,
+        "invalid": report.invalid,
+        "removed": report.removed,
+    })))
+}

@@ -1,0 +1,172 @@
+//! Runs: list (filters, cursor), get (tasks and attempts), cancel, approve / reject.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use baton_core::ids::TaskKey;
+use baton_core::state::RunState;
+use baton_store::{RunFilter, RunRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiResult};
+use crate::page::Page;
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunsQuery {
+    /// `name` or `namespace/name`.
+    pub pipeline: Option<String>,
+    pub state: Option<String>,
+    pub limit: Option<u32>,
+    pub cursor: Option<String>,
+}
+
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<RunsQuery>,
+) -> ApiResult<Json<Page<RunRecord>>> {
+    let (namespace, pipeline) = match q.pipeline.as_deref().map(|p| p.split_once('/')) {
+        Some(Some((ns, name))) => (Some(ns.to_owned()), Some(name.to_owned())),
+        Some(None) => (None, q.pipeline.clone()),
+        None => (None, None),
+    };
+    let run_state = match &q.state {
+        Some(s) => Some(RunState::from_name(s).ok_or_else(|| {
+            ApiError::bad_request(format!("unknown run state `{s}`")).with_details(
+                json!({ "expected": ["queued", "running", "succeeded", "failed", "cancelled"] }),
+            )
+        })?),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let runs = state
+        .store
+        .runs(&RunFilter {
+            namespace,
+            pipeline,
+            state: run_state,
+            limit: limit + 1,
+            before: q.cursor.clone(),
+        })
+        .await?;
+    Ok(Json(Page::from_extra(runs, limit, |r| r.id.to_string())))
+}
+
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = state.store.resolve_run(&id).await?;
+    let run = state
+        .store
+        .run(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
+    let tasks = state.store.tasks(&id).await?;
+    let attempts = state.store.attempts(&id).await?;
+    let mut doc = serde_json::to_value(&run).unwrap_or_default();
+    doc["tasks"] = serde_json::to_value(tasks).unwrap_or_default();
+    doc["attempts"] = serde_json::to_value(attempts).unwrap_or_default();
+    Ok(Json(doc))
+}
+
+pub(crate) async fn cancel(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let id = state.store.resolve_run(&id).await?;
+    let run = state
+        .store
+        .run(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
+    if run.state.is_final() {
+        return Err(ApiError::conflict(format!(
+            "run `{id}` already {}",
+            run.state
+        )));
+    }
+    state.store.request_cancel(&id).await?;
+    let owned = run
+        .lease_owner
+        .as_deref()
+        .is_some_and(|o| !baton_engine::owner_is_dead(o))
+        && run
+            .lease_expires_at
+            .is_some_and(|t| t > baton_engine::now_ms());
+    if !owned {
+        // Nobody drives it: drive it here, and the cancel request ends it.
+        state.runner.start(id.clone());
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "cancel_requested": true })),
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Decision {
+    pub comment: Option<String>,
+    /// Who decides; authentication arrives later, until then the caller says.
+    pub by: Option<String>,
+}
+
+async fn decide(
+    state: &AppState,
+    id: &str,
+    key: &str,
+    approve: bool,
+    body: Decision,
+) -> ApiResult<Json<Value>> {
+    let id = state.store.resolve_run(id).await?;
+    let key = TaskKey::from_string(key);
+    let tasks = state.store.tasks(&id).await?;
+    let task = tasks
+        .iter()
+        .find(|t| t.key == key)
+        .ok_or_else(|| ApiError::not_found(format!("run `{id}` has no task `{key}`")))?;
+    if task.state.is_final() {
+        return Err(ApiError::conflict(format!(
+            "task `{key}` is already {}",
+            task.state
+        )));
+    }
+    let by = body.by.unwrap_or_else(|| "api".into());
+    let recorded = state
+        .store
+        .decide(
+            &id,
+            &key,
+            approve,
+            &by,
+            baton_engine::now_ms(),
+            body.comment.as_deref(),
+        )
+        .await?;
+    if !recorded {
+        return Err(ApiError::conflict(format!(
+            "task `{key}` was already decided"
+        )));
+    }
+    Ok(Json(
+        json!({ "id": id, "task": key, "approved": approve, "by": by }),
+    ))
+}
+
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    decide(&state, &id, &key, true, crate::body::optional(&body)?).await
+}
+
+pub(crate) async fn reject(
+    State(state): State<AppState>,
+    Path((id, key)): Path<(String, String)>,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<Value>> {
+    decide(&state, &id, &key, false, crate::body::optional(&body)?).await
+}

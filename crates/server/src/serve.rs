@@ -1,0 +1,126 @@
+//! Running the server: load pipelines, resume unfinished runs, serve HTTP until a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use baton_core::state::RunState;
+use baton_engine::executor::LocalExecutor;
+use baton_store::{RunFilter, SqlStore, Store};
+use tokio::sync::RwLock;
+
+use crate::{AppState, Catalog, Runner, router};
+
+/// How the server is started.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub pipelines: PathBuf,
+    pub home: PathBuf,
+    pub listen: SocketAddr,
+    /// Listening beyond loopback exposes an API without authentication (which comes later).
+    pub allow_remote: bool,
+}
+
+/// Why the server could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "refusing to listen on `{0}`: the API has no authentication yet\n(hint: listen on 127.0.0.1, or pass --allow-remote-unauthenticated if a proxy in front of baton authenticates)"
+    )]
+    NotLoopback(SocketAddr),
+    #[error("pipelines directory `{0}` does not exist\n(hint: pass --pipelines DIR)")]
+    NoPipelines(String),
+    #[error("cannot listen on `{addr}`: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Store(#[from] baton_store::Error),
+}
+
+/// Runs until SIGINT or SIGTERM. Runs in progress are left to their leases: a restart resumes
+/// them, retrying attempts that were cut short (see docs/running.md).
+pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+    if !config.listen.ip().is_loopback() && !config.allow_remote {
+        return Err(Error::NotLoopback(config.listen));
+    }
+    // Absolute, so that runs resolve their files the same way after a restart from elsewhere.
+    let pipelines = std::fs::canonicalize(&config.pipelines)
+        .ok()
+        .filter(|p| p.is_dir())
+        .ok_or_else(|| Error::NoPipelines(config.pipelines.display().to_string()))?;
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(&config.home).await?);
+    let runner = Runner::new(
+        Arc::clone(&store),
+        Arc::new(LocalExecutor::default()),
+        config.home.clone(),
+    );
+    let state = AppState {
+        store: Arc::clone(&store),
+        catalog: Arc::new(RwLock::new(Catalog::new(pipelines))),
+        runner: runner.clone(),
+    };
+    let report = state.reload().await;
+    tracing::info!(
+        loaded = report.loaded,
+        invalid = report.invalid,
+        "pipelines loaded"
+    );
+    resume_unfinished(store.as_ref(), &runner).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| Error::Listen {
+        addr: config.listen,
+        source,
+    })?;
+    on_ready(addr);
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|source| Error::Listen { addr, source })
+}
+
+/// Picks up every run that was queued or running when the server last stopped.
+async fn resume_unfinished(store: &dyn Store, runner: &Runner) -> Result<(), Error> {
+    for state in [RunState::Running, RunState::Queued] {
+        let mut before = None;
+        loop {
+            let page = store
+                .runs(&RunFilter {
+                    state: Some(state),
+                    limit: 200,
+                    before: before.clone(),
+                    ..RunFilter::default()
+                })
+                .await?;
+            for run in &page {
+                tracing::info!(run = %run.id, "resuming");
+                runner.start(run.id.clone());
+            }
+            match page.last() {
+                Some(last) if page.len() == 200 => before = Some(last.id.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+}

@@ -1,0 +1,340 @@
+//! The API driven through the router, without a socket.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use baton_engine::executor::LocalExecutor;
+use baton_server::{AppState, Catalog, Runner, router};
+use baton_store::SqlStore;
+use http_body_util::BodyExt;
+use serde_json::{Value, json};
+use tokio::sync::RwLock;
+use tower::ServiceExt;
+
+struct Server {
+    dir: tempfile::TempDir,
+    state: AppState,
+}
+
+impl Server {
+    async fn new(files: &[(&str, &str)]) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
+        for (name, text) in files {
+            std::fs::write(dir.path().join("pipelines").join(name), text).expect("write");
+        }
+        let home = dir.path().join("home");
+        let store: Arc<dyn baton_store::Store> =
+            Arc::new(SqlStore::open_home(&home).await.expect("store"));
+        let executor = Arc::new(LocalExecutor::default());
+        let state = AppState {
+            runner: Runner::new(Arc::clone(&store), executor, home),
+            store,
+            catalog: Arc::new(RwLock::new(Catalog::new(dir.path().join("pipelines")))),
+        };
+        state.reload().await;
+        Self { dir, state }
+    }
+
+    async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(uri);
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        let resp = router(self.state.clone())
+            .oneshot(req.body(body).expect("request"))
+            .await
+            .expect("response");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, value)
+    }
+
+    async fn wait_for(&self, run: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, doc) = self.call("GET", &format!("/api/v1/runs/{run}"), None).await;
+            if pred(&doc) {
+                return doc;
+            }
+            assert!(Instant::now() < deadline, "timed out; last state: {doc}");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        }
+    }
+}
+
+const HELLO: &str = "name: hello\nparams:\n  who: { type: string, default: world }\n  n: { type: integer, default: 1, min: 1 }\ntasks:\n  greet:\n    run: echo hi {{ params.who }}\n";
+const GATED: &str = "name: gated\nnamespace: ops\ntasks:\n  release:\n    approval: { message: ship? }\n    run: \"true\"\n";
+const BROKEN: &str = "name: broken\ntasks:\n  a:\n    neds: [b]\n    run: x\n";
+
+#[tokio::test]
+async fn health_and_unknown_routes() {
+    let s = Server::new(&[]).await;
+    assert_eq!(
+        s.call("GET", "/healthz", None).await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        s.call("GET", "/readyz", None).await,
+        (StatusCode::OK, json!({"status": "ready"}))
+    );
+    let (status, body) = s.call("GET", "/api/v1/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({"error": {"code": "not_found", "message": "no such route", "details": null}})
+    );
+}
+
+#[tokio::test]
+async fn pipelines_with_validation_errors_and_pages() {
+    let s = Server::new(&[("a.yaml", HELLO), ("b.yaml", GATED), ("c.yaml", BROKEN)]).await;
+    let (status, page) = s.call("GET", "/api/v1/pipelines?limit=2", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let ids: Vec<&Value> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|p| &p["id"])
+        .collect();
+    assert_eq!(ids, vec![&json!("default/hello"), &json!("ops/gated")]);
+    let cursor = page["next_cursor"].as_str().expect("more pages");
+    let (_, rest) = s
+        .call(
+            "GET",
+            &format!("/api/v1/pipelines?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    let broken = &rest["items"][0];
+    assert_eq!(broken["path"], "c.yaml");
+    assert_eq!(broken["valid"], false);
+    assert_eq!(
+        broken["errors"][0]["message"],
+        "unknown key `neds` in a task"
+    );
+    assert_eq!(broken["errors"][0]["line"], 4);
+    assert!(rest.get("next_cursor").is_none());
+
+    let (status, hello) = s.call("GET", "/api/v1/pipelines/default/hello", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(hello["graph"]["order"], json!(["greet"]));
+    assert_eq!(hello["params"]["n"]["type"], "integer");
+    let (status, err) = s.call("GET", "/api/v1/pipelines/default/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(err["error"]["message"], "pipeline `default/nope` not found");
+}
+
+#[tokio::test]
+async fn trigger_validates_params_and_runs() {
+    let s = Server::new(&[("a.yaml", HELLO)]).await;
+    let (status, err) = s
+        .call(
+            "POST",
+            "/api/v1/pipelines/default/hello/runs",
+            Some(json!({"params": {"n": 0, "x": 1}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err["error"]["code"], "invalid_params");
+    assert_eq!(
+        err["error"]["details"]["problems"],
+        json!([
+            "param `n`: value must be at least 1, got 0",
+            "unknown param `x`"
+        ])
+    );
+
+    let body = json!({"params": {"who": "api"}, "idempotency_key": "k-1"});
+    let (status, run) = s
+        .call(
+            "POST",
+            "/api/v1/pipelines/default/hello/runs",
+            Some(body.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    let (status, again) = s
+        .call("POST", "/api/v1/pipelines/default/hello/runs", Some(body))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        again["id"],
+        json!(id),
+        "the same idempotency key returns the same run"
+    );
+
+    let done = s.wait_for(&id, |d| d["state"] == "succeeded").await;
+    assert_eq!(done["params"], json!({"who": "api", "n": 1}));
+    assert_eq!(done["tasks"][0]["state"], "succeeded");
+    assert_eq!(done["attempts"][0]["exit_code"], 0);
+    let (status, conflict) = s
+        .call("POST", &format!("/api/v1/runs/{id}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        conflict["error"]["message"],
+        format!("run `{id}` already succeeded")
+    );
+}
+
+#[tokio::test]
+async fn runs_list_filters_and_pages() {
+    let s = Server::new(&[("a.yaml", HELLO)]).await;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let (_, run) = s
+            .call(
+                "POST",
+                "/api/v1/pipelines/default/hello/runs",
+                Some(json!({})),
+            )
+            .await;
+        ids.push(run["id"].as_str().expect("id").to_owned());
+    }
+    for id in &ids {
+        s.wait_for(id, |d| d["state"] == "succeeded").await;
+    }
+    let (_, page) = s
+        .call("GET", "/api/v1/runs?pipeline=default/hello&limit=2", None)
+        .await;
+    let first: Vec<&str> = page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|r| r["id"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(first, vec![ids[2].as_str(), ids[1].as_str()]);
+    let cursor = page["next_cursor"].as_str().expect("cursor");
+    let (_, page2) = s
+        .call(
+            "GET",
+            &format!("/api/v1/runs?limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(page2["items"][0]["id"], json!(ids[0]));
+    let (status, err) = s.call("GET", "/api/v1/runs?state=bogus", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(err["error"]["message"], "unknown run state `bogus`");
+}
+
+#[tokio::test]
+async fn approvals_through_the_api() {
+    let s = Server::new(&[("g.yaml", GATED)]).await;
+    let (_, run) = s
+        .call("POST", "/api/v1/pipelines/ops/gated/runs", Some(json!({})))
+        .await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    s.wait_for(&id, |d| d["tasks"][0]["state"] == "waiting_approval")
+        .await;
+    let (status, ok) = s
+        .call(
+            "POST",
+            &format!("/api/v1/runs/{id}/tasks/release/approve"),
+            Some(json!({"by": "ann", "comment": "go"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{ok}");
+    let (status, again) = s
+        .call(
+            "POST",
+            &format!("/api/v1/runs/{id}/tasks/release/reject"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{again}");
+    s.wait_for(&id, |d| d["state"] == "succeeded").await;
+    let (status, _) = s
+        .call(
+            "POST",
+            &format!("/api/v1/runs/{id}/tasks/nope/approve"),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn bad_bodies_get_json_errors() {
+    let s = Server::new(&[("a.yaml", HELLO)]).await;
+    let big = json!({"params": {"who": "x".repeat(baton_server::MAX_BODY_BYTES)}});
+    let (status, err) = s
+        .call("POST", "/api/v1/pipelines/default/hello/runs", Some(big))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(err["error"]["code"], "body_too_large");
+    let (status, err) = s
+        .call(
+            "POST",
+            "/api/v1/pipelines/default/hello/runs",
+            Some(json!({"parms": {}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(err["error"]["code"], "invalid_body");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unknown field `parms`"),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn a_file_that_stops_validating_keeps_its_last_good_version() {
+    let s = Server::new(&[("a.yaml", HELLO)]).await;
+    let (_, before) = s.call("GET", "/api/v1/pipelines/default/hello", None).await;
+    std::fs::write(
+        s.dir.path().join("pipelines/a.yaml"),
+        format!("{HELLO}    neds: []\n"),
+    )
+    .expect("write");
+    let (status, report) = s.call("POST", "/api/v1/reload", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(report, json!({"loaded": 0, "invalid": 1, "removed": 0}));
+    let (status, after) = s.call("GET", "/api/v1/pipelines/default/hello", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        after["version"], before["version"],
+        "still the last good version"
+    );
+    assert_eq!(after["valid"], false);
+    assert_eq!(
+        after["errors"][0]["message"],
+        "unknown key `neds` in a task"
+    );
+    let (status, _) = s
+        .call(
+            "POST",
+            "/api/v1/pipelines/default/hello/runs",
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "runs still start from the good version"
+    );
+
+    std::fs::write(
+        s.dir.path().join("pipelines/a.yaml"),
+        HELLO.replace("world", "there"),
+    )
+    .expect("write");
+    s.call("POST", "/api/v1/reload", None).await;
+    let (_, versions) = s
+        .call("GET", "/api/v1/pipelines/default/hello/versions", None)
+        .await;
+    assert_eq!(versions["items"].as_array().map(Vec::len), Some(2));
+}
