@@ -243,6 +243,10 @@ fn catch_up_policies() {
     let daily = |c| Schedule::new("0 2 * * *", "UTC", c, IndexMap::new()).expect("valid");
     let none = daily(Catchup::None).missed(last, now, 100);
     assert_eq!((none.ticks.len(), none.dropped), (0, 5));
+    // An on-time tick runs under every policy.
+    let on_time = daily(Catchup::None).missed(last, ts("2026-01-10T02:00:30Z"), 100);
+    assert_eq!(rfc3339(&on_time.ticks), vec!["2026-01-10T02:00:00+00:00"]);
+    assert_eq!(on_time.dropped, 4);
     let latest = daily(Catchup::Latest).missed(last, now, 100);
     assert_eq!(rfc3339(&latest.ticks), vec!["2026-01-10T02:00:00+00:00"]);
     assert_eq!(latest.dropped, 4);

@@ -7,6 +7,7 @@ mod error;
 mod page;
 mod routes;
 mod runner;
+pub mod scheduler;
 pub mod serve;
 
 use std::sync::Arc;

@@ -69,6 +69,10 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         "pipelines loaded"
     );
     resume_unfinished(store.as_ref(), &runner).await?;
+    tokio::spawn(
+        crate::scheduler::Scheduler::new(state.clone(), crate::scheduler::DEFAULT_CATCHUP_CAP)
+            .run(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -81,6 +81,20 @@ impl SqlStore {
         })
     }
 
+    /// Starts a transaction that will write. SQLite needs `BEGIN IMMEDIATE`: a transaction that
+    /// reads first and writes later fails at once (busy, without waiting) when another
+    /// connection wrote in between.
+    async fn begin_write<'c>(
+        &self,
+        conn: &'c mut sqlx::pool::PoolConnection<sqlx::Any>,
+    ) -> Result<sqlx::Transaction<'c, sqlx::Any>> {
+        let tx = match self.backend {
+            Backend::Sqlite => sqlx::Connection::begin_with(&mut **conn, "BEGIN IMMEDIATE").await?,
+            Backend::Postgres => sqlx::Connection::begin(&mut **conn).await?,
+        };
+        Ok(tx)
+    }
+
     /// Drops every table (PostgreSQL: recreates the `public` schema), for tests that need an
     /// empty database on a shared server.
     pub async fn reset_for_tests(&self) -> Result<()> {
@@ -531,7 +545,7 @@ async fn write_tasks(
 impl Store for SqlStore {
     async fn create_run(&self, run: &NewRun) -> Result<RunId> {
         let mut writer = self.writer.lock().await;
-        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
+        let mut tx = self.begin_write(&mut writer).await?;
         if let Some(key) = &run.idempotency_key {
             let existing =
                 sqlx::query("SELECT id, namespace, pipeline FROM runs WHERE idempotency_key = $1")
@@ -595,7 +609,7 @@ impl Store for SqlStore {
         // batch holds, and all events in multi-row INSERTs. Each statement is a round trip to
         // the database, and the dispatcher commits once per step of the run.
         let mut writer = self.writer.lock().await;
-        let mut tx = sqlx::Connection::begin(&mut **writer).await?;
+        let mut tx = self.begin_write(&mut writer).await?;
         let mut events: Vec<PendingEvent> = Vec::with_capacity(changes.len());
         let mut attempts: Vec<AttemptRow> = Vec::new();
         let mut tasks: Vec<(TaskKey, TaskUpdate)> = Vec::new();
@@ -747,7 +761,8 @@ impl Store for SqlStore {
     }
 
     async fn put_definition(&self, definition: &DefinitionRecord, at: Millis) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
         insert_definition(&mut tx, self.backend, definition, at).await?;
         tx.commit().await?;
         Ok(())
@@ -900,6 +915,66 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    async fn last_tick(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        schedule: &str,
+    ) -> Result<Option<Millis>> {
+        let row = sqlx::query(
+            "SELECT last_tick FROM schedule_ticks WHERE namespace = $1 AND pipeline = $2 AND schedule = $3",
+        )
+        .bind(namespace)
+        .bind(pipeline)
+        .bind(schedule)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|r| r.try_get("last_tick")).transpose()?)
+    }
+
+    async fn advance_tick(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        schedule: &str,
+        from: Option<Millis>,
+        to: Millis,
+    ) -> Result<bool> {
+        let done = match from {
+            None => {
+                let sql = match self.backend {
+                    Backend::Sqlite => {
+                        "INSERT OR IGNORE INTO schedule_ticks (namespace, pipeline, schedule, last_tick) \
+                         VALUES ($1, $2, $3, $4)"
+                    }
+                    Backend::Postgres => {
+                        "INSERT INTO schedule_ticks (namespace, pipeline, schedule, last_tick) \
+                         VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+                    }
+                };
+                sqlx::query(sql)
+                    .bind(namespace)
+                    .bind(pipeline)
+                    .bind(schedule)
+                    .bind(to)
+                    .execute(&self.pool)
+                    .await?
+            }
+            Some(from) => sqlx::query(
+                "UPDATE schedule_ticks SET last_tick = $1 WHERE namespace = $2 AND pipeline = $3 \
+                     AND schedule = $4 AND last_tick = $5",
+            )
+            .bind(to)
+            .bind(namespace)
+            .bind(pipeline)
+            .bind(schedule)
+            .bind(from)
+            .execute(&self.pool)
+            .await?,
+        };
+        Ok(done.rows_affected() == 1)
     }
 
     async fn request_cancel(&self, run: &RunId) -> Result<()> {

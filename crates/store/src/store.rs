@@ -48,6 +48,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<bool>;
     async fn release_lease(&self, run: &RunId, owner: &str) -> Result<()>;
 
+    /// The last tick recorded for a schedule (`schedule` names it, e.g. its index and cron).
+    async fn last_tick(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        schedule: &str,
+    ) -> Result<Option<Millis>>;
+    /// Moves a schedule's last tick from `from` to `to`, only if it is still `from` (none when
+    /// `from` is `None`): with several schedulers, one wins and the others see `false`.
+    async fn advance_tick(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        schedule: &str,
+        from: Option<Millis>,
+        to: Millis,
+    ) -> Result<bool>;
+
     async fn request_cancel(&self, run: &RunId) -> Result<()>;
     /// Records a person's decision on an approval gate; the first decision stands.
     async fn decide(

@@ -9,7 +9,7 @@ mod task;
 pub use param::{Param, ParamValueError, json_kind, resolve_params};
 pub use pipeline::{Concurrency, DefinitionHash, Pipeline, Trigger};
 pub use retry::RetryPolicy;
-pub use schedule::{Missed, Schedule, parse_cron, parse_timezone};
+pub use schedule::{Missed, ON_TIME, Schedule, parse_cron, parse_timezone};
 pub use task::{
     Action, Approval, Cache, Expression, ForEach, Resources, Task, Template, default_shell,
 };

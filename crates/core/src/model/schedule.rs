@@ -9,11 +9,16 @@ use serde::Serialize;
 
 use crate::spec::Catchup;
 
+/// How late a tick may be found and still count as on time rather than missed.
+pub const ON_TIME: jiff::SignedDuration = jiff::SignedDuration::from_secs(60);
+
 /// Ticks a scheduler should still run after a pause, and how many it skips.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Missed {
     pub ticks: Vec<Zoned>,
     pub dropped: usize,
+    /// The latest tick at or before `now`, run or not: where the schedule now stands.
+    pub latest: Option<Zoned>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -97,20 +102,32 @@ impl Schedule {
         out
     }
 
-    /// The ticks missed between the last scheduled tick (`last`, exclusive) and `now`
-    /// (inclusive) that the catch-up policy says to run: none, the latest, or all of them. At
-    /// most `cap` are returned (the most recent); `dropped` counts the rest.
+    /// The ticks due between the last scheduled tick (`last`, exclusive) and `now` (inclusive)
+    /// that the catch-up policy says to run: with `none` only a tick that is on time (at most
+    /// [`ON_TIME`] old), with `latest` the most recent, with `all` every one. At most `cap` are
+    /// returned (the most recent); `dropped` counts the rest.
     pub fn missed(&self, last: Timestamp, now: Timestamp, cap: usize) -> Missed {
         let mut ticks = Vec::new();
         let mut dropped = 0;
+        let mut latest = None;
         let mut cursor = last;
         while let Some(next) = self.next_after(cursor) {
             if next.timestamp() > now {
                 break;
             }
             cursor = next.timestamp();
+            latest = Some(next.clone());
             match self.catchup {
-                Catchup::None => dropped += 1,
+                Catchup::None => {
+                    let age = now.as_millisecond() - next.timestamp().as_millisecond();
+                    dropped += ticks.len();
+                    ticks.clear();
+                    if i128::from(age) <= ON_TIME.as_millis() {
+                        ticks.push(next);
+                    } else {
+                        dropped += 1;
+                    }
+                }
                 Catchup::Latest => {
                     dropped += ticks.len();
                     ticks = vec![next];
@@ -124,7 +141,11 @@ impl Schedule {
                 }
             }
         }
-        Missed { ticks, dropped }
+        Missed {
+            ticks,
+            dropped,
+            latest,
+        }
     }
 
     /// The cron in words, e.g. "At 02:00".
