@@ -8,6 +8,7 @@ mod page;
 mod routes;
 mod runner;
 pub mod scheduler;
+pub mod secrets;
 pub mod serve;
 
 use std::sync::Arc;
@@ -30,6 +31,7 @@ pub struct AppState {
     pub store: Arc<dyn baton_store::Store>,
     pub catalog: Arc<RwLock<Catalog>>,
     pub runner: Runner,
+    pub secrets: Arc<dyn secrets::Secrets>,
 }
 
 impl AppState {
@@ -69,6 +71,10 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/pipelines/{namespace}/{name}/runs",
             post(routes::pipelines::trigger),
+        )
+        .route(
+            "/pipelines/{namespace}/{name}/webhook",
+            post(routes::webhook::deliver),
         )
         .route("/reload", post(routes::pipelines::reload))
         .route("/runs", get(routes::runs::list))

@@ -61,6 +61,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         store: Arc::clone(&store),
         catalog: Arc::new(RwLock::new(Catalog::new(pipelines))),
         runner: runner.clone(),
+        secrets: Arc::new(crate::secrets::EnvSecrets),
     };
     let report = state.reload().await;
     tracing::info!(

@@ -3,3 +3,4 @@
 pub(crate) mod health;
 pub(crate) mod pipelines;
 pub(crate) mod runs;
+pub(crate) mod webhook;
