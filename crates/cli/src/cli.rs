@@ -263,4 +263,8 @@ pub(crate) struct ServerArgs {
     /// Listen on a non-loopback address although the API has no authentication yet.
     #[arg(long)]
     pub(crate) allow_remote_unauthenticated: bool,
+    /// On SIGTERM, how long running tasks may take to finish before they are stopped (and
+    /// retried when the server starts again).
+    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    pub(crate) shutdown_grace: baton_core::duration::Duration,
 }

@@ -26,6 +26,8 @@ fn start(t: &Test) -> (Server, String) {
         "pipelines",
         "--listen",
         "127.0.0.1:0",
+        "--shutdown-grace",
+        "1s",
     ]);
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
@@ -119,5 +121,65 @@ fn runs_survive_a_kill_9_of_the_server() {
         t.read("pipelines/ran.txt").matches("first").count(),
         1,
         "a succeeded task ran again"
+    );
+}
+
+#[test]
+fn sigterm_drains_and_the_next_start_resumes() {
+    let t = Test::new().file(
+        "pipelines/p.yaml",
+        "name: p\ntasks:\n  short:\n    run: sleep 0.3; echo short >> ran.txt\n  long:\n    run: |\n      echo \"$BATON_IDEMPOTENCY_KEY\" >> keys.txt\n      if [ -f once ]; then exit 0; fi\n      touch once\n      sleep 300\n",
+    );
+    let (mut server, addr) = start(&t);
+    let (status, run) = http(&addr, "POST", "/api/v1/pipelines/default/p/runs", "{}");
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    wait_until("long started", || !t.read("pipelines/keys.txt").is_empty());
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(server.0.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("sigterm");
+    let status = server.0.wait().expect("exit");
+    assert_eq!(status.code(), Some(0), "a drained server exits cleanly");
+    // The short task finished within the grace period; the long one was stopped and recorded.
+    let run = t.show(&id);
+    assert_eq!(run["state"], "running");
+    let states = task_states(&run);
+    assert_eq!(states["short"], "succeeded");
+    let long = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["key"] == "long")
+        .cloned()
+        .expect("long");
+    assert_eq!(long["attempt_records"][0]["state"], "interrupted");
+
+    let (_server, addr) = start(&t);
+    wait_until("resumed run finished", || {
+        let (_, doc) = http(&addr, "GET", &format!("/api/v1/runs/{id}"), "");
+        doc["state"] == "succeeded"
+    });
+    assert_eq!(
+        t.read("pipelines/ran.txt"),
+        "short\n",
+        "the finished task did not run again"
+    );
+    let keys: Vec<String> = t
+        .read("pipelines/keys.txt")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys.len(), 2);
+    assert_eq!(keys[0], keys[1]);
+    let run = t.show(&id);
+    let long = run["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["key"] == "long")
+        .cloned()
+        .expect("long");
+    assert_eq!(
+        long["interruptions"], 1,
+        "the drain did not use up the retry budget"
     );
 }

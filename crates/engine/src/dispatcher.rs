@@ -38,6 +38,8 @@ pub struct Options {
     /// How often to look for cancel requests and approvals from other processes.
     pub control_interval: Duration,
     pub lease_ttl: Duration,
+    /// How long a drain waits for running attempts before stopping them.
+    pub drain_grace: Duration,
 }
 
 impl Options {
@@ -49,8 +51,20 @@ impl Options {
             interruption_limit: 5,
             control_interval: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(30),
+            drain_grace: Duration::from_secs(30),
         }
     }
+}
+
+/// What the owner of a run asks its dispatcher to do, through the `stop` channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Cancel the run: terminate running attempts, record everything unfinished `cancelled`.
+    Cancel,
+    /// Hand the run back (a server shutting down): start nothing new, let running attempts
+    /// finish within `Options::drain_grace`, stop the rest and record them interrupted, and
+    /// return with the run still running so the next owner resumes it.
+    Drain,
 }
 
 /// A state change worth showing to a person watching the run.
@@ -121,7 +135,7 @@ pub async fn execute(
     run: &RunId,
     opts: &Options,
     progress: Option<mpsc::UnboundedSender<Progress>>,
-    stop: watch::Receiver<bool>,
+    stop: watch::Receiver<Option<Stop>>,
 ) -> Result<RunState> {
     let record = store
         .run(run)
@@ -202,6 +216,8 @@ struct Dispatcher {
     timers: BinaryHeap<Reverse<(Millis, usize)>>,
     running: HashMap<usize, CancelHandle>,
     cancelling: bool,
+    /// When draining, the moment running attempts are stopped.
+    drain_deadline: Option<tokio::time::Instant>,
     pending: Vec<Change>,
     notes: Vec<Progress>,
     done_tx: mpsc::UnboundedSender<Finished>,
@@ -275,6 +291,7 @@ impl Dispatcher {
             timers: BinaryHeap::new(),
             running: HashMap::new(),
             cancelling: false,
+            drain_deadline: None,
             pending: Vec::new(),
             notes: Vec::new(),
             done_tx,
@@ -414,7 +431,7 @@ impl Dispatcher {
     async fn drive(
         &mut self,
         attempts: &[baton_store::AttemptRecord],
-        mut stop: watch::Receiver<bool>,
+        mut stop: watch::Receiver<Option<Stop>>,
     ) -> Result<RunState> {
         for dir in [&self.logs_dir, &self.outputs_dir] {
             // Without them every attempt would fail; say so once, plainly.
@@ -448,6 +465,17 @@ impl Dispatcher {
             if let Some(state) = self.finish_if_done().await? {
                 return Ok(state);
             }
+            if self.drain_deadline.is_some() && self.running.is_empty() {
+                // Handed back: whatever is unfinished stays so in the store for the next owner.
+                self.flush().await?;
+                return Ok(RunState::Running);
+            }
+            let drain = async {
+                match self.drain_deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             let next_timer = self.timers.peek().map(|Reverse((at, _))| *at);
             let sleep = async {
                 match next_timer {
@@ -475,9 +503,20 @@ impl Dispatcher {
                     let ttl = i64::try_from(self.opts.lease_ttl.as_millis()).unwrap_or(i64::MAX);
                     self.store.acquire_lease(&self.run.id, &self.opts.owner, now, now + ttl, None).await?;
                 }
-                Ok(()) = stop.changed(), if !self.cancelling => {
-                    if *stop.borrow() {
-                        self.cancel_all();
+                () = drain => {
+                    for handle in self.running.values_mut() {
+                        handle.cancel();
+                    }
+                    self.drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
+                }
+                Ok(()) = stop.changed(), if !self.cancelling && self.drain_deadline.is_none() => {
+                    match *stop.borrow() {
+                        Some(Stop::Cancel) => self.cancel_all(),
+                        Some(Stop::Drain) => {
+                            self.ready.clear();
+                            self.drain_deadline = Some(tokio::time::Instant::now() + self.opts.drain_grace);
+                        }
+                        None => {}
                     }
                 }
             }
@@ -848,6 +887,10 @@ impl Dispatcher {
     }
 
     async fn start_ready(&mut self) -> Result<()> {
+        if self.drain_deadline.is_some() {
+            self.ready.clear();
+            return self.flush().await;
+        }
         let mut specs = Vec::new();
         while self.running.len() + specs.len() < self.opts.parallelism.max(1) {
             let Some((_, _, Reverse(i))) = self.ready.pop() else {
@@ -998,6 +1041,21 @@ impl Dispatcher {
             return;
         };
         self.running.remove(&i);
+        if self.drain_deadline.is_some() && f.outcome == Outcome::Cancelled {
+            // Stopped by the drain, not by a person: the next owner finds the task running
+            // without a live attempt and runs it again, as after a crash.
+            self.pending.push(Change::AttemptFinished {
+                key: f.key,
+                attempt: f.attempt,
+                state: AttemptState::Interrupted,
+                at: now_ms(),
+                exit_code: None,
+                signal: None,
+                rusage: f.rusage,
+                error: Some("baton was shut down while this attempt ran".into()),
+            });
+            return;
+        }
         let now = now_ms();
         // Through its own `Arc`, so the task is not copied (a fan-out's item list can be big).
         let pipeline = Arc::clone(&self.pipeline);

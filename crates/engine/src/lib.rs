@@ -13,7 +13,7 @@ mod programs;
 pub mod render;
 
 pub use clock::now_ms;
-pub use dispatcher::{Options, Progress, execute};
+pub use dispatcher::{Options, Progress, Stop, execute};
 pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run};
 

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_core::ids::RunId;
-use baton_engine::Options;
 use baton_engine::executor::Executor;
+use baton_engine::{Options, Stop};
 use baton_store::Store;
 use tokio::sync::watch;
 
@@ -14,9 +14,15 @@ pub struct Runner {
     store: Arc<dyn Store>,
     executor: Arc<dyn Executor>,
     home: PathBuf,
-    /// Set to stop every run this server drives.
-    stop: watch::Sender<bool>,
+    drain_grace: std::time::Duration,
+    /// Tells every run this server drives to stop (drain on shutdown).
+    stop: watch::Sender<Option<Stop>>,
+    /// Counts runs being driven, so a drain can wait for them.
+    active: Arc<tokio::sync::Semaphore>,
 }
+
+/// Upper bound of runs one server drives at once (a semaphore needs one).
+const MAX_ACTIVE_RUNS: u32 = 100_000;
 
 impl Runner {
     pub fn new(store: Arc<dyn Store>, executor: Arc<dyn Executor>, home: PathBuf) -> Self {
@@ -24,8 +30,25 @@ impl Runner {
             store,
             executor,
             home,
-            stop: watch::channel(false).0,
+            drain_grace: std::time::Duration::from_secs(30),
+            stop: watch::channel(None).0,
+            active: Arc::new(tokio::sync::Semaphore::new(MAX_ACTIVE_RUNS as usize)),
         }
+    }
+
+    /// Sets how long a drain waits for running attempts.
+    #[must_use]
+    pub fn with_drain_grace(mut self, grace: std::time::Duration) -> Self {
+        self.drain_grace = grace;
+        self
+    }
+
+    /// Hands every run back: nothing new starts, running attempts get `grace` to finish (set
+    /// in `Options`), the rest are stopped and recorded interrupted. Returns when all runs
+    /// have let go.
+    pub async fn drain(&self) {
+        let _ = self.stop.send(Some(Stop::Drain));
+        let _ = self.active.acquire_many(MAX_ACTIVE_RUNS).await;
     }
 
     /// Drives `run` to its end in the background. Failures are logged: the run's state is in
@@ -33,9 +56,14 @@ impl Runner {
     pub fn start(&self, run: RunId) {
         let store = Arc::clone(&self.store);
         let executor = Arc::clone(&self.executor);
-        let opts = Options::new(self.home.clone());
+        let mut opts = Options::new(self.home.clone());
+        opts.drain_grace = self.drain_grace;
         let stop = self.stop.subscribe();
+        let active = Arc::clone(&self.active);
         tokio::spawn(async move {
+            let Ok(_driving) = active.acquire_owned().await else {
+                return;
+            };
             // A run whose owner looks alive may belong to a process that is about to lose its
             // lease (another replica, or one that died on another host): wait it out and retry.
             for _ in 0..10 {

@@ -19,6 +19,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Listening beyond loopback exposes an API without authentication (which comes later).
     pub allow_remote: bool,
+    /// On SIGTERM, how long running attempts may take to finish before they are stopped.
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// Why the server could not start.
@@ -40,8 +42,9 @@ pub enum Error {
     Store(#[from] baton_store::Error),
 }
 
-/// Runs until SIGINT or SIGTERM. Runs in progress are left to their leases: a restart resumes
-/// them, retrying attempts that were cut short (see docs/running.md).
+/// Runs until SIGINT or SIGTERM, then stops accepting requests and drains: running attempts
+/// get a grace period to finish, the rest are recorded interrupted, and the next start resumes
+/// every unfinished run (as it does after a crash).
 pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
     if !config.listen.ip().is_loopback() && !config.allow_remote {
         return Err(Error::NotLoopback(config.listen));
@@ -56,7 +59,8 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         Arc::clone(&store),
         Arc::new(LocalExecutor::default()),
         config.home.clone(),
-    );
+    )
+    .with_drain_grace(config.shutdown_grace);
     let state = AppState {
         store: Arc::clone(&store),
         catalog: Arc::new(RwLock::new(Catalog::new(pipelines))),
@@ -88,7 +92,11 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|source| Error::Listen { addr, source })
+        .map_err(|source| Error::Listen { addr, source })?;
+    // Stop accepting work first (above), then hand runs back for the next start to resume.
+    tracing::info!("draining runs");
+    runner.drain().await;
+    Ok(())
 }
 
 /// Picks up every run that was queued or running when the server last stopped.

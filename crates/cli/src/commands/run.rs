@@ -6,7 +6,7 @@ use std::sync::Arc;
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
 use baton_engine::executor::LocalExecutor;
-use baton_engine::{Options, RunRequest};
+use baton_engine::{Options, RunRequest, Stop};
 use baton_store::{SqlStore, Store};
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
@@ -53,8 +53,8 @@ fn parse_params(
 }
 
 /// Ctrl-C or SIGTERM asks the run to stop; the dispatcher cancels it cleanly.
-fn stop_on_signals() -> watch::Receiver<bool> {
-    let (tx, rx) = watch::channel(false);
+fn stop_on_signals() -> watch::Receiver<Option<Stop>> {
+    let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
         let Ok(mut term) =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -65,7 +65,7 @@ fn stop_on_signals() -> watch::Receiver<bool> {
             _ = tokio::signal::ctrl_c() => {}
             _ = term.recv() => {}
         }
-        let _ = tx.send(true);
+        let _ = tx.send(Some(Stop::Cancel));
     });
     rx
 }
@@ -196,7 +196,7 @@ pub(crate) async fn cancel(
         return Ok(ExitStatus::Success);
     }
     // Nobody is running it: cancel it here, recording interrupted attempts as it goes.
-    let (tx, rx) = watch::channel(true);
+    let (tx, rx) = watch::channel(Some(Stop::Cancel));
     let opts = Options::new(home.to_path_buf());
     let state = baton_engine::execute(
         store,

@@ -18,6 +18,7 @@ pub(crate) async fn run(
         home: home.to_path_buf(),
         listen: args.listen,
         allow_remote: args.allow_remote_unauthenticated,
+        shutdown_grace: args.shutdown_grace.as_std(),
     };
     // Scripts and tests wait for this line before talking to the server.
     serve(config, |addr| {
