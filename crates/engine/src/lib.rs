@@ -2,6 +2,7 @@
 //! their attempts.
 
 mod clock;
+pub mod control;
 mod direct;
 mod dispatcher;
 mod error;

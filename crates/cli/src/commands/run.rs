@@ -171,44 +171,25 @@ pub(crate) async fn cancel(
     args: &RunRef,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
+    use baton_engine::control::Cancel;
     let store = open(home).await?;
     let id = store.resolve_run(&args.run).await?;
-    let run = store
-        .run(&id)
-        .await?
-        .ok_or_else(|| baton_store::Error::RunNotFound(id.to_string()))?;
-    if run.state.is_final() {
-        out.print(&format!("run {id} already {}\n", run.state))?;
-        return Ok(ExitStatus::Success);
+    match baton_engine::control::request_cancel(store.as_ref(), &id).await? {
+        Cancel::Finished(state) => out.print(&format!("run {id} already {state}\n"))?,
+        Cancel::Requested => {
+            out.print(&format!(
+                "cancel requested; the process running {id} will stop it\n"
+            ))?;
+        }
+        Cancel::Orphaned => {
+            // Nobody is running it: cancel it here, recording interrupted attempts as it goes.
+            let (_tx, rx) = watch::channel(Some(Stop::Cancel));
+            let opts = Options::new(home.to_path_buf());
+            let executor = Arc::new(LocalExecutor::default());
+            let state = baton_engine::execute(store, executor, &id, &opts, None, rx).await?;
+            out.print(&format!("run {id} {state}\n"))?;
+        }
     }
-    store.request_cancel(&id).await?;
-    let owned = run
-        .lease_owner
-        .as_deref()
-        .is_some_and(|o| !baton_engine::owner_is_dead(o))
-        && run
-            .lease_expires_at
-            .is_some_and(|t| t > baton_engine::now_ms());
-    if owned {
-        out.print(&format!(
-            "cancel requested; the process running {id} will stop it\n"
-        ))?;
-        return Ok(ExitStatus::Success);
-    }
-    // Nobody is running it: cancel it here, recording interrupted attempts as it goes.
-    let (tx, rx) = watch::channel(Some(Stop::Cancel));
-    let opts = Options::new(home.to_path_buf());
-    let state = baton_engine::execute(
-        store,
-        Arc::new(LocalExecutor::default()),
-        &id,
-        &opts,
-        None,
-        rx,
-    )
-    .await?;
-    drop(tx);
-    out.print(&format!("run {id} {state}\n"))?;
     Ok(ExitStatus::Success)
 }
 
@@ -221,36 +202,23 @@ pub(crate) async fn decide(
     let store = open(home).await?;
     let id = store.resolve_run(&args.run).await?;
     let key = TaskKey::from_string(args.task.clone());
-    let tasks = store.tasks(&id).await?;
-    let Some(task) = tasks.iter().find(|t| t.key == key) else {
-        let names: Vec<String> = tasks.iter().map(|t| format!("`{}`", t.key)).collect();
-        return Err(ExpectedError::Usage(format!(
-            "run {id} has no task `{key}`\n(hint: its tasks are {})",
-            names.join(", ")
-        )));
-    };
-    if task.state.is_final() {
-        return Err(ExpectedError::Usage(format!(
-            "task `{key}` is already {}",
-            task.state
-        )));
-    }
     let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let recorded = store
-        .decide(
-            &id,
-            &key,
-            approve,
-            &by,
-            baton_engine::now_ms(),
-            args.comment.as_deref(),
-        )
-        .await?;
-    let verb = if approve { "approved" } else { "rejected" };
-    if recorded {
-        out.print(&format!("{verb} `{key}` of run {id}\n"))?;
-    } else {
-        out.print(&format!("`{key}` of run {id} was already decided\n"))?;
+    match baton_engine::control::decide(
+        store.as_ref(),
+        &id,
+        &key,
+        approve,
+        &by,
+        args.comment.as_deref(),
+    )
+    .await
+    {
+        Ok(()) => {
+            let verb = if approve { "approved" } else { "rejected" };
+            out.print(&format!("{verb} `{key}` of run {id}\n"))?;
+            Ok(ExitStatus::Success)
+        }
+        Err(baton_engine::control::DecideError::Store(e)) => Err(e.into()),
+        Err(e) => Err(ExpectedError::Usage(e.to_string())),
     }
-    Ok(ExitStatus::Success)
 }

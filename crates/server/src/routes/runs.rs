@@ -75,29 +75,17 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    use baton_engine::control::Cancel;
     let id = state.store.resolve_run(&id).await?;
-    let run = state
-        .store
-        .run(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
-    if run.state.is_final() {
-        return Err(ApiError::conflict(format!(
-            "run `{id}` already {}",
-            run.state
-        )));
-    }
-    state.store.request_cancel(&id).await?;
-    let owned = run
-        .lease_owner
-        .as_deref()
-        .is_some_and(|o| !baton_engine::owner_is_dead(o))
-        && run
-            .lease_expires_at
-            .is_some_and(|t| t > baton_engine::now_ms());
-    if !owned {
+    match baton_engine::control::request_cancel(state.store.as_ref(), &id).await? {
+        Cancel::Finished(run_state) => {
+            return Err(ApiError::conflict(format!(
+                "run `{id}` already {run_state}"
+            )));
+        }
+        Cancel::Requested => {}
         // Nobody drives it: drive it here, and the cancel request ends it.
-        state.runner.start(id.clone());
+        Cancel::Orphaned => state.runner.start(id.clone()),
     }
     Ok((
         StatusCode::ACCEPTED,
@@ -120,36 +108,26 @@ async fn decide(
     approve: bool,
     body: Decision,
 ) -> ApiResult<Json<Value>> {
+    use baton_engine::control::DecideError;
     let id = state.store.resolve_run(id).await?;
     let key = TaskKey::from_string(key);
-    let tasks = state.store.tasks(&id).await?;
-    let task = tasks
-        .iter()
-        .find(|t| t.key == key)
-        .ok_or_else(|| ApiError::not_found(format!("run `{id}` has no task `{key}`")))?;
-    if task.state.is_final() {
-        return Err(ApiError::conflict(format!(
-            "task `{key}` is already {}",
-            task.state
-        )));
-    }
     let by = body.by.unwrap_or_else(|| "api".into());
-    let recorded = state
-        .store
-        .decide(
-            &id,
-            &key,
-            approve,
-            &by,
-            baton_engine::now_ms(),
-            body.comment.as_deref(),
-        )
-        .await?;
-    if !recorded {
-        return Err(ApiError::conflict(format!(
-            "task `{key}` was already decided"
-        )));
-    }
+    baton_engine::control::decide(
+        state.store.as_ref(),
+        &id,
+        &key,
+        approve,
+        &by,
+        body.comment.as_deref(),
+    )
+    .await
+    .map_err(|e| match e {
+        DecideError::NoTask { run, key, .. } => {
+            ApiError::not_found(format!("run `{run}` has no task `{key}`"))
+        }
+        DecideError::Store(e) => e.into(),
+        other => ApiError::conflict(other.to_string()),
+    })?;
     Ok(Json(
         json!({ "id": id, "task": key, "approved": approve, "by": by }),
     ))
