@@ -73,6 +73,10 @@ pub fn router(state: AppState) -> Router {
             post(routes::pipelines::trigger),
         )
         .route(
+            "/pipelines/{namespace}/{name}/schedule",
+            get(routes::pipelines::next_times),
+        )
+        .route(
             "/pipelines/{namespace}/{name}/webhook",
             post(routes::webhook::deliver),
         )

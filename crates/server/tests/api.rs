@@ -408,6 +408,28 @@ mod scheduling {
     }
 
     #[tokio::test]
+    async fn next_fire_times_per_schedule() {
+        let s = Server::new(&[("n.yaml", &daily("all"))]).await;
+        let (status, doc) = s
+            .call(
+                "GET",
+                "/api/v1/pipelines/default/nightly/schedule?n=3",
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        let next = doc["schedules"][0]["next"].as_array().expect("next");
+        assert_eq!(next.len(), 3);
+        let first = next[0]["local"].as_str().expect("local");
+        // 02:30 local, or 03:00 on the day Berlin skips 02:00-03:00.
+        assert!(
+            first.contains("T02:30:00+0") || first.ends_with("T03:00:00+02:00"),
+            "{first}"
+        );
+        assert_eq!(doc["schedules"][0]["timezone"], "Europe/Berlin");
+    }
+
+    #[tokio::test]
     async fn latest_and_none_policies() {
         let latest = Server::new(&[("n.yaml", &daily("latest"))]).await;
         let sched = Scheduler::new(latest.state.clone(), 10);

@@ -178,3 +178,52 @@ pub(crate) async fn reload(State(state): State<AppState>) -> ApiResult<Json<Valu
         "removed": report.removed,
     })))
 }
+
+#[derive(Debug, Deserialize)]
+pub(crate) struct NextQuery {
+    /// How many fire times per schedule (default 5, at most 100).
+    n: Option<usize>,
+}
+
+/// The next fire times of each of the pipeline's schedules, in its zone and in UTC.
+pub(crate) async fn next_times(
+    State(state): State<AppState>,
+    Path((ns, name)): Path<(String, String)>,
+    Query(q): Query<NextQuery>,
+) -> ApiResult<Json<Value>> {
+    let catalog = state.catalog.read().await;
+    let entry = find(&catalog, &ns, &name)?;
+    let Some(version) = &entry.active else {
+        return Err(ApiError::conflict(format!(
+            "pipeline `{ns}/{name}` has no valid version"
+        )));
+    };
+    let n = q.n.unwrap_or(5).clamp(1, 100);
+    let now = jiff::Timestamp::now();
+    let schedules: Vec<Value> = version
+        .pipeline
+        .schedules
+        .iter()
+        .map(|s| {
+            let times: Vec<Value> = s
+                .next_times(now, n)
+                .iter()
+                .map(|t| {
+                    json!({
+                        "local": t.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                        "utc": t.timestamp().to_string(),
+                    })
+                })
+                .collect();
+            json!({
+                "cron": s.cron,
+                "timezone": s.timezone,
+                "description": s.describe(),
+                "next": times,
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "pipeline": format!("{ns}/{name}"), "schedules": schedules }),
+    ))
+}
