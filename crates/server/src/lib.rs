@@ -73,6 +73,14 @@ pub fn router(state: AppState) -> Router {
             post(routes::pipelines::trigger),
         )
         .route(
+            "/pipelines/{namespace}/{name}/pause",
+            post(routes::pipelines::pause),
+        )
+        .route(
+            "/pipelines/{namespace}/{name}/unpause",
+            post(routes::pipelines::unpause),
+        )
+        .route(
             "/pipelines/{namespace}/{name}/schedule",
             get(routes::pipelines::next_times),
         )

@@ -49,7 +49,13 @@ impl Scheduler {
                 };
                 let since = Timestamp::from_millisecond(last).unwrap_or(now);
                 let missed = schedule.missed(since, now, self.cap);
-                for tick in &missed.ticks {
+                // Paused: the ticks pass without runs, so unpausing does not flood.
+                let ticks = if self.state.store.is_paused(ns, name).await? {
+                    &[][..]
+                } else {
+                    &missed.ticks[..]
+                };
+                for tick in ticks {
                     let run = baton_engine::create_run(
                         self.state.store.as_ref(),
                         baton_engine::RunRequest {

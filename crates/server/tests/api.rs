@@ -430,6 +430,67 @@ mod scheduling {
     }
 
     #[tokio::test]
+    async fn paused_pipelines_skip_ticks_and_do_not_flood_on_unpause() {
+        let s = Server::new(&[("n.yaml", &daily("all"))]).await;
+        let sched = Scheduler::new(s.state.clone(), 10);
+        sched.tick(at("2026-01-01T12:00:00Z")).await.expect("tick");
+        let (status, doc) = s
+            .call(
+                "POST",
+                "/api/v1/pipelines/default/nightly/pause",
+                Some(json!({"by": "ann"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{doc}");
+        assert_eq!(
+            s.call("GET", "/api/v1/pipelines/default/nightly", None)
+                .await
+                .1["paused"],
+            true
+        );
+        assert!(
+            sched
+                .tick(at("2026-01-04T12:00:00Z"))
+                .await
+                .expect("tick")
+                .is_empty()
+        );
+        s.call("POST", "/api/v1/pipelines/default/nightly/unpause", None)
+            .await;
+        assert!(
+            sched
+                .tick(at("2026-01-04T12:00:10Z"))
+                .await
+                .expect("tick")
+                .is_empty(),
+            "no flood"
+        );
+        assert_eq!(
+            sched
+                .tick(at("2026-01-05T01:30:30Z"))
+                .await
+                .expect("tick")
+                .len(),
+            1
+        );
+        // Manual triggers work while paused.
+        s.call("POST", "/api/v1/pipelines/default/nightly/pause", None)
+            .await;
+        let (status, _) = s
+            .call(
+                "POST",
+                "/api/v1/pipelines/default/nightly/runs",
+                Some(json!({})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (status, _) = s
+            .call("POST", "/api/v1/pipelines/default/nope/pause", None)
+            .await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+    }
+
+    #[tokio::test]
     async fn latest_and_none_policies() {
         let latest = Server::new(&[("n.yaml", &daily("latest"))]).await;
         let sched = Scheduler::new(latest.state.clone(), 10);

@@ -977,6 +977,53 @@ impl Store for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn set_paused(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        paused: bool,
+        by: &str,
+        at: Millis,
+    ) -> Result<bool> {
+        let done = if paused {
+            let sql = match self.backend {
+                Backend::Sqlite => {
+                    "INSERT OR IGNORE INTO paused_pipelines (namespace, pipeline, paused_at, paused_by) \
+                     VALUES ($1, $2, $3, $4)"
+                }
+                Backend::Postgres => {
+                    "INSERT INTO paused_pipelines (namespace, pipeline, paused_at, paused_by) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING"
+                }
+            };
+            sqlx::query(sql)
+                .bind(namespace)
+                .bind(pipeline)
+                .bind(at)
+                .bind(by)
+                .execute(&self.pool)
+                .await?
+        } else {
+            sqlx::query("DELETE FROM paused_pipelines WHERE namespace = $1 AND pipeline = $2")
+                .bind(namespace)
+                .bind(pipeline)
+                .execute(&self.pool)
+                .await?
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn is_paused(&self, namespace: &str, pipeline: &str) -> Result<bool> {
+        let row = sqlx::query(
+            "SELECT 1 AS one FROM paused_pipelines WHERE namespace = $1 AND pipeline = $2",
+        )
+        .bind(namespace)
+        .bind(pipeline)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_some())
+    }
+
     async fn request_cancel(&self, run: &RunId) -> Result<()> {
         sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
             .bind(run.as_str())

@@ -66,6 +66,18 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         to: Millis,
     ) -> Result<bool>;
 
+    /// Pauses or unpauses a pipeline; returns whether anything changed.
+    async fn set_paused(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        paused: bool,
+        by: &str,
+        at: Millis,
+    ) -> Result<bool>;
+    /// Whether a pipeline is paused.
+    async fn is_paused(&self, namespace: &str, pipeline: &str) -> Result<bool>;
+
     async fn request_cancel(&self, run: &RunId) -> Result<()>;
     /// Records a person's decision on an approval gate; the first decision stands.
     async fn decide(

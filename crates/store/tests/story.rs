@@ -279,6 +279,89 @@ async fn story(store: &dyn Store) {
         all.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
         vec!["01abz", "01aaa"]
     );
+    let page2 = store
+        .runs(&RunFilter {
+            limit: 1,
+            before: Some("01abz".into()),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("next page");
+    assert_eq!(
+        page2.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        vec!["01aaa"]
+    );
+
+    // Versions are recorded once per content hash, newest first.
+    let v2 = DefinitionRecord {
+        hash: "h2".into(),
+        source: "name: etl # v2".into(),
+        ..new_run("x", None).definition
+    };
+    store.put_definition(&v2, 7_000).await.expect("put");
+    store.put_definition(&v2, 8_000).await.expect("put again");
+    let versions = store.versions("data", "etl").await.expect("versions");
+    assert_eq!(
+        versions.iter().map(|v| v.hash.as_str()).collect::<Vec<_>>(),
+        vec!["h2", "h1"]
+    );
+
+    // Pausing is idempotent and reversible.
+    assert!(!store.is_paused("data", "etl").await.expect("paused?"));
+    assert!(
+        store
+            .set_paused("data", "etl", true, "ann", 50)
+            .await
+            .expect("pause")
+    );
+    assert!(
+        !store
+            .set_paused("data", "etl", true, "bob", 60)
+            .await
+            .expect("pause again")
+    );
+    assert!(store.is_paused("data", "etl").await.expect("paused?"));
+    assert!(
+        store
+            .set_paused("data", "etl", false, "ann", 70)
+            .await
+            .expect("unpause")
+    );
+    assert!(!store.is_paused("data", "etl").await.expect("paused?"));
+
+    // Schedule ticks move forward by compare-and-set.
+    assert_eq!(
+        store.last_tick("data", "etl", "0").await.expect("tick"),
+        None
+    );
+    assert!(
+        store
+            .advance_tick("data", "etl", "0", None, 100)
+            .await
+            .expect("first")
+    );
+    assert!(
+        !store
+            .advance_tick("data", "etl", "0", None, 200)
+            .await
+            .expect("again")
+    );
+    assert!(
+        store
+            .advance_tick("data", "etl", "0", Some(100), 300)
+            .await
+            .expect("advance")
+    );
+    assert!(
+        !store
+            .advance_tick("data", "etl", "0", Some(100), 400)
+            .await
+            .expect("stale")
+    );
+    assert_eq!(
+        store.last_tick("data", "etl", "0").await.expect("tick"),
+        Some(300)
+    );
 
     store
         .apply(

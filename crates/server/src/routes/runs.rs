@@ -96,9 +96,9 @@ pub(crate) async fn cancel(
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Decision {
-    pub comment: Option<String>,
+    pub(crate) comment: Option<String>,
     /// Who decides; authentication arrives later, until then the caller says.
-    pub by: Option<String>,
+    pub(crate) by: Option<String>,
 }
 
 async fn decide(

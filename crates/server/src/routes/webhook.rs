@@ -55,6 +55,11 @@ pub(crate) async fn deliver(
         })?;
         (version, catalog.dir().join(&entry.path))
     };
+    if state.store.is_paused(&ns, &name).await? {
+        return Err(ApiError::conflict(format!(
+            "pipeline `{ns}/{name}` is paused"
+        )));
+    }
     let Some((secret_env, param_templates)) =
         version.pipeline.triggers.iter().find_map(|t| match t {
             Trigger::Webhook { secret_env, params } => Some((secret_env.clone(), params.clone())),
