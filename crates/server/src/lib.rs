@@ -10,6 +10,7 @@ mod runner;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;
+pub mod upstream;
 
 use std::sync::Arc;
 

@@ -19,6 +19,8 @@ pub struct Runner {
     stop: watch::Sender<Option<Stop>>,
     /// Counts runs being driven, so a drain can wait for them.
     active: Arc<tokio::sync::Semaphore>,
+    /// Announces every run that reaches a final state (upstream triggers listen).
+    finished: tokio::sync::broadcast::Sender<(RunId, baton_core::state::RunState)>,
 }
 
 /// Upper bound of runs one server drives at once (a semaphore needs one).
@@ -33,7 +35,15 @@ impl Runner {
             drain_grace: std::time::Duration::from_secs(30),
             stop: watch::channel(None).0,
             active: Arc::new(tokio::sync::Semaphore::new(MAX_ACTIVE_RUNS as usize)),
+            finished: tokio::sync::broadcast::channel(1024).0,
         }
+    }
+
+    /// Runs this runner drove to a final state, as they finish.
+    pub fn subscribe(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<(RunId, baton_core::state::RunState)> {
+        self.finished.subscribe()
     }
 
     /// Sets how long a drain waits for running attempts.
@@ -60,6 +70,7 @@ impl Runner {
         opts.drain_grace = self.drain_grace;
         let stop = self.stop.subscribe();
         let active = Arc::clone(&self.active);
+        let finished = self.finished.clone();
         tokio::spawn(async move {
             let Ok(_driving) = active.acquire_owned().await else {
                 return;
@@ -79,6 +90,9 @@ impl Runner {
                 {
                     Ok(state) => {
                         tracing::info!(run = %run, %state, "run finished");
+                        if state.is_final() {
+                            let _ = finished.send((run.clone(), state));
+                        }
                         return;
                     }
                     Err(baton_engine::Error::Leased { .. }) => {

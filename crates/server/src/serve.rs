@@ -73,6 +73,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         invalid = report.invalid,
         "pipelines loaded"
     );
+    crate::upstream::watch(state.clone());
     resume_unfinished(store.as_ref(), &runner).await?;
     tokio::spawn(
         crate::scheduler::Scheduler::new(state.clone(), crate::scheduler::DEFAULT_CATCHUP_CAP)

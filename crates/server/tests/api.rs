@@ -664,3 +664,43 @@ mod webhooks {
         );
     }
 }
+
+mod upstream_triggers {
+    use super::*;
+
+    const INGEST: &str = "name: ingest\nnamespace: data\ntasks:\n  a:\n    run: \"true\"\n";
+    const ETL: &str = "name: etl\nnamespace: data\ntriggers:\n  - pipeline: ingest\ntasks:\n  a:\n    run: \"true\"\n";
+
+    #[tokio::test]
+    async fn a_successful_upstream_run_starts_its_dependents_once() {
+        let s = Server::new(&[("ingest.yaml", INGEST), ("etl.yaml", ETL)]).await;
+        baton_server::upstream::watch(s.state.clone());
+        let (_, run) = s
+            .call(
+                "POST",
+                "/api/v1/pipelines/data/ingest/runs",
+                Some(json!({})),
+            )
+            .await;
+        let upstream = run["id"].as_str().expect("id").to_owned();
+        s.wait_for(&upstream, |d| d["state"] == "succeeded").await;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let downstream = loop {
+            let (_, page) = s.call("GET", "/api/v1/runs?pipeline=data/etl", None).await;
+            if let Some(r) = page["items"].as_array().and_then(|a| a.first()) {
+                break r.clone();
+            }
+            assert!(Instant::now() < deadline, "no downstream run");
+            tokio::time::sleep(Duration::from_millis(30)).await;
+        };
+        assert_eq!(downstream["trigger"], "pipeline");
+        // The same announcement again (a restart, a second server) starts nothing new.
+        let again =
+            baton_server::upstream::fire(&s.state, &baton_core::ids::RunId::from_string(upstream))
+                .await
+                .expect("fire");
+        assert!(again.is_empty());
+        let (_, page) = s.call("GET", "/api/v1/runs?pipeline=data/etl", None).await;
+        assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
+    }
+}
