@@ -69,6 +69,11 @@ pub(crate) enum Command {
         after_help = "Examples:\n  baton logs 01jd5k2x            # every task\n  baton logs 01jd5k2x extract --attempt 2\n  baton logs 01jd5k2x 'load[eu]' --follow"
     )]
     Logs(LogsArgs),
+    /// Run a failed or cancelled run again from its failed tasks (succeeded ones are kept).
+    #[command(
+        after_help = "Examples:\n  baton retry 01jd5k2x\n\nFailed, cancelled and upstream-failed tasks run again with a fresh retry budget."
+    )]
+    Retry(ResumeArgs),
     /// Cancel a run: running tasks are terminated, the rest do not start.
     #[command(after_help = "Examples:\n  baton cancel 01jd5k2x")]
     Cancel(RunRef),

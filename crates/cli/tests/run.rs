@@ -490,6 +490,52 @@ fn sigterm_cancels_like_ctrl_c() {
 }
 
 #[test]
+fn retry_reruns_a_failed_run_from_its_failed_tasks() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  ok:\n    run: echo ok >> ran.txt\n  flaky:\n    needs: [ok]\n    retries: 1\n    run: |\n      echo flaky >> ran.txt\n      test -f fixed\n  after:\n    needs: [flaky]\n    run: echo after >> ran.txt\n  fan:\n    for_each: [a, b]\n    run: |\n      echo \"fan $BATON_ITEM\" >> ran.txt\n      test \"$BATON_ITEM\" = a || test -f fixed\n",
+    );
+    assert_eq!(t.run(&["run", "p.yaml"]).code, 1);
+    let id = t.last_run();
+    let s = task_states(&t.show(&id));
+    assert_eq!(
+        (
+            s["flaky"].as_str(),
+            s["after"].as_str(),
+            s["fan[b]"].as_str()
+        ),
+        ("failed", "upstream_failed", "failed")
+    );
+    std::fs::write(t.path().join("fixed"), "").expect("fix");
+    let out = t.run(&["retry", &id]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let run = t.show(&id);
+    assert_eq!(run["state"], "succeeded");
+    assert_eq!(run["error"], serde_json::Value::Null);
+    let ran = t.read("ran.txt");
+    assert_eq!(
+        ran.matches("ok").count(),
+        1,
+        "a succeeded task ran again: {ran}"
+    );
+    assert_eq!(
+        ran.matches("fan a").count(),
+        1,
+        "a succeeded instance ran again: {ran}"
+    );
+    assert_eq!(ran.matches("fan b").count(), 2);
+    // Two attempts before the retry (its budget), one after: a fresh budget, not an exhausted one.
+    assert_eq!(ran.matches("flaky").count(), 3);
+    assert_eq!(ran.matches("after").count(), 1);
+    let again = t.run(&["retry", &id]);
+    assert_eq!(again.code, 2);
+    assert_eq!(
+        again.stderr,
+        format!("error: run {id} succeeded; there is nothing to retry\n")
+    );
+}
+
+#[test]
 fn json_output_and_idempotency_key() {
     let t = Test::new().file("p.yaml", "name: p\ntasks:\n  a:\n    run: echo hi\n");
     let first = t.run(&["run", "p.yaml", "--json", "--idempotency-key", "k1"]);

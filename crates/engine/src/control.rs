@@ -90,3 +90,111 @@ pub async fn request_cancel(store: &dyn Store, run: &RunId) -> Result<Cancel, ba
         Cancel::Orphaned
     })
 }
+
+/// Why a run could not be retried.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RetryError {
+    #[error("run {run} is {state}; only failed or cancelled runs can be retried")]
+    NotFinished { run: RunId, state: RunState },
+    #[error("run {run} succeeded; there is nothing to retry")]
+    Succeeded { run: RunId },
+    #[error("the stored definition of run {run} no longer loads")]
+    Definition { run: RunId },
+    #[error("{0}")]
+    Store(#[from] baton_store::Error),
+}
+
+/// Makes a failed or cancelled run runnable again from where it failed: failed, cancelled and
+/// upstream-failed tasks, and anything downstream of them that did not succeed, are reopened
+/// with a fresh retry budget; succeeded tasks keep their results. The run is queued; the
+/// caller drives it (`execute`). Returns the reopened task keys.
+pub async fn retry(store: &dyn Store, run: &RunId) -> Result<Vec<TaskKey>, RetryError> {
+    use baton_store::Change;
+    let record = store
+        .run(run)
+        .await?
+        .ok_or_else(|| baton_store::Error::RunNotFound(run.to_string()))?;
+    match record.state {
+        RunState::Failed | RunState::Cancelled => {}
+        RunState::Succeeded => return Err(RetryError::Succeeded { run: run.clone() }),
+        state => {
+            return Err(RetryError::NotFinished {
+                run: run.clone(),
+                state,
+            });
+        }
+    }
+    let definition = store
+        .definition(&record.version)
+        .await?
+        .and_then(|d| baton_core::load(&d.source).pipeline)
+        .ok_or_else(|| RetryError::Definition { run: run.clone() })?;
+    let tasks = store.tasks(run).await?;
+    let broken = |s: TaskState| {
+        matches!(
+            s,
+            TaskState::Failed | TaskState::UpstreamFailed | TaskState::Cancelled
+        )
+    };
+    // Which DAG tasks reopen: the broken ones, then whatever did not succeed downstream.
+    let n = definition.tasks.len();
+    let mut reopen = vec![false; n];
+    let state_of = |id: &str| tasks.iter().find(|t| t.key.as_str() == id).map(|t| t.state);
+    for &t in &definition.dag.order {
+        let id = definition.tasks[t].id.as_str();
+        let Some(state) = state_of(id) else { continue };
+        let upstream_reopened = definition.dag.upstream[t].iter().any(|&u| reopen[u]);
+        reopen[t] = broken(state) || (upstream_reopened && state != TaskState::Succeeded);
+    }
+    let at = now_ms();
+    let mut changes = Vec::new();
+    let mut keys = Vec::new();
+    for (t, task) in definition.tasks.iter().enumerate() {
+        if !reopen[t] {
+            continue;
+        }
+        let id = task.id.as_str();
+        let instances: Vec<&baton_store::TaskRecord> = tasks
+            .iter()
+            .filter(|r| r.task_id == id && r.key.as_str() != id)
+            .collect();
+        // A fan-out whose instances exist reruns only the broken ones; otherwise it is decided
+        // and expanded afresh.
+        let keep_instances = !instances.is_empty()
+            && state_of(id).is_some_and(broken)
+            && !definition.dag.upstream[t].iter().any(|&u| reopen[u]);
+        if keep_instances {
+            for r in instances.into_iter().filter(|r| broken(r.state)) {
+                changes.push(Change::Reopen {
+                    key: r.key.clone(),
+                    state: TaskState::Queued,
+                    at,
+                });
+                keys.push(r.key.clone());
+            }
+            changes.push(Change::Reopen {
+                key: TaskKey::from_string(id),
+                state: TaskState::Running,
+                at,
+            });
+        } else if instances.is_empty() {
+            changes.push(Change::Reopen {
+                key: TaskKey::from_string(id),
+                state: TaskState::Pending,
+                at,
+            });
+        } else {
+            // Upstream reruns: its items may change, so old instances cannot be reused.
+            continue;
+        }
+        keys.push(TaskKey::from_string(id));
+    }
+    changes.push(Change::Run {
+        state: RunState::Queued,
+        at,
+        error: None,
+    });
+    store.apply(run, &changes).await?;
+    Ok(keys)
+}

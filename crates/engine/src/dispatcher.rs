@@ -100,6 +100,8 @@ struct Inst {
     state: TaskState,
     attempts: u32,
     interruptions: u32,
+    /// Attempts made before the run was retried.
+    retry_base: u32,
     /// The next attempt follows one lost to a crash.
     after_interruption: bool,
     outputs: Map<String, Json>,
@@ -120,6 +122,7 @@ impl Inst {
             state,
             attempts: 0,
             interruptions: 0,
+            retry_base: 0,
             after_interruption: false,
             outputs: Map::new(),
             next_at: None,
@@ -351,6 +354,7 @@ impl Dispatcher {
                 state: r.state,
                 attempts: r.attempts,
                 interruptions: r.interruptions,
+                retry_base: r.retry_base,
                 after_interruption: false,
                 outputs: r.outputs.unwrap_or_default(),
                 next_at: r.next_attempt_at,
@@ -1120,7 +1124,10 @@ impl Dispatcher {
             AttemptState::Cancelled => self.set(i, TaskState::Cancelled, None),
             _ => {
                 let inst = &self.insts[i];
-                let real_attempts = inst.attempts.saturating_sub(inst.interruptions);
+                let real_attempts = inst
+                    .attempts
+                    .saturating_sub(inst.interruptions)
+                    .saturating_sub(inst.retry_base);
                 let retryable = !matches!(
                     f.outcome,
                     Outcome::Exited {

@@ -93,6 +93,7 @@ pub fn router(state: AppState) -> Router {
         .route("/runs", get(routes::runs::list))
         .route("/runs/{id}", get(routes::runs::get))
         .route("/runs/{id}/cancel", post(routes::runs::cancel))
+        .route("/runs/{id}/retry", post(routes::runs::retry))
         .route(
             "/runs/{id}/tasks/{key}/approve",
             post(routes::runs::approve),

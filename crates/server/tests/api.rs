@@ -269,6 +269,36 @@ async fn approvals_through_the_api() {
 }
 
 #[tokio::test]
+async fn retry_through_the_api() {
+    let s = Server::new(&[(
+        "f.yaml",
+        "name: f\ntasks:\n  a:\n    run: test -f ../fixed\n",
+    )])
+    .await;
+    let (_, run) = s
+        .call("POST", "/api/v1/pipelines/default/f/runs", Some(json!({})))
+        .await;
+    let id = run["id"].as_str().expect("id").to_owned();
+    s.wait_for(&id, |d| d["state"] == "failed").await;
+    std::fs::write(s.dir.path().join("fixed"), "").expect("fix");
+    let (status, body) = s
+        .call("POST", &format!("/api/v1/runs/{id}/retry"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    assert_eq!(body["reopened"], json!(["a"]));
+    let done = s.wait_for(&id, |d| d["state"] == "succeeded").await;
+    assert_eq!(done["tasks"][0]["attempts"], 2);
+    let (status, err) = s
+        .call("POST", &format!("/api/v1/runs/{id}/retry"), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(
+        err["error"]["message"],
+        format!("run {id} succeeded; there is nothing to retry")
+    );
+}
+
+#[tokio::test]
 async fn bad_bodies_get_json_errors() {
     let s = Server::new(&[("a.yaml", HELLO)]).await;
     let big = json!({"params": {"who": "x".repeat(baton_server::MAX_BODY_BYTES)}});

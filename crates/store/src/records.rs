@@ -60,6 +60,8 @@ pub struct TaskRecord {
     pub attempts: u32,
     /// Attempts lost to a crash of baton itself; they do not use up the retry budget.
     pub interruptions: u32,
+    /// Attempts made before the run was retried; they do not use up the retry budget either.
+    pub retry_base: u32,
     pub next_attempt_at: Option<Millis>,
     pub outputs: Option<serde_json::Map<String, serde_json::Value>>,
     pub error: Option<String>,
@@ -151,6 +153,12 @@ pub enum Change {
         owner: String,
         /// Counts towards `interruptions` rather than the retry budget.
         after_interruption: bool,
+    },
+    /// A finished task made runnable again by retrying its run.
+    Reopen {
+        key: TaskKey,
+        state: TaskState,
+        at: Millis,
     },
     AttemptFinished {
         key: TaskKey,

@@ -224,6 +224,7 @@ fn task_record(row: &AnyRow) -> Result<TaskRecord> {
         state: state(row, "state", TaskState::from_name)?,
         attempts: to_u32(row.try_get("attempts")?),
         interruptions: to_u32(row.try_get("interruptions")?),
+        retry_base: to_u32(row.try_get("retry_base")?),
         next_attempt_at: opt_i64(row, "next_attempt_at")?,
         outputs,
         error: row.try_get("error")?,
@@ -627,8 +628,10 @@ impl Store for SqlStore {
                     let started = (*state == RunState::Running).then_some(*at);
                     let finished = state.is_final().then_some(*at);
                     sqlx::query(
-                        "UPDATE runs SET state = $1, error = COALESCE($2, error), \
-                         started_at = COALESCE(started_at, $3), finished_at = $4 WHERE id = $5",
+                        "UPDATE runs SET state = $1, error = $2, \
+                         started_at = COALESCE(started_at, $3), finished_at = $4, \
+                         cancel_requested = CASE WHEN $1 = 'queued' THEN 0 ELSE cancel_requested END \
+                         WHERE id = $5",
                     )
                     .bind(state.as_str())
                     .bind(error.as_deref())
@@ -664,6 +667,32 @@ impl Store for SqlStore {
                     let data =
                         serde_json::json!({ "state": state, "error": error, "outputs": outputs });
                     events.push(PendingEvent::new(*at, "task_state", Some(key), None, data));
+                }
+                Change::Reopen { key, state, at } => {
+                    sqlx::query(
+                        "UPDATE tasks SET state = $1, error = NULL, finished_at = NULL, \
+                         next_attempt_at = NULL, retry_base = attempts \
+                         WHERE run_id = $2 AND task_key = $3",
+                    )
+                    .bind(state.as_str())
+                    .bind(run.as_str())
+                    .bind(key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    // A gate asks again.
+                    sqlx::query("DELETE FROM approvals WHERE run_id = $1 AND task_key = $2")
+                        .bind(run.as_str())
+                        .bind(key.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    let data = serde_json::json!({ "state": state });
+                    events.push(PendingEvent::new(
+                        *at,
+                        "task_reopened",
+                        Some(key),
+                        None,
+                        data,
+                    ));
                 }
                 Change::AttemptStarted {
                     key,

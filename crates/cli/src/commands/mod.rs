@@ -20,6 +20,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Graph(args) => graph::run(&args, out),
         Command::Run(args) => with_runtime(run::run(&cli.home, &args, out)),
         Command::Resume(args) => with_runtime(run::resume(&cli.home, &args, out)),
+        Command::Retry(args) => with_runtime(run::retry(&cli.home, &args, out)),
         Command::Runs(args) => with_runtime(inspect::runs(&cli.home, &args, out)),
         Command::Show(args) => with_runtime(inspect::show(&cli.home, &args, out)),
         Command::Logs(args) => with_runtime(inspect::logs(&cli.home, &args, out)),

@@ -112,6 +112,24 @@ pub(crate) async fn run(
     drive(home, store, &id, args.parallelism, args.json, out).await
 }
 
+pub(crate) async fn retry(
+    home: &Path,
+    args: &ResumeArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    let store = open(home).await?;
+    let id = store.resolve_run(&args.run).await?;
+    let reopened = baton_engine::control::retry(store.as_ref(), &id)
+        .await
+        .map_err(|e| match e {
+            baton_engine::control::RetryError::Store(e) => e.into(),
+            other => ExpectedError::Usage(other.to_string()),
+        })?;
+    let names: Vec<String> = reopened.iter().map(ToString::to_string).collect();
+    out.eprint(&format!("retrying run {id}: {}\n", names.join(", ")));
+    drive(home, store, &id, args.parallelism, args.json, out).await
+}
+
 pub(crate) async fn resume(
     home: &Path,
     args: &ResumeArgs,

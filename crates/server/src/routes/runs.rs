@@ -93,6 +93,29 @@ pub(crate) async fn cancel(
     ))
 }
 
+/// Reruns a failed or cancelled run from its failed tasks.
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    use baton_engine::control::RetryError;
+    let id = state.store.resolve_run(&id).await?;
+    let reopened = baton_engine::control::retry(state.store.as_ref(), &id)
+        .await
+        .map_err(|e| match e {
+            RetryError::Store(e) => e.into(),
+            RetryError::Definition { .. } => {
+                ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            }
+            other => ApiError::conflict(other.to_string()),
+        })?;
+    state.runner.start(id.clone());
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "reopened": reopened })),
+    ))
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Decision {
