@@ -15,6 +15,8 @@ use baton_core::diagnostic::Diagnostic;
 pub struct Version {
     pub pipeline: Arc<Pipeline>,
     pub source: Arc<str>,
+    /// The file it was read from; runs resolve relative paths against its directory.
+    pub file: Arc<Path>,
 }
 
 /// One file of the directory.
@@ -114,6 +116,7 @@ impl Catalog {
                     entry.active = Some(Version {
                         pipeline: Arc::new(p),
                         source: source.into(),
+                        file: file.as_path().into(),
                     });
                 }
                 None => report.invalid += 1,

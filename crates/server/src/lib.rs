@@ -35,7 +35,48 @@ pub struct AppState {
     pub secrets: Arc<dyn secrets::Secrets>,
 }
 
+/// How a run of a catalog pipeline starts; the rest comes from the version.
+#[derive(Debug, Default)]
+pub struct Launch {
+    pub params: serde_json::Map<String, serde_json::Value>,
+    /// `manual`, `schedule`, `webhook`, `pipeline`.
+    pub trigger: &'static str,
+    pub logical_date: Option<String>,
+    pub idempotency_key: Option<String>,
+}
+
 impl AppState {
+    /// Creates a run of `version` and starts driving it. When the idempotency key matches an
+    /// earlier run, that run is returned as it is (`new: false`) and not started again.
+    pub async fn launch(
+        &self,
+        version: &catalog::Version,
+        launch: Launch,
+    ) -> Result<baton_engine::Created, ApiError> {
+        let base_dir = version
+            .file
+            .parent()
+            .map_or_else(|| ".".into(), |d| d.display().to_string());
+        let created = baton_engine::create_run(
+            self.store.as_ref(),
+            baton_engine::RunRequest {
+                pipeline: &version.pipeline,
+                source: &version.source,
+                path: Some(version.file.display().to_string()),
+                base_dir,
+                params: launch.params,
+                trigger: launch.trigger,
+                logical_date: launch.logical_date,
+                idempotency_key: launch.idempotency_key,
+            },
+        )
+        .await?;
+        if created.new {
+            self.runner.start(created.id.clone());
+        }
+        Ok(created)
+    }
+
     /// Reloads the pipelines directory, recording each valid version in the store.
     pub async fn reload(&self) -> catalog::Reload {
         let mut catalog = self.catalog.write().await;

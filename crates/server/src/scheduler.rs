@@ -8,8 +8,8 @@
 use baton_core::ids::RunId;
 use jiff::Timestamp;
 
-use crate::AppState;
 use crate::error::ApiError;
+use crate::{AppState, Launch};
 
 /// Catch-up never creates more runs than this per schedule and pass.
 pub const DEFAULT_CATCHUP_CAP: usize = 100;
@@ -56,29 +56,17 @@ impl Scheduler {
                     &missed.ticks[..]
                 };
                 for tick in ticks {
-                    let run = baton_engine::create_run(
-                        self.state.store.as_ref(),
-                        baton_engine::RunRequest {
-                            pipeline: p,
-                            source: &version.source,
-                            path: Some(catalog.dir().join(&entry.path).display().to_string()),
-                            base_dir: catalog
-                                .dir()
-                                .join(&entry.path)
-                                .parent()
-                                .map_or_else(|| ".".into(), |d| d.display().to_string()),
-                            params: schedule.params.clone().into_iter().collect(),
-                            trigger: "schedule",
-                            logical_date: Some(tick.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()),
-                            idempotency_key: Some(format!(
-                                "schedule:{ns}/{name}:{key}:{}",
-                                tick.timestamp().as_millisecond()
-                            )),
-                        },
-                    )
-                    .await?;
+                    let launch = Launch {
+                        params: schedule.params.clone().into_iter().collect(),
+                        trigger: "schedule",
+                        logical_date: Some(tick.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()),
+                        idempotency_key: Some(format!(
+                            "schedule:{ns}/{name}:{key}:{}",
+                            tick.timestamp().as_millisecond()
+                        )),
+                    };
+                    let run = self.state.launch(version, launch).await?;
                     if run.new {
-                        self.state.runner.start(run.id.clone());
                         created.push(run.id);
                     }
                 }

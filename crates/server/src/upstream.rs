@@ -6,7 +6,7 @@ use baton_core::ids::RunId;
 use baton_core::model::Trigger;
 use baton_core::state::RunState;
 
-use crate::AppState;
+use crate::{AppState, Launch};
 
 /// Starts downstream runs for every run the runner finishes, until the runner goes away.
 pub fn watch(state: AppState) {
@@ -53,25 +53,14 @@ pub async fn fire(state: &AppState, upstream: &RunId) -> Result<Vec<RunId>, crat
         {
             continue;
         }
-        let path = catalog.dir().join(&entry.path);
-        let created = baton_engine::create_run(
-            state.store.as_ref(),
-            baton_engine::RunRequest {
-                pipeline: p,
-                source: &version.source,
-                path: Some(path.display().to_string()),
-                base_dir: path
-                    .parent()
-                    .map_or_else(|| ".".into(), |d| d.display().to_string()),
-                params: serde_json::Map::new(),
-                trigger: "pipeline",
-                logical_date: run.logical_date.clone(),
-                idempotency_key: Some(format!("upstream:{upstream}:{}", p.id)),
-            },
-        )
-        .await?;
+        let launch = Launch {
+            params: serde_json::Map::new(),
+            trigger: "pipeline",
+            logical_date: run.logical_date.clone(),
+            idempotency_key: Some(format!("upstream:{upstream}:{}", p.id)),
+        };
+        let created = state.launch(version, launch).await?;
         if created.new {
-            state.runner.start(created.id.clone());
             started.push(created.id);
         }
     }

@@ -6,11 +6,11 @@ use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use crate::AppState;
 use crate::body::Body;
 use crate::catalog::Entry;
 use crate::error::{ApiError, ApiResult};
 use crate::page::{Page, PageQuery};
+use crate::{AppState, Launch};
 
 fn summary(e: &Entry) -> Value {
     let errors = serde_json::to_value(&e.errors).unwrap_or_default();
@@ -122,13 +122,11 @@ pub(crate) async fn trigger(
     headers: HeaderMap,
     Body(body): Body<TriggerBody>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (version, path) = {
+    let version = {
         let catalog = state.catalog.read().await;
-        let entry = find(&catalog, &ns, &name)?;
-        let version = entry.active.clone().ok_or_else(|| {
+        find(&catalog, &ns, &name)?.active.clone().ok_or_else(|| {
             ApiError::conflict(format!("pipeline `{ns}/{name}` has no valid version"))
-        })?;
-        (version, catalog.dir().join(&entry.path))
+        })?
     };
     let key = body.idempotency_key.or_else(|| {
         headers
@@ -136,33 +134,27 @@ pub(crate) async fn trigger(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     });
-    let base_dir = path
-        .parent()
-        .map_or_else(|| ".".into(), |p| p.display().to_string());
-    let created = baton_engine::create_run(
-        state.store.as_ref(),
-        baton_engine::RunRequest {
-            pipeline: &version.pipeline,
-            source: &version.source,
-            path: Some(path.display().to_string()),
-            base_dir,
-            params: body.params,
-            trigger: "manual",
-            logical_date: None,
-            idempotency_key: key,
-        },
-    )
-    .await?;
+    let launch = Launch {
+        params: body.params,
+        trigger: "manual",
+        logical_date: None,
+        idempotency_key: key,
+    };
+    let created = state.launch(&version, launch).await?;
+    created_response(&state, created).await
+}
+
+/// 201 with the run when it is new, 200 with the earlier run an idempotency key matched.
+pub(crate) async fn created_response(
+    state: &AppState,
+    created: baton_engine::Created,
+) -> ApiResult<(StatusCode, Json<Value>)> {
     let id = created.id;
     let run = state
         .store
         .run(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
-    // A repeated key returns the earlier run, which is already running or done.
-    if created.new {
-        state.runner.start(id);
-    }
     let status = if created.new {
         StatusCode::CREATED
     } else {

@@ -9,8 +9,8 @@ use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::AppState;
 use crate::error::{ApiError, ApiResult};
+use crate::{AppState, Launch};
 
 /// Headers carrying `sha256=<hex HMAC of the body>`; GitHub's name is accepted too.
 const SIGNATURE_HEADERS: &[&str] = &["x-baton-signature-256", "x-hub-signature-256"];
@@ -45,15 +45,14 @@ pub(crate) async fn deliver(
     headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
-    let (version, path) = {
+    let version = {
         let catalog = state.catalog.read().await;
         let entry = catalog
             .find(&ns, &name)
             .ok_or_else(|| ApiError::not_found(format!("pipeline `{ns}/{name}` not found")))?;
-        let version = entry.active.clone().ok_or_else(|| {
+        entry.active.clone().ok_or_else(|| {
             ApiError::conflict(format!("pipeline `{ns}/{name}` has no valid version"))
-        })?;
-        (version, catalog.dir().join(&entry.path))
+        })?
     };
     if state.store.is_paused(&ns, &name).await? {
         return Err(ApiError::conflict(format!(
@@ -135,33 +134,15 @@ pub(crate) async fn deliver(
         )
         .with_details(serde_json::json!({ "problems": problems })));
     }
-    let created = baton_engine::create_run(
-        state.store.as_ref(),
-        baton_engine::RunRequest {
-            pipeline: &version.pipeline,
-            source: &version.source,
-            path: Some(path.display().to_string()),
-            base_dir: path
-                .parent()
-                .map_or_else(|| ".".into(), |p| p.display().to_string()),
-            params,
-            trigger: "webhook",
-            logical_date: None,
-            idempotency_key: header(&headers, DELIVERY_HEADERS)
-                .map(|d| format!("webhook:{ns}/{name}:{d}")),
-        },
-    )
-    .await?;
-    if created.new {
-        state.runner.start(created.id.clone());
-    }
-    let run = state.store.run(&created.id).await?;
-    let status = if created.new {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
+    let launch = Launch {
+        params,
+        trigger: "webhook",
+        logical_date: None,
+        idempotency_key: header(&headers, DELIVERY_HEADERS)
+            .map(|d| format!("webhook:{ns}/{name}:{d}")),
     };
-    Ok((status, Json(serde_json::to_value(run).unwrap_or_default())))
+    let created = state.launch(&version, launch).await?;
+    super::pipelines::created_response(&state, created).await
 }
 
 #[cfg(test)]
