@@ -183,6 +183,22 @@ pub struct RunFilter {
     pub before: Option<String>,
 }
 
+impl RunFilter {
+    /// Sets the pipeline from `name` (any namespace) or `namespace/name`.
+    #[must_use]
+    pub fn for_pipeline(mut self, pipeline: Option<&str>) -> Self {
+        match pipeline.map(|p| p.split_once('/')) {
+            Some(Some((ns, name))) => {
+                self.namespace = Some(ns.to_owned());
+                self.pipeline = Some(name.to_owned());
+            }
+            Some(None) => self.pipeline = pipeline.map(str::to_owned),
+            None => {}
+        }
+        self
+    }
+}
+
 /// Requests from other processes that the owner of a run must act on.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Control {

@@ -71,11 +71,6 @@ pub(crate) async fn runs(
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
     let store = open(home).await?;
-    let (namespace, pipeline) = match args.pipeline.as_deref().map(|p| p.split_once('/')) {
-        Some(Some((ns, name))) => (Some(ns.to_owned()), Some(name.to_owned())),
-        Some(None) => (None, args.pipeline.clone()),
-        None => (None, None),
-    };
     let state = match &args.state {
         Some(s) => Some(RunState::from_name(s).ok_or_else(|| {
             ExpectedError::Usage(format!(
@@ -85,13 +80,14 @@ pub(crate) async fn runs(
         None => None,
     };
     let runs = store
-        .runs(&RunFilter {
-            namespace,
-            pipeline,
-            state,
-            limit: args.limit,
-            before: None,
-        })
+        .runs(
+            &RunFilter {
+                state,
+                limit: args.limit,
+                ..RunFilter::default()
+            }
+            .for_pipeline(args.pipeline.as_deref()),
+        )
         .await?;
     if args.json {
         out.print(&format!(

@@ -26,11 +26,6 @@ pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<RunsQuery>,
 ) -> ApiResult<Json<Page<RunRecord>>> {
-    let (namespace, pipeline) = match q.pipeline.as_deref().map(|p| p.split_once('/')) {
-        Some(Some((ns, name))) => (Some(ns.to_owned()), Some(name.to_owned())),
-        Some(None) => (None, q.pipeline.clone()),
-        None => (None, None),
-    };
     let run_state = match &q.state {
         Some(s) => Some(RunState::from_name(s).ok_or_else(|| {
             ApiError::bad_request(format!("unknown run state `{s}`")).with_details(
@@ -42,13 +37,15 @@ pub(crate) async fn list(
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     let runs = state
         .store
-        .runs(&RunFilter {
-            namespace,
-            pipeline,
-            state: run_state,
-            limit: limit + 1,
-            before: q.cursor.clone(),
-        })
+        .runs(
+            &RunFilter {
+                state: run_state,
+                limit: limit + 1,
+                before: q.cursor.clone(),
+                ..RunFilter::default()
+            }
+            .for_pipeline(q.pipeline.as_deref()),
+        )
         .await?;
     Ok(Json(Page::from_extra(runs, limit, |r| r.id.to_string())))
 }
