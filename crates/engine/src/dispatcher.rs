@@ -265,14 +265,11 @@ impl Dispatcher {
         // The pipeline's own env may use params and run values; render it once.
         let empty = Map::new();
         for (k, v) in &pipeline.env {
-            let scope = Scope {
-                run: &RunContext {
-                    env: env.clone(),
-                    ..ctx.clone()
-                },
-                tasks: &empty,
-                item: None,
+            let so_far = RunContext {
+                env: env.clone(),
+                ..ctx.clone()
             };
+            let scope = Scope::new(&so_far, &empty, None);
             let value = render::render(&v.0, &scope).unwrap_or_else(|_| v.0.clone());
             env.insert(k.clone(), Json::String(value));
         }
@@ -632,11 +629,7 @@ impl Dispatcher {
     }
 
     fn scope_item<'a>(&'a self, item: Option<&'a Json>) -> Scope<'a> {
-        Scope {
-            run: &self.ctx,
-            tasks: &self.finished,
-            item,
-        }
+        Scope::new(&self.ctx, &self.finished, item)
     }
 
     fn decide_pending(&mut self, i: usize, t: usize) {

@@ -18,14 +18,30 @@ pub struct RunContext {
 /// The context of one render: the run's, plus finished tasks and the fan-out item.
 #[derive(Debug)]
 pub struct Scope<'a> {
-    pub run: &'a RunContext,
+    run: &'a RunContext,
     /// `task id -> { outputs, state }` for finished tasks.
-    pub tasks: &'a Map<String, Json>,
-    pub item: Option<&'a Json>,
+    tasks: &'a Map<String, Json>,
+    item: Option<&'a Json>,
+    /// The context as minijinja sees it, built on first use: a task's templates (`run`, each
+    /// `env` value, `working_dir`) share one.
+    value: std::cell::OnceCell<Value>,
 }
 
-impl Scope<'_> {
+impl<'a> Scope<'a> {
+    pub fn new(run: &'a RunContext, tasks: &'a Map<String, Json>, item: Option<&'a Json>) -> Self {
+        Self {
+            run,
+            tasks,
+            item,
+            value: std::cell::OnceCell::new(),
+        }
+    }
+
     fn value(&self) -> Value {
+        self.value.get_or_init(|| self.build()).clone()
+    }
+
+    fn build(&self) -> Value {
         let mut ctx = Map::new();
         ctx.insert("params".into(), self.run.params.clone());
         ctx.insert("run".into(), self.run.run.clone());
@@ -98,11 +114,8 @@ mod tests {
         let rc = run_ctx();
         let tasks = json!({"extract": {"outputs": {"rows": "42"}, "state": "succeeded"}});
         let tasks = tasks.as_object().expect("object");
-        let scope = Scope {
-            run: &rc,
-            tasks,
-            item: Some(&json!("eu")),
-        };
+        let item = json!("eu");
+        let scope = Scope::new(&rc, tasks, Some(&item));
         assert_eq!(
             render("load {{ params.date }} {{ item }}", &scope).expect("ok"),
             "load 2026-11-01 eu"
@@ -119,11 +132,7 @@ mod tests {
     fn undefined_values_are_errors_not_empty_strings() {
         let rc = run_ctx();
         let tasks = Map::new();
-        let scope = Scope {
-            run: &rc,
-            tasks: &tasks,
-            item: None,
-        };
+        let scope = Scope::new(&rc, &tasks, None);
         let err = render("{{ tasks.missing.outputs.x }}", &scope).expect_err("undefined");
         assert!(err.contains("undefined"), "{err}");
     }
