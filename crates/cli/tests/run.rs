@@ -72,6 +72,28 @@ fn failure_exit_codes_and_messages() {
 }
 
 #[test]
+fn a_pipeline_env_that_fails_at_run_time_fails_tasks_clearly() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\nparams:\n  n: { type: string, default: x }\nenv: { A: \"{{ params.n.missing }}\" }\ntasks:\n  a:\n    run: echo \"$A\" > ran.txt\n",
+    );
+    assert_eq!(t.run(&["run", "p.yaml"]).code, 1);
+    let run = t.show(&t.last_run());
+    let error = run["tasks"][0]["error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        error.starts_with("cannot render pipeline env `A`: "),
+        "{error}"
+    );
+    assert!(
+        t.read("ran.txt").is_empty(),
+        "the task ran with an unrendered env"
+    );
+}
+
+#[test]
 fn invalid_pipeline_or_params_do_not_start_a_run() {
     let t = Test::new()
         .file("bad.yaml", "name: p\ntasks:\n  a:\n    neds: [b]\n    run: x\n")

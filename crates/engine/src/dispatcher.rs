@@ -229,6 +229,8 @@ struct Dispatcher {
     next_position: i64,
     logs_dir: PathBuf,
     outputs_dir: PathBuf,
+    /// Pipeline `env` values that failed to render.
+    env_errors: Vec<String>,
     programs: std::cell::RefCell<crate::programs::Programs>,
 }
 
@@ -262,16 +264,22 @@ impl Dispatcher {
             }),
             env: Map::new(),
         };
-        // The pipeline's own env may use params and run values; render it once.
+        // The pipeline's own env may use params and run values; render it once. A value that
+        // cannot render fails every task that would receive it (see `prepare`).
         let empty = Map::new();
+        let mut env_errors = Vec::new();
         for (k, v) in &pipeline.env {
             let so_far = RunContext {
                 env: env.clone(),
                 ..ctx.clone()
             };
             let scope = Scope::new(&so_far, &empty, None);
-            let value = render::render(&v.0, &scope).unwrap_or_else(|_| v.0.clone());
-            env.insert(k.clone(), Json::String(value));
+            match render::render(&v.0, &scope) {
+                Ok(value) => {
+                    env.insert(k.clone(), Json::String(value));
+                }
+                Err(e) => env_errors.push(format!("cannot render pipeline env `{k}`: {e}")),
+            }
         }
         Self {
             store,
@@ -298,6 +306,7 @@ impl Dispatcher {
             done_rx,
             started_tx,
             next_position: 0,
+            env_errors,
             logs_dir: opts.home.join("logs").join(run_id.as_str()),
             outputs_dir: opts.home.join("runs").join(run_id.as_str()).join("outputs"),
             programs: std::cell::RefCell::default(),
@@ -930,6 +939,9 @@ impl Dispatcher {
 
     /// Renders everything an attempt needs. An error fails the task before any process starts.
     fn prepare(&self, i: usize) -> std::result::Result<AttemptSpec, String> {
+        if let Some(e) = self.env_errors.first() {
+            return Err(e.clone());
+        }
         let inst = &self.insts[i];
         let task = self.task(i);
         let scope = self.scope_item(inst.item.as_ref());
