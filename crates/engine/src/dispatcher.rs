@@ -225,7 +225,6 @@ struct Dispatcher {
     notes: Vec<Progress>,
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
-    started_tx: mpsc::UnboundedSender<(TaskKey, u32, u32)>,
     next_position: i64,
     logs_dir: PathBuf,
     outputs_dir: PathBuf,
@@ -245,8 +244,6 @@ impl Dispatcher {
     ) -> Self {
         let run_id = run.id.clone();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
-        // Process ids are only of interest to the executor for now.
-        let (started_tx, _) = mpsc::unbounded_channel();
         let mut env: Map<String, Json> = std::env::vars()
             .map(|(k, v)| (k, Json::String(v)))
             .collect();
@@ -304,7 +301,6 @@ impl Dispatcher {
             notes: Vec::new(),
             done_tx,
             done_rx,
-            started_tx,
             next_position: 0,
             env_errors,
             logs_dir: opts.home.join("logs").join(run_id.as_str()),
@@ -929,9 +925,7 @@ impl Dispatcher {
         }
         self.flush().await?;
         for (i, spec) in specs {
-            let handle = self
-                .executor
-                .start(spec, self.started_tx.clone(), self.done_tx.clone());
+            let handle = self.executor.start(spec, self.done_tx.clone());
             self.running.insert(i, handle);
         }
         Ok(())

@@ -6,7 +6,6 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use baton_core::ids::TaskKey;
 use baton_store::Rusage;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -142,12 +141,7 @@ fn open_log(path: &std::path::Path) -> Result<std::fs::File, String> {
 const LOG_DRAIN_LIMIT: Duration = Duration::from_secs(2);
 
 impl Executor for LocalExecutor {
-    fn start(
-        &self,
-        spec: AttemptSpec,
-        started: mpsc::UnboundedSender<(TaskKey, u32, u32)>,
-        done: mpsc::UnboundedSender<Finished>,
-    ) -> CancelHandle {
+    fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle {
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let grace = self.kill_grace;
         tokio::spawn(async move {
@@ -164,7 +158,6 @@ impl Executor for LocalExecutor {
                     return;
                 }
             };
-            let _ = started.send((spec.key.clone(), spec.attempt, pid.unsigned_abs()));
             let mut waiter = wait_for(pid);
             let timeout = async {
                 match spec.timeout {
@@ -264,6 +257,8 @@ async fn terminate(
 
 #[cfg(test)]
 mod tests {
+    use baton_core::ids::TaskKey;
+
     use super::*;
 
     async fn run(
@@ -271,7 +266,6 @@ mod tests {
         log_path: std::path::PathBuf,
         timeout: Option<Duration>,
     ) -> Finished {
-        let (started, _) = mpsc::unbounded_channel();
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
         let spec = AttemptSpec {
             key: TaskKey::from_string("t"),
@@ -285,7 +279,7 @@ mod tests {
         let executor = LocalExecutor {
             kill_grace: Duration::from_millis(200),
         };
-        let _handle = executor.start(spec, started, done_tx);
+        let _handle = executor.start(spec, done_tx);
         done_rx.recv().await.expect("a report")
     }
 

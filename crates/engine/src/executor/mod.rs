@@ -66,12 +66,6 @@ impl CancelHandle {
 
 /// Something that can run attempts: local processes now; containers and remote workers later.
 pub trait Executor: Send + Sync + std::fmt::Debug {
-    /// Starts an attempt. The outcome arrives on `done`; `started` gets the process id once the
-    /// process exists.
-    fn start(
-        &self,
-        spec: AttemptSpec,
-        started: mpsc::UnboundedSender<(TaskKey, u32, u32)>,
-        done: mpsc::UnboundedSender<Finished>,
-    ) -> CancelHandle;
+    /// Starts an attempt; its outcome arrives on `done`.
+    fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle;
 }
