@@ -25,6 +25,9 @@ pub(crate) struct Cli {
         value_name = "DIR"
     )]
     pub home: PathBuf,
+    /// Settings file (default: `./baton.toml` when present); flags and `BATON_*` variables win.
+    #[arg(long, global = true, env = "BATON_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -266,10 +269,21 @@ pub(crate) struct ServerArgs {
     )]
     pub(crate) listen: std::net::SocketAddr,
     /// Listen on a non-loopback address although the API has no authentication yet.
-    #[arg(long)]
+    #[arg(long, env = "BATON_ALLOW_REMOTE_UNAUTHENTICATED")]
     pub(crate) allow_remote_unauthenticated: bool,
     /// On SIGTERM, how long running tasks may take to finish before they are stopped (and
     /// retried when the server starts again).
-    #[arg(long, default_value = "30s", value_name = "DURATION")]
+    #[arg(
+        long,
+        env = "BATON_SHUTDOWN_GRACE",
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
     pub(crate) shutdown_grace: baton_core::duration::Duration,
+    /// Most runs a schedule's catch-up creates at once (`catchup: all` after an outage).
+    #[arg(long, env = "BATON_CATCHUP_CAP", default_value_t = baton_server::scheduler::DEFAULT_CATCHUP_CAP, value_name = "N")]
+    pub(crate) catchup_cap: usize,
+    /// Do not reload when pipeline files change (SIGHUP and `POST /api/v1/reload` still do).
+    #[arg(long, env = "BATON_NO_WATCH")]
+    pub(crate) no_watch: bool,
 }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod commands;
+mod config_file;
 mod discover;
 mod error;
 mod output;
@@ -11,14 +12,17 @@ mod output;
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 pub use error::{ExitStatus, ExpectedError};
 
 /// Runs the CLI with the given arguments (the first is the program name).
 pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
-    let args = match cli::Cli::try_parse_from(args) {
-        Ok(args) => args,
+    let parsed = cli::Cli::command()
+        .try_get_matches_from(args)
+        .and_then(|m| cli::Cli::from_arg_matches(&m).map(|cli| (m, cli)));
+    let (matches, mut args) = match parsed {
+        Ok(parsed) => parsed,
         Err(e) => {
             // clap prints help and version itself, to the right stream, with the right code.
             let _ = e.print();
@@ -26,7 +30,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         }
     };
     let mut out = output::Output::stdout();
-    match commands::dispatch(args, &mut out) {
+    let outcome =
+        config_file::apply(&matches, &mut args).and_then(|()| commands::dispatch(args, &mut out));
+    match outcome {
         Ok(status) => status.into(),
         Err(e) => {
             out.error(&e);

@@ -20,7 +20,7 @@ impl Drop for Server {
 
 /// Starts the server on a free port and returns it with its address.
 fn start(t: &Test) -> (Server, String) {
-    let mut child = t.spawn(&[
+    ready(t.spawn(&[
         "server",
         "--pipelines",
         "pipelines",
@@ -28,7 +28,11 @@ fn start(t: &Test) -> (Server, String) {
         "127.0.0.1:0",
         "--shutdown-grace",
         "1s",
-    ]);
+    ]))
+}
+
+/// Waits for a started server's ready line and returns it with its address.
+fn ready(mut child: Child) -> (Server, String) {
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
     BufReader::new(stdout)
@@ -181,5 +185,138 @@ fn sigterm_drains_and_the_next_start_resumes() {
     assert_eq!(
         long["interruptions"], 1,
         "the drain did not use up the retry budget"
+    );
+}
+
+const PIPELINE: &str = "name: NAME\ntasks:\n  a:\n    run: \"true\"\n";
+
+fn pipeline(name: &str) -> String {
+    PIPELINE.replace("NAME", name)
+}
+
+/// Names of the pipelines the server has loaded, and the paths of files with errors.
+fn catalog(addr: &str) -> (Vec<String>, Vec<String>) {
+    let (_, doc) = http(addr, "GET", "/api/v1/pipelines", "");
+    let mut names = Vec::new();
+    let mut broken = Vec::new();
+    for p in doc["items"].as_array().expect("items") {
+        if let Some(name) = p["name"].as_str() {
+            names.push(name.to_owned());
+        }
+        if p["errors"].as_array().is_some_and(|e| !e.is_empty()) {
+            broken.push(p["path"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    names.sort();
+    (names, broken)
+}
+
+#[test]
+fn pipeline_files_reload_when_they_change() {
+    let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));
+    let (_server, addr) = start(&t);
+    assert_eq!(catalog(&addr).0, ["one"]);
+
+    std::fs::create_dir_all(t.path().join("pipelines/team")).expect("mkdir");
+    std::fs::write(t.path().join("pipelines/team/two.yaml"), pipeline("two")).expect("write");
+    wait_until("the new file to load", || {
+        catalog(&addr).0 == ["one", "two"]
+    });
+
+    // A broken edit keeps the last good version and shows its errors.
+    std::fs::write(t.path().join("pipelines/one.yaml"), "name: one\ntasks: 7\n").expect("write");
+    wait_until("the broken file to show its errors", || {
+        catalog(&addr) == (vec!["one".into(), "two".into()], vec!["one.yaml".into()])
+    });
+
+    std::fs::remove_file(t.path().join("pipelines/team/two.yaml")).expect("remove");
+    wait_until("the removed file to unload", || catalog(&addr).0 == ["one"]);
+}
+
+#[test]
+fn sighup_reloads_when_watching_is_off() {
+    let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));
+    let (server, addr) = ready(t.spawn(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+        "--no-watch",
+    ]));
+    std::fs::write(t.path().join("pipelines/two.yaml"), pipeline("two")).expect("write");
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    assert_eq!(
+        catalog(&addr).0,
+        ["one"],
+        "no watch: nothing reloads by itself"
+    );
+
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(server.0.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
+    wait_until("SIGHUP to reload", || catalog(&addr).0 == ["one", "two"]);
+    assert_eq!(
+        http(&addr, "GET", "/healthz", "").0,
+        200,
+        "SIGHUP does not stop the server"
+    );
+}
+
+#[test]
+fn baton_toml_sets_what_flags_and_variables_do_not() {
+    let t = Test::new()
+        .file("conf/flows/one.yaml", &pipeline("one"))
+        .file("conf/other/two.yaml", &pipeline("two"))
+        .file(
+            "conf/baton.toml",
+            "home = \"state\"\n\n[server]\npipelines = \"flows\"\nlisten = \"127.0.0.1:0\"\ncatchup_cap = 5\n",
+        );
+    // Paths in the file are relative to it, wherever the server starts from.
+    let mut cmd = t.command(&["server", "--config", "conf/baton.toml"]);
+    cmd.env_remove("BATON_HOME")
+        .stdout(std::process::Stdio::piped());
+    let (server, addr) = ready(cmd.spawn().expect("spawn"));
+    assert_eq!(catalog(&addr).0, ["one"]);
+    assert!(
+        t.path().join("conf/state/baton.db").exists(),
+        "home from the file"
+    );
+    drop(server);
+
+    // A variable beats the file; a flag beats both.
+    let mut cmd = t.command(&["server", "--config", "conf/baton.toml"]);
+    cmd.env("BATON_PIPELINES", "conf/other")
+        .stdout(std::process::Stdio::piped());
+    let (server, addr) = ready(cmd.spawn().expect("spawn"));
+    assert_eq!(catalog(&addr).0, ["two"]);
+    drop(server);
+    let mut cmd = t.command(&[
+        "server",
+        "--config",
+        "conf/baton.toml",
+        "--pipelines",
+        "conf/flows",
+    ]);
+    cmd.env("BATON_PIPELINES", "conf/other")
+        .stdout(std::process::Stdio::piped());
+    let (_server, addr) = ready(cmd.spawn().expect("spawn"));
+    assert_eq!(catalog(&addr).0, ["one"]);
+}
+
+#[test]
+fn a_bad_baton_toml_is_reported_with_its_location() {
+    let t = Test::new().file("baton.toml", "[server]\nlisten = \"localhost\"\n");
+    let out = t.run(&["server"]);
+    assert_eq!(out.code, 2, "{out:?}");
+    assert_eq!(
+        out.stderr,
+        "error: invalid config `baton.toml:2:10`: invalid socket address syntax\n"
+    );
+    let out = t.run(&["server", "--config", "missing.toml"]);
+    assert_eq!(out.code, 1, "{out:?}");
+    assert!(
+        out.stderr
+            .starts_with("error: cannot read `missing.toml`: "),
+        "{out:?}"
     );
 }

@@ -78,6 +78,16 @@ impl Catalog {
                 .to_string();
             seen.push(rel.clone());
             let (pipeline, source, errors) = match std::fs::read_to_string(&file) {
+                // Unchanged and valid: nothing to do (a watch reloads on every burst of changes).
+                Ok(source)
+                    if self.entries.get(&rel).is_some_and(|e| {
+                        e.errors.is_empty()
+                            && e.active.as_ref().is_some_and(|v| *v.source == *source)
+                    }) =>
+                {
+                    report.loaded += 1;
+                    continue;
+                }
                 Ok(source) => {
                     let loaded = baton_core::load(&source);
                     let errors: Vec<Diagnostic> = loaded

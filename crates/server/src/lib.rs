@@ -11,6 +11,7 @@ pub mod scheduler;
 pub mod secrets;
 pub mod serve;
 pub mod upstream;
+pub mod watch;
 
 use std::sync::Arc;
 

@@ -21,6 +21,25 @@ pub struct Config {
     pub allow_remote: bool,
     /// On SIGTERM, how long running attempts may take to finish before they are stopped.
     pub shutdown_grace: std::time::Duration,
+    /// Most runs one catch-up creates per schedule (`catchup: all` after a long outage).
+    pub catchup_cap: usize,
+    /// Reload when files under `pipelines` change (SIGHUP and `POST /api/v1/reload` always do).
+    pub watch: bool,
+}
+
+impl Config {
+    /// The defaults of `baton server`, for `pipelines` and `home`.
+    pub fn new(pipelines: PathBuf, home: PathBuf) -> Self {
+        Self {
+            pipelines,
+            home,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            allow_remote: false,
+            shutdown_grace: std::time::Duration::from_secs(30),
+            catchup_cap: crate::scheduler::DEFAULT_CATCHUP_CAP,
+            watch: true,
+        }
+    }
 }
 
 /// Why the server could not start.
@@ -38,6 +57,10 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Watch(#[from] crate::watch::WatchError),
+    #[error("cannot handle SIGHUP: {0}")]
+    Signal(std::io::Error),
     #[error("{0}")]
     Store(#[from] baton_store::Error),
 }
@@ -73,12 +96,16 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         invalid = report.invalid,
         "pipelines loaded"
     );
+    // Kept alive until the server stops.
+    let _watch = if config.watch {
+        Some(crate::watch::watch(state.clone()).await?)
+    } else {
+        None
+    };
+    crate::watch::reload_on_sighup(state.clone()).map_err(Error::Signal)?;
     crate::upstream::watch(state.clone());
     resume_unfinished(store.as_ref(), &runner).await?;
-    tokio::spawn(
-        crate::scheduler::Scheduler::new(state.clone(), crate::scheduler::DEFAULT_CATCHUP_CAP)
-            .run(),
-    );
+    tokio::spawn(crate::scheduler::Scheduler::new(state.clone(), config.catchup_cap).run());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -14,11 +14,12 @@ pub(crate) async fn run(
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
     let config = Config {
-        pipelines: args.pipelines.clone(),
-        home: home.to_path_buf(),
         listen: args.listen,
         allow_remote: args.allow_remote_unauthenticated,
         shutdown_grace: args.shutdown_grace.as_std(),
+        catchup_cap: args.catchup_cap,
+        watch: !args.no_watch,
+        ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.
     serve(config, |addr| {

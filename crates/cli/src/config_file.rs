@@ -1,0 +1,184 @@
+//! `baton.toml`: settings that would otherwise be repeated as flags on every start.
+//!
+//! A setting comes from the first of: its flag, its `BATON_*` environment variable, the config
+//! file, the built-in default. The file is `--config FILE` (or `BATON_CONFIG`), else
+//! `./baton.toml` when it exists. Relative paths in it are relative to the file, so a checkout
+//! can carry its own `baton.toml` and be started from anywhere.
+
+use std::path::{Path, PathBuf};
+
+use clap::ArgMatches;
+use clap::parser::ValueSource;
+use serde::Deserialize;
+
+use crate::cli::{Cli, Command};
+use crate::error::ExpectedError;
+
+/// The file looked for when `--config` is not given.
+pub(crate) const DEFAULT_FILE: &str = "baton.toml";
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    /// Where runs, logs and the embedded database live.
+    home: Option<PathBuf>,
+    #[serde(default)]
+    server: ServerSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    pipelines: Option<PathBuf>,
+    listen: Option<std::net::SocketAddr>,
+    allow_remote_unauthenticated: Option<bool>,
+    #[serde(default, deserialize_with = "parsed")]
+    shutdown_grace: Option<baton_core::duration::Duration>,
+    catchup_cap: Option<usize>,
+    watch: Option<bool>,
+}
+
+/// Fills in, from the config file, every setting that neither a flag nor the environment set.
+pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedError> {
+    let Some((path, file)) = read(cli.config.as_deref())? else {
+        return Ok(());
+    };
+    let base = path.parent().unwrap_or(Path::new("."));
+    let unset = |m: &ArgMatches, id: &str| {
+        matches!(m.value_source(id), None | Some(ValueSource::DefaultValue))
+    };
+    if let Some(home) = file.home
+        && unset(matches, "home")
+    {
+        cli.home = base.join(home);
+    }
+    if let Command::Server(args) = &mut cli.command
+        && let Some(m) = matches.subcommand_matches("server")
+    {
+        let s = file.server;
+        if let Some(v) = s.pipelines
+            && unset(m, "pipelines")
+        {
+            args.pipelines = base.join(v);
+        }
+        if let Some(v) = s.listen
+            && unset(m, "listen")
+        {
+            args.listen = v;
+        }
+        if let Some(v) = s.allow_remote_unauthenticated
+            && unset(m, "allow_remote_unauthenticated")
+        {
+            args.allow_remote_unauthenticated = v;
+        }
+        if let Some(v) = s.shutdown_grace
+            && unset(m, "shutdown_grace")
+        {
+            args.shutdown_grace = v;
+        }
+        if let Some(v) = s.catchup_cap
+            && unset(m, "catchup_cap")
+        {
+            args.catchup_cap = v;
+        }
+        if let Some(v) = s.watch
+            && unset(m, "no_watch")
+        {
+            args.no_watch = !v;
+        }
+    }
+    Ok(())
+}
+
+/// A value written as a string the way its flag takes it (`"30s"`).
+fn parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// Reads the config file: the named one (which must exist), else `./baton.toml` if present.
+fn read(explicit: Option<&Path>) -> Result<Option<(PathBuf, ConfigFile)>, ExpectedError> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_FILE).is_file() => PathBuf::from(DEFAULT_FILE),
+        None => return Ok(None),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ExpectedError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    let file = toml::from_str(&text).map_err(|e| {
+        ExpectedError::Usage(format!(
+            "invalid config `{}`: {}",
+            located(&path, &text, &e),
+            e.message()
+        ))
+    })?;
+    Ok(Some((path, file)))
+}
+
+/// `file:line:col` of a TOML error, as editors jump to.
+fn located(path: &Path, text: &str, e: &toml::de::Error) -> String {
+    let Some(span) = e.span() else {
+        return path.display().to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    format!("{}:{line}:{column}", path.display())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn error_of(text: &str) -> String {
+        let e = toml::from_str::<ConfigFile>(text).expect_err("invalid");
+        format!(
+            "{}: {}",
+            located(Path::new("baton.toml"), text, &e),
+            e.message()
+        )
+    }
+
+    #[test]
+    fn errors_name_the_place_and_the_problem() {
+        assert_eq!(
+            error_of("home = \"h\"\n[server]\nlistn = \"127.0.0.1:1\"\n"),
+            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`"
+        );
+        assert_eq!(
+            error_of("[server]\nlisten = \"localhost\"\n"),
+            "baton.toml:2:10: invalid socket address syntax"
+        );
+        assert_eq!(
+            error_of("[server]\ncatchup_cap = -1\n"),
+            "baton.toml:2:15: invalid value: integer `-1`, expected usize"
+        );
+        assert!(
+            error_of("[server]\nshutdown_grace = \"soon\"\n").starts_with("baton.toml:2:18: "),
+            "{}",
+            error_of("[server]\nshutdown_grace = \"soon\"\n")
+        );
+    }
+
+    #[test]
+    fn every_setting_parses() {
+        let f: ConfigFile = toml::from_str(
+            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\n",
+        )
+        .expect("valid");
+        assert_eq!(f.home, Some(PathBuf::from("/var/lib/baton")));
+        assert_eq!(f.server.catchup_cap, Some(7));
+        assert_eq!(f.server.watch, Some(false));
+        assert_eq!(
+            f.server.shutdown_grace.map(|d| d.as_std()),
+            Some(std::time::Duration::from_secs(5))
+        );
+    }
+}
