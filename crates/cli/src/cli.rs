@@ -26,7 +26,13 @@ pub(crate) struct Cli {
     )]
     pub home: PathBuf,
     /// Settings file (default: `./baton.toml` when present); flags and `BATON_*` variables win.
-    #[arg(long, global = true, env = "BATON_CONFIG", value_name = "FILE")]
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_CONFIG",
+        hide_env_values = true,
+        value_name = "FILE"
+    )]
     pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
