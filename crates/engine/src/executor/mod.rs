@@ -57,6 +57,12 @@ pub struct Finished {
 pub struct CancelHandle(Option<oneshot::Sender<()>>);
 
 impl CancelHandle {
+    /// For executors: the attempt should stop when the receiver gets a message.
+    pub fn new() -> (Self, oneshot::Receiver<()>) {
+        let (tx, rx) = oneshot::channel();
+        (Self(Some(tx)), rx)
+    }
+
     pub fn cancel(&mut self) {
         if let Some(tx) = self.0.take() {
             let _ = tx.send(());
