@@ -34,6 +34,16 @@ pub(crate) struct Cli {
         value_name = "FILE"
     )]
     pub config: Option<PathBuf>,
+    /// Format of baton's own log on stderr (`BATON_LOG` sets the level, e.g. `debug`).
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_LOG_FORMAT",
+        hide_env_values = true,
+        default_value = "text",
+        value_name = "FORMAT"
+    )]
+    pub log_format: crate::logging::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }

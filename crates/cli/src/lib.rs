@@ -7,6 +7,7 @@ mod commands;
 mod config_file;
 mod discover;
 mod error;
+mod logging;
 mod output;
 
 use std::ffi::OsString;
@@ -29,6 +30,14 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
             return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
         }
     };
+    // The server reports what it does; other commands speak through their output, and log
+    // only what goes wrong.
+    let level = if matches!(args.command, cli::Command::Server(_)) {
+        "info"
+    } else {
+        "warn"
+    };
+    logging::init(args.log_format, level);
     let mut out = output::Output::stdout();
     let outcome =
         config_file::apply(&matches, &mut args).and_then(|()| commands::dispatch(args, &mut out));

@@ -320,3 +320,27 @@ fn a_bad_baton_toml_is_reported_with_its_location() {
         "{out:?}"
     );
 }
+
+#[test]
+fn server_logs_are_json_lines_on_request() {
+    let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));
+    let mut child = t.spawn(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    let stderr = child.stderr.take().expect("stderr");
+    let (_server, _addr) = ready(child);
+    let mut line = String::new();
+    BufReader::new(stderr)
+        .read_line(&mut line)
+        .expect("a log line");
+    let event: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+    assert_eq!(event["level"], "INFO", "{line}");
+    assert_eq!(event["message"], "pipelines loaded", "{line}");
+    assert_eq!(event["loaded"], 1, "{line}");
+}
