@@ -511,22 +511,23 @@ async fn failures_story(store: &dyn Store) {
     ]);
     store.apply(&run("02r4"), &[expand]).await.expect("expand");
     fail_attempt(store, "02r4", "fan[x]", 1, 4_400, 1).await;
-    let mut changes = Vec::new();
-    changes.push(set(
-        "fan[x]",
-        TaskState::Failed,
-        4_500,
-        Some("exited with code 1"),
-    ));
-    changes.push(set("fan[y]", TaskState::Succeeded, 4_450, None));
-    changes.push(set(
-        "fan",
-        TaskState::Failed,
-        4_500,
-        Some("1 of 2 instances failed"),
-    ));
-    changes.push(set("on_failure", TaskState::Failed, 4_600, Some("hook")));
-    changes.push(end(RunState::Failed, 4_700));
+    let changes = [
+        set(
+            "fan[x]",
+            TaskState::Failed,
+            4_500,
+            Some("exited with code 1"),
+        ),
+        set("fan[y]", TaskState::Succeeded, 4_450, None),
+        set(
+            "fan",
+            TaskState::Failed,
+            4_500,
+            Some("1 of 2 instances failed"),
+        ),
+        set("on_failure", TaskState::Failed, 4_600, Some("hook")),
+        end(RunState::Failed, 4_700),
+    ];
     store.apply(&run("02r4"), &changes).await.expect("r4");
 
     let all = store
