@@ -151,3 +151,45 @@ fn requeue_needs_a_task_or_all() {
     let out = t.run(&["dead-letters", "requeue", "01abc", "a", "--pipeline", "p"]);
     assert_eq!(out.code, 2, "{}", out.stderr);
 }
+
+#[test]
+fn a_fan_out_instance_is_requeued_alone() {
+    let t = Test::new().file(
+        "fan.yaml",
+        "name: fan\ntasks:\n  load:\n    for_each: [eu, us]\n    run: |\n      echo \"$BATON_ITEM\" >> ran.txt\n      test \"$BATON_ITEM\" = eu || test -f fixed\n  report:\n    needs: [load]\n    run: \"true\"\n",
+    );
+    assert_eq!(t.run(&["run", "fan.yaml"]).code, 1);
+    let id = t.last_run();
+    let letters: serde_json::Value =
+        serde_json::from_str(&t.run(&["dead-letters", "--json"]).stdout).expect("json");
+    let keys: Vec<&str> = letters
+        .as_array()
+        .expect("letters")
+        .iter()
+        .map(|d| d["key"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(
+        keys,
+        vec!["load[us]"],
+        "the fan-out's own row is not listed"
+    );
+    let refused = t.run(&["dead-letters", "requeue", &id, "load"]);
+    assert_eq!(refused.code, 2);
+    assert_eq!(
+        refused.stderr,
+        format!(
+            "error: task `load` of run {id} is not a dead letter: it is a fan-out\n(hint: requeue its failed instances: `load[us]`)\n"
+        )
+    );
+    std::fs::write(t.path().join("fixed"), "").expect("fix");
+    let out = t.run(&["dead-letters", "requeue", &id, "load[us]"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let states = task_states(&t.show(&id));
+    assert_eq!(states["report"], "succeeded");
+    let ran = t.read("ran.txt");
+    assert_eq!(
+        (ran.matches("eu").count(), ran.matches("us").count()),
+        (1, 2),
+        "only the failed instance ran again: {ran}"
+    );
+}
