@@ -80,6 +80,12 @@ pub(crate) enum Command {
         after_help = "Examples:\n  baton runs\n  baton runs --pipeline nightly-etl --state failed --limit 50"
     )]
     Runs(RunsArgs),
+    /// List task instances that failed for good (retries used up), or requeue them.
+    #[command(
+        args_conflicts_with_subcommands = true,
+        after_help = "Examples:\n  baton dead-letters\n  baton dead-letters --pipeline nightly-etl --json\n  baton dead-letters requeue 01jd5k2x extract\n  baton dead-letters requeue --all --pipeline nightly-etl\n\nA dead letter is a failed task of a failed or cancelled run. Requeuing runs it again,\nwith a fresh retry budget, with whatever did not succeed downstream of it."
+    )]
+    DeadLetters(DeadLettersArgs),
     /// Show a run: tasks, attempts, exit codes, durations and resource use.
     #[command(after_help = "Examples:\n  baton show 01jd5k2x\n  baton show 01jd5k2x --json")]
     Show(ShowArgs),
@@ -153,10 +159,66 @@ pub(crate) struct RunsArgs {
     /// Only runs in this state (queued, running, succeeded, failed, cancelled).
     #[arg(long)]
     pub(crate) state: Option<String>,
+    /// Only runs created at or after this instant (RFC 3339) or this long ago (`2h`, `3d`).
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) since: Option<String>,
+    /// Only runs created before this instant (RFC 3339) or this long ago.
+    #[arg(long, value_name = "WHEN")]
+    pub(crate) until: Option<String>,
     #[arg(long, default_value_t = 20)]
     pub(crate) limit: u32,
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeadLettersArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<DeadLettersCommand>,
+    #[command(flatten)]
+    pub(crate) list: DeadLettersListArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeadLettersListArgs {
+    /// Only dead letters of this pipeline (`name` or `namespace/name`).
+    #[arg(long)]
+    pub(crate) pipeline: Option<String>,
+    #[arg(long, default_value_t = 20)]
+    pub(crate) limit: u32,
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadLettersCommand {
+    /// Run dead letters again, and watch their runs.
+    #[command(
+        after_help = "Examples:\n  baton dead-letters requeue 01jd5k2x extract\n  baton dead-letters requeue 01jd5k2x 'load[eu]'\n  baton dead-letters requeue --all --pipeline nightly-etl\n\nExit status: 0 when every requeued run succeeded, 1 otherwise, 130 cancelled."
+    )]
+    Requeue(RequeueArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RequeueArgs {
+    /// A run id, or a unique prefix of one.
+    #[arg(
+        value_name = "RUN_ID",
+        required_unless_present = "all",
+        requires = "task"
+    )]
+    pub(crate) run: Option<String>,
+    /// The failed task (`extract`) or fan-out instance (`load[eu]`).
+    #[arg(value_name = "TASK")]
+    pub(crate) task: Option<String>,
+    /// Every current dead letter (of `--pipeline`, when given).
+    #[arg(long, conflicts_with_all = ["run", "task"])]
+    pub(crate) all: bool,
+    /// With `--all`: only this pipeline's (`name` or `namespace/name`).
+    #[arg(long, conflicts_with = "run")]
+    pub(crate) pipeline: Option<String>,
+    #[arg(long, value_name = "N")]
+    pub(crate) parallelism: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -579,3 +579,38 @@ fn json_output_and_idempotency_key() {
 fn nix_pid(id: u32) -> nix::unistd::Pid {
     nix::unistd::Pid::from_raw(i32::try_from(id).expect("pid"))
 }
+
+#[test]
+fn runs_between_instants_or_durations_ago() {
+    let t = Test::new().file("p.yaml", "name: p\ntasks:\n  a:\n    run: \"true\"\n");
+    assert_eq!(t.run(&["run", "p.yaml"]).code, 0);
+    let count = |window: &[&str]| -> usize {
+        let mut args = vec!["runs", "--json"];
+        args.extend_from_slice(window);
+        let out = t.run(&args);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        let runs: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+        runs.as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(count(&["--since", "1h"]), 1);
+    assert_eq!(count(&["--until", "1h"]), 0);
+    assert_eq!(count(&["--since", "2000-01-01T00:00:00Z"]), 1);
+    assert_eq!(
+        count(&[
+            "--since",
+            "2000-01-01T00:00:00Z",
+            "--until",
+            "2000-01-02T00:00:00+02:00"
+        ]),
+        0
+    );
+    let bad = t.run(&["runs", "--since", "yesterday"]);
+    assert_eq!(bad.code, 2);
+    assert!(
+        bad.stderr.starts_with(
+            "error: `--since yesterday` is neither an RFC 3339 instant nor a duration\n(hint: "
+        ),
+        "{}",
+        bad.stderr
+    );
+}

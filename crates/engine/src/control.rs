@@ -101,8 +101,29 @@ pub enum RetryError {
     Succeeded { run: RunId },
     #[error("the stored definition of run {run} no longer loads")]
     Definition { run: RunId },
+    #[error("run {run} has no task `{key}`\n(hint: its tasks are {known})")]
+    NoTask {
+        run: RunId,
+        key: TaskKey,
+        known: String,
+    },
+    #[error("task `{key}` of run {run} is not a dead letter: {why}")]
+    NotDeadLetter {
+        run: RunId,
+        key: TaskKey,
+        why: String,
+    },
     #[error("{0}")]
     Store(#[from] baton_store::Error),
+}
+
+/// Which tasks a retry reopens, besides what did not succeed downstream of them.
+#[derive(Debug, Clone, Copy)]
+pub enum Only<'a> {
+    /// Every failed, cancelled or upstream-failed task.
+    All,
+    /// These task instances (plain tasks or fan-out instances) only.
+    Tasks(&'a [TaskKey]),
 }
 
 /// Makes a failed or cancelled run runnable again from where it failed: failed, cancelled and
@@ -110,6 +131,74 @@ pub enum RetryError {
 /// with a fresh retry budget; succeeded tasks keep their results. The run is queued; the
 /// caller drives it (`execute`). Returns the reopened task keys.
 pub async fn retry(store: &dyn Store, run: &RunId) -> Result<Vec<TaskKey>, RetryError> {
+    retry_only(store, run, Only::All).await
+}
+
+/// Requeues dead letters: each of `keys` must be a task instance that failed for good in a
+/// failed or cancelled run (see `Store::dead_letters`). They, and what did not succeed
+/// downstream of them, run again with a fresh retry budget; the run's other failures stay
+/// as they are. The run is queued; the caller drives it. Returns the reopened task keys.
+pub async fn requeue(
+    store: &dyn Store,
+    run: &RunId,
+    keys: &[TaskKey],
+) -> Result<Vec<TaskKey>, RetryError> {
+    let record = store
+        .run(run)
+        .await?
+        .ok_or_else(|| baton_store::Error::RunNotFound(run.to_string()))?;
+    let tasks = store.tasks(run).await?;
+    for key in keys {
+        let not = |why: String| RetryError::NotDeadLetter {
+            run: run.clone(),
+            key: key.clone(),
+            why,
+        };
+        let Some(task) = tasks.iter().find(|t| &t.key == key) else {
+            let known: Vec<String> = tasks.iter().map(|t| format!("`{}`", t.key)).collect();
+            return Err(RetryError::NoTask {
+                run: run.clone(),
+                key: key.clone(),
+                known: known.join(", "),
+            });
+        };
+        if !matches!(record.state, RunState::Failed | RunState::Cancelled) {
+            return Err(not(format!("the run is {}", record.state)));
+        }
+        if task.state != TaskState::Failed {
+            return Err(not(format!("it is {}", task.state)));
+        }
+        let instances: Vec<String> = tasks
+            .iter()
+            .filter(|t| t.task_id == task.task_id && t.key != task.key)
+            .filter(|t| t.state == TaskState::Failed)
+            .map(|t| format!("`{}`", t.key))
+            .collect();
+        if task.key.as_str() == task.task_id
+            && tasks
+                .iter()
+                .any(|t| t.task_id == task.task_id && t.key != task.key)
+        {
+            return Err(not(format!(
+                "it is a fan-out\n(hint: requeue its failed instances: {})",
+                instances.join(", ")
+            )));
+        }
+        if matches!(key.as_str(), "on_success" | "on_failure") {
+            return Err(not(
+                "it is a hook, which runs again whenever the run ends".into()
+            ));
+        }
+    }
+    retry_only(store, run, Only::Tasks(keys)).await
+}
+
+/// `retry`, for every broken task or only chosen ones.
+pub async fn retry_only(
+    store: &dyn Store,
+    run: &RunId,
+    only: Only<'_>,
+) -> Result<Vec<TaskKey>, RetryError> {
     use baton_store::Change;
     let record = store
         .run(run)
@@ -131,21 +220,28 @@ pub async fn retry(store: &dyn Store, run: &RunId) -> Result<Vec<TaskKey>, Retry
         .and_then(|d| baton_core::load(&d.source).pipeline)
         .ok_or_else(|| RetryError::Definition { run: run.clone() })?;
     let tasks = store.tasks(run).await?;
-    let broken = |s: TaskState| {
+    let broken_state = |s: TaskState| {
         matches!(
             s,
             TaskState::Failed | TaskState::UpstreamFailed | TaskState::Cancelled
         )
     };
-    // Which DAG tasks reopen: the broken ones, then whatever did not succeed downstream.
+    // A task instance to rerun for its own sake (rather than for an upstream's).
+    let chosen = |r: &baton_store::TaskRecord| match only {
+        Only::All => broken_state(r.state),
+        Only::Tasks(keys) => keys.contains(&r.key),
+    };
+    // Which DAG tasks reopen: the chosen ones (a fan-out when one of its instances is), then
+    // whatever did not succeed downstream.
     let n = definition.tasks.len();
     let mut reopen = vec![false; n];
     let state_of = |id: &str| tasks.iter().find(|t| t.key.as_str() == id).map(|t| t.state);
+    let root = |id: &str| tasks.iter().any(|r| r.task_id == id && chosen(r));
     for &t in &definition.dag.order {
         let id = definition.tasks[t].id.as_str();
         let Some(state) = state_of(id) else { continue };
         let upstream_reopened = definition.dag.upstream[t].iter().any(|&u| reopen[u]);
-        reopen[t] = broken(state) || (upstream_reopened && state != TaskState::Succeeded);
+        reopen[t] = root(id) || (upstream_reopened && state != TaskState::Succeeded);
     }
     let at = now_ms();
     let mut changes = Vec::new();
@@ -162,10 +258,10 @@ pub async fn retry(store: &dyn Store, run: &RunId) -> Result<Vec<TaskKey>, Retry
         // A fan-out whose instances exist reruns only the broken ones; otherwise it is decided
         // and expanded afresh.
         let keep_instances = !instances.is_empty()
-            && state_of(id).is_some_and(broken)
+            && state_of(id).is_some_and(broken_state)
             && !definition.dag.upstream[t].iter().any(|&u| reopen[u]);
         if keep_instances {
-            for r in instances.into_iter().filter(|r| broken(r.state)) {
+            for r in instances.into_iter().filter(|r| chosen(r)) {
                 changes.push(Change::Reopen {
                     key: r.key.clone(),
                     state: TaskState::Queued,

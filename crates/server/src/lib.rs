@@ -140,7 +140,16 @@ pub fn router(state: AppState) -> Router {
             "/runs/{id}/tasks/{key}/approve",
             post(routes::runs::approve),
         )
-        .route("/runs/{id}/tasks/{key}/reject", post(routes::runs::reject));
+        .route("/runs/{id}/tasks/{key}/reject", post(routes::runs::reject))
+        .route(
+            "/runs/{id}/tasks/{key}/requeue",
+            post(routes::dead_letters::requeue_one),
+        )
+        .route("/dead-letters", get(routes::dead_letters::list))
+        .route(
+            "/dead-letters/requeue",
+            post(routes::dead_letters::requeue_bulk),
+        );
     Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

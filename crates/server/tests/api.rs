@@ -733,4 +733,459 @@ mod upstream_triggers {
         let (_, page) = s.call("GET", "/api/v1/runs?pipeline=data/etl", None).await;
         assert_eq!(page["items"].as_array().map(Vec::len), Some(1));
     }
+
+    /// An upstream run that succeeded while nobody listened (the server died before it
+    /// announced the success), written straight into the store.
+    async fn silent_success(s: &Server, finished_at: i64) -> String {
+        let version = {
+            let catalog = s.state.catalog.read().await;
+            catalog
+                .find("data", "ingest")
+                .and_then(|e| e.active.clone())
+                .expect("ingest")
+        };
+        let created = baton_engine::create_run(
+            s.state.store.as_ref(),
+            baton_engine::RunRequest {
+                pipeline: &version.pipeline,
+                source: &version.source,
+                path: None,
+                base_dir: ".".into(),
+                params: serde_json::Map::new(),
+                trigger: "manual",
+                logical_date: Some("2026-03-29".into()),
+                idempotency_key: None,
+            },
+        )
+        .await
+        .expect("create");
+        s.state
+            .store
+            .apply(
+                &created.id,
+                &[baton_store::Change::Run {
+                    state: baton_core::state::RunState::Succeeded,
+                    at: finished_at,
+                    error: None,
+                }],
+            )
+            .await
+            .expect("succeed");
+        created.id.to_string()
+    }
+
+    async fn downstream(s: &Server) -> Vec<Value> {
+        let (_, page) = s.call("GET", "/api/v1/runs?pipeline=data/etl", None).await;
+        page["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    #[tokio::test]
+    async fn a_success_nobody_announced_is_found_by_the_scan_after_a_restart() {
+        use baton_server::upstream::{OVERLAP_MS, Scanner};
+        let s = Server::new(&[("ingest.yaml", INGEST), ("etl.yaml", ETL)]).await;
+        let t0 = 1_900_000_000_000;
+        // A first server records how far it looked, then dies; the upstream succeeds just
+        // after, and its announcement dies with the process.
+        assert!(
+            Scanner::new(s.state.clone())
+                .scan(t0)
+                .await
+                .expect("scan")
+                .is_empty()
+        );
+        let upstream = silent_success(&s, t0 + 1_000).await;
+        assert!(downstream(&s).await.is_empty());
+        // An hour later a new server (a new scanner, nothing in memory) starts.
+        let mut scanner = Scanner::new(s.state.clone());
+        let started = scanner.scan(t0 + 3_600_000).await.expect("scan");
+        assert_eq!(started.len(), 1);
+        let runs = downstream(&s).await;
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0]["id"], json!(started[0]));
+        assert_eq!(runs[0]["trigger"], "pipeline");
+        assert_eq!(runs[0]["logical_date"], "2026-03-29");
+        assert_eq!(
+            runs[0]["idempotency_key"],
+            json!(format!("upstream:{upstream}:data/etl"))
+        );
+        // Scanning again, or from yet another server over the overlap, starts nothing new.
+        assert!(scanner.scan(t0 + 3_605_000).await.expect("scan").is_empty());
+        let mut other = Scanner::new(s.state.clone());
+        let late = silent_success(&s, t0 + 3_605_000 - OVERLAP_MS / 2).await;
+        let started = other.scan(t0 + 3_610_000).await.expect("scan");
+        assert_eq!(started.len(), 1, "only the late success is new");
+        let runs = downstream(&s).await;
+        assert_eq!(runs.len(), 2);
+        assert_eq!(
+            runs[0]["idempotency_key"],
+            json!(format!("upstream:{late}:data/etl"))
+        );
+    }
+
+    #[tokio::test]
+    async fn successes_before_the_cursor_and_failures_start_nothing() {
+        use baton_server::upstream::{OVERLAP_MS, Scanner};
+        let s = Server::new(&[("ingest.yaml", INGEST), ("etl.yaml", ETL)]).await;
+        let t0 = 1_900_000_000_000;
+        let mut scanner = Scanner::new(s.state.clone());
+        scanner.scan(t0).await.expect("scan");
+        silent_success(&s, t0 - OVERLAP_MS - 1).await;
+        assert!(scanner.scan(t0 + 5_000).await.expect("scan").is_empty());
+        assert!(downstream(&s).await.is_empty());
+    }
+}
+
+mod dead_letters {
+    use super::*;
+
+    // `a` and `c` fail until their files exist; `b` waits for `a`.
+    const FLAKY: &str = "name: f\ntasks:\n  a:\n    retries: { limit: 1, delay: 0s }\n    run: test -f ../fixed-a\n  b:\n    needs: [a]\n    run: \"true\"\n  c:\n    run: test -f ../fixed-c\n";
+
+    async fn failed_run(s: &Server) -> String {
+        let (_, run) = s
+            .call("POST", "/api/v1/pipelines/default/f/runs", Some(json!({})))
+            .await;
+        let id = run["id"].as_str().expect("id").to_owned();
+        s.wait_for(&id, |d| d["state"] == "failed").await;
+        id
+    }
+
+    async fn letters(s: &Server) -> Vec<(String, String)> {
+        let (status, page) = s.call("GET", "/api/v1/dead-letters", None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        let mut items: Vec<(String, String)> = page["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|d| {
+                (
+                    d["run"].as_str().unwrap_or_default().to_owned(),
+                    d["key"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        items.sort();
+        items
+    }
+
+    fn pair(run: &str, key: &str) -> (String, String) {
+        (run.to_owned(), key.to_owned())
+    }
+
+    #[tokio::test]
+    async fn listed_with_their_last_error_and_paged() {
+        let s = Server::new(&[("f.yaml", FLAKY), ("a.yaml", HELLO)]).await;
+        let r1 = failed_run(&s).await;
+        let r2 = failed_run(&s).await;
+        let mut expected = vec![
+            pair(&r1, "a"),
+            pair(&r1, "c"),
+            pair(&r2, "a"),
+            pair(&r2, "c"),
+        ];
+        expected.sort();
+        assert_eq!(
+            letters(&s).await,
+            expected,
+            "`b` is upstream-failed, not a dead letter"
+        );
+
+        let (_, page) = s
+            .call("GET", "/api/v1/dead-letters?pipeline=f&limit=3", None)
+            .await;
+        let first = page["items"].as_array().expect("items").clone();
+        assert_eq!(first.len(), 3);
+        let a = first
+            .iter()
+            .find(|d| d["key"] == "a")
+            .expect("an `a` on the first page");
+        assert_eq!(a["attempts"], 2, "its retry was used up: {a}");
+        assert_eq!(a["exit_code"], 1);
+        assert_eq!(a["error"], "exited with code 1 (attempt 2)");
+        assert_eq!(a["pipeline"], "f");
+        assert_eq!(a["run_state"], "failed");
+        assert!(
+            a["log_path"].as_str().is_some_and(|p| p.ends_with(".log")),
+            "{a}"
+        );
+        let finished: Vec<i64> = first
+            .iter()
+            .map(|d| d["finished_at"].as_i64().expect("finished_at"))
+            .collect();
+        assert!(finished.windows(2).all(|w| w[0] >= w[1]), "newest first");
+        let cursor = page["next_cursor"].as_str().expect("a second page");
+        let (_, rest) = s
+            .call(
+                "GET",
+                &format!("/api/v1/dead-letters?pipeline=f&limit=3&cursor={cursor}"),
+                None,
+            )
+            .await;
+        let mut seen: Vec<(String, String)> = first
+            .iter()
+            .chain(rest["items"].as_array().expect("items"))
+            .map(|d| {
+                (
+                    d["run"].as_str().unwrap_or_default().to_owned(),
+                    d["key"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        seen.sort();
+        assert_eq!(seen, expected, "the pages hold every dead letter once");
+        assert!(rest.get("next_cursor").is_none());
+
+        let (_, other) = s
+            .call("GET", "/api/v1/dead-letters?pipeline=default/hello", None)
+            .await;
+        assert_eq!(other["items"], json!([]));
+        let (status, err) = s
+            .call("GET", "/api/v1/dead-letters?cursor=nonsense", None)
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("invalid cursor `nonsense`"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn requeued_one_by_one_and_in_bulk() {
+        let s = Server::new(&[("f.yaml", FLAKY)]).await;
+        let r1 = failed_run(&s).await;
+        let r2 = failed_run(&s).await;
+
+        let requeue = |run: &str, key: &str| format!("/api/v1/runs/{run}/tasks/{key}/requeue");
+        let (status, err) = s.call("POST", &requeue(&r1, "b"), None).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            err["error"]["message"],
+            format!("task `b` of run {r1} is not a dead letter: it is upstream_failed")
+        );
+        let (status, err) = s.call("POST", &requeue(&r1, "nope"), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        assert_eq!(
+            err["error"]["message"],
+            format!("run `{r1}` has no task `nope`")
+        );
+
+        // One: `a` runs again with a fresh retry budget, and `b` after it; `c` stays failed.
+        std::fs::write(s.dir.path().join("fixed-a"), "").expect("fix a");
+        let (status, body) = s.call("POST", &requeue(&r1, "a"), None).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+        assert_eq!(body["reopened"], json!(["a", "b"]));
+        let done = s
+            .wait_for(&r1, |d| {
+                d["state"] == "failed" && d["tasks"][1]["state"] == "succeeded"
+            })
+            .await;
+        assert_eq!(done["tasks"][0]["state"], "succeeded");
+        assert_eq!(done["tasks"][0]["attempts"], 3);
+        assert_eq!(done["tasks"][2]["state"], "failed");
+        let mut expected = vec![pair(&r1, "c"), pair(&r2, "a"), pair(&r2, "c")];
+        expected.sort();
+        assert_eq!(letters(&s).await, expected);
+
+        // Listed items: each gets its own outcome; one that cannot be requeued does not stop
+        // the others of its run.
+        let (status, body) = s
+            .call(
+                "POST",
+                "/api/v1/dead-letters/requeue",
+                Some(json!({"items": [
+                    {"run": r2, "task": "a"},
+                    {"run": r2, "task": "b"},
+                    {"run": "zzzz", "task": "a"},
+                ]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(
+            (body["requeued"].clone(), body["failed"].clone()),
+            (json!(1), json!(2))
+        );
+        let results = body["results"].as_array().expect("results");
+        let outcome = |run: &str, task: &str| {
+            results
+                .iter()
+                .find(|r| r["run"] == run && r["task"] == task)
+                .unwrap_or_else(|| panic!("no result for {run} {task}: {body}"))
+                .clone()
+        };
+        assert_eq!(outcome(&r2, "a")["status"], "requeued");
+        assert_eq!(outcome(&r2, "a")["reopened"], json!(["a", "b"]));
+        assert_eq!(outcome(&r2, "b")["error"]["code"], "conflict");
+        assert_eq!(outcome("zzzz", "a")["error"]["code"], "not_found");
+        s.wait_for(&r2, |d| {
+            d["state"] == "failed" && d["tasks"][1]["state"] == "succeeded"
+        })
+        .await;
+
+        // Everything of a pipeline at once.
+        std::fs::write(s.dir.path().join("fixed-c"), "").expect("fix c");
+        let (status, body) = s
+            .call(
+                "POST",
+                "/api/v1/dead-letters/requeue",
+                Some(json!({"pipeline": "default/f"})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["requeued"], 2, "{body}");
+        for run in [&r1, &r2] {
+            s.wait_for(run, |d| d["state"] == "succeeded").await;
+        }
+        assert_eq!(letters(&s).await, vec![]);
+        let (status, err) = s.call("POST", &requeue(&r1, "c"), None).await;
+        assert_eq!(status, StatusCode::CONFLICT);
+        assert_eq!(
+            err["error"]["message"],
+            format!("task `c` of run {r1} is not a dead letter: the run is succeeded")
+        );
+        let (status, _) = s
+            .call(
+                "POST",
+                "/api/v1/dead-letters/requeue",
+                Some(json!({"pipeline": "f", "items": []})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+}
+
+mod time_filters_and_pages {
+    use super::*;
+
+    #[tokio::test]
+    async fn runs_between_two_instants() {
+        let s = Server::new(&[("a.yaml", HELLO)]).await;
+        let (_, run) = s
+            .call(
+                "POST",
+                "/api/v1/pipelines/default/hello/runs",
+                Some(json!({})),
+            )
+            .await;
+        let id = run["id"].as_str().expect("id").to_owned();
+        let created = run["created_at"].as_i64().expect("created_at");
+        let at = |ms: i64| {
+            jiff::Timestamp::from_millisecond(ms)
+                .expect("instant")
+                .to_string()
+        };
+        let ids = |page: &Value| -> Vec<String> {
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|r| r["id"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        let query = |since: i64, until: i64| {
+            format!(
+                "/api/v1/runs?since={}&until={}",
+                at(since).replace('+', "%2B"),
+                at(until).replace('+', "%2B")
+            )
+        };
+        let (status, page) = s.call("GET", &query(created, created + 1), None).await;
+        assert_eq!(status, StatusCode::OK, "{page}");
+        assert_eq!(ids(&page), vec![id.clone()], "since is inclusive");
+        let (_, page) = s.call("GET", &query(created + 1, created + 10), None).await;
+        assert!(ids(&page).is_empty());
+        let (_, page) = s.call("GET", &query(created - 10, created), None).await;
+        assert!(ids(&page).is_empty(), "until is exclusive");
+        let (_, page) = s
+            .call(
+                "GET",
+                "/api/v1/runs?since=2026-01-01T00:00:00%2B02:00",
+                None,
+            )
+            .await;
+        assert_eq!(ids(&page), vec![id], "offsets are understood");
+
+        let (status, err) = s.call("GET", "/api/v1/runs?since=yesterday", None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        let message = err["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.starts_with("`since` is not an RFC 3339 instant: `yesterday`"),
+            "{message}"
+        );
+        let (status, _) = s.call("GET", "/api/v1/runs?until=2026-13-01", None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test]
+    async fn versions_page_through() {
+        let s = Server::new(&[("a.yaml", HELLO)]).await;
+        for n in 1..=3 {
+            std::fs::write(
+                s.dir.path().join("pipelines/a.yaml"),
+                format!("{HELLO}# edit {n}\n"),
+            )
+            .expect("edit");
+            s.call("POST", "/api/v1/reload", None).await;
+        }
+        let url = "/api/v1/pipelines/default/hello/versions";
+        let (_, all) = s.call("GET", url, None).await;
+        let hashes: Vec<String> = all["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|v| v["hash"].as_str().unwrap_or_default().to_owned())
+            .collect();
+        assert_eq!(hashes.len(), 4);
+        let mut paged = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let uri = match &cursor {
+                Some(c) => format!("{url}?limit=3&cursor={c}"),
+                None => format!("{url}?limit=3"),
+            };
+            let (status, page) = s.call("GET", &uri, None).await;
+            assert_eq!(status, StatusCode::OK, "{page}");
+            paged.extend(
+                page["items"]
+                    .as_array()
+                    .expect("items")
+                    .iter()
+                    .map(|v| v["hash"].as_str().unwrap_or_default().to_owned()),
+            );
+            match page["next_cursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        assert_eq!(paged, hashes);
+        let (status, err) = s.call("GET", &format!("{url}?cursor=nope"), None).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert!(
+            err["error"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .starts_with("invalid cursor `nope`: not a version of `default/hello`"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
+    async fn pipelines_page_one_at_a_time() {
+        let s = Server::new(&[("a.yaml", HELLO), ("b.yaml", GATED), ("c.yaml", BROKEN)]).await;
+        let mut seen = Vec::new();
+        let mut uri = "/api/v1/pipelines?limit=1".to_owned();
+        loop {
+            let (_, page) = s.call("GET", &uri, None).await;
+            let items = page["items"].as_array().expect("items");
+            assert_eq!(items.len(), 1, "{page}");
+            seen.push(items[0]["path"].as_str().unwrap_or_default().to_owned());
+            match page["next_cursor"].as_str() {
+                Some(c) => uri = format!("/api/v1/pipelines?limit=1&cursor={c}"),
+                None => break,
+            }
+        }
+        assert_eq!(seen, vec!["a.yaml", "b.yaml", "c.yaml"]);
+    }
 }

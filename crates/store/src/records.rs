@@ -181,6 +181,14 @@ pub struct RunFilter {
     pub limit: u32,
     /// Only runs created before this one (ids sort by creation): the cursor of the next page.
     pub before: Option<String>,
+    /// Only runs created at or after this time.
+    pub created_after: Option<Millis>,
+    /// Only runs created before this time.
+    pub created_before: Option<Millis>,
+    /// Only finished runs whose `(finished_at, id)` comes after this pair, listed oldest finish
+    /// first (whatever `order` says): the way to follow completions. `(t, "")` starts at `t`
+    /// inclusive; the last run of a page is the cursor of the next one.
+    pub finished_after: Option<(Millis, String)>,
 }
 
 impl RunFilter {
@@ -196,6 +204,88 @@ impl RunFilter {
             None => {}
         }
         self
+    }
+}
+
+/// Which dead letters to list, newest failure first.
+#[derive(Debug, Clone, Default)]
+pub struct DeadLetterFilter {
+    pub namespace: Option<String>,
+    pub pipeline: Option<String>,
+    pub limit: u32,
+    /// Only dead letters after this one in the listing: the cursor of the next page.
+    pub before: Option<DeadLetterCursor>,
+}
+
+impl DeadLetterFilter {
+    /// Sets the pipeline from `name` (any namespace) or `namespace/name`.
+    #[must_use]
+    pub fn for_pipeline(self, pipeline: Option<&str>) -> Self {
+        let runs = RunFilter::default().for_pipeline(pipeline);
+        Self {
+            namespace: runs.namespace,
+            pipeline: runs.pipeline,
+            ..self
+        }
+    }
+}
+
+/// A position in the dead-letter listing, which is ordered by the task's finish time, then
+/// run id, then task key (all descending): unique and stable while failures are added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterCursor {
+    pub finished_at: Millis,
+    pub run: RunId,
+    pub key: TaskKey,
+}
+
+impl DeadLetterCursor {
+    /// `finished_at.run.key`: run ids hold no `.`, task keys may, so the key comes last.
+    pub fn encode(&self) -> String {
+        format!("{}.{}.{}", self.finished_at, self.run, self.key)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let mut parts = text.splitn(3, '.');
+        let finished_at = parts.next()?.parse().ok()?;
+        let run = parts.next().filter(|r| !r.is_empty())?;
+        let key = parts.next().filter(|k| !k.is_empty())?;
+        Some(Self {
+            finished_at,
+            run: RunId::from_string(run),
+            key: TaskKey::from_string(key),
+        })
+    }
+}
+
+/// A task instance that failed for good (its retries used up) in a run that has ended: it
+/// stays failed until someone requeues it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeadLetterRecord {
+    pub run: RunId,
+    pub namespace: String,
+    pub pipeline: String,
+    /// The run's state: failed or cancelled.
+    pub run_state: RunState,
+    pub key: TaskKey,
+    pub task_id: String,
+    /// Attempts started, interrupted ones and those before earlier retries included.
+    pub attempts: u32,
+    pub error: Option<String>,
+    /// Of the last attempt (none when the task failed before starting one).
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub log_path: Option<String>,
+    pub finished_at: Millis,
+}
+
+impl DeadLetterRecord {
+    pub fn cursor(&self) -> DeadLetterCursor {
+        DeadLetterCursor {
+            finished_at: self.finished_at,
+            run: self.run.clone(),
+            key: self.key.clone(),
+        }
     }
 }
 

@@ -12,8 +12,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result};
 use crate::records::{
-    ApprovalRecord, AttemptRecord, Change, Control, DefinitionRecord, EventRecord, Millis, NewRun,
-    NewTask, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
+    ApprovalRecord, AttemptRecord, Change, Control, DeadLetterFilter, DeadLetterRecord,
+    DefinitionRecord, EventRecord, Millis, NewRun, NewTask, RunFilter, RunRecord, Rusage,
+    TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
@@ -861,18 +862,90 @@ impl Store for SqlStore {
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {
-        let rows = sqlx::query(
+        // Following completions reads oldest finish first; every other listing newest first.
+        let order = if filter.finished_after.is_some() {
+            "finished_at, id"
+        } else {
+            "id DESC"
+        };
+        let (finished_at, finished_id) = filter
+            .finished_after
+            .as_ref()
+            .map_or((None, None), |(at, id)| (Some(*at), Some(id.as_str())));
+        let sql = format!(
             "SELECT * FROM runs WHERE ($1 IS NULL OR namespace = $1) AND ($2 IS NULL OR pipeline = $2) \
-             AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5",
+             AND ($3 IS NULL OR state = $3) AND ($4 IS NULL OR id < $4) \
+             AND ($5 IS NULL OR created_at >= $5) AND ($6 IS NULL OR created_at < $6) \
+             AND ($7 IS NULL OR finished_at > $7 OR (finished_at = $7 AND id > $8)) \
+             ORDER BY {order} LIMIT $9"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.namespace.as_deref())
+            .bind(filter.pipeline.as_deref())
+            .bind(filter.state.map(|s| s.as_str()))
+            .bind(filter.before.as_deref())
+            .bind(filter.created_after)
+            .bind(filter.created_before)
+            .bind(finished_at)
+            .bind(finished_id)
+            .bind(i64::from(if filter.limit == 0 { 20 } else { filter.limit }))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run_record).collect()
+    }
+
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>> {
+        // A fan-out's own row only sums up its instances, which are the dead letters; hooks
+        // do not decide a run's outcome and run again whenever it ends.
+        let (at, run, key) = filter.before.as_ref().map_or((None, None, None), |c| {
+            (
+                Some(c.finished_at),
+                Some(c.run.as_str()),
+                Some(c.key.as_str()),
+            )
+        });
+        let rows = sqlx::query(
+            "SELECT t.run_id, r.namespace, r.pipeline, r.state AS run_state, t.task_key, t.task_id, \
+             t.attempts, t.error, t.finished_at, a.exit_code, a.signal, a.log_path \
+             FROM tasks t JOIN runs r ON r.id = t.run_id \
+             LEFT JOIN attempts a ON a.run_id = t.run_id AND a.task_key = t.task_key \
+             AND a.attempt = t.attempts \
+             WHERE t.state = 'failed' AND t.finished_at IS NOT NULL \
+             AND r.state IN ('failed', 'cancelled') \
+             AND t.task_key NOT IN ('on_success', 'on_failure') \
+             AND NOT (t.task_key = t.task_id AND EXISTS (SELECT 1 FROM tasks c \
+             WHERE c.run_id = t.run_id AND c.task_id = t.task_id AND c.task_key <> t.task_key)) \
+             AND ($1 IS NULL OR r.namespace = $1) AND ($2 IS NULL OR r.pipeline = $2) \
+             AND ($3 IS NULL OR t.finished_at < $3 OR (t.finished_at = $3 AND \
+             (t.run_id < $4 OR (t.run_id = $4 AND t.task_key < $5)))) \
+             ORDER BY t.finished_at DESC, t.run_id DESC, t.task_key DESC LIMIT $6",
         )
         .bind(filter.namespace.as_deref())
         .bind(filter.pipeline.as_deref())
-        .bind(filter.state.map(|s| s.as_str()))
-        .bind(filter.before.as_deref())
+        .bind(at)
+        .bind(run)
+        .bind(key)
         .bind(i64::from(if filter.limit == 0 { 20 } else { filter.limit }))
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(run_record).collect()
+        rows.iter()
+            .map(|row| {
+                Ok(DeadLetterRecord {
+                    run: RunId::from_string(row.try_get::<String, _>("run_id")?),
+                    namespace: row.try_get("namespace")?,
+                    pipeline: row.try_get("pipeline")?,
+                    run_state: state(row, "run_state", RunState::from_name)?,
+                    key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
+                    task_id: row.try_get("task_id")?,
+                    attempts: to_u32(row.try_get("attempts")?),
+                    error: row.try_get("error")?,
+                    exit_code: opt_i64(row, "exit_code")?.and_then(|c| i32::try_from(c).ok()),
+                    signal: opt_i64(row, "signal")?.and_then(|c| i32::try_from(c).ok()),
+                    log_path: row.try_get("log_path")?,
+                    finished_at: row.try_get("finished_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>> {

@@ -5,8 +5,8 @@ use baton_core::ids::{RunId, TaskKey};
 
 use crate::error::Result;
 use crate::records::{
-    AttemptRecord, Change, Control, DefinitionRecord, EventRecord, Millis, NewRun, RunFilter,
-    RunRecord, TaskRecord, VersionRecord,
+    AttemptRecord, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord,
+    EventRecord, Millis, NewRun, RunFilter, RunRecord, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -31,6 +31,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Resolves a full id or a unique prefix of one.
     async fn resolve_run(&self, prefix: &str) -> Result<RunId>;
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    /// Task instances that failed for good in runs that ended (failed or cancelled), newest
+    /// failure first. Requeuing one reopens its run, which takes it off this list.
+    async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>>;
     async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>>;
     async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>>;
     async fn events(&self, run: &RunId, after_seq: i64) -> Result<Vec<EventRecord>>;

@@ -3,7 +3,10 @@
 
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{AttemptState, RunState, TaskState};
-use baton_store::{Change, DefinitionRecord, NewRun, NewTask, RunFilter, Rusage, SqlStore, Store};
+use baton_store::{
+    Change, DeadLetterCursor, DeadLetterFilter, DefinitionRecord, NewRun, NewTask, RunFilter,
+    Rusage, SqlStore, Store,
+};
 use serde_json::json;
 
 fn new_run(id: &str, key: Option<&str>) -> NewRun {
@@ -381,6 +384,294 @@ async fn story(store: &dyn Store) {
     );
 }
 
+fn task(key: &str, task_id: &str, position: i64) -> NewTask {
+    NewTask {
+        key: TaskKey::from_string(key),
+        task_id: task_id.to_owned(),
+        position,
+        item: None,
+        state: TaskState::Pending,
+    }
+}
+
+fn set(key: &str, state: TaskState, at: i64, error: Option<&str>) -> Change {
+    Change::Task {
+        key: TaskKey::from_string(key),
+        state,
+        at,
+        next_attempt_at: None,
+        outputs: None,
+        error: error.map(str::to_owned),
+    }
+}
+
+/// An attempt of `key` that starts and fails at `at` with `exit` (two commits, as the engine
+/// makes them).
+async fn fail_attempt(store: &dyn Store, run: &str, key: &str, attempt: u32, at: i64, exit: i32) {
+    let [start, finish] = [
+        Change::AttemptStarted {
+            key: TaskKey::from_string(key),
+            attempt,
+            at,
+            log_path: format!("/l/{run}.{key}.{attempt}"),
+            owner: "me".into(),
+            after_interruption: false,
+        },
+        Change::AttemptFinished {
+            key: TaskKey::from_string(key),
+            attempt,
+            state: AttemptState::Failed,
+            at,
+            exit_code: Some(exit),
+            signal: None,
+            rusage: None,
+            error: Some(format!("exited with code {exit}")),
+        },
+    ];
+    let id = RunId::from_string(run);
+    store.apply(&id, &[start]).await.expect("start attempt");
+    store.apply(&id, &[finish]).await.expect("finish attempt");
+}
+
+fn end(state: RunState, at: i64) -> Change {
+    Change::Run {
+        state,
+        at,
+        error: None,
+    }
+}
+
+/// Failed runs and what they leave behind: dead letters, and runs found by time.
+async fn failures_story(store: &dyn Store) {
+    let create = |id: &str, name: &str, created_at: i64, tasks: Vec<NewTask>| {
+        let mut run = new_run(id, None);
+        run.definition.name = name.into();
+        run.definition.hash = format!("h-{name}");
+        run.created_at = created_at;
+        run.tasks = tasks;
+        run
+    };
+    let plain = || vec![task("a", "a", 0), task("b", "b", 1)];
+    for (id, name, at, tasks) in [
+        ("02r1", "etl", 1_000, plain()),
+        ("02r2", "etl", 2_000, plain()),
+        ("02r3", "etl", 3_000, plain()),
+        ("02r4", "ml", 4_000, vec![task("fan", "fan", 0)]),
+    ] {
+        store
+            .create_run(&create(id, name, at, tasks))
+            .await
+            .expect("create");
+    }
+    let run = |id: &str| RunId::from_string(id);
+    // r1 failed: `a` used up its two attempts, `b` never ran.
+    fail_attempt(store, "02r1", "a", 1, 1_100, 3).await;
+    fail_attempt(store, "02r1", "a", 2, 1_200, 4).await;
+    let changes = [
+        set("a", TaskState::Failed, 1_500, Some("exited with code 4")),
+        set("b", TaskState::UpstreamFailed, 1_500, None),
+        end(RunState::Failed, 1_600),
+    ];
+    store.apply(&run("02r1"), &changes).await.expect("r1");
+    // r2 was cancelled after `a` failed without an attempt (a template that did not render).
+    store
+        .apply(
+            &run("02r2"),
+            &[
+                set("a", TaskState::Failed, 2_500, Some("cannot render `run`")),
+                set("b", TaskState::Cancelled, 2_500, None),
+                end(RunState::Cancelled, 2_600),
+            ],
+        )
+        .await
+        .expect("r2");
+    // r3 is still going: its failure may yet be retried.
+    store
+        .apply(
+            &run("02r3"),
+            &[
+                end(RunState::Running, 3_100),
+                set("a", TaskState::Failed, 3_500, Some("x")),
+            ],
+        )
+        .await
+        .expect("r3");
+    // r4: one fan-out instance failed; the fan-out's own row and the failure hook are not
+    // dead letters.
+    let expand = Change::AddTasks(vec![
+        NewTask {
+            item: Some(json!("x")),
+            ..task("fan[x]", "fan", 1)
+        },
+        NewTask {
+            item: Some(json!("y")),
+            ..task("fan[y]", "fan", 2)
+        },
+        task("on_failure", "on_failure", 3),
+    ]);
+    store.apply(&run("02r4"), &[expand]).await.expect("expand");
+    fail_attempt(store, "02r4", "fan[x]", 1, 4_400, 1).await;
+    let changes = [
+        set(
+            "fan[x]",
+            TaskState::Failed,
+            4_500,
+            Some("exited with code 1"),
+        ),
+        set("fan[y]", TaskState::Succeeded, 4_450, None),
+        set(
+            "fan",
+            TaskState::Failed,
+            4_500,
+            Some("1 of 2 instances failed"),
+        ),
+        set("on_failure", TaskState::Failed, 4_600, Some("hook")),
+        end(RunState::Failed, 4_700),
+    ];
+    store.apply(&run("02r4"), &changes).await.expect("r4");
+
+    let all = store
+        .dead_letters(&DeadLetterFilter {
+            limit: 10,
+            ..DeadLetterFilter::default()
+        })
+        .await
+        .expect("dead letters");
+    let keys: Vec<(&str, &str)> = all
+        .iter()
+        .map(|d| (d.run.as_str(), d.key.as_str()))
+        .collect();
+    assert_eq!(keys, vec![("02r4", "fan[x]"), ("02r2", "a"), ("02r1", "a")]);
+    let r1 = &all[2];
+    assert_eq!(
+        (r1.attempts, r1.exit_code, r1.log_path.as_deref()),
+        (2, Some(4), Some("/l/02r1.a.2"))
+    );
+    assert_eq!(r1.error.as_deref(), Some("exited with code 4"));
+    assert_eq!((r1.finished_at, r1.run_state), (1_500, RunState::Failed));
+    assert_eq!(
+        (
+            all[1].attempts,
+            all[1].exit_code,
+            all[1].log_path.as_deref()
+        ),
+        (0, None, None)
+    );
+    assert_eq!(all[1].run_state, RunState::Cancelled);
+    assert_eq!(
+        (
+            all[0].namespace.as_str(),
+            all[0].pipeline.as_str(),
+            all[0].task_id.as_str()
+        ),
+        ("data", "ml", "fan")
+    );
+
+    // Pages follow a cursor that survives the round trip through text.
+    let first = store
+        .dead_letters(&DeadLetterFilter {
+            limit: 2,
+            ..DeadLetterFilter::default()
+        })
+        .await
+        .expect("page 1");
+    let cursor = DeadLetterCursor::decode(&first[1].cursor().encode()).expect("cursor");
+    assert_eq!(cursor, first[1].cursor());
+    let second = store
+        .dead_letters(&DeadLetterFilter {
+            limit: 2,
+            before: Some(cursor),
+            ..DeadLetterFilter::default()
+        })
+        .await
+        .expect("page 2");
+    assert_eq!(
+        second.iter().map(|d| d.run.as_str()).collect::<Vec<_>>(),
+        vec!["02r1"]
+    );
+    let ml = store
+        .dead_letters(
+            &DeadLetterFilter {
+                limit: 10,
+                ..DeadLetterFilter::default()
+            }
+            .for_pipeline(Some("data/ml")),
+        )
+        .await
+        .expect("one pipeline");
+    assert_eq!(ml.len(), 1);
+    assert_eq!(ml[0].key.as_str(), "fan[x]");
+
+    // Reopening a dead letter's task takes it off the list.
+    store
+        .apply(
+            &run("02r1"),
+            &[
+                Change::Reopen {
+                    key: TaskKey::from_string("a"),
+                    state: TaskState::Pending,
+                    at: 5_000,
+                },
+                end(RunState::Queued, 5_000),
+            ],
+        )
+        .await
+        .expect("reopen");
+    let left = store
+        .dead_letters(&DeadLetterFilter::default())
+        .await
+        .expect("after reopen");
+    assert_eq!(left.len(), 2);
+
+    // Runs by creation time: `created_after` inclusive, `created_before` exclusive.
+    let ids = |runs: Vec<baton_store::RunRecord>| -> Vec<String> {
+        runs.into_iter().map(|r| r.id.to_string()).collect()
+    };
+    let window = store
+        .runs(&RunFilter {
+            created_after: Some(2_000),
+            created_before: Some(4_000),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("window");
+    assert_eq!(ids(window), vec!["02r3", "02r2"]);
+
+    // Completions in finish order, from a (finished_at, id) cursor.
+    let finished = store
+        .runs(&RunFilter {
+            finished_after: Some((0, String::new())),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("finished");
+    assert_eq!(ids(finished), vec!["02r2", "02r4"]);
+    let after = store
+        .runs(&RunFilter {
+            finished_after: Some((2_600, "02r2".into())),
+            ..RunFilter::default()
+        })
+        .await
+        .expect("after");
+    assert_eq!(ids(after), vec!["02r4"]);
+    let same_ms = store
+        .runs(&RunFilter {
+            finished_after: Some((2_600, String::new())),
+            limit: 1,
+            ..RunFilter::default()
+        })
+        .await
+        .expect("inclusive");
+    assert_eq!(ids(same_ms), vec!["02r2"]);
+}
+
+#[tokio::test]
+async fn sqlite_failures_story() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    failures_story(&store).await;
+}
+
 #[tokio::test]
 async fn sqlite_story() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -409,6 +700,9 @@ async fn postgres_story() {
     admin.reset_for_tests().await.expect("reset");
     let store = SqlStore::open(&url).await.expect("migrate");
     story(&store).await;
+    admin.reset_for_tests().await.expect("reset");
+    let store = SqlStore::open(&url).await.expect("migrate");
+    failures_story(&store).await;
 }
 
 /// A home written by baton 0.1 (committed as a fixture) opens in this version: migrations are

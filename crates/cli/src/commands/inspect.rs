@@ -35,13 +35,13 @@ fn duration(from: Option<Millis>, to: Option<Millis>) -> String {
     }
 }
 
-fn timestamp(ms: Millis) -> String {
+pub(crate) fn timestamp(ms: Millis) -> String {
     jiff::Timestamp::from_millisecond(ms)
         .map(|t| t.strftime("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
 }
 
-fn table() -> Table {
+pub(crate) fn table() -> Table {
     let mut t = Table::new();
     t.load_style(presets::UTF8_HORIZONTAL_ONLY)
         .set_content_arrangement(ContentArrangement::Dynamic);
@@ -65,6 +65,30 @@ fn in_pipeline_order(mut tasks: Vec<baton_store::TaskRecord>) -> Vec<baton_store
     tasks
 }
 
+/// Reads `--since` / `--until`: an RFC 3339 instant, or a duration meaning that long before
+/// `now`.
+fn instant(
+    flag: &str,
+    text: Option<&str>,
+    now: jiff::Timestamp,
+) -> Result<Option<Millis>, ExpectedError> {
+    let Some(text) = text else {
+        return Ok(None);
+    };
+    if let Ok(t) = text.parse::<jiff::Timestamp>() {
+        return Ok(Some(t.as_millisecond()));
+    }
+    match text.parse::<baton_core::duration::Duration>() {
+        Ok(ago) => Ok(Some(
+            now.as_millisecond()
+                .saturating_sub(i64::try_from(ago.as_millis()).unwrap_or(i64::MAX)),
+        )),
+        Err(_) => Err(ExpectedError::Usage(format!(
+            "`{flag} {text}` is neither an RFC 3339 instant nor a duration\n(hint: e.g. 2026-03-29T03:00:00Z, or 2h for two hours ago)"
+        ))),
+    }
+}
+
 pub(crate) async fn runs(
     home: &Path,
     args: &RunsArgs,
@@ -79,11 +103,14 @@ pub(crate) async fn runs(
         })?),
         None => None,
     };
+    let now = jiff::Timestamp::now();
     let runs = store
         .runs(
             &RunFilter {
                 state,
                 limit: args.limit,
+                created_after: instant("--since", args.since.as_deref(), now)?,
+                created_before: instant("--until", args.until.as_deref(), now)?,
                 ..RunFilter::default()
             }
             .for_pipeline(args.pipeline.as_deref()),

@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod dead_letters;
 mod graph;
 mod inspect;
 mod live;
@@ -22,6 +23,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Resume(args) => with_runtime(run::resume(&cli.home, &args, out)),
         Command::Retry(args) => with_runtime(run::retry(&cli.home, &args, out)),
         Command::Runs(args) => with_runtime(inspect::runs(&cli.home, &args, out)),
+        Command::DeadLetters(args) => with_runtime(dead_letters::run(&cli.home, &args, out)),
         Command::Show(args) => with_runtime(inspect::show(&cli.home, &args, out)),
         Command::Logs(args) => with_runtime(inspect::logs(&cli.home, &args, out)),
         Command::Cancel(args) => with_runtime(run::cancel(&cli.home, &args, out)),

@@ -141,7 +141,7 @@ pub(crate) async fn resume(
     drive(home, store, &id, args.parallelism, args.json, out).await
 }
 
-async fn drive(
+pub(crate) async fn drive(
     home: &Path,
     store: Arc<dyn Store>,
     id: &RunId,

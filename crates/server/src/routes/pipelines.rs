@@ -93,11 +93,21 @@ pub(crate) async fn versions(
             "pipeline `{ns}/{name}` not found"
         )));
     }
-    let start = q
-        .cursor
-        .as_ref()
-        .and_then(|c| all.iter().position(|v| &v.hash == c).map(|i| i + 1))
-        .unwrap_or(0);
+    // The cursor is the last hash of the previous page; versions are only ever added, and
+    // they are listed newest first, so what follows it stays put.
+    let start = match &q.cursor {
+        None => 0,
+        Some(c) => {
+            all.iter()
+                .position(|v| &v.hash == c)
+                .ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "invalid cursor `{c}`: not a version of `{ns}/{name}`\n(hint: pass the `next_cursor` of the previous page)"
+                    ))
+                })?
+                + 1
+        }
+    };
     let items = all
         .into_iter()
         .skip(start)

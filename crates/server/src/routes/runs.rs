@@ -20,6 +20,24 @@ pub(crate) struct RunsQuery {
     pub state: Option<String>,
     pub limit: Option<u32>,
     pub cursor: Option<String>,
+    /// Only runs created at or after this instant (RFC 3339).
+    pub since: Option<String>,
+    /// Only runs created before this instant (RFC 3339).
+    pub until: Option<String>,
+}
+
+/// Reads an RFC 3339 instant given as query parameter `name`.
+fn instant(name: &str, text: Option<&str>) -> ApiResult<Option<baton_store::Millis>> {
+    text.map(|t| {
+        t.parse::<jiff::Timestamp>()
+            .map(|ts| ts.as_millisecond())
+            .map_err(|e| {
+                ApiError::bad_request(format!(
+                    "`{name}` is not an RFC 3339 instant: `{t}` ({e})\n(hint: e.g. 2026-03-29T03:00:00Z or 2026-03-29T03:00:00+02:00)"
+                ))
+            })
+    })
+    .transpose()
 }
 
 pub(crate) async fn list(
@@ -42,6 +60,8 @@ pub(crate) async fn list(
                 state: run_state,
                 limit: limit + 1,
                 before: q.cursor.clone(),
+                created_after: instant("since", q.since.as_deref())?,
+                created_before: instant("until", q.until.as_deref())?,
                 ..RunFilter::default()
             }
             .for_pipeline(q.pipeline.as_deref()),
