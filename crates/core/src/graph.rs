@@ -2,9 +2,10 @@
 
 use std::fmt::Write;
 
-use serde_json::json;
+use serde::Serialize;
 
-use crate::model::{Action, Pipeline, Task};
+use crate::ids::TaskId;
+use crate::model::{Action, DefinitionHash, Pipeline, Task};
 use crate::spec::TriggerRule;
 
 /// Short markers for what a task is beyond a plain command.
@@ -119,49 +120,87 @@ pub fn to_mermaid(p: &Pipeline) -> String {
     out
 }
 
-pub fn to_json(p: &Pipeline) -> serde_json::Value {
-    let tasks: Vec<serde_json::Value> = p
-        .tasks
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            json!({
-                "id": t.id,
-                "layer": p.dag.layer[i],
-                "needs": t.needs,
-                "kind": match t.action {
-                    Action::Command { .. } => "command",
-                    Action::Pipeline { .. } => "pipeline",
-                    Action::Gate => "gate",
+/// A pipeline's DAG as data: what `baton graph --format json` prints and the API serves.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct Graph {
+    /// `namespace/name`.
+    pub pipeline: String,
+    pub version: DefinitionHash,
+    /// In file order.
+    pub tasks: Vec<GraphTask>,
+    /// `[upstream, downstream]` task id pairs.
+    pub edges: Vec<[String; 2]>,
+    /// Task ids in an order that runs every task after its upstreams.
+    pub order: Vec<TaskId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct GraphTask {
+    pub id: TaskId,
+    /// Length of the longest chain of upstreams above it (0 for a root).
+    pub layer: usize,
+    pub needs: Vec<TaskId>,
+    pub kind: TaskKind,
+    pub trigger_rule: TriggerRule,
+    /// Runs once per item of a `for_each`.
+    pub fan_out: bool,
+    /// Waits for a person's approval before it runs.
+    pub approval: bool,
+    /// Has a `when` condition.
+    pub conditional: bool,
+}
+
+/// What a task does when it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskKind {
+    Command,
+    Pipeline,
+    Gate,
+}
+
+impl Graph {
+    pub fn of(p: &Pipeline) -> Self {
+        let tasks = p
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(i, t)| GraphTask {
+                id: t.id.clone(),
+                layer: p.dag.layer[i],
+                needs: t.needs.clone(),
+                kind: match t.action {
+                    Action::Command { .. } => TaskKind::Command,
+                    Action::Pipeline { .. } => TaskKind::Pipeline,
+                    Action::Gate => TaskKind::Gate,
                 },
-                "trigger_rule": t.trigger_rule,
-                "fan_out": t.for_each.is_some(),
-                "approval": t.approval.is_some(),
-                "conditional": t.condition.is_some(),
+                trigger_rule: t.trigger_rule,
+                fan_out: t.for_each.is_some(),
+                approval: t.approval.is_some(),
+                conditional: t.condition.is_some(),
             })
-        })
-        .collect();
-    let edges: Vec<[&str; 2]> = p
-        .dag
-        .upstream
-        .iter()
-        .enumerate()
-        .flat_map(|(i, ups)| {
-            ups.iter()
-                .map(move |&u| [p.tasks[u].id.as_str(), p.tasks[i].id.as_str()])
-        })
-        .collect();
-    let order: Vec<&str> = p
-        .dag
-        .order
-        .iter()
-        .map(|&i| p.tasks[i].id.as_str())
-        .collect();
-    json!({
-        "pipeline": p.id.to_string(),
-        "version": p.version,
-        "tasks": tasks,
-        "edges": edges,
-        "order": order,
-    })
+            .collect();
+        let edges = p
+            .dag
+            .upstream
+            .iter()
+            .enumerate()
+            .flat_map(|(i, ups)| {
+                ups.iter()
+                    .map(move |&u| [p.tasks[u].id.to_string(), p.tasks[i].id.to_string()])
+            })
+            .collect();
+        let order = p.dag.order.iter().map(|&i| p.tasks[i].id.clone()).collect();
+        Self {
+            pipeline: p.id.to_string(),
+            version: p.version.clone(),
+            tasks,
+            edges,
+            order,
+        }
+    }
+}
+
+pub fn to_json(p: &Pipeline) -> serde_json::Value {
+    serde_json::to_value(Graph::of(p)).unwrap_or_default()
 }

@@ -8,7 +8,7 @@ use serde::{Serialize, Serializer};
 
 /// A location in a source file: 1-based line and column (in characters), plus the character
 /// offset and length so renderers can underline the exact text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct Span {
     pub line: u32,
     pub column: u32,

@@ -5,18 +5,20 @@ use baton_core::state::{AttemptState, RunState, TaskState};
 use serde::Serialize;
 
 /// Milliseconds since the Unix epoch. The store never reads a clock: callers pass times in,
-/// which keeps tests deterministic.
+/// which keeps tests deterministic. (In the API's schemas a plain `i64`: utoipa would otherwise
+/// make an alias a component of its own.)
 pub type Millis = i64;
 
 /// A stored version of a pipeline definition, without its text.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct VersionRecord {
     pub hash: String,
     pub path: Option<String>,
+    #[schema(value_type = i64)]
     pub created_at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DefinitionRecord {
     pub hash: String,
     pub namespace: String,
@@ -25,29 +27,39 @@ pub struct DefinitionRecord {
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub id: RunId,
+    /// The pipeline's namespace.
     pub namespace: String,
+    /// The pipeline's name.
     pub pipeline: String,
+    /// Content hash of the pipeline version the run is pinned to.
     pub version: String,
     pub state: RunState,
+    /// The run's params by name, defaults filled in.
+    #[schema(value_type = Object)]
     pub params: serde_json::Value,
+    /// `manual`, `schedule`, `webhook` or `pipeline`.
     pub trigger: String,
     pub logical_date: Option<String>,
     /// Directory relative `working_dir`s and commands resolve against.
     pub base_dir: String,
     pub idempotency_key: Option<String>,
+    #[schema(value_type = i64)]
     pub created_at: Millis,
+    #[schema(value_type = Option<i64>)]
     pub started_at: Option<Millis>,
+    #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
     pub error: Option<String>,
     pub cancel_requested: bool,
     pub lease_owner: Option<String>,
+    #[schema(value_type = Option<i64>)]
     pub lease_expires_at: Option<Millis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct TaskRecord {
     pub key: TaskKey,
     pub task_id: String,
@@ -62,27 +74,32 @@ pub struct TaskRecord {
     pub interruptions: u32,
     /// Attempts made before the run was retried; they do not use up the retry budget either.
     pub retry_base: u32,
+    #[schema(value_type = Option<i64>)]
     pub next_attempt_at: Option<Millis>,
     pub outputs: Option<serde_json::Map<String, serde_json::Value>>,
     pub error: Option<String>,
+    #[schema(value_type = Option<i64>)]
     pub started_at: Option<Millis>,
+    #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
 }
 
 /// CPU and memory used by one attempt, from the OS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
 pub struct Rusage {
     pub cpu_user_ms: i64,
     pub cpu_sys_ms: i64,
     pub max_rss_kb: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub key: TaskKey,
     pub attempt: u32,
     pub state: AttemptState,
+    #[schema(value_type = i64)]
     pub started_at: Millis,
+    #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -93,9 +110,10 @@ pub struct AttemptRecord {
     pub owner: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct EventRecord {
     pub seq: i64,
+    #[schema(value_type = i64)]
     pub at: Millis,
     pub kind: String,
     pub task_key: Option<TaskKey>,
@@ -260,7 +278,7 @@ impl DeadLetterCursor {
 
 /// A task instance that failed for good (its retries used up) in a run that has ended: it
 /// stays failed until someone requeues it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct DeadLetterRecord {
     pub run: RunId,
     pub namespace: String,
@@ -276,6 +294,7 @@ pub struct DeadLetterRecord {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub log_path: Option<String>,
+    #[schema(value_type = i64)]
     pub finished_at: Millis,
 }
 
@@ -296,11 +315,12 @@ pub struct Control {
     pub approvals: Vec<ApprovalRecord>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct ApprovalRecord {
     pub key: TaskKey,
     pub approved: bool,
     pub decided_by: String,
+    #[schema(value_type = i64)]
     pub decided_at: Millis,
     pub comment: Option<String>,
 }

@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::ids::Identifier;
 use crate::spec::ParamType;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct Param {
     pub name: Identifier,
     #[serde(rename = "type")]

@@ -16,7 +16,7 @@ use crate::model::task::{Task, Template};
 use crate::spec::Overlap;
 
 /// The content hash of a definition. Runs are pinned to it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
 pub struct DefinitionHash(String);
 

@@ -21,7 +21,7 @@ pub struct Missed {
     pub latest: Option<Zoned>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Schedule {
     /// The cron as written.
     pub cron: String,
