@@ -47,3 +47,66 @@ pub(crate) fn optional<T: serde::de::DeserializeOwned + Default>(
         )
     })
 }
+
+/// The raw body, whatever its content type; over the size limit it is a JSON 413.
+#[derive(Debug)]
+pub(crate) struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        axum::body::Bytes::from_request(req, state)
+            .await
+            .map(Self)
+            .map_err(|rejection| {
+                let status = rejection.status();
+                let code = if status.as_u16() == 413 {
+                    "body_too_large"
+                } else {
+                    "invalid_body"
+                };
+                ApiError::new(status, code, rejection.body_text())
+            })
+    }
+}
+
+/// An optional JSON body, read whatever its content type: empty means `T::default()`. The
+/// rejections are API errors, like [`Body`]'s (413 over the size limit, 400 for bad JSON).
+#[derive(Debug)]
+pub(crate) struct OptionalBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalBody<T>
+where
+    T: serde::de::DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        optional(&bytes).map(Self)
+    }
+}
+
+/// A query string extractor whose rejection is a JSON 400 `bad_request`.
+#[derive(Debug)]
+pub(crate) struct Query<T>(pub T);
+
+impl<S, T> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(q)| Self(q))
+            .map_err(|rejection| ApiError::bad_request(rejection.body_text()))
+    }
+}

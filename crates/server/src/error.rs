@@ -4,7 +4,9 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::json;
+use utoipa::ToSchema;
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -87,11 +89,35 @@ impl From<baton_engine::Error> for ApiError {
     }
 }
 
+/// The body of every 4xx and 5xx answer.
+#[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "not_found", "message": "run `01J...` not found", "details": null}}))]
+pub(crate) struct ErrorBody {
+    pub(crate) error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ErrorDetail {
+    /// Stable and machine-readable: `bad_request`, `invalid_body`, `not_found`, `conflict`,
+    /// `invalid_params`, `body_too_large`, `unsupported_media_type`, `invalid_signature`,
+    /// `store_unavailable`, `webhook_not_configured`, `internal`.
+    pub(crate) code: String,
+    /// For people: a lowercase sentence, sometimes followed by a `(hint: ...)` line.
+    pub(crate) message: String,
+    /// More, by code: `problems` (a list of strings) for `invalid_params`, `expected` for an
+    /// unknown state; null when there is nothing more.
+    pub(crate) details: serde_json::Value,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({
-            "error": { "code": self.code, "message": self.message, "details": self.details }
-        });
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code.to_owned(),
+                message: self.message,
+                details: self.details,
+            },
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -4,6 +4,7 @@
 mod body;
 pub mod catalog;
 mod error;
+mod openapi;
 mod page;
 mod routes;
 mod runner;
@@ -15,11 +16,13 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::{Extension, Router};
 use tokio::sync::RwLock;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 pub use catalog::Catalog;
 pub use error::ApiError;
@@ -103,57 +106,48 @@ impl AppState {
     }
 }
 
+/// The whole API as an [`OpenApiRouter`]: each handler is registered with `routes!`, which
+/// takes its path and methods from the handler's `#[utoipa::path]`, so what is served and what
+/// is documented are one list.
+fn api() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(routes::pipelines::list))
+        .routes(routes!(routes::pipelines::get))
+        .routes(routes!(routes::pipelines::versions))
+        .routes(routes!(routes::pipelines::trigger))
+        .routes(routes!(routes::pipelines::pause))
+        .routes(routes!(routes::pipelines::unpause))
+        .routes(routes!(routes::pipelines::next_times))
+        .routes(routes!(routes::webhook::deliver))
+        .routes(routes!(routes::pipelines::reload))
+        .routes(routes!(routes::runs::list))
+        .routes(routes!(routes::runs::get))
+        .routes(routes!(routes::runs::cancel))
+        .routes(routes!(routes::runs::retry))
+        .routes(routes!(routes::runs::approve))
+        .routes(routes!(routes::runs::reject))
+        .routes(routes!(routes::dead_letters::requeue_one))
+        .routes(routes!(routes::dead_letters::list))
+        .routes(routes!(routes::dead_letters::requeue_bulk))
+        .routes(routes!(routes::health::openapi));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(routes::health::healthz))
+        .routes(routes!(routes::health::readyz))
+        .nest("/api/v1", v1)
+}
+
+/// The OpenAPI 3.1 document of the API, as served at `GET /api/v1/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api().into_openapi()
+}
+
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/pipelines", get(routes::pipelines::list))
-        .route("/pipelines/{namespace}/{name}", get(routes::pipelines::get))
-        .route(
-            "/pipelines/{namespace}/{name}/versions",
-            get(routes::pipelines::versions),
-        )
-        .route(
-            "/pipelines/{namespace}/{name}/runs",
-            post(routes::pipelines::trigger),
-        )
-        .route(
-            "/pipelines/{namespace}/{name}/pause",
-            post(routes::pipelines::pause),
-        )
-        .route(
-            "/pipelines/{namespace}/{name}/unpause",
-            post(routes::pipelines::unpause),
-        )
-        .route(
-            "/pipelines/{namespace}/{name}/schedule",
-            get(routes::pipelines::next_times),
-        )
-        .route(
-            "/pipelines/{namespace}/{name}/webhook",
-            post(routes::webhook::deliver),
-        )
-        .route("/reload", post(routes::pipelines::reload))
-        .route("/runs", get(routes::runs::list))
-        .route("/runs/{id}", get(routes::runs::get))
-        .route("/runs/{id}/cancel", post(routes::runs::cancel))
-        .route("/runs/{id}/retry", post(routes::runs::retry))
-        .route(
-            "/runs/{id}/tasks/{key}/approve",
-            post(routes::runs::approve),
-        )
-        .route("/runs/{id}/tasks/{key}/reject", post(routes::runs::reject))
-        .route(
-            "/runs/{id}/tasks/{key}/requeue",
-            post(routes::dead_letters::requeue_one),
-        )
-        .route("/dead-letters", get(routes::dead_letters::list))
-        .route(
-            "/dead-letters/requeue",
-            post(routes::dead_letters::requeue_bulk),
-        );
-    Router::new()
-        .route("/healthz", get(routes::health::healthz))
-        .route("/readyz", get(routes::health::readyz))
-        .nest("/api/v1", api)
+    let (router, doc) = api().split_for_parts();
+    let json = doc
+        .to_json()
+        .expect("the OpenAPI document serializes to JSON");
+    router
+        .layer(Extension(routes::health::OpenApiJson(json.into())))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)

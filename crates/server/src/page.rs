@@ -1,11 +1,15 @@
 //! Cursor pagination, used by every list.
 
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 /// `?limit=N&cursor=C`: at most `limit` items (default 50, at most 500) after `cursor`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
+    /// How many items at most (default 50; more than 500 counts as 500).
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -15,7 +19,8 @@ impl PageQuery {
     }
 }
 
-#[derive(Debug, Serialize)]
+/// One page of a list; `next_cursor` is absent on the last one.
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` for the next page; absent on the last one.

@@ -2,27 +2,32 @@
 //! (one by one or in bulk). Requeued runs are driven by the server's runner.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use baton_core::ids::{RunId, TaskKey};
 use baton_engine::control::RetryError;
 use baton_store::{DeadLetterCursor, DeadLetterFilter, DeadLetterRecord};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::body::{OptionalBody, Query};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::page::{Page, PageQuery};
+use crate::routes::TaskPath;
 
 /// Most dead letters one bulk request requeues; requeued ones leave the list, so repeating
 /// the request handles the rest.
 pub(crate) const MAX_BULK: usize = 1000;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct DeadLettersQuery {
-    /// `name` or `namespace/name`.
+    /// Only dead letters of this pipeline: `name` (any namespace) or `namespace/name`.
     pub pipeline: Option<String>,
+    /// How many at most (default 50; more than 500 counts as 500).
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
 }
 
@@ -37,6 +42,20 @@ fn cursor(text: Option<&str>) -> ApiResult<Option<DeadLetterCursor>> {
     .transpose()
 }
 
+/// Task instances that failed for good in runs that ended failed or cancelled, newest
+/// failure first.
+#[utoipa::path(
+    get,
+    path = "/dead-letters",
+    operation_id = "list_dead_letters",
+    tag = "dead-letters",
+    params(DeadLettersQuery),
+    responses(
+        (status = 200, description = "A page of dead letters", body = Page<DeadLetterRecord>),
+        (status = 400, description = "Bad query string or cursor", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<DeadLettersQuery>,
@@ -75,12 +94,35 @@ fn requeue_error(e: RetryError) -> ApiError {
     }
 }
 
+/// A requeued dead letter and the task instances reopened with it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Requeued {
+    id: RunId,
+    task: TaskKey,
+    reopened: Vec<TaskKey>,
+}
+
 /// `POST /runs/{id}/tasks/{key}/requeue`: one dead letter, and what did not succeed
 /// downstream of it, run again with a fresh retry budget.
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/tasks/{key}/requeue",
+    operation_id = "requeue_task",
+    tag = "dead-letters",
+    params(TaskPath),
+    responses(
+        (status = 202, description = "The run is queued again", body = Requeued),
+        (status = 400, description = "The id prefix matches several runs", body = ErrorBody),
+        (status = 404, description = "No such run or task", body = ErrorBody),
+        (status = 409, description = "The task is not a dead letter (the message says why)", body = ErrorBody),
+        (status = 500, description = "The run's pipeline version cannot be read", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn requeue_one(
     State(state): State<AppState>,
-    Path((id, key)): Path<(String, String)>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    Path(TaskPath { id, key }): Path<TaskPath>,
+) -> ApiResult<(StatusCode, Json<Requeued>)> {
     let id = state.store.resolve_run(&id).await?;
     let key = TaskKey::from_string(key);
     let reopened =
@@ -90,33 +132,89 @@ pub(crate) async fn requeue_one(
     state.runner.start(id.clone());
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "task": key, "reopened": reopened })),
+        Json(Requeued {
+            id,
+            task: key,
+            reopened,
+        }),
     ))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// Which dead letters to requeue: `items`, or every current one (of `pipeline`); not both.
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BulkBody {
+    /// At most 1000.
     items: Option<Vec<BulkItem>>,
     /// Every current dead letter of this pipeline (`name` or `namespace/name`).
     pipeline: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct BulkItem {
+pub(crate) struct BulkItem {
+    /// A run id or a unique prefix.
     run: String,
+    /// A task key of that run.
     task: String,
+}
+
+/// The outcome of a bulk requeue, one result per item.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkOutcome {
+    requeued: usize,
+    failed: usize,
+    results: Vec<BulkResult>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkResult {
+    /// The resolved run id, or the text given when it did not resolve.
+    run: String,
+    task: TaskKey,
+    status: BulkStatus,
+    /// With `requeued`: the run's reopened task instances.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reopened: Option<Vec<TaskKey>>,
+    /// With `error`: why this item was not requeued.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<BulkError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum BulkStatus {
+    Requeued,
+    Error,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct BulkError {
+    /// As in an error body: `not_found`, `conflict`, ...
+    code: String,
+    message: String,
 }
 
 /// `POST /dead-letters/requeue`: the listed items, or every current dead letter (of one
 /// pipeline). Answers with each item's outcome; one that cannot be requeued does not stop
 /// the others.
+#[utoipa::path(
+    post,
+    path = "/dead-letters/requeue",
+    operation_id = "requeue_dead_letters",
+    tag = "dead-letters",
+    request_body(content = Option<BulkBody>, description = "Empty or `{}` for every current dead letter (at most 1000 per request)"),
+    responses(
+        (status = 200, description = "Each item's outcome", body = BulkOutcome),
+        (status = 400, description = "Unreadable JSON, both `items` and `pipeline`, or over 1000 items", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn requeue_bulk(
     State(state): State<AppState>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    let body: BulkBody = crate::body::optional(&body)?;
+    OptionalBody(body): OptionalBody<BulkBody>,
+) -> ApiResult<Json<BulkOutcome>> {
     let items: Vec<(String, TaskKey)> = match (body.items, body.pipeline) {
         (Some(_), Some(_)) => {
             return Err(ApiError::bad_request(
@@ -163,26 +261,40 @@ pub(crate) async fn requeue_bulk(
     let (mut requeued, mut failed) = (0, 0);
     for (run, keys) in runs {
         let outcome = requeue_run(&state, &run, keys).await;
-        for (key, result) in outcome.items {
-            let mut item = json!({ "run": outcome.run, "task": key });
-            match result {
+        for (task, result) in outcome.items {
+            let item = match result {
                 Ok(()) => {
                     requeued += 1;
-                    item["status"] = json!("requeued");
-                    item["reopened"] = json!(outcome.reopened);
+                    BulkResult {
+                        run: outcome.run.clone(),
+                        task,
+                        status: BulkStatus::Requeued,
+                        reopened: Some(outcome.reopened.clone()),
+                        error: None,
+                    }
                 }
                 Err(e) => {
                     failed += 1;
-                    item["status"] = json!("error");
-                    item["error"] = json!({ "code": e.code, "message": e.message });
+                    BulkResult {
+                        run: outcome.run.clone(),
+                        task,
+                        status: BulkStatus::Error,
+                        reopened: None,
+                        error: Some(BulkError {
+                            code: e.code.to_owned(),
+                            message: e.message,
+                        }),
+                    }
                 }
-            }
+            };
             results.push(item);
         }
     }
-    Ok(Json(
-        json!({ "requeued": requeued, "failed": failed, "results": results }),
-    ))
+    Ok(Json(BulkOutcome {
+        requeued,
+        failed,
+        results,
+    }))
 }
 
 struct RunOutcome {

@@ -1,7 +1,40 @@
-//! The HTTP routes; handlers are thin over the store, the catalog and the engine.
+//! The HTTP routes; handlers are thin over the store, the catalog and the engine. Each carries
+//! its `#[utoipa::path]`, and `crate::api` registers it with `routes!`, so a route cannot be
+//! served without being documented.
+
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 pub(crate) mod dead_letters;
 pub(crate) mod health;
 pub(crate) mod pipelines;
 pub(crate) mod runs;
 pub(crate) mod webhook;
+
+/// `/pipelines/{namespace}/{name}/...`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct PipelinePath {
+    /// The pipeline's namespace (`default` unless its file sets one).
+    pub namespace: String,
+    /// The pipeline's name.
+    pub name: String,
+}
+
+/// `/runs/{id}/...`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct RunPath {
+    /// The run's id, or a unique prefix of it.
+    pub id: String,
+}
+
+/// `/runs/{id}/tasks/{key}/...`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct TaskPath {
+    /// The run's id, or a unique prefix of it.
+    pub id: String,
+    /// The task instance: the task id, or `id[item]` for a fan-out instance.
+    pub key: String,
+}

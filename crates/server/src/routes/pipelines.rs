@@ -1,39 +1,108 @@
 //! Pipelines: list, get (with validation errors), versions, trigger, reload.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use baton_core::diagnostic::Diagnostic;
+use baton_core::graph::Graph;
+use baton_core::model::{Param, Schedule};
+use baton_store::{RunRecord, VersionRecord};
+use indexmap::IndexMap;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::body::Body;
+use crate::body::{Body, OptionalBody, Query};
 use crate::catalog::Entry;
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::page::{Page, PageQuery};
+use crate::routes::PipelinePath;
+use crate::routes::runs::Decision;
 use crate::{AppState, Launch};
 
-fn summary(e: &Entry) -> Value {
-    let errors = serde_json::to_value(&e.errors).unwrap_or_default();
+/// A pipeline file: the pipeline of its active version (the last one that validated) and the
+/// file's current problems. A file that never validated has only `id` (null), `path`, `valid`
+/// and `errors`.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PipelineSummary {
+    /// `namespace/name`; null when the file never had a valid version.
+    id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    /// The file, relative to the pipelines directory.
+    path: String,
+    /// Content hash of the active version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    // Present (maybe null) whenever there is an active version, absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    description: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<String>)]
+    owner: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tags: Option<Vec<String>>,
+    /// The run parameters, by name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    params: Option<IndexMap<String, Param>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    schedules: Option<Vec<Schedule>>,
+    /// False when the file has errors now (an earlier version may still be active).
+    valid: bool,
+    errors: Vec<Diagnostic>,
+}
+
+fn summary(e: &Entry) -> PipelineSummary {
+    let errors = e.errors.clone();
     match &e.active {
         Some(v) => {
             let p = &v.pipeline;
-            json!({
-                "id": p.id.to_string(),
-                "namespace": p.id.namespace,
-                "name": p.id.name,
-                "path": e.path,
-                "version": p.version,
-                "description": p.description,
-                "owner": p.owner,
-                "tags": p.tags,
-                "params": p.params,
-                "schedules": p.schedules,
-                "valid": e.errors.is_empty(),
-                "errors": errors,
-            })
+            PipelineSummary {
+                id: Some(p.id.to_string()),
+                namespace: Some(p.id.namespace.to_string()),
+                name: Some(p.id.name.to_string()),
+                path: e.path.clone(),
+                version: Some(p.version.to_string()),
+                description: Some(p.description.clone()),
+                owner: Some(p.owner.clone()),
+                tags: Some(p.tags.clone()),
+                params: Some(p.params.clone()),
+                schedules: Some(p.schedules.clone()),
+                valid: e.errors.is_empty(),
+                errors,
+            }
         }
-        None => json!({ "id": null, "path": e.path, "valid": false, "errors": errors }),
+        None => PipelineSummary {
+            id: None,
+            namespace: None,
+            name: None,
+            path: e.path.clone(),
+            version: None,
+            description: None,
+            owner: None,
+            tags: None,
+            params: None,
+            schedules: None,
+            valid: false,
+            errors,
+        },
     }
+}
+
+/// A pipeline with its pause state and, when it has an active version, its graph and source.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PipelineDetail {
+    #[serde(flatten)]
+    summary: PipelineSummary,
+    paused: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    graph: Option<Graph>,
+    /// The YAML text of the active version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    source: Option<String>,
 }
 
 fn sort_key(e: &Entry) -> String {
@@ -42,10 +111,22 @@ fn sort_key(e: &Entry) -> String {
         .map_or_else(|| format!("~{}", e.path), |v| v.pipeline.id.to_string())
 }
 
+/// Every pipeline file, sorted by pipeline id (files that never validated last).
+#[utoipa::path(
+    get,
+    path = "/pipelines",
+    operation_id = "list_pipelines",
+    tag = "pipelines",
+    params(PageQuery),
+    responses(
+        (status = 200, description = "A page of pipelines", body = Page<PipelineSummary>),
+        (status = 400, description = "Bad query string", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<Value>>> {
+) -> ApiResult<Json<Page<PipelineSummary>>> {
     let catalog = state.catalog.read().await;
     let mut entries: Vec<&Entry> = catalog.entries().collect();
     entries.sort_by_key(|e| sort_key(e));
@@ -67,26 +148,58 @@ fn find<'a>(catalog: &'a crate::catalog::Catalog, ns: &str, name: &str) -> ApiRe
         .ok_or_else(|| ApiError::not_found(format!("pipeline `{ns}/{name}` not found")))
 }
 
+/// One pipeline, with its graph and source.
+#[utoipa::path(
+    get,
+    path = "/pipelines/{namespace}/{name}",
+    operation_id = "get_pipeline",
+    tag = "pipelines",
+    params(PipelinePath),
+    responses(
+        (status = 200, description = "The pipeline", body = PipelineDetail),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
-) -> ApiResult<Json<Value>> {
+    Path(PipelinePath {
+        namespace: ns,
+        name,
+    }): Path<PipelinePath>,
+) -> ApiResult<Json<PipelineDetail>> {
     let catalog = state.catalog.read().await;
     let entry = find(&catalog, &ns, &name)?;
-    let mut doc = summary(entry);
-    doc["paused"] = Value::Bool(state.store.is_paused(&ns, &name).await?);
-    if let Some(v) = &entry.active {
-        doc["graph"] = baton_core::graph::to_json(&v.pipeline);
-        doc["source"] = Value::String(v.source.to_string());
-    }
-    Ok(Json(doc))
+    Ok(Json(PipelineDetail {
+        summary: summary(entry),
+        paused: state.store.is_paused(&ns, &name).await?,
+        graph: entry.active.as_ref().map(|v| Graph::of(&v.pipeline)),
+        source: entry.active.as_ref().map(|v| v.source.to_string()),
+    }))
 }
 
+/// The recorded versions of a pipeline, newest first.
+#[utoipa::path(
+    get,
+    path = "/pipelines/{namespace}/{name}/versions",
+    operation_id = "list_pipeline_versions",
+    tag = "pipelines",
+    params(PipelinePath, PageQuery),
+    responses(
+        (status = 200, description = "A page of versions", body = Page<VersionRecord>),
+        (status = 400, description = "Bad query string or a cursor that is not a version of this pipeline", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn versions(
     State(state): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
+    Path(PipelinePath {
+        namespace: ns,
+        name,
+    }): Path<PipelinePath>,
     Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<baton_store::VersionRecord>>> {
+) -> ApiResult<Json<Page<VersionRecord>>> {
     let all = state.store.versions(&ns, &name).await?;
     if all.is_empty() && state.catalog.read().await.find(&ns, &name).is_none() {
         return Err(ApiError::not_found(format!(
@@ -116,22 +229,49 @@ pub(crate) async fn versions(
     Ok(Json(Page::from_extra(items, q.limit(), |v| v.hash.clone())))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TriggerBody {
+    /// The run's params by name; missing ones take their defaults.
     #[serde(default)]
     pub params: Map<String, Value>,
+    /// A run started earlier with the same key is returned instead of starting another.
     pub idempotency_key: Option<String>,
 }
 
 /// Starts a run of the pipeline's active version. The same idempotency key (body field or
 /// `Idempotency-Key` header) returns the same run instead of starting another.
+#[utoipa::path(
+    post,
+    path = "/pipelines/{namespace}/{name}/runs",
+    operation_id = "trigger_run",
+    tag = "pipelines",
+    params(
+        PipelinePath,
+        ("Idempotency-Key" = Option<String>, Header, description = "Used when the body has no `idempotency_key`"),
+    ),
+    request_body = TriggerBody,
+    responses(
+        (status = 201, description = "A new run", body = RunRecord),
+        (status = 200, description = "The earlier run the idempotency key matched", body = RunRecord),
+        (status = 400, description = "Unreadable JSON", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 409, description = "The pipeline has no valid version, or the idempotency key belongs to another pipeline", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "Invalid params (`details.problems` lists every problem) or an unknown field", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn trigger(
     State(state): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
+    Path(PipelinePath {
+        namespace: ns,
+        name,
+    }): Path<PipelinePath>,
     headers: HeaderMap,
     Body(body): Body<TriggerBody>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<RunRecord>)> {
     let version = {
         let catalog = state.catalog.read().await;
         find(&catalog, &ns, &name)?.active.clone().ok_or_else(|| {
@@ -158,7 +298,7 @@ pub(crate) async fn trigger(
 pub(crate) async fn created_response(
     state: &AppState,
     created: baton_engine::Created,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+) -> ApiResult<(StatusCode, Json<RunRecord>)> {
     let id = created.id;
     let run = state
         .store
@@ -170,30 +310,95 @@ pub(crate) async fn created_response(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(serde_json::to_value(run).unwrap_or_default())))
+    Ok((status, Json(run)))
 }
 
-pub(crate) async fn reload(State(state): State<AppState>) -> ApiResult<Json<Value>> {
+/// What a reload found, in files.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReloadReport {
+    /// Valid files whose version was read (new or changed).
+    loaded: usize,
+    /// Files with errors.
+    invalid: usize,
+    /// Files that are gone.
+    removed: usize,
+}
+
+/// Reads the pipelines directory again.
+#[utoipa::path(
+    post,
+    path = "/reload",
+    operation_id = "reload_pipelines",
+    tag = "pipelines",
+    responses(
+        (status = 200, description = "What the reload found", body = ReloadReport),
+    )
+)]
+pub(crate) async fn reload(State(state): State<AppState>) -> ApiResult<Json<ReloadReport>> {
     let report = state.reload().await;
-    Ok(Json(json!({
-        "loaded": report.loaded,
-        "invalid": report.invalid,
-        "removed": report.removed,
-    })))
+    Ok(Json(ReloadReport {
+        loaded: report.loaded,
+        invalid: report.invalid,
+        removed: report.removed,
+    }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct NextQuery {
-    /// How many fire times per schedule (default 5, at most 100).
+    /// How many fire times per schedule (default 5; clamped to 1..=100).
     n: Option<usize>,
 }
 
+/// The next fire times of the pipeline's schedules.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct NextTimes {
+    /// `namespace/name`.
+    pipeline: String,
+    schedules: Vec<ScheduleTimes>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ScheduleTimes {
+    cron: String,
+    /// IANA time zone the cron is read in.
+    timezone: String,
+    /// The cron in words.
+    description: String,
+    next: Vec<FireTime>,
+}
+
+/// One fire time, in the schedule's zone and in UTC.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FireTime {
+    /// `2026-03-29T03:00:00+02:00`.
+    local: String,
+    /// `2026-03-29T01:00:00Z`.
+    utc: String,
+}
+
 /// The next fire times of each of the pipeline's schedules, in its zone and in UTC.
+#[utoipa::path(
+    get,
+    path = "/pipelines/{namespace}/{name}/schedule",
+    operation_id = "next_schedule_times",
+    tag = "pipelines",
+    params(PipelinePath, NextQuery),
+    responses(
+        (status = 200, description = "Fire times per schedule", body = NextTimes),
+        (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 409, description = "The pipeline has no valid version", body = ErrorBody),
+    )
+)]
 pub(crate) async fn next_times(
     State(state): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
+    Path(PipelinePath {
+        namespace: ns,
+        name,
+    }): Path<PipelinePath>,
     Query(q): Query<NextQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<NextTimes>> {
     let catalog = state.catalog.read().await;
     let entry = find(&catalog, &ns, &name)?;
     let Some(version) = &entry.active else {
@@ -203,32 +408,38 @@ pub(crate) async fn next_times(
     };
     let n = q.n.unwrap_or(5).clamp(1, 100);
     let now = jiff::Timestamp::now();
-    let schedules: Vec<Value> = version
+    let schedules = version
         .pipeline
         .schedules
         .iter()
-        .map(|s| {
-            let times: Vec<Value> = s
+        .map(|s| ScheduleTimes {
+            cron: s.cron.clone(),
+            timezone: s.timezone.clone(),
+            description: s.describe(),
+            next: s
                 .next_times(now, n)
                 .iter()
-                .map(|t| {
-                    json!({
-                        "local": t.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
-                        "utc": t.timestamp().to_string(),
-                    })
+                .map(|t| FireTime {
+                    local: t.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string(),
+                    utc: t.timestamp().to_string(),
                 })
-                .collect();
-            json!({
-                "cron": s.cron,
-                "timezone": s.timezone,
-                "description": s.describe(),
-                "next": times,
-            })
+                .collect(),
         })
         .collect();
-    Ok(Json(
-        json!({ "pipeline": format!("{ns}/{name}"), "schedules": schedules }),
-    ))
+    Ok(Json(NextTimes {
+        pipeline: format!("{ns}/{name}"),
+        schedules,
+    }))
+}
+
+/// Whether a pipeline is paused now.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PauseState {
+    /// `namespace/name`.
+    pipeline: String,
+    paused: bool,
+    /// False when it already was in that state.
+    changed: bool,
 }
 
 /// `POST .../pause` and `.../unpause`: a paused pipeline's schedules and webhooks start no runs
@@ -238,36 +449,76 @@ async fn set_paused(
     ns: &str,
     name: &str,
     paused: bool,
-    body: &[u8],
-) -> ApiResult<Json<Value>> {
+    decision: Decision,
+) -> ApiResult<Json<PauseState>> {
     if state.catalog.read().await.find(ns, name).is_none() {
         return Err(ApiError::not_found(format!(
             "pipeline `{ns}/{name}` not found"
         )));
     }
-    let decision: crate::routes::runs::Decision = crate::body::optional(body)?;
     let by = decision.by.unwrap_or_else(|| "api".into());
     let changed = state
         .store
         .set_paused(ns, name, paused, &by, baton_engine::now_ms())
         .await?;
-    Ok(Json(
-        json!({ "pipeline": format!("{ns}/{name}"), "paused": paused, "changed": changed }),
-    ))
+    Ok(Json(PauseState {
+        pipeline: format!("{ns}/{name}"),
+        paused,
+        changed,
+    }))
 }
 
+/// Pauses a pipeline: its schedule ticks pass without runs and its webhooks answer 409;
+/// manual triggers still work.
+#[utoipa::path(
+    post,
+    path = "/pipelines/{namespace}/{name}/pause",
+    operation_id = "pause_pipeline",
+    tag = "pipelines",
+    params(PipelinePath),
+    request_body(content = Option<Decision>, description = "Optional; `by` is recorded (`comment` is ignored)"),
+    responses(
+        (status = 200, description = "Paused", body = PauseState),
+        (status = 400, description = "Unreadable JSON", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn pause(
     State(state): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    set_paused(&state, &ns, &name, true, &body).await
+    Path(PipelinePath {
+        namespace: ns,
+        name,
+    }): Path<PipelinePath>,
+    OptionalBody(decision): OptionalBody<Decision>,
+) -> ApiResult<Json<PauseState>> {
+    set_paused(&state, &ns, &name, true, decision).await
 }
 
+/// Unpauses a pipeline; the ticks that passed while it was paused are not caught up.
+#[utoipa::path(
+    post,
+    path = "/pipelines/{namespace}/{name}/unpause",
+    operation_id = "unpause_pipeline",
+    tag = "pipelines",
+    params(PipelinePath),
+    request_body(content = Option<Decision>, description = "Optional; `by` is recorded (`comment` is ignored)"),
+    responses(
+        (status = 200, description = "Unpaused", body = PauseState),
+        (status = 400, description = "Unreadable JSON", body = ErrorBody),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn unpause(
     State(state): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    set_paused(&state, &ns, &name, false, &body).await
+    Path(PipelinePath {
+        namespace: ns,
+        name,
+    }): Path<PipelinePath>,
+    OptionalBody(decision): OptionalBody<Decision>,
+) -> ApiResult<Json<PauseState>> {
+    set_paused(&state, &ns, &name, false, decision).await
 }

@@ -1,26 +1,34 @@
 //! Runs: list (filters, cursor), get (tasks and attempts), cancel, approve / reject.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use baton_core::ids::TaskKey;
+use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
-use baton_store::{RunFilter, RunRecord};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use baton_store::{AttemptRecord, RunFilter, RunRecord, TaskRecord};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiResult};
+use crate::body::{OptionalBody, Query};
+use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::page::Page;
+use crate::routes::{RunPath, TaskPath};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RunsQuery {
-    /// `name` or `namespace/name`.
+    /// Only runs of this pipeline: `name` (any namespace) or `namespace/name`.
     pub pipeline: Option<String>,
+    /// Only runs in this state.
+    #[param(value_type = Option<RunState>)]
     pub state: Option<String>,
+    /// How many runs at most (default 50; more than 500 counts as 500).
     pub limit: Option<u32>,
+    /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
-    /// Only runs created at or after this instant (RFC 3339).
+    /// Only runs created at or after this instant (RFC 3339, e.g. `2026-03-29T03:00:00Z`).
     pub since: Option<String>,
     /// Only runs created before this instant (RFC 3339).
     pub until: Option<String>,
@@ -40,6 +48,19 @@ fn instant(name: &str, text: Option<&str>) -> ApiResult<Option<baton_store::Mill
     .transpose()
 }
 
+/// Runs, newest first.
+#[utoipa::path(
+    get,
+    path = "/runs",
+    operation_id = "list_runs",
+    tag = "runs",
+    params(RunsQuery),
+    responses(
+        (status = 200, description = "A page of runs", body = Page<RunRecord>),
+        (status = 400, description = "Unknown state, or `since` / `until` not an RFC 3339 instant", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<RunsQuery>,
@@ -70,10 +91,34 @@ pub(crate) async fn list(
     Ok(Json(Page::from_extra(runs, limit, |r| r.id.to_string())))
 }
 
+/// A run with its task instances and their attempts.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RunDetail {
+    #[serde(flatten)]
+    run: RunRecord,
+    /// In pipeline order.
+    tasks: Vec<TaskRecord>,
+    attempts: Vec<AttemptRecord>,
+}
+
+/// A run with its tasks and attempts.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}",
+    operation_id = "get_run",
+    tag = "runs",
+    params(RunPath),
+    responses(
+        (status = 200, description = "The run", body = RunDetail),
+        (status = 400, description = "The id prefix matches several runs", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn get(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+    Path(RunPath { id }): Path<RunPath>,
+) -> ApiResult<Json<RunDetail>> {
     let id = state.store.resolve_run(&id).await?;
     let run = state
         .store
@@ -82,16 +127,39 @@ pub(crate) async fn get(
         .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
     let tasks = state.store.tasks(&id).await?;
     let attempts = state.store.attempts(&id).await?;
-    let mut doc = serde_json::to_value(&run).unwrap_or_default();
-    doc["tasks"] = serde_json::to_value(tasks).unwrap_or_default();
-    doc["attempts"] = serde_json::to_value(attempts).unwrap_or_default();
-    Ok(Json(doc))
+    Ok(Json(RunDetail {
+        run,
+        tasks,
+        attempts,
+    }))
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CancelAccepted {
+    id: RunId,
+    /// Always true: the run's driver stops its tasks and ends it `cancelled`.
+    cancel_requested: bool,
+}
+
+/// Asks a run to stop.
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/cancel",
+    operation_id = "cancel_run",
+    tag = "runs",
+    params(RunPath),
+    responses(
+        (status = 202, description = "Cancel requested", body = CancelAccepted),
+        (status = 400, description = "The id prefix matches several runs", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run already finished", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn cancel(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    Path(RunPath { id }): Path<RunPath>,
+) -> ApiResult<(StatusCode, Json<CancelAccepted>)> {
     use baton_engine::control::Cancel;
     let id = state.store.resolve_run(&id).await?;
     match baton_engine::control::request_cancel(state.store.as_ref(), &id).await? {
@@ -106,15 +174,40 @@ pub(crate) async fn cancel(
     }
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "cancel_requested": true })),
+        Json(CancelAccepted {
+            id,
+            cancel_requested: true,
+        }),
     ))
 }
 
+/// A run made to go again, and the task instances reopened for it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Reopened {
+    id: RunId,
+    reopened: Vec<TaskKey>,
+}
+
 /// Reruns a failed or cancelled run from its failed tasks.
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/retry",
+    operation_id = "retry_run",
+    tag = "runs",
+    params(RunPath),
+    responses(
+        (status = 202, description = "The run is queued again", body = Reopened),
+        (status = 400, description = "The id prefix matches several runs", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 409, description = "The run succeeded or is still going", body = ErrorBody),
+        (status = 500, description = "The run's pipeline version cannot be read", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn retry(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    Path(RunPath { id }): Path<RunPath>,
+) -> ApiResult<(StatusCode, Json<Reopened>)> {
     use baton_engine::control::RetryError;
     let id = state.store.resolve_run(&id).await?;
     let reopened = baton_engine::control::retry(state.store.as_ref(), &id)
@@ -127,13 +220,11 @@ pub(crate) async fn retry(
             other => ApiError::conflict(other.to_string()),
         })?;
     state.runner.start(id.clone());
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "id": id, "reopened": reopened })),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(Reopened { id, reopened })))
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// A person's decision (or, for pause / unpause, who made the change).
+#[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Decision {
     pub(crate) comment: Option<String>,
@@ -147,7 +238,7 @@ async fn decide(
     key: &str,
     approve: bool,
     body: Decision,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Decided>> {
     use baton_engine::control::DecideError;
     let id = state.store.resolve_run(id).await?;
     let key = TaskKey::from_string(key);
@@ -168,23 +259,70 @@ async fn decide(
         DecideError::Store(e) => e.into(),
         other => ApiError::conflict(other.to_string()),
     })?;
-    Ok(Json(
-        json!({ "id": id, "task": key, "approved": approve, "by": by }),
-    ))
+    Ok(Json(Decided {
+        id,
+        task: key,
+        approved: approve,
+        by,
+    }))
 }
 
+/// A gate's decision as recorded.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Decided {
+    id: RunId,
+    task: TaskKey,
+    approved: bool,
+    /// Who decided (`api` unless the body said).
+    by: String,
+}
+
+/// Approves a task waiting for approval: it runs.
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/tasks/{key}/approve",
+    operation_id = "approve_task",
+    tag = "runs",
+    params(TaskPath),
+    request_body(content = Option<Decision>, description = "Optional: who decides and why"),
+    responses(
+        (status = 200, description = "Approved", body = Decided),
+        (status = 400, description = "Unreadable JSON, or the id prefix matches several runs", body = ErrorBody),
+        (status = 404, description = "No such run or task", body = ErrorBody),
+        (status = 409, description = "The task is not waiting for approval (already decided, or not a gate)", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn approve(
     State(state): State<AppState>,
-    Path((id, key)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    decide(&state, &id, &key, true, crate::body::optional(&body)?).await
+    Path(TaskPath { id, key }): Path<TaskPath>,
+    OptionalBody(decision): OptionalBody<Decision>,
+) -> ApiResult<Json<Decided>> {
+    decide(&state, &id, &key, true, decision).await
 }
 
+/// Rejects a task waiting for approval: it fails.
+#[utoipa::path(
+    post,
+    path = "/runs/{id}/tasks/{key}/reject",
+    operation_id = "reject_task",
+    tag = "runs",
+    params(TaskPath),
+    request_body(content = Option<Decision>, description = "Optional: who decides and why"),
+    responses(
+        (status = 200, description = "Rejected", body = Decided),
+        (status = 400, description = "Unreadable JSON, or the id prefix matches several runs", body = ErrorBody),
+        (status = 404, description = "No such run or task", body = ErrorBody),
+        (status = 409, description = "The task is not waiting for approval (already decided, or not a gate)", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
 pub(crate) async fn reject(
     State(state): State<AppState>,
-    Path((id, key)): Path<(String, String)>,
-    body: axum::body::Bytes,
-) -> ApiResult<Json<Value>> {
-    decide(&state, &id, &key, false, crate::body::optional(&body)?).await
+    Path(TaskPath { id, key }): Path<TaskPath>,
+    OptionalBody(decision): OptionalBody<Decision>,
+) -> ApiResult<Json<Decided>> {
+    decide(&state, &id, &key, false, decision).await
 }

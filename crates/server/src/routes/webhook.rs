@@ -1,15 +1,17 @@
 //! `POST /api/v1/pipelines/{ns}/{name}/webhook`: a run per delivery, optionally signed.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use baton_core::model::Trigger;
+use baton_store::RunRecord;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
 
-use crate::error::{ApiError, ApiResult};
+use crate::body::RawBody;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::routes::PipelinePath;
 use crate::{AppState, Launch};
 
 /// Headers carrying `sha256=<hex HMAC of the body>`; GitHub's name is accepted too.
@@ -39,12 +41,43 @@ fn verify(secret: &[u8], body: &[u8], signature: Option<&str>) -> bool {
     mac.verify_slice(&expected).is_ok()
 }
 
+/// A delivery of the pipeline's `webhook` trigger: a run with params rendered from the JSON
+/// body (`payload` in the trigger's templates). With `secret_env`, the body must be signed.
+#[utoipa::path(
+    post,
+    path = "/pipelines/{namespace}/{name}/webhook",
+    operation_id = "deliver_webhook",
+    tag = "webhooks",
+    params(
+        PipelinePath,
+        ("X-Baton-Signature-256" = Option<String>, Header, description = "`sha256=<hex HMAC-SHA256 of the body>`, required when the trigger has `secret_env`"),
+        ("X-Hub-Signature-256" = Option<String>, Header, description = "GitHub's name for `X-Baton-Signature-256`"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Identifies the delivery: a repeated one returns the first run"),
+        ("X-GitHub-Delivery" = Option<String>, Header, description = "Used like `Idempotency-Key` when that is absent"),
+        ("X-Request-Id" = Option<String>, Header, description = "Used like `Idempotency-Key` when both are absent"),
+    ),
+    request_body(content = Option<Value>, content_type = "application/json", description = "Any JSON (or nothing): the `payload` the trigger's param templates read"),
+    responses(
+        (status = 201, description = "A new run", body = RunRecord),
+        (status = 200, description = "A redelivery: the run the first delivery started", body = RunRecord),
+        (status = 400, description = "The body is not JSON", body = ErrorBody),
+        (status = 401, description = "Missing or invalid signature", body = ErrorBody),
+        (status = 404, description = "No such pipeline, or it has no webhook trigger", body = ErrorBody),
+        (status = 409, description = "The pipeline is paused or has no valid version", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 422, description = "Params that cannot be rendered or read (`details.problems`)", body = ErrorBody),
+        (status = 503, description = "The database is not available, or the server lacks the webhook's secret (`webhook_not_configured`)", body = ErrorBody),
+    )
+)]
 pub(crate) async fn deliver(
     State(state): State<AppState>,
-    Path((ns, name)): Path<(String, String)>,
+    Path(PipelinePath {
+        namespace: ns,
+        name,
+    }): Path<PipelinePath>,
     headers: HeaderMap,
-    body: Bytes,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    RawBody(body): RawBody,
+) -> ApiResult<(StatusCode, Json<RunRecord>)> {
     let version = {
         let catalog = state.catalog.read().await;
         let entry = catalog
