@@ -139,7 +139,8 @@ pub fn router(state: AppState) -> Router {
             "/runs/{id}/tasks/{key}/approve",
             post(routes::runs::approve),
         )
-        .route("/runs/{id}/tasks/{key}/reject", post(routes::runs::reject));
+        .route("/runs/{id}/tasks/{key}/reject", post(routes::runs::reject))
+        .route("/runs/{id}/tasks/{key}/log", get(routes::logs::log));
     Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))
