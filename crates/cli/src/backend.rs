@@ -24,8 +24,10 @@ use crate::output::Output;
 
 /// How often a remote run is looked at while waiting for its end.
 const POLL: Duration = Duration::from_millis(200);
-/// Times a dropped log stream is reopened (from where it stopped) before giving up.
-const RECONNECTS: u32 = 3;
+/// Times a dropped log stream is reopened (from where it stopped) before giving up, and the
+/// pause before each.
+const RECONNECTS: u32 = 5;
+const RECONNECT_WAIT: Duration = Duration::from_secs(1);
 
 #[derive(Debug)]
 pub(crate) enum Backend {
@@ -483,7 +485,8 @@ fn text_accept() -> HeaderMap {
 }
 
 /// Follows a log over server-sent events: each event's `data:` lines, joined with `\n`, are
-/// a piece of the log; `end` closes it. A dropped stream is reopened from the last event id.
+/// a piece of the log; `end` closes it. A dropped stream (a server restarting) is reopened
+/// from the last event's id, a few times.
 async fn follow_remote(
     c: &Client,
     run: &RunId,
@@ -493,8 +496,6 @@ async fn follow_remote(
 ) -> Result<(), ExpectedError> {
     let mut last_id: Option<String> = None;
     let mut reconnects = 0;
-    // Reconnects must read the same attempt even if another starts meanwhile.
-    let mut attempt = attempt;
     loop {
         let mut headers = HeaderMap::new();
         headers.insert(ACCEPT, HeaderValue::from_static("text/event-stream"));
@@ -504,7 +505,7 @@ async fn follow_remote(
         {
             headers.insert("last-event-id", id);
         }
-        let mut resp = c
+        let sent = c
             .send(
                 Method::GET,
                 &log_path(run, key),
@@ -512,7 +513,18 @@ async fn follow_remote(
                 headers,
                 None,
             )
-            .await?;
+            .await;
+        let mut resp = match sent {
+            Ok(resp) => resp,
+            Err(ExpectedError::Unreachable { .. })
+                if reconnects > 0 && reconnects <= RECONNECTS =>
+            {
+                reconnects += 1;
+                tokio::time::sleep(RECONNECT_WAIT).await;
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let url = resp.url().clone();
         let is_stream = resp
             .headers()
@@ -527,11 +539,7 @@ async fn follow_remote(
             return Ok(());
         }
         let mut parser = SseParser::default();
-        loop {
-            let chunk = match resp.chunk().await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) | Err(_) => break,
-            };
+        while let Ok(Some(chunk)) = resp.chunk().await {
             for event in parser.feed(&chunk) {
                 if let Some(id) = event.id {
                     last_id = Some(id);
@@ -550,17 +558,7 @@ async fn follow_remote(
                 &"the log stream ended before the attempt did",
             ));
         }
-        if attempt.is_none() {
-            attempt = c
-                .get::<RunView>(&["runs", run.as_str()], &[])
-                .await?
-                .attempts
-                .iter()
-                .filter(|a| &a.key == key)
-                .map(|a| a.attempt)
-                .max();
-        }
-        tokio::time::sleep(POLL).await;
+        tokio::time::sleep(RECONNECT_WAIT).await;
     }
 }
 

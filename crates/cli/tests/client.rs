@@ -319,3 +319,38 @@ fn an_unreachable_server_is_named_with_a_hint() {
         "error: `localhost:8080` is not a server URL\n(hint: --server http://127.0.0.1:8080)\n"
     );
 }
+
+#[test]
+fn a_followed_log_does_not_hold_up_a_stopping_server() {
+    let t = Test::new().file(
+        "pipelines/long.yaml",
+        "name: long\ntasks:\n  wait:\n    run: echo waiting; sleep 300\n",
+    );
+    let mut s = start(&t);
+    let id = remote(&t, &s, &["trigger", "long"])
+        .stdout
+        .trim()
+        .to_owned();
+    wait_until("output", || {
+        remote(&t, &s, &["logs", &id, "wait"]).stdout == "waiting\n"
+    });
+    let follower = t.spawn(&["--server", &s.url, "logs", &id, "wait", "-f"]);
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid = nix::unistd::Pid::from_raw(i32::try_from(s.child.id()).expect("pid"));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("sigterm");
+    let mut status = None;
+    wait_until("the server stopped despite the open stream", || {
+        status = s.child.try_wait().expect("wait");
+        status.is_some()
+    });
+    assert_eq!(status.and_then(|s| s.code()), Some(0));
+    // The follower printed what there was, then gave up on the gone server.
+    let out = follower.wait_with_output().expect("follower");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "waiting\n");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("cannot reach the server"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

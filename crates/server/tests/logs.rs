@@ -376,3 +376,24 @@ async fn carriage_returns_do_not_break_the_framing() {
     // SSE reads `\r` and `\r\n` as line ends; nothing is lost or merged into a field.
     assert_eq!(text, "go\n10%\n50%\ndone\n\n");
 }
+
+#[tokio::test]
+async fn streams_end_when_the_server_stops_so_it_can_drain() {
+    let s = Server::new("slow.yaml", SLOW).await;
+    let run = s.trigger("slow").await;
+    wait_for_output(&s, &run, 4).await;
+    let mut events = Events::new(
+        s.request(
+            "GET",
+            &format!("/api/v1/runs/{run}/tasks/talk/log"),
+            &[("accept", "text/event-stream")],
+        )
+        .await,
+    );
+    assert!(events.next().await.is_some());
+    s.state.runner.close_streams();
+    // Closed without an `end`: the attempt goes on, and a client reconnects elsewhere.
+    assert_eq!(events.next().await, None);
+    let (_, doc) = s.json("GET", &format!("/api/v1/runs/{run}")).await;
+    assert_eq!(doc["attempts"][0]["state"], "running", "{doc}");
+}

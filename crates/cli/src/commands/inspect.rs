@@ -271,8 +271,16 @@ pub(crate) async fn logs(
         return Ok(ExitStatus::Success);
     };
     let key = TaskKey::from_string(task.clone());
+    // The latest attempt now, so following it stays on it even if a retry starts another.
+    let attempt = args.attempt.or_else(|| {
+        view.attempts
+            .iter()
+            .filter(|a| a.key == key)
+            .map(|a| a.attempt)
+            .max()
+    });
     if args.follow {
-        backend.follow_log(id, &key, args.attempt, out).await?;
+        backend.follow_log(id, &key, attempt, out).await?;
     } else {
         out.print_bytes(&backend.log(id, &key, args.attempt).await?)?;
     }

@@ -86,7 +86,7 @@ pub(crate) async fn log(
     if !wants_stream || tail.ended() {
         return Ok(plain(tail));
     }
-    Ok(event_stream(tail))
+    Ok(event_stream(tail, state.runner.closing()))
 }
 
 /// What the log holds now, streamed as it is read.
@@ -106,9 +106,10 @@ fn plain(tail: LogTail) -> Response {
         .into_response()
 }
 
-fn event_stream(tail: LogTail) -> Response {
+fn event_stream(tail: LogTail, closing: tokio::sync::watch::Receiver<bool>) -> Response {
     let stream = Sse {
         tail,
+        closing,
         pending: Vec::new(),
         idles: 0,
         done: false,
@@ -142,6 +143,8 @@ fn event_stream(tail: LogTail) -> Response {
 #[derive(Debug)]
 struct Sse {
     tail: LogTail,
+    /// The server is stopping: end the stream without waiting for the attempt.
+    closing: tokio::sync::watch::Receiver<bool>,
     /// Read but not sent: the start of a line still being written.
     pending: Vec<u8>,
     idles: u32,
@@ -154,7 +157,11 @@ impl Sse {
             if self.done {
                 return Ok(None);
             }
-            match self.tail.next().await? {
+            let step = tokio::select! {
+                step = self.tail.next() => step?,
+                _ = self.closing.wait_for(|closing| *closing) => return Ok(None),
+            };
+            match step {
                 Tail::Data(data) => {
                     self.idles = 0;
                     self.pending.extend_from_slice(&data);
