@@ -149,7 +149,8 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/dead-letters/requeue",
             post(routes::dead_letters::requeue_bulk),
-        );
+        )
+        .route("/runs/{id}/tasks/{key}/log", get(routes::logs::log));
     Router::new()
         .route("/healthz", get(routes::health::healthz))
         .route("/readyz", get(routes::health::readyz))

@@ -2,7 +2,7 @@
 
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{AttemptState, RunState, TaskState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch. The store never reads a clock: callers pass times in,
 /// which keeps tests deterministic.
@@ -25,7 +25,8 @@ pub struct DefinitionRecord {
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// Deserializable so a client of the API reads back the very records the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: RunId,
     pub namespace: String,
@@ -47,7 +48,7 @@ pub struct RunRecord {
     pub lease_expires_at: Option<Millis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub key: TaskKey,
     pub task_id: String,
@@ -70,14 +71,14 @@ pub struct TaskRecord {
 }
 
 /// CPU and memory used by one attempt, from the OS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Rusage {
     pub cpu_user_ms: i64,
     pub cpu_sys_ms: i64,
     pub max_rss_kb: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub key: TaskKey,
     pub attempt: u32,

@@ -8,7 +8,8 @@ use baton_engine::control::RetryError;
 use baton_store::{DeadLetterFilter, DeadLetterRecord};
 
 use super::inspect::{table, timestamp};
-use super::run::{drive, open};
+use super::run::drive;
+use crate::backend::open_store as open;
 use crate::cli::{DeadLettersArgs, DeadLettersCommand, DeadLettersListArgs, RequeueArgs};
 use crate::error::{ExitStatus, ExpectedError};
 use crate::output::Output;
