@@ -12,7 +12,10 @@ use std::time::Duration;
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
 use baton_engine::log_tail::{LogError, LogTail, Tail};
-use baton_store::{AttemptRecord, RunFilter, RunRecord, SqlStore, Store, TaskRecord};
+use baton_store::{
+    AttemptRecord, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, RunFilter, RunRecord,
+    SqlStore, Store, TaskRecord,
+};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
@@ -36,6 +39,25 @@ pub(crate) enum Backend {
         store: Arc<dyn Store>,
     },
     Remote(Client),
+}
+
+/// The answer of `POST /dead-letters/requeue`.
+#[derive(Debug, Deserialize)]
+struct Requeued {
+    results: Vec<RequeueResult>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequeueResult {
+    run: RunId,
+    #[serde(default)]
+    reopened: Vec<TaskKey>,
+    error: Option<RequeueError>,
+}
+
+#[derive(Debug, Deserialize)]
+struct RequeueError {
+    message: String,
 }
 
 /// A run with its task instances and attempts, as `baton show` prints it.
@@ -239,6 +261,96 @@ impl Backend {
             Self::Remote(c) => {
                 let r: Retried = c.post(&["runs", run, "retry"], &json!({})).await?;
                 Ok((r.id, r.reopened))
+            }
+        }
+    }
+
+    /// Current dead letters (of one pipeline), newest failure first, `limit` at most.
+    pub(crate) async fn dead_letters(
+        &self,
+        pipeline: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<DeadLetterRecord>, ExpectedError> {
+        let mut letters: Vec<DeadLetterRecord> = Vec::new();
+        let mut cursor: Option<String> = None;
+        while letters.len() < limit as usize {
+            let want = u32::try_from(limit as usize - letters.len())
+                .unwrap_or(u32::MAX)
+                .min(500);
+            let (page, next) = match self {
+                Self::Local { store, .. } => {
+                    let page = store
+                        .dead_letters(
+                            &DeadLetterFilter {
+                                limit: want,
+                                before: cursor.as_deref().and_then(DeadLetterCursor::decode),
+                                ..DeadLetterFilter::default()
+                            }
+                            .for_pipeline(pipeline),
+                        )
+                        .await?;
+                    let next = (page.len() == want as usize)
+                        .then(|| page.last().map(|d| d.cursor().encode()))
+                        .flatten();
+                    (page, next)
+                }
+                Self::Remote(c) => {
+                    let mut query = vec![("limit", want.to_string())];
+                    if let Some(p) = pipeline {
+                        query.push(("pipeline", p.to_owned()));
+                    }
+                    if let Some(c) = cursor.take() {
+                        query.push(("cursor", c));
+                    }
+                    let page: Page<DeadLetterRecord> = c.get(&["dead-letters"], &query).await?;
+                    (page.items, page.next_cursor)
+                }
+            };
+            letters.extend(page);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        letters.truncate(limit as usize);
+        Ok(letters)
+    }
+
+    /// Requeues dead letters of one run; returns the run's full id and the reopened tasks.
+    /// Locally the caller then drives the run; a server drives it itself.
+    pub(crate) async fn requeue(
+        &self,
+        run: &str,
+        keys: &[TaskKey],
+    ) -> Result<(RunId, Vec<TaskKey>), ExpectedError> {
+        match self {
+            Self::Local { store, .. } => {
+                let id = store.resolve_run(run).await?;
+                let reopened = baton_engine::control::requeue(store.as_ref(), &id, keys)
+                    .await
+                    .map_err(|e| match e {
+                        baton_engine::control::RetryError::Store(e) => e.into(),
+                        other => ExpectedError::Refused(other.to_string()),
+                    })?;
+                Ok((id, reopened))
+            }
+            Self::Remote(c) => {
+                let items: Vec<Value> = keys
+                    .iter()
+                    .map(|k| json!({ "run": run, "task": k }))
+                    .collect();
+                let answer: Requeued = c
+                    .post(&["dead-letters", "requeue"], &json!({ "items": items }))
+                    .await?;
+                // The server requeues what it can; one refusal refuses the lot here, as the
+                // engine does locally.
+                if let Some(e) = answer.results.iter().find_map(|r| r.error.as_ref()) {
+                    return Err(ExpectedError::Refused(e.message.clone()));
+                }
+                let first = answer.results.into_iter().next().ok_or_else(|| {
+                    ExpectedError::Refused(format!("run {run}: nothing requeued"))
+                })?;
+                Ok((first.run, first.reopened))
             }
         }
     }

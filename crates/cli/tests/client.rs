@@ -354,3 +354,46 @@ fn a_followed_log_does_not_hold_up_a_stopping_server() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn dead_letters_are_listed_and_requeued_through_the_server() {
+    // `b` fails until `fixed.txt` exists beside the pipeline (where its commands run).
+    let flaky = "name: f\ntasks:\n  a:\n    run: \"true\"\n  b:\n    needs: [a]\n    run: test -e fixed.txt\n  c:\n    needs: [b]\n    run: \"true\"\n";
+    let t = Test::new().file("pipelines/f.yaml", flaky);
+    let s = start(&t);
+    let out = remote(&t, &s, &["trigger", "f", "--wait"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let id = out.stdout.lines().next().expect("id line").to_owned();
+
+    let listed = same(&t, &s, &["dead-letters"]);
+    assert!(
+        listed.stdout.contains(&id) && listed.stdout.contains(" b "),
+        "{}",
+        listed.stdout
+    );
+    same(&t, &s, &["dead-letters", "--json", "--pipeline", "f"]);
+
+    // Not a dead letter: refused the same way by both.
+    let refused = same(&t, &s, &["dead-letters", "requeue", &id, "c"]);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains("is not a dead letter"),
+        "{refused:?}"
+    );
+
+    std::fs::write(t.path().join("pipelines/fixed.txt"), "").expect("write");
+    let out = remote(&t, &s, &["dead-letters", "requeue", &id, "b"]);
+    assert_eq!(out.code, 0, "{out:?}");
+    assert!(
+        out.stderr
+            .contains(&format!("requeued `b` of run {id}: b, c")),
+        "{out:?}"
+    );
+    wait_until("the server to finish the requeued run", || {
+        task_states(&t.show(&id)).get("c").map(String::as_str) == Some("succeeded")
+    });
+    assert_eq!(
+        remote(&t, &s, &["dead-letters"]).stdout,
+        "no dead letters\n"
+    );
+}

@@ -261,7 +261,7 @@ impl DeadLetterCursor {
 
 /// A task instance that failed for good (its retries used up) in a run that has ended: it
 /// stays failed until someone requeues it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DeadLetterRecord {
     pub run: RunId,
     pub namespace: String,

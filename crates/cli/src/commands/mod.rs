@@ -33,7 +33,9 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Runs(args) => with_backend(home, server, out, async |b, out| {
             inspect::runs(b, args, out).await
         }),
-        Command::DeadLetters(args) => with_runtime(dead_letters::run(home, args, out)),
+        Command::DeadLetters(args) => with_backend(home, server, out, async |b, out| {
+            dead_letters::run(b, args, out).await
+        }),
         Command::Show(args) => with_backend(home, server, out, async |b, out| {
             inspect::show(b, args, out).await
         }),
