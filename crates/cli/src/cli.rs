@@ -44,6 +44,16 @@ pub(crate) struct Cli {
         value_name = "FORMAT"
     )]
     pub log_format: crate::logging::LogFormat,
+    /// Talk to this `baton server` instead of the home (trigger, runs, show, logs, cancel,
+    /// retry, approve, reject).
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_SERVER",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub server: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +85,11 @@ pub(crate) enum Command {
         after_help = "Examples:\n  baton resume 01jd5k2x\n\nTasks that succeeded are not run again; attempts that were running are retried."
     )]
     Resume(ResumeArgs),
+    /// Start a run of a pipeline the server (or the home) knows, by name.
+    #[command(
+        after_help = "Examples:\n  baton --server http://127.0.0.1:8080 trigger data/ingest --param date=2026-11-01\n  baton trigger data/ingest --wait\n\nPrints the run's id. With --wait, follows the run and exits like `baton run`: 0 succeeded,\n1 failed, 130 cancelled. Without --server it starts the newest version recorded in the home\nand runs it here, in the foreground."
+    )]
+    Trigger(TriggerArgs),
     /// List recent runs.
     #[command(
         after_help = "Examples:\n  baton runs\n  baton runs --pipeline nightly-etl --state failed --limit 50"
@@ -98,7 +113,7 @@ pub(crate) enum Command {
     #[command(
         after_help = "Examples:\n  baton retry 01jd5k2x\n\nFailed, cancelled and upstream-failed tasks run again with a fresh retry budget."
     )]
-    Retry(ResumeArgs),
+    Retry(RetryArgs),
     /// Cancel a run: running tasks are terminated, the rest do not start.
     #[command(after_help = "Examples:\n  baton cancel 01jd5k2x")]
     Cancel(RunRef),
@@ -149,6 +164,39 @@ pub(crate) struct ResumeArgs {
     pub(crate) parallelism: Option<usize>,
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RetryArgs {
+    #[arg(value_name = "RUN_ID")]
+    pub(crate) run: String,
+    #[arg(long, value_name = "N")]
+    pub(crate) parallelism: Option<usize>,
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// With --server, follow the run to its end and exit like `baton run` (the local home
+    /// always runs it in the foreground).
+    #[arg(long)]
+    pub(crate) wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct TriggerArgs {
+    /// The pipeline, `namespace/name` (or `name` in the `default` namespace).
+    #[arg(value_name = "PIPELINE")]
+    pub(crate) pipeline: String,
+    /// A run parameter, `NAME=VALUE`; repeat for more.
+    #[arg(long = "param", short = 'p', value_name = "NAME=VALUE")]
+    pub(crate) params: Vec<String>,
+    /// Triggering again with the same key returns the earlier run instead of starting another.
+    #[arg(long, value_name = "KEY")]
+    pub(crate) idempotency_key: Option<String>,
+    /// Follow the run to its end and exit like `baton run`.
+    #[arg(long)]
+    pub(crate) wait: bool,
+    /// Tasks running at once when the run executes here (default: number of cores).
+    #[arg(long, value_name = "N")]
+    pub(crate) parallelism: Option<usize>,
 }
 
 #[derive(Debug, Args)]

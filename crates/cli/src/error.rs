@@ -48,14 +48,29 @@ pub enum ExpectedError {
     Engine(#[from] baton_engine::Error),
     #[error("{0}")]
     Usage(String),
+    /// Understood, but the run's state refuses it (a decided gate, a run that cannot be
+    /// retried) or what it names does not exist.
+    #[error("{0}")]
+    Refused(String),
+    /// An error the server answered with, and the exit code the same request gets locally.
+    #[error("{message}")]
+    Api { message: String, status: ExitStatus },
+    #[error(
+        "cannot reach the server at `{url}`: {detail}\n(hint: is `baton server` running there? --server and BATON_SERVER say where to look)"
+    )]
+    Unreachable { url: String, detail: String },
 }
 
 impl ExpectedError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
-            Self::Read { .. } | Self::Invalid { .. } | Self::Write(_) | Self::Store(_) => {
-                ExitStatus::Failure
-            }
+            Self::Read { .. }
+            | Self::Invalid { .. }
+            | Self::Write(_)
+            | Self::Store(_)
+            | Self::Refused(_)
+            | Self::Unreachable { .. } => ExitStatus::Failure,
+            Self::Api { status, .. } => *status,
             Self::Engine(_) | Self::NoPipelines { .. } | Self::Usage(_) => ExitStatus::Usage,
         }
     }

@@ -2,7 +2,9 @@
 //! outcome into output and an exit code. Commands only render; the work lives in the library
 //! crates.
 
+mod backend;
 mod cli;
+mod client;
 mod commands;
 mod config_file;
 mod discover;

@@ -24,11 +24,12 @@ impl Output {
 
     /// Writes a result; a closed pipe is not an error worth reporting.
     pub(crate) fn print(&mut self, text: &str) -> Result<(), ExpectedError> {
-        match self
-            .out
-            .write_all(text.as_bytes())
-            .and_then(|()| self.out.flush())
-        {
+        self.print_bytes(text.as_bytes())
+    }
+
+    /// Writes raw bytes as a result (a log, which need not be UTF-8).
+    pub(crate) fn print_bytes(&mut self, bytes: &[u8]) -> Result<(), ExpectedError> {
+        match self.out.write_all(bytes).and_then(|()| self.out.flush()) {
             Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
             _ => Ok(()),
         }

@@ -78,7 +78,7 @@ fn requeue_one_runs_it_and_what_needs_it_with_a_fresh_budget() {
     let t = failed_runs();
     let ids = run_ids(&t);
     let refused = t.run(&["dead-letters", "requeue", &ids[0], "b"]);
-    assert_eq!(refused.code, 2);
+    assert_eq!(refused.code, 1, "a refusal, as for `baton retry`");
     assert_eq!(
         refused.stderr,
         format!(
@@ -174,7 +174,7 @@ fn a_fan_out_instance_is_requeued_alone() {
         "the fan-out's own row is not listed"
     );
     let refused = t.run(&["dead-letters", "requeue", &id, "load"]);
-    assert_eq!(refused.code, 2);
+    assert_eq!(refused.code, 1, "a refusal, as for `baton retry`");
     assert_eq!(
         refused.stderr,
         format!(

@@ -471,7 +471,7 @@ fn logs_by_attempt_and_prefix_ids() {
     );
     assert_eq!(t.run(&["logs", prefix, "a"]).stdout, "try 2\n");
     let none = t.run(&["logs", prefix, "a", "--attempt", "3"]);
-    assert_eq!(none.code, 2);
+    assert_eq!(none.code, 1);
     assert_eq!(
         none.stderr,
         format!("error: no log for `a` in run {id}\n(hint: it has attempts 1 to 2)\n")
@@ -550,7 +550,7 @@ fn retry_reruns_a_failed_run_from_its_failed_tasks() {
     assert_eq!(ran.matches("flaky").count(), 3);
     assert_eq!(ran.matches("after").count(), 1);
     let again = t.run(&["retry", &id]);
-    assert_eq!(again.code, 2);
+    assert_eq!(again.code, 1);
     assert_eq!(
         again.stderr,
         format!("error: run {id} succeeded; there is nothing to retry\n")

@@ -9,6 +9,7 @@ mod error;
 pub mod executor;
 mod fault;
 mod launch;
+pub mod log_tail;
 pub mod outputs;
 mod programs;
 pub mod render;

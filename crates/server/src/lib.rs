@@ -129,6 +129,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::dead_letters::requeue_one))
         .routes(routes!(routes::dead_letters::list))
         .routes(routes!(routes::dead_letters::requeue_bulk))
+        .routes(routes!(routes::logs::log))
         .routes(routes!(routes::health::openapi));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))

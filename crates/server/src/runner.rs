@@ -21,6 +21,9 @@ pub struct Runner {
     active: Arc<tokio::sync::Semaphore>,
     /// Announces every run that reaches a final state (upstream triggers listen).
     finished: tokio::sync::broadcast::Sender<(RunId, baton_core::state::RunState)>,
+    /// Set when the server starts to stop: open log streams end, or they would hold the
+    /// graceful shutdown until their attempts end.
+    closing: watch::Sender<bool>,
 }
 
 /// Upper bound of runs one server drives at once (a semaphore needs one).
@@ -36,7 +39,18 @@ impl Runner {
             stop: watch::channel(None).0,
             active: Arc::new(tokio::sync::Semaphore::new(MAX_ACTIVE_RUNS as usize)),
             finished: tokio::sync::broadcast::channel(1024).0,
+            closing: watch::channel(false).0,
         }
+    }
+
+    /// Ends every open log stream (clients reconnect with `Last-Event-ID`).
+    pub fn close_streams(&self) {
+        let _ = self.closing.send(true);
+    }
+
+    /// Turns true when log streams must end.
+    pub fn closing(&self) -> watch::Receiver<bool> {
+        self.closing.subscribe()
     }
 
     /// Runs this runner drove to a final state, as they finish.

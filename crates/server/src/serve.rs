@@ -117,8 +117,13 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         source,
     })?;
     on_ready(addr);
+    // Open log streams end at the signal; graceful shutdown would wait for them otherwise.
+    let streams = runner.clone();
     axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            streams.close_streams();
+        })
         .await
         .map_err(|source| Error::Listen { addr, source })?;
     // Stop accepting work first (above), then hand runs back for the next start to resume.

@@ -2,7 +2,7 @@
 
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{AttemptState, RunState, TaskState};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch. The store never reads a clock: callers pass times in,
 /// which keeps tests deterministic. (In the API's schemas a plain `i64`: utoipa would otherwise
@@ -27,7 +27,8 @@ pub struct DefinitionRecord {
     pub path: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+/// Deserializable so a client of the API reads back the very records the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunRecord {
     pub id: RunId,
     /// The pipeline's namespace.
@@ -59,7 +60,7 @@ pub struct RunRecord {
     pub lease_expires_at: Option<Millis>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TaskRecord {
     pub key: TaskKey,
     pub task_id: String,
@@ -85,14 +86,14 @@ pub struct TaskRecord {
 }
 
 /// CPU and memory used by one attempt, from the OS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Rusage {
     pub cpu_user_ms: i64,
     pub cpu_sys_ms: i64,
     pub max_rss_kb: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub key: TaskKey,
     pub attempt: u32,
@@ -278,7 +279,7 @@ impl DeadLetterCursor {
 
 /// A task instance that failed for good (its retries used up) in a run that has ended: it
 /// stays failed until someone requeues it.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct DeadLetterRecord {
     pub run: RunId,
     pub namespace: String,

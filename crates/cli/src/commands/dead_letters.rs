@@ -1,46 +1,39 @@
 //! `baton dead-letters` and `baton dead-letters requeue`: task instances that failed for good,
-//! listed from the home and requeued in the foreground (as `baton retry` does).
+//! listed from the home or a server, and requeued: in the foreground from the home (as
+//! `baton retry` does), by the server otherwise.
 
-use std::path::Path;
+use std::sync::Arc;
 
 use baton_core::ids::{RunId, TaskKey};
-use baton_engine::control::RetryError;
-use baton_store::{DeadLetterFilter, DeadLetterRecord};
+use baton_store::DeadLetterRecord;
 
 use super::inspect::{table, timestamp};
-use super::run::{drive, open};
+use super::run::drive;
+use crate::backend::Backend;
 use crate::cli::{DeadLettersArgs, DeadLettersCommand, DeadLettersListArgs, RequeueArgs};
 use crate::error::{ExitStatus, ExpectedError};
 use crate::output::Output;
 
-/// Dead letters read per query when requeuing them all.
-const PAGE: u32 = 500;
-
 pub(crate) async fn run(
-    home: &Path,
+    backend: &Backend,
     args: &DeadLettersArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
     match &args.command {
-        None => list(home, &args.list, out).await,
-        Some(DeadLettersCommand::Requeue(requeue_args)) => requeue(home, requeue_args, out).await,
+        None => list(backend, &args.list, out).await,
+        Some(DeadLettersCommand::Requeue(requeue_args)) => {
+            requeue(backend, requeue_args, out).await
+        }
     }
 }
 
 pub(crate) async fn list(
-    home: &Path,
+    backend: &Backend,
     args: &DeadLettersListArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let store = open(home).await?;
-    let letters = store
-        .dead_letters(
-            &DeadLetterFilter {
-                limit: args.limit,
-                ..DeadLetterFilter::default()
-            }
-            .for_pipeline(args.pipeline.as_deref()),
-        )
+    let letters = backend
+        .dead_letters(args.pipeline.as_deref(), args.limit)
         .await?;
     if args.json {
         out.print(&format!(
@@ -77,25 +70,22 @@ pub(crate) async fn list(
     Ok(ExitStatus::Success)
 }
 
-fn refused(e: RetryError) -> ExpectedError {
-    match e {
-        RetryError::Store(e) => e.into(),
-        other => ExpectedError::Usage(other.to_string()),
-    }
-}
-
 pub(crate) async fn requeue(
-    home: &Path,
+    backend: &Backend,
     args: &RequeueArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let store = open(home).await?;
-    let runs: Vec<(RunId, Vec<TaskKey>)> = match (&args.run, &args.task) {
+    let runs: Vec<(String, Vec<TaskKey>)> = match (&args.run, &args.task) {
         (Some(run), Some(task)) if !args.all => {
-            let id = store.resolve_run(run).await?;
-            vec![(id, vec![TaskKey::from_string(task.clone())])]
+            vec![(run.clone(), vec![TaskKey::from_string(task.clone())])]
         }
-        _ => by_run(all(store.as_ref(), args.pipeline.as_deref()).await?),
+        _ => {
+            let mut letters = backend
+                .dead_letters(args.pipeline.as_deref(), u32::MAX)
+                .await?;
+            letters.reverse();
+            by_run(letters)
+        }
     };
     if runs.is_empty() {
         out.print("no dead letters\n")?;
@@ -104,10 +94,8 @@ pub(crate) async fn requeue(
     // Each run is requeued just before it is driven, so stopping (Ctrl-C) leaves the rest
     // as they were: still dead letters.
     let mut status = ExitStatus::Success;
-    for (id, keys) in runs {
-        let reopened = baton_engine::control::requeue(store.as_ref(), &id, &keys)
-            .await
-            .map_err(refused)?;
+    for (run, keys) in runs {
+        let (id, reopened) = backend.requeue(&run, &keys).await?;
         let chosen: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
         let names: Vec<String> = reopened.iter().map(ToString::to_string).collect();
         out.eprint(&format!(
@@ -115,7 +103,10 @@ pub(crate) async fn requeue(
             chosen.join(", "),
             names.join(", ")
         ));
-        match drive(home, store.clone(), &id, args.parallelism, false, out).await? {
+        let Backend::Local { home, store } = backend else {
+            continue; // the server drives it
+        };
+        match drive(home, Arc::clone(store), &id, args.parallelism, false, out).await? {
             ExitStatus::Cancelled => return Ok(ExitStatus::Cancelled),
             ExitStatus::Success => {}
             other => status = other,
@@ -124,38 +115,9 @@ pub(crate) async fn requeue(
     Ok(status)
 }
 
-/// Every current dead letter (of one pipeline), oldest run first.
-async fn all(
-    store: &dyn baton_store::Store,
-    pipeline: Option<&str>,
-) -> Result<Vec<DeadLetterRecord>, ExpectedError> {
-    let mut letters = Vec::new();
-    let mut before = None;
-    loop {
-        let page = store
-            .dead_letters(
-                &DeadLetterFilter {
-                    limit: PAGE,
-                    before,
-                    ..DeadLetterFilter::default()
-                }
-                .for_pipeline(pipeline),
-            )
-            .await?;
-        before = page.last().map(DeadLetterRecord::cursor);
-        let done = page.len() < PAGE as usize;
-        letters.extend(page);
-        if done {
-            break;
-        }
-    }
-    letters.reverse();
-    Ok(letters)
-}
-
 /// Groups dead letters by run, keeping the runs' order: a run is requeued once, with all of
 /// its dead letters.
-fn by_run(letters: Vec<DeadLetterRecord>) -> Vec<(RunId, Vec<TaskKey>)> {
+fn by_run(letters: Vec<DeadLetterRecord>) -> Vec<(String, Vec<TaskKey>)> {
     let mut runs: Vec<(RunId, Vec<TaskKey>)> = Vec::new();
     for d in letters {
         match runs.iter_mut().find(|(id, _)| *id == d.run) {
@@ -163,5 +125,7 @@ fn by_run(letters: Vec<DeadLetterRecord>) -> Vec<(RunId, Vec<TaskKey>)> {
             None => runs.push((d.run, vec![d.key])),
         }
     }
-    runs
+    runs.into_iter()
+        .map(|(id, keys)| (id.to_string(), keys))
+        .collect()
 }

@@ -1,16 +1,12 @@
-//! `baton runs`, `baton show`, `baton logs`: reading runs back from the home.
+//! `baton runs`, `baton show`, `baton logs`: reading runs back from the home or a server.
 
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
-use std::time::Duration;
-
-use baton_core::ids::{RunId, TaskKey};
-use baton_core::state::{AttemptState, RunState};
-use baton_store::{AttemptRecord, Millis, RunFilter, Store};
+use baton_core::ids::TaskKey;
+use baton_core::state::RunState;
+use baton_store::{AttemptRecord, Millis, RunFilter};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::json;
 
-use super::run::open;
+use crate::backend::{Backend, RunView};
 use crate::cli::{LogsArgs, RunsArgs, ShowArgs};
 use crate::error::{ExitStatus, ExpectedError};
 use crate::output::Output;
@@ -90,11 +86,10 @@ fn instant(
 }
 
 pub(crate) async fn runs(
-    home: &Path,
+    backend: &Backend,
     args: &RunsArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let store = open(home).await?;
     let state = match &args.state {
         Some(s) => Some(RunState::from_name(s).ok_or_else(|| {
             ExpectedError::Usage(format!(
@@ -104,16 +99,16 @@ pub(crate) async fn runs(
         None => None,
     };
     let now = jiff::Timestamp::now();
-    let runs = store
+    let runs = backend
         .runs(
-            &RunFilter {
+            args.pipeline.as_deref(),
+            RunFilter {
                 state,
                 limit: args.limit,
                 created_after: instant("--since", args.since.as_deref(), now)?,
                 created_before: instant("--until", args.until.as_deref(), now)?,
                 ..RunFilter::default()
-            }
-            .for_pipeline(args.pipeline.as_deref()),
+            },
         )
         .await?;
     if args.json {
@@ -143,16 +138,12 @@ pub(crate) async fn runs(
     Ok(ExitStatus::Success)
 }
 
-pub(crate) async fn run_json(
-    store: &dyn Store,
-    id: &RunId,
-) -> Result<serde_json::Value, ExpectedError> {
-    let run = store
-        .run(id)
-        .await?
-        .ok_or_else(|| baton_store::Error::RunNotFound(id.to_string()))?;
-    let tasks = store.tasks(id).await?;
-    let attempts = store.attempts(id).await?;
+pub(crate) fn run_json(view: &RunView) -> serde_json::Value {
+    let RunView {
+        run,
+        tasks,
+        attempts,
+    } = view;
     let tasks: Vec<serde_json::Value> = tasks
         .iter()
         .map(|t| {
@@ -162,24 +153,20 @@ pub(crate) async fn run_json(
             v
         })
         .collect();
-    let mut doc = serde_json::to_value(&run).unwrap_or_default();
+    let mut doc = serde_json::to_value(run).unwrap_or_default();
     doc["tasks"] = json!(tasks);
-    Ok(doc)
+    doc
 }
 
 /// Prints a run: a header, then a row per task (or per attempt with `detail`).
-pub(crate) async fn print_run(
-    store: &dyn Store,
-    id: &RunId,
+pub(crate) fn print_run(
+    view: &RunView,
     out: &mut Output,
     detail: bool,
 ) -> Result<(), ExpectedError> {
-    let run = store
-        .run(id)
-        .await?
-        .ok_or_else(|| baton_store::Error::RunNotFound(id.to_string()))?;
-    let tasks = in_pipeline_order(store.tasks(id).await?);
-    let attempts = store.attempts(id).await?;
+    let run = &view.run;
+    let tasks = in_pipeline_order(view.tasks.clone());
+    let attempts = &view.attempts;
     let mut text = String::new();
     if detail {
         text.push_str(&format!(
@@ -280,99 +267,56 @@ pub(crate) async fn print_run(
 }
 
 pub(crate) async fn show(
-    home: &Path,
+    backend: &Backend,
     args: &ShowArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let store = open(home).await?;
-    let id = store.resolve_run(&args.run).await?;
+    let view = backend.run_view(&args.run).await?;
     if args.json {
-        let doc = run_json(store.as_ref(), &id).await?;
         out.print(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
+            serde_json::to_string_pretty(&run_json(&view)).unwrap_or_default()
         ))?;
     } else {
-        print_run(store.as_ref(), &id, out, true).await?;
+        print_run(&view, out, true)?;
     }
     Ok(ExitStatus::Success)
 }
 
 pub(crate) async fn logs(
-    home: &Path,
+    backend: &Backend,
     args: &LogsArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let store = open(home).await?;
-    let id = store.resolve_run(&args.run).await?;
-    let attempts = store.attempts(&id).await?;
+    let view = backend.run_view(&args.run).await?;
+    let id = &view.run.id;
     let Some(task) = &args.task else {
-        let tasks = in_pipeline_order(store.tasks(&id).await?);
-        for t in &tasks {
-            if let Some(a) = attempts
+        for t in &in_pipeline_order(view.tasks.clone()) {
+            if let Some(a) = view
+                .attempts
                 .iter()
                 .filter(|a| a.key == t.key)
                 .max_by_key(|a| a.attempt)
             {
                 out.print(&format!("==> {} (attempt {}) <==\n", t.key, a.attempt))?;
-                out.print(&std::fs::read_to_string(&a.log_path).unwrap_or_default())?;
+                out.print_bytes(&backend.log(id, &t.key, Some(a.attempt)).await?)?;
             }
         }
         return Ok(ExitStatus::Success);
     };
     let key = TaskKey::from_string(task.clone());
-    let mine: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.key == key).collect();
-    let chosen = match args.attempt {
-        Some(n) => mine.iter().find(|a| a.attempt == n).copied(),
-        None => mine.iter().max_by_key(|a| a.attempt).copied(),
-    };
-    let Some(a) = chosen else {
-        let hint = if mine.is_empty() {
-            "it has not started an attempt".to_owned()
-        } else {
-            format!("it has attempts 1 to {}", mine.len())
-        };
-        return Err(ExpectedError::Usage(format!(
-            "no log for `{key}` in run {id}\n(hint: {hint})"
-        )));
-    };
-    // A log file exists once the attempt has printed something; until then it reads as empty.
-    let read_from = |pos: u64| -> Result<(String, u64), ExpectedError> {
-        let mut file = match std::fs::File::open(&a.log_path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((String::new(), pos)),
-            Err(source) => {
-                return Err(ExpectedError::Read {
-                    path: a.log_path.clone(),
-                    source,
-                });
-            }
-        };
-        file.seek(SeekFrom::Start(pos))
-            .map_err(ExpectedError::Write)?;
-        let mut buf = Vec::new();
-        file.read_to_end(&mut buf).map_err(ExpectedError::Write)?;
-        let next = pos + buf.len() as u64;
-        Ok((String::from_utf8_lossy(&buf).into_owned(), next))
-    };
-    let (text, mut pos) = read_from(0)?;
-    out.print(&text)?;
-    if !args.follow {
-        return Ok(ExitStatus::Success);
-    }
-    let attempt = a.attempt;
-    loop {
-        let running = store
-            .attempts(&id)
-            .await?
+    // The latest attempt now, so following it stays on it even if a retry starts another.
+    let attempt = args.attempt.or_else(|| {
+        view.attempts
             .iter()
-            .any(|x| x.key == key && x.attempt == attempt && x.state == AttemptState::Running);
-        let (chunk, next) = read_from(pos)?;
-        pos = next;
-        out.print(&chunk)?;
-        if !running {
-            return Ok(ExitStatus::Success);
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            .filter(|a| a.key == key)
+            .map(|a| a.attempt)
+            .max()
+    });
+    if args.follow {
+        backend.follow_log(id, &key, attempt, out).await?;
+    } else {
+        out.print_bytes(&backend.log(id, &key, args.attempt).await?)?;
     }
+    Ok(ExitStatus::Success)
 }

@@ -8,29 +8,51 @@ mod run;
 mod schedule;
 mod schema;
 mod server;
+mod trigger;
 mod validate;
 
+use crate::backend::Backend;
 use crate::cli::{Cli, Command};
 use crate::error::{ExitStatus, ExpectedError};
 use crate::output::Output;
 
 pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, ExpectedError> {
-    match cli.command {
-        Command::Validate(args) => validate::run(&args, out),
+    let (home, server) = (&cli.home, cli.server.as_deref());
+    match &cli.command {
+        Command::Validate(args) => validate::run(args, out),
         Command::Schema => schema::run(out),
-        Command::Graph(args) => graph::run(&args, out),
-        Command::Run(args) => with_runtime(run::run(&cli.home, &args, out)),
-        Command::Resume(args) => with_runtime(run::resume(&cli.home, &args, out)),
-        Command::Retry(args) => with_runtime(run::retry(&cli.home, &args, out)),
-        Command::Runs(args) => with_runtime(inspect::runs(&cli.home, &args, out)),
-        Command::DeadLetters(args) => with_runtime(dead_letters::run(&cli.home, &args, out)),
-        Command::Show(args) => with_runtime(inspect::show(&cli.home, &args, out)),
-        Command::Logs(args) => with_runtime(inspect::logs(&cli.home, &args, out)),
-        Command::Cancel(args) => with_runtime(run::cancel(&cli.home, &args, out)),
-        Command::Server(args) => with_runtime(server::run(&cli.home, &args, out)),
-        Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(&args, out),
-        Command::Approve(args) => with_runtime(run::decide(&cli.home, &args, true, out)),
-        Command::Reject(args) => with_runtime(run::decide(&cli.home, &args, false, out)),
+        Command::Graph(args) => graph::run(args, out),
+        Command::Run(args) => with_runtime(run::run(home, args, out)),
+        Command::Resume(args) => with_runtime(run::resume(home, args, out)),
+        Command::Trigger(args) => with_backend(home, server, out, async |b, out| {
+            trigger::run(b, args, out).await
+        }),
+        Command::Retry(args) => with_backend(home, server, out, async |b, out| {
+            run::retry(b, args, out).await
+        }),
+        Command::Runs(args) => with_backend(home, server, out, async |b, out| {
+            inspect::runs(b, args, out).await
+        }),
+        Command::DeadLetters(args) => with_backend(home, server, out, async |b, out| {
+            dead_letters::run(b, args, out).await
+        }),
+        Command::Show(args) => with_backend(home, server, out, async |b, out| {
+            inspect::show(b, args, out).await
+        }),
+        Command::Logs(args) => with_backend(home, server, out, async |b, out| {
+            inspect::logs(b, args, out).await
+        }),
+        Command::Cancel(args) => with_backend(home, server, out, async |b, out| {
+            run::cancel(b, args, out).await
+        }),
+        Command::Server(args) => with_runtime(server::run(home, args, out)),
+        Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(args, out),
+        Command::Approve(args) => with_backend(home, server, out, async |b, out| {
+            run::decide(b, args, true, out).await
+        }),
+        Command::Reject(args) => with_backend(home, server, out, async |b, out| {
+            run::decide(b, args, false, out).await
+        }),
     }
 }
 
@@ -42,4 +64,17 @@ fn with_runtime(
         .build()
         .map_err(ExpectedError::Write)?
         .block_on(f)
+}
+
+/// Runs a command that works on the home or, with `--server`, on a server.
+fn with_backend(
+    home: &std::path::Path,
+    server: Option<&str>,
+    out: &mut Output,
+    f: impl AsyncFnOnce(&Backend, &mut Output) -> Result<ExitStatus, ExpectedError>,
+) -> Result<ExitStatus, ExpectedError> {
+    with_runtime(async move {
+        let backend = Backend::open(home, server).await?;
+        f(&backend, out).await
+    })
 }

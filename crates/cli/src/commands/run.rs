@@ -1,4 +1,4 @@
-//! `baton run`, `baton resume`, `baton cancel`, `baton approve` / `reject`.
+//! `baton run`, `baton resume`, `baton retry`, `baton cancel`, `baton approve` / `reject`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -7,22 +7,19 @@ use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
 use baton_engine::executor::LocalExecutor;
 use baton_engine::{Options, RunRequest, Stop};
-use baton_store::{SqlStore, Store};
+use baton_store::Store;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
 
 use super::inspect::{print_run, run_json};
 use super::live;
 use super::validate::load_file;
-use crate::cli::{DecideArgs, ResumeArgs, RunArgs, RunRef};
+use crate::backend::{Backend, CancelOutcome, RunView, open_store as open};
+use crate::cli::{DecideArgs, ResumeArgs, RetryArgs, RunArgs, RunRef};
 use crate::error::{ExitStatus, ExpectedError};
 use crate::output::Output;
 
-pub(crate) async fn open(home: &Path) -> Result<Arc<dyn Store>, ExpectedError> {
-    Ok(Arc::new(SqlStore::open_home(home).await?))
-}
-
-fn parse_params(
+pub(crate) fn parse_params(
     pipeline: &baton_core::Pipeline,
     given: &[String],
 ) -> Result<Map<String, Value>, ExpectedError> {
@@ -113,21 +110,28 @@ pub(crate) async fn run(
 }
 
 pub(crate) async fn retry(
-    home: &Path,
-    args: &ResumeArgs,
+    backend: &Backend,
+    args: &RetryArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let store = open(home).await?;
-    let id = store.resolve_run(&args.run).await?;
-    let reopened = baton_engine::control::retry(store.as_ref(), &id)
-        .await
-        .map_err(|e| match e {
-            baton_engine::control::RetryError::Store(e) => e.into(),
-            other => ExpectedError::Usage(other.to_string()),
-        })?;
+    let (id, reopened) = backend.retry(&args.run).await?;
     let names: Vec<String> = reopened.iter().map(ToString::to_string).collect();
     out.eprint(&format!("retrying run {id}: {}\n", names.join(", ")));
-    drive(home, store, &id, args.parallelism, args.json, out).await
+    match backend {
+        Backend::Local { home, store } => {
+            drive(
+                home,
+                Arc::clone(store),
+                &id,
+                args.parallelism,
+                args.json,
+                out,
+            )
+            .await
+        }
+        Backend::Remote(_) if args.wait => finish(&backend.wait(&id).await?, args.json, out),
+        Backend::Remote(_) => Ok(ExitStatus::Success),
+    }
 }
 
 pub(crate) async fn resume(
@@ -167,17 +171,25 @@ pub(crate) async fn drive(
     )
     .await;
     let _ = view.await;
-    let state = result?;
+    result?;
+    finish(&RunView::load(store.as_ref(), id).await?, json, out)
+}
+
+/// Prints a run that has stopped and says how `baton run` exits for it.
+pub(crate) fn finish(
+    view: &RunView,
+    json: bool,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
     if json {
-        let doc = run_json(store.as_ref(), id).await?;
         out.print(&format!(
             "{}\n",
-            serde_json::to_string_pretty(&doc).unwrap_or_default()
+            serde_json::to_string_pretty(&run_json(view)).unwrap_or_default()
         ))?;
     } else {
-        print_run(store.as_ref(), id, out, false).await?;
+        print_run(view, out, false)?;
     }
-    Ok(match state {
+    Ok(match view.run.state {
         RunState::Succeeded => ExitStatus::Success,
         RunState::Cancelled => ExitStatus::Cancelled,
         _ => ExitStatus::Failure,
@@ -185,58 +197,36 @@ pub(crate) async fn drive(
 }
 
 pub(crate) async fn cancel(
-    home: &Path,
+    backend: &Backend,
     args: &RunRef,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    use baton_engine::control::Cancel;
-    let store = open(home).await?;
-    let id = store.resolve_run(&args.run).await?;
-    match baton_engine::control::request_cancel(store.as_ref(), &id).await? {
-        Cancel::Finished(state) => out.print(&format!("run {id} already {state}\n"))?,
-        Cancel::Requested => {
+    match backend.cancel(&args.run).await? {
+        (id, CancelOutcome::Finished(state)) => {
+            out.print(&format!("run {id} already {state}\n"))?
+        }
+        (id, CancelOutcome::Requested) => {
             out.print(&format!(
                 "cancel requested; the process running {id} will stop it\n"
             ))?;
         }
-        Cancel::Orphaned => {
-            // Nobody is running it: cancel it here, recording interrupted attempts as it goes.
-            let (_tx, rx) = watch::channel(Some(Stop::Cancel));
-            let opts = Options::new(home.to_path_buf());
-            let executor = Arc::new(LocalExecutor::default());
-            let state = baton_engine::execute(store, executor, &id, &opts, None, rx).await?;
-            out.print(&format!("run {id} {state}\n"))?;
-        }
+        (id, CancelOutcome::Ended(state)) => out.print(&format!("run {id} {state}\n"))?,
     }
     Ok(ExitStatus::Success)
 }
 
 pub(crate) async fn decide(
-    home: &Path,
+    backend: &Backend,
     args: &DecideArgs,
     approve: bool,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let store = open(home).await?;
-    let id = store.resolve_run(&args.run).await?;
     let key = TaskKey::from_string(args.task.clone());
     let by = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    match baton_engine::control::decide(
-        store.as_ref(),
-        &id,
-        &key,
-        approve,
-        &by,
-        args.comment.as_deref(),
-    )
-    .await
-    {
-        Ok(()) => {
-            let verb = if approve { "approved" } else { "rejected" };
-            out.print(&format!("{verb} `{key}` of run {id}\n"))?;
-            Ok(ExitStatus::Success)
-        }
-        Err(baton_engine::control::DecideError::Store(e)) => Err(e.into()),
-        Err(e) => Err(ExpectedError::Usage(e.to_string())),
-    }
+    let id = backend
+        .decide(&args.run, &key, approve, &by, args.comment.as_deref())
+        .await?;
+    let verb = if approve { "approved" } else { "rejected" };
+    out.print(&format!("{verb} `{key}` of run {id}\n"))?;
+    Ok(ExitStatus::Success)
 }

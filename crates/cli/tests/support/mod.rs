@@ -43,7 +43,8 @@ impl Test {
         cmd.args(args)
             .current_dir(self.dir.path())
             .env("BATON_HOME", self.dir.path().join(".baton"))
-            .env_remove("BATON_FAULT_CRASH_AFTER_COMMITS");
+            .env_remove("BATON_FAULT_CRASH_AFTER_COMMITS")
+            .env_remove("BATON_SERVER");
         cmd
     }
 

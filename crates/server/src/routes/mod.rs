@@ -7,6 +7,7 @@ use utoipa::IntoParams;
 
 pub(crate) mod dead_letters;
 pub(crate) mod health;
+pub(crate) mod logs;
 pub(crate) mod pipelines;
 pub(crate) mod runs;
 pub(crate) mod webhook;
