@@ -100,6 +100,9 @@ pub(crate) async fn run(
             trigger: "manual",
             logical_date: None,
             idempotency_key: args.idempotency_key.clone(),
+            // A direct run in the foreground: `concurrency` is the server's to enforce.
+            admission: None,
+            backfill_id: None,
         },
     )
     .await?

@@ -1,5 +1,6 @@
 //! The HTTP routes; handlers are thin over the store, the catalog and the engine.
 
+pub(crate) mod backfills;
 pub(crate) mod health;
 pub(crate) mod pipelines;
 pub(crate) mod runs;
