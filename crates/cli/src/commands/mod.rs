@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod backfill;
 mod graph;
 mod inspect;
 mod live;
@@ -29,6 +30,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(&args, out),
         Command::Approve(args) => with_runtime(run::decide(&cli.home, &args, true, out)),
         Command::Reject(args) => with_runtime(run::decide(&cli.home, &args, false, out)),
+        Command::Backfill(args) => with_runtime(backfill::run(&cli.home, &args, out)),
     }
 }
 

@@ -22,7 +22,7 @@ pub(crate) async fn open(home: &Path) -> Result<Arc<dyn Store>, ExpectedError> {
     Ok(Arc::new(SqlStore::open_home(home).await?))
 }
 
-fn parse_params(
+pub(crate) fn parse_params(
     pipeline: &baton_core::Pipeline,
     given: &[String],
 ) -> Result<Map<String, Value>, ExpectedError> {
@@ -53,7 +53,7 @@ fn parse_params(
 }
 
 /// Ctrl-C or SIGTERM asks the run to stop; the dispatcher cancels it cleanly.
-fn stop_on_signals() -> watch::Receiver<Option<Stop>> {
+pub(crate) fn stop_on_signals() -> watch::Receiver<Option<Stop>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
         let Ok(mut term) =
