@@ -50,6 +50,21 @@ impl From<baton_store::Error> for ApiError {
             baton_store::Error::RunNotFound(id) => Self::not_found(format!("run `{id}` not found")),
             baton_store::Error::AmbiguousRun { .. } => Self::bad_request(e.to_string()),
             baton_store::Error::IdempotencyConflict(_) => Self::conflict(e.to_string()),
+            baton_store::Error::BackfillNotFound(id) => {
+                Self::not_found(format!("backfill `{id}` not found"))
+            }
+            baton_store::Error::Skipped {
+                ref group,
+                ref active,
+            } => {
+                let details = json!({ "group": group, "active_runs": active });
+                Self::new(
+                    StatusCode::CONFLICT,
+                    crate::concurrency::CONCURRENCY_LIMIT,
+                    e.to_string(),
+                )
+                .with_details(details)
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::new(
@@ -83,6 +98,29 @@ impl From<baton_engine::Error> for ApiError {
                     "something went wrong",
                 )
             }
+        }
+    }
+}
+
+impl From<baton_engine::BackfillError> for ApiError {
+    fn from(e: baton_engine::BackfillError) -> Self {
+        use baton_engine::BackfillError;
+        match e {
+            BackfillError::Params(problems) => {
+                let list: Vec<&str> = problems.lines().collect();
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_params",
+                    "the backfill's params are invalid",
+                )
+                .with_details(json!({ "problems": list }))
+            }
+            BackfillError::Store(e) => e.into(),
+            other => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_backfill",
+                other.to_string(),
+            ),
         }
     }
 }

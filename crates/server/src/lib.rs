@@ -3,6 +3,7 @@
 
 mod body;
 pub mod catalog;
+mod concurrency;
 mod error;
 mod page;
 mod routes;
@@ -19,6 +20,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
+use baton_core::spec::Overlap;
 use tokio::sync::RwLock;
 
 pub use catalog::Catalog;
@@ -47,8 +49,10 @@ pub struct Launch {
 }
 
 impl AppState {
-    /// Creates a run of `version` and starts driving it. When the idempotency key matches an
-    /// earlier run, that run is returned as it is (`new: false`) and not started again.
+    /// Creates a run of `version` and starts driving it (once admitted, under the pipeline's
+    /// `concurrency`). When the idempotency key matches an earlier run, that run is returned as
+    /// it is (`new: false`) and not started again. `overlap: skip` at the limit fails with 409
+    /// `concurrency_limit`.
     pub async fn launch(
         &self,
         version: &catalog::Version,
@@ -58,6 +62,7 @@ impl AppState {
             .file
             .parent()
             .map_or_else(|| ".".into(), |d| d.display().to_string());
+        let admission = baton_engine::pipeline_admission(&version.pipeline);
         let created = baton_engine::create_run(
             self.store.as_ref(),
             baton_engine::RunRequest {
@@ -69,10 +74,16 @@ impl AppState {
                 trigger: launch.trigger,
                 logical_date: launch.logical_date,
                 idempotency_key: launch.idempotency_key,
+                admission: admission.clone(),
+                backfill_id: None,
             },
         )
-        .await?;
+        .await
+        .map_err(concurrency::skipped)?;
         if created.new {
+            if let Some(a) = admission.filter(|a| a.overlap == Overlap::CancelPrevious) {
+                concurrency::cancel_flagged(self, &a.group, &created.id).await;
+            }
             self.runner.start(created.id.clone());
         }
         Ok(created)
@@ -131,6 +142,13 @@ pub fn router(state: AppState) -> Router {
             "/pipelines/{namespace}/{name}/webhook",
             post(routes::webhook::deliver),
         )
+        .route(
+            "/pipelines/{namespace}/{name}/backfill",
+            post(routes::backfills::create),
+        )
+        .route("/backfills", get(routes::backfills::list))
+        .route("/backfills/{id}", get(routes::backfills::get))
+        .route("/backfills/{id}/cancel", post(routes::backfills::cancel))
         .route("/reload", post(routes::pipelines::reload))
         .route("/runs", get(routes::runs::list))
         .route("/runs/{id}", get(routes::runs::get))

@@ -1,5 +1,6 @@
 //! The HTTP routes; handlers are thin over the store, the catalog and the engine.
 
+pub(crate) mod backfills;
 pub(crate) mod dead_letters;
 pub(crate) mod health;
 pub(crate) mod logs;
