@@ -457,6 +457,10 @@ impl Backend {
                         trigger: "manual",
                         logical_date: None,
                         idempotency_key,
+                        // Driven right here in the foreground, as `baton run` is: a direct
+                        // run, not held back by the pipeline's concurrency (a server's is).
+                        admission: None,
+                        backfill_id: None,
                     },
                 )
                 .await?;

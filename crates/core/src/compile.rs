@@ -1080,8 +1080,11 @@ fn concurrency(d: &mut Decoder, spec: &PipelineSpec) -> Concurrency {
                 Some("pause the pipeline to stop it from running".into());
         });
     }
+    // An overlap policy only means something against a limit: given alone, it limits the
+    // pipeline to one active run (`overlap: skip` is the common "never overlap").
+    let default_max = c.overlap.is_some().then_some(1);
     Concurrency {
-        max_active_runs: c.max_active_runs.map(|m| m.value),
+        max_active_runs: c.max_active_runs.map(|m| m.value).or(default_max),
         overlap: c.overlap.unwrap_or(Overlap::Queue),
     }
 }

@@ -272,3 +272,41 @@ impl fmt::Display for TaskKey {
         f.write_str(&self.0)
     }
 }
+
+/// A backfill's id: `bf_` and a ULID, so it sorts by creation and reads apart from run ids.
+#[derive(
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(transparent)]
+pub struct BackfillId(String);
+
+impl BackfillId {
+    /// Wraps an id read back from storage or typed by a user.
+    pub fn from_string(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The admission group its runs share, so they respect the backfill's parallelism.
+    pub fn admission_group(&self) -> String {
+        format!("backfill:{}", self.0)
+    }
+}
+
+impl fmt::Display for BackfillId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}

@@ -265,6 +265,79 @@ fn catch_up_policies() {
     );
 }
 
+#[test]
+fn ticks_between_are_inclusive_and_follow_dst() {
+    let daily = schedule("0 0 * * *", "UTC");
+    assert_eq!(
+        rfc3339(
+            &daily
+                .ticks_between(ts("2026-01-01T00:00:00Z"), ts("2026-01-03T00:00:00Z"), 10)
+                .expect("within the limit")
+        ),
+        vec![
+            "2026-01-01T00:00:00+00:00",
+            "2026-01-02T00:00:00+00:00",
+            "2026-01-03T00:00:00+00:00",
+        ],
+        "both ends are inclusive"
+    );
+    assert_eq!(
+        daily.ticks_between(ts("2026-01-01T00:00:01Z"), ts("2026-01-01T23:59:59Z"), 10),
+        Ok(Vec::new())
+    );
+    assert_eq!(
+        daily.ticks_between(ts("2026-01-03T00:00:00Z"), ts("2026-01-01T00:00:00Z"), 10),
+        Ok(Vec::new()),
+        "an end before the start holds nothing"
+    );
+    // The spring-forward gap: 02:30 does not exist on 2026-03-29 and fires once at 03:00.
+    let berlin = schedule("30 2 * * *", "Europe/Berlin");
+    assert_eq!(
+        rfc3339(
+            &berlin
+                .ticks_between(ts("2026-03-28T00:00:00Z"), ts("2026-03-30T23:00:00Z"), 10)
+                .expect("within the limit")
+        ),
+        vec![
+            "2026-03-28T02:30:00+01:00",
+            "2026-03-29T03:00:00+02:00",
+            "2026-03-30T02:30:00+02:00",
+        ]
+    );
+    // The fall-back day has 25 hours, so an hourly cron fires 25 times, and a fixed time once.
+    let hourly = schedule("0 * * * *", "Europe/Berlin");
+    let day = hourly
+        .ticks_between(ts("2026-10-24T22:00:00Z"), ts("2026-10-25T22:59:59Z"), 100)
+        .expect("within the limit");
+    assert_eq!(day.len(), 25);
+    assert_eq!(
+        rfc3339(&day[2..4]),
+        vec!["2026-10-25T02:00:00+02:00", "2026-10-25T02:00:00+01:00"]
+    );
+    assert_eq!(
+        berlin
+            .ticks_between(ts("2026-10-24T22:00:00Z"), ts("2026-10-25T22:59:59Z"), 10)
+            .map(|t| t.len()),
+        Ok(1)
+    );
+    // Over the limit: refused, without enumerating the whole range.
+    assert_eq!(
+        schedule("* * * * *", "UTC").ticks_between(
+            ts("2026-01-01T00:00:00Z"),
+            ts("2036-01-01T00:00:00Z"),
+            10_000
+        ),
+        Err(10_000)
+    );
+    assert_eq!(
+        schedule("* * * * *", "UTC")
+            .ticks_between(ts("2026-01-01T00:00:00Z"), ts("2026-01-01T00:09:00Z"), 10)
+            .map(|t| t.len()),
+        Ok(10),
+        "exactly the limit is allowed"
+    );
+}
+
 fn field(lo: u32, hi: u32) -> impl Strategy<Value = Field> {
     prop_oneof![
         Just(Field::any(lo, hi)),

@@ -511,3 +511,28 @@ fn warnings_do_not_invalidate() {
         "`trigger_rule: all_done` has no effect on a task without `needs`"
     );
 }
+
+#[test]
+fn an_overlap_policy_alone_limits_to_one_active_run() {
+    use baton_core::spec::Overlap;
+    let limit = |c: &str| {
+        let p = load(&format!("name: p\n{c}tasks:\n  a:\n    run: x\n"))
+            .pipeline
+            .expect("valid");
+        (p.concurrency.max_active_runs, p.concurrency.overlap)
+    };
+    assert_eq!(
+        limit(""),
+        (None, Overlap::Queue),
+        "no limit without `concurrency`"
+    );
+    assert_eq!(limit("concurrency: {}\n"), (None, Overlap::Queue));
+    assert_eq!(
+        limit("concurrency: { overlap: skip }\n"),
+        (Some(1), Overlap::Skip)
+    );
+    assert_eq!(
+        limit("concurrency: { max_active_runs: 3 }\n"),
+        (Some(3), Overlap::Queue)
+    );
+}

@@ -460,6 +460,10 @@ impl Dispatcher {
         }
         let work: Vec<usize> = (0..self.insts.len()).collect();
         self.settle(work);
+        // Asked to cancel before it started (say while waiting for admission): no task starts.
+        if self.run.cancel_requested && !self.cancelling {
+            self.cancel_all();
+        }
         self.flush().await?;
 
         let mut control = tokio::time::interval(self.opts.control_interval);

@@ -1,9 +1,9 @@
 //! Creating runs: checking params, pinning the definition, laying out the task records.
 
-use baton_core::ids::{RunId, TaskKey};
+use baton_core::ids::{BackfillId, RunId, TaskKey};
 use baton_core::model::{Pipeline, resolve_params};
 use baton_core::state::TaskState;
-use baton_store::{DefinitionRecord, NewRun, NewTask, Store};
+use baton_store::{Admission, DefinitionRecord, NewRun, NewTask, Store};
 use serde_json::{Map, Value};
 
 use crate::clock::now_ms;
@@ -22,6 +22,21 @@ pub struct RunRequest<'a> {
     pub trigger: &'a str,
     pub logical_date: Option<String>,
     pub idempotency_key: Option<String>,
+    /// The concurrency group the run joins (see [`pipeline_admission`]); `None` for a run
+    /// that starts at once whatever else is active (`baton run`).
+    pub admission: Option<Admission>,
+    pub backfill_id: Option<BackfillId>,
+}
+
+/// The admission group of a pipeline's runs under its `concurrency` settings; `None` when the
+/// pipeline sets no limit.
+pub fn pipeline_admission(pipeline: &Pipeline) -> Option<Admission> {
+    let limit = pipeline.concurrency.max_active_runs?;
+    Some(Admission {
+        group: format!("pipeline:{}", pipeline.id),
+        limit,
+        overlap: pipeline.concurrency.overlap,
+    })
 }
 
 /// A run that `create_run` returned.
@@ -32,8 +47,21 @@ pub struct Created {
     pub new: bool,
 }
 
-/// Creates a run (queued); the same idempotency key returns the same run.
+/// Creates a run (queued); the same idempotency key returns the same run. With an admission
+/// group at its limit, `overlap: skip` creates nothing: the store's
+/// [`baton_store::Error::Skipped`] comes back as [`Error::Store`].
 pub async fn create_run(store: &dyn Store, req: RunRequest<'_>) -> Result<Created> {
+    let id = RunId::from_string(ulid::Ulid::new().to_string().to_lowercase());
+    let run = new_run(req, id, now_ms())?;
+    let stored = store.create_run(&run).await?;
+    Ok(Created {
+        new: stored == run.id,
+        id: stored,
+    })
+}
+
+/// The records of a new run: params checked and completed, tasks laid out.
+pub(crate) fn new_run(req: RunRequest<'_>, id: RunId, created_at: i64) -> Result<NewRun> {
     let params = resolve_params(&req.pipeline.params, req.params)
         .map_err(|p| Error::Params(p.join("\n")))?;
     let p = req.pipeline;
@@ -49,8 +77,7 @@ pub async fn create_run(store: &dyn Store, req: RunRequest<'_>) -> Result<Create
             state: TaskState::Pending,
         })
         .collect();
-    let id = RunId::from_string(ulid::Ulid::new().to_string().to_lowercase());
-    let run = NewRun {
+    Ok(NewRun {
         id,
         definition: DefinitionRecord {
             hash: p.version.to_string(),
@@ -64,12 +91,9 @@ pub async fn create_run(store: &dyn Store, req: RunRequest<'_>) -> Result<Create
         logical_date: req.logical_date,
         base_dir: req.base_dir,
         idempotency_key: req.idempotency_key,
-        created_at: now_ms(),
+        created_at,
         tasks,
-    };
-    let stored = store.create_run(&run).await?;
-    Ok(Created {
-        new: stored == run.id,
-        id: stored,
+        admission: req.admission,
+        backfill_id: req.backfill_id,
     })
 }

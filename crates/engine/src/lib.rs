@@ -1,6 +1,7 @@
 //! baton's engine: starting runs, the dispatcher that drives them, and the executors that run
 //! their attempts.
 
+mod backfill;
 mod clock;
 pub mod control;
 mod direct;
@@ -14,10 +15,13 @@ pub mod outputs;
 mod programs;
 pub mod render;
 
+pub use backfill::{
+    BackfillError, BackfillRequest, CreatedBackfill, MAX_BACKFILL_RUNS, create_backfill,
+};
 pub use clock::now_ms;
 pub use dispatcher::{Options, Progress, Stop, execute};
 pub use error::{Error, Result};
-pub use launch::{Created, RunRequest, create_run};
+pub use launch::{Created, RunRequest, create_run, pipeline_admission};
 
 /// This process's identity as a lease owner: `host:pid:nonce`.
 pub fn owner_id() -> String {

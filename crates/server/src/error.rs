@@ -52,6 +52,21 @@ impl From<baton_store::Error> for ApiError {
             baton_store::Error::RunNotFound(id) => Self::not_found(format!("run `{id}` not found")),
             baton_store::Error::AmbiguousRun { .. } => Self::bad_request(e.to_string()),
             baton_store::Error::IdempotencyConflict(_) => Self::conflict(e.to_string()),
+            baton_store::Error::BackfillNotFound(id) => {
+                Self::not_found(format!("backfill `{id}` not found"))
+            }
+            baton_store::Error::Skipped {
+                ref group,
+                ref active,
+            } => {
+                let details = json!({ "group": group, "active_runs": active });
+                Self::new(
+                    StatusCode::CONFLICT,
+                    crate::concurrency::CONCURRENCY_LIMIT,
+                    e.to_string(),
+                )
+                .with_details(details)
+            }
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::new(
@@ -89,6 +104,29 @@ impl From<baton_engine::Error> for ApiError {
     }
 }
 
+impl From<baton_engine::BackfillError> for ApiError {
+    fn from(e: baton_engine::BackfillError) -> Self {
+        use baton_engine::BackfillError;
+        match e {
+            BackfillError::Params(problems) => {
+                let list: Vec<&str> = problems.lines().collect();
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_params",
+                    "the backfill's params are invalid",
+                )
+                .with_details(json!({ "problems": list }))
+            }
+            BackfillError::Store(e) => e.into(),
+            other => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_backfill",
+                other.to_string(),
+            ),
+        }
+    }
+}
+
 /// The body of every 4xx and 5xx answer.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({"error": {"code": "not_found", "message": "run `01J...` not found", "details": null}}))]
@@ -100,7 +138,8 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_body`, `not_found`, `conflict`,
     /// `invalid_params`, `body_too_large`, `unsupported_media_type`, `invalid_signature`,
-    /// `store_unavailable`, `webhook_not_configured`, `internal`.
+    /// `concurrency_limit`, `invalid_backfill`, `store_unavailable`, `webhook_not_configured`,
+    /// `internal`.
     pub(crate) code: String,
     /// For people: a lowercase sentence, sometimes followed by a `(hint: ...)` line.
     pub(crate) message: String,

@@ -3,6 +3,7 @@
 
 mod body;
 pub mod catalog;
+mod concurrency;
 mod error;
 mod openapi;
 mod page;
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::{Extension, Router};
+use baton_core::spec::Overlap;
 use tokio::sync::RwLock;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -50,8 +52,10 @@ pub struct Launch {
 }
 
 impl AppState {
-    /// Creates a run of `version` and starts driving it. When the idempotency key matches an
-    /// earlier run, that run is returned as it is (`new: false`) and not started again.
+    /// Creates a run of `version` and starts driving it (once admitted, under the pipeline's
+    /// `concurrency`). When the idempotency key matches an earlier run, that run is returned as
+    /// it is (`new: false`) and not started again. `overlap: skip` at the limit fails with 409
+    /// `concurrency_limit`.
     pub async fn launch(
         &self,
         version: &catalog::Version,
@@ -61,6 +65,7 @@ impl AppState {
             .file
             .parent()
             .map_or_else(|| ".".into(), |d| d.display().to_string());
+        let admission = baton_engine::pipeline_admission(&version.pipeline);
         let created = baton_engine::create_run(
             self.store.as_ref(),
             baton_engine::RunRequest {
@@ -72,10 +77,16 @@ impl AppState {
                 trigger: launch.trigger,
                 logical_date: launch.logical_date,
                 idempotency_key: launch.idempotency_key,
+                admission: admission.clone(),
+                backfill_id: None,
             },
         )
-        .await?;
+        .await
+        .map_err(concurrency::skipped)?;
         if created.new {
+            if let Some(a) = admission.filter(|a| a.overlap == Overlap::CancelPrevious) {
+                concurrency::cancel_flagged(self, &a.group, &created.id).await;
+            }
             self.runner.start(created.id.clone());
         }
         Ok(created)
@@ -119,6 +130,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::pipelines::unpause))
         .routes(routes!(routes::pipelines::next_times))
         .routes(routes!(routes::webhook::deliver))
+        .routes(routes!(routes::backfills::create))
+        .routes(routes!(routes::backfills::list))
+        .routes(routes!(routes::backfills::get))
+        .routes(routes!(routes::backfills::cancel))
         .routes(routes!(routes::pipelines::reload))
         .routes(routes!(routes::runs::list))
         .routes(routes!(routes::runs::get))

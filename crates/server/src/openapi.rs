@@ -19,6 +19,7 @@ use utoipa::OpenApi;
     tags(
         (name = "pipelines", description = "Pipeline files, their versions, schedules and pausing; starting runs"),
         (name = "runs", description = "Runs, their tasks and attempts; cancel, retry, approvals"),
+        (name = "backfills", description = "Runs of a schedule's ticks over a range of logical dates"),
         (name = "dead-letters", description = "Task instances that failed for good, and requeueing them"),
         (name = "webhooks", description = "Deliveries of pipelines' webhook triggers"),
         (name = "health", description = "Liveness and readiness"),

@@ -1,7 +1,14 @@
 //! Runs started by the server execute in the background, each driven by its own dispatcher.
+//!
+//! A run in an admission group (a pipeline with `concurrency`, a backfill) first waits, queued,
+//! until the store admits it. Waiting runs are kept in one list per group, and one admitter
+//! asks the store for the oldest of each group whenever a run of this server finishes, a run
+//! joins the list, or every [`ADMISSION_POLL`] (for runs that finished on another server).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use baton_core::ids::RunId;
 use baton_engine::executor::Executor;
@@ -24,7 +31,21 @@ pub struct Runner {
     /// Set when the server starts to stop: open log streams end, or they would hold the
     /// graceful shutdown until their attempts end.
     closing: watch::Sender<bool>,
+    /// Runs waiting for admission, by group, oldest first.
+    waiting: Arc<std::sync::Mutex<BTreeMap<String, BTreeSet<RunId>>>>,
+    /// Tells the admitter that a run joined the waiting list.
+    wake: Arc<tokio::sync::Notify>,
+    /// Whether the admitter runs (it starts with the first waiting run).
+    admitting: Arc<AtomicBool>,
+    /// Runs this runner drives now: asked to drive one again (a cancel request for a run that
+    /// was waiting, say), it does not start a second dispatcher that would only wait out the
+    /// first one's lease.
+    driving: Arc<std::sync::Mutex<std::collections::HashSet<RunId>>>,
 }
+
+/// How often waiting runs are offered to the store even when no run of this server finished:
+/// slots freed by another server are noticed this late at most.
+pub(crate) const ADMISSION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Upper bound of runs one server drives at once (a semaphore needs one).
 const MAX_ACTIVE_RUNS: u32 = 100_000;
@@ -40,6 +61,10 @@ impl Runner {
             active: Arc::new(tokio::sync::Semaphore::new(MAX_ACTIVE_RUNS as usize)),
             finished: tokio::sync::broadcast::channel(1024).0,
             closing: watch::channel(false).0,
+            waiting: Arc::default(),
+            wake: Arc::default(),
+            admitting: Arc::default(),
+            driving: Arc::default(),
         }
     }
 
@@ -75,18 +100,170 @@ impl Runner {
         let _ = self.active.acquire_many(MAX_ACTIVE_RUNS).await;
     }
 
-    /// Drives `run` to its end in the background. Failures are logged: the run's state is in
-    /// the store either way, and a later `resume` (or restart) picks it up.
+    /// Drives `run` to its end in the background, once the store admits it (at once for a run
+    /// without an admission group). Failures are logged: the run's state is in the store either
+    /// way, and a later `resume` (or restart) picks it up.
     pub fn start(&self, run: RunId) {
+        let runner = self.clone();
+        tokio::spawn(async move {
+            match runner.store.admit(&run, baton_engine::now_ms()).await {
+                Ok(true) => runner.drive(run),
+                Ok(false) => match runner.store.run(&run).await {
+                    Ok(Some(record)) => runner.resume(&record),
+                    Ok(None) => {}
+                    Err(e) => tracing::error!(run = %run, error = %e, "cannot read run"),
+                },
+                Err(e) => tracing::error!(run = %run, error = %e, "cannot admit run"),
+            }
+        });
+    }
+
+    /// Picks up an unfinished run as its record stands: a run waiting for admission joins the
+    /// waiting list (without asking the store first, which matters for thousands of backfill
+    /// runs after a restart), anything else is driven.
+    pub fn resume(&self, run: &baton_store::RunRecord) {
+        if run.state.is_final() {
+            return;
+        }
+        match &run.admission_group {
+            // Asked to cancel while waiting: driving it ends it at once, with no task started.
+            Some(group)
+                if run.admitted_at.is_none()
+                    && run.state == baton_core::state::RunState::Queued
+                    && !run.cancel_requested =>
+            {
+                self.wait_for_admission(group, std::iter::once(run.id.clone()));
+            }
+            _ => self.drive(run.id.clone()),
+        }
+    }
+
+    /// Puts runs of `group` on the waiting list; the admitter starts each once admitted.
+    pub fn wait_for_admission(&self, group: &str, runs: impl IntoIterator<Item = RunId>) {
+        if self.stop.borrow().is_some() {
+            return;
+        }
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(group.to_owned())
+            .or_default()
+            .extend(runs);
+        if !self.admitting.swap(true, Ordering::SeqCst) {
+            tokio::spawn(self.clone().admit_loop());
+        }
+        self.wake.notify_one();
+    }
+
+    /// Offers waiting runs to the store until the runner drains.
+    async fn admit_loop(self) {
+        let mut finished = self.finished.subscribe();
+        let mut stop = self.stop.subscribe();
+        loop {
+            self.admit_waiting().await;
+            tokio::select! {
+                () = self.wake.notified() => {}
+                r = finished.recv() => {
+                    if matches!(r, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+                () = tokio::time::sleep(ADMISSION_POLL) => {}
+                r = stop.changed() => {
+                    // Draining: waiting runs stay queued in the store for the next start.
+                    if r.is_err() || stop.borrow().is_some() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// One pass: per group, admits waiting runs oldest first until the store says no.
+    async fn admit_waiting(&self) {
+        let groups: Vec<(String, Vec<RunId>)> = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .map(|(g, runs)| (g.clone(), runs.iter().cloned().collect()))
+            .collect();
+        for (group, runs) in groups {
+            for run in runs {
+                let admitted = match self.store.admit(&run, baton_engine::now_ms()).await {
+                    Ok(admitted) => admitted,
+                    Err(e) => {
+                        tracing::error!(run = %run, error = %e, "cannot admit run");
+                        break;
+                    }
+                };
+                if admitted {
+                    self.unlist(&group, &run);
+                    self.drive(run);
+                    continue;
+                }
+                // Refused: either it is out of line for good (it ended, or was asked to
+                // cancel) and leaves the list, or the group is full and the rest wait too.
+                match self.store.run(&run).await {
+                    Ok(Some(r)) if r.state.is_final() => self.unlist(&group, &run),
+                    Ok(Some(r)) if r.cancel_requested => {
+                        self.unlist(&group, &run);
+                        self.drive(run);
+                    }
+                    Ok(None) => self.unlist(&group, &run),
+                    Ok(Some(_)) => break,
+                    Err(e) => {
+                        tracing::error!(run = %run, error = %e, "cannot read run");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn unlist(&self, group: &str, run: &RunId) {
+        let mut waiting = self
+            .waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(runs) = waiting.get_mut(group) {
+            runs.remove(run);
+            if runs.is_empty() {
+                waiting.remove(group);
+            }
+        }
+    }
+
+    /// How many runs of this server wait for admission.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .values()
+            .map(BTreeSet::len)
+            .sum()
+    }
+
+    /// Drives an admitted run (or one that is ending anyway) in the background.
+    fn drive(&self, run: RunId) {
+        if !self
+            .driving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(run.clone())
+        {
+            return;
+        }
+        let driving = Arc::clone(&self.driving);
         let store = Arc::clone(&self.store);
         let executor = Arc::clone(&self.executor);
         let mut opts = Options::new(self.home.clone());
         opts.drain_grace = self.drain_grace;
-        let stop = self.stop.subscribe();
+        let mut stop = self.stop.subscribe();
         let active = Arc::clone(&self.active);
         let finished = self.finished.clone();
         tokio::spawn(async move {
-            let Ok(_driving) = active.acquire_owned().await else {
+            let Ok(_permit) = active.acquire_owned().await else {
                 return;
             };
             // A run whose owner looks alive may belong to a process that is about to lose its
@@ -107,7 +284,7 @@ impl Runner {
                         if state.is_final() {
                             let _ = finished.send((run.clone(), state));
                         }
-                        return;
+                        break;
                     }
                     Err(baton_engine::Error::Leased { .. }) => {
                         let expires = store
@@ -118,17 +295,25 @@ impl Runner {
                             .and_then(|r| r.lease_expires_at);
                         let wait = expires
                             .map_or(1_000, |t| (t - baton_engine::now_ms()).clamp(100, 60_000));
-                        tokio::time::sleep(std::time::Duration::from_millis(
+                        let sleep = tokio::time::sleep(std::time::Duration::from_millis(
                             wait.unsigned_abs() + 100,
-                        ))
-                        .await;
+                        ));
+                        // A drain does not wait for someone else's lease.
+                        tokio::select! {
+                            () = sleep => {}
+                            _ = stop.wait_for(Option::is_some) => break,
+                        }
                     }
                     Err(e) => {
                         tracing::error!(run = %run, error = %e, "run stopped");
-                        return;
+                        break;
                     }
                 }
             }
+            driving
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .remove(&run);
         });
     }
 }

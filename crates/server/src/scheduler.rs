@@ -65,9 +65,19 @@ impl Scheduler {
                             tick.timestamp().as_millisecond()
                         )),
                     };
-                    let run = self.state.launch(version, launch).await?;
-                    if run.new {
-                        created.push(run.id);
+                    match self.state.launch(version, launch).await {
+                        Ok(run) if run.new => created.push(run.id),
+                        Ok(_) => {}
+                        // `overlap: skip`: the tick is consumed without a run.
+                        Err(e) if e.code == crate::concurrency::CONCURRENCY_LIMIT => {
+                            tracing::info!(
+                                pipeline = %p.id,
+                                tick = %tick,
+                                active = %e.details["active_runs"],
+                                "tick skipped: the pipeline is at its max_active_runs (overlap: skip)"
+                            );
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
                 if let Some(latest) = missed.latest {

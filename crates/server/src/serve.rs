@@ -147,7 +147,7 @@ async fn resume_unfinished(store: &dyn Store, runner: &Runner) -> Result<(), Err
                 .await?;
             for run in &page {
                 tracing::info!(run = %run.id, "resuming");
-                runner.start(run.id.clone());
+                runner.resume(run);
             }
             match page.last() {
                 Some(last) if page.len() == 200 => before = Some(last.id.to_string()),

@@ -179,9 +179,13 @@ pub async fn fire(state: &AppState, upstream: &RunId) -> Result<Vec<RunId>, crat
             logical_date: run.logical_date.clone(),
             idempotency_key: Some(format!("upstream:{upstream}:{}", p.id)),
         };
-        let created = state.launch(version, launch).await?;
-        if created.new {
-            started.push(created.id);
+        match state.launch(version, launch).await {
+            Ok(created) if created.new => started.push(created.id),
+            Ok(_) => {}
+            Err(e) if e.code == crate::concurrency::CONCURRENCY_LIMIT => {
+                tracing::info!(pipeline = %p.id, upstream = %upstream, "not started: the pipeline is at its max_active_runs (overlap: skip)");
+            }
+            Err(e) => return Err(e),
         }
     }
     Ok(started)

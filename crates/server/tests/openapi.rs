@@ -29,6 +29,10 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST", "/api/v1/pipelines/{namespace}/{name}/pause"),
     ("POST", "/api/v1/pipelines/{namespace}/{name}/unpause"),
     ("POST", "/api/v1/pipelines/{namespace}/{name}/webhook"),
+    ("POST", "/api/v1/pipelines/{namespace}/{name}/backfill"),
+    ("GET", "/api/v1/backfills"),
+    ("GET", "/api/v1/backfills/{id}"),
+    ("POST", "/api/v1/backfills/{id}/cancel"),
     ("POST", "/api/v1/reload"),
     ("GET", "/api/v1/runs"),
     ("GET", "/api/v1/runs/{id}"),
@@ -345,6 +349,10 @@ async fn state_enums_list_their_wire_names() {
         ])
     );
     assert_eq!(schemas["RunId"]["type"], "string");
+    assert!(
+        schemas.get("i64").is_none(),
+        "`Millis` fields are plain integers, not a component"
+    );
     assert_eq!(schemas["TaskKey"]["type"], "string");
     // The records point at them rather than at free-form strings.
     assert_eq!(
@@ -422,6 +430,49 @@ async fn answers_match_their_documented_schemas() {
     }
     s.call("POST", "/api/v1/reload", "/api/v1/reload", None)
         .await;
+
+    let (status, backfill) = s
+        .call(
+            "POST",
+            "/api/v1/pipelines/{namespace}/{name}/backfill",
+            "/api/v1/pipelines/default/failing/backfill",
+            Some(json!({"start": "2026-01-01", "end": "2026-01-02"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{backfill}");
+    let (status, _) = s
+        .call(
+            "POST",
+            "/api/v1/pipelines/{namespace}/{name}/backfill",
+            "/api/v1/pipelines/default/failing/backfill",
+            Some(json!({"start": "2026-01-02", "end": "2026-01-01"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    let bf = backfill["id"].as_str().expect("id").to_owned();
+    s.call("GET", "/api/v1/backfills", "/api/v1/backfills", None)
+        .await;
+    s.call(
+        "GET",
+        "/api/v1/backfills/{id}",
+        &format!("/api/v1/backfills/{bf}"),
+        None,
+    )
+    .await;
+    s.call(
+        "POST",
+        "/api/v1/backfills/{id}/cancel",
+        &format!("/api/v1/backfills/{bf}/cancel"),
+        None,
+    )
+    .await;
+    s.call(
+        "GET",
+        "/api/v1/backfills/{id}",
+        "/api/v1/backfills/bf_nope",
+        None,
+    )
+    .await;
 
     let trigger = "/api/v1/pipelines/{namespace}/{name}/runs";
     let (status, _) = s

@@ -25,6 +25,17 @@ pub enum Error {
     AmbiguousRun { prefix: String, count: usize },
     #[error("an idempotency key `{0}` is already used by another pipeline's run")]
     IdempotencyConflict(String),
+    /// `overlap: skip` refused a run: its group already had `limit` runs active or waiting.
+    #[error(
+        "`{group}` already has {} active run(s), its limit\n(hint: `overlap: skip` drops runs while the limit is reached)",
+        active.len()
+    )]
+    Skipped {
+        group: String,
+        active: Vec<baton_core::ids::RunId>,
+    },
+    #[error("backfill `{0}` not found")]
+    BackfillNotFound(String),
 }
 
 impl Error {

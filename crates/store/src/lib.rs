@@ -9,9 +9,9 @@ mod store;
 
 pub use error::{Error, Result};
 pub use records::{
-    ApprovalRecord, AttemptRecord, Change, Control, DeadLetterCursor, DeadLetterFilter,
-    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask, RunFilter, RunRecord,
-    Rusage, TaskRecord, VersionRecord,
+    Admission, ApprovalRecord, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control,
+    DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis,
+    NewRun, NewTask, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
 };
 pub use sql::SqlStore;
 pub use store::Store;

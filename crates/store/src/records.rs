@@ -1,6 +1,7 @@
 //! What the store keeps, as plain records.
 
-use baton_core::ids::{RunId, TaskKey};
+use baton_core::ids::{BackfillId, RunId, TaskKey};
+use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use serde::{Deserialize, Serialize};
 
@@ -58,6 +59,14 @@ pub struct RunRecord {
     pub lease_owner: Option<String>,
     #[schema(value_type = Option<i64>)]
     pub lease_expires_at: Option<Millis>,
+    /// The runs this one shares a concurrency limit with (`pipeline:ns/name`,
+    /// `backfill:<id>`); none means it is never held back.
+    pub admission_group: Option<String>,
+    pub admission_limit: Option<u32>,
+    /// When it was let start; a queued run with a group and no `admitted_at` is waiting.
+    #[schema(value_type = Option<i64>)]
+    pub admitted_at: Option<Millis>,
+    pub backfill_id: Option<BackfillId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -134,6 +143,70 @@ pub struct NewRun {
     pub idempotency_key: Option<String>,
     pub created_at: Millis,
     pub tasks: Vec<NewTask>,
+    /// Holds the run back while its group is at its limit; `None` starts it at once.
+    pub admission: Option<Admission>,
+    pub backfill_id: Option<BackfillId>,
+}
+
+/// How a new run joins its admission group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// Runs sharing the limit: `pipeline:ns/name` or `backfill:<id>`.
+    pub group: String,
+    /// At most this many of the group's runs are admitted and unfinished at once.
+    pub limit: u32,
+    /// What creating a run does when the group is at its limit.
+    pub overlap: Overlap,
+}
+
+/// A backfill: one run per schedule tick of `[start, end]`, at most `parallelism` at once.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+pub struct BackfillRecord {
+    pub id: BackfillId,
+    pub namespace: String,
+    pub pipeline: String,
+    /// The definition every run of the backfill is pinned to.
+    pub version: String,
+    /// Index of the schedule whose ticks were enumerated.
+    pub schedule: u32,
+    /// The range as given (RFC 3339 or a date).
+    pub start: String,
+    pub end: String,
+    pub parallelism: u32,
+    /// The params every run gets, by name.
+    #[schema(value_type = Object)]
+    pub params: serde_json::Value,
+    /// How many runs it created.
+    pub runs: u64,
+    pub idempotency_key: Option<String>,
+    #[schema(value_type = i64)]
+    pub created_at: Millis,
+}
+
+/// Which backfills to list, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct BackfillFilter {
+    pub namespace: Option<String>,
+    pub pipeline: Option<String>,
+    pub limit: u32,
+    /// Only backfills created before this one: the cursor of the next page.
+    pub before: Option<String>,
+}
+
+impl BackfillFilter {
+    /// Sets the pipeline from `name` (any namespace) or `namespace/name`.
+    #[must_use]
+    pub fn for_pipeline(mut self, pipeline: Option<&str>) -> Self {
+        match pipeline.map(|p| p.split_once('/')) {
+            Some(Some((ns, name))) => {
+                self.namespace = Some(ns.to_owned());
+                self.pipeline = Some(name.to_owned());
+            }
+            Some(None) => self.pipeline = pipeline.map(str::to_owned),
+            None => {}
+        }
+        self
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

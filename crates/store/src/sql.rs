@@ -4,7 +4,8 @@
 use std::sync::Once;
 
 use async_trait::async_trait;
-use baton_core::ids::{RunId, TaskKey};
+use baton_core::ids::{BackfillId, RunId, TaskKey};
+use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
@@ -12,9 +13,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result};
 use crate::records::{
-    ApprovalRecord, AttemptRecord, Change, Control, DeadLetterFilter, DeadLetterRecord,
-    DefinitionRecord, EventRecord, Millis, NewRun, NewTask, RunFilter, RunRecord, Rusage,
-    TaskRecord, VersionRecord,
+    ApprovalRecord, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control,
+    DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask,
+    RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
@@ -209,6 +210,29 @@ fn run_record(row: &AnyRow) -> Result<RunRecord> {
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         lease_owner: row.try_get("lease_owner")?,
         lease_expires_at: opt_i64(row, "lease_expires_at")?,
+        admission_group: row.try_get("admission_group")?,
+        admission_limit: opt_i64(row, "admission_limit")?.map(to_u32),
+        admitted_at: opt_i64(row, "admitted_at")?,
+        backfill_id: row
+            .try_get::<Option<String>, _>("backfill_id")?
+            .map(BackfillId::from_string),
+    })
+}
+
+fn backfill_record(row: &AnyRow) -> Result<BackfillRecord> {
+    Ok(BackfillRecord {
+        id: BackfillId::from_string(row.try_get::<String, _>("id")?),
+        namespace: row.try_get("namespace")?,
+        pipeline: row.try_get("pipeline")?,
+        version: row.try_get("version")?,
+        schedule: to_u32(row.try_get("schedule")?),
+        start: row.try_get("range_start")?,
+        end: row.try_get("range_end")?,
+        parallelism: to_u32(row.try_get("parallelism")?),
+        params: json_col(row, "params")?.unwrap_or_default(),
+        runs: u64::try_from(row.try_get::<i64, _>("runs")?).unwrap_or(0),
+        idempotency_key: row.try_get("idempotency_key")?,
+        created_at: row.try_get("created_at")?,
     })
 }
 
@@ -271,13 +295,22 @@ async fn insert_tasks(
     run: &RunId,
     tasks: &[NewTask],
 ) -> Result<()> {
-    for chunk in tasks.chunks(TASK_ROWS_PER_INSERT) {
+    let rows: Vec<(&RunId, &NewTask)> = tasks.iter().map(|t| (run, t)).collect();
+    insert_task_rows(tx, &rows).await
+}
+
+/// Inserts the tasks of any number of runs, in multi-row statements.
+async fn insert_task_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(&RunId, &NewTask)],
+) -> Result<()> {
+    for chunk in rows.chunks(TASK_ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO tasks (run_id, task_key, task_id, position, item, state) VALUES {}",
             placeholders(chunk.len(), 6, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for t in chunk {
+        for (run, t) in chunk {
             q = q
                 .bind(run.as_str())
                 .bind(t.key.as_str().to_owned())
@@ -368,13 +401,22 @@ async fn insert_events(
     run: &RunId,
     events: &[PendingEvent],
 ) -> Result<()> {
-    for chunk in events.chunks(EVENT_ROWS_PER_INSERT) {
+    let rows: Vec<(&RunId, &PendingEvent)> = events.iter().map(|e| (run, e)).collect();
+    insert_event_rows(tx, &rows).await
+}
+
+/// Appends events of any number of runs, in multi-row statements.
+async fn insert_event_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(&RunId, &PendingEvent)],
+) -> Result<()> {
+    for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
         let sql = format!(
             "INSERT INTO events (run_id, at, kind, task_key, attempt, data) VALUES {}",
             placeholders(chunk.len(), 6, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for e in chunk {
+        for (run, e) in chunk {
             q = q
                 .bind(run.as_str())
                 .bind(e.at)
@@ -543,16 +585,144 @@ async fn write_tasks(
     Ok(())
 }
 
-#[async_trait]
-impl Store for SqlStore {
-    async fn create_run(&self, run: &NewRun) -> Result<RunId> {
-        let mut writer = self.writer.lock().await;
-        let mut tx = self.begin_write(&mut writer).await?;
+/// Rows per multi-row INSERT of runs (15 parameters each).
+const RUN_ROWS_PER_INSERT: usize = 100;
+
+/// Inserts runs (not their tasks), each admitted at the given time or, with `None` and a
+/// group, waiting for admission.
+async fn insert_run_rows(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rows: &[(&NewRun, Option<Millis>)],
+) -> Result<()> {
+    for chunk in rows.chunks(RUN_ROWS_PER_INSERT) {
+        let sql = format!(
+            "INSERT INTO runs (id, namespace, pipeline, version, state, params, trigger_kind, \
+             logical_date, base_dir, idempotency_key, created_at, admission_group, \
+             admission_limit, admitted_at, backfill_id) VALUES {}",
+            placeholders(chunk.len(), 15, 1)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (run, admitted_at) in chunk {
+            let d = &run.definition;
+            q = q
+                .bind(run.id.as_str().to_owned())
+                .bind(d.namespace.clone())
+                .bind(d.name.clone())
+                .bind(d.hash.clone())
+                .bind(RunState::Queued.as_str())
+                .bind(run.params.to_string())
+                .bind(run.trigger.clone())
+                .bind(run.logical_date.clone())
+                .bind(run.base_dir.clone())
+                .bind(run.idempotency_key.clone())
+                .bind(run.created_at)
+                .bind(run.admission.as_ref().map(|a| a.group.clone()))
+                .bind(run.admission.as_ref().map(|a| i64::from(a.limit)))
+                .bind(*admitted_at)
+                .bind(run.backfill_id.as_ref().map(|b| b.as_str().to_owned()));
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+fn run_created_event(run: &NewRun) -> PendingEvent {
+    let d = &run.definition;
+    let data = serde_json::json!({
+        "pipeline": format!("{}/{}", d.namespace, d.name),
+        "version": d.hash,
+        "params": run.params,
+        "trigger": run.trigger,
+    });
+    PendingEvent::new(run.created_at, "run_created", None, None, data)
+}
+
+/// An unfinished run of an admission group, as admission sees it.
+struct Member {
+    id: RunId,
+    /// Admitted (or already running): it holds one of the group's slots.
+    active: bool,
+    /// Queued, not admitted, not asked to cancel: in line for a slot.
+    waiting: bool,
+}
+
+/// Serializes admission decisions on one group across servers sharing a PostgreSQL database
+/// (held until the transaction ends). SQLite needs nothing: `BEGIN IMMEDIATE` already makes
+/// every writing transaction exclusive.
+async fn lock_group(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    backend: Backend,
+    group: &str,
+) -> Result<()> {
+    if backend == Backend::Postgres {
+        // Selected through a subquery: the lock function returns `void`, which sqlx's `Any`
+        // driver cannot decode.
+        sqlx::query("SELECT 1 AS locked FROM (SELECT pg_advisory_xact_lock(hashtext($1))) AS l")
+            .bind(group)
+            .fetch_one(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+async fn group_members(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    group: &str,
+) -> Result<Vec<Member>> {
+    let rows = sqlx::query(
+        "SELECT id, state, admitted_at, cancel_requested FROM runs \
+         WHERE admission_group = $1 AND state IN ('queued', 'running') ORDER BY id",
+    )
+    .bind(group)
+    .fetch_all(&mut **tx)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let running = row.try_get::<String, _>("state")? == RunState::Running.as_str();
+            let active = running || opt_i64(row, "admitted_at")?.is_some();
+            let cancelling = row.try_get::<i64, _>("cancel_requested")? != 0;
+            Ok(Member {
+                id: RunId::from_string(row.try_get::<String, _>("id")?),
+                active,
+                waiting: !active && !cancelling,
+            })
+        })
+        .collect()
+}
+
+/// Ends a transaction by its outcome. Returning early (an error, or an answer found before
+/// any write) must not leave it open: a dropped transaction is rolled back only when its
+/// connection is next used, and the writer connection can sit idle holding locks meanwhile
+/// (on PostgreSQL, the group lock other servers wait for).
+async fn end_tx<T>(tx: sqlx::Transaction<'_, sqlx::Any>, result: Result<T>) -> Result<T> {
+    match result {
+        Ok(v) => {
+            tx.commit().await?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+/// Task states a cancellation leaves alone.
+const FINAL_TASK_STATES: &str =
+    "('succeeded', 'failed', 'upstream_failed', 'skipped', 'cancelled')";
+
+impl SqlStore {
+    /// `create_run` inside its transaction (which the caller commits or rolls back).
+    async fn create_run_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run: &NewRun,
+    ) -> Result<RunId> {
         if let Some(key) = &run.idempotency_key {
             let existing =
                 sqlx::query("SELECT id, namespace, pipeline FROM runs WHERE idempotency_key = $1")
                     .bind(key)
-                    .fetch_optional(&mut *tx)
+                    .fetch_optional(&mut **tx)
                     .await?;
             if let Some(row) = existing {
                 let same = row.try_get::<String, _>("namespace")? == run.definition.namespace
@@ -563,47 +733,303 @@ impl Store for SqlStore {
                 return Ok(RunId::from_string(row.try_get::<String, _>("id")?));
             }
         }
-        let d = &run.definition;
-        insert_definition(&mut tx, self.backend, d, run.created_at).await?;
-        sqlx::query(
-            "INSERT INTO runs (id, namespace, pipeline, version, state, params, trigger_kind, \
-             logical_date, base_dir, idempotency_key, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(run.id.as_str())
-        .bind(&d.namespace)
-        .bind(&d.name)
-        .bind(&d.hash)
-        .bind(RunState::Queued.as_str())
-        .bind(run.params.to_string())
-        .bind(&run.trigger)
-        .bind(run.logical_date.as_deref())
-        .bind(&run.base_dir)
-        .bind(run.idempotency_key.as_deref())
-        .bind(run.created_at)
-        .execute(&mut *tx)
-        .await?;
-        insert_tasks(&mut tx, &run.id, &run.tasks).await?;
-        let data = serde_json::json!({
-            "pipeline": format!("{}/{}", d.namespace, d.name),
-            "version": d.hash,
-            "params": run.params,
-            "trigger": run.trigger,
-        });
-        insert_events(
-            &mut tx,
-            &run.id,
-            &[PendingEvent::new(
-                run.created_at,
-                "run_created",
-                None,
-                None,
-                data,
-            )],
-        )
-        .await?;
-        tx.commit().await?;
+        let admitted_at = match &run.admission {
+            None => None,
+            Some(a) => {
+                lock_group(tx, self.backend, &a.group).await?;
+                let members = group_members(tx, &a.group).await?;
+                let active: Vec<&RunId> =
+                    members.iter().filter(|m| m.active).map(|m| &m.id).collect();
+                let waiting: Vec<&RunId> = members
+                    .iter()
+                    .filter(|m| m.waiting)
+                    .map(|m| &m.id)
+                    .collect();
+                let limit = usize::try_from(a.limit.max(1)).unwrap_or(usize::MAX);
+                if active.len() < limit && waiting.is_empty() {
+                    Some(run.created_at)
+                } else {
+                    match a.overlap {
+                        Overlap::Skip => {
+                            return Err(Error::Skipped {
+                                group: a.group.clone(),
+                                active: active.into_iter().chain(waiting).cloned().collect(),
+                            });
+                        }
+                        Overlap::Queue => None,
+                        Overlap::CancelPrevious => {
+                            // Everyone in line, and the oldest active runs until one slot is
+                            // free for this run once they have stopped.
+                            let excess = (active.len() + 1).saturating_sub(limit);
+                            for id in waiting.into_iter().chain(active.into_iter().take(excess)) {
+                                sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+                                    .bind(id.as_str())
+                                    .execute(&mut **tx)
+                                    .await?;
+                            }
+                            None
+                        }
+                    }
+                }
+            }
+        };
+        insert_definition(tx, self.backend, &run.definition, run.created_at).await?;
+        insert_run_rows(tx, &[(run, admitted_at)]).await?;
+        insert_tasks(tx, &run.id, &run.tasks).await?;
+        insert_events(tx, &run.id, &[run_created_event(run)]).await?;
         Ok(run.id.clone())
+    }
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    async fn create_run(&self, run: &NewRun) -> Result<RunId> {
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
+        let result = self.create_run_in(&mut tx, run).await;
+        end_tx(tx, result).await
+    }
+
+    async fn admit(&self, run: &RunId, now: Millis) -> Result<bool> {
+        let read =
+            "SELECT admission_group, admission_limit, admitted_at, state FROM runs WHERE id = $1";
+        // Most runs have no group: answered with a read, without taking the writer.
+        let row = sqlx::query(read)
+            .bind(run.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .ok_or_else(|| Error::RunNotFound(run.to_string()))?;
+        let group: Option<String> = row.try_get("admission_group")?;
+        let Some(group) = group else {
+            return Ok(true);
+        };
+        if opt_i64(&row, "admitted_at")?.is_some() {
+            return Ok(true);
+        }
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
+        let result = async {
+            lock_group(&mut tx, self.backend, &group).await?;
+            let row = sqlx::query(read)
+                .bind(run.as_str())
+                .fetch_one(&mut *tx)
+                .await?;
+            if opt_i64(&row, "admitted_at")?.is_some() {
+                return Ok(true);
+            }
+            if state(&row, "state", RunState::from_name)?.is_final() {
+                return Ok(false);
+            }
+            let limit = opt_i64(&row, "admission_limit")?.unwrap_or(1).max(1);
+            // Aggregates rather than the member list: a backfill's group holds thousands.
+            let active: i64 = sqlx::query(
+                "SELECT COUNT(*) AS n FROM runs WHERE admission_group = $1 \
+                 AND (state = 'running' OR (state = 'queued' AND admitted_at IS NOT NULL))",
+            )
+            .bind(&group)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("n")?;
+            if active >= limit {
+                return Ok(false);
+            }
+            let first_in_line: Option<String> = sqlx::query(
+                "SELECT MIN(id) AS id FROM runs WHERE admission_group = $1 AND state = 'queued' \
+                 AND admitted_at IS NULL AND cancel_requested = 0",
+            )
+            .bind(&group)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("id")?;
+            if first_in_line.as_deref() != Some(run.as_str()) {
+                return Ok(false);
+            }
+            sqlx::query("UPDATE runs SET admitted_at = $1 WHERE id = $2 AND admitted_at IS NULL")
+                .bind(now)
+                .bind(run.as_str())
+                .execute(&mut *tx)
+                .await?;
+            Ok(true)
+        }
+        .await;
+        end_tx(tx, result).await
+    }
+
+    async fn group_runs(&self, group: &str) -> Result<Vec<RunRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE admission_group = $1 AND state IN ('queued', 'running') \
+             ORDER BY id",
+        )
+        .bind(group)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_record).collect()
+    }
+
+    async fn cancel_waiting(&self, group: &str, at: Millis) -> Result<Vec<RunId>> {
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
+        let result = async {
+            lock_group(&mut tx, self.backend, group).await?;
+            // Not admitted and not leased: no dispatcher has it, no task of it ever started.
+            let rows = sqlx::query(
+                "SELECT id FROM runs WHERE admission_group = $1 AND state = 'queued' \
+             AND admitted_at IS NULL AND lease_owner IS NULL AND cancel_requested = 0 ORDER BY id",
+            )
+            .bind(group)
+            .fetch_all(&mut *tx)
+            .await?;
+            let ids = rows
+                .iter()
+                .map(|r| Ok(RunId::from_string(r.try_get::<String, _>("id")?)))
+                .collect::<Result<Vec<_>>>()?;
+            for chunk in ids.chunks(RUN_ROWS_PER_INSERT) {
+                let list = placeholders(chunk.len(), 1, 2).replace(['(', ')'], "");
+                let sql = format!(
+                    "UPDATE runs SET state = 'cancelled', finished_at = $1, cancel_requested = 1 \
+                 WHERE id IN ({list})"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
+                for id in chunk {
+                    q = q.bind(id.as_str().to_owned());
+                }
+                q.execute(&mut *tx).await?;
+                let sql = format!(
+                    "UPDATE tasks SET state = 'cancelled', finished_at = $1 \
+                 WHERE run_id IN ({list}) AND state NOT IN {FINAL_TASK_STATES}"
+                );
+                let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(at);
+                for id in chunk {
+                    q = q.bind(id.as_str().to_owned());
+                }
+                q.execute(&mut *tx).await?;
+            }
+            let data = serde_json::json!({ "state": RunState::Cancelled, "error": null });
+            let events: Vec<PendingEvent> = ids
+                .iter()
+                .map(|_| PendingEvent::new(at, "run_state", None, None, data.clone()))
+                .collect();
+            let rows: Vec<(&RunId, &PendingEvent)> = ids.iter().zip(&events).collect();
+            insert_event_rows(&mut tx, &rows).await?;
+            Ok(ids)
+        }
+        .await;
+        end_tx(tx, result).await
+    }
+
+    async fn create_backfill(
+        &self,
+        backfill: &BackfillRecord,
+        runs: &[NewRun],
+    ) -> Result<BackfillId> {
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
+        let result = async {
+            if let Some(key) = &backfill.idempotency_key {
+                let existing = sqlx::query("SELECT id FROM backfills WHERE idempotency_key = $1")
+                    .bind(key)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                if let Some(row) = existing {
+                    return Ok(BackfillId::from_string(row.try_get::<String, _>("id")?));
+                }
+            }
+            let mut definitions: Vec<&DefinitionRecord> = Vec::new();
+            for run in runs {
+                if !definitions.iter().any(|d| d.hash == run.definition.hash) {
+                    definitions.push(&run.definition);
+                }
+            }
+            for d in definitions {
+                insert_definition(&mut tx, self.backend, d, backfill.created_at).await?;
+            }
+            sqlx::query(
+                "INSERT INTO backfills (id, namespace, pipeline, version, schedule, range_start, \
+             range_end, parallelism, params, runs, idempotency_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(backfill.id.as_str())
+            .bind(&backfill.namespace)
+            .bind(&backfill.pipeline)
+            .bind(&backfill.version)
+            .bind(i64::from(backfill.schedule))
+            .bind(&backfill.start)
+            .bind(&backfill.end)
+            .bind(i64::from(backfill.parallelism))
+            .bind(backfill.params.to_string())
+            .bind(i64::try_from(runs.len()).unwrap_or(i64::MAX))
+            .bind(backfill.idempotency_key.as_deref())
+            .bind(backfill.created_at)
+            .execute(&mut *tx)
+            .await?;
+            // The group is new: its first runs (up to each one's limit) are admitted at once.
+            let rows: Vec<(&NewRun, Option<Millis>)> = runs
+                .iter()
+                .enumerate()
+                .map(|(i, r)| {
+                    let limit = r.admission.as_ref().map_or(usize::MAX, |a| {
+                        usize::try_from(a.limit.max(1)).unwrap_or(usize::MAX)
+                    });
+                    (r, (i < limit).then_some(r.created_at))
+                })
+                .collect();
+            insert_run_rows(&mut tx, &rows).await?;
+            let tasks: Vec<(&RunId, &NewTask)> = runs
+                .iter()
+                .flat_map(|r| r.tasks.iter().map(move |t| (&r.id, t)))
+                .collect();
+            insert_task_rows(&mut tx, &tasks).await?;
+            let events: Vec<PendingEvent> = runs.iter().map(run_created_event).collect();
+            let rows: Vec<(&RunId, &PendingEvent)> =
+                runs.iter().map(|r| &r.id).zip(&events).collect();
+            insert_event_rows(&mut tx, &rows).await?;
+            Ok(backfill.id.clone())
+        }
+        .await;
+        end_tx(tx, result).await
+    }
+
+    async fn backfill(&self, id: &BackfillId) -> Result<Option<BackfillRecord>> {
+        sqlx::query("SELECT * FROM backfills WHERE id = $1")
+            .bind(id.as_str())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(backfill_record)
+            .transpose()
+    }
+
+    async fn backfills(&self, filter: &BackfillFilter) -> Result<Vec<BackfillRecord>> {
+        let rows = sqlx::query(
+            "SELECT * FROM backfills WHERE ($1 IS NULL OR namespace = $1) \
+             AND ($2 IS NULL OR pipeline = $2) AND ($3 IS NULL OR id < $3) \
+             ORDER BY id DESC LIMIT $4",
+        )
+        .bind(filter.namespace.as_deref())
+        .bind(filter.pipeline.as_deref())
+        .bind(filter.before.as_deref())
+        .bind(i64::from(if filter.limit == 0 { 20 } else { filter.limit }))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(backfill_record).collect()
+    }
+
+    async fn backfill_counts(&self, id: &BackfillId) -> Result<Vec<(RunState, u64)>> {
+        let rows = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM runs WHERE backfill_id = $1 GROUP BY state \
+             ORDER BY state",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    state(row, "state", RunState::from_name)?,
+                    u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
+                ))
+            })
+            .collect()
     }
 
     async fn apply(&self, run: &RunId, changes: &[Change]) -> Result<()> {
@@ -631,7 +1057,8 @@ impl Store for SqlStore {
                     sqlx::query(
                         "UPDATE runs SET state = $1, error = $2, \
                          started_at = COALESCE(started_at, $3), finished_at = $4, \
-                         cancel_requested = CASE WHEN $1 = 'queued' THEN 0 ELSE cancel_requested END \
+                         cancel_requested = CASE WHEN $1 = 'queued' THEN 0 ELSE cancel_requested END, \
+                         admitted_at = CASE WHEN $1 = 'queued' THEN NULL ELSE admitted_at END \
                          WHERE id = $5",
                     )
                     .bind(state.as_str())

@@ -1,12 +1,14 @@
 //! The storage trait: everything the engine persists goes through it.
 
 use async_trait::async_trait;
-use baton_core::ids::{RunId, TaskKey};
+use baton_core::ids::{BackfillId, RunId, TaskKey};
+use baton_core::state::RunState;
 
 use crate::error::Result;
 use crate::records::{
-    AttemptRecord, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord,
-    EventRecord, Millis, NewRun, RunFilter, RunRecord, TaskRecord, VersionRecord,
+    AttemptRecord, BackfillFilter, BackfillRecord, Change, Control, DeadLetterFilter,
+    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, RunFilter, RunRecord,
+    TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -19,7 +21,34 @@ use crate::records::{
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Creates a run, its definition (if new) and its first task instances. With an
     /// idempotency key already used by the same pipeline, returns that run's id instead.
+    ///
+    /// With an [`crate::Admission`], decided atomically against the group's other runs: below
+    /// the limit (and nobody waiting) the run is admitted at once; otherwise `queue` and
+    /// `cancel_previous` create it waiting (`cancel_previous` also requests cancellation of
+    /// the waiting runs and of the oldest active ones, to make room), and `skip` creates
+    /// nothing and fails with [`crate::Error::Skipped`].
     async fn create_run(&self, run: &NewRun) -> Result<RunId>;
+    /// Admits a queued run if its group is below the run's limit and it is the oldest run of
+    /// the group waiting (and not asked to cancel). Runs without a group, and runs admitted
+    /// already, are admitted; a run that ended while waiting is not.
+    async fn admit(&self, run: &RunId, now: Millis) -> Result<bool>;
+    /// The unfinished runs of an admission group, oldest first.
+    async fn group_runs(&self, group: &str) -> Result<Vec<RunRecord>>;
+    /// Cancels, at once, the runs of a group that wait for admission and that nobody drives
+    /// (they never started a task). Returns them.
+    async fn cancel_waiting(&self, group: &str, at: Millis) -> Result<Vec<RunId>>;
+
+    /// Records a backfill and creates all its runs in one transaction. With an idempotency
+    /// key already used, returns that backfill's id instead and creates nothing.
+    async fn create_backfill(
+        &self,
+        backfill: &BackfillRecord,
+        runs: &[NewRun],
+    ) -> Result<BackfillId>;
+    async fn backfill(&self, id: &BackfillId) -> Result<Option<BackfillRecord>>;
+    async fn backfills(&self, filter: &BackfillFilter) -> Result<Vec<BackfillRecord>>;
+    /// How many of a backfill's runs are in each state.
+    async fn backfill_counts(&self, id: &BackfillId) -> Result<Vec<(RunState, u64)>>;
     async fn apply(&self, run: &RunId, changes: &[Change]) -> Result<()>;
 
     async fn definition(&self, hash: &str) -> Result<Option<DefinitionRecord>>;

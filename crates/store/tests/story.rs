@@ -1,11 +1,14 @@
 //! One story of a run's life, told to every backend: SQLite always, PostgreSQL when
 //! `BATON_TEST_POSTGRES_URL` names a server (`.ci/run` starts one).
 
-use baton_core::ids::{RunId, TaskKey};
+use std::sync::Arc;
+
+use baton_core::ids::{BackfillId, RunId, TaskKey};
+use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
-    Change, DeadLetterCursor, DeadLetterFilter, DefinitionRecord, NewRun, NewTask, RunFilter,
-    Rusage, SqlStore, Store,
+    Admission, BackfillFilter, BackfillRecord, Change, DeadLetterCursor, DeadLetterFilter,
+    DefinitionRecord, NewRun, NewTask, RunFilter, Rusage, SqlStore, Store,
 };
 use serde_json::json;
 
@@ -33,6 +36,8 @@ fn new_run(id: &str, key: Option<&str>) -> NewRun {
         idempotency_key: key.map(str::to_owned),
         created_at: 1_000,
         tasks: vec![task("a", 0), task("b", 1)],
+        admission: None,
+        backfill_id: None,
     }
 }
 
@@ -384,6 +389,292 @@ async fn story(store: &dyn Store) {
     );
 }
 
+fn grouped(id: &str, key: Option<&str>, limit: u32, overlap: Overlap) -> NewRun {
+    let mut run = new_run(id, key);
+    run.admission = Some(Admission {
+        group: "pipeline:data/etl".into(),
+        limit,
+        overlap,
+    });
+    run
+}
+
+async fn finish(store: &dyn Store, id: &str, state: RunState) {
+    store
+        .apply(
+            &RunId::from_string(id),
+            &[Change::Run {
+                state,
+                at: 5_000,
+                error: None,
+            }],
+        )
+        .await
+        .expect("finish");
+}
+
+/// Concurrency limits, decided by the store: admission in order, `skip`, `cancel_previous`.
+async fn admission(store: &dyn Store) {
+    let group = "pipeline:data/etl";
+    let rid = RunId::from_string;
+    for id in ["02a1", "02a2", "02a3", "02a4"] {
+        store
+            .create_run(&grouped(id, None, 2, Overlap::Queue))
+            .await
+            .expect("create");
+    }
+    let run =
+        |id: &'static str| async move { store.run(&rid(id)).await.expect("read").expect("run") };
+    // The first two are admitted on creation; the others wait, queued.
+    assert_eq!(run("02a1").await.admitted_at, Some(1_000));
+    assert_eq!(run("02a2").await.admission_limit, Some(2));
+    assert_eq!(run("02a3").await.admitted_at, None);
+    assert_eq!(run("02a3").await.state, RunState::Queued);
+    assert!(
+        store.admit(&rid("02a1"), 2_000).await.expect("admit"),
+        "admitted stays admitted"
+    );
+    assert!(
+        !store.admit(&rid("02a3"), 2_000).await.expect("admit"),
+        "the group is full"
+    );
+    assert!(!store.admit(&rid("02a4"), 2_000).await.expect("admit"));
+    finish(store, "02a1", RunState::Succeeded).await;
+    assert!(
+        !store.admit(&rid("02a4"), 2_000).await.expect("admit"),
+        "first in, first admitted: 02a3 waits longer"
+    );
+    assert!(store.admit(&rid("02a3"), 2_000).await.expect("admit"));
+    assert!(store.admit(&rid("02a3"), 2_500).await.expect("again"));
+    assert_eq!(run("02a3").await.admitted_at, Some(2_000));
+
+    // `skip` at the limit creates nothing and names who holds the group.
+    match store
+        .create_run(&grouped("02a5", None, 2, Overlap::Skip))
+        .await
+    {
+        Err(baton_store::Error::Skipped { group: g, active }) => {
+            assert_eq!(g, group);
+            assert_eq!(active, vec![rid("02a2"), rid("02a3"), rid("02a4")]);
+        }
+        other => panic!("expected a skip, got {other:?}"),
+    }
+    assert_eq!(store.run(&rid("02a5")).await.expect("read"), None);
+    // An idempotency key still returns its run, whatever the limit says.
+    store
+        .create_run(&grouped("02a6", Some("adm-key"), 2, Overlap::Queue))
+        .await
+        .expect("queued");
+    let again = store
+        .create_run(&grouped("02a7", Some("adm-key"), 2, Overlap::Skip))
+        .await
+        .expect("same key");
+    assert_eq!(again, rid("02a6"));
+
+    // `cancel_previous`: everyone in line, and the oldest active run to make room.
+    store
+        .create_run(&grouped("02a8", None, 2, Overlap::CancelPrevious))
+        .await
+        .expect("create");
+    let members = store.group_runs(group).await.expect("group");
+    let flagged: Vec<(&str, bool)> = members
+        .iter()
+        .map(|r| (r.id.as_str(), r.cancel_requested))
+        .collect();
+    assert_eq!(
+        flagged,
+        vec![
+            ("02a2", true),
+            ("02a3", false),
+            ("02a4", true),
+            ("02a6", true),
+            ("02a8", false),
+        ]
+    );
+    assert_eq!(run("02a8").await.admitted_at, None);
+    // Runs asked to cancel are out of line: 02a8 is first, but the group is still full.
+    assert!(!store.admit(&rid("02a8"), 3_000).await.expect("admit"));
+    finish(store, "02a2", RunState::Cancelled).await;
+    assert!(store.admit(&rid("02a8"), 3_000).await.expect("admit"));
+
+    // Waiting runs nobody drives are cancelled at once, tasks and all.
+    store
+        .create_run(&grouped("02a9", None, 2, Overlap::Queue))
+        .await
+        .expect("create");
+    let cancelled = store.cancel_waiting(group, 4_000).await.expect("cancel");
+    assert_eq!(
+        cancelled,
+        vec![rid("02a9")],
+        "runs already asked to cancel are left to their owner"
+    );
+    let r9 = run("02a9").await;
+    assert_eq!(
+        (r9.state, r9.finished_at),
+        (RunState::Cancelled, Some(4_000))
+    );
+    assert!(
+        !store.admit(&rid("02a9"), 4_000).await.expect("admit"),
+        "a run cancelled while waiting is never admitted"
+    );
+    let tasks = store.tasks(&rid("02a9")).await.expect("tasks");
+    assert!(tasks.iter().all(|t| t.state == TaskState::Cancelled));
+    assert_eq!(
+        store
+            .events(&rid("02a9"), 0)
+            .await
+            .expect("events")
+            .last()
+            .map(|e| e.kind.clone()),
+        Some("run_state".to_owned())
+    );
+
+    // A retried run lines up again.
+    finish(store, "02a3", RunState::Failed).await;
+    finish(store, "02a3", RunState::Queued).await;
+    assert_eq!(run("02a3").await.admitted_at, None);
+
+    // Runs without a group are always admitted; unknown runs are an error.
+    store
+        .create_run(&new_run("02b1", None))
+        .await
+        .expect("create");
+    assert!(store.admit(&rid("02b1"), 1).await.expect("admit"));
+    assert!(matches!(
+        store.admit(&rid("nope"), 1).await,
+        Err(baton_store::Error::RunNotFound(_))
+    ));
+}
+
+/// Two store handles (two processes, or two servers on one PostgreSQL) creating `skip` runs of
+/// one group at the same moment: exactly one run is created.
+async fn concurrent_creators(a: Arc<dyn Store>, b: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 {
+            Arc::clone(&a)
+        } else {
+            Arc::clone(&b)
+        };
+        tasks.push(tokio::spawn(async move {
+            let mut run = new_run(&format!("03r{i:02}"), None);
+            run.admission = Some(Admission {
+                group: "pipeline:data/race".into(),
+                limit: 1,
+                overlap: Overlap::Skip,
+            });
+            store.create_run(&run).await
+        }));
+    }
+    let mut created = 0;
+    for t in tasks {
+        match t.await.expect("join") {
+            Ok(_) => created += 1,
+            Err(baton_store::Error::Skipped { active, .. }) => assert_eq!(active.len(), 1),
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!(created, 1);
+}
+
+/// A backfill and its runs are created together; its first runs are admitted up to its
+/// parallelism.
+async fn backfills(store: &dyn Store) {
+    let id = BackfillId::from_string("bf_01");
+    let runs: Vec<NewRun> = (0..3)
+        .map(|i| {
+            let mut run = new_run(&format!("04r{i}"), Some(&format!("backfill:bf_01:{i}")));
+            run.trigger = "backfill".into();
+            run.backfill_id = Some(id.clone());
+            run.admission = Some(Admission {
+                group: id.admission_group(),
+                limit: 2,
+                overlap: Overlap::Queue,
+            });
+            run
+        })
+        .collect();
+    let record = BackfillRecord {
+        id: id.clone(),
+        namespace: "data".into(),
+        pipeline: "etl".into(),
+        version: "h1".into(),
+        schedule: 0,
+        start: "2026-01-01".into(),
+        end: "2026-01-03".into(),
+        parallelism: 2,
+        params: json!({"date": "x"}),
+        runs: 3,
+        idempotency_key: Some("bf-key".into()),
+        created_at: 7_000,
+    };
+    assert_eq!(
+        store.create_backfill(&record, &runs).await.expect("create"),
+        id
+    );
+    let mut again = record.clone();
+    again.id = BackfillId::from_string("bf_02");
+    assert_eq!(
+        store.create_backfill(&again, &[]).await.expect("same key"),
+        id,
+        "the same idempotency key returns the first backfill"
+    );
+    assert_eq!(
+        store.backfill(&id).await.expect("read"),
+        Some(record.clone())
+    );
+    let admitted: Vec<Option<i64>> = store
+        .group_runs(&id.admission_group())
+        .await
+        .expect("group")
+        .iter()
+        .map(|r| r.admitted_at)
+        .collect();
+    assert_eq!(admitted, vec![Some(1_000), Some(1_000), None]);
+    let r0 = store
+        .run(&RunId::from_string("04r0"))
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(r0.backfill_id, Some(id.clone()));
+    assert_eq!(store.tasks(&r0.id).await.expect("tasks").len(), 2);
+    finish(store, "04r0", RunState::Succeeded).await;
+    assert_eq!(
+        store.backfill_counts(&id).await.expect("counts"),
+        vec![(RunState::Queued, 2), (RunState::Succeeded, 1)]
+    );
+    let listed = store
+        .backfills(&BackfillFilter {
+            pipeline: Some("etl".into()),
+            limit: 10,
+            ..BackfillFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![record]);
+    assert!(
+        store
+            .backfills(&BackfillFilter {
+                pipeline: Some("other".into()),
+                limit: 10,
+                ..BackfillFilter::default()
+            })
+            .await
+            .expect("list")
+            .is_empty()
+    );
+}
+
+#[tokio::test]
+async fn sqlite_admission_and_backfills() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    admission(&store).await;
+    backfills(&store).await;
+    let other: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("open"));
+    concurrent_creators(Arc::new(store), other).await;
+}
+
 fn task(key: &str, task_id: &str, position: i64) -> NewTask {
     NewTask {
         key: TaskKey::from_string(key),
@@ -700,6 +991,10 @@ async fn postgres_story() {
     admin.reset_for_tests().await.expect("reset");
     let store = SqlStore::open(&url).await.expect("migrate");
     story(&store).await;
+    admission(&store).await;
+    backfills(&store).await;
+    let other: Arc<dyn Store> = Arc::new(SqlStore::open(&url).await.expect("connect"));
+    concurrent_creators(Arc::new(store), other).await;
     admin.reset_for_tests().await.expect("reset");
     let store = SqlStore::open(&url).await.expect("migrate");
     failures_story(&store).await;

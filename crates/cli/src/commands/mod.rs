@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod backfill;
 mod dead_letters;
 mod graph;
 mod inspect;
@@ -53,6 +54,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Reject(args) => with_backend(home, server, out, async |b, out| {
             run::decide(b, args, false, out).await
         }),
+        Command::Backfill(args) => with_runtime(backfill::run(home, args, out)),
     }
 }
 

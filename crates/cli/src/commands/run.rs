@@ -50,7 +50,7 @@ pub(crate) fn parse_params(
 }
 
 /// Ctrl-C or SIGTERM asks the run to stop; the dispatcher cancels it cleanly.
-fn stop_on_signals() -> watch::Receiver<Option<Stop>> {
+pub(crate) fn stop_on_signals() -> watch::Receiver<Option<Stop>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
         let Ok(mut term) =
@@ -97,6 +97,9 @@ pub(crate) async fn run(
             trigger: "manual",
             logical_date: None,
             idempotency_key: args.idempotency_key.clone(),
+            // A direct run in the foreground: `concurrency` is the server's to enforce.
+            admission: None,
+            backfill_id: None,
         },
     )
     .await?

@@ -148,6 +148,34 @@ impl Schedule {
         }
     }
 
+    /// Every fire time in `[start, end]` (both inclusive), in the schedule's zone, DST rules
+    /// as [`Schedule::next_after`]. Stops after `limit` ticks: `Err(limit)` then says the range
+    /// holds more, so callers can refuse a range without enumerating all of it.
+    pub fn ticks_between(
+        &self,
+        start: Timestamp,
+        end: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Zoned>, usize> {
+        let mut out = Vec::new();
+        if end < start {
+            return Ok(out);
+        }
+        // `next_after` is exclusive; one millisecond back makes `start` itself a candidate.
+        let mut cursor = start - jiff::SignedDuration::from_millis(1);
+        while let Some(next) = self.next_after(cursor) {
+            if next.timestamp() > end {
+                break;
+            }
+            if out.len() == limit {
+                return Err(limit);
+            }
+            cursor = next.timestamp();
+            out.push(next);
+        }
+        Ok(out)
+    }
+
     /// The cron in words, e.g. "At 02:00".
     pub fn describe(&self) -> String {
         self.parsed.describe()

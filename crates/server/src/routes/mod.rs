@@ -5,6 +5,7 @@
 use serde::Deserialize;
 use utoipa::IntoParams;
 
+pub(crate) mod backfills;
 pub(crate) mod dead_letters;
 pub(crate) mod health;
 pub(crate) mod logs;

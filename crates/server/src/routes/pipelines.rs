@@ -256,7 +256,7 @@ pub(crate) struct TriggerBody {
         (status = 200, description = "The earlier run the idempotency key matched", body = RunRecord),
         (status = 400, description = "Unreadable JSON", body = ErrorBody),
         (status = 404, description = "No such pipeline", body = ErrorBody),
-        (status = 409, description = "The pipeline has no valid version, or the idempotency key belongs to another pipeline", body = ErrorBody),
+        (status = 409, description = "The pipeline has no valid version, the idempotency key belongs to another pipeline, or `concurrency_limit` (overlap `skip`; `details.active_runs` names the runs in the way)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
         (status = 422, description = "Invalid params (`details.problems` lists every problem) or an unknown field", body = ErrorBody),

@@ -63,7 +63,7 @@ fn verify(secret: &[u8], body: &[u8], signature: Option<&str>) -> bool {
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid signature", body = ErrorBody),
         (status = 404, description = "No such pipeline, or it has no webhook trigger", body = ErrorBody),
-        (status = 409, description = "The pipeline is paused or has no valid version", body = ErrorBody),
+        (status = 409, description = "The pipeline is paused or has no valid version, or `concurrency_limit` (overlap `skip`; `details.active_runs`)", body = ErrorBody),
         (status = 413, description = "Body over 1 MiB", body = ErrorBody),
         (status = 422, description = "Params that cannot be rendered or read (`details.problems`)", body = ErrorBody),
         (status = 503, description = "The database is not available, or the server lacks the webhook's secret (`webhook_not_configured`)", body = ErrorBody),

@@ -1,0 +1,183 @@
+//! `baton backfill`: creates a backfill in the local home and drives its runs in this
+//! process, at most `parallelism` at once, printing each run as it ends.
+//!
+//! Like `baton run` this is a direct run: the runs go through the backfill's own admission
+//! group (so its parallelism holds even with another `baton backfill` continuing it), but a
+//! pipeline's `concurrency` is the server's to enforce.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use baton_core::ids::RunId;
+use baton_core::state::RunState;
+use baton_engine::executor::LocalExecutor;
+use baton_engine::{BackfillError, BackfillRequest, Options, Stop};
+use baton_store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::run::{parse_params, stop_on_signals};
+use super::validate::load_file;
+use crate::backend::open_store as open;
+use crate::cli::BackfillArgs;
+use crate::error::{ExitStatus, ExpectedError};
+use crate::output::Output;
+
+/// How long to wait before asking again when the store admits none of our runs (another
+/// process drives some of the backfill's runs).
+const ADMISSION_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+
+pub(crate) async fn run(
+    home: &Path,
+    args: &BackfillArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    let file = load_file(&args.file)?;
+    let Some(pipeline) = &file.loaded.pipeline else {
+        out.eprint(&file.render());
+        out.eprint("\n");
+        return Err(ExpectedError::Invalid {
+            path: file.path.clone(),
+        });
+    };
+    let params = parse_params(pipeline, &args.params)?;
+    let store = open(home).await?;
+    let base_dir = std::fs::canonicalize(&args.file)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| ".".into());
+    let created = baton_engine::create_backfill(
+        store.as_ref(),
+        BackfillRequest {
+            pipeline,
+            source: file.source.as_deref().unwrap_or_default(),
+            path: Some(file.path.clone()),
+            base_dir: base_dir.display().to_string(),
+            params,
+            schedule: args.schedule,
+            start: args.start.clone(),
+            end: args.end.clone(),
+            parallelism: args.parallelism,
+            idempotency_key: args.idempotency_key.clone(),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        BackfillError::Store(e) => e.into(),
+        other => ExpectedError::Usage(other.to_string()),
+    })?;
+    let record = store
+        .backfill(&created.id)
+        .await?
+        .ok_or_else(|| baton_store::Error::BackfillNotFound(created.id.to_string()))?;
+    let group = record.id.admission_group();
+    let runs: Vec<RunId> = if created.new {
+        created.runs
+    } else {
+        // The same key: continue whatever of that backfill has not ended.
+        store
+            .group_runs(&group)
+            .await?
+            .into_iter()
+            .map(|r| r.id)
+            .collect()
+    };
+    out.eprint(&format!(
+        "backfill {} of {} ({}): {} run(s), at most {} at once{}\n",
+        record.id,
+        pipeline.id,
+        pipeline.version.short(),
+        record.runs,
+        record.parallelism,
+        if created.new { "" } else { " (continuing)" },
+    ));
+    let stop = stop_on_signals();
+    let parallelism = usize::try_from(record.parallelism.max(1)).unwrap_or(usize::MAX);
+    let outcome = drive_all(home, &store, runs, parallelism, stop.clone(), out).await?;
+    if stop.borrow().is_some() {
+        // Interrupted: what never started ends now rather than waiting for nobody.
+        store.cancel_waiting(&group, baton_engine::now_ms()).await?;
+    }
+    let counts = store.backfill_counts(&record.id).await?;
+    let count = |s: RunState| counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
+    out.print(&format!(
+        "{} succeeded, {} failed, {} cancelled, {} unfinished of {} run(s)\n",
+        count(RunState::Succeeded),
+        count(RunState::Failed),
+        count(RunState::Cancelled),
+        count(RunState::Queued) + count(RunState::Running),
+        record.runs,
+    ))?;
+    Ok(if stop.borrow().is_some() {
+        ExitStatus::Cancelled
+    } else if outcome && count(RunState::Succeeded) == record.runs {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+/// Drives `runs` in order, at most `parallelism` at once, each once the store admits it.
+/// Returns whether every run this call drove succeeded.
+async fn drive_all(
+    home: &Path,
+    store: &Arc<dyn Store>,
+    runs: Vec<RunId>,
+    parallelism: usize,
+    stop: watch::Receiver<Option<Stop>>,
+    out: &mut Output,
+) -> Result<bool, ExpectedError> {
+    let executor = Arc::new(LocalExecutor::default());
+    let opts = Options::new(home.to_path_buf());
+    let mut pending = runs.into_iter().peekable();
+    let mut driving: JoinSet<(RunId, Result<RunState, baton_engine::Error>)> = JoinSet::new();
+    let mut all_ok = true;
+    loop {
+        // Start what the store admits, up to our parallelism.
+        while driving.len() < parallelism && stop.borrow().is_none() {
+            let Some(next) = pending.peek().cloned() else {
+                break;
+            };
+            if !store.admit(&next, baton_engine::now_ms()).await? {
+                let ended = store.run(&next).await?.is_none_or(|r| r.state.is_final());
+                if !ended {
+                    break;
+                }
+            }
+            pending.next();
+            let (store, executor, opts, stop) = (
+                Arc::clone(store),
+                Arc::clone(&executor),
+                opts.clone(),
+                stop.clone(),
+            );
+            driving.spawn(async move {
+                let state = baton_engine::execute(store, executor, &next, &opts, None, stop).await;
+                (next, state)
+            });
+        }
+        if driving.is_empty() {
+            if pending.peek().is_none() || stop.borrow().is_some() {
+                return Ok(all_ok);
+            }
+            // None of ours runs, yet none is admitted: another process holds the slots.
+            tokio::time::sleep(ADMISSION_RETRY).await;
+            continue;
+        }
+        let Some(joined) = driving.join_next().await else {
+            continue;
+        };
+        let (id, state) = joined.map_err(|e| ExpectedError::Usage(e.to_string()))?;
+        let state = state?;
+        all_ok &= state == RunState::Succeeded;
+        let logical_date = store
+            .run(&id)
+            .await?
+            .and_then(|r| r.logical_date)
+            .unwrap_or_default();
+        out.print(&format!(
+            "{logical_date}  {:<9}  run {id}\n",
+            state.as_str()
+        ))?;
+    }
+}
