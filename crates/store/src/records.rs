@@ -141,7 +141,7 @@ pub struct Admission {
 }
 
 /// A backfill: one run per schedule tick of `[start, end]`, at most `parallelism` at once.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BackfillRecord {
     pub id: BackfillId,
     pub namespace: String,
