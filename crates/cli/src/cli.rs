@@ -144,7 +144,7 @@ pub(crate) enum Command {
 
 #[derive(Debug, Args)]
 pub(crate) struct BackfillArgs {
-    /// The pipeline file; it needs a `schedule:`.
+    /// The pipeline file (with `--server`: its `namespace/name`); it needs a `schedule:`.
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
     /// First logical date: RFC 3339, or a date in the schedule's zone.

@@ -397,3 +397,65 @@ fn dead_letters_are_listed_and_requeued_through_the_server() {
         "no dead letters\n"
     );
 }
+
+#[test]
+fn backfill_through_the_server_follows_it_to_the_end() {
+    let daily = "name: daily\nschedule:\n  - cron: \"0 0 * * *\"\ntasks:\n  a:\n    run: echo {{ run.logical_date }} >> dates.txt\n";
+    let t = Test::new().file("pipelines/daily.yaml", daily);
+    let s = start(&t);
+    let out = remote(
+        &t,
+        &s,
+        &[
+            "backfill",
+            "daily",
+            "--start",
+            "2026-11-01",
+            "--end",
+            "2026-11-03",
+            "--parallelism",
+            "2",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out:?}");
+    assert_eq!(
+        out.stdout,
+        "3 succeeded, 0 failed, 0 cancelled, 0 unfinished of 3 run(s)\n"
+    );
+    assert!(
+        out.stderr.contains("run(s), at most 2 at once") && out.stderr.contains(": 3 run(s)"),
+        "{out:?}"
+    );
+    let mut dates: Vec<String> = t
+        .read("pipelines/dates.txt")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    dates.sort();
+    assert_eq!(
+        dates,
+        [
+            "2026-11-01T00:00:00+00:00",
+            "2026-11-02T00:00:00+00:00",
+            "2026-11-03T00:00:00+00:00"
+        ]
+    );
+
+    let wrong = remote(
+        &t,
+        &s,
+        &[
+            "backfill",
+            "nope",
+            "--start",
+            "2026-11-01",
+            "--end",
+            "2026-11-02",
+        ],
+    );
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(
+        wrong.stderr.contains("pipeline `default/nope` not found"),
+        "{wrong:?}"
+    );
+}

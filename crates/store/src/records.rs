@@ -160,7 +160,7 @@ pub struct Admission {
 }
 
 /// A backfill: one run per schedule tick of `[start, end]`, at most `parallelism` at once.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct BackfillRecord {
     pub id: BackfillId,
     pub namespace: String,

@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use baton_core::ids::RunId;
+use baton_core::ids::{Namespace, PipelineId, RunId};
 use baton_core::state::RunState;
 use baton_engine::executor::LocalExecutor;
 use baton_engine::{BackfillError, BackfillRequest, Options, Stop};
@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use super::run::{parse_params, stop_on_signals};
 use super::validate::load_file;
-use crate::backend::open_store as open;
+use crate::backend::{Backend, open_store as open};
 use crate::cli::BackfillArgs;
 use crate::error::{ExitStatus, ExpectedError};
 use crate::output::Output;
@@ -27,7 +27,101 @@ use crate::output::Output;
 /// process drives some of the backfill's runs).
 const ADMISSION_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 
+/// How often a backfill on a server is looked at until all its runs have ended.
+const POLL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// `baton backfill`: from a file in the home, or of a pipeline known by name to `--server`.
 pub(crate) async fn run(
+    backend: &Backend,
+    args: &BackfillArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    match backend {
+        Backend::Local { home, .. } => run_here(home, args, out).await,
+        Backend::Remote(client) => run_on_server(backend, client, args, out).await,
+    }
+}
+
+/// A backfill as the server describes it.
+#[derive(Debug, serde::Deserialize)]
+struct Described {
+    #[serde(flatten)]
+    record: baton_store::BackfillRecord,
+    counts: std::collections::BTreeMap<String, u64>,
+    done: bool,
+}
+
+/// Asks the server for the backfill, then follows it until every run has ended, printing what
+/// `run_here` prints at the start and the end.
+async fn run_on_server(
+    backend: &Backend,
+    client: &crate::client::Client,
+    args: &BackfillArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    let given = args.file.display().to_string();
+    let id = PipelineId::parse(&given, &Namespace::default_namespace()).map_err(|e| {
+        ExpectedError::Usage(format!(
+            "{e}\n(hint: with --server, name the pipeline as the server knows it: `namespace/name`)"
+        ))
+    })?;
+    let (ns, name) = (id.namespace.as_str(), id.name.as_str());
+    let source = backend.source(ns, name).await?;
+    let pipeline = baton_core::load(&source.text).pipeline.ok_or_else(|| {
+        ExpectedError::Refused(format!("the server's version of `{id}` no longer loads"))
+    })?;
+    let params = parse_params(&pipeline, &args.params)?;
+    let body = serde_json::json!({
+        "start": args.start,
+        "end": args.end,
+        "parallelism": args.parallelism,
+        "params": params,
+        "schedule": args.schedule,
+        "idempotency_key": args.idempotency_key,
+    });
+    let mut doc: Described = client
+        .post(&["pipelines", ns, name, "backfill"], &body)
+        .await?;
+    let record = &doc.record;
+    out.eprint(&format!(
+        "backfill {} of {} ({}): {} run(s), at most {} at once\n",
+        record.id,
+        pipeline.id,
+        pipeline.version.short(),
+        record.runs,
+        record.parallelism,
+    ));
+    let backfill = record.id.to_string();
+    while !doc.done {
+        tokio::time::sleep(POLL).await;
+        doc = client.get(&["backfills", &backfill], &[]).await?;
+    }
+    let count = |s: RunState| doc.counts.get(s.as_str()).copied().unwrap_or(0);
+    summary(out, &count, doc.record.runs)
+}
+
+/// The closing line, and the exit status it implies.
+fn summary(
+    out: &mut Output,
+    count: &dyn Fn(RunState) -> u64,
+    runs: u64,
+) -> Result<ExitStatus, ExpectedError> {
+    out.print(&format!(
+        "{} succeeded, {} failed, {} cancelled, {} unfinished of {} run(s)\n",
+        count(RunState::Succeeded),
+        count(RunState::Failed),
+        count(RunState::Cancelled),
+        count(RunState::Queued) + count(RunState::Running),
+        runs,
+    ))?;
+    Ok(if count(RunState::Succeeded) == runs {
+        ExitStatus::Success
+    } else {
+        ExitStatus::Failure
+    })
+}
+
+async fn run_here(
     home: &Path,
     args: &BackfillArgs,
     out: &mut Output,
@@ -100,18 +194,11 @@ pub(crate) async fn run(
     }
     let counts = store.backfill_counts(&record.id).await?;
     let count = |s: RunState| counts.iter().find(|(c, _)| *c == s).map_or(0, |(_, n)| *n);
-    out.print(&format!(
-        "{} succeeded, {} failed, {} cancelled, {} unfinished of {} run(s)\n",
-        count(RunState::Succeeded),
-        count(RunState::Failed),
-        count(RunState::Cancelled),
-        count(RunState::Queued) + count(RunState::Running),
-        record.runs,
-    ))?;
+    let status = summary(out, &count, record.runs)?;
     Ok(if stop.borrow().is_some() {
         ExitStatus::Cancelled
-    } else if outcome && count(RunState::Succeeded) == record.runs {
-        ExitStatus::Success
+    } else if outcome {
+        status
     } else {
         ExitStatus::Failure
     })

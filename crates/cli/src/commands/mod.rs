@@ -54,7 +54,9 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Reject(args) => with_backend(home, server, out, async |b, out| {
             run::decide(b, args, false, out).await
         }),
-        Command::Backfill(args) => with_runtime(backfill::run(home, args, out)),
+        Command::Backfill(args) => with_backend(home, server, out, async |b, out| {
+            backfill::run(b, args, out).await
+        }),
     }
 }
 
