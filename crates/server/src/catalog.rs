@@ -19,6 +19,15 @@ pub struct Version {
     pub file: Arc<Path>,
 }
 
+impl Version {
+    /// The directory its runs resolve relative `working_dir`s and commands against.
+    pub fn base_dir(&self) -> String {
+        self.file
+            .parent()
+            .map_or_else(|| ".".into(), |d| d.display().to_string())
+    }
+}
+
 /// One file of the directory.
 #[derive(Debug, Clone)]
 pub struct Entry {

@@ -61,10 +61,6 @@ impl AppState {
         version: &catalog::Version,
         launch: Launch,
     ) -> Result<baton_engine::Created, ApiError> {
-        let base_dir = version
-            .file
-            .parent()
-            .map_or_else(|| ".".into(), |d| d.display().to_string());
         let admission = baton_engine::pipeline_admission(&version.pipeline);
         let created = baton_engine::create_run(
             self.store.as_ref(),
@@ -72,7 +68,7 @@ impl AppState {
                 pipeline: &version.pipeline,
                 source: &version.source,
                 path: Some(version.file.display().to_string()),
-                base_dir,
+                base_dir: version.base_dir(),
                 params: launch.params,
                 trigger: launch.trigger,
                 logical_date: launch.logical_date,
@@ -90,6 +86,27 @@ impl AppState {
             self.runner.start(created.id.clone());
         }
         Ok(created)
+    }
+
+    /// The version runs of `namespace/name` start with: 404 for an unknown pipeline, 409 when
+    /// it has never validated.
+    pub async fn active_version(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<catalog::Version, ApiError> {
+        self.catalog
+            .read()
+            .await
+            .find(namespace, name)
+            .ok_or_else(|| ApiError::not_found(format!("pipeline `{namespace}/{name}` not found")))?
+            .active
+            .clone()
+            .ok_or_else(|| {
+                ApiError::conflict(format!(
+                    "pipeline `{namespace}/{name}` has no valid version"
+                ))
+            })
     }
 
     /// Reloads the pipelines directory, recording each valid version in the store.

@@ -122,34 +122,15 @@ pub(crate) async fn create(
     headers: HeaderMap,
     Body(body): Body<BackfillBody>,
 ) -> ApiResult<(StatusCode, Json<BackfillDetail>)> {
-    let version = {
-        let catalog = state.catalog.read().await;
-        catalog
-            .find(&ns, &name)
-            .ok_or_else(|| ApiError::not_found(format!("pipeline `{ns}/{name}` not found")))?
-            .active
-            .clone()
-            .ok_or_else(|| {
-                ApiError::conflict(format!("pipeline `{ns}/{name}` has no valid version"))
-            })?
-    };
-    let key = body.idempotency_key.or_else(|| {
-        headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
-    let base_dir = version
-        .file
-        .parent()
-        .map_or_else(|| ".".into(), |d| d.display().to_string());
+    let version = state.active_version(&ns, &name).await?;
+    let key = super::idempotency_key(body.idempotency_key, &headers);
     let created = baton_engine::create_backfill(
         state.store.as_ref(),
         baton_engine::BackfillRequest {
             pipeline: &version.pipeline,
             source: &version.source,
             path: Some(version.file.display().to_string()),
-            base_dir,
+            base_dir: version.base_dir(),
             params: body.params,
             schedule: body.schedule,
             start: body.start,

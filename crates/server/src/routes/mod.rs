@@ -2,8 +2,19 @@
 //! its `#[utoipa::path]`, and `crate::api` registers it with `routes!`, so a route cannot be
 //! served without being documented.
 
+use axum::http::HeaderMap;
 use serde::Deserialize;
 use utoipa::IntoParams;
+
+/// A request's idempotency key: the body's field, else the `Idempotency-Key` header.
+pub(crate) fn idempotency_key(from_body: Option<String>, headers: &HeaderMap) -> Option<String> {
+    from_body.or_else(|| {
+        headers
+            .get("idempotency-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    })
+}
 
 pub(crate) mod backfills;
 pub(crate) mod dead_letters;

@@ -272,23 +272,12 @@ pub(crate) async fn trigger(
     headers: HeaderMap,
     Body(body): Body<TriggerBody>,
 ) -> ApiResult<(StatusCode, Json<RunRecord>)> {
-    let version = {
-        let catalog = state.catalog.read().await;
-        find(&catalog, &ns, &name)?.active.clone().ok_or_else(|| {
-            ApiError::conflict(format!("pipeline `{ns}/{name}` has no valid version"))
-        })?
-    };
-    let key = body.idempotency_key.or_else(|| {
-        headers
-            .get("idempotency-key")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    });
+    let version = state.active_version(&ns, &name).await?;
     let launch = Launch {
         params: body.params,
         trigger: "manual",
         logical_date: None,
-        idempotency_key: key,
+        idempotency_key: super::idempotency_key(body.idempotency_key, &headers),
     };
     let created = state.launch(&version, launch).await?;
     created_response(&state, created).await
@@ -399,13 +388,7 @@ pub(crate) async fn next_times(
     }): Path<PipelinePath>,
     Query(q): Query<NextQuery>,
 ) -> ApiResult<Json<NextTimes>> {
-    let catalog = state.catalog.read().await;
-    let entry = find(&catalog, &ns, &name)?;
-    let Some(version) = &entry.active else {
-        return Err(ApiError::conflict(format!(
-            "pipeline `{ns}/{name}` has no valid version"
-        )));
-    };
+    let version = state.active_version(&ns, &name).await?;
     let n = q.n.unwrap_or(5).clamp(1, 100);
     let now = jiff::Timestamp::now();
     let schedules = version

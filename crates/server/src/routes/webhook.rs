@@ -78,15 +78,7 @@ pub(crate) async fn deliver(
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> ApiResult<(StatusCode, Json<RunRecord>)> {
-    let version = {
-        let catalog = state.catalog.read().await;
-        let entry = catalog
-            .find(&ns, &name)
-            .ok_or_else(|| ApiError::not_found(format!("pipeline `{ns}/{name}` not found")))?;
-        entry.active.clone().ok_or_else(|| {
-            ApiError::conflict(format!("pipeline `{ns}/{name}` has no valid version"))
-        })?
-    };
+    let version = state.active_version(&ns, &name).await?;
     if state.store.is_paused(&ns, &name).await? {
         return Err(ApiError::conflict(format!(
             "pipeline `{ns}/{name}` is paused"
