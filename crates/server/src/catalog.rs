@@ -39,7 +39,7 @@ pub struct Entry {
     pub errors: Vec<Diagnostic>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Catalog {
     dir: PathBuf,
     entries: BTreeMap<String, Entry>,
@@ -51,6 +51,21 @@ pub struct Reload {
     pub loaded: usize,
     pub invalid: usize,
     pub removed: usize,
+    /// Files whose active version this reload set (new or edited), to be recorded.
+    pub changed: Vec<String>,
+}
+
+impl Reload {
+    /// Logs the outcome; `why` says what asked for the reload.
+    pub fn log(&self, why: &str) {
+        tracing::info!(
+            loaded = self.loaded,
+            invalid = self.invalid,
+            removed = self.removed,
+            changed = self.changed.len(),
+            "pipelines reloaded {why}"
+        );
+    }
 }
 
 impl Catalog {
@@ -124,7 +139,7 @@ impl Catalog {
                 }
             };
             let entry = self.entries.entry(rel.clone()).or_insert_with(|| Entry {
-                path: rel,
+                path: rel.clone(),
                 active: None,
                 errors: Vec::new(),
             });
@@ -132,6 +147,7 @@ impl Catalog {
             match pipeline {
                 Some(p) => {
                     report.loaded += 1;
+                    report.changed.push(rel);
                     entry.active = Some(Version {
                         pipeline: Arc::new(p),
                         source: source.into(),
@@ -169,6 +185,11 @@ impl Catalog {
                 ));
             }
         }
+    }
+
+    /// The entry of a file, by its path relative to the directory.
+    pub fn entry(&self, path: &str) -> Option<&Entry> {
+        self.entries.get(path)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &Entry> {

@@ -109,11 +109,31 @@ impl AppState {
             })
     }
 
-    /// Reloads the pipelines directory, recording each valid version in the store.
+    /// Reloads the pipelines directory, recording each new valid version in the store.
+    ///
+    /// Files are read and parsed on a copy of the catalog, off the async threads, so the API
+    /// and the scheduler keep reading the current one meanwhile; the copy then replaces it.
     pub async fn reload(&self) -> catalog::Reload {
+        let mut next = self.catalog.read().await.clone();
+        let (next, report) = match tokio::task::spawn_blocking(move || {
+            let report = next.reload();
+            (next, report)
+        })
+        .await
+        {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(error = %e, "pipeline reload failed");
+                return catalog::Reload::default();
+            }
+        };
         let mut catalog = self.catalog.write().await;
-        let report = catalog.reload();
-        for entry in catalog.entries() {
+        *catalog = next;
+        let catalog = catalog.downgrade();
+        for path in &report.changed {
+            let Some(entry) = catalog.entry(path) else {
+                continue;
+            };
             let Some(v) = &entry.active else { continue };
             let def = baton_store::DefinitionRecord {
                 hash: v.pipeline.version.to_string(),

@@ -102,13 +102,7 @@ async fn reload_when_quiet(state: AppState, mut changes: mpsc::UnboundedReceiver
     while changes.recv().await.is_some() {
         // Gather the burst.
         while let Ok(Some(())) = tokio::time::timeout(QUIET, changes.recv()).await {}
-        let report = state.reload().await;
-        tracing::info!(
-            loaded = report.loaded,
-            invalid = report.invalid,
-            removed = report.removed,
-            "pipelines reloaded after a change"
-        );
+        state.reload().await.log("after a change");
     }
 }
 
@@ -117,13 +111,7 @@ pub fn reload_on_sighup(state: AppState) -> std::io::Result<()> {
     let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
     tokio::spawn(async move {
         while hup.recv().await.is_some() {
-            let report = state.reload().await;
-            tracing::info!(
-                loaded = report.loaded,
-                invalid = report.invalid,
-                removed = report.removed,
-                "pipelines reloaded on SIGHUP"
-            );
+            state.reload().await.log("on SIGHUP");
         }
     });
     Ok(())
