@@ -192,55 +192,56 @@ mod tests {
     }
 }
 
-/// A run's id: a ULID, so ids sort by creation time and need no coordination between replicas.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(transparent)]
-pub struct RunId(String);
+/// Ids the system makes (or reads back from storage): unchecked strings with a type of their
+/// own, so a run id cannot be passed where a task key is expected.
+macro_rules! stored_id {
+    ($(#[$doc:meta])* $ty:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug,
+            Clone,
+            PartialEq,
+            Eq,
+            PartialOrd,
+            Ord,
+            Hash,
+            Serialize,
+            serde::Deserialize,
+            utoipa::ToSchema,
+        )]
+        #[serde(transparent)]
+        pub struct $ty(String);
 
-impl RunId {
-    /// Wraps an id read back from storage or typed by a user.
-    pub fn from_string(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
+        impl $ty {
+            /// Wraps an id read back from storage or typed by a user.
+            pub fn from_string(id: impl Into<String>) -> Self {
+                Self(id.into())
+            }
 
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl fmt::Display for RunId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+stored_id!(
+    /// A run's id: a ULID, so ids sort by creation time and need no coordination between
+    /// replicas.
+    RunId
+);
 
-/// A task instance within a run: the task id, plus `[item]` for fan-out instances
-/// (`load[eu]`).
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(transparent)]
-pub struct TaskKey(String);
+stored_id!(
+    /// A task instance within a run: the task id, plus `[item]` for fan-out instances
+    /// (`load[eu]`).
+    TaskKey
+);
 
 impl TaskKey {
     pub fn task(id: &TaskId) -> Self {
@@ -253,60 +254,20 @@ impl TaskKey {
         Self(format!("{id}[{label}]"))
     }
 
-    pub fn from_string(key: impl Into<String>) -> Self {
-        Self(key.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The task id part of the key.
     pub fn task_id(&self) -> &str {
         self.0.split('[').next().unwrap_or(&self.0)
     }
 }
 
-impl fmt::Display for TaskKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A backfill's id: `bf_` and a ULID, so it sorts by creation and reads apart from run ids.
-#[derive(
-    Debug,
-    Clone,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(transparent)]
-pub struct BackfillId(String);
+stored_id!(
+    /// A backfill's id: `bf_` and a ULID, so it sorts by creation and reads apart from run ids.
+    BackfillId
+);
 
 impl BackfillId {
-    /// Wraps an id read back from storage or typed by a user.
-    pub fn from_string(id: impl Into<String>) -> Self {
-        Self(id.into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-
     /// The admission group its runs share, so they respect the backfill's parallelism.
     pub fn admission_group(&self) -> String {
         format!("backfill:{}", self.0)
-    }
-}
-
-impl fmt::Display for BackfillId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
     }
 }

@@ -197,14 +197,7 @@ impl BackfillFilter {
     /// Sets the pipeline from `name` (any namespace) or `namespace/name`.
     #[must_use]
     pub fn for_pipeline(mut self, pipeline: Option<&str>) -> Self {
-        match pipeline.map(|p| p.split_once('/')) {
-            Some(Some((ns, name))) => {
-                self.namespace = Some(ns.to_owned());
-                self.pipeline = Some(name.to_owned());
-            }
-            Some(None) => self.pipeline = pipeline.map(str::to_owned),
-            None => {}
-        }
+        set_pipeline(&mut self.namespace, &mut self.pipeline, pipeline);
         self
     }
 }
@@ -283,18 +276,24 @@ pub struct RunFilter {
     pub finished_after: Option<(Millis, String)>,
 }
 
+/// Sets a filter's pipeline from `name` (any namespace) or `namespace/name`; `None` leaves
+/// the filter as it is.
+fn set_pipeline(namespace: &mut Option<String>, name: &mut Option<String>, given: Option<&str>) {
+    let Some(given) = given else { return };
+    match given.split_once('/') {
+        Some((ns, n)) => {
+            *namespace = Some(ns.to_owned());
+            *name = Some(n.to_owned());
+        }
+        None => *name = Some(given.to_owned()),
+    }
+}
+
 impl RunFilter {
     /// Sets the pipeline from `name` (any namespace) or `namespace/name`.
     #[must_use]
     pub fn for_pipeline(mut self, pipeline: Option<&str>) -> Self {
-        match pipeline.map(|p| p.split_once('/')) {
-            Some(Some((ns, name))) => {
-                self.namespace = Some(ns.to_owned());
-                self.pipeline = Some(name.to_owned());
-            }
-            Some(None) => self.pipeline = pipeline.map(str::to_owned),
-            None => {}
-        }
+        set_pipeline(&mut self.namespace, &mut self.pipeline, pipeline);
         self
     }
 }
@@ -312,13 +311,9 @@ pub struct DeadLetterFilter {
 impl DeadLetterFilter {
     /// Sets the pipeline from `name` (any namespace) or `namespace/name`.
     #[must_use]
-    pub fn for_pipeline(self, pipeline: Option<&str>) -> Self {
-        let runs = RunFilter::default().for_pipeline(pipeline);
-        Self {
-            namespace: runs.namespace,
-            pipeline: runs.pipeline,
-            ..self
-        }
+    pub fn for_pipeline(mut self, pipeline: Option<&str>) -> Self {
+        set_pipeline(&mut self.namespace, &mut self.pipeline, pipeline);
+        self
     }
 }
 
