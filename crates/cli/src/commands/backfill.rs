@@ -16,8 +16,8 @@ use baton_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::run::runnable_file;
 use super::run::{parse_params, stop_on_signals};
-use super::validate::load_file;
 use crate::backend::{Backend, open_store as open};
 use crate::cli::BackfillArgs;
 use crate::error::{ExitStatus, ExpectedError};
@@ -126,28 +126,17 @@ async fn run_here(
     args: &BackfillArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let file = load_file(&args.file)?;
-    let Some(pipeline) = &file.loaded.pipeline else {
-        out.eprint(&file.render());
-        out.eprint("\n");
-        return Err(ExpectedError::Invalid {
-            path: file.path.clone(),
-        });
-    };
-    let params = parse_params(pipeline, &args.params)?;
+    let file = runnable_file(&args.file, &args.params, out)?;
+    let pipeline = &file.pipeline;
     let store = open(home).await?;
-    let base_dir = std::fs::canonicalize(&args.file)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| ".".into());
     let created = baton_engine::create_backfill(
         store.as_ref(),
         BackfillRequest {
             pipeline,
-            source: file.source.as_deref().unwrap_or_default(),
+            source: &file.source,
             path: Some(file.path.clone()),
-            base_dir: base_dir.display().to_string(),
-            params,
+            base_dir: file.base_dir,
+            params: file.params,
             schedule: args.schedule,
             start: args.start.clone(),
             end: args.end.clone(),

@@ -67,33 +67,58 @@ pub(crate) fn stop_on_signals() -> watch::Receiver<Option<Stop>> {
     rx
 }
 
+/// A pipeline file about to run here: valid, its params read by their types, and the
+/// directory its commands run in.
+pub(crate) struct RunnableFile {
+    pub(crate) path: String,
+    pub(crate) source: String,
+    pub(crate) pipeline: baton_core::Pipeline,
+    pub(crate) params: Map<String, Value>,
+    pub(crate) base_dir: String,
+}
+
+/// Loads `path` for `baton run` and `baton backfill`; an invalid file prints its diagnostics.
+pub(crate) fn runnable_file(
+    path: &Path,
+    params: &[String],
+    out: &mut Output,
+) -> Result<RunnableFile, ExpectedError> {
+    let mut file = load_file(path)?;
+    let Some(pipeline) = file.loaded.pipeline.take() else {
+        out.eprint(&file.render());
+        out.eprint("\n");
+        return Err(ExpectedError::Invalid { path: file.path });
+    };
+    let params = parse_params(&pipeline, params)?;
+    let base_dir = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.parent().map(Path::to_path_buf))
+        .unwrap_or_else(|| ".".into());
+    Ok(RunnableFile {
+        path: file.path,
+        source: file.source.unwrap_or_default(),
+        pipeline,
+        params,
+        base_dir: base_dir.display().to_string(),
+    })
+}
+
 pub(crate) async fn run(
     home: &Path,
     args: &RunArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let file = load_file(&args.file)?;
-    let Some(pipeline) = &file.loaded.pipeline else {
-        out.eprint(&file.render());
-        out.eprint("\n");
-        return Err(ExpectedError::Invalid {
-            path: file.path.clone(),
-        });
-    };
-    let params = parse_params(pipeline, &args.params)?;
+    let file = runnable_file(&args.file, &args.params, out)?;
+    let pipeline = &file.pipeline;
     let store = open(home).await?;
-    let base_dir = std::fs::canonicalize(&args.file)
-        .ok()
-        .and_then(|p| p.parent().map(Path::to_path_buf))
-        .unwrap_or_else(|| ".".into());
     let id = baton_engine::create_run(
         store.as_ref(),
         RunRequest {
             pipeline,
-            source: file.source.as_deref().unwrap_or_default(),
+            source: &file.source,
             path: Some(file.path.clone()),
-            base_dir: base_dir.display().to_string(),
-            params,
+            base_dir: file.base_dir,
+            params: file.params,
             trigger: "manual",
             logical_date: None,
             idempotency_key: args.idempotency_key.clone(),
