@@ -250,12 +250,7 @@ impl Backend {
         match self {
             Self::Local { store, .. } => {
                 let id = store.resolve_run(run).await?;
-                let reopened = baton_engine::control::retry(store.as_ref(), &id)
-                    .await
-                    .map_err(|e| match e {
-                        baton_engine::control::RetryError::Store(e) => e.into(),
-                        other => ExpectedError::Refused(other.to_string()),
-                    })?;
+                let reopened = baton_engine::control::retry(store.as_ref(), &id).await?;
                 Ok((id, reopened))
             }
             Self::Remote(c) => {
@@ -326,12 +321,7 @@ impl Backend {
         match self {
             Self::Local { store, .. } => {
                 let id = store.resolve_run(run).await?;
-                let reopened = baton_engine::control::requeue(store.as_ref(), &id, keys)
-                    .await
-                    .map_err(|e| match e {
-                        baton_engine::control::RetryError::Store(e) => e.into(),
-                        other => ExpectedError::Refused(other.to_string()),
-                    })?;
+                let reopened = baton_engine::control::requeue(store.as_ref(), &id, keys).await?;
                 Ok((id, reopened))
             }
             Self::Remote(c) => {
@@ -368,11 +358,7 @@ impl Backend {
             Self::Local { store, .. } => {
                 let id = store.resolve_run(run).await?;
                 baton_engine::control::decide(store.as_ref(), &id, key, approve, by, comment)
-                    .await
-                    .map_err(|e| match e {
-                        baton_engine::control::DecideError::Store(e) => e.into(),
-                        other => ExpectedError::Refused(other.to_string()),
-                    })?;
+                    .await?;
                 Ok(id)
             }
             Self::Remote(c) => {

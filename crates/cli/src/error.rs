@@ -61,6 +61,26 @@ pub enum ExpectedError {
     Unreachable { url: String, detail: String },
 }
 
+/// The engine refusing a retry or requeue: a store failure stays one, anything else is a
+/// refusal (exit 1), as the server's 409 is.
+impl From<baton_engine::control::RetryError> for ExpectedError {
+    fn from(e: baton_engine::control::RetryError) -> Self {
+        match e {
+            baton_engine::control::RetryError::Store(e) => e.into(),
+            other => Self::Refused(other.to_string()),
+        }
+    }
+}
+
+impl From<baton_engine::control::DecideError> for ExpectedError {
+    fn from(e: baton_engine::control::DecideError) -> Self {
+        match e {
+            baton_engine::control::DecideError::Store(e) => e.into(),
+            other => Self::Refused(other.to_string()),
+        }
+    }
+}
+
 impl ExpectedError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
