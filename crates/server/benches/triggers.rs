@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use baton_engine::executor::{AttemptSpec, CancelHandle, Executor, Finished, Outcome};
 use baton_server::scheduler::Scheduler;
-use baton_server::{AppState, Catalog, Runner};
+use baton_server::{AppState, Runner};
 use baton_store::{RunFilter, SqlStore, Store};
-use tokio::sync::{RwLock, mpsc};
+use tokio::sync::mpsc;
 
 /// Every attempt succeeds at once.
 #[derive(Debug)]
@@ -79,12 +79,12 @@ async fn run(pipelines: usize, minutes: usize) {
     let home = dir.path().join("home");
     let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(&home).await.unwrap());
     let runner = Runner::new(Arc::clone(&store), Arc::new(Instant0), home);
-    let state = AppState {
-        store: Arc::clone(&store),
-        catalog: Arc::new(RwLock::new(Catalog::new(flows))),
-        runner: runner.clone(),
-        secrets: Arc::new(baton_server::secrets::EnvSecrets),
-    };
+    let state = AppState::new(
+        Arc::clone(&store),
+        runner.clone(),
+        flows,
+        Arc::new(baton_server::secrets::EnvSecrets),
+    );
     let loaded = state.reload().await;
     assert_eq!(loaded.loaded, pipelines, "{loaded:?}");
     let mut finished = runner.subscribe();

@@ -52,6 +52,21 @@ pub struct Launch {
 }
 
 impl AppState {
+    /// An app over `pipelines` (loaded by the first [`AppState::reload`]).
+    pub fn new(
+        store: Arc<dyn baton_store::Store>,
+        runner: Runner,
+        pipelines: impl Into<std::path::PathBuf>,
+        secrets: Arc<dyn secrets::Secrets>,
+    ) -> Self {
+        Self {
+            store,
+            catalog: Arc::new(RwLock::new(Catalog::new(pipelines))),
+            runner,
+            secrets,
+        }
+    }
+
     /// Creates a run of `version` and starts driving it (once admitted, under the pipeline's
     /// `concurrency`). When the idempotency key matches an earlier run, that run is returned as
     /// it is (`new: false`) and not started again. `overlap: skip` at the limit fails with 409

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use baton_core::state::RunState;
 use baton_engine::executor::LocalExecutor;
 use baton_store::{RunFilter, SqlStore, Store};
-use tokio::sync::RwLock;
 
-use crate::{AppState, Catalog, Runner, router};
+use crate::{AppState, Runner, router};
 
 /// How the server is started.
 #[derive(Debug, Clone)]
@@ -84,12 +83,12 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         config.home.clone(),
     )
     .with_drain_grace(config.shutdown_grace);
-    let state = AppState {
-        store: Arc::clone(&store),
-        catalog: Arc::new(RwLock::new(Catalog::new(pipelines))),
-        runner: runner.clone(),
-        secrets: Arc::new(crate::secrets::EnvSecrets),
-    };
+    let state = AppState::new(
+        Arc::clone(&store),
+        runner.clone(),
+        pipelines,
+        Arc::new(crate::secrets::EnvSecrets),
+    );
     let report = state.reload().await;
     tracing::info!(
         loaded = report.loaded,

@@ -1,16 +1,14 @@
 //! The API driven through the router, without a socket.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use baton_engine::executor::LocalExecutor;
-use baton_server::{AppState, Catalog, Runner, router};
-use baton_store::SqlStore;
+use baton_server::{AppState, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tokio::sync::RwLock;
 use tower::ServiceExt;
 
 struct Server {
@@ -20,25 +18,7 @@ struct Server {
 
 impl Server {
     async fn new(files: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
-        for (name, text) in files {
-            std::fs::write(dir.path().join("pipelines").join(name), text).expect("write");
-        }
-        let home = dir.path().join("home");
-        let store: Arc<dyn baton_store::Store> =
-            Arc::new(SqlStore::open_home(&home).await.expect("store"));
-        let executor = Arc::new(LocalExecutor::default());
-        let secrets = baton_server::secrets::StaticSecrets(
-            [("BATON_TEST_WEBHOOK_SECRET".to_owned(), "s3cret".to_owned())].into(),
-        );
-        let state = AppState {
-            runner: Runner::new(Arc::clone(&store), executor, home),
-            store,
-            catalog: Arc::new(RwLock::new(Catalog::new(dir.path().join("pipelines")))),
-            secrets: Arc::new(secrets),
-        };
-        state.reload().await;
+        let (dir, state) = support::app(files, &[("BATON_TEST_WEBHOOK_SECRET", "s3cret")]).await;
         Self { dir, state }
     }
 

@@ -1,17 +1,15 @@
 //! `GET /api/v1/runs/{id}/tasks/{key}/log`: plain text and server-sent events, through the
 //! router without a socket.
 
-use std::sync::Arc;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
-use baton_engine::executor::LocalExecutor;
-use baton_server::{AppState, Catalog, Runner, router};
-use baton_store::SqlStore;
+use baton_server::{AppState, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tokio::sync::RwLock;
 use tower::ServiceExt;
 
 struct Server {
@@ -21,19 +19,7 @@ struct Server {
 
 impl Server {
     async fn new(name: &str, text: &str) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
-        std::fs::write(dir.path().join("pipelines").join(name), text).expect("write");
-        let home = dir.path().join("home");
-        let store: Arc<dyn baton_store::Store> =
-            Arc::new(SqlStore::open_home(&home).await.expect("store"));
-        let state = AppState {
-            runner: Runner::new(Arc::clone(&store), Arc::new(LocalExecutor::default()), home),
-            store,
-            catalog: Arc::new(RwLock::new(Catalog::new(dir.path().join("pipelines")))),
-            secrets: Arc::new(baton_server::secrets::StaticSecrets(Default::default())),
-        };
-        state.reload().await;
+        let (dir, state) = support::app(&[(name, text)], &[]).await;
         Self { _dir: dir, state }
     }
 

@@ -1,18 +1,16 @@
 //! The OpenAPI document at `/api/v1/openapi.json`: served, complete (every route of the router
 //! and nothing else), valid, and true (real answers match the schemas it gives for them).
 
+mod support;
+
 use std::collections::BTreeSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use baton_engine::executor::LocalExecutor;
-use baton_server::{AppState, Catalog, Runner, router};
-use baton_store::SqlStore;
+use baton_server::{AppState, router};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tokio::sync::RwLock;
 use tower::ServiceExt;
 
 /// Every operation the API serves. Adding a route means adding it here too: the tests below
@@ -56,21 +54,7 @@ struct Server {
 
 impl Server {
     async fn new(files: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
-        std::fs::create_dir_all(dir.path().join("pipelines")).expect("mkdir");
-        for (name, text) in files {
-            std::fs::write(dir.path().join("pipelines").join(name), text).expect("write");
-        }
-        let home = dir.path().join("home");
-        let store: Arc<dyn baton_store::Store> =
-            Arc::new(SqlStore::open_home(&home).await.expect("store"));
-        let state = AppState {
-            runner: Runner::new(Arc::clone(&store), Arc::new(LocalExecutor::default()), home),
-            store,
-            catalog: Arc::new(RwLock::new(Catalog::new(dir.path().join("pipelines")))),
-            secrets: Arc::new(baton_server::secrets::StaticSecrets(Default::default())),
-        };
-        state.reload().await;
+        let (dir, state) = support::app(files, &[]).await;
         let mut s = Self {
             _dir: dir,
             state,
