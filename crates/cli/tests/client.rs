@@ -3,45 +3,7 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::Child;
-
-use support::{Outcome, Test, task_states, wait_until};
-
-/// A server process, killed when the test ends, however it ends.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(t: &Test) -> Server {
-    let mut child = t.spawn(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
-        "--shutdown-grace",
-        "1s",
-    ]);
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().expect("stdout"))
-        .read_line(&mut line)
-        .expect("ready line");
-    let url = line
-        .trim()
-        .strip_prefix("baton listening on ")
-        .expect("address")
-        .to_owned();
-    Server { child, url }
-}
+use support::{Outcome, Server, Test, task_states, wait_until};
 
 /// Runs a command against the server.
 fn remote(t: &Test, s: &Server, args: &[&str]) -> Outcome {
@@ -68,7 +30,7 @@ const P: &str = "name: p\ntasks:\n  a:\n    run: printf 'alpha\\nbeta\\n'; echo 
 #[test]
 fn runs_show_and_logs_print_the_same_from_the_home_and_from_a_server() {
     let t = Test::new().file("pipelines/p.yaml", P);
-    let s = start(&t);
+    let s = t.server();
     let out = remote(&t, &s, &["trigger", "p", "--wait"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let id = out.stdout.lines().next().expect("id line").to_owned();
@@ -135,7 +97,7 @@ fn trigger_from_the_home_runs_the_version_the_server_recorded() {
         "pipelines/p.yaml",
         "name: p\nparams:\n  n: { type: integer, default: 1 }\ntasks:\n  a:\n    run: echo n={{ params.n }} >> ran.txt\n",
     );
-    let s = start(&t);
+    let s = t.server();
     // Bad params are refused before anything starts, alike.
     let bad = same(&t, &s, &["trigger", "p", "--param", "n=x"]);
     assert_eq!(bad.code, 2);
@@ -185,7 +147,7 @@ fn logs_follow_streams_from_the_server_until_the_attempt_ends() {
         "pipelines/slow.yaml",
         "name: slow\ntasks:\n  talk:\n    run: |\n      echo one\n      printf 'half'\n      touch started\n      sleep 1\n      echo ' two'\n      printf 'end'\n",
     );
-    let s = start(&t);
+    let s = t.server();
     let out = remote(&t, &s, &["trigger", "slow"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let id = out.stdout.trim().to_owned();
@@ -219,7 +181,7 @@ fn approve_cancel_and_retry_through_the_server() {
             "pipelines/flaky.yaml",
             "name: flaky\ntasks:\n  ok:\n    run: \"true\"\n  flaky:\n    needs: [ok]\n    run: test -f fixed\n",
         );
-    let s = start(&t);
+    let s = t.server();
 
     let id = remote(&t, &s, &["trigger", "gated"])
         .stdout
@@ -326,7 +288,7 @@ fn a_followed_log_does_not_hold_up_a_stopping_server() {
         "pipelines/long.yaml",
         "name: long\ntasks:\n  wait:\n    run: echo waiting; sleep 300\n",
     );
-    let mut s = start(&t);
+    let mut s = t.server();
     let id = remote(&t, &s, &["trigger", "long"])
         .stdout
         .trim()
@@ -336,7 +298,7 @@ fn a_followed_log_does_not_hold_up_a_stopping_server() {
     });
     let follower = t.spawn(&["--server", &s.url, "logs", &id, "wait", "-f"]);
     std::thread::sleep(std::time::Duration::from_millis(300));
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(s.child.id()).expect("pid"));
+    let pid = s.pid();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("sigterm");
     let mut status = None;
     wait_until("the server stopped despite the open stream", || {
@@ -360,7 +322,7 @@ fn dead_letters_are_listed_and_requeued_through_the_server() {
     // `b` fails until `fixed.txt` exists beside the pipeline (where its commands run).
     let flaky = "name: f\ntasks:\n  a:\n    run: \"true\"\n  b:\n    needs: [a]\n    run: test -e fixed.txt\n  c:\n    needs: [b]\n    run: \"true\"\n";
     let t = Test::new().file("pipelines/f.yaml", flaky);
-    let s = start(&t);
+    let s = t.server();
     let out = remote(&t, &s, &["trigger", "f", "--wait"]);
     assert_eq!(out.code, 1, "{}", out.stderr);
     let id = out.stdout.lines().next().expect("id line").to_owned();
@@ -402,7 +364,7 @@ fn dead_letters_are_listed_and_requeued_through_the_server() {
 fn backfill_through_the_server_follows_it_to_the_end() {
     let daily = "name: daily\nschedule:\n  - cron: \"0 0 * * *\"\ntasks:\n  a:\n    run: echo {{ run.logical_date }} >> dates.txt\n";
     let t = Test::new().file("pipelines/daily.yaml", daily);
-    let s = start(&t);
+    let s = t.server();
     let out = remote(
         &t,
         &s,

@@ -4,47 +4,8 @@ mod support;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Child;
 
-use support::{Test, task_states, wait_until};
-
-/// A server process, killed when the test ends, however it ends.
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the server on a free port and returns it with its address.
-fn start(t: &Test) -> (Server, String) {
-    ready(t.spawn(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
-        "--shutdown-grace",
-        "1s",
-    ]))
-}
-
-/// Waits for a started server's ready line and returns it with its address.
-fn ready(mut child: Child) -> (Server, String) {
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("ready line");
-    let addr = line
-        .trim()
-        .strip_prefix("baton listening on http://")
-        .expect("address")
-        .to_owned();
-    (Server(child), addr)
-}
+use support::{Server, Test, task_states, wait_until};
 
 /// A minimal HTTP/1.1 client, enough for these tests.
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
@@ -93,7 +54,8 @@ fn runs_survive_a_kill_9_of_the_server() {
         "pipelines/p.yaml",
         "name: p\ntasks:\n  first:\n    run: echo first >> ran.txt\n  slow:\n    needs: [first]\n    run: |\n      echo \"$BATON_IDEMPOTENCY_KEY\" >> keys.txt\n      sleep 1\n      echo slow >> ran.txt\n",
     );
-    let (server, addr) = start(&t);
+    let server = t.server();
+    let addr = server.addr.clone();
     assert_eq!(http(&addr, "GET", "/healthz", "").0, 200);
     let (status, run) = http(
         &addr,
@@ -107,7 +69,8 @@ fn runs_survive_a_kill_9_of_the_server() {
     wait_until("slow started", || !t.read("pipelines/keys.txt").is_empty());
     drop(server); // kill -9
 
-    let (_server, addr) = start(&t);
+    let server = t.server();
+    let addr = server.addr.clone();
     wait_until("run finished after restart", || {
         let (_, doc) = http(&addr, "GET", &format!("/api/v1/runs/{id}"), "");
         doc["state"] == "succeeded"
@@ -134,14 +97,15 @@ fn sigterm_drains_and_the_next_start_resumes() {
         "pipelines/p.yaml",
         "name: p\ntasks:\n  short:\n    run: sleep 0.3; echo short >> ran.txt\n  long:\n    run: |\n      echo \"$BATON_IDEMPOTENCY_KEY\" >> keys.txt\n      if [ -f once ]; then exit 0; fi\n      touch once\n      sleep 300\n",
     );
-    let (mut server, addr) = start(&t);
+    let mut server = t.server();
+    let addr = server.addr.clone();
     let (status, run) = http(&addr, "POST", "/api/v1/pipelines/default/p/runs", "{}");
     assert_eq!(status, 201, "{run}");
     let id = run["id"].as_str().expect("id").to_owned();
     wait_until("long started", || !t.read("pipelines/keys.txt").is_empty());
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(server.0.id()).expect("pid"));
+    let pid = server.pid();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("sigterm");
-    let status = server.0.wait().expect("exit");
+    let status = server.child.wait().expect("exit");
     assert_eq!(status.code(), Some(0), "a drained server exits cleanly");
     // The short task finished within the grace period; the long one was stopped and recorded.
     let run = t.show(&id);
@@ -157,7 +121,8 @@ fn sigterm_drains_and_the_next_start_resumes() {
         .expect("long");
     assert_eq!(long["attempt_records"][0]["state"], "interrupted");
 
-    let (_server, addr) = start(&t);
+    let server = t.server();
+    let addr = server.addr.clone();
     wait_until("resumed run finished", || {
         let (_, doc) = http(&addr, "GET", &format!("/api/v1/runs/{id}"), "");
         doc["state"] == "succeeded"
@@ -214,7 +179,8 @@ fn catalog(addr: &str) -> (Vec<String>, Vec<String>) {
 #[test]
 fn pipeline_files_reload_when_they_change() {
     let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));
-    let (_server, addr) = start(&t);
+    let server = t.server();
+    let addr = server.addr.clone();
     assert_eq!(catalog(&addr).0, ["one"]);
 
     std::fs::create_dir_all(t.path().join("pipelines/team")).expect("mkdir");
@@ -236,7 +202,7 @@ fn pipeline_files_reload_when_they_change() {
 #[test]
 fn sighup_reloads_when_watching_is_off() {
     let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));
-    let (server, addr) = ready(t.spawn(&[
+    let server = Server::ready(t.spawn(&[
         "server",
         "--pipelines",
         "pipelines",
@@ -244,6 +210,7 @@ fn sighup_reloads_when_watching_is_off() {
         "127.0.0.1:0",
         "--no-watch",
     ]));
+    let addr = server.addr.clone();
     std::fs::write(t.path().join("pipelines/two.yaml"), pipeline("two")).expect("write");
     std::thread::sleep(std::time::Duration::from_millis(800));
     assert_eq!(
@@ -252,7 +219,7 @@ fn sighup_reloads_when_watching_is_off() {
         "no watch: nothing reloads by itself"
     );
 
-    let pid = nix::unistd::Pid::from_raw(i32::try_from(server.0.id()).expect("pid"));
+    let pid = server.pid();
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).expect("SIGHUP");
     wait_until("SIGHUP to reload", || catalog(&addr).0 == ["one", "two"]);
     assert_eq!(
@@ -275,7 +242,8 @@ fn baton_toml_sets_what_flags_and_variables_do_not() {
     let mut cmd = t.command(&["server", "--config", "conf/baton.toml"]);
     cmd.env_remove("BATON_HOME")
         .stdout(std::process::Stdio::piped());
-    let (server, addr) = ready(cmd.spawn().expect("spawn"));
+    let server = Server::ready(cmd.spawn().expect("spawn"));
+    let addr = server.addr.clone();
     assert_eq!(catalog(&addr).0, ["one"]);
     assert!(
         t.path().join("conf/state/baton.db").exists(),
@@ -287,7 +255,8 @@ fn baton_toml_sets_what_flags_and_variables_do_not() {
     let mut cmd = t.command(&["server", "--config", "conf/baton.toml"]);
     cmd.env("BATON_PIPELINES", "conf/other")
         .stdout(std::process::Stdio::piped());
-    let (server, addr) = ready(cmd.spawn().expect("spawn"));
+    let server = Server::ready(cmd.spawn().expect("spawn"));
+    let addr = server.addr.clone();
     assert_eq!(catalog(&addr).0, ["two"]);
     drop(server);
     let mut cmd = t.command(&[
@@ -299,7 +268,8 @@ fn baton_toml_sets_what_flags_and_variables_do_not() {
     ]);
     cmd.env("BATON_PIPELINES", "conf/other")
         .stdout(std::process::Stdio::piped());
-    let (_server, addr) = ready(cmd.spawn().expect("spawn"));
+    let server = Server::ready(cmd.spawn().expect("spawn"));
+    let addr = server.addr.clone();
     assert_eq!(catalog(&addr).0, ["one"]);
 }
 
@@ -334,7 +304,7 @@ fn server_logs_are_json_lines_on_request() {
         "json",
     ]);
     let stderr = child.stderr.take().expect("stderr");
-    let (_server, _addr) = ready(child);
+    let _server = Server::ready(child);
     let mut line = String::new();
     BufReader::new(stderr)
         .read_line(&mut line)

@@ -2,6 +2,7 @@
 //! one invocation at a time, output and exit code captured.
 #![allow(dead_code, unreachable_pub)]
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -77,6 +78,58 @@ impl Test {
         let out = self.run(&["runs", "--json", "--limit", "1"]);
         let runs: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
         runs[0]["id"].as_str().expect("a run").to_owned()
+    }
+}
+
+/// A `baton server` process, killed when the test ends, however it ends.
+pub struct Server {
+    pub child: Child,
+    /// `127.0.0.1:PORT`
+    pub addr: String,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Waits for a started server's ready line, which names its address.
+    pub fn ready(mut child: Child) -> Self {
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut line)
+            .expect("ready line");
+        let url = line
+            .trim()
+            .strip_prefix("baton listening on ")
+            .expect("address")
+            .to_owned();
+        let addr = url.strip_prefix("http://").expect("http URL").to_owned();
+        Self { child, addr, url }
+    }
+
+    pub fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(i32::try_from(self.child.id()).expect("pid"))
+    }
+}
+
+impl Test {
+    /// Starts `baton server` on a free loopback port over `pipelines/`, with a short grace.
+    pub fn server(&self) -> Server {
+        Server::ready(self.spawn(&[
+            "server",
+            "--pipelines",
+            "pipelines",
+            "--listen",
+            "127.0.0.1:0",
+            "--shutdown-grace",
+            "1s",
+        ]))
     }
 }
 
