@@ -83,14 +83,7 @@ async fn run_on_server(
         .post(&["pipelines", ns, name, "backfill"], &body)
         .await?;
     let record = &doc.record;
-    out.eprint(&format!(
-        "backfill {} of {} ({}): {} run(s), at most {} at once\n",
-        record.id,
-        pipeline.id,
-        pipeline.version.short(),
-        record.runs,
-        record.parallelism,
-    ));
+    announce(out, record, &pipeline, false);
     let backfill = record.id.to_string();
     while !doc.done {
         tokio::time::sleep(POLL).await;
@@ -98,6 +91,24 @@ async fn run_on_server(
     }
     let count = |s: RunState| doc.counts.get(s.as_str()).copied().unwrap_or(0);
     summary(out, &count, doc.record.runs)
+}
+
+/// The opening line: which backfill, of what, how big.
+fn announce(
+    out: &mut Output,
+    record: &baton_store::BackfillRecord,
+    pipeline: &baton_core::Pipeline,
+    continuing: bool,
+) {
+    out.eprint(&format!(
+        "backfill {} of {} ({}): {} run(s), at most {} at once{}\n",
+        record.id,
+        pipeline.id,
+        pipeline.version.short(),
+        record.runs,
+        record.parallelism,
+        if continuing { " (continuing)" } else { "" },
+    ));
 }
 
 /// The closing line, and the exit status it implies.
@@ -165,15 +176,7 @@ async fn run_here(
             .map(|r| r.id)
             .collect()
     };
-    out.eprint(&format!(
-        "backfill {} of {} ({}): {} run(s), at most {} at once{}\n",
-        record.id,
-        pipeline.id,
-        pipeline.version.short(),
-        record.runs,
-        record.parallelism,
-        if created.new { "" } else { " (continuing)" },
-    ));
+    announce(out, &record, pipeline, !created.new);
     let stop = stop_on_signals();
     let parallelism = usize::try_from(record.parallelism.max(1)).unwrap_or(usize::MAX);
     let outcome = drive_all(home, &store, runs, parallelism, stop.clone(), out).await?;
