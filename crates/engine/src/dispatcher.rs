@@ -21,6 +21,7 @@ use tokio::sync::{mpsc, watch};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::executor::{AttemptSpec, CancelHandle, Executor, Finished, Outcome};
+use crate::observer::{Observer, Observers, RunScope};
 use crate::render::{self, RunContext, Scope};
 
 /// How a dispatcher runs.
@@ -40,6 +41,8 @@ pub struct Options {
     pub lease_ttl: Duration,
     /// How long a drain waits for running attempts before stopping them.
     pub drain_grace: Duration,
+    /// Told of every committed change (metrics, traces, lineage, notifications).
+    pub observers: Observers,
 }
 
 impl Options {
@@ -52,6 +55,7 @@ impl Options {
             control_interval: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(30),
             drain_grace: Duration::from_secs(30),
+            observers: Observers::default(),
         }
     }
 }
@@ -309,6 +313,13 @@ impl Dispatcher {
         }
     }
 
+    fn scope(&self) -> RunScope<'_> {
+        RunScope {
+            run: &self.run,
+            pipeline: &self.pipeline,
+        }
+    }
+
     fn task(&self, i: usize) -> &Task {
         task_of(&self.pipeline, self.insts[i].task)
     }
@@ -424,6 +435,7 @@ impl Dispatcher {
         let changes = std::mem::take(&mut self.pending);
         self.store.apply(&self.run.id, &changes).await?;
         crate::fault::after_commit();
+        self.opts.observers.committed(self.scope(), &changes);
         if let Some(tx) = &self.progress {
             for note in self.notes.drain(..) {
                 let _ = tx.send(note);
@@ -1013,6 +1025,11 @@ impl Dispatcher {
             ),
             ("BATON_OUTPUTS".into(), outputs_path.display().to_string()),
         ]);
+        env.extend(
+            self.opts
+                .observers
+                .attempt_env(self.scope(), &inst.key, attempt),
+        );
         // A file left by an interrupted attempt must not count for this one.
         if inst.after_interruption {
             let _ = std::fs::remove_file(&outputs_path);

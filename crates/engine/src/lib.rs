@@ -11,6 +11,7 @@ pub mod executor;
 mod fault;
 mod launch;
 pub mod log_tail;
+pub mod observer;
 pub mod outputs;
 mod programs;
 pub mod render;
@@ -22,6 +23,7 @@ pub use clock::now_ms;
 pub use dispatcher::{Options, Progress, Stop, execute};
 pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run, pipeline_admission};
+pub use observer::{Observer, Observers, RunScope};
 
 /// This process's identity as a lease owner: `host:pid:nonce`.
 pub fn owner_id() -> String {

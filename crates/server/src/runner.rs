@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use baton_core::ids::RunId;
 use baton_engine::executor::Executor;
-use baton_engine::{Options, Stop};
+use baton_engine::{Observers, Options, Stop};
 use baton_store::Store;
 use tokio::sync::watch;
 
@@ -41,6 +41,8 @@ pub struct Runner {
     /// was waiting, say), it does not start a second dispatcher that would only wait out the
     /// first one's lease.
     driving: Arc<std::sync::Mutex<std::collections::HashSet<RunId>>>,
+    /// Told of every change the runs of this server commit.
+    observers: Observers,
 }
 
 /// How often waiting runs are offered to the store even when no run of this server finished:
@@ -65,6 +67,7 @@ impl Runner {
             wake: Arc::default(),
             admitting: Arc::default(),
             driving: Arc::default(),
+            observers: Observers::default(),
         }
     }
 
@@ -83,6 +86,13 @@ impl Runner {
         &self,
     ) -> tokio::sync::broadcast::Receiver<(RunId, baton_core::state::RunState)> {
         self.finished.subscribe()
+    }
+
+    /// Adds an observer of every run this runner drives.
+    #[must_use]
+    pub fn with_observer(mut self, observer: Arc<dyn baton_engine::Observer>) -> Self {
+        self.observers.push(observer);
+        self
     }
 
     /// Sets how long a drain waits for running attempts.
@@ -259,6 +269,7 @@ impl Runner {
         let executor = Arc::clone(&self.executor);
         let mut opts = Options::new(self.home.clone());
         opts.drain_grace = self.drain_grace;
+        opts.observers = self.observers.clone();
         let mut stop = self.stop.subscribe();
         let active = Arc::clone(&self.active);
         let finished = self.finished.clone();
