@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
+use baton_engine::Observers;
 use baton_engine::log_tail::{LogError, LogTail, Tail};
 use baton_store::{
     AttemptRecord, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, RunFilter, RunRecord,
@@ -37,6 +38,8 @@ pub(crate) enum Backend {
     Local {
         home: PathBuf,
         store: Arc<dyn Store>,
+        /// Told of every run driven in this process (traces).
+        observers: Observers,
     },
     Remote(Client),
 }
@@ -129,14 +132,26 @@ fn log_error(e: LogError) -> ExpectedError {
     }
 }
 
+/// How runs are driven in this process: the engine's defaults, reporting to `observers`.
+pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine::Options {
+    let mut opts = baton_engine::Options::new(home.to_path_buf());
+    opts.observers = observers.clone();
+    opts
+}
+
 impl Backend {
     /// The server when one is named, else the home.
-    pub(crate) async fn open(home: &Path, server: Option<&str>) -> Result<Self, ExpectedError> {
+    pub(crate) async fn open(
+        home: &Path,
+        server: Option<&str>,
+        observers: &Observers,
+    ) -> Result<Self, ExpectedError> {
         match server {
             Some(url) => Ok(Self::Remote(Client::new(url)?)),
             None => Ok(Self::Local {
                 home: home.to_path_buf(),
                 store: open_store(home).await?,
+                observers: observers.clone(),
             }),
         }
     }
@@ -203,7 +218,11 @@ impl Backend {
     pub(crate) async fn cancel(&self, run: &str) -> Result<(RunId, CancelOutcome), ExpectedError> {
         use baton_engine::control::Cancel;
         match self {
-            Self::Local { home, store } => {
+            Self::Local {
+                home,
+                store,
+                observers,
+            } => {
                 let id = store.resolve_run(run).await?;
                 let outcome = match baton_engine::control::request_cancel(store.as_ref(), &id)
                     .await?
@@ -215,7 +234,7 @@ impl Backend {
                         // as it goes.
                         let (_tx, rx) =
                             tokio::sync::watch::channel(Some(baton_engine::Stop::Cancel));
-                        let opts = baton_engine::Options::new(home.clone());
+                        let opts = engine_options(home, observers);
                         let executor = Arc::new(baton_engine::executor::LocalExecutor::default());
                         let state = baton_engine::execute(
                             Arc::clone(store),

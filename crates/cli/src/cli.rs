@@ -54,6 +54,9 @@ pub(crate) struct Cli {
         value_name = "URL"
     )]
     pub server: Option<String>,
+    /// `[traces]` of the config file; the `OTEL_*` variables win over it.
+    #[arg(skip)]
+    pub traces: baton_server::traces::TraceSettings,
     #[command(subcommand)]
     pub command: Command,
 }

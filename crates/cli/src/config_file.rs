@@ -24,6 +24,8 @@ struct ConfigFile {
     home: Option<PathBuf>,
     #[serde(default)]
     server: ServerSection,
+    #[serde(default)]
+    traces: baton_server::traces::TraceSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -52,6 +54,7 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
     {
         cli.home = base.join(home);
     }
+    cli.traces = file.traces;
     if let Command::Server(args) = &mut cli.command
         && let Some(m) = matches.subcommand_matches("server")
     {

@@ -12,6 +12,7 @@ mod runner;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;
+pub mod traces;
 pub mod upstream;
 pub mod watch;
 

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use baton_core::state::RunState;
+use baton_engine::Observers;
 use baton_engine::executor::LocalExecutor;
 use baton_store::{RunFilter, SqlStore, Store};
 
@@ -24,6 +25,8 @@ pub struct Config {
     pub catchup_cap: usize,
     /// Reload when files under `pipelines` change (SIGHUP and `POST /api/v1/reload` always do).
     pub watch: bool,
+    /// Told of every run the server drives (traces).
+    pub observers: Observers,
 }
 
 impl Config {
@@ -37,6 +40,7 @@ impl Config {
             shutdown_grace: std::time::Duration::from_secs(30),
             catchup_cap: crate::scheduler::DEFAULT_CATCHUP_CAP,
             watch: true,
+            observers: Observers::default(),
         }
     }
 }
@@ -82,7 +86,8 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         Arc::new(LocalExecutor::default()),
         config.home.clone(),
     )
-    .with_drain_grace(config.shutdown_grace);
+    .with_drain_grace(config.shutdown_grace)
+    .with_observer(Arc::new(config.observers.clone()));
     let state = AppState::new(
         Arc::clone(&store),
         runner.clone(),

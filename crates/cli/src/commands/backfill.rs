@@ -11,7 +11,7 @@ use std::sync::Arc;
 use baton_core::ids::{Namespace, PipelineId, RunId};
 use baton_core::state::RunState;
 use baton_engine::executor::LocalExecutor;
-use baton_engine::{BackfillError, BackfillRequest, Options, Stop};
+use baton_engine::{BackfillError, BackfillRequest, Observers, Options, Stop};
 use baton_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -37,7 +37,9 @@ pub(crate) async fn run(
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
     match backend {
-        Backend::Local { home, .. } => run_here(home, args, out).await,
+        Backend::Local {
+            home, observers, ..
+        } => run_here(home, observers, args, out).await,
         Backend::Remote(client) => run_on_server(backend, client, args, out).await,
     }
 }
@@ -134,6 +136,7 @@ fn summary(
 
 async fn run_here(
     home: &Path,
+    observers: &Observers,
     args: &BackfillArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
@@ -179,7 +182,8 @@ async fn run_here(
     announce(out, &record, pipeline, !created.new);
     let stop = stop_on_signals();
     let parallelism = usize::try_from(record.parallelism.max(1)).unwrap_or(usize::MAX);
-    let outcome = drive_all(home, &store, runs, parallelism, stop.clone(), out).await?;
+    let opts = crate::backend::engine_options(home, observers);
+    let outcome = drive_all(&opts, &store, runs, parallelism, stop.clone(), out).await?;
     if stop.borrow().is_some() {
         // Interrupted: what never started ends now rather than waiting for nobody.
         store.cancel_waiting(&group, baton_engine::now_ms()).await?;
@@ -199,7 +203,7 @@ async fn run_here(
 /// Drives `runs` in order, at most `parallelism` at once, each once the store admits it.
 /// Returns whether every run this call drove succeeded.
 async fn drive_all(
-    home: &Path,
+    opts: &Options,
     store: &Arc<dyn Store>,
     runs: Vec<RunId>,
     parallelism: usize,
@@ -207,7 +211,6 @@ async fn drive_all(
     out: &mut Output,
 ) -> Result<bool, ExpectedError> {
     let executor = Arc::new(LocalExecutor::default());
-    let opts = Options::new(home.to_path_buf());
     let mut pending = runs.into_iter().peekable();
     let mut driving: JoinSet<(RunId, Result<RunState, baton_engine::Error>)> = JoinSet::new();
     let mut all_ok = true;

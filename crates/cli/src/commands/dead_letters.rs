@@ -103,10 +103,25 @@ pub(crate) async fn requeue(
             chosen.join(", "),
             names.join(", ")
         ));
-        let Backend::Local { home, store } = backend else {
+        let Backend::Local {
+            home,
+            store,
+            observers,
+        } = backend
+        else {
             continue; // the server drives it
         };
-        match drive(home, Arc::clone(store), &id, args.parallelism, false, out).await? {
+        match drive(
+            home,
+            Arc::clone(store),
+            &id,
+            args.parallelism,
+            false,
+            observers,
+            out,
+        )
+        .await?
+        {
             ExitStatus::Cancelled => return Ok(ExitStatus::Cancelled),
             ExitStatus::Success => {}
             other => status = other,

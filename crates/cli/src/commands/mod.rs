@@ -12,6 +12,11 @@ mod server;
 mod trigger;
 mod validate;
 
+use std::time::Duration;
+
+use baton_engine::Observers;
+use baton_server::traces::{TraceSettings, Traces};
+
 use crate::backend::Backend;
 use crate::cli::{Cli, Command};
 use crate::error::{ExitStatus, ExpectedError};
@@ -19,42 +24,47 @@ use crate::output::Output;
 
 pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, ExpectedError> {
     let (home, server) = (&cli.home, cli.server.as_deref());
+    let traces = &cli.traces;
     match &cli.command {
         Command::Validate(args) => validate::run(args, out),
         Command::Schema => schema::run(out),
         Command::Graph(args) => graph::run(args, out),
-        Command::Run(args) => with_runtime(run::run(home, args, out)),
-        Command::Resume(args) => with_runtime(run::resume(home, args, out)),
-        Command::Trigger(args) => with_backend(home, server, out, async |b, out| {
+        Command::Run(args) => with_engine(traces, async |o| run::run(home, args, o, out).await),
+        Command::Resume(args) => {
+            with_engine(traces, async |o| run::resume(home, args, o, out).await)
+        }
+        Command::Trigger(args) => with_backend(home, server, traces, out, async |b, out| {
             trigger::run(b, args, out).await
         }),
-        Command::Retry(args) => with_backend(home, server, out, async |b, out| {
+        Command::Retry(args) => with_backend(home, server, traces, out, async |b, out| {
             run::retry(b, args, out).await
         }),
-        Command::Runs(args) => with_backend(home, server, out, async |b, out| {
+        Command::Runs(args) => with_backend(home, server, traces, out, async |b, out| {
             inspect::runs(b, args, out).await
         }),
-        Command::DeadLetters(args) => with_backend(home, server, out, async |b, out| {
+        Command::DeadLetters(args) => with_backend(home, server, traces, out, async |b, out| {
             dead_letters::run(b, args, out).await
         }),
-        Command::Show(args) => with_backend(home, server, out, async |b, out| {
+        Command::Show(args) => with_backend(home, server, traces, out, async |b, out| {
             inspect::show(b, args, out).await
         }),
-        Command::Logs(args) => with_backend(home, server, out, async |b, out| {
+        Command::Logs(args) => with_backend(home, server, traces, out, async |b, out| {
             inspect::logs(b, args, out).await
         }),
-        Command::Cancel(args) => with_backend(home, server, out, async |b, out| {
+        Command::Cancel(args) => with_backend(home, server, traces, out, async |b, out| {
             run::cancel(b, args, out).await
         }),
-        Command::Server(args) => with_runtime(server::run(home, args, out)),
+        Command::Server(args) => {
+            with_engine(traces, async |o| server::run(home, args, o, out).await)
+        }
         Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(args, out),
-        Command::Approve(args) => with_backend(home, server, out, async |b, out| {
+        Command::Approve(args) => with_backend(home, server, traces, out, async |b, out| {
             run::decide(b, args, true, out).await
         }),
-        Command::Reject(args) => with_backend(home, server, out, async |b, out| {
+        Command::Reject(args) => with_backend(home, server, traces, out, async |b, out| {
             run::decide(b, args, false, out).await
         }),
-        Command::Backfill(args) => with_backend(home, server, out, async |b, out| {
+        Command::Backfill(args) => with_backend(home, server, traces, out, async |b, out| {
             backfill::run(b, args, out).await
         }),
     }
@@ -74,11 +84,40 @@ fn with_runtime(
 fn with_backend(
     home: &std::path::Path,
     server: Option<&str>,
+    traces: &TraceSettings,
     out: &mut Output,
     f: impl AsyncFnOnce(&Backend, &mut Output) -> Result<ExitStatus, ExpectedError>,
 ) -> Result<ExitStatus, ExpectedError> {
-    with_runtime(async move {
-        let backend = Backend::open(home, server).await?;
+    let open = async |observers: &Observers| {
+        let backend = Backend::open(home, server, observers).await?;
         f(&backend, out).await
+    };
+    match server {
+        // A server drives the runs, and traces them.
+        Some(_) => with_runtime(open(&Observers::default())),
+        None => with_engine(traces, open),
+    }
+}
+
+/// How long spans may take to reach the collector once a command is done.
+const TRACE_FLUSH: Duration = Duration::from_secs(5);
+
+/// Runs a command that may drive runs in this process, with their traces exported while it
+/// does (when configured) and flushed before it returns.
+fn with_engine(
+    traces: &TraceSettings,
+    f: impl AsyncFnOnce(&Observers) -> Result<ExitStatus, ExpectedError>,
+) -> Result<ExitStatus, ExpectedError> {
+    with_runtime(async move {
+        let traces = Traces::start(traces).map_err(|e| ExpectedError::Usage(e.to_string()))?;
+        let observers = traces
+            .as_ref()
+            .map(|t| Observers::default().with(t.observer()))
+            .unwrap_or_default();
+        let outcome = f(&observers).await;
+        if let Some(traces) = traces {
+            traces.shutdown(TRACE_FLUSH).await;
+        }
+        outcome
     })
 }

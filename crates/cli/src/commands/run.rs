@@ -6,7 +6,7 @@ use std::sync::Arc;
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
 use baton_engine::executor::LocalExecutor;
-use baton_engine::{Options, RunRequest, Stop};
+use baton_engine::{Observers, RunRequest, Stop};
 use baton_store::Store;
 use serde_json::{Map, Value};
 use tokio::sync::{mpsc, watch};
@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, watch};
 use super::inspect::{print_run, run_json};
 use super::live;
 use super::validate::load_file;
-use crate::backend::{Backend, CancelOutcome, RunView, open_store as open};
+use crate::backend::{Backend, CancelOutcome, RunView, engine_options, open_store as open};
 use crate::cli::{DecideArgs, ResumeArgs, RetryArgs, RunArgs, RunRef};
 use crate::error::{ExitStatus, ExpectedError};
 use crate::output::Output;
@@ -106,6 +106,7 @@ pub(crate) fn runnable_file(
 pub(crate) async fn run(
     home: &Path,
     args: &RunArgs,
+    observers: &Observers,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
     let file = runnable_file(&args.file, &args.params, out)?;
@@ -134,7 +135,16 @@ pub(crate) async fn run(
         pipeline.id,
         pipeline.version.short()
     ));
-    drive(home, store, &id, args.parallelism, args.json, out).await
+    drive(
+        home,
+        store,
+        &id,
+        args.parallelism,
+        args.json,
+        observers,
+        out,
+    )
+    .await
 }
 
 pub(crate) async fn retry(
@@ -146,13 +156,18 @@ pub(crate) async fn retry(
     let names: Vec<String> = reopened.iter().map(ToString::to_string).collect();
     out.eprint(&format!("retrying run {id}: {}\n", names.join(", ")));
     match backend {
-        Backend::Local { home, store } => {
+        Backend::Local {
+            home,
+            store,
+            observers,
+        } => {
             drive(
                 home,
                 Arc::clone(store),
                 &id,
                 args.parallelism,
                 args.json,
+                observers,
                 out,
             )
             .await
@@ -165,12 +180,22 @@ pub(crate) async fn retry(
 pub(crate) async fn resume(
     home: &Path,
     args: &ResumeArgs,
+    observers: &Observers,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
     let store = open(home).await?;
     let id = store.resolve_run(&args.run).await?;
     out.eprint(&format!("resuming run {id}\n"));
-    drive(home, store, &id, args.parallelism, args.json, out).await
+    drive(
+        home,
+        store,
+        &id,
+        args.parallelism,
+        args.json,
+        observers,
+        out,
+    )
+    .await
 }
 
 pub(crate) async fn drive(
@@ -179,9 +204,10 @@ pub(crate) async fn drive(
     id: &RunId,
     parallelism: Option<usize>,
     json: bool,
+    observers: &Observers,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let mut opts = Options::new(home.to_path_buf());
+    let mut opts = engine_options(home, observers);
     if let Some(n) = parallelism {
         opts.parallelism = n.max(1);
     }

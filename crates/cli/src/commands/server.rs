@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use baton_engine::Observers;
 use baton_server::serve::{Config, serve};
 
 use crate::cli::ServerArgs;
@@ -11,6 +12,7 @@ use crate::output::Output;
 pub(crate) async fn run(
     home: &Path,
     args: &ServerArgs,
+    observers: &Observers,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
     let config = Config {
@@ -19,6 +21,7 @@ pub(crate) async fn run(
         shutdown_grace: args.shutdown_grace.as_std(),
         catchup_cap: args.catchup_cap,
         watch: !args.no_watch,
+        observers: observers.clone(),
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.

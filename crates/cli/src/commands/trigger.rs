@@ -33,8 +33,21 @@ pub(crate) async fn run(
     // First and alone on its line, so scripts can take it: `id=$(baton trigger p | head -1)`.
     out.print(&format!("{run}\n"))?;
     match backend {
-        Backend::Local { home, store } => {
-            drive(home, Arc::clone(store), &run, args.parallelism, false, out).await
+        Backend::Local {
+            home,
+            store,
+            observers,
+        } => {
+            drive(
+                home,
+                Arc::clone(store),
+                &run,
+                args.parallelism,
+                false,
+                observers,
+                out,
+            )
+            .await
         }
         Backend::Remote(_) if args.wait => finish(&backend.wait(&run).await?, false, out),
         Backend::Remote(_) => Ok(ExitStatus::Success),
