@@ -614,3 +614,40 @@ fn runs_between_instants_or_durations_ago() {
         bad.stderr
     );
 }
+
+#[test]
+fn json_log_lines_of_a_run_carry_its_run_and_task_ids() {
+    let t = Test::new().file(
+        "logged.yaml",
+        "name: logged\ntasks:\n  hello:\n    run: exit 2\n",
+    );
+    let out = t
+        .command(&["--log-format", "json", "run", "logged.yaml"])
+        .env("BATON_LOG", "info")
+        .output()
+        .expect("run baton");
+    assert_eq!(out.status.code(), Some(1));
+    let run_id = t.last_run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).expect("a JSON log line"))
+        .collect();
+    let line = |message: &str| {
+        lines
+            .iter()
+            .find(|l| l["message"] == message)
+            .unwrap_or_else(|| panic!("no `{message}` line in {stderr}"))
+    };
+    let task = line("task failed");
+    assert_eq!(task["run"], run_id.as_str(), "{task}");
+    assert_eq!(task["task"], "hello", "{task}");
+    assert_eq!(task["pipeline"], "default/logged", "{task}");
+    assert_eq!(task["state"], "failed", "{task}");
+    assert_eq!(task["error"], "exited with code 2", "{task}");
+    assert_eq!(task["level"], "INFO", "{task}");
+    let run = line("run failed");
+    assert_eq!(run["run"], run_id.as_str(), "{run}");
+    assert_eq!(run["pipeline"], "default/logged", "{run}");
+}

@@ -435,6 +435,7 @@ impl Dispatcher {
         let changes = std::mem::take(&mut self.pending);
         self.store.apply(&self.run.id, &changes).await?;
         crate::fault::after_commit();
+        crate::run_log::committed(self.scope(), &changes);
         self.opts.observers.committed(self.scope(), &changes);
         if let Some(tx) = &self.progress {
             for note in self.notes.drain(..) {

@@ -15,6 +15,7 @@ pub mod observer;
 pub mod outputs;
 mod programs;
 pub mod render;
+mod run_log;
 
 pub use backfill::{
     BackfillError, BackfillRequest, CreatedBackfill, MAX_BACKFILL_RUNS, create_backfill,

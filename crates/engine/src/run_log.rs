@@ -1,0 +1,62 @@
+//! baton's own log of a run's committed transitions, with the run, pipeline and task as fields
+//! (so JSON log lines can be filtered by run or task). Task logs are separate files.
+
+use baton_core::state::TaskState;
+use baton_store::Change;
+
+use crate::observer::RunScope;
+
+/// Logs one commit's changes: the run's and the tasks' outcomes at `info`, the steps between
+/// them at `debug`.
+pub(crate) fn committed(scope: RunScope<'_>, changes: &[Change]) {
+    let run = scope.run.id.as_str();
+    let pipeline = &scope.pipeline.id;
+    for change in changes {
+        match change {
+            Change::Run { state, error, .. } => tracing::info!(
+                run,
+                %pipeline,
+                %state,
+                error = error.as_deref(),
+                "run {state}"
+            ),
+            Change::Task {
+                key, state, error, ..
+            } => {
+                let task = key.as_str();
+                match state {
+                    TaskState::Pending | TaskState::Queued | TaskState::Running => {
+                        tracing::debug!(run, %pipeline, task, %state, "task {state}");
+                    }
+                    _ => tracing::info!(
+                        run,
+                        %pipeline,
+                        task,
+                        %state,
+                        error = error.as_deref(),
+                        "task {state}"
+                    ),
+                }
+            }
+            Change::AttemptStarted { key, attempt, .. } => {
+                tracing::debug!(run, %pipeline, task = key.as_str(), attempt, "attempt started");
+            }
+            Change::AttemptFinished {
+                key,
+                attempt,
+                state,
+                exit_code,
+                ..
+            } => tracing::debug!(
+                run,
+                %pipeline,
+                task = key.as_str(),
+                attempt,
+                %state,
+                exit_code,
+                "attempt {state}"
+            ),
+            Change::AddTasks(_) | Change::Reopen { .. } => {}
+        }
+    }
+}
