@@ -184,4 +184,24 @@ mod tests {
             Some(std::time::Duration::from_secs(5))
         );
     }
+
+    #[test]
+    fn the_traces_section_parses_and_refuses_unknown_protocols() {
+        let f: ConfigFile = toml::from_str(
+            "[traces]\notlp_endpoint = \"http://127.0.0.1:4317\"\nprotocol = \"grpc\"\nservice_name = \"etl\"\n",
+        )
+        .expect("valid");
+        assert_eq!(
+            f.traces,
+            baton_server::traces::TraceSettings {
+                otlp_endpoint: Some("http://127.0.0.1:4317".into()),
+                protocol: Some(baton_server::traces::Protocol::Grpc),
+                service_name: Some("etl".into()),
+            }
+        );
+        assert_eq!(
+            error_of("[traces]\nprotocol = \"http/json\"\n"),
+            "baton.toml:2:12: unsupported OTLP protocol `http/json`\n(hint: use `grpc` or `http/protobuf`)"
+        );
+    }
 }
