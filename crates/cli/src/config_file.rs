@@ -24,6 +24,8 @@ struct ConfigFile {
     home: Option<PathBuf>,
     #[serde(default)]
     server: ServerSection,
+    /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
+    lineage: Option<crate::observers::LineageSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +49,9 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
     let unset = |m: &ArgMatches, id: &str| {
         matches!(m.value_source(id), None | Some(ValueSource::DefaultValue))
     };
+    if let Some(lineage) = file.lineage {
+        crate::observers::configure(crate::observers::relative_to(lineage, base));
+    }
     if let Some(home) = file.home
         && unset(matches, "home")
     {

@@ -4,7 +4,11 @@
 mod body;
 pub mod catalog;
 mod concurrency;
+pub mod delivery;
 mod error;
+pub mod lineage;
+pub mod notify;
+pub mod observers;
 mod openapi;
 mod page;
 mod routes;

@@ -24,6 +24,8 @@ pub struct Config {
     pub catchup_cap: usize,
     /// Reload when files under `pipelines` change (SIGHUP and `POST /api/v1/reload` always do).
     pub watch: bool,
+    /// Where OpenLineage events go (nowhere by default).
+    pub lineage: crate::lineage::LineageConfig,
 }
 
 impl Config {
@@ -37,6 +39,7 @@ impl Config {
             shutdown_grace: std::time::Duration::from_secs(30),
             catchup_cap: crate::scheduler::DEFAULT_CATCHUP_CAP,
             watch: true,
+            lineage: crate::lineage::LineageConfig::default(),
         }
     }
 }
@@ -62,6 +65,8 @@ pub enum Error {
     Signal(std::io::Error),
     #[error("{0}")]
     Store(#[from] baton_store::Error),
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::SetupError),
 }
 
 /// Runs until SIGINT or SIGTERM, then stops accepting requests and drains: running attempts
@@ -83,12 +88,11 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         config.home.clone(),
     )
     .with_drain_grace(config.shutdown_grace);
-    let state = AppState::new(
-        Arc::clone(&store),
-        runner.clone(),
-        pipelines,
-        Arc::new(crate::secrets::EnvSecrets),
-    );
+    let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
+    let observers =
+        crate::observers::standard(&config.lineage, Arc::clone(&secrets), Arc::clone(&store))?;
+    let runner = runner.with_observer(Arc::new(observers));
+    let state = AppState::new(Arc::clone(&store), runner.clone(), pipelines, secrets);
     let report = state.reload().await;
     tracing::info!(
         loaded = report.loaded,

@@ -182,6 +182,7 @@ pub(crate) async fn drive(
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
     let mut opts = Options::new(home.to_path_buf());
+    opts.observers = crate::observers::observers(Arc::clone(&store))?;
     if let Some(n) = parallelism {
         opts.parallelism = n.max(1);
     }

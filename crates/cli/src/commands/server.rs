@@ -19,6 +19,7 @@ pub(crate) async fn run(
         shutdown_grace: args.shutdown_grace.as_std(),
         catchup_cap: args.catchup_cap,
         watch: !args.no_watch,
+        lineage: crate::observers::lineage_config(),
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.
