@@ -153,8 +153,11 @@ pub fn record_metrics() {
 }
 
 /// Counter values seen so far: a snapshot resets the recorder's counters, so they add up here.
-fn totals() -> &'static Mutex<Vec<(String, Vec<(String, String)>, u64)>> {
-    static T: OnceLock<Mutex<Vec<(String, Vec<(String, String)>, u64)>>> = OnceLock::new();
+/// Name, labels, total.
+type Totals = Vec<(String, Vec<(String, String)>, u64)>;
+
+fn totals() -> &'static Mutex<Totals> {
+    static T: OnceLock<Mutex<Totals>> = OnceLock::new();
     T.get_or_init(Mutex::default)
 }
 
