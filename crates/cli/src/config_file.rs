@@ -26,6 +26,8 @@ struct ConfigFile {
     server: ServerSection,
     #[serde(default)]
     traces: baton_server::traces::TraceSettings,
+    /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
+    lineage: Option<crate::observers::LineageSection>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -49,6 +51,9 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
     let unset = |m: &ArgMatches, id: &str| {
         matches!(m.value_source(id), None | Some(ValueSource::DefaultValue))
     };
+    if let Some(lineage) = file.lineage {
+        crate::observers::configure(crate::observers::relative_to(lineage, base));
+    }
     if let Some(home) = file.home
         && unset(matches, "home")
     {

@@ -10,6 +10,7 @@ mod config_file;
 mod discover;
 mod error;
 mod logging;
+mod observers;
 mod output;
 
 use std::ffi::OsString;

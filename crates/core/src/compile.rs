@@ -10,13 +10,15 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::duration::Duration;
 use crate::ids::{Identifier, Namespace, PipelineId, PipelineName, TaskId};
 use crate::model::{
-    Action, Approval, Cache, Concurrency, DefinitionHash, Expression, ForEach, Param, Pipeline,
-    Resources, RetryPolicy, Schedule, Task, Template, Trigger, default_shell,
+    Action, Approval, Cache, Concurrency, Dataset, DefinitionHash, Expression, ForEach, Notify,
+    Param, Pipeline, Resources, RetryPolicy, Schedule, Task, Template, Trigger, WebhookUrl,
+    check_webhook_url, default_shell,
 };
 use crate::span::{Span, Spanned};
 use crate::spec::{
-    Catchup, EnvSpec, ForEachSpec, Overlap, ParamSpec, ParamType, PipelineSpec, RetryPolicySpec,
-    ShellSpec, TaskDefaultsSpec, TaskSpec, TriggerRule, TriggerSpec,
+    Catchup, DatasetSpec, EnvSpec, ForEachSpec, NotifyEvent, NotifyFormat, NotifySpec, Overlap,
+    ParamSpec, ParamType, PipelineSpec, RetryPolicySpec, ShellSpec, TaskDefaultsSpec, TaskSpec,
+    TriggerRule, TriggerSpec,
 };
 use crate::template::{SyntaxError, expression_variables, template_variables};
 
@@ -180,6 +182,10 @@ impl<'s> Compiler<'s> {
         let schedules = d.at("schedule", |d| self.schedules(d));
         let triggers = d.at("triggers", |d| self.triggers(d, namespace.as_ref()));
         let concurrency = d.at("concurrency", |d| concurrency(d, spec));
+        if let Some(dl) = &spec.deadline {
+            d.at("deadline", |d| check_positive(d, dl, "deadline"));
+        }
+        let notify = d.at("notify", |d| notify(d, &spec.notify));
 
         let dag = self.dag.take()?;
         let index = tasks
@@ -202,6 +208,8 @@ impl<'s> Compiler<'s> {
             schedules,
             triggers,
             concurrency,
+            deadline: spec.deadline.as_ref().map(|d| d.value),
+            notify,
             tasks,
             dag,
             on_success: on_success.flatten(),
@@ -227,8 +235,12 @@ impl<'s> Compiler<'s> {
                 });
             });
             self.task_names.insert(&id.value, i);
-            self.outputs
-                .push(t.outputs.iter().map(|o| o.value.as_str()).collect());
+            self.outputs.push(
+                t.outputs
+                    .iter()
+                    .filter_map(|o| value_output(&o.value))
+                    .collect(),
+            );
         }
     }
 
@@ -455,24 +467,40 @@ impl<'s> Compiler<'s> {
                     .map(ForEach::Expression),
             })
         });
-        let outputs = d.at("outputs", |d| {
+        let (outputs, output_datasets) = d.at("outputs", |d| {
             let mut seen = BTreeSet::new();
             let mut out = Vec::new();
+            let mut datasets = Vec::new();
             for (i, o) in t.outputs.iter().enumerate() {
-                d.at(format!("[{i}]"), |d| {
-                    match Identifier::new(o.value.clone()) {
-                        Ok(name) if !seen.insert(o.value.as_str()) => {
+                d.at(format!("[{i}]"), |d| match value_output(&o.value) {
+                    Some(text) => match Identifier::new(text.to_owned()) {
+                        Ok(name) if !seen.insert(text) => {
                             d.error(o.span, format!("output `{name}` is declared twice"));
                         }
                         Ok(name) => out.push(name),
                         Err(e) => {
-                            d.error(o.span, e.to_string());
+                            d.error(o.span, e.to_string()).hint = Some(
+                                "a dataset is a URI with `://`, e.g. `s3://bucket/path`".into(),
+                            );
                         }
-                    }
+                    },
+                    None => datasets.extend(dataset(d, o)),
                 });
             }
-            out
+            (out, unique_datasets(d, datasets))
         });
+        let input_datasets = d.at("inputs", |d| {
+            let datasets = t
+                .inputs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, o)| d.at(format!("[{i}]"), |d| dataset(d, o)))
+                .collect();
+            unique_datasets(d, datasets)
+        });
+        if let Some(dl) = &t.deadline {
+            d.at("deadline", |d| check_positive(d, dl, "deadline"));
+        }
         let mut task_env: IndexMap<String, Template> = d.at("env", |d| {
             check_env(d, &t.env, |d, span, text| {
                 self.template(d, span, text, scope)
@@ -581,9 +609,12 @@ impl<'s> Compiler<'s> {
             trigger_rule,
             for_each,
             outputs,
+            input_datasets,
+            output_datasets,
             env: task_env,
             working_dir,
             timeout: timeout.map(|t| t.value),
+            deadline: t.deadline.as_ref().map(|t| t.value),
             retry: retry?,
             approval,
             priority: t.priority.or(defaults.priority).unwrap_or(0),
@@ -1034,10 +1065,140 @@ fn to_policy(spec: RetryPolicySpec) -> RetryPolicy {
 }
 
 fn check_timeout(d: &mut Decoder, timeout: &Spanned<Duration>) {
-    if timeout.value == Duration::ZERO {
-        d.error(timeout.span, "`timeout` must be greater than zero")
-            .hint = Some("remove `timeout` for no time limit".into());
+    check_positive(d, timeout, "timeout");
+}
+
+fn check_positive(d: &mut Decoder, value: &Spanned<Duration>, key: &str) {
+    if value.value == Duration::ZERO {
+        d.error(value.span, format!("`{key}` must be greater than zero"))
+            .hint = Some(format!("remove `{key}` for no time limit"));
     }
+}
+
+/// An `outputs:` entry that names a value (no `://`, not a mapping) rather than a dataset.
+fn value_output(o: &DatasetSpec) -> Option<&str> {
+    match o {
+        DatasetSpec::Text(t) if !t.contains("://") => Some(t),
+        _ => None,
+    }
+}
+
+fn dataset(d: &mut Decoder, o: &Spanned<DatasetSpec>) -> Option<Spanned<Dataset>> {
+    let parsed = match &o.value {
+        DatasetSpec::Text(uri) => Dataset::parse_uri(uri),
+        DatasetSpec::Named(n) => Dataset::named(&n.namespace.value, &n.name.value),
+    };
+    match parsed {
+        Ok(ds) => Some(Spanned::new(ds, o.span)),
+        Err(e) => {
+            d.error(o.span, e.to_string()).hint = Some(e.hint().into());
+            None
+        }
+    }
+}
+
+/// Drops, and reports, datasets listed twice in one list.
+fn unique_datasets(d: &mut Decoder, datasets: Vec<Spanned<Dataset>>) -> Vec<Dataset> {
+    let mut out: Vec<(Dataset, u32)> = Vec::with_capacity(datasets.len());
+    for ds in datasets {
+        match out.iter().find(|(seen, _)| *seen == ds.value) {
+            Some((_, line)) => {
+                let line = *line;
+                d.error(ds.span, format!("dataset `{}` is listed twice", ds.value))
+                    .hint = Some(format!("first listed at line {line}"));
+            }
+            None => out.push((ds.value, ds.span.line)),
+        }
+    }
+    out.into_iter().map(|(ds, _)| ds).collect()
+}
+
+fn notify(d: &mut Decoder, specs: &[Spanned<NotifySpec>]) -> Vec<Notify> {
+    let mut out: Vec<(Notify, u32)> = Vec::with_capacity(specs.len());
+    for (i, spec) in specs.iter().enumerate() {
+        let n = &spec.value;
+        let checked = d.at(format!("[{i}]"), |d| {
+            let mut events: Vec<NotifyEvent> = Vec::with_capacity(n.on.len());
+            if n.on.is_empty() {
+                d.error(spec.span, "`on` lists no events").hint =
+                    Some("write e.g. `on: [failure, deadline]`".into());
+            }
+            for e in &n.on {
+                if events.contains(&e.value) {
+                    d.at("on", |d| {
+                        d.error(e.span, format!("event `{}` is listed twice", e.value));
+                    });
+                } else {
+                    events.push(e.value);
+                }
+            }
+            let webhook = match (&n.webhook, &n.webhook_env) {
+                (Some(url), None) => d.at("webhook", |d| match check_webhook_url(&url.value) {
+                    Ok(()) => Some(WebhookUrl::Url(url.value.clone())),
+                    Err(why) => {
+                        d.error(url.span, format!("webhook `{}` {why}", url.value))
+                            .hint = Some(
+                            "write an absolute URL such as `https://hooks.example.com/baton`, or name an environment variable with `webhook_env`".into(),
+                        );
+                        None
+                    }
+                }),
+                (None, Some(var)) => d.at("webhook_env", |d| {
+                    let ok = !var.value.is_empty()
+                        && var
+                            .value
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        && !var.value.starts_with(|c: char| c.is_ascii_digit());
+                    if ok {
+                        Some(WebhookUrl::Env(var.value.clone()))
+                    } else {
+                        d.error(
+                            var.span,
+                            format!("`{}` is not an environment variable name", var.value),
+                        )
+                        .hint = Some("use letters, digits and `_`, e.g. `SLACK_WEBHOOK_URL`".into());
+                        None
+                    }
+                }),
+                (Some(url), Some(_)) => {
+                    d.error(url.span, "a notification has either `webhook` or `webhook_env`, not both");
+                    None
+                }
+                (None, None) => {
+                    d.error(spec.span, "a notification needs `webhook` or `webhook_env`")
+                        .hint = Some("write `webhook: https://hooks.example.com/baton`".into());
+                    None
+                }
+            };
+            (!events.is_empty()).then_some(())?;
+            Some(Notify {
+                on: events,
+                webhook: webhook?,
+                format: n.format.unwrap_or(NotifyFormat::Json),
+            })
+        });
+        let Some(checked) = checked else { continue };
+        match out
+            .iter()
+            .find(|(seen, _)| seen.webhook == checked.webhook && seen.format == checked.format)
+        {
+            Some((_, line)) => {
+                let line = *line;
+                d.at(format!("[{i}]"), |d| {
+                    d.error(
+                        spec.span,
+                        "this webhook is already notified with the same format",
+                    )
+                    .hint = Some(format!(
+                        "merge the `on` lists into the entry at line {line}"
+                    ));
+                });
+            }
+            None => out.push((checked, spec.span.line)),
+        }
+    }
+    out.into_iter().map(|(n, _)| n).collect()
 }
 
 fn check_retry(d: &mut Decoder, span: Span, spec: RetryPolicySpec) -> Option<RetryPolicy> {

@@ -4,8 +4,13 @@
 mod body;
 pub mod catalog;
 mod concurrency;
+pub mod delivery;
 mod error;
+pub mod lineage;
+pub mod notify;
+pub mod observers;
 mod openapi;
+pub mod outbox;
 mod page;
 mod routes;
 mod runner;

@@ -25,8 +25,10 @@ pub struct Config {
     pub catchup_cap: usize,
     /// Reload when files under `pipelines` change (SIGHUP and `POST /api/v1/reload` always do).
     pub watch: bool,
-    /// Told of every run the server drives (traces).
+    /// Told of every run the server drives, besides the standard observers (traces).
     pub observers: Observers,
+    /// Where OpenLineage events go (nowhere by default).
+    pub lineage: crate::lineage::LineageConfig,
 }
 
 impl Config {
@@ -41,6 +43,7 @@ impl Config {
             catchup_cap: crate::scheduler::DEFAULT_CATCHUP_CAP,
             watch: true,
             observers: Observers::default(),
+            lineage: crate::lineage::LineageConfig::default(),
         }
     }
 }
@@ -66,6 +69,8 @@ pub enum Error {
     Signal(std::io::Error),
     #[error("{0}")]
     Store(#[from] baton_store::Error),
+    #[error(transparent)]
+    Delivery(#[from] crate::delivery::SetupError),
 }
 
 /// Runs until SIGINT or SIGTERM, then stops accepting requests and drains: running attempts
@@ -88,12 +93,14 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     )
     .with_drain_grace(config.shutdown_grace)
     .with_observer(Arc::new(config.observers.clone()));
-    let state = AppState::new(
-        Arc::clone(&store),
-        runner.clone(),
-        pipelines,
-        Arc::new(crate::secrets::EnvSecrets),
-    );
+    let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
+    let (observers, outbox) = crate::observers::standard(
+        &config.lineage,
+        Arc::clone(&secrets),
+        Some(Arc::clone(&store)),
+    )?;
+    let runner = runner.with_observer(Arc::new(observers));
+    let state = AppState::new(Arc::clone(&store), runner.clone(), pipelines, secrets);
     let report = state.reload().await;
     tracing::info!(
         loaded = report.loaded,
@@ -133,8 +140,17 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     // Stop accepting work first (above), then hand runs back for the next start to resume.
     tracing::info!("draining runs");
     runner.drain().await;
+    if !outbox.settle(OUTBOX_GRACE).await {
+        tracing::warn!(
+            pending = outbox.pending(),
+            "notifications and lineage events still unsent at shutdown"
+        );
+    }
     Ok(())
 }
+
+/// How long a stopping server waits for notifications and lineage events in flight.
+const OUTBOX_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Picks up every run that was queued or running when the server last stopped.
 async fn resume_unfinished(store: &dyn Store, runner: &Runner) -> Result<(), Error> {

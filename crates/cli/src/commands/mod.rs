@@ -29,10 +29,12 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Validate(args) => validate::run(args, out),
         Command::Schema => schema::run(out),
         Command::Graph(args) => graph::run(args, out),
-        Command::Run(args) => with_engine(traces, async |o| run::run(home, args, o, out).await),
-        Command::Resume(args) => {
-            with_engine(traces, async |o| run::resume(home, args, o, out).await)
-        }
+        Command::Run(args) => with_engine(traces, Standard::Here, async |o| {
+            run::run(home, args, o, out).await
+        }),
+        Command::Resume(args) => with_engine(traces, Standard::Here, async |o| {
+            run::resume(home, args, o, out).await
+        }),
         Command::Trigger(args) => with_backend(home, server, traces, out, async |b, out| {
             trigger::run(b, args, out).await
         }),
@@ -54,9 +56,10 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Cancel(args) => with_backend(home, server, traces, out, async |b, out| {
             run::cancel(b, args, out).await
         }),
-        Command::Server(args) => {
-            with_engine(traces, async |o| server::run(home, args, o, out).await)
-        }
+        // The server builds the standard observers itself, around its own store.
+        Command::Server(args) => with_engine(traces, Standard::InServer, async |o| {
+            server::run(home, args, o, out).await
+        }),
         Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(args, out),
         Command::Approve(args) => with_backend(home, server, traces, out, async |b, out| {
             run::decide(b, args, true, out).await
@@ -95,28 +98,55 @@ fn with_backend(
     match server {
         // A server drives the runs, and traces them.
         Some(_) => with_runtime(open(&Observers::default())),
-        None => with_engine(traces, open),
+        None => with_engine(traces, Standard::Here, open),
     }
 }
 
-/// How long spans may take to reach the collector once a command is done.
-const TRACE_FLUSH: Duration = Duration::from_secs(5);
+/// How long spans, notifications and lineage events may take to leave once a command is done.
+const FLUSH: Duration = Duration::from_secs(5);
 
-/// Runs a command that may drive runs in this process, with their traces exported while it
-/// does (when configured) and flushed before it returns.
+/// Who builds the standard observers (notifications, deadlines, lineage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Standard {
+    /// This command, for the runs it drives.
+    Here,
+    /// The server it starts, which has the store they need.
+    InServer,
+}
+
+/// Runs a command that may drive runs in this process, with its observers (traces when
+/// configured, notifications, deadlines, lineage) running while it does, and what they queued
+/// sent before it returns.
 fn with_engine(
     traces: &TraceSettings,
+    standard: Standard,
     f: impl AsyncFnOnce(&Observers) -> Result<ExitStatus, ExpectedError>,
 ) -> Result<ExitStatus, ExpectedError> {
     with_runtime(async move {
         let traces = Traces::start(traces).map_err(|e| ExpectedError::Usage(e.to_string()))?;
-        let observers = traces
+        let mut observers = traces
             .as_ref()
             .map(|t| Observers::default().with(t.observer()))
             .unwrap_or_default();
+        let outbox = match standard {
+            Standard::Here => {
+                let (more, outbox) = crate::observers::standard()?;
+                observers.push(std::sync::Arc::new(more));
+                Some(outbox)
+            }
+            Standard::InServer => None,
+        };
         let outcome = f(&observers).await;
+        if let Some(outbox) = outbox
+            && !outbox.settle(FLUSH).await
+        {
+            tracing::warn!(
+                pending = outbox.pending(),
+                "notifications and lineage events still unsent at exit"
+            );
+        }
         if let Some(traces) = traces {
-            traces.shutdown(TRACE_FLUSH).await;
+            traces.shutdown(FLUSH).await;
         }
         outcome
     })

@@ -22,6 +22,7 @@ pub(crate) async fn run(
         catchup_cap: args.catchup_cap,
         watch: !args.no_watch,
         observers: observers.clone(),
+        lineage: crate::observers::lineage_config(),
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.

@@ -1,11 +1,15 @@
 //! The checked model (`Pipeline`): what the engine, store and API work with.
 
+mod dataset;
+mod notify;
 mod param;
 mod pipeline;
 mod retry;
 mod schedule;
 mod task;
 
+pub use dataset::{Dataset, DatasetError};
+pub use notify::{Notify, WebhookUrl, check_webhook_url};
 pub use param::{Param, ParamValueError, json_kind, resolve_params};
 pub use pipeline::{Concurrency, DefinitionHash, Pipeline, Trigger};
 pub use retry::RetryPolicy;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::dag::{Dag, TaskIndex};
 use crate::duration::Duration;
 use crate::ids::{PipelineId, TaskId};
+use crate::model::notify::Notify;
 use crate::model::param::Param;
 use crate::model::schedule::Schedule;
 use crate::model::task::{Task, Template};
@@ -85,6 +86,11 @@ pub struct Pipeline {
     pub schedules: Vec<Schedule>,
     pub triggers: Vec<Trigger>,
     pub concurrency: Concurrency,
+    /// Alert when a run is unfinished this long after it started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Duration>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<Notify>,
     /// Tasks in file order; a [`TaskIndex`] indexes this list and the [`Dag`].
     pub tasks: Vec<Task>,
     #[serde(skip)]

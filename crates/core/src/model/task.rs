@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::duration::Duration;
 use crate::ids::{Identifier, PipelineId, TaskId};
+use crate::model::dataset::Dataset;
 use crate::model::retry::RetryPolicy;
 use crate::spec::TriggerRule;
 
@@ -81,12 +82,21 @@ pub struct Task {
     pub for_each: Option<ForEach>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub outputs: Vec<Identifier>,
+    /// Datasets read, for lineage.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub input_datasets: Vec<Dataset>,
+    /// Datasets written, for lineage.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub output_datasets: Vec<Dataset>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub env: IndexMap<String, Template>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub working_dir: Option<Template>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Duration>,
+    /// Alert when unfinished this long after the first attempt started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deadline: Option<Duration>,
     pub retry: RetryPolicy,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub approval: Option<Approval>,

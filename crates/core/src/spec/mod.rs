@@ -4,8 +4,10 @@
 //! generated from them, so the two cannot drift apart.
 
 mod concurrency;
+mod dataset;
 mod defaults;
 mod kinds;
+mod notify;
 mod param;
 mod pipeline;
 mod retry;
@@ -14,8 +16,10 @@ mod schema_helpers;
 mod task;
 
 pub use concurrency::ConcurrencySpec;
+pub use dataset::{DatasetNameSpec, DatasetSpec};
 pub use defaults::TaskDefaultsSpec;
 pub use kinds::{Backoff, Catchup, Jitter, Overlap, ParamType, TriggerRule};
+pub use notify::{NotifyEvent, NotifyFormat, NotifySpec};
 pub use param::ParamSpec;
 pub use pipeline::PipelineSpec;
 pub use retry::{RetryPolicySpec, RetrySpec};

@@ -5,11 +5,13 @@ use schemars::JsonSchema;
 
 use super::concurrency::ConcurrencySpec;
 use super::defaults::TaskDefaultsSpec;
+use super::notify::NotifySpec;
 use super::param::ParamSpec;
 use super::schedule::{ScheduleSpec, TriggerSpec};
 use super::schema_helpers::ScalarText;
 use super::task::{EnvSpec, TaskSpec};
 use crate::decode::{Decode, Decoder};
+use crate::duration::Duration;
 use crate::span::Spanned;
 use crate::yaml::{Node, NodeValue};
 
@@ -45,6 +47,12 @@ pub struct PipelineSpec {
     #[serde(default)]
     pub triggers: Vec<TriggerSpec>,
     pub concurrency: Option<ConcurrencySpec>,
+    /// Alert (a metric and a `deadline` notification) when a run is still unfinished this long
+    /// after it started; the run goes on (`timeout` is what stops things).
+    pub deadline: Option<Spanned<Duration>>,
+    /// Webhooks told about runs: failure, success, retries, approvals, missed deadlines.
+    #[serde(default)]
+    pub notify: Vec<Spanned<NotifySpec>>,
     /// The tasks: task id to task, in the order written.
     #[schemars(extend("propertyNames" = { "pattern": "^[a-z0-9][a-z0-9_-]*$" }, "minProperties" = 1))]
     pub tasks: IndexMap<Spanned<String>, TaskSpec>,
@@ -78,6 +86,8 @@ impl Decode for PipelineSpec {
             schedule: m.opt(d, "schedule", Decode::decode).unwrap_or_default(),
             triggers: m.opt(d, "triggers", Decode::decode).unwrap_or_default(),
             concurrency: m.opt(d, "concurrency", Decode::decode),
+            deadline: m.opt(d, "deadline", Decode::decode),
+            notify: m.opt(d, "notify", Decode::decode).unwrap_or_default(),
             tasks: IndexMap::new(),
             on_success: m.opt(d, "on_success", Decode::decode),
             on_failure: m.opt(d, "on_failure", Decode::decode),

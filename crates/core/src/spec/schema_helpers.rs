@@ -79,3 +79,17 @@ impl<T: JsonSchema> JsonSchema for OrNull<T> {
         json_schema!({ "anyOf": [inner, { "type": "null" }] })
     }
 }
+
+/// `T`, or a list of `T` (`on: failure` or `on: [failure, deadline]`).
+#[derive(Debug)]
+pub(crate) struct OneOrList<T>(std::marker::PhantomData<T>);
+
+impl<T: JsonSchema> JsonSchema for OneOrList<T> {
+    fn schema_name() -> Cow<'static, str> {
+        format!("{}OrList", T::schema_name()).into()
+    }
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        let inner = generator.subschema_for::<T>();
+        json_schema!({ "anyOf": [inner, { "type": "array", "items": inner, "minItems": 1 }] })
+    }
+}

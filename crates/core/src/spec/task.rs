@@ -3,6 +3,7 @@
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 
+use super::dataset::DatasetSpec;
 use super::kinds::TriggerRule;
 use super::retry::RetrySpec;
 use super::schema_helpers::{ExpressionSchema, NeedsSchema, OrTrue, ScalarText};
@@ -42,9 +43,14 @@ pub struct TaskSpec {
     pub trigger_rule: Option<TriggerRule>,
     /// Fan-out: run one instance per item; `{{ item }}` names the item.
     pub for_each: Option<Spanned<ForEachSpec>>,
-    /// Output names the task may write to `$BATON_OUTPUTS` as `key=value` lines.
+    /// Datasets the task reads, for lineage: URIs (`postgres://db/schema.table`) or
+    /// `{namespace, name}` mappings.
     #[serde(default)]
-    pub outputs: Vec<Spanned<String>>,
+    pub inputs: Vec<Spanned<DatasetSpec>>,
+    /// What the task produces: output names it may write to `$BATON_OUTPUTS` as `key=value`
+    /// lines, and datasets it writes (URIs with `://`, or `{namespace, name}` mappings).
+    #[serde(default)]
+    pub outputs: Vec<Spanned<DatasetSpec>>,
     /// Environment variables for the task; values are templates.
     #[serde(default)]
     #[schemars(with = "IndexMap<String, ScalarText>")]
@@ -55,6 +61,9 @@ pub struct TaskSpec {
     pub shell: Option<Spanned<ShellSpec>>,
     /// Time limit per attempt; the process group is terminated when it expires.
     pub timeout: Option<Spanned<Duration>>,
+    /// Alert (a metric and a `deadline` notification) when the task is still unfinished this
+    /// long after its first attempt started; the task goes on.
+    pub deadline: Option<Spanned<Duration>>,
     /// Retry policy: a count, or the long form.
     pub retries: Option<Spanned<RetrySpec>>,
     /// Wait for a person to approve before running (`true` for no message or timeout).
@@ -137,11 +146,13 @@ impl Decode for TaskSpec {
             condition: m.opt(d, "if", decode_expression),
             trigger_rule: m.opt(d, "trigger_rule", Decode::decode),
             for_each: m.opt(d, "for_each", Decode::decode),
+            inputs: m.opt(d, "inputs", Decode::decode).unwrap_or_default(),
             outputs: m.opt(d, "outputs", Decode::decode).unwrap_or_default(),
             env: m.opt(d, "env", Decode::decode).unwrap_or_default(),
             working_dir: m.opt(d, "working_dir", Decode::decode),
             shell: m.opt(d, "shell", Decode::decode),
             timeout: m.opt(d, "timeout", Decode::decode),
+            deadline: m.opt(d, "deadline", Decode::decode),
             retries: m.opt(d, "retries", Decode::decode),
             approval: m.opt(d, "approval", Decode::decode),
             priority: m.opt(d, "priority", Decode::decode),
