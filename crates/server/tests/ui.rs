@@ -449,6 +449,16 @@ async fn approvals_inbox_and_approve_through_the_form() {
     );
     assert!(a.body.contains("data-action=\"approve\""));
     assert!(a.body.contains("data-action=\"reject\""));
+    let confirm = ui
+        .get(&format!(
+            "/runs/{run}/tasks/release/approve?back=/approvals"
+        ))
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.body.contains("data-confirm=\"approve\""));
+    assert!(confirm.body.contains("name=\"comment\""));
+    let bogus = ui.get(&format!("/runs/{run}/tasks/release/explode")).await;
+    assert_eq!(bogus.status, StatusCode::NOT_FOUND);
     let panel = ui.get(&format!("/runs/{run}?task=release")).await;
     assert!(panel.body.contains("data-action=\"approve\""));
     let ok = ui
