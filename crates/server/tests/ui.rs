@@ -578,6 +578,11 @@ async fn unknown_pages_are_html_404s_and_assets_are_cached() {
         );
         assert!(a.body.contains("<nav>"), "{uri}");
     }
+    // What the visitor typed comes back escaped in the message.
+    let odd = ui.get("/runs/%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
+    assert_eq!(odd.status, StatusCode::NOT_FOUND);
+    assert!(!odd.body.contains("<script>alert"), "{}", odd.body);
+    assert!(odd.body.contains("&lt;script&gt;"));
     let api = ui.get("/api/v1/nope").await;
     assert!(api.content_type.starts_with("application/json"));
     for (file, kind) in [("baton.css", "text/css"), ("baton.js", "text/javascript")] {
