@@ -1,0 +1,317 @@
+//! A headless Chromium driven over W3C WebDriver (Debian's `chromium` and `chromium-driver`),
+//! for the browser tests. One chromedriver per test: it starts in milliseconds next to the
+//! browser it launches, and owning both makes killing them on drop simple.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::elements::Element;
+use fantoccini::{Client, ClientBuilder, Locator};
+
+/// How long an explicit wait polls before the test fails.
+pub const WAIT: Duration = Duration::from_secs(20);
+const POLL: Duration = Duration::from_millis(50);
+
+/// Flags that keep Chromium headless, sandbox-free (the test runs as root in a container) and
+/// quiet: without the background-networking ones it keeps dialling Google on a closed network.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--window-size=1280,1000",
+];
+
+/// Where screenshots go: `test-output/screenshots/` at the workspace root.
+pub fn screenshot_dir() -> PathBuf {
+    crate::support::repo().join("test-output/screenshots")
+}
+
+fn binary(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map_or_else(|| PathBuf::from(default), PathBuf::from)
+}
+
+/// A browser session on a `baton server`, ended (and its processes killed) on drop.
+pub struct Browser {
+    pub client: Client,
+    /// The server's `http://127.0.0.1:PORT`, which `goto` paths are relative to.
+    base: String,
+    /// The test's name, for failure screenshots.
+    name: String,
+    driver: Child,
+    driver_addr: String,
+    session: Option<String>,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser {
+    /// Starts chromedriver and a headless Chromium, or returns `None` after saying why on
+    /// stderr when they are not installed. With `BATON_REQUIRE_BROWSER=1` (set by `.ci/run`) a
+    /// missing browser fails the test instead.
+    pub async fn start(name: &str, base: &str) -> Option<Self> {
+        let driver_bin = binary("BATON_CHROMEDRIVER", "/usr/bin/chromedriver");
+        let chromium_bin = binary("BATON_CHROMIUM", "/usr/bin/chromium");
+        for bin in [&driver_bin, &chromium_bin] {
+            if !bin.exists() {
+                let why = format!(
+                    "{} not found; install chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
+                    bin.display()
+                );
+                assert!(
+                    std::env::var("BATON_REQUIRE_BROWSER").as_deref() != Ok("1"),
+                    "browser tests are required here (BATON_REQUIRE_BROWSER=1) but {why}"
+                );
+                #[allow(
+                    clippy::print_stderr,
+                    reason = "the one line saying why a test skipped"
+                )]
+                {
+                    eprintln!("skipping browser test `{name}`: {why}");
+                }
+                return None;
+            }
+        }
+        let profile = tempfile::tempdir().expect("profile dir");
+        // Its own process group, so that drop can kill chromedriver and every browser process
+        // it started at once, even after a panic left the session open.
+        let mut driver = Command::new(&driver_bin)
+            .arg("--port=0")
+            .arg(format!(
+                "--log-path={}",
+                profile.path().join("chromedriver.log").display()
+            ))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .expect("spawn chromedriver");
+        let port = driver_port(&mut driver);
+        let driver_addr = format!("127.0.0.1:{port}");
+
+        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
+        args.push(format!(
+            "--user-data-dir={}",
+            profile.path().join("profile").display()
+        ));
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".to_owned(),
+            serde_json::json!({ "binary": chromium_bin, "args": args }),
+        );
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let client = ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://{driver_addr}"))
+            .await
+            .expect("start a chromium session");
+        // Drop ends the session itself (synchronously); the client must not race it.
+        client.persist().await.expect("persist");
+        let session = client.session_id().await.expect("session id");
+        Some(Self {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            name: name.to_owned(),
+            driver,
+            driver_addr,
+            session,
+            _profile: profile,
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub async fn goto(&self, path: &str) {
+        self.client.goto(&self.url(path)).await.expect("navigate");
+    }
+
+    /// The current page's path and query, e.g. `/runs/01J...?task=a`.
+    pub async fn path(&self) -> String {
+        let url = self.client.current_url().await.expect("current url");
+        match url.query() {
+            Some(q) => format!("{}?{q}", url.path()),
+            None => url.path().to_owned(),
+        }
+    }
+
+    /// Waits until `css` matches an element and returns the first match.
+    pub async fn wait(&self, css: &str) -> Element {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await {
+                return el;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("no element matches `{css}`")).await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until `css` matches a displayed element (a dialog's button once it opened).
+    pub async fn wait_displayed(&self, css: &str) -> Element {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(el) = self.client.find(Locator::Css(css)).await
+                && el.is_displayed().await.unwrap_or(false)
+            {
+                return el;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("no displayed element matches `{css}`"))
+                    .await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until the page's path (with query) satisfies `ok`.
+    pub async fn wait_path(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let path = self.path().await;
+            if ok(&path) {
+                return path;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("the page never reached {what} (at `{path}`)"))
+                    .await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    /// Waits until `css` matches an element whose text contains `needle`.
+    pub async fn wait_text(&self, css: &str, needle: &str) -> Element {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(els) = self.client.find_all(Locator::Css(css)).await {
+                for el in els {
+                    if el.text().await.is_ok_and(|t| t.contains(needle)) {
+                        return el;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("no `{css}` contains {needle:?}")).await;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    }
+
+    pub async fn all(&self, css: &str) -> Vec<Element> {
+        self.client
+            .find_all(Locator::Css(css))
+            .await
+            .expect("find all")
+    }
+
+    pub async fn exists(&self, css: &str) -> bool {
+        !self.all(css).await.is_empty()
+    }
+
+    pub async fn click(&self, css: &str) {
+        self.wait(css).await.click().await.expect("click");
+    }
+
+    /// Clicks the action button `[data-action=VERB]`; when the action asks for confirmation in
+    /// a `<dialog>`, confirms it with its `[data-confirm=VERB]` button.
+    pub async fn act(&self, verb: &str) {
+        self.click(&format!("[data-action={verb}]")).await;
+        let confirm = format!("button[data-confirm={verb}]");
+        if self.exists(&confirm).await {
+            self.wait_displayed(&confirm)
+                .await
+                .click()
+                .await
+                .expect("confirm");
+        }
+    }
+
+    pub async fn eval(&self, js: &str) -> serde_json::Value {
+        self.client.execute(js, vec![]).await.expect("execute")
+    }
+
+    /// Saves a PNG of the viewport as `test-output/screenshots/NAME.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.expect("screenshot");
+        let dir = screenshot_dir();
+        std::fs::create_dir_all(&dir).expect("screenshot dir");
+        std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
+    }
+
+    /// Fails the test with the page it was on, keeping a screenshot of it.
+    async fn fail(&self, what: &str) -> ! {
+        let path = self.path().await;
+        let failed = format!("failed-{}", self.name);
+        self.screenshot(&failed).await;
+        let text = match self.client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        let excerpt: String = text.chars().take(2000).collect();
+        panic!(
+            "timed out after {WAIT:?}: {what}\npage: {path}\nscreenshot: {}\n--- page text ---\n{excerpt}",
+            screenshot_dir().join(format!("{failed}.png")).display()
+        );
+    }
+}
+
+/// Reads chromedriver's port from its start-up line, then keeps draining its stdout so that
+/// it never blocks on a full pipe.
+fn driver_port(driver: &mut Child) -> u16 {
+    let stdout = driver.stdout.take().expect("chromedriver stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { return };
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>());
+                break;
+            }
+        }
+        for _ in lines {}
+    });
+    match rx.recv_timeout(WAIT) {
+        Ok(Ok(port)) => port,
+        other => panic!("chromedriver did not report its port: {other:?}"),
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        // Ending the session makes chromedriver quit Chromium and wait for it; the async client
+        // cannot be awaited here, so this is one plain HTTP request.
+        if let Some(session) = &self.session
+            && let Ok(mut s) = TcpStream::connect(&self.driver_addr)
+        {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
+            let _ = write!(
+                s,
+                "DELETE /session/{session} HTTP/1.1\r\nHost: {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                self.driver_addr
+            );
+            // chromedriver answers once Chromium has quit, and may keep the connection open
+            // after that, so the first bytes of the answer are all there is to wait for.
+            let _ = s.read(&mut [0; 512]);
+        }
+        let group = nix::unistd::Pid::from_raw(i32::try_from(self.driver.id()).expect("pid"));
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+        let _ = self.driver.wait();
+    }
+}
