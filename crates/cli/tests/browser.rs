@@ -11,18 +11,267 @@ mod browser;
 mod support;
 
 use browser::Browser;
-use support::Test;
+use support::{Server, Test};
+
+/// Starts a server over `t`'s `pipelines/` and a browser on it, or `None` when no browser is
+/// installed (the test then passes, having said so).
+async fn open(t: &Test, name: &str) -> Option<(Server, Browser)> {
+    let server = t.server();
+    let browser = Browser::start(name, &server.url).await?;
+    Some((server, browser))
+}
+
+/// The run id of a run page's path (`/runs/ID` or `/runs/ID?task=...`).
+fn run_id(path: &str) -> String {
+    let rest = path.strip_prefix("/runs/").expect("a run page");
+    rest.split(['?', '#']).next().expect("id").to_owned()
+}
+
+/// Triggers the pipeline whose page is open with its form as it stands, and returns the new
+/// run's id once its page is shown.
+async fn trigger(b: &Browser) -> String {
+    b.click("form#trigger button[type=submit]#trigger-submit")
+        .await;
+    let path = b.wait_path("a run page", |p| p.starts_with("/runs/")).await;
+    run_id(&path)
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_browser_reaches_the_server() {
-    let t = Test::new().file(
-        "pipelines/hello.yaml",
-        "name: hello\ntasks:\n  a:\n    run: \"true\"\n",
-    );
-    let server = t.server();
-    let Some(b) = Browser::start("smoke", &server.url).await else {
+async fn a_pipeline_is_triggered_with_params_and_its_run_goes_green_live() {
+    let t = Test::new()
+        .file(
+            "pipelines/report.yaml",
+            r#"name: report
+namespace: data
+description: Builds the daily report
+tags: [daily]
+params:
+  region: { type: string, enum: [eu, us], default: eu }
+  limit: { type: integer, default: 10, min: 1, max: 100 }
+  full: { type: boolean, default: false }
+  label: { type: string, default: plain, min: 3, description: "at least three letters" }
+tasks:
+  extract:
+    run: |
+      echo "region={{ params.region }} limit={{ params.limit }} full={{ params.full }} label={{ params.label }}"
+      while [ ! -f go ]; do sleep 0.05; done
+  load:
+    needs: [extract]
+    run: echo loaded
+"#,
+        )
+        .file(
+            "pipelines/other.yaml",
+            "name: other\ntasks:\n  a:\n    run: \"true\"\n",
+        );
+    let Some((_server, b)) = open(&t, "trigger").await else {
         return;
     };
-    b.goto("/api/v1/pipelines").await;
-    b.wait_text("body", "\"default/hello\"").await;
+
+    b.goto("/").await;
+    b.wait("nav a").await;
+    b.wait("h1").await;
+    b.wait(r#"tr[data-pipeline="default/other"]"#).await;
+    b.wait(r#"tr[data-pipeline="data/report"] a.pipeline-link"#)
+        .await;
+    b.screenshot("pipelines").await;
+
+    b.click(r#"tr[data-pipeline="data/report"] a.pipeline-link"#)
+        .await;
+    b.wait_path("the pipeline page", |p| p == "/pipelines/data/report")
+        .await;
+    b.wait(r#"svg#dag g.node[data-task="extract"]"#).await;
+    b.wait(r#"svg#dag g.node[data-task="load"]"#).await;
+    b.wait("table#grid").await;
+    b.wait("#version").await;
+    b.wait_text("pre#source", "description: Builds the daily report")
+        .await;
+    b.screenshot("pipeline").await;
+
+    // A value only the server can refuse (a string's length): the page comes back with the
+    // problem next to its field and what was typed kept.
+    b.wait("form#trigger select[name=region]")
+        .await
+        .select_by_value("us")
+        .await
+        .expect("select");
+    b.fill("form#trigger input[type=number][name=limit]", "42")
+        .await;
+    b.click("form#trigger input[type=checkbox][name=full]")
+        .await;
+    b.fill("form#trigger input[name=label]", "ab").await;
+    b.click("#trigger-submit").await;
+    b.wait(".field.invalid input[name=label]").await;
+    b.wait_text(".field.invalid .field-error", "3").await;
+    assert_eq!(
+        b.prop("form#trigger input[name=limit]", "value")
+            .await
+            .as_deref(),
+        Some("42")
+    );
+    assert!(
+        b.all(".field.invalid input[name=limit]").await.is_empty(),
+        "only the bad field is marked"
+    );
+    b.screenshot("pipeline-invalid-params").await;
+
+    b.fill("form#trigger input[name=label]", "weekly").await;
+    if b.prop("form#trigger input[name=full]", "checked")
+        .await
+        .as_deref()
+        != Some("true")
+    {
+        b.click("form#trigger input[name=full]").await;
+    }
+    b.wait("form#trigger select[name=region]")
+        .await
+        .select_by_value("us")
+        .await
+        .expect("select");
+    let id = trigger(&b).await;
+
+    // The run page follows the run by itself: the task holds until the test lets it go.
+    b.wait(r#"svg#dag g.node[data-task="extract"][data-state="running"]"#)
+        .await;
+    b.wait(r#"#run-state[data-state="running"]"#).await;
+    b.mark_document().await;
+    b.screenshot("run-running").await;
+    std::fs::write(t.path().join("pipelines/go"), "").expect("let the task finish");
+    b.wait(r#"#run-state[data-state="succeeded"]"#).await;
+    b.wait(r#"svg#dag g.node[data-task="extract"][data-state="succeeded"]"#)
+        .await;
+    b.wait(r#"svg#dag g.node[data-task="load"][data-state="succeeded"]"#)
+        .await;
+    assert!(b.same_document().await, "the run page reloaded itself");
+    assert!(b.all("#gantt .bar").await.len() >= 2, "a bar per attempt");
+    b.screenshot("run-succeeded").await;
+
+    // The task's log shows the params as typed.
+    b.click(r#"svg#dag g.node[data-task="extract"]"#).await;
+    b.wait_path("the task selected", |p| p.contains("task=extract"))
+        .await;
+    b.wait("#task-panel").await;
+    b.wait_text(
+        "pre#log span.line",
+        "region=us limit=42 full=true label=weekly",
+    )
+    .await;
+
+    b.goto("/runs").await;
+    b.wait(&format!(
+        r#"table#runs tr[data-run="{id}"][data-state="succeeded"]"#
+    ))
+    .await;
+    b.screenshot("runs").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_task_shows_its_log_as_text_and_a_retry_turns_the_run_green() {
+    let t = Test::new().file(
+        "pipelines/flaky.yaml",
+        r#"name: flaky
+tasks:
+  prepare:
+    run: echo ready
+  flaky:
+    needs: [prepare]
+    run: |
+      echo 'about to check <script>window.__injected = 1</script>'
+      if [ ! -f fixed ]; then echo "the marker file is missing" >&2; exit 3; fi
+      echo "fixed now"
+"#,
+    );
+    let Some((_server, b)) = open(&t, "retry").await else {
+        return;
+    };
+    b.goto("/pipelines/default/flaky").await;
+    let id = trigger(&b).await;
+    b.wait(r#"#run-state[data-state="failed"]"#).await;
+    b.wait(r#"svg#dag g.node[data-task="prepare"][data-state="succeeded"]"#)
+        .await;
+    b.wait(r#"svg#dag g.node[data-task="flaky"][data-state="failed"]"#)
+        .await;
+
+    b.click(r#"svg#dag g.node[data-task="flaky"]"#).await;
+    b.wait_path("the failed task selected", |p| p.contains("task=flaky"))
+        .await;
+    b.wait("#task-panel").await;
+    b.wait_text("pre#log span.line", "the marker file is missing")
+        .await;
+    // Markup in a log is text: shown as written, never run.
+    b.wait_text(
+        "pre#log span.line",
+        "about to check <script>window.__injected = 1</script>",
+    )
+    .await;
+    assert!(b.all("pre#log script").await.is_empty());
+    assert_eq!(
+        b.eval("return window.__injected === undefined;").await,
+        serde_json::Value::Bool(true)
+    );
+    let download = b.prop("a#log-download", "href").await.unwrap_or_default();
+    assert!(download.contains("flaky"), "{download}");
+    b.wait("input#log-search").await;
+    b.screenshot("task-log-failed").await;
+
+    b.goto("/dead-letters").await;
+    b.wait(&format!(r#"tr[data-run="{id}"][data-task="flaky"]"#))
+        .await;
+    b.screenshot("dead-letters").await;
+
+    std::fs::write(t.path().join("pipelines/fixed"), "").expect("fix the cause");
+    b.goto(&format!("/runs/{id}")).await;
+    b.act("body", "retry").await;
+    b.wait_path("back on the run page", |p| run_id(p) == id)
+        .await;
+    b.wait(r#"#run-state[data-state="succeeded"]"#).await;
+    b.wait(r#"svg#dag g.node[data-task="flaky"][data-state="succeeded"]"#)
+        .await;
+
+    b.goto("/dead-letters").await;
+    b.wait("h1").await;
+    assert!(
+        b.all(&format!(r#"tr[data-run="{id}"]"#)).await.is_empty(),
+        "a retried run is no dead letter"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_waits_in_the_inbox_and_approving_it_lets_the_run_finish() {
+    let t = Test::new().file(
+        "pipelines/release.yaml",
+        r#"name: release
+tasks:
+  build:
+    run: echo built
+  ship:
+    needs: [build]
+    approval: { message: "Ship it?" }
+    run: echo shipped
+  announce:
+    needs: [ship]
+    run: echo announced
+"#,
+    );
+    let Some((_server, b)) = open(&t, "approve").await else {
+        return;
+    };
+    b.goto("/pipelines/default/release").await;
+    let id = trigger(&b).await;
+    b.wait(r#"svg#dag g.node[data-task="ship"][data-state="waiting_approval"]"#)
+        .await;
+
+    b.goto("/approvals").await;
+    let row = format!(r#"tr[data-run="{id}"][data-task="ship"]"#);
+    b.wait(&row).await;
+    b.screenshot("approvals").await;
+    b.act(&row, "approve").await;
+    b.wait_path("back on the inbox", |p| p == "/approvals")
+        .await;
+    b.wait_absent_after_reload(&row).await;
+
+    b.goto(&format!("/runs/{id}")).await;
+    b.wait(r#"#run-state[data-state="succeeded"]"#).await;
+    b.wait(r#"svg#dag g.node[data-task="announce"][data-state="succeeded"]"#)
+        .await;
 }

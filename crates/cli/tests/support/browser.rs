@@ -213,6 +213,19 @@ impl Browser {
         }
     }
 
+    /// Waits until nothing matches `css`, loading the page again between looks (for lists
+    /// that change on the server, like the approvals inbox).
+    pub async fn wait_absent_after_reload(&self, css: &str) {
+        let deadline = Instant::now() + WAIT;
+        while self.exists(css).await {
+            if Instant::now() > deadline {
+                self.fail(&format!("`{css}` still matches")).await;
+            }
+            tokio::time::sleep(POLL).await;
+            self.client.refresh().await.expect("reload");
+        }
+    }
+
     pub async fn all(&self, css: &str) -> Vec<Element> {
         self.client
             .find_all(Locator::Css(css))
@@ -228,18 +241,40 @@ impl Browser {
         self.wait(css).await.click().await.expect("click");
     }
 
-    /// Clicks the action button `[data-action=VERB]`; when the action asks for confirmation in
-    /// a `<dialog>`, confirms it with its `[data-confirm=VERB]` button.
-    pub async fn act(&self, verb: &str) {
-        self.click(&format!("[data-action={verb}]")).await;
-        let confirm = format!("button[data-confirm={verb}]");
-        if self.exists(&confirm).await {
-            self.wait_displayed(&confirm)
+    /// Clicks the action button `[data-action=VERB]` inside `scope` (a CSS selector; `"body"`
+    /// for the whole page) and confirms it in the `<dialog>` that opens, by its
+    /// `[data-confirm=VERB]` button. Pause and unpause ask nothing.
+    pub async fn act(&self, scope: &str, verb: &str) {
+        self.click(&format!("{scope} [data-action={verb}]")).await;
+        if !matches!(verb, "pause" | "unpause") {
+            self.wait_displayed(&format!("dialog[open] button[data-confirm={verb}]"))
                 .await
                 .click()
                 .await
                 .expect("confirm");
         }
+    }
+
+    /// Sets a text or number field: clears it, then types as a person would.
+    pub async fn fill(&self, css: &str, text: &str) {
+        let field = self.wait(css).await;
+        field.clear().await.expect("clear");
+        field.send_keys(text).await.expect("type");
+    }
+
+    /// A property of the first element matching `css` (`value`, `checked`, ...).
+    pub async fn prop(&self, css: &str, name: &str) -> Option<String> {
+        self.wait(css).await.prop(name).await.expect("prop")
+    }
+
+    /// Marks the current document, so that `same_document` can tell it was updated in place
+    /// rather than reloaded.
+    pub async fn mark_document(&self) {
+        self.eval("window.__batonTestMark = true;").await;
+    }
+
+    pub async fn same_document(&self) -> bool {
+        self.eval("return window.__batonTestMark === true;").await == serde_json::Value::Bool(true)
     }
 
     pub async fn eval(&self, js: &str) -> serde_json::Value {
