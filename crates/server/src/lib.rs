@@ -12,6 +12,7 @@ mod runner;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;
+mod ui;
 pub mod upstream;
 pub mod watch;
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use axum::{Extension, Router};
 use baton_core::spec::Overlap;
 use tokio::sync::RwLock;
@@ -197,6 +199,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::dead_letters::list))
         .routes(routes!(routes::dead_letters::requeue_bulk))
         .routes(routes!(routes::logs::log))
+        .routes(routes!(routes::events::events))
         .routes(routes!(routes::health::openapi));
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
@@ -215,8 +218,16 @@ pub fn router(state: AppState) -> Router {
         .to_json()
         .expect("the OpenAPI document serializes to JSON");
     router
+        .merge(ui::routes())
         .layer(Extension(routes::health::OpenApiJson(json.into())))
-        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route") })
+        .fallback(|uri: axum::http::Uri| async move {
+            // The API answers JSON; everything else is the UI's, which answers a page.
+            if uri.path().starts_with("/api/") {
+                ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route").into_response()
+            } else {
+                ui::not_found_page(uri.path())
+            }
+        })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }

@@ -40,6 +40,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST", "/api/v1/runs/{id}/tasks/{key}/reject"),
     ("POST", "/api/v1/runs/{id}/tasks/{key}/requeue"),
     ("GET", "/api/v1/runs/{id}/tasks/{key}/log"),
+    ("GET", "/api/v1/runs/{id}/events"),
     ("GET", "/api/v1/dead-letters"),
     ("POST", "/api/v1/dead-letters/requeue"),
 ];

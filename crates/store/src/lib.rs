@@ -9,9 +9,9 @@ mod store;
 
 pub use error::{Error, Result};
 pub use records::{
-    Admission, ApprovalRecord, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control,
-    DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis,
-    NewRun, NewTask, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
+    Admission, ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, Change,
+    Control, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord,
+    Millis, NewRun, NewTask, RunBrief, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
 };
 pub use sql::SqlStore;
 pub use store::Store;

@@ -393,3 +393,27 @@ pub struct ApprovalRecord {
     pub decided_at: Millis,
     pub comment: Option<String>,
 }
+
+/// A run without its params and bookkeeping: what overviews (the UI's pipelines page) need.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunBrief {
+    pub id: RunId,
+    pub namespace: String,
+    pub pipeline: String,
+    pub state: RunState,
+    pub created_at: Millis,
+    pub started_at: Option<Millis>,
+    pub finished_at: Option<Millis>,
+}
+
+/// A task instance waiting for a person's approval, with its run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ApprovalWait {
+    pub run: RunId,
+    pub namespace: String,
+    pub pipeline: String,
+    pub key: TaskKey,
+    pub task_id: String,
+    /// When the task started waiting (its last state change), if known.
+    pub since: Option<Millis>,
+}

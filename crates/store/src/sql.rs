@@ -13,9 +13,9 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result};
 use crate::records::{
-    ApprovalRecord, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control,
+    ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control,
     DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask,
-    RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
+    RunBrief, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
@@ -216,6 +216,18 @@ fn run_record(row: &AnyRow) -> Result<RunRecord> {
         backfill_id: row
             .try_get::<Option<String>, _>("backfill_id")?
             .map(BackfillId::from_string),
+    })
+}
+
+fn run_brief(row: &AnyRow) -> Result<RunBrief> {
+    Ok(RunBrief {
+        id: RunId::from_string(row.try_get::<String, _>("id")?),
+        namespace: row.try_get("namespace")?,
+        pipeline: row.try_get("pipeline")?,
+        state: state(row, "state", RunState::from_name)?,
+        created_at: row.try_get("created_at")?,
+        started_at: opt_i64(row, "started_at")?,
+        finished_at: opt_i64(row, "finished_at")?,
     })
 }
 
@@ -1370,6 +1382,55 @@ impl Store for SqlStore {
                     signal: opt_i64(row, "signal")?.and_then(|c| i32::try_from(c).ok()),
                     log_path: row.try_get("log_path")?,
                     finished_at: row.try_get("finished_at")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn latest_runs(&self, per_pipeline: u32) -> Result<Vec<RunBrief>> {
+        // Run ids sort by creation, so the window's order is the newest first.
+        let rows = sqlx::query(
+            "SELECT id, namespace, pipeline, state, created_at, started_at, finished_at FROM \
+             (SELECT id, namespace, pipeline, state, created_at, started_at, finished_at, \
+             ROW_NUMBER() OVER (PARTITION BY namespace, pipeline ORDER BY id DESC) AS rn \
+             FROM runs) latest WHERE rn <= $1 ORDER BY namespace, pipeline, id DESC",
+        )
+        .bind(i64::from(per_pipeline))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_brief).collect()
+    }
+
+    async fn finished_since(&self, since: Millis) -> Result<Vec<RunBrief>> {
+        let rows = sqlx::query(
+            "SELECT id, namespace, pipeline, state, created_at, started_at, finished_at \
+             FROM runs WHERE finished_at >= $1",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run_brief).collect()
+    }
+
+    async fn awaiting_approval(&self, limit: u32) -> Result<Vec<ApprovalWait>> {
+        let rows = sqlx::query(
+            "SELECT t.run_id, r.namespace, r.pipeline, t.task_key, t.task_id, \
+             COALESCE(t.started_at, r.started_at, r.created_at) AS since \
+             FROM tasks t JOIN runs r ON r.id = t.run_id \
+             WHERE t.state = 'waiting_approval' ORDER BY t.run_id, t.position LIMIT $1",
+        )
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ApprovalWait {
+                    run: RunId::from_string(row.try_get::<String, _>("run_id")?),
+                    namespace: row.try_get("namespace")?,
+                    pipeline: row.try_get("pipeline")?,
+                    key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
+                    task_id: row.try_get("task_id")?,
+                    since: opt_i64(row, "since")?,
                 })
             })
             .collect()

@@ -6,9 +6,9 @@ use baton_core::state::RunState;
 
 use crate::error::Result;
 use crate::records::{
-    AttemptRecord, BackfillFilter, BackfillRecord, Change, Control, DeadLetterFilter,
-    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, RunFilter, RunRecord,
-    TaskRecord, VersionRecord,
+    ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control, DeadLetterFilter,
+    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, RunBrief, RunFilter,
+    RunRecord, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -63,6 +63,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Task instances that failed for good in runs that ended (failed or cancelled), newest
     /// failure first. Requeuing one reopens its run, which takes it off this list.
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>>;
+    /// The newest `per_pipeline` runs of every pipeline, newest first within each pipeline.
+    async fn latest_runs(&self, per_pipeline: u32) -> Result<Vec<RunBrief>>;
+    /// Runs that finished at or after `since` (for statistics), in no particular order.
+    async fn finished_since(&self, since: Millis) -> Result<Vec<RunBrief>>;
+    /// Task instances waiting for approval, oldest run first, at most `limit`.
+    async fn awaiting_approval(&self, limit: u32) -> Result<Vec<ApprovalWait>>;
     async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>>;
     async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>>;
     async fn events(&self, run: &RunId, after_seq: i64) -> Result<Vec<EventRecord>>;

@@ -956,6 +956,59 @@ async fn failures_story(store: &dyn Store) {
     assert_eq!(ids(same_ms), vec!["02r2"]);
 }
 
+/// What the UI's overviews read: the latest runs per pipeline, runs finished since a time,
+/// gates waiting for approval.
+async fn overview_story(store: &dyn Store) {
+    for id in ["03a1", "03a2", "03a3", "03a4"] {
+        store.create_run(&new_run(id, None)).await.expect("create");
+    }
+    let mut other = new_run("03b1", None);
+    other.definition.name = "other".into();
+    other.definition.hash = "h2".into();
+    store.create_run(&other).await.expect("create other");
+    finish(store, "03a1", RunState::Succeeded).await;
+    let latest = store.latest_runs(2).await.expect("latest");
+    let ids: Vec<(&str, &str)> = latest
+        .iter()
+        .map(|r| (r.pipeline.as_str(), r.id.as_str()))
+        .collect();
+    assert_eq!(ids, [("etl", "03a4"), ("etl", "03a3"), ("other", "03b1")]);
+    let finished = store.finished_since(5_000).await.expect("finished");
+    assert_eq!(finished.len(), 1);
+    assert_eq!(finished[0].id.as_str(), "03a1");
+    assert_eq!(finished[0].state, RunState::Succeeded);
+    assert!(store.finished_since(5_001).await.expect("later").is_empty());
+    assert!(store.awaiting_approval(10).await.expect("none").is_empty());
+    store
+        .apply(
+            &RunId::from_string("03a2"),
+            &[Change::Task {
+                key: TaskKey::from_string("b"),
+                state: TaskState::WaitingApproval,
+                at: 2_000,
+                next_attempt_at: None,
+                outputs: None,
+                error: None,
+            }],
+        )
+        .await
+        .expect("wait");
+    let waiting = store.awaiting_approval(10).await.expect("waiting");
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(
+        (waiting[0].run.as_str(), waiting[0].key.as_str()),
+        ("03a2", "b")
+    );
+    assert_eq!(waiting[0].pipeline, "etl");
+}
+
+#[tokio::test]
+async fn sqlite_overview_story() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    overview_story(&store).await;
+}
+
 #[tokio::test]
 async fn sqlite_failures_story() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -998,6 +1051,9 @@ async fn postgres_story() {
     admin.reset_for_tests().await.expect("reset");
     let store = SqlStore::open(&url).await.expect("migrate");
     failures_story(&store).await;
+    admin.reset_for_tests().await.expect("reset");
+    let store = SqlStore::open(&url).await.expect("migrate");
+    overview_story(&store).await;
 }
 
 /// A home written by baton 0.1 (committed as a fixture) opens in this version: migrations are

@@ -123,13 +123,7 @@ pub(crate) async fn requeue_one(
     State(state): State<AppState>,
     Path(TaskPath { id, key }): Path<TaskPath>,
 ) -> ApiResult<(StatusCode, Json<Requeued>)> {
-    let id = state.store.resolve_run(&id).await?;
-    let key = TaskKey::from_string(key);
-    let reopened =
-        baton_engine::control::requeue(state.store.as_ref(), &id, std::slice::from_ref(&key))
-            .await
-            .map_err(requeue_error)?;
-    state.runner.start(id.clone());
+    let (id, key, reopened) = requeue_task(&state, &id, &key).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Requeued {
@@ -138,6 +132,23 @@ pub(crate) async fn requeue_one(
             reopened,
         }),
     ))
+}
+
+/// Requeues the dead letter `key` of run `id` and drives the run. Shared by the API and the
+/// UI.
+pub(crate) async fn requeue_task(
+    state: &AppState,
+    id: &str,
+    key: &str,
+) -> ApiResult<(RunId, TaskKey, Vec<TaskKey>)> {
+    let id = state.store.resolve_run(id).await?;
+    let key = TaskKey::from_string(key);
+    let reopened =
+        baton_engine::control::requeue(state.store.as_ref(), &id, std::slice::from_ref(&key))
+            .await
+            .map_err(requeue_error)?;
+    state.runner.start(id.clone());
+    Ok((id, key, reopened))
 }
 
 /// Which dead letters to requeue: `items`, or every current one (of `pipeline`); not both.

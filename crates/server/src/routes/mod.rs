@@ -18,6 +18,7 @@ pub(crate) fn idempotency_key(from_body: Option<String>, headers: &HeaderMap) ->
 
 pub(crate) mod backfills;
 pub(crate) mod dead_letters;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod logs;
 pub(crate) mod pipelines;

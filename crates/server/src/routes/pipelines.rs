@@ -427,7 +427,7 @@ pub(crate) struct PauseState {
 
 /// `POST .../pause` and `.../unpause`: a paused pipeline's schedules and webhooks start no runs
 /// (ticks that pass meanwhile are skipped, not caught up); manual triggers still work.
-async fn set_paused(
+pub(crate) async fn set_paused(
     state: &AppState,
     ns: &str,
     name: &str,

@@ -160,8 +160,21 @@ pub(crate) async fn cancel(
     State(state): State<AppState>,
     Path(RunPath { id }): Path<RunPath>,
 ) -> ApiResult<(StatusCode, Json<CancelAccepted>)> {
+    let id = cancel_run(&state, &id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(CancelAccepted {
+            id,
+            cancel_requested: true,
+        }),
+    ))
+}
+
+/// Asks the run `id` (or unique prefix) to stop; 409 when it already finished. Shared by the
+/// API and the UI.
+pub(crate) async fn cancel_run(state: &AppState, id: &str) -> ApiResult<RunId> {
     use baton_engine::control::Cancel;
-    let id = state.store.resolve_run(&id).await?;
+    let id = state.store.resolve_run(id).await?;
     match baton_engine::control::request_cancel(state.store.as_ref(), &id).await? {
         Cancel::Finished(run_state) => {
             return Err(ApiError::conflict(format!(
@@ -172,13 +185,7 @@ pub(crate) async fn cancel(
         // Nobody drives it: drive it here, and the cancel request ends it.
         Cancel::Orphaned => state.runner.start(id.clone()),
     }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(CancelAccepted {
-            id,
-            cancel_requested: true,
-        }),
-    ))
+    Ok(id)
 }
 
 /// A run made to go again, and the task instances reopened for it.
@@ -208,8 +215,15 @@ pub(crate) async fn retry(
     State(state): State<AppState>,
     Path(RunPath { id }): Path<RunPath>,
 ) -> ApiResult<(StatusCode, Json<Reopened>)> {
+    let (id, reopened) = retry_run(&state, &id).await?;
+    Ok((StatusCode::ACCEPTED, Json(Reopened { id, reopened })))
+}
+
+/// Reruns the failed or cancelled run `id` from its failed tasks and drives it; returns the
+/// reopened tasks. Shared by the API and the UI.
+pub(crate) async fn retry_run(state: &AppState, id: &str) -> ApiResult<(RunId, Vec<TaskKey>)> {
     use baton_engine::control::RetryError;
-    let id = state.store.resolve_run(&id).await?;
+    let id = state.store.resolve_run(id).await?;
     let reopened = baton_engine::control::retry(state.store.as_ref(), &id)
         .await
         .map_err(|e| match e {
@@ -220,7 +234,7 @@ pub(crate) async fn retry(
             other => ApiError::conflict(other.to_string()),
         })?;
     state.runner.start(id.clone());
-    Ok((StatusCode::ACCEPTED, Json(Reopened { id, reopened })))
+    Ok((id, reopened))
 }
 
 /// A person's decision (or, for pause / unpause, who made the change).
@@ -232,7 +246,8 @@ pub(crate) struct Decision {
     pub(crate) by: Option<String>,
 }
 
-async fn decide(
+/// Records a decision on the gate `key` of run `id`. Shared by the API and the UI.
+pub(crate) async fn decide(
     state: &AppState,
     id: &str,
     key: &str,

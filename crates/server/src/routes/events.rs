@@ -1,0 +1,182 @@
+//! A run's state changes as server-sent events, read from the store's event log (so any
+//! replica serves them, whoever drives the run): what the UI's run page follows.
+
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use baton_core::ids::RunId;
+use baton_store::{EventRecord, Store};
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+use utoipa::IntoParams;
+
+use crate::AppState;
+use crate::body::Query;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::routes::RunPath;
+
+/// How often the store is asked for new events.
+const POLL: Duration = Duration::from_millis(250);
+/// Polls between keep-alive comments on a quiet stream (15 s).
+const KEEP_ALIVE_POLLS: u32 = 60;
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct EventsQuery {
+    /// Start after this event sequence number (default 0: every event); `Last-Event-ID` wins.
+    #[param(value_type = Option<i64>)]
+    after: Option<String>,
+}
+
+/// `GET /runs/{id}/events`: the run's events, then new ones as they are committed.
+#[utoipa::path(
+    get,
+    path = "/runs/{id}/events",
+    operation_id = "run_events",
+    tag = "runs",
+    summary = "A run's state changes as server-sent events.",
+    description = "Each event's `id` is its sequence number in the run's event log and its \
+        name is the kind (`run_state`, `task_state`, `task_reopened`, `attempt_started`, \
+        `attempt_finished`); its data is `{\"seq\", \"at\", \"kind\", \"task\", \"attempt\", \
+        \"data\"}`. Once the run has ended and every event is sent, one `end` event (data \
+        `{\"state\"}`) closes the stream. Reconnecting with `Last-Event-ID` resumes after it.",
+    params(
+        RunPath,
+        EventsQuery,
+        ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this sequence number"),
+    ),
+    responses(
+        (status = 200, description = "The event stream", content((String = "text/event-stream"))),
+        (status = 400, description = "A number that does not parse, or the id prefix matches several runs", body = ErrorBody),
+        (status = 404, description = "No such run", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
+pub(crate) async fn events(
+    State(state): State<AppState>,
+    Path(RunPath { id }): Path<RunPath>,
+    Query(q): Query<EventsQuery>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let id = state.store.resolve_run(&id).await?;
+    if state.store.run(&id).await?.is_none() {
+        return Err(ApiError::not_found(format!("run `{id}` not found")));
+    }
+    let parse = |name: &str, text: &str| {
+        text.trim().parse::<i64>().map_err(|_| {
+            ApiError::bad_request(format!("`{name}` must be an integer, got `{text}`"))
+        })
+    };
+    let after = match headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+    {
+        Some(v) => parse("Last-Event-ID", v)?,
+        None => q
+            .after
+            .as_deref()
+            .map(|a| parse("after", a))
+            .transpose()?
+            .unwrap_or(0),
+    };
+    let follow = Follow {
+        store: Arc::clone(&state.store),
+        run: id,
+        after,
+        closing: state.runner.closing(),
+        quiet: 0,
+        first: true,
+        done: false,
+    };
+    let body = futures_util::stream::unfold(follow, |mut f| async move {
+        match f.step().await {
+            Ok(Some(frame)) => Some((Ok::<_, std::io::Error>(Bytes::from(frame)), f)),
+            Ok(None) => None,
+            Err(e) => {
+                tracing::error!(error = %e, "run event stream stopped");
+                None
+            }
+        }
+    });
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+#[derive(Debug)]
+struct Follow {
+    store: Arc<dyn Store>,
+    run: RunId,
+    after: i64,
+    closing: tokio::sync::watch::Receiver<bool>,
+    quiet: u32,
+    first: bool,
+    done: bool,
+}
+
+impl Follow {
+    /// The next frame: new events, a keep-alive, the `end` event, or `None` when over.
+    async fn step(&mut self) -> Result<Option<String>, baton_store::Error> {
+        loop {
+            if self.done || *self.closing.borrow() {
+                return Ok(None);
+            }
+            if !self.first {
+                tokio::select! {
+                    () = tokio::time::sleep(POLL) => {}
+                    _ = self.closing.wait_for(|c| *c) => return Ok(None),
+                }
+            }
+            self.first = false;
+            // The run's state is read before its events: a final state seen here has its
+            // event committed already, so the read below includes it.
+            let run = self.store.run(&self.run).await?;
+            let events = self.store.events(&self.run, self.after).await?;
+            let mut frame = String::new();
+            for e in &events {
+                frame.push_str(&event_frame(e));
+                self.after = e.seq;
+            }
+            if let Some(r) = run.filter(|r| r.state.is_final()) {
+                self.done = true;
+                frame.push_str(&format!(
+                    "event: end\nid: {}\ndata: {}\n\n",
+                    self.after,
+                    json!({ "state": r.state })
+                ));
+            }
+            if !frame.is_empty() {
+                self.quiet = 0;
+                return Ok(Some(frame));
+            }
+            self.quiet += 1;
+            if self.quiet >= KEEP_ALIVE_POLLS {
+                self.quiet = 0;
+                return Ok(Some(": keep-alive\n\n".into()));
+            }
+        }
+    }
+}
+
+fn event_frame(e: &EventRecord) -> String {
+    let data = json!({
+        "seq": e.seq,
+        "at": e.at,
+        "kind": e.kind,
+        "task": e.task_key,
+        "attempt": e.attempt,
+        "data": e.data,
+    });
+    format!("id: {}\nevent: {}\ndata: {data}\n\n", e.seq, e.kind)
+}

@@ -1,0 +1,76 @@
+//! The web UI: server-rendered HTML pages under `/` (maud templates, so every interpolated
+//! string is escaped), one small hand-written script for live updates and confirm dialogs,
+//! one stylesheet, both embedded in the binary. No page fetches anything from elsewhere, so
+//! the UI works air-gapped.
+//!
+//! Forms post plain HTML (they work without JavaScript); every POST is checked against
+//! cross-site requests first (`csrf`).
+
+mod actions;
+mod approvals;
+mod assets;
+mod confirm;
+pub(crate) mod cron_words;
+mod csrf;
+pub(crate) mod dag_svg;
+mod dead_letters;
+mod error;
+mod gantt;
+mod pipeline;
+mod pipelines;
+mod run;
+mod runs;
+mod shell;
+mod stats;
+mod widgets;
+
+use axum::Router;
+use axum::routing::get;
+
+use crate::AppState;
+
+pub(crate) use error::not_found_page;
+
+/// The UI's routes; merged next to `/api/v1` by [`crate::router`].
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pipelines::page))
+        .route("/pipelines/{namespace}/{name}", get(pipeline::page))
+        .route(
+            "/pipelines/{namespace}/{name}/trigger",
+            axum::routing::post(pipeline::trigger),
+        )
+        .route(
+            "/pipelines/{namespace}/{name}/pause",
+            axum::routing::post(actions::pause),
+        )
+        .route(
+            "/pipelines/{namespace}/{name}/unpause",
+            axum::routing::post(actions::unpause),
+        )
+        .route("/runs", get(runs::page))
+        .route("/runs/{id}", get(run::page))
+        .route(
+            "/runs/{id}/cancel",
+            get(actions::confirm_cancel).post(actions::cancel),
+        )
+        .route(
+            "/runs/{id}/retry",
+            get(actions::confirm_retry).post(actions::retry),
+        )
+        .route(
+            "/runs/{id}/tasks/{key}/approve",
+            get(actions::confirm_approve).post(actions::approve),
+        )
+        .route(
+            "/runs/{id}/tasks/{key}/reject",
+            get(actions::confirm_reject).post(actions::reject),
+        )
+        .route(
+            "/runs/{id}/tasks/{key}/requeue",
+            get(actions::confirm_requeue).post(actions::requeue),
+        )
+        .route("/approvals", get(approvals::page))
+        .route("/dead-letters", get(dead_letters::page))
+        .route("/assets/{file}", get(assets::serve))
+}

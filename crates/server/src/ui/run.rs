@@ -1,0 +1,386 @@
+//! `/runs/{id}`: the DAG coloured by task state, the Gantt timeline of attempts, the tasks,
+//! and with `?task=KEY` a task's panel (attempts, outputs, log). While the run goes, the
+//! script follows `/api/v1/runs/{id}/events` and re-fetches the fragments it names
+//! (`?fragment=dag|gantt|tasks`).
+
+use std::collections::BTreeMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
+use baton_core::Pipeline;
+use baton_core::state::{AttemptState, RunState, TaskState};
+use baton_store::{AttemptRecord, RunRecord, TaskRecord};
+use maud::{Markup, html};
+use serde::Deserialize;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+use super::actions::{approve_action, cancel_action, reject_action, requeue_action, retry_action};
+use super::confirm;
+use super::dag_svg::{self, Node};
+use super::error::{UiError, UiResult};
+use super::gantt;
+use super::shell;
+use super::widgets::{duration, encode, icon, kib, state as state_badge, task_href, time};
+use crate::AppState;
+
+/// Fan-outs with more instances than this are drawn as one group node with counts.
+pub(crate) const GROUP_OVER: usize = 20;
+/// The page shows at most the last this many bytes of a log; the download has it all.
+const LOG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct RunQuery {
+    task: Option<String>,
+    attempt: Option<u32>,
+    fragment: Option<String>,
+}
+
+/// Everything the page is made of.
+struct Loaded {
+    run: RunRecord,
+    tasks: Vec<TaskRecord>,
+    attempts: Vec<AttemptRecord>,
+    pipeline: Option<Pipeline>,
+    bars: Vec<gantt::Bar>,
+}
+
+async fn load(state: &AppState, id: &str) -> UiResult<Loaded> {
+    let id = state.store.resolve_run(id).await?;
+    let run = state
+        .store
+        .run(&id)
+        .await?
+        .ok_or_else(|| UiError::not_found(format!("run `{id}` not found")))?;
+    let tasks = state.store.tasks(&id).await?;
+    let attempts = state.store.attempts(&id).await?;
+    let events = state.store.events(&id, 0).await?;
+    let pipeline = state
+        .store
+        .definition(&run.version)
+        .await?
+        .and_then(|d| baton_core::load(&d.source).pipeline);
+    let bars = gantt::bars(&attempts, &events);
+    Ok(Loaded {
+        run,
+        tasks,
+        attempts,
+        pipeline,
+        bars,
+    })
+}
+
+pub(crate) async fn page(
+    State(state): State<AppState>,
+    Path(crate::routes::RunPath { id }): Path<crate::routes::RunPath>,
+    Query(q): Query<RunQuery>,
+) -> UiResult<Response> {
+    let l = load(&state, &id).await?;
+    let id = l.run.id.to_string();
+    let now = baton_engine::now_ms();
+    match q.fragment.as_deref() {
+        Some("dag") => return Ok(fragment(dag(&l))),
+        Some("gantt") => return Ok(fragment(gantt::render(&id, &l.bars, now))),
+        Some("tasks") => return Ok(fragment(task_table(&l, now))),
+        Some(other) => {
+            return Err(UiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("unknown fragment `{other}`\n(hint: dag, gantt or tasks)"),
+            ));
+        }
+        None => {}
+    }
+    let panel = match &q.task {
+        Some(key) => Some(task_panel(&l, key, q.attempt, now).await?),
+        None => None,
+    };
+    let r = &l.run;
+    let final_ = r.state.is_final();
+    let heading = html! {
+        "Run " code { (id) } " "
+        span #run-state class={ "state state-" (r.state) } data-state=(r.state) title=(r.state) {
+            (icon(r.state.as_str())) " " (r.state)
+        }
+    };
+    let body = html! {
+        @if !final_ {
+            div #live hidden data-events={ "/api/v1/runs/" (id) "/events" } data-run=(id) {}
+        }
+        section.summary {
+            dl {
+                dt { "Pipeline" } dd { a href={ "/pipelines/" (encode(&r.namespace)) "/" (encode(&r.pipeline)) } { (r.namespace) "/" (r.pipeline) } }
+                dt { "Version" } dd { code title=(r.version) { (r.version.get(..12).unwrap_or(&r.version)) } }
+                dt { "Trigger" } dd { (r.trigger) @if let Some(d) = &r.logical_date { " for " (d) } }
+                dt { "Created" } dd { (time(r.created_at, now)) }
+                @if let Some(s) = r.started_at { dt { "Started" } dd { (time(s, now)) } }
+                @if let Some(f) = r.finished_at { dt { "Finished" } dd { (time(f, now)) } }
+                @if let Some(s) = r.started_at { dt { "Duration" } dd { (duration(r.finished_at.unwrap_or(now) - s)) } }
+                @if r.state == RunState::Queued && r.admission_group.is_some() && r.admitted_at.is_none() {
+                    dt { "Waiting" } dd { "for admission to " code { (r.admission_group.as_deref().unwrap_or_default()) } }
+                }
+                @if r.cancel_requested && !final_ { dt { "Cancel" } dd { "requested" } }
+            }
+            @if let Some(e) = &r.error { p.error-message { (e) } }
+            @if let Some(params) = r.params.as_object().filter(|p| !p.is_empty()) {
+                table.params {
+                    thead { tr { th { "Param" } th { "Value" } } }
+                    tbody { @for (k, v) in params { tr { td { code { (k) } } td { code { (v) } } } } }
+                }
+            }
+            div.actions {
+                @if !final_ { (confirm::button(&cancel_action(&id, None))) }
+                @if matches!(r.state, RunState::Failed | RunState::Cancelled) { (confirm::button(&retry_action(&id, None))) }
+            }
+        }
+        @if let Some(p) = panel { (p) }
+        section {
+            h2 { "Graph" }
+            div.dag-wrap #dag-wrap { (dag(&l)) }
+        }
+        section {
+            h2 { "Timeline" }
+            p.legend { span.legend-wait { "queue wait" } " " span.legend-run { "running" } }
+            div #gantt-wrap { (gantt::render(&id, &l.bars, now)) }
+        }
+        section {
+            h2 { "Tasks" }
+            div #tasks-wrap { (task_table(&l, now)) }
+        }
+    };
+    Ok(shell::ok(&format!("Run {id}"), heading, body))
+}
+
+fn fragment(m: Markup) -> Response {
+    (
+        [(axum::http::header::CACHE_CONTROL, "no-store")],
+        Html(m.into_string()),
+    )
+        .into_response()
+}
+
+/// The run's DAG: one node per task instance, a fan-out with many instances as one group.
+fn dag(l: &Loaded) -> Markup {
+    let id = l.run.id.as_str();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut edges = Vec::new();
+    let Some(p) = &l.pipeline else {
+        // The definition cannot be read: the instances, without edges.
+        let nodes: Vec<Node> = l
+            .tasks
+            .iter()
+            .map(|t| Node {
+                key: t.key.to_string(),
+                label: t.key.to_string(),
+                state: Some(t.state.to_string()),
+                href: Some(task_href(id, t.key.as_str())),
+                group: None,
+            })
+            .collect();
+        return dag_svg::render(&nodes, &[]);
+    };
+    let mut of_task: Vec<Vec<usize>> = Vec::with_capacity(p.tasks.len());
+    for t in &p.tasks {
+        let tid = t.id.as_str();
+        let instances: Vec<&TaskRecord> = l
+            .tasks
+            .iter()
+            .filter(|r| r.task_id == tid && r.key.as_str() != tid)
+            .collect();
+        let mut mine = Vec::new();
+        if instances.len() > GROUP_OVER {
+            let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+            for i in &instances {
+                *counts.entry(i.state.as_str()).or_default() += 1;
+            }
+            let state = super::pipeline::task_state_of(&l.tasks, tid).unwrap_or(TaskState::Pending);
+            mine.push(nodes.len());
+            nodes.push(Node {
+                key: tid.to_owned(),
+                label: format!("{tid} ×{}", instances.len()),
+                state: Some(state.to_string()),
+                href: Some(task_href(id, tid)),
+                group: Some(counts.into_iter().map(|(s, n)| (s.to_owned(), n)).collect()),
+            });
+        } else if instances.is_empty() {
+            let state = l
+                .tasks
+                .iter()
+                .find(|r| r.key.as_str() == tid)
+                .map_or(TaskState::Pending, |r| r.state);
+            mine.push(nodes.len());
+            nodes.push(Node {
+                key: tid.to_owned(),
+                label: tid.to_owned(),
+                state: Some(state.to_string()),
+                href: Some(task_href(id, tid)),
+                group: None,
+            });
+        } else {
+            for i in instances {
+                mine.push(nodes.len());
+                nodes.push(Node {
+                    key: i.key.to_string(),
+                    label: i.key.to_string(),
+                    state: Some(i.state.to_string()),
+                    href: Some(task_href(id, i.key.as_str())),
+                    group: None,
+                });
+            }
+        }
+        of_task.push(mine);
+    }
+    for (i, ups) in p.dag.upstream.iter().enumerate() {
+        for &u in ups {
+            for &a in &of_task[u] {
+                for &b in &of_task[i] {
+                    edges.push((a, b));
+                }
+            }
+        }
+    }
+    // Hooks run after the rest; they are drawn without edges.
+    for hook in ["on_success", "on_failure"] {
+        if let Some(t) = l.tasks.iter().find(|t| t.key.as_str() == hook) {
+            nodes.push(Node {
+                key: hook.to_owned(),
+                label: hook.to_owned(),
+                state: Some(t.state.to_string()),
+                href: Some(task_href(id, hook)),
+                group: None,
+            });
+        }
+    }
+    dag_svg::render(&nodes, &edges)
+}
+
+fn task_table(l: &Loaded, now: i64) -> Markup {
+    let id = l.run.id.as_str();
+    html! {
+        table #tasks {
+            thead { tr { th { "Task" } th { "State" } th { "Attempts" } th { "Duration" } th { "Error" } } }
+            tbody {
+                @for t in &l.tasks {
+                    tr data-task=(t.key) data-state=(t.state) {
+                        td { a.task-link href=(task_href(id, t.key.as_str())) { (t.key) } }
+                        td { (state_badge(t.state.as_str())) }
+                        td { (t.attempts) }
+                        td { @if let Some(s) = t.started_at { (duration(t.finished_at.unwrap_or(now) - s)) } }
+                        td.error { @if let Some(e) = &t.error { (e) } }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `#task-panel`: one task's attempts, outputs and log.
+async fn task_panel(l: &Loaded, key: &str, attempt: Option<u32>, now: i64) -> UiResult<Markup> {
+    let id = l.run.id.as_str();
+    let Some(t) = l.tasks.iter().find(|t| t.key.as_str() == key) else {
+        return Err(UiError::not_found(format!(
+            "run `{id}` has no task `{key}`"
+        )));
+    };
+    let mut attempts: Vec<&AttemptRecord> = l
+        .attempts
+        .iter()
+        .filter(|a| a.key.as_str() == key)
+        .collect();
+    attempts.sort_by_key(|a| a.attempt);
+    let shown = match attempt {
+        Some(n) => attempts.iter().find(|a| a.attempt == n).copied(),
+        None => attempts.last().copied(),
+    };
+    let log = match shown {
+        Some(a) => Some((a, read_log(&a.log_path).await)),
+        None => None,
+    };
+    let dead = t.state == TaskState::Failed
+        && matches!(l.run.state, RunState::Failed | RunState::Cancelled);
+    Ok(html! {
+        section #task-panel data-task=(t.key) data-state=(t.state) {
+            h2 { "Task " code { (t.key) } " " (state_badge(t.state.as_str())) " " a.close href={ "/runs/" (id) } { "close" } }
+            @if let Some(item) = &t.item { p { "Item: " code { (item) } } }
+            @if let Some(e) = &t.error { p.error-message { (e) } }
+            div.actions {
+                @if t.state == TaskState::WaitingApproval {
+                    (confirm::button(&approve_action(id, key, None)))
+                    (confirm::button(&reject_action(id, key, None)))
+                }
+                @if dead { (confirm::button(&requeue_action(id, key, None))) }
+            }
+            @if let Some(outputs) = &t.outputs {
+                h3 { "Outputs" }
+                table.outputs {
+                    tbody { @for (k, v) in outputs { tr { td { code { (k) } } td { pre { (serde_json::to_string_pretty(v).unwrap_or_default()) } } } } }
+                }
+            }
+            h3 { "Attempts" }
+            @if attempts.is_empty() {
+                p.empty { "No attempts yet." }
+            } @else {
+                table #attempts {
+                    thead { tr { th { "#" } th { "State" } th { "Started" } th { "Duration" } th { "Exit" } th { "CPU user / sys" } th { "Max memory" } th { "Error" } } }
+                    tbody {
+                        @for a in &attempts {
+                            tr data-attempt=(a.attempt) data-state=(a.state) .selected[shown.is_some_and(|s| s.attempt == a.attempt)] {
+                                td { a href={ (task_href(id, key)) "&attempt=" (a.attempt) } { (a.attempt) } }
+                                td { (state_badge(a.state.as_str())) }
+                                td { (time(a.started_at, now)) }
+                                td { (duration(a.finished_at.unwrap_or(now) - a.started_at)) }
+                                td.exit-code { @if let Some(c) = a.exit_code { (c) } @if let Some(s) = a.signal { "signal " (s) } }
+                                td { @if let Some(u) = &a.rusage { (duration(u.cpu_user_ms)) " / " (duration(u.cpu_sys_ms)) } }
+                                td { @if let Some(u) = &a.rusage { (kib(u.max_rss_kb)) } }
+                                td.error { @if let Some(e) = &a.error { (e) } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some((a, (text, skipped, size))) = &log {
+                @let api = format!("/api/v1/runs/{}/tasks/{}/log?attempt={}", id, encode(key), a.attempt);
+                h3 { "Log of attempt " (a.attempt) }
+                div.log-tools {
+                    input #log-search type="search" placeholder="Search the log";
+                    span #log-matches {}
+                    a #log-download href=(api) download={ (id) "-" (key) "-" (a.attempt) ".log" } { "Download" }
+                }
+                @if *skipped > 0 { p.note { "Showing the last " (kib(i64::try_from((size - skipped) / 1024).unwrap_or(0))) "; download the whole log." } }
+                @let live = a.state == AttemptState::Running;
+                pre #log data-stream=[live.then(|| format!("{api}&offset={size}"))] data-partial=(if text.ends_with('\n') || text.is_empty() { "false" } else { "true" }) {
+                    @for line in text.split_inclusive('\n') {
+                        span.line { (line.trim_end_matches('\n')) }
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// The end of a log (at most [`LOG_BYTES`], from a line start): text, bytes skipped, size.
+async fn read_log(path: &str) -> (String, u64, u64) {
+    let Ok(mut file) = tokio::fs::File::open(path).await else {
+        return (String::new(), 0, 0);
+    };
+    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let mut skipped = size.saturating_sub(LOG_BYTES);
+    if skipped > 0 && file.seek(std::io::SeekFrom::Start(skipped)).await.is_err() {
+        return (String::new(), 0, size);
+    }
+    let mut bytes = Vec::new();
+    if file
+        .take(size - skipped)
+        .read_to_end(&mut bytes)
+        .await
+        .is_err()
+    {
+        return (String::new(), 0, size);
+    }
+    if skipped > 0
+        && let Some(nl) = bytes.iter().position(|&b| b == b'\n')
+    {
+        bytes.drain(..=nl);
+        skipped += nl as u64 + 1;
+    }
+    (String::from_utf8_lossy(&bytes).into_owned(), skipped, size)
+}
