@@ -53,7 +53,7 @@ params:
 tasks:
   extract:
     run: |
-      echo "region={{ params.region }} limit={{ params.limit }} full={{ params.full }} label={{ params.label }}"
+      echo "region={{ params.region }} limit={{ params.limit }} full={{ params.full | tojson }} label={{ params.label }}"
       while [ ! -f go ]; do sleep 0.05; done
   load:
     needs: [extract]
@@ -82,7 +82,6 @@ tasks:
         .await;
     b.wait(r#"svg#dag g.node[data-task="extract"]"#).await;
     b.wait(r#"svg#dag g.node[data-task="load"]"#).await;
-    b.wait("table#grid").await;
     b.wait("#version").await;
     b.wait_text("pre#source", "description: Builds the daily report")
         .await;
@@ -143,7 +142,10 @@ tasks:
     b.wait(r#"svg#dag g.node[data-task="load"][data-state="succeeded"]"#)
         .await;
     assert!(b.same_document().await, "the run page reloaded itself");
-    assert!(b.all("#gantt .bar").await.len() >= 2, "a bar per attempt");
+    // The timeline catches up by itself too: a bar per attempt.
+    b.wait(r#"#gantt .bar[data-task="extract"]"#).await;
+    b.wait(r#"#gantt .bar[data-task="load"]"#).await;
+    assert!(b.same_document().await, "the run page reloaded itself");
     b.screenshot("run-succeeded").await;
 
     // The task's log shows the params as typed.
@@ -163,6 +165,15 @@ tasks:
     ))
     .await;
     b.screenshot("runs").await;
+
+    // The pipeline's grid has a column for the run, a cell per task.
+    b.goto("/pipelines/data/report").await;
+    b.wait(&format!(
+        r#"table#grid a[data-run="{id}"][data-state="succeeded"]"#
+    ))
+    .await;
+    b.wait(r#"table#grid tr[data-task="load"] td[data-state="succeeded"]"#)
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
