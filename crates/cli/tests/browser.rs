@@ -11,7 +11,7 @@ mod browser;
 mod support;
 
 use browser::Browser;
-use support::{Server, Test};
+use support::{Server, Test, http};
 
 /// Starts a server over `t`'s `pipelines/` and a browser on it, or `None` when no browser is
 /// installed (the test then passes, having said so).
@@ -89,11 +89,7 @@ tasks:
 
     // A value only the server can refuse (a string's length): the page comes back with the
     // problem next to its field and what was typed kept.
-    b.wait("form#trigger select[name=region]")
-        .await
-        .select_by_value("us")
-        .await
-        .expect("select");
+    b.select("form#trigger select[name=region]", "us").await;
     b.fill("form#trigger input[type=number][name=limit]", "42")
         .await;
     b.click("form#trigger input[type=checkbox][name=full]")
@@ -122,11 +118,7 @@ tasks:
     {
         b.click("form#trigger input[name=full]").await;
     }
-    b.wait("form#trigger select[name=region]")
-        .await
-        .select_by_value("us")
-        .await
-        .expect("select");
+    b.select("form#trigger select[name=region]", "us").await;
     let id = trigger(&b).await;
 
     // The run page follows the run by itself: the task holds until the test lets it go.
@@ -222,8 +214,19 @@ tasks:
     );
     let download = b.prop("a#log-download", "href").await.unwrap_or_default();
     assert!(download.contains("flaky"), "{download}");
-    b.wait("input#log-search").await;
     b.screenshot("task-log-failed").await;
+    // Searching the log hides the lines that do not match.
+    b.fill("input#log-search", "marker").await;
+    b.until("the search to hide the other line", async || {
+        let mut shown = Vec::new();
+        for line in b.all("pre#log span.line").await {
+            if line.is_displayed().await.ok()? {
+                shown.push(line.text().await.ok()?);
+            }
+        }
+        (shown == ["the marker file is missing"]).then_some(())
+    })
+    .await;
 
     b.goto("/dead-letters").await;
     b.wait(&format!(r#"tr[data-run="{id}"][data-task="flaky"]"#))
@@ -233,8 +236,8 @@ tasks:
     std::fs::write(t.path().join("pipelines/fixed"), "").expect("fix the cause");
     b.goto(&format!("/runs/{id}")).await;
     b.act("body", "retry").await;
-    b.wait_path("back on the run page", |p| run_id(p) == id)
-        .await;
+    let run_page = format!("/runs/{id}");
+    b.wait_path("back on the run page", |p| p == run_page).await;
     b.wait(r#"#run-state[data-state="succeeded"]"#).await;
     b.wait(r#"svg#dag g.node[data-task="flaky"][data-state="succeeded"]"#)
         .await;
@@ -285,4 +288,103 @@ tasks:
     b.wait(r#"#run-state[data-state="succeeded"]"#).await;
     b.wait(r#"svg#dag g.node[data-task="announce"][data-state="succeeded"]"#)
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lists_filter_and_page_and_runs_are_cancelled_requeued_and_paused_from_the_pages() {
+    let t = Test::new()
+        .file(
+            "pipelines/nightly.yaml",
+            "name: nightly\ntags: [nightly]\ntasks:\n  a:\n    run: \"true\"\n",
+        )
+        .file(
+            "pipelines/slow.yaml",
+            "name: slow\nnamespace: ops\ntasks:\n  wait:\n    run: sleep 300\n",
+        )
+        .file(
+            "pipelines/broken.yaml",
+            "name: broken\nnamespace: ops\ntasks:\n  b:\n    run: test -f fixed-b\n",
+        );
+    let Some((server, b)) = open(&t, "operations").await else {
+        return;
+    };
+
+    // The pipelines filter.
+    b.goto("/").await;
+    b.fill("form#filters input[name=q]", "nigh").await;
+    b.click("form#filters button[type=submit]").await;
+    b.wait_path("the filtered list", |p| p.contains("q=nigh"))
+        .await;
+    b.wait(r#"tr[data-pipeline="default/nightly"]"#).await;
+    assert!(!b.exists(r#"tr[data-pipeline="ops/slow"]"#).await);
+
+    // Pause and unpause: the page comes back with the other button.
+    b.click(r#"tr[data-pipeline="default/nightly"] a.pipeline-link"#)
+        .await;
+    b.act("body", "pause").await;
+    b.wait("[data-action=unpause]").await;
+    let (_, doc) = http(&server.addr, "GET", "/api/v1/pipelines/default/nightly", "");
+    assert_eq!(doc["paused"], true, "{doc}");
+    b.act("body", "unpause").await;
+    b.wait("[data-action=pause]").await;
+
+    // Cancel a running run through its dialog.
+    b.goto("/pipelines/ops/slow").await;
+    let slow = trigger(&b).await;
+    b.wait(r#"svg#dag g.node[data-task="wait"][data-state="running"]"#)
+        .await;
+    b.act("body", "cancel").await;
+    b.wait(r#"#run-state[data-state="cancelled"]"#).await;
+
+    // Requeue a dead letter from its page once its cause is fixed.
+    b.goto("/pipelines/ops/broken").await;
+    let broken = trigger(&b).await;
+    b.wait(r#"#run-state[data-state="failed"]"#).await;
+    b.goto("/dead-letters").await;
+    let row = format!(r#"tr[data-run="{broken}"][data-task="b"]"#);
+    b.wait(&row).await;
+    std::fs::write(t.path().join("pipelines/fixed-b"), "").expect("fix the cause");
+    b.act(&row, "requeue").await;
+    b.goto(&format!("/runs/{broken}")).await;
+    b.wait(r#"#run-state[data-state="succeeded"]"#).await;
+    b.goto("/dead-letters").await;
+    b.wait("h1").await;
+    assert!(
+        !b.exists(&row).await,
+        "a requeued task that succeeded is no dead letter"
+    );
+
+    // The runs list: filtered by state, and a page at a time.
+    b.goto("/runs").await;
+    b.select("form#run-filters select[name=state]", "cancelled")
+        .await;
+    b.click("form#run-filters button[type=submit]").await;
+    b.wait_path("the runs of a state", |p| p.contains("state=cancelled"))
+        .await;
+    b.wait(&format!(r#"table#runs tr[data-run="{slow}"]"#))
+        .await;
+    assert_eq!(
+        b.all("table#runs tr[data-run]").await.len(),
+        b.all(r#"table#runs tr[data-run][data-state="cancelled"]"#)
+            .await
+            .len()
+    );
+    for _ in 0..51 {
+        let (status, run) = http(
+            &server.addr,
+            "POST",
+            "/api/v1/pipelines/default/nightly/runs",
+            "{}",
+        );
+        assert_eq!(status, 201, "{run}");
+    }
+    b.goto("/runs?pipeline=default/nightly").await;
+    b.wait("a#next-page").await;
+    assert_eq!(b.all("table#runs tr[data-run]").await.len(), 50);
+    b.click("a#next-page").await;
+    b.wait_path("the next page", |p| p.contains("cursor="))
+        .await;
+    b.wait("table#runs tr[data-run]").await;
+    assert_eq!(b.all("table#runs tr[data-run]").await.len(), 1);
+    assert!(!b.exists("a#next-page").await, "the last page has no next");
 }

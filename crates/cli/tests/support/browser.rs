@@ -83,6 +83,8 @@ impl Browser {
                 return None;
             }
         }
+        // A failure screenshot from an earlier run would mislead whoever looks next.
+        let _ = std::fs::remove_file(screenshot_dir().join(format!("failed-{name}.png")));
         let profile = tempfile::tempdir().expect("profile dir");
         // Its own process group, so that drop can kill chromedriver and every browser process
         // it started at once, even after a panic left the session open.
@@ -148,82 +150,71 @@ impl Browser {
         }
     }
 
-    /// Waits until `css` matches an element and returns the first match.
-    pub async fn wait(&self, css: &str) -> Element {
+    /// Polls `look` until it gives a value; fails the test saying `what` after [`WAIT`].
+    /// Everything that touches an element goes through here, finding it afresh each time:
+    /// the run page replaces parts of itself live, so an element found a moment ago may be
+    /// gone (stale) by the time it is clicked.
+    pub async fn until<T>(&self, what: &str, look: impl AsyncFn() -> Option<T>) -> T {
         let deadline = Instant::now() + WAIT;
         loop {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await {
-                return el;
+            if let Some(v) = look().await {
+                return v;
             }
             if Instant::now() > deadline {
-                self.fail(&format!("no element matches `{css}`")).await;
+                self.fail(what).await;
             }
             tokio::time::sleep(POLL).await;
         }
     }
 
-    /// Waits until `css` matches a displayed element (a dialog's button once it opened).
-    pub async fn wait_displayed(&self, css: &str) -> Element {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(el) = self.client.find(Locator::Css(css)).await
-                && el.is_displayed().await.unwrap_or(false)
-            {
-                return el;
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("no displayed element matches `{css}`"))
-                    .await;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+    /// Does `op` to the first element matching `css` once it can.
+    pub async fn on<T>(&self, css: &str, op: impl AsyncFn(&Element) -> Option<T>) -> T {
+        self.until(&format!("no usable element matches `{css}`"), async || {
+            let el = self.client.find(Locator::Css(css)).await.ok()?;
+            op(&el).await
+        })
+        .await
     }
 
-    /// Waits until the page's path (with query) satisfies `ok`.
+    /// Waits until `css` matches an element.
+    pub async fn wait(&self, css: &str) {
+        self.on(css, async |_| Some(())).await;
+    }
+
+    /// Waits until the page's path (with query) satisfies `ok`, and returns it.
     pub async fn wait_path(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + WAIT;
-        loop {
+        self.until(&format!("the page never reached {what}"), async || {
             let path = self.path().await;
-            if ok(&path) {
-                return path;
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("the page never reached {what} (at `{path}`)"))
-                    .await;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            ok(&path).then_some(path)
+        })
+        .await
     }
 
-    /// Waits until `css` matches an element whose text contains `needle`.
-    pub async fn wait_text(&self, css: &str, needle: &str) -> Element {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(els) = self.client.find_all(Locator::Css(css)).await {
-                for el in els {
-                    if el.text().await.is_ok_and(|t| t.contains(needle)) {
-                        return el;
-                    }
+    /// Waits until an element matching `css` has a text containing `needle`.
+    pub async fn wait_text(&self, css: &str, needle: &str) {
+        self.until(&format!("no `{css}` contains {needle:?}"), async || {
+            for el in self.client.find_all(Locator::Css(css)).await.ok()? {
+                if el.text().await.is_ok_and(|t| t.contains(needle)) {
+                    return Some(());
                 }
             }
-            if Instant::now() > deadline {
-                self.fail(&format!("no `{css}` contains {needle:?}")).await;
-            }
-            tokio::time::sleep(POLL).await;
-        }
+            None
+        })
+        .await;
     }
 
     /// Waits until nothing matches `css`, loading the page again between looks (for lists
     /// that change on the server, like the approvals inbox).
     pub async fn wait_absent_after_reload(&self, css: &str) {
-        let deadline = Instant::now() + WAIT;
-        while self.exists(css).await {
-            if Instant::now() > deadline {
-                self.fail(&format!("`{css}` still matches")).await;
+        self.until(&format!("`{css}` still matches"), async || {
+            if self.exists(css).await {
+                self.client.refresh().await.ok()?;
+                None
+            } else {
+                Some(())
             }
-            tokio::time::sleep(POLL).await;
-            self.client.refresh().await.expect("reload");
-        }
+        })
+        .await;
     }
 
     pub async fn all(&self, css: &str) -> Vec<Element> {
@@ -238,7 +229,7 @@ impl Browser {
     }
 
     pub async fn click(&self, css: &str) {
-        self.wait(css).await.click().await.expect("click");
+        self.on(css, async |el| el.click().await.ok()).await;
     }
 
     /// Clicks the action button `[data-action=VERB]` inside `scope` (a CSS selector; `"body"`
@@ -247,24 +238,36 @@ impl Browser {
     pub async fn act(&self, scope: &str, verb: &str) {
         self.click(&format!("{scope} [data-action={verb}]")).await;
         if !matches!(verb, "pause" | "unpause") {
-            self.wait_displayed(&format!("dialog[open] button[data-confirm={verb}]"))
-                .await
-                .click()
-                .await
-                .expect("confirm");
+            let confirm = format!("dialog[open] button[data-confirm={verb}]");
+            self.on(&confirm, async |el| {
+                if el.is_displayed().await.ok()? {
+                    el.click().await.ok()
+                } else {
+                    None
+                }
+            })
+            .await;
         }
     }
 
     /// Sets a text or number field: clears it, then types as a person would.
     pub async fn fill(&self, css: &str, text: &str) {
-        let field = self.wait(css).await;
-        field.clear().await.expect("clear");
-        field.send_keys(text).await.expect("type");
+        self.on(css, async |el| {
+            el.clear().await.ok()?;
+            el.send_keys(text).await.ok()
+        })
+        .await;
     }
 
-    /// A property of the first element matching `css` (`value`, `checked`, ...).
+    /// Chooses the option of value `value` in a `<select>`.
+    pub async fn select(&self, css: &str, value: &str) {
+        self.on(css, async |el| el.select_by_value(value).await.ok())
+            .await;
+    }
+
+    /// A property of the first element matching `css` (`value`, `checked`, `href`, ...).
     pub async fn prop(&self, css: &str, name: &str) -> Option<String> {
-        self.wait(css).await.prop(name).await.expect("prop")
+        self.on(css, async |el| el.prop(name).await.ok()).await
     }
 
     /// Marks the current document, so that `same_document` can tell it was updated in place
