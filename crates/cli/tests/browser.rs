@@ -97,7 +97,9 @@ tasks:
     b.fill("form#trigger input[name=label]", "ab").await;
     b.click("#trigger-submit").await;
     b.wait(".field.invalid input[name=label]").await;
-    b.wait_text(".field.invalid .field-error", "3").await;
+    b.wait_text(".field.invalid .field-error", "at least 3")
+        .await;
+    assert_eq!(b.status().await, 422);
     assert_eq!(
         b.prop("form#trigger input[name=limit]", "value")
             .await
@@ -345,6 +347,7 @@ async fn lists_filter_and_page_and_runs_are_cancelled_requeued_and_paused_from_t
     b.wait(&row).await;
     std::fs::write(t.path().join("pipelines/fixed-b"), "").expect("fix the cause");
     b.act(&row, "requeue").await;
+    b.wait_absent_after_reload(&row).await;
     b.goto(&format!("/runs/{broken}")).await;
     b.wait(r#"#run-state[data-state="succeeded"]"#).await;
     b.goto("/dead-letters").await;

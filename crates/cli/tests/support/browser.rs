@@ -233,9 +233,11 @@ impl Browser {
     }
 
     /// Clicks the action button `[data-action=VERB]` inside `scope` (a CSS selector; `"body"`
-    /// for the whole page) and confirms it in the `<dialog>` that opens, by its
-    /// `[data-confirm=VERB]` button. Pause and unpause ask nothing.
+    /// for the whole page), confirms it in the `<dialog>` that opens by its
+    /// `[data-confirm=VERB]` button (pause and unpause ask nothing), and waits for the page the
+    /// server sends back, so that the action is done before the test moves on.
     pub async fn act(&self, scope: &str, verb: &str) {
+        self.mark_document().await;
         self.click(&format!("{scope} [data-action={verb}]")).await;
         if !matches!(verb, "pause" | "unpause") {
             let confirm = format!("dialog[open] button[data-confirm={verb}]");
@@ -248,6 +250,13 @@ impl Browser {
             })
             .await;
         }
+        self.until(&format!("the page after `{verb}`"), async || {
+            let js =
+                "return window.__batonTestMark !== true && document.readyState === 'complete';";
+            (self.client.execute(js, vec![]).await.ok()? == serde_json::Value::Bool(true))
+                .then_some(())
+        })
+        .await;
     }
 
     /// Sets a text or number field: clears it, then types as a person would.
@@ -278,6 +287,12 @@ impl Browser {
 
     pub async fn same_document(&self) -> bool {
         self.eval("return window.__batonTestMark === true;").await == serde_json::Value::Bool(true)
+    }
+
+    /// The HTTP status the current document came with (Navigation Timing).
+    pub async fn status(&self) -> u64 {
+        let js = "return performance.getEntriesByType('navigation')[0].responseStatus;";
+        self.eval(js).await.as_u64().expect("a status")
     }
 
     pub async fn eval(&self, js: &str) -> serde_json::Value {
