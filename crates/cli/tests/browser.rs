@@ -269,7 +269,7 @@ tasks:
     run: echo announced
 "#,
     );
-    let Some((_server, b)) = open(&t, "approve").await else {
+    let Some((server, b)) = open(&t, "approve").await else {
         return;
     };
     b.goto("/pipelines/default/release").await;
@@ -281,7 +281,11 @@ tasks:
     let row = format!(r#"tr[data-run="{id}"][data-task="ship"]"#);
     b.wait(&row).await;
     b.screenshot("approvals").await;
-    b.act(&row, "approve").await;
+    // The dialog says what is decided; the decision lands back on the inbox.
+    b.ask(&row, "approve").await;
+    b.wait_text("dialog[open]", "ship").await;
+    b.screenshot("approve-dialog").await;
+    b.confirm("approve").await;
     b.wait_path("back on the inbox", |p| p == "/approvals")
         .await;
     b.wait_absent_after_reload(&row).await;
@@ -290,6 +294,18 @@ tasks:
     b.wait(r#"#run-state[data-state="succeeded"]"#).await;
     b.wait(r#"svg#dag g.node[data-task="announce"][data-state="succeeded"]"#)
         .await;
+
+    // Rejecting from the gate's panel on the run page fails the run.
+    b.goto("/pipelines/default/release").await;
+    let rejected = trigger(&b).await;
+    b.wait(r#"svg#dag g.node[data-task="ship"][data-state="waiting_approval"]"#)
+        .await;
+    b.goto(&format!("/runs/{rejected}?task=ship")).await;
+    b.act("#task-panel", "reject").await;
+    b.wait(r#"#run-state[data-state="failed"]"#).await;
+    let (_, run) = http(&server.addr, "GET", &format!("/api/v1/runs/{rejected}"), "");
+    let announce = support::task_states(&run)["announce"].clone();
+    assert_ne!(announce, "succeeded", "a rejected gate stops what follows");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

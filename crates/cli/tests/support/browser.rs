@@ -232,24 +232,39 @@ impl Browser {
         self.on(css, async |el| el.click().await.ok()).await;
     }
 
-    /// Clicks the action button `[data-action=VERB]` inside `scope` (a CSS selector; `"body"`
-    /// for the whole page), confirms it in the `<dialog>` that opens by its
-    /// `[data-confirm=VERB]` button (pause and unpause ask nothing), and waits for the page the
+    /// Does an action as a person would: [`ask`](Self::ask), then, unless the action asks
+    /// nothing (pause, unpause), [`confirm`](Self::confirm), then waits for the page the
     /// server sends back, so that the action is done before the test moves on.
     pub async fn act(&self, scope: &str, verb: &str) {
+        self.ask(scope, verb).await;
+        if !matches!(verb, "pause" | "unpause") {
+            self.confirm(verb).await;
+        }
+        self.wait_for_next_page(verb).await;
+    }
+
+    /// Clicks the action button `[data-action=VERB]` inside `scope` (a CSS selector; `"body"`
+    /// for the whole page). A destructive action opens its `<dialog>`.
+    pub async fn ask(&self, scope: &str, verb: &str) {
         self.mark_document().await;
         self.click(&format!("{scope} [data-action={verb}]")).await;
-        if !matches!(verb, "pause" | "unpause") {
-            let confirm = format!("dialog[open] button[data-confirm={verb}]");
-            self.on(&confirm, async |el| {
-                if el.is_displayed().await.ok()? {
-                    el.click().await.ok()
-                } else {
-                    None
-                }
-            })
-            .await;
-        }
+    }
+
+    /// Confirms an action in its open `<dialog>` by the `[data-confirm=VERB]` button.
+    pub async fn confirm(&self, verb: &str) {
+        let button = format!("dialog[open] button[data-confirm={verb}]");
+        self.on(&button, async |el| {
+            if el.is_displayed().await.ok()? {
+                el.click().await.ok()
+            } else {
+                None
+            }
+        })
+        .await;
+    }
+
+    /// Waits until the document marked by [`ask`](Self::ask) has been replaced by a loaded one.
+    async fn wait_for_next_page(&self, verb: &str) {
         self.until(&format!("the page after `{verb}`"), async || {
             let js =
                 "return window.__batonTestMark !== true && document.readyState === 'complete';";
