@@ -16,6 +16,9 @@ use fantoccini::{Client, ClientBuilder, Locator};
 /// How long an explicit wait polls before the test fails.
 pub const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
+/// The window's size; screenshots stretch it to the page's height.
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 1000;
 
 /// Flags that keep Chromium headless, sandbox-free (the test runs as root in a container) and
 /// quiet: without the background-networking ones it keeps dialling Google on a closed network.
@@ -31,7 +34,6 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-dev-shm-usage",
     "--disable-default-apps",
     "--disable-extensions",
-    "--window-size=1280,1000",
 ];
 
 /// Where screenshots go: `test-output/screenshots/` at the workspace root.
@@ -104,6 +106,7 @@ impl Browser {
         let driver_addr = format!("127.0.0.1:{port}");
 
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
+        args.push(format!("--window-size={WIDTH},{HEIGHT}"));
         args.push(format!(
             "--user-data-dir={}",
             profile.path().join("profile").display()
@@ -314,9 +317,22 @@ impl Browser {
         self.client.execute(js, vec![]).await.expect("execute")
     }
 
-    /// Saves a PNG of the viewport as `test-output/screenshots/NAME.png`.
+    /// Saves a PNG of the whole page (up to 4000 pixels down) as
+    /// `test-output/screenshots/NAME.png`: the window grows to the page for the picture.
     pub async fn screenshot(&self, name: &str) {
+        // The window is taller than the page's viewport by the browser's own frame.
+        let js = "return document.documentElement.scrollHeight + window.outerHeight - window.innerHeight;";
+        let height = self
+            .client
+            .execute(js, vec![])
+            .await
+            .ok()
+            .and_then(|h| h.as_u64());
+        let height =
+            u32::try_from(height.unwrap_or(0).clamp(u64::from(HEIGHT), 4000)).unwrap_or(HEIGHT);
+        let _ = self.client.set_window_size(WIDTH, height).await;
         let png = self.client.screenshot().await.expect("screenshot");
+        let _ = self.client.set_window_size(WIDTH, HEIGHT).await;
         let dir = screenshot_dir();
         std::fs::create_dir_all(&dir).expect("screenshot dir");
         std::fs::write(dir.join(format!("{name}.png")), png).expect("write screenshot");
