@@ -356,6 +356,14 @@ async fn big_fan_outs_collapse_into_a_group_node() {
         !a.body
             .contains("g class=\"node state-succeeded\" data-task=\"many[1]\"")
     );
+    let group = ui.get(&format!("/runs/{run}?task=many")).await;
+    assert_eq!(group.status, StatusCode::OK);
+    assert!(group.body.contains("Instances (25)"));
+    assert!(
+        group
+            .body
+            .contains(&format!("href=\"/runs/{run}?task=many%5B25%5D\""))
+    );
     // Two instances are drawn each.
     assert!(
         a.body

@@ -28,6 +28,8 @@ use crate::AppState;
 pub(crate) const GROUP_OVER: usize = 20;
 /// The page shows at most the last this many bytes of a log; the download has it all.
 const LOG_BYTES: u64 = 1024 * 1024;
+/// Fan-out instances listed in their task's panel.
+const MAX_INSTANCES: usize = 500;
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RunQuery {
@@ -295,6 +297,11 @@ async fn task_panel(l: &Loaded, key: &str, attempt: Option<u32>, now: i64) -> Ui
         Some(a) => Some((a, read_log(&a.log_path).await)),
         None => None,
     };
+    let instances: Vec<&TaskRecord> = l
+        .tasks
+        .iter()
+        .filter(|i| t.key.as_str() == t.task_id && i.task_id == t.task_id && i.key != t.key)
+        .collect();
     let dead = t.state == TaskState::Failed
         && matches!(l.run.state, RunState::Failed | RunState::Cancelled);
     Ok(html! {
@@ -308,6 +315,15 @@ async fn task_panel(l: &Loaded, key: &str, attempt: Option<u32>, now: i64) -> Ui
                     (confirm::button(&reject_action(id, key, None)))
                 }
                 @if dead { (confirm::button(&requeue_action(id, key, None))) }
+            }
+            @if !instances.is_empty() {
+                h3 { "Instances (" (instances.len()) ")" }
+                ul.instances {
+                    @for i in instances.iter().take(MAX_INSTANCES) {
+                        li { a href=(task_href(id, i.key.as_str())) { (i.key) } " " (state_badge(i.state.as_str())) }
+                    }
+                }
+                @if instances.len() > MAX_INSTANCES { p.note { "Showing the first " (MAX_INSTANCES) "." } }
             }
             @if let Some(outputs) = &t.outputs {
                 h3 { "Outputs" }
