@@ -55,6 +55,7 @@ tasks:
     run: |
       echo "region={{ params.region }} limit={{ params.limit }} full={{ params.full | tojson }} label={{ params.label }}"
       while [ ! -f go ]; do sleep 0.05; done
+      echo released
   load:
     needs: [extract]
     run: echo loaded
@@ -127,22 +128,9 @@ tasks:
     b.wait(r#"svg#dag g.node[data-task="extract"][data-state="running"]"#)
         .await;
     b.wait(r#"#run-state[data-state="running"]"#).await;
-    b.mark_document().await;
     b.screenshot("run-running").await;
-    std::fs::write(t.path().join("pipelines/go"), "").expect("let the task finish");
-    b.wait(r#"#run-state[data-state="succeeded"]"#).await;
-    b.wait(r#"svg#dag g.node[data-task="extract"][data-state="succeeded"]"#)
-        .await;
-    b.wait(r#"svg#dag g.node[data-task="load"][data-state="succeeded"]"#)
-        .await;
-    assert!(b.same_document().await, "the run page reloaded itself");
-    // The timeline catches up by itself too: a bar per attempt.
-    b.wait(r#"#gantt .bar[data-task="extract"]"#).await;
-    b.wait(r#"#gantt .bar[data-task="load"]"#).await;
-    assert!(b.same_document().await, "the run page reloaded itself");
-    b.screenshot("run-succeeded").await;
 
-    // The task's log shows the params as typed.
+    // Clicking the running task opens its panel with the log so far (the params as typed).
     b.click(r#"svg#dag g.node[data-task="extract"]"#).await;
     b.wait_path("the task selected", |p| p.contains("task=extract"))
         .await;
@@ -152,6 +140,20 @@ tasks:
         "region=us limit=42 full=true label=weekly",
     )
     .await;
+    b.mark_document().await;
+
+    // From here on nothing reloads: the log grows, the states and the timeline change in place.
+    std::fs::write(t.path().join("pipelines/go"), "").expect("let the task finish");
+    b.wait_text("pre#log span.line", "released").await;
+    b.wait(r#"#run-state[data-state="succeeded"]"#).await;
+    b.wait(r#"svg#dag g.node[data-task="extract"][data-state="succeeded"]"#)
+        .await;
+    b.wait(r#"svg#dag g.node[data-task="load"][data-state="succeeded"]"#)
+        .await;
+    b.wait(r#"#gantt .bar[data-task="extract"]"#).await;
+    b.wait(r#"#gantt .bar[data-task="load"]"#).await;
+    assert!(b.same_document().await, "the run page reloaded itself");
+    b.screenshot("run-succeeded").await;
 
     b.goto("/runs").await;
     b.wait(&format!(
