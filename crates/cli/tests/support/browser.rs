@@ -52,7 +52,7 @@ pub struct Browser {
     base: String,
     /// The test's name, for failure screenshots.
     name: String,
-    driver: Child,
+    driver: Driver,
     driver_addr: String,
     session: Option<String>,
     _profile: tempfile::TempDir,
@@ -90,19 +90,21 @@ impl Browser {
         let profile = tempfile::tempdir().expect("profile dir");
         // Its own process group, so that drop can kill chromedriver and every browser process
         // it started at once, even after a panic left the session open.
-        let mut driver = Command::new(&driver_bin)
-            .arg("--port=0")
-            .arg(format!(
-                "--log-path={}",
-                profile.path().join("chromedriver.log").display()
-            ))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .expect("spawn chromedriver");
-        let port = driver_port(&mut driver);
+        let mut driver = Driver(
+            Command::new(&driver_bin)
+                .arg("--port=0")
+                .arg(format!(
+                    "--log-path={}",
+                    profile.path().join("chromedriver.log").display()
+                ))
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("spawn chromedriver"),
+        );
+        let port = driver_port(&mut driver.0);
         let driver_addr = format!("127.0.0.1:{port}");
 
         let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
@@ -394,8 +396,18 @@ impl Drop for Browser {
             // after that, so the first bytes of the answer are all there is to wait for.
             let _ = s.read(&mut [0; 512]);
         }
-        let group = nix::unistd::Pid::from_raw(i32::try_from(self.driver.id()).expect("pid"));
+        // `driver` drops next, killing what is left.
+    }
+}
+
+/// A chromedriver process, killed with every process of its group (the browser it started)
+/// when dropped, also when a test fails before its session exists.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let group = nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).expect("pid"));
         let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
-        let _ = self.driver.wait();
+        let _ = self.0.wait();
     }
 }
