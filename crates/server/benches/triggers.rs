@@ -10,6 +10,8 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,6 +19,7 @@ use baton_engine::executor::{AttemptSpec, CancelHandle, Executor, Finished, Outc
 use baton_server::scheduler::Scheduler;
 use baton_server::{AppState, Runner};
 use baton_store::{RunFilter, SqlStore, Store};
+use support::arg;
 use tokio::sync::mpsc;
 
 /// Every attempt succeeds at once.
@@ -36,15 +39,6 @@ impl Executor for Instant0 {
         });
         CancelHandle::new().0
     }
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {

@@ -9,6 +9,8 @@
 
 #![allow(clippy::print_stdout, clippy::unwrap_used)]
 
+mod support;
+
 use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -22,16 +24,8 @@ use baton_server::secrets::StaticSecrets;
 use baton_server::{AppState, Runner, router};
 use baton_store::{Change, DefinitionRecord, NewRun, NewTask, SqlStore, Store};
 use http_body_util::BodyExt;
+use support::arg;
 use tower::ServiceExt;
-
-fn arg(name: &str, default: usize) -> usize {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 fn big_pipeline(tasks: usize) -> String {
     let width = 50;

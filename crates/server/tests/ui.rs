@@ -449,6 +449,16 @@ async fn approvals_inbox_and_approve_through_the_form() {
     );
     assert!(a.body.contains("data-action=\"approve\""));
     assert!(a.body.contains("data-action=\"reject\""));
+    let confirm = ui
+        .get(&format!(
+            "/runs/{run}/tasks/release/approve?back=/approvals"
+        ))
+        .await;
+    assert_eq!(confirm.status, StatusCode::OK);
+    assert!(confirm.body.contains("data-confirm=\"approve\""));
+    assert!(confirm.body.contains("name=\"comment\""));
+    let bogus = ui.get(&format!("/runs/{run}/tasks/release/explode")).await;
+    assert_eq!(bogus.status, StatusCode::NOT_FOUND);
     let panel = ui.get(&format!("/runs/{run}?task=release")).await;
     assert!(panel.body.contains("data-action=\"approve\""));
     let ok = ui
@@ -568,6 +578,11 @@ async fn unknown_pages_are_html_404s_and_assets_are_cached() {
         );
         assert!(a.body.contains("<nav>"), "{uri}");
     }
+    // What the visitor typed comes back escaped in the message.
+    let odd = ui.get("/runs/%3Cscript%3Ealert(1)%3C%2Fscript%3E").await;
+    assert_eq!(odd.status, StatusCode::NOT_FOUND);
+    assert!(!odd.body.contains("<script>alert"), "{}", odd.body);
+    assert!(odd.body.contains("&lt;script&gt;"));
     let api = ui.get("/api/v1/nope").await;
     assert!(api.content_type.starts_with("application/json"));
     for (file, kind) in [("baton.css", "text/css"), ("baton.js", "text/javascript")] {

@@ -3,10 +3,9 @@
 
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use baton_core::ids::RunId;
 use baton_store::{EventRecord, Store};
 use serde::Deserialize;
@@ -93,25 +92,14 @@ pub(crate) async fn events(
         first: true,
         done: false,
     };
-    let body = futures_util::stream::unfold(follow, |mut f| async move {
-        match f.step().await {
-            Ok(Some(frame)) => Some((Ok::<_, std::io::Error>(Bytes::from(frame)), f)),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "run event stream stopped");
-                None
-            }
-        }
-    });
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        Body::from_stream(body),
-    )
-        .into_response())
+    Ok(super::sse::response(
+        follow,
+        |mut f| async move {
+            let r = f.step().await;
+            (r, f)
+        },
+        "run event stream",
+    ))
 }
 
 #[derive(Debug)]

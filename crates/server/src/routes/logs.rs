@@ -154,25 +154,14 @@ fn event_stream(tail: LogTail, closing: tokio::sync::watch::Receiver<bool>) -> R
         idles: 0,
         done: false,
     };
-    let body = futures_util::stream::unfold(stream, |mut s| async move {
-        match s.step().await {
-            Ok(Some(frame)) => Some((Ok(Bytes::from(frame)), s)),
-            Ok(None) => None,
-            Err(e) => {
-                tracing::error!(error = %e, "log stream stopped");
-                None::<(Result<Bytes, std::io::Error>, Sse)>
-            }
-        }
-    });
-    (
-        [
-            (header::CONTENT_TYPE, "text/event-stream"),
-            (header::CACHE_CONTROL, "no-cache"),
-            (header::HeaderName::from_static("x-accel-buffering"), "no"),
-        ],
-        Body::from_stream(body),
+    super::sse::response(
+        stream,
+        |mut s| async move {
+            let r = s.step().await;
+            (r, s)
+        },
+        "log stream",
     )
-        .into_response()
 }
 
 /// The log as server-sent events. Each event's data is a piece of the log: its lines become

@@ -11,11 +11,11 @@ use serde::Deserialize;
 
 use super::confirm::{self, Action};
 use super::csrf;
-use super::error::UiResult;
+use super::error::{UiError, UiResult};
 use super::widgets::{encode, task_href};
 use crate::AppState;
+use crate::routes::PipelinePath;
 use crate::routes::runs::Decision;
-use crate::routes::{PipelinePath, RunPath, TaskPath};
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ActionForm {
@@ -36,7 +36,7 @@ fn run_page(id: &str) -> String {
     format!("/runs/{}", encode(id))
 }
 
-fn run_action(
+fn run_button(
     id: &str,
     verb: &'static str,
     label: &'static str,
@@ -52,7 +52,7 @@ fn run_action(
     }
 }
 
-fn task_action(
+fn task_button(
     id: &str,
     key: &str,
     verb: &'static str,
@@ -70,7 +70,7 @@ fn task_action(
 }
 
 pub(crate) fn cancel_action(id: &str, given: Option<&str>) -> Action {
-    run_action(
+    run_button(
         id,
         "cancel",
         "Cancel run",
@@ -80,7 +80,7 @@ pub(crate) fn cancel_action(id: &str, given: Option<&str>) -> Action {
 }
 
 pub(crate) fn retry_action(id: &str, given: Option<&str>) -> Action {
-    run_action(
+    run_button(
         id,
         "retry",
         "Retry failed tasks",
@@ -90,7 +90,7 @@ pub(crate) fn retry_action(id: &str, given: Option<&str>) -> Action {
 }
 
 pub(crate) fn approve_action(id: &str, key: &str, given: Option<&str>) -> Action {
-    task_action(
+    task_button(
         id,
         key,
         "approve",
@@ -101,7 +101,7 @@ pub(crate) fn approve_action(id: &str, key: &str, given: Option<&str>) -> Action
 }
 
 pub(crate) fn reject_action(id: &str, key: &str, given: Option<&str>) -> Action {
-    task_action(
+    task_button(
         id,
         key,
         "reject",
@@ -112,7 +112,7 @@ pub(crate) fn reject_action(id: &str, key: &str, given: Option<&str>) -> Action 
 }
 
 pub(crate) fn requeue_action(id: &str, key: &str, given: Option<&str>) -> Action {
-    task_action(
+    task_button(
         id,
         key,
         "requeue",
@@ -140,132 +140,102 @@ pub(crate) fn pause_action(ns: &str, name: &str, paused: bool) -> Action {
 
 // --- confirm pages ---------------------------------------------------------------------
 
-/// Resolves a run id so a confirm page for an unknown run is a 404.
-async fn known_run(state: &AppState, id: &str) -> UiResult<String> {
-    Ok(state.store.resolve_run(id).await?.to_string())
+#[derive(Debug, Deserialize)]
+pub(crate) struct RunVerb {
+    id: String,
+    verb: String,
 }
 
-pub(crate) async fn confirm_cancel(
-    State(state): State<AppState>,
-    Path(RunPath { id }): Path<RunPath>,
-    Query(q): Query<ActionForm>,
-) -> UiResult<Response> {
-    let id = known_run(&state, &id).await?;
-    Ok(confirm::page(&cancel_action(&id, q.back.as_deref())))
+#[derive(Debug, Deserialize)]
+pub(crate) struct TaskVerb {
+    id: String,
+    key: String,
+    verb: String,
 }
 
-pub(crate) async fn confirm_retry(
+/// `GET /runs/{id}/{cancel|retry}`: the confirm page (404 for an unknown run or verb).
+pub(crate) async fn confirm_run(
     State(state): State<AppState>,
-    Path(RunPath { id }): Path<RunPath>,
+    Path(RunVerb { id, verb }): Path<RunVerb>,
     Query(q): Query<ActionForm>,
 ) -> UiResult<Response> {
-    let id = known_run(&state, &id).await?;
-    Ok(confirm::page(&retry_action(&id, q.back.as_deref())))
+    let id = state.store.resolve_run(&id).await?.to_string();
+    let back = q.back.as_deref();
+    let action = match verb.as_str() {
+        "cancel" => cancel_action(&id, back),
+        "retry" => retry_action(&id, back),
+        _ => return Err(UiError::not_found(format!("no action `{verb}` on runs"))),
+    };
+    Ok(confirm::page(&action))
 }
 
-pub(crate) async fn confirm_approve(
+/// `GET /runs/{id}/tasks/{key}/{approve|reject|requeue}`: the confirm page.
+pub(crate) async fn confirm_task(
     State(state): State<AppState>,
-    Path(TaskPath { id, key }): Path<TaskPath>,
+    Path(TaskVerb { id, key, verb }): Path<TaskVerb>,
     Query(q): Query<ActionForm>,
 ) -> UiResult<Response> {
-    let id = known_run(&state, &id).await?;
-    Ok(confirm::page(&approve_action(&id, &key, q.back.as_deref())))
-}
-
-pub(crate) async fn confirm_reject(
-    State(state): State<AppState>,
-    Path(TaskPath { id, key }): Path<TaskPath>,
-    Query(q): Query<ActionForm>,
-) -> UiResult<Response> {
-    let id = known_run(&state, &id).await?;
-    Ok(confirm::page(&reject_action(&id, &key, q.back.as_deref())))
-}
-
-pub(crate) async fn confirm_requeue(
-    State(state): State<AppState>,
-    Path(TaskPath { id, key }): Path<TaskPath>,
-    Query(q): Query<ActionForm>,
-) -> UiResult<Response> {
-    let id = known_run(&state, &id).await?;
-    Ok(confirm::page(&requeue_action(&id, &key, q.back.as_deref())))
+    let id = state.store.resolve_run(&id).await?.to_string();
+    let back = q.back.as_deref();
+    let action = match verb.as_str() {
+        "approve" => approve_action(&id, &key, back),
+        "reject" => reject_action(&id, &key, back),
+        "requeue" => requeue_action(&id, &key, back),
+        _ => return Err(UiError::not_found(format!("no action `{verb}` on tasks"))),
+    };
+    Ok(confirm::page(&action))
 }
 
 // --- posts -----------------------------------------------------------------------------
 
-pub(crate) async fn cancel(
+/// `POST /runs/{id}/{cancel|retry}`: does it, then 303 back.
+pub(crate) async fn run_action(
     State(state): State<AppState>,
-    Path(RunPath { id }): Path<RunPath>,
+    Path(RunVerb { id, verb }): Path<RunVerb>,
     headers: HeaderMap,
     Form(f): Form<ActionForm>,
 ) -> UiResult<Redirect> {
     csrf::check(&headers)?;
-    let id = crate::routes::runs::cancel_run(&state, &id).await?;
-    Ok(Redirect::to(&back(
-        f.back.as_deref(),
-        run_page(id.as_str()),
-    )))
-}
-
-pub(crate) async fn retry(
-    State(state): State<AppState>,
-    Path(RunPath { id }): Path<RunPath>,
-    headers: HeaderMap,
-    Form(f): Form<ActionForm>,
-) -> UiResult<Redirect> {
-    csrf::check(&headers)?;
-    let (id, _) = crate::routes::runs::retry_run(&state, &id).await?;
-    Ok(Redirect::to(&back(
-        f.back.as_deref(),
-        run_page(id.as_str()),
-    )))
-}
-
-async fn decide(
-    state: &AppState,
-    id: &str,
-    key: &str,
-    approve: bool,
-    headers: &HeaderMap,
-    f: ActionForm,
-) -> UiResult<Redirect> {
-    csrf::check(headers)?;
-    let decision = Decision {
-        comment: f.comment.filter(|c| !c.trim().is_empty()),
-        by: Some("ui".into()),
+    let id = match verb.as_str() {
+        "cancel" => crate::routes::runs::cancel_run(&state, &id).await?,
+        "retry" => crate::routes::runs::retry_run(&state, &id).await?.0,
+        _ => return Err(UiError::not_found(format!("no action `{verb}` on runs"))),
     };
-    let _decided = crate::routes::runs::decide(state, id, key, approve, decision).await?;
-    Ok(Redirect::to(&back(f.back.as_deref(), task_href(id, key))))
+    Ok(Redirect::to(&back(
+        f.back.as_deref(),
+        run_page(id.as_str()),
+    )))
 }
 
-pub(crate) async fn approve(
+/// `POST /runs/{id}/tasks/{key}/{approve|reject|requeue}`: does it, then 303 back.
+pub(crate) async fn task_action(
     State(state): State<AppState>,
-    Path(TaskPath { id, key }): Path<TaskPath>,
-    headers: HeaderMap,
-    Form(f): Form<ActionForm>,
-) -> UiResult<Redirect> {
-    decide(&state, &id, &key, true, &headers, f).await
-}
-
-pub(crate) async fn reject(
-    State(state): State<AppState>,
-    Path(TaskPath { id, key }): Path<TaskPath>,
-    headers: HeaderMap,
-    Form(f): Form<ActionForm>,
-) -> UiResult<Redirect> {
-    decide(&state, &id, &key, false, &headers, f).await
-}
-
-pub(crate) async fn requeue(
-    State(state): State<AppState>,
-    Path(TaskPath { id, key }): Path<TaskPath>,
+    Path(TaskVerb { id, key, verb }): Path<TaskVerb>,
     headers: HeaderMap,
     Form(f): Form<ActionForm>,
 ) -> UiResult<Redirect> {
     csrf::check(&headers)?;
-    let (id, key, _) = crate::routes::dead_letters::requeue_task(&state, &id, &key).await?;
+    let id = match verb.as_str() {
+        "approve" | "reject" => {
+            let decision = Decision {
+                comment: f.comment.filter(|c| !c.trim().is_empty()),
+                by: Some("ui".into()),
+            };
+            let approve = verb == "approve";
+            let _decided =
+                crate::routes::runs::decide(&state, &id, &key, approve, decision).await?;
+            state.store.resolve_run(&id).await?
+        }
+        "requeue" => {
+            crate::routes::dead_letters::requeue_task(&state, &id, &key)
+                .await?
+                .0
+        }
+        _ => return Err(UiError::not_found(format!("no action `{verb}` on tasks"))),
+    };
     Ok(Redirect::to(&back(
         f.back.as_deref(),
-        task_href(id.as_str(), key.as_str()),
+        task_href(id.as_str(), &key),
     )))
 }
 

@@ -19,6 +19,9 @@ static VERSION: LazyLock<String> = LazyLock::new(|| {
     hex::encode(h.finalize())[..12].to_owned()
 });
 
+/// The version as an entity tag (quoted, as HTTP wants it).
+static ETAG: LazyLock<String> = LazyLock::new(|| format!("\"{}\"", *VERSION));
+
 /// The URL a page links `file` with.
 pub(crate) fn url(file: &str) -> String {
     format!("/assets/{file}?v={}", *VERSION)
@@ -35,7 +38,7 @@ pub(crate) async fn serve(Path(file): Path<String>) -> Response {
         [
             (header::CONTENT_TYPE, kind),
             (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
-            (header::ETAG, VERSION.as_str()),
+            (header::ETAG, ETAG.as_str()),
         ],
         body,
     )

@@ -12,7 +12,7 @@ use super::actions::requeue_action;
 use super::confirm;
 use super::error::{UiError, UiResult};
 use super::shell;
-use super::widgets::{encode, state as state_badge, task_href, time};
+use super::widgets::{next_page_href, state as state_badge, take_page, task_href, time};
 use crate::AppState;
 
 const PAGE: u32 = 50;
@@ -49,20 +49,13 @@ pub(crate) async fn page(
             .for_pipeline(pipeline),
         )
         .await?;
-    let more = items.len() > PAGE as usize;
-    items.truncate(PAGE as usize);
-    let next = more.then(|| {
-        let mut href = format!(
-            "/dead-letters?cursor={}",
-            items
-                .last()
-                .map(|d| encode(&d.cursor().encode()))
-                .unwrap_or_default()
-        );
-        if let Some(p) = pipeline {
-            href.push_str(&format!("&pipeline={}", encode(p)));
-        }
-        href
+    let more = take_page(&mut items, PAGE);
+    let next = items.last().filter(|_| more).map(|d| {
+        next_page_href(
+            "/dead-letters",
+            &d.cursor().encode(),
+            &[("pipeline", pipeline)],
+        )
     });
     let now = baton_engine::now_ms();
     let body = html! {

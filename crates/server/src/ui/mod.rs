@@ -25,7 +25,7 @@ mod stats;
 mod widgets;
 
 use axum::Router;
-use axum::routing::get;
+use axum::routing::{get, post};
 
 use crate::AppState;
 
@@ -38,37 +38,23 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/pipelines/{namespace}/{name}", get(pipeline::page))
         .route(
             "/pipelines/{namespace}/{name}/trigger",
-            axum::routing::post(pipeline::trigger),
+            post(pipeline::trigger),
         )
-        .route(
-            "/pipelines/{namespace}/{name}/pause",
-            axum::routing::post(actions::pause),
-        )
+        .route("/pipelines/{namespace}/{name}/pause", post(actions::pause))
         .route(
             "/pipelines/{namespace}/{name}/unpause",
-            axum::routing::post(actions::unpause),
+            post(actions::unpause),
         )
         .route("/runs", get(runs::page))
         .route("/runs/{id}", get(run::page))
+        // Destructive actions: a confirm page (for browsers without the script), the post.
         .route(
-            "/runs/{id}/cancel",
-            get(actions::confirm_cancel).post(actions::cancel),
+            "/runs/{id}/{verb}",
+            get(actions::confirm_run).post(actions::run_action),
         )
         .route(
-            "/runs/{id}/retry",
-            get(actions::confirm_retry).post(actions::retry),
-        )
-        .route(
-            "/runs/{id}/tasks/{key}/approve",
-            get(actions::confirm_approve).post(actions::approve),
-        )
-        .route(
-            "/runs/{id}/tasks/{key}/reject",
-            get(actions::confirm_reject).post(actions::reject),
-        )
-        .route(
-            "/runs/{id}/tasks/{key}/requeue",
-            get(actions::confirm_requeue).post(actions::requeue),
+            "/runs/{id}/tasks/{key}/{verb}",
+            get(actions::confirm_task).post(actions::task_action),
         )
         .route("/approvals", get(approvals::page))
         .route("/dead-letters", get(dead_letters::page))

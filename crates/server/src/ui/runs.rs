@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::error::{UiError, UiResult};
 use super::shell;
-use super::widgets::{duration, encode, state as state_badge, time};
+use super::widgets::{duration, encode, next_page_href, state as state_badge, take_page, time};
 use crate::AppState;
 
 const PAGE: u32 = 50;
@@ -56,22 +56,13 @@ pub(crate) async fn page(
             .for_pipeline(pipeline),
         )
         .await?;
-    let more = runs.len() > PAGE as usize;
-    runs.truncate(PAGE as usize);
-    let next = more.then(|| {
-        let mut href = format!(
-            "/runs?cursor={}",
-            runs.last()
-                .map(|r| encode(r.id.as_str()))
-                .unwrap_or_default()
-        );
-        if let Some(p) = pipeline {
-            href.push_str(&format!("&pipeline={}", encode(p)));
-        }
-        if let Some(s) = wanted {
-            href.push_str(&format!("&state={}", encode(s)));
-        }
-        href
+    let more = take_page(&mut runs, PAGE);
+    let next = runs.last().filter(|_| more).map(|r| {
+        next_page_href(
+            "/runs",
+            r.id.as_str(),
+            &[("pipeline", pipeline), ("state", wanted)],
+        )
     });
     let now = baton_engine::now_ms();
     let body = html! {

@@ -116,6 +116,24 @@ pub(crate) fn task_href(run: &str, key: &str) -> String {
     format!("/runs/{}?task={}", run, encode(key))
 }
 
+/// Keeps the first `limit` of `items` (fetched as `limit + 1`); whether there were more.
+pub(crate) fn take_page<T>(items: &mut Vec<T>, limit: u32) -> bool {
+    let more = items.len() > limit as usize;
+    items.truncate(limit as usize);
+    more
+}
+
+/// A list's next page: `path?cursor=C` and the filters that are set.
+pub(crate) fn next_page_href(path: &str, cursor: &str, filters: &[(&str, Option<&str>)]) -> String {
+    let mut href = format!("{path}?cursor={}", encode(cursor));
+    for (name, value) in filters {
+        if let Some(v) = value {
+            href.push_str(&format!("&{name}={}", encode(v)));
+        }
+    }
+    href
+}
+
 /// Percent-encodes a query or path component.
 pub(crate) fn encode(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
