@@ -254,11 +254,8 @@ tasks:
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_gate_waits_in_the_inbox_and_approving_it_lets_the_run_finish() {
-    let t = Test::new().file(
-        "pipelines/release.yaml",
-        r#"name: release
+/// A pipeline with a gate between two tasks.
+const RELEASE: &str = r#"name: release
 tasks:
   build:
     run: echo built
@@ -269,8 +266,11 @@ tasks:
   announce:
     needs: [ship]
     run: echo announced
-"#,
-    );
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gate_waits_in_the_inbox_and_approving_it_lets_the_run_finish() {
+    let t = Test::new().file("pipelines/release.yaml", RELEASE);
     let Some((server, b)) = open(&t, "approve").await else {
         return;
     };
@@ -408,4 +408,32 @@ async fn lists_filter_and_page_and_runs_are_cancelled_requeued_and_paused_from_t
     b.wait("table#runs tr[data-run]").await;
     assert_eq!(b.all("table#runs tr[data-run]").await.len(), 1);
     assert!(!b.exists("a#next-page").await, "the last page has no next");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_script_forms_still_work_through_confirm_pages() {
+    let t = Test::new().file("pipelines/release.yaml", RELEASE);
+    let server = t.server();
+    let Some(b) = Browser::start_without_script("no-script", &server.url).await else {
+        return;
+    };
+    b.goto("/pipelines/default/release").await;
+    let id = trigger(&b).await;
+    b.goto(&format!("/runs/{id}?task=ship")).await;
+    b.wait_present_after_reload(r#"#task-panel [data-action="approve"]"#)
+        .await;
+    // With the script, the button would open a dialog and stay here; without it, it leads to
+    // a page asking the same question, whose button posts the decision.
+    b.click(r#"#task-panel [data-action="approve"]"#).await;
+    b.wait_path("the confirm page", |p| p.contains("/tasks/ship/approve"))
+        .await;
+    b.wait_text("body", "ship").await;
+    b.screenshot("approve-confirm-page").await;
+    b.click(r#"button[data-confirm="approve"]"#).await;
+    b.wait_path("back on the task", |p| {
+        p.starts_with(&format!("/runs/{id}")) && !p.contains("/approve")
+    })
+    .await;
+    b.wait_present_after_reload(r#"#run-state[data-state="succeeded"]"#)
+        .await;
 }

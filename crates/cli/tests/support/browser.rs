@@ -63,6 +63,15 @@ impl Browser {
     /// stderr when they are not installed. With `BATON_REQUIRE_BROWSER=1` (set by `.ci/run`) a
     /// missing browser fails the test instead.
     pub async fn start(name: &str, base: &str) -> Option<Self> {
+        Self::start_with(name, base, &[]).await
+    }
+
+    /// [`start`](Self::start) with the page script switched off, as some users browse.
+    pub async fn start_without_script(name: &str, base: &str) -> Option<Self> {
+        Self::start_with(name, base, &["--blink-settings=scriptEnabled=false"]).await
+    }
+
+    async fn start_with(name: &str, base: &str, extra_flags: &[&str]) -> Option<Self> {
         let driver_bin = binary("BATON_CHROMEDRIVER", "/usr/bin/chromedriver");
         let chromium_bin = binary("BATON_CHROMIUM", "/usr/bin/chromium");
         for bin in [&driver_bin, &chromium_bin] {
@@ -107,7 +116,11 @@ impl Browser {
         let port = driver_port(&mut driver.0);
         let driver_addr = format!("127.0.0.1:{port}");
 
-        let mut args: Vec<String> = CHROMIUM_FLAGS.iter().map(|f| (*f).to_owned()).collect();
+        let mut args: Vec<String> = CHROMIUM_FLAGS
+            .iter()
+            .chain(extra_flags)
+            .map(|f| (*f).to_owned())
+            .collect();
         args.push(format!("--window-size={WIDTH},{HEIGHT}"));
         args.push(format!(
             "--user-data-dir={}",
@@ -211,12 +224,24 @@ impl Browser {
     /// Waits until nothing matches `css`, loading the page again between looks (for lists
     /// that change on the server, like the approvals inbox).
     pub async fn wait_absent_after_reload(&self, css: &str) {
-        self.until(&format!("`{css}` still matches"), async || {
-            if self.exists(css).await {
+        self.wait_reloading(&format!("`{css}` still matches"), css, false)
+            .await;
+    }
+
+    /// Waits until `css` matches, loading the page again between looks (for a page without
+    /// its script, which does not follow changes by itself).
+    pub async fn wait_present_after_reload(&self, css: &str) {
+        self.wait_reloading(&format!("no element matches `{css}`"), css, true)
+            .await;
+    }
+
+    async fn wait_reloading(&self, what: &str, css: &str, present: bool) {
+        self.until(what, async || {
+            if self.exists(css).await == present {
+                Some(())
+            } else {
                 self.client.refresh().await.ok()?;
                 None
-            } else {
-                Some(())
             }
         })
         .await;
