@@ -64,6 +64,10 @@ tasks:
         .file(
             "pipelines/other.yaml",
             "name: other\ntasks:\n  a:\n    run: \"true\"\n",
+        )
+        .file(
+            "pipelines/typo.yaml",
+            "name: typo\ntasks:\n  a:\n    run: \"true\"\n    needz: [b]\n",
         );
     let Some((_server, b)) = open(&t, "trigger").await else {
         return;
@@ -75,6 +79,8 @@ tasks:
     b.wait(r#"tr[data-pipeline="default/other"]"#).await;
     b.wait(r#"tr[data-pipeline="data/report"] a.pipeline-link"#)
         .await;
+    // A file that never validated is listed with its problems.
+    b.wait_text("tr.broken", "needz").await;
     b.screenshot("pipelines").await;
 
     b.click(r#"tr[data-pipeline="data/report"] a.pipeline-link"#)
@@ -161,6 +167,13 @@ tasks:
     ))
     .await;
     b.screenshot("runs").await;
+
+    // The pipelines page shows the run among the pipeline's last runs.
+    b.goto("/").await;
+    b.wait(&format!(
+        r#"tr[data-pipeline="data/report"] a[href="/runs/{id}"][data-state="succeeded"]"#
+    ))
+    .await;
 
     // The pipeline's grid has a column for the run, a cell per task.
     b.goto("/pipelines/data/report").await;
