@@ -13,6 +13,7 @@ pub mod duration;
 pub mod graph;
 pub mod ids;
 mod keyword;
+pub mod lineage;
 pub mod load;
 pub mod model;
 pub mod render;

@@ -132,6 +132,22 @@ impl AppState {
             })
     }
 
+    /// A pipeline's datasets, and the pipelines linked to it through them (among the valid
+    /// versions loaded now).
+    pub async fn lineage(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<baton_core::lineage::PipelineLineage, ApiError> {
+        let version = self.active_version(namespace, name).await?;
+        let catalog = self.catalog.read().await;
+        let others = catalog
+            .entries()
+            .filter_map(|e| e.active.as_ref())
+            .map(|v| v.pipeline.as_ref());
+        Ok(baton_core::lineage::lineage(&version.pipeline, others))
+    }
+
     /// Reloads the pipelines directory, recording each new valid version in the store.
     ///
     /// Files are read and parsed on a copy of the catalog, off the async threads, so the API
@@ -189,6 +205,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::pipelines::pause))
         .routes(routes!(routes::pipelines::unpause))
         .routes(routes!(routes::pipelines::next_times))
+        .routes(routes!(routes::pipelines::lineage))
         .routes(routes!(routes::webhook::deliver))
         .routes(routes!(routes::backfills::create))
         .routes(routes!(routes::backfills::list))

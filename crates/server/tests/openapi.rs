@@ -23,6 +23,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/pipelines/{namespace}/{name}"),
     ("GET", "/api/v1/pipelines/{namespace}/{name}/versions"),
     ("GET", "/api/v1/pipelines/{namespace}/{name}/schedule"),
+    ("GET", "/api/v1/pipelines/{namespace}/{name}/lineage"),
     ("POST", "/api/v1/pipelines/{namespace}/{name}/runs"),
     ("POST", "/api/v1/pipelines/{namespace}/{name}/pause"),
     ("POST", "/api/v1/pipelines/{namespace}/{name}/unpause"),

@@ -598,3 +598,54 @@ async fn unknown_pages_are_html_404s_and_assets_are_cached() {
     let page = ui.get("/").await;
     assert!(page.body.contains("/assets/baton.css?v="));
 }
+
+#[tokio::test]
+async fn lineage_of_a_pipeline_in_the_api_and_on_its_page() {
+    let (_dir, state) = support::app(
+        &[
+            (
+                "ingest.yaml",
+                "name: ingest\ntasks:\n  pull:\n    run: \"true\"\n    outputs: [\"s3://raw/<events>\"]\n",
+            ),
+            (
+                "clean.yaml",
+                "name: clean\nnamespace: data\ntasks:\n  scrub:\n    run: \"true\"\n    inputs: [\"s3://raw/<events>\"]\n    outputs: [postgres://db/public.events]\n",
+            ),
+            (
+                "report.yaml",
+                "name: report\ntasks:\n  build:\n    run: \"true\"\n    inputs: [postgres://db/public.events]\n",
+            ),
+        ],
+        &[],
+    )
+    .await;
+    let ui = Ui { _dir, state };
+
+    let l = ui
+        .api("GET", "/api/v1/pipelines/data/clean/lineage", None)
+        .await;
+    assert_eq!(
+        l["upstream"],
+        serde_json::json!([{"pipeline": "default/ingest", "datasets": [{"namespace": "s3://raw", "name": "<events>"}]}])
+    );
+    assert_eq!(
+        l["downstream"],
+        serde_json::json!([{"pipeline": "default/report", "datasets": [{"namespace": "postgres://db", "name": "public.events"}]}])
+    );
+    assert_eq!(l["tasks"][0]["task"], "scrub");
+    let missing = ui
+        .api("GET", "/api/v1/pipelines/data/nope/lineage", None)
+        .await;
+    assert_eq!(missing["error"]["code"], "not_found", "{missing}");
+
+    let page = ui.get("/pipelines/data/clean").await;
+    assert_page(&page, "data/clean");
+    assert!(page.body.contains("id=\"lineage\""), "lineage section");
+    assert!(page.body.contains("href=\"/pipelines/default/ingest\""));
+    assert!(page.body.contains("href=\"/pipelines/default/report\""));
+    assert!(
+        page.body.contains("s3://raw/&lt;events&gt;"),
+        "escaped dataset"
+    );
+    assert!(!page.body.contains("<events>"));
+}

@@ -148,6 +148,31 @@ fn find<'a>(catalog: &'a crate::catalog::Catalog, ns: &str, name: &str) -> ApiRe
         .ok_or_else(|| ApiError::not_found(format!("pipeline `{ns}/{name}` not found")))
 }
 
+/// A pipeline's datasets (what each task reads and writes, as declared by `inputs:` and
+/// `outputs:`), and the pipelines upstream (writing what it reads) and downstream (reading what
+/// it writes).
+#[utoipa::path(
+    get,
+    path = "/pipelines/{namespace}/{name}/lineage",
+    operation_id = "get_pipeline_lineage",
+    tag = "pipelines",
+    params(PipelinePath),
+    responses(
+        (status = 200, description = "The pipeline's datasets and neighbours", body = baton_core::lineage::PipelineLineage),
+        (status = 404, description = "No such pipeline", body = ErrorBody),
+        (status = 409, description = "The pipeline has no valid version", body = ErrorBody),
+    )
+)]
+pub(crate) async fn lineage(
+    State(state): State<AppState>,
+    Path(PipelinePath {
+        namespace: ns,
+        name,
+    }): Path<PipelinePath>,
+) -> ApiResult<Json<baton_core::lineage::PipelineLineage>> {
+    Ok(Json(state.lineage(&ns, &name).await?))
+}
+
 /// One pipeline, with its graph and source.
 #[utoipa::path(
     get,

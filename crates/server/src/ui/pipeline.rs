@@ -1,6 +1,8 @@
 //! `/pipelines/{ns}/{name}`: the DAG, a grid of recent runs by task, the trigger form built
 //! from the typed params, pause / unpause, upcoming fire times, the definition's source.
 
+use baton_core::lineage::{LinkedPipeline, PipelineLineage};
+use baton_core::model::Dataset;
 use std::collections::HashMap;
 
 use axum::Form;
@@ -86,7 +88,14 @@ async fn render(
         tasks.push(state.store.tasks(&r.id).await?);
     }
     let now = baton_engine::now_ms();
-    let body = body(entry, v, paused, &runs, &tasks, form, now);
+    let lineage = baton_core::lineage::lineage(
+        &v.pipeline,
+        catalog
+            .entries()
+            .filter_map(|e| e.active.as_ref())
+            .map(|v| v.pipeline.as_ref()),
+    );
+    let body = body(entry, v, paused, &runs, &tasks, form, &lineage, now);
     Ok(shell::respond(
         status,
         &v.pipeline.id.to_string(),
@@ -102,6 +111,7 @@ fn body(
     runs: &[RunRecord],
     tasks: &[Vec<TaskRecord>],
     form: &FormState,
+    lineage: &PipelineLineage,
     now: i64,
 ) -> Markup {
     let p = &v.pipeline;
@@ -151,10 +161,62 @@ fn body(
                 }
             }
         }
+        @if !lineage.tasks.is_empty() {
+            section #lineage {
+                h2 { "Lineage" }
+                (lineage_view(lineage))
+            }
+        }
         section {
             h2 { "Definition" }
             pre #source { code { (v.source) } }
         }
+    }
+}
+
+fn dataset(d: &Dataset) -> Markup {
+    html! { code.dataset title=(format!("namespace {}, name {}", d.namespace, d.name)) { (d.namespace) "/" (d.name) } }
+}
+
+fn datasets(ds: &[Dataset]) -> Markup {
+    html! { @for (i, d) in ds.iter().enumerate() { @if i > 0 { ", " } (dataset(d)) } }
+}
+
+fn linked(title: &str, id: &str, pipelines: &[LinkedPipeline]) -> Markup {
+    html! {
+        h3 { (title) }
+        @if pipelines.is_empty() {
+            p.muted { "None among the loaded pipelines." }
+        } @else {
+            ul #(id) {
+                @for l in pipelines {
+                    li data-pipeline=(l.pipeline) {
+                        a href=(format!("/pipelines/{}", l.pipeline)) { (l.pipeline) }
+                        " via " (datasets(&l.datasets))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Which datasets each task reads and writes, and the pipelines on either side.
+fn lineage_view(l: &PipelineLineage) -> Markup {
+    html! {
+        (linked("Upstream", "upstream", &l.upstream))
+        table #datasets {
+            thead { tr { th { "Task" } th { "Reads" } th { "Writes" } } }
+            tbody {
+                @for t in &l.tasks {
+                    tr data-task=(t.task) {
+                        td { (t.task) }
+                        td { (datasets(&t.inputs)) }
+                        td { (datasets(&t.outputs)) }
+                    }
+                }
+            }
+        }
+        (linked("Downstream", "downstream", &l.downstream))
     }
 }
 
