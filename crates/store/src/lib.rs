@@ -11,7 +11,8 @@ pub use error::{Error, Result};
 pub use records::{
     Admission, ApprovalRecord, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control,
     DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis,
-    NewRun, NewTask, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
+    NewRun, NewTask, PipelineCount, RunFilter, RunRecord, Rusage, TaskCount, TaskRecord,
+    VersionRecord,
 };
 pub use sql::SqlStore;
 pub use store::Store;

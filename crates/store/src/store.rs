@@ -7,8 +7,8 @@ use baton_core::state::RunState;
 use crate::error::Result;
 use crate::records::{
     AttemptRecord, BackfillFilter, BackfillRecord, Change, Control, DeadLetterFilter,
-    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, RunFilter, RunRecord,
-    TaskRecord, VersionRecord,
+    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, PipelineCount, RunFilter,
+    RunRecord, TaskCount, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -63,6 +63,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Task instances that failed for good in runs that ended (failed or cancelled), newest
     /// failure first. Requeuing one reopens its run, which takes it off this list.
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>>;
+    /// Dead letters (as [`Store::dead_letters`] lists them) per pipeline, for pipelines that
+    /// have any.
+    async fn dead_letter_counts(&self) -> Result<Vec<PipelineCount>>;
+    /// Task instances of queued and running runs that are queued, running, retrying or waiting
+    /// for approval, per pipeline and state (fan-out rows that only sum up their instances are
+    /// left out). One grouped query: cheap enough for every metrics scrape.
+    async fn active_task_counts(&self) -> Result<Vec<TaskCount>>;
     async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>>;
     async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>>;
     async fn events(&self, run: &RunId, after_seq: i64) -> Result<Vec<EventRecord>>;
