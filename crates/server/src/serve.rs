@@ -85,10 +85,14 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     .with_drain_grace(config.shutdown_grace);
     let state = AppState::new(
         Arc::clone(&store),
-        runner.clone(),
+        runner,
         pipelines,
         Arc::new(crate::secrets::EnvSecrets),
     );
+    state.metrics.install_global();
+    state.metrics.spawn_upkeep();
+    // The state's runner reports to its metrics; the one built above does not.
+    let runner = state.runner.clone();
     let report = state.reload().await;
     tracing::info!(
         loaded = report.loaded,
