@@ -212,9 +212,16 @@ fn labels(text: &str) -> BTreeMap<String, String> {
     }
 }
 
-/// Runs promtool with `args` and `stdin`; `None` when it is not installed and not required.
-fn promtool(args: &[&str], stdin: &str) -> Option<std::process::Output> {
-    let child = Command::new("promtool")
+/// Runs `program` with `args` and `stdin`; `None` when it cannot run and `require` (an
+/// environment variable) is not `1`.
+fn run_tool(
+    program: &str,
+    args: &[&str],
+    stdin: &str,
+    require: &str,
+    hint: &str,
+) -> Option<std::process::Output> {
+    let child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -224,12 +231,12 @@ fn promtool(args: &[&str], stdin: &str) -> Option<std::process::Output> {
         Ok(child) => child,
         Err(e) => {
             assert!(
-                std::env::var("BATON_REQUIRE_PROMTOOL").as_deref() != Ok("1"),
-                "promtool is required (BATON_REQUIRE_PROMTOOL=1) but cannot run: {e}\n(hint: apt-get install prometheus)"
+                std::env::var(require).as_deref() != Ok("1"),
+                "`{program}` is required ({require}=1) but cannot run: {e}\n(hint: {hint})"
             );
             #[allow(clippy::print_stderr)] // says why a check did not run
             {
-                eprintln!("skipped: promtool is not installed (apt-get install prometheus)");
+                eprintln!("skipped: `{program}` cannot run ({hint})");
             }
             return None;
         }
@@ -239,8 +246,45 @@ fn promtool(args: &[&str], stdin: &str) -> Option<std::process::Output> {
         .take()
         .expect("stdin")
         .write_all(stdin.as_bytes())
-        .expect("write to promtool");
-    Some(child.wait_with_output().expect("promtool ran"))
+        .expect("write to the tool");
+    Some(child.wait_with_output().expect("the tool ran"))
+}
+
+fn promtool(args: &[&str], stdin: &str) -> Option<std::process::Output> {
+    run_tool(
+        "promtool",
+        args,
+        stdin,
+        "BATON_REQUIRE_PROMTOOL",
+        "apt-get install prometheus",
+    )
+}
+
+/// Parses OpenMetrics text with the Python client's strict parser, which rejects what the
+/// format forbids (a `_total` family name, a missing `# EOF`, clashing names).
+fn openmetrics_parser(text: &str) {
+    const PARSE: &str = "import sys\ntry:\n    from prometheus_client.openmetrics.parser import text_string_to_metric_families\nexcept ImportError:\n    sys.exit(3)\nfor f in text_string_to_metric_families(sys.stdin.read()):\n    pass\n";
+    let require = "BATON_REQUIRE_OPENMETRICS_PARSER";
+    let hint = "python3 -m pip install prometheus-client";
+    let Some(out) = run_tool("python3", &["-c", PARSE], text, require, hint) else {
+        return;
+    };
+    if out.status.code() == Some(3) {
+        assert!(
+            std::env::var(require).as_deref() != Ok("1"),
+            "the OpenMetrics parser is required ({require}=1) but missing\n(hint: {hint})"
+        );
+        #[allow(clippy::print_stderr)] // says why a check did not run
+        {
+            eprintln!("skipped: the OpenMetrics parser is missing ({hint})");
+        }
+        return;
+    }
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused the scrape: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn promtool_check_metrics(text: &str) {
@@ -553,6 +597,7 @@ async fn openmetrics_is_served_on_request() {
     assert!(text.contains("\nbaton_runs_started_total{"), "{text}");
     assert!(!text.contains("# TYPE baton_runs_started_total"), "{text}");
     assert!(text.contains("# TYPE baton_run_duration_seconds histogram\n"));
+    openmetrics_parser(&text);
     // Every counter family is named without `_total`; every sample of it carries it.
     let parsed = Scrape::parse(text.trim_end_matches("# EOF\n"));
     for family in text

@@ -44,14 +44,6 @@ impl RunObserver {
             runs: Mutex::default(),
         }
     }
-
-    /// Runs whose timings are held now (for tests of the bound).
-    pub fn tracked(&self) -> usize {
-        self.runs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .len()
-    }
 }
 
 impl Observer for RunObserver {

@@ -18,7 +18,10 @@ use crate::metrics::openmetrics;
         ("Accept" = Option<String>, Header, description = "`application/openmetrics-text` for OpenMetrics 1.0; anything else gets the Prometheus text format 0.0.4"),
     ),
     responses(
-        (status = 200, description = "Metrics in the Prometheus text format", content_type = "text/plain", body = String),
+        (status = 200, description = "The metrics, in the Prometheus text format or OpenMetrics", content(
+            (String = "text/plain"),
+            (String = "application/openmetrics-text"),
+        )),
     )
 )]
 pub(crate) async fn metrics(
