@@ -782,3 +782,105 @@ fn names_are_found_in_promql() {
         BTreeSet::from(["baton_runs_finished_total".to_owned()])
     );
 }
+
+#[tokio::test]
+async fn a_resumed_run_is_reported_from_where_it_resumed() {
+    use baton_core::ids::TaskKey;
+    use baton_core::state::{AttemptState, RunState, TaskState};
+    use baton_engine::{Observer, RunScope};
+    use baton_server::metrics::{Metrics, RunObserver};
+    use baton_store::{Change, Store};
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = baton_store::SqlStore::open_home(dir.path())
+        .await
+        .expect("store");
+    let source = "name: resumed\ntasks:\n  a:\n    run: \"true\"\n";
+    let pipeline = baton_core::load(source).pipeline.expect("valid");
+    let created = baton_engine::create_run(
+        &store,
+        baton_engine::RunRequest {
+            pipeline: &pipeline,
+            source,
+            path: None,
+            base_dir: "/tmp".into(),
+            params: serde_json::Map::new(),
+            trigger: "schedule",
+            logical_date: None,
+            idempotency_key: None,
+            admission: None,
+            backfill_id: None,
+        },
+    )
+    .await
+    .expect("run");
+    // As a dispatcher finds it after a crash: running since t, its attempt cut short.
+    let mut run = store.run(&created.id).await.expect("read").expect("run");
+    let t = run.created_at + 10_000;
+    run.state = RunState::Running;
+    run.started_at = Some(t);
+    let metrics = Metrics::new();
+    let observer = RunObserver::new(metrics.clone());
+    let scope = RunScope {
+        run: &run,
+        pipeline: &pipeline,
+    };
+    let key = TaskKey::from_string("a");
+    let finished = |attempt, state, at| Change::AttemptFinished {
+        key: key.clone(),
+        attempt,
+        state,
+        at,
+        exit_code: None,
+        signal: None,
+        rusage: None,
+        error: None,
+    };
+    for commit in [
+        vec![
+            finished(1, AttemptState::Interrupted, t + 20_000),
+            Change::Task {
+                key: key.clone(),
+                state: TaskState::Queued,
+                at: t + 20_000,
+                next_attempt_at: None,
+                outputs: None,
+                error: None,
+            },
+        ],
+        vec![Change::AttemptStarted {
+            key: key.clone(),
+            attempt: 2,
+            at: t + 20_250,
+            log_path: String::new(),
+            owner: String::new(),
+            after_interruption: true,
+        }],
+        vec![finished(2, AttemptState::Succeeded, t + 21_250)],
+        vec![Change::Run {
+            state: RunState::Succeeded,
+            at: t + 30_000,
+            error: None,
+        }],
+    ] {
+        observer.committed(scope, &commit);
+    }
+    let s = Scrape::parse(&metrics.render());
+    let at = [("pipeline", "resumed")];
+    // It started before the crash: no second start, no trigger latency.
+    assert_eq!(s.sum("baton_runs_started_total", &at), 0.0);
+    assert_eq!(s.sum("baton_trigger_latency_seconds_count", &at), 0.0);
+    assert_eq!(s.sum("baton_runs_finished_total", &at), 1.0);
+    assert_eq!(s.sum("baton_run_duration_seconds_sum", &at), 30.0);
+    // The cut-short attempt has no start here and is not timed; the next one is.
+    let attempts = |state| {
+        s.sum(
+            "baton_task_attempt_duration_seconds_count",
+            &[("pipeline", "resumed"), ("state", state)],
+        )
+    };
+    assert_eq!(attempts("interrupted"), 0.0);
+    assert_eq!(attempts("succeeded"), 1.0);
+    assert_eq!(s.sum("baton_task_attempt_duration_seconds_sum", &at), 1.0);
+    assert_eq!(s.sum("baton_task_queue_wait_seconds_sum", &at), 0.25);
+}
