@@ -7,6 +7,7 @@ mod concurrency;
 pub mod delivery;
 mod error;
 pub mod lineage;
+pub mod metrics;
 pub mod notify;
 pub mod observers;
 mod openapi;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub catalog: Arc<RwLock<Catalog>>,
     pub runner: Runner,
     pub secrets: Arc<dyn secrets::Secrets>,
+    /// This app's own registry, scraped at `GET /metrics`.
+    pub metrics: metrics::Metrics,
 }
 
 /// How a run of a catalog pipeline starts; the rest comes from the version.
@@ -60,18 +63,23 @@ pub struct Launch {
 }
 
 impl AppState {
-    /// An app over `pipelines` (loaded by the first [`AppState::reload`]).
+    /// An app over `pipelines` (loaded by the first [`AppState::reload`]), with a fresh metrics
+    /// registry that hears every run `runner` drives: use `state.runner` from here on, since a
+    /// clone of `runner` taken before this call does not report to it.
     pub fn new(
         store: Arc<dyn baton_store::Store>,
         runner: Runner,
         pipelines: impl Into<std::path::PathBuf>,
         secrets: Arc<dyn secrets::Secrets>,
     ) -> Self {
+        let metrics = metrics::Metrics::new();
+        let runner = runner.with_observer(Arc::new(metrics::RunObserver::new(metrics.clone())));
         Self {
             store,
             catalog: Arc::new(RwLock::new(Catalog::new(pipelines))),
             runner,
             secrets,
+            metrics,
         }
     }
 
@@ -101,7 +109,12 @@ impl AppState {
             },
         )
         .await
-        .map_err(concurrency::skipped)?;
+        .map_err(concurrency::skipped)
+        .inspect_err(|e| {
+            if e.code == concurrency::CONCURRENCY_LIMIT {
+                self.metrics.denied("concurrency_skip");
+            }
+        })?;
         if created.new {
             if let Some(a) = admission.filter(|a| a.overlap == Overlap::CancelPrevious) {
                 concurrency::cancel_flagged(self, &a.group, &created.id).await;
@@ -169,6 +182,12 @@ impl AppState {
         let mut catalog = self.catalog.write().await;
         *catalog = next;
         let catalog = catalog.downgrade();
+        let broken = catalog.entries().filter(|e| !e.errors.is_empty()).count();
+        #[allow(clippy::cast_precision_loss)] // a count of files
+        self.metrics
+            .gauge("baton_definition_load_errors", &[], broken as f64);
+        self.metrics
+            .counter("baton_definition_reloads_total", &[], 1);
         for path in &report.changed {
             let Some(entry) = catalog.entry(path) else {
                 continue;
@@ -227,6 +246,7 @@ fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .routes(routes!(routes::health::healthz))
         .routes(routes!(routes::health::readyz))
+        .routes(routes!(routes::metrics::metrics))
         .nest("/api/v1", v1)
 }
 
@@ -252,5 +272,9 @@ pub fn router(state: AppState) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::http::track,
+        ))
         .with_state(state)
 }

@@ -56,6 +56,11 @@ impl Scheduler {
                     &missed.ticks[..]
                 };
                 for tick in ticks {
+                    self.state.metrics.observe(
+                        "baton_scheduler_lag_seconds",
+                        &[],
+                        crate::metrics::seconds_between(tick.timestamp().as_millisecond(), now_ms),
+                    );
                     let launch = Launch {
                         params: schedule.params.clone().into_iter().collect(),
                         trigger: "schedule",

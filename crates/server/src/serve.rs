@@ -100,7 +100,11 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         Some(Arc::clone(&store)),
     )?;
     let runner = runner.with_observer(Arc::new(observers));
-    let state = AppState::new(Arc::clone(&store), runner.clone(), pipelines, secrets);
+    let state = AppState::new(Arc::clone(&store), runner, pipelines, secrets);
+    state.metrics.install_global();
+    state.metrics.spawn_upkeep();
+    // The state's runner reports to its metrics; the one built above does not.
+    let runner = state.runner.clone();
     let report = state.reload().await;
     tracing::info!(
         loaded = report.loaded,

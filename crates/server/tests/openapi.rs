@@ -18,6 +18,7 @@ use tower::ServiceExt;
 const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/metrics"),
     ("GET", "/api/v1/openapi.json"),
     ("GET", "/api/v1/pipelines"),
     ("GET", "/api/v1/pipelines/{namespace}/{name}"),

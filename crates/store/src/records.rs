@@ -345,6 +345,24 @@ impl DeadLetterCursor {
     }
 }
 
+/// How many task instances of one pipeline's unfinished runs are in one state: what the
+/// server's `baton_tasks_running`, `baton_tasks_queued` and `baton_approvals_pending` report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCount {
+    pub namespace: String,
+    pub pipeline: String,
+    pub state: TaskState,
+    pub count: u64,
+}
+
+/// How many of something one pipeline has (its dead letters, say).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PipelineCount {
+    pub namespace: String,
+    pub pipeline: String,
+    pub count: u64,
+}
+
 /// A task instance that failed for good (its retries used up) in a run that has ended: it
 /// stays failed until someone requeues it.
 #[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::records::{
     ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control,
     DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask,
-    RunBrief, RunFilter, RunRecord, Rusage, TaskRecord, VersionRecord,
+    PipelineCount, RunBrief, RunFilter, RunRecord, Rusage, TaskCount, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
@@ -186,6 +186,25 @@ fn state<T>(row: &AnyRow, col: &'static str, parse: fn(&str) -> Option<T>) -> Re
         detail: format!("unknown state `{text}`"),
     })
 }
+
+/// A fan-out's own row `t`, which only sums up its instances (they are what ran). A macro, so
+/// that `concat!` can build [`DEAD_LETTER`] from it.
+macro_rules! fan_out_sum {
+    () => {
+        "(t.task_key = t.task_id AND EXISTS (SELECT 1 FROM tasks c \
+     WHERE c.run_id = t.run_id AND c.task_id = t.task_id AND c.task_key <> t.task_key))"
+    };
+}
+const FAN_OUT_SUM: &str = fan_out_sum!();
+
+/// Task `t` of run `r` is a dead letter: it failed for good in a run that ended. Hooks do not
+/// decide a run's outcome and run again whenever it ends.
+const DEAD_LETTER: &str = concat!(
+    "t.state = 'failed' AND t.finished_at IS NOT NULL \
+     AND r.state IN ('failed', 'cancelled') \
+     AND t.task_key NOT IN ('on_success', 'on_failure') AND NOT ",
+    fan_out_sum!()
+);
 
 fn to_u32(v: i64) -> u32 {
     u32::try_from(v).unwrap_or(u32::MAX)
@@ -1343,30 +1362,27 @@ impl Store for SqlStore {
                 Some(c.key.as_str()),
             )
         });
-        let rows = sqlx::query(
+        let sql = format!(
             "SELECT t.run_id, r.namespace, r.pipeline, r.state AS run_state, t.task_key, t.task_id, \
              t.attempts, t.error, t.finished_at, a.exit_code, a.signal, a.log_path \
              FROM tasks t JOIN runs r ON r.id = t.run_id \
              LEFT JOIN attempts a ON a.run_id = t.run_id AND a.task_key = t.task_key \
              AND a.attempt = t.attempts \
-             WHERE t.state = 'failed' AND t.finished_at IS NOT NULL \
-             AND r.state IN ('failed', 'cancelled') \
-             AND t.task_key NOT IN ('on_success', 'on_failure') \
-             AND NOT (t.task_key = t.task_id AND EXISTS (SELECT 1 FROM tasks c \
-             WHERE c.run_id = t.run_id AND c.task_id = t.task_id AND c.task_key <> t.task_key)) \
+             WHERE {DEAD_LETTER} \
              AND ($1 IS NULL OR r.namespace = $1) AND ($2 IS NULL OR r.pipeline = $2) \
              AND ($3 IS NULL OR t.finished_at < $3 OR (t.finished_at = $3 AND \
              (t.run_id < $4 OR (t.run_id = $4 AND t.task_key < $5)))) \
-             ORDER BY t.finished_at DESC, t.run_id DESC, t.task_key DESC LIMIT $6",
-        )
-        .bind(filter.namespace.as_deref())
-        .bind(filter.pipeline.as_deref())
-        .bind(at)
-        .bind(run)
-        .bind(key)
-        .bind(i64::from(if filter.limit == 0 { 20 } else { filter.limit }))
-        .fetch_all(&self.pool)
-        .await?;
+             ORDER BY t.finished_at DESC, t.run_id DESC, t.task_key DESC LIMIT $6"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(filter.namespace.as_deref())
+            .bind(filter.pipeline.as_deref())
+            .bind(at)
+            .bind(run)
+            .bind(key)
+            .bind(i64::from(if filter.limit == 0 { 20 } else { filter.limit }))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|row| {
                 Ok(DeadLetterRecord {
@@ -1431,6 +1447,52 @@ impl Store for SqlStore {
                     key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
                     task_id: row.try_get("task_id")?,
                     since: opt_i64(row, "since")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn dead_letter_counts(&self) -> Result<Vec<PipelineCount>> {
+        let sql = format!(
+            "SELECT r.namespace, r.pipeline, COUNT(*) AS n \
+             FROM tasks t JOIN runs r ON r.id = t.run_id WHERE {DEAD_LETTER} \
+             GROUP BY r.namespace, r.pipeline ORDER BY r.namespace, r.pipeline"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(PipelineCount {
+                    namespace: row.try_get("namespace")?,
+                    pipeline: row.try_get("pipeline")?,
+                    count: u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
+    async fn active_task_counts(&self) -> Result<Vec<TaskCount>> {
+        // Driven by the runs_by_state index: only unfinished runs are read, however long the
+        // history.
+        let sql = format!(
+            "SELECT r.namespace, r.pipeline, t.state, COUNT(*) AS n \
+             FROM runs r JOIN tasks t ON t.run_id = r.id \
+             WHERE r.state IN ('queued', 'running') \
+             AND t.state IN ('queued', 'running', 'retrying', 'waiting_approval') \
+             AND NOT {FAN_OUT_SUM} \
+             GROUP BY r.namespace, r.pipeline, t.state ORDER BY r.namespace, r.pipeline, t.state"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(TaskCount {
+                    namespace: row.try_get("namespace")?,
+                    pipeline: row.try_get("pipeline")?,
+                    state: state(row, "state", TaskState::from_name)?,
+                    count: u64::try_from(row.try_get::<i64, _>("n")?).unwrap_or(0),
                 })
             })
             .collect()

@@ -7,8 +7,8 @@ use baton_core::state::RunState;
 use crate::error::Result;
 use crate::records::{
     ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control, DeadLetterFilter,
-    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, RunBrief, RunFilter,
-    RunRecord, TaskRecord, VersionRecord,
+    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, PipelineCount, RunBrief,
+    RunFilter, RunRecord, TaskCount, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -69,6 +69,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn finished_since(&self, since: Millis) -> Result<Vec<RunBrief>>;
     /// Task instances waiting for approval, oldest run first, at most `limit`.
     async fn awaiting_approval(&self, limit: u32) -> Result<Vec<ApprovalWait>>;
+    /// Dead letters (as [`Store::dead_letters`] lists them) per pipeline, for pipelines that
+    /// have any.
+    async fn dead_letter_counts(&self) -> Result<Vec<PipelineCount>>;
+    /// Task instances of queued and running runs that are queued, running, retrying or waiting
+    /// for approval, per pipeline and state (fan-out rows that only sum up their instances are
+    /// left out). One grouped query: cheap enough for every metrics scrape.
+    async fn active_task_counts(&self) -> Result<Vec<TaskCount>>;
     async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>>;
     async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>>;
     async fn events(&self, run: &RunId, after_seq: i64) -> Result<Vec<EventRecord>>;

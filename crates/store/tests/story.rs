@@ -8,7 +8,8 @@ use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
     Admission, BackfillFilter, BackfillRecord, Change, DeadLetterCursor, DeadLetterFilter,
-    DefinitionRecord, NewRun, NewTask, RunFilter, Rusage, SqlStore, Store,
+    DefinitionRecord, NewRun, NewTask, PipelineCount, RunFilter, Rusage, SqlStore, Store,
+    TaskCount,
 };
 use serde_json::json;
 
@@ -892,6 +893,19 @@ async fn failures_story(store: &dyn Store) {
         .expect("one pipeline");
     assert_eq!(ml.len(), 1);
     assert_eq!(ml[0].key.as_str(), "fan[x]");
+    let counts = |rows: &[(&str, u64)]| -> Vec<PipelineCount> {
+        rows.iter()
+            .map(|(name, count)| PipelineCount {
+                namespace: "data".into(),
+                pipeline: (*name).into(),
+                count: *count,
+            })
+            .collect()
+    };
+    assert_eq!(
+        store.dead_letter_counts().await.expect("counts"),
+        counts(&[("etl", 2), ("ml", 1)])
+    );
 
     // Reopening a dead letter's task takes it off the list.
     store
@@ -913,6 +927,49 @@ async fn failures_story(store: &dyn Store) {
         .await
         .expect("after reopen");
     assert_eq!(left.len(), 2);
+    assert_eq!(
+        store.dead_letter_counts().await.expect("counts"),
+        counts(&[("etl", 1), ("ml", 1)])
+    );
+
+    // The live gauges: tasks of unfinished runs (r1 reopened, r3 running) by state; the ended
+    // runs' tasks and the failed or pending ones do not count.
+    store
+        .apply(
+            &run("02r1"),
+            &[
+                set("a", TaskState::Queued, 5_100, None),
+                set("b", TaskState::WaitingApproval, 5_100, None),
+            ],
+        )
+        .await
+        .expect("r1 queued");
+    store
+        .apply(&run("02r3"), &[set("b", TaskState::Running, 5_100, None)])
+        .await
+        .expect("r3 running");
+    let active: Vec<(String, TaskState, u64)> = store
+        .active_task_counts()
+        .await
+        .expect("active")
+        .into_iter()
+        .map(
+            |TaskCount {
+                 namespace,
+                 pipeline,
+                 state,
+                 count,
+             }| { (format!("{namespace}/{pipeline}"), state, count) },
+        )
+        .collect();
+    assert_eq!(
+        active,
+        vec![
+            ("data/etl".to_owned(), TaskState::Queued, 1),
+            ("data/etl".to_owned(), TaskState::Running, 1),
+            ("data/etl".to_owned(), TaskState::WaitingApproval, 1),
+        ]
+    );
 
     // Runs by creation time: `created_after` inclusive, `created_before` exclusive.
     let ids = |runs: Vec<baton_store::RunRecord>| -> Vec<String> {

@@ -21,6 +21,7 @@ pub(crate) mod dead_letters;
 pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod logs;
+pub(crate) mod metrics;
 pub(crate) mod pipelines;
 pub(crate) mod runs;
 pub(crate) mod sse;

@@ -80,6 +80,7 @@ pub(crate) async fn deliver(
 ) -> ApiResult<(StatusCode, Json<RunRecord>)> {
     let version = state.active_version(&ns, &name).await?;
     if state.store.is_paused(&ns, &name).await? {
+        state.metrics.denied("paused");
         return Err(ApiError::conflict(format!(
             "pipeline `{ns}/{name}` is paused"
         )));
@@ -108,6 +109,7 @@ pub(crate) async fn deliver(
             &body,
             header(&headers, SIGNATURE_HEADERS),
         ) {
+            state.metrics.denied("webhook_signature");
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "invalid_signature",

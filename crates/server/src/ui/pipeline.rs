@@ -95,7 +95,8 @@ async fn render(
             .filter_map(|e| e.active.as_ref())
             .map(|v| v.pipeline.as_ref()),
     );
-    let body = body(entry, v, paused, &runs, &tasks, form, &lineage, now);
+    let recent = grid(v, &runs, &tasks);
+    let body = body(entry, v, paused, recent, form, &lineage, now);
     Ok(shell::respond(
         status,
         &v.pipeline.id.to_string(),
@@ -108,8 +109,7 @@ fn body(
     entry: &Entry,
     v: &Version,
     paused: bool,
-    runs: &[RunRecord],
-    tasks: &[Vec<TaskRecord>],
+    recent: Markup,
     form: &FormState,
     lineage: &PipelineLineage,
     now: i64,
@@ -145,7 +145,7 @@ fn body(
         }
         section {
             h2 { "Recent runs" }
-            (grid(v, runs, tasks))
+            (recent)
         }
         section {
             h2 { "Trigger a run" }

@@ -1,0 +1,159 @@
+//! Turning committed changes into counters and histograms.
+//!
+//! The observer is told each commit of every run this server drives, right after the store made
+//! it durable. Durations need the change that began them (an attempt's start, a task's queueing),
+//! so it keeps those times per run, in memory, until the run ends. A dispatcher that resumes a
+//! run after a restart reports only what follows: an attempt that started before the restart has
+//! no start time here and is not timed (its end is still counted by the run's final state).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use baton_core::ids::{RunId, TaskKey};
+use baton_core::state::{RunState, TaskState};
+use baton_engine::{Observer, RunScope};
+use baton_store::{Change, Millis};
+
+use super::registry::{Metrics, seconds_between};
+
+/// Runs tracked at once at most. A run leaves when it ends; one that a drain hands back never
+/// ends here, so the oldest (ids sort by creation) are forgotten beyond this.
+const MAX_TRACKED_RUNS: usize = 10_000;
+
+/// Reports every run this server drives into [`Metrics`].
+#[derive(Debug)]
+pub struct RunObserver {
+    metrics: Metrics,
+    runs: Mutex<BTreeMap<RunId, Tracked>>,
+}
+
+/// What one run's later changes are measured against.
+#[derive(Debug, Default)]
+struct Tracked {
+    started_at: Option<Millis>,
+    /// Trigger latency is measured once, for a run that never started before.
+    awaiting_first_attempt: bool,
+    queued_at: HashMap<TaskKey, Millis>,
+    attempt_started: HashMap<(TaskKey, u32), Millis>,
+}
+
+impl RunObserver {
+    pub fn new(metrics: Metrics) -> Self {
+        Self {
+            metrics,
+            runs: Mutex::default(),
+        }
+    }
+}
+
+impl Observer for RunObserver {
+    fn committed(&self, scope: RunScope<'_>, changes: &[Change]) {
+        let m = &self.metrics;
+        let ns = scope.pipeline.id.namespace.to_string();
+        let name = scope.pipeline.id.name.to_string();
+        let pipeline = || [("namespace", ns.clone()), ("pipeline", name.clone())];
+        let with = |k: &'static str, v: String| {
+            let [a, b] = pipeline();
+            [a, b, (k, v)]
+        };
+        let mut runs = self
+            .runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let t = runs.entry(scope.run.id.clone()).or_insert_with(|| Tracked {
+            started_at: scope.run.started_at,
+            awaiting_first_attempt: scope.run.started_at.is_none(),
+            ..Tracked::default()
+        });
+        let mut ended = false;
+        for change in changes {
+            match change {
+                Change::Run {
+                    state: RunState::Running,
+                    at,
+                    ..
+                } => {
+                    t.started_at = Some(*at);
+                    m.counter(
+                        "baton_runs_started_total",
+                        &with("trigger", scope.run.trigger.clone()),
+                        1,
+                    );
+                }
+                Change::Run { state, at, .. } if state.is_final() => {
+                    ended = true;
+                    let labels = with("state", state.to_string());
+                    m.counter("baton_runs_finished_total", &labels, 1);
+                    let from = t.started_at.unwrap_or(scope.run.created_at);
+                    m.observe(
+                        "baton_run_duration_seconds",
+                        &labels,
+                        seconds_between(from, *at),
+                    );
+                }
+                Change::Task {
+                    key,
+                    state: TaskState::Queued,
+                    at,
+                    ..
+                } => {
+                    t.queued_at.insert(key.clone(), *at);
+                }
+                Change::Task {
+                    key,
+                    state: TaskState::Retrying,
+                    ..
+                } => m.counter(
+                    "baton_task_retries_total",
+                    &with("task", key.task_id().to_owned()),
+                    1,
+                ),
+                Change::AttemptStarted {
+                    key, attempt, at, ..
+                } => {
+                    if let Some(queued) = t.queued_at.remove(key) {
+                        m.observe(
+                            "baton_task_queue_wait_seconds",
+                            &pipeline(),
+                            seconds_between(queued, *at),
+                        );
+                    }
+                    if std::mem::take(&mut t.awaiting_first_attempt) {
+                        m.observe(
+                            "baton_trigger_latency_seconds",
+                            &with("trigger", scope.run.trigger.clone()),
+                            seconds_between(scope.run.created_at, *at),
+                        );
+                    }
+                    t.attempt_started.insert((key.clone(), *attempt), *at);
+                }
+                Change::AttemptFinished {
+                    key,
+                    attempt,
+                    state,
+                    at,
+                    ..
+                } => {
+                    if let Some(started) = t.attempt_started.remove(&(key.clone(), *attempt)) {
+                        let [a, b, c] = with("task", key.task_id().to_owned());
+                        m.observe(
+                            "baton_task_attempt_duration_seconds",
+                            &[a, b, c, ("state", state.to_string())],
+                            seconds_between(started, *at),
+                        );
+                    }
+                }
+                Change::Run { .. }
+                | Change::Task { .. }
+                | Change::AddTasks(_)
+                | Change::Reopen { .. } => {}
+            }
+        }
+        if ended {
+            runs.remove(&scope.run.id);
+        }
+        while runs.len() > MAX_TRACKED_RUNS {
+            runs.pop_first();
+        }
+    }
+}

@@ -1,0 +1,61 @@
+//! `GET /metrics`: Prometheus text, or OpenMetrics when the scraper asks for it.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, header};
+use axum::response::IntoResponse;
+
+use crate::AppState;
+use crate::metrics::openmetrics;
+
+/// The control plane's metrics (docs/observability.md lists them). Gauges of tasks, approvals
+/// and dead letters are read from the database, at most once a second.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "health",
+    params(
+        ("Accept" = Option<String>, Header, description = "`application/openmetrics-text` for OpenMetrics 1.0; anything else gets the Prometheus text format 0.0.4"),
+    ),
+    responses(
+        (status = 200, description = "The metrics, in the Prometheus text format or OpenMetrics", content(
+            (String = "text/plain"),
+            (String = "application/openmetrics-text"),
+        )),
+    )
+)]
+pub(crate) async fn metrics(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> impl IntoResponse {
+    let known: Vec<(String, String)> = state
+        .catalog
+        .read()
+        .await
+        .entries()
+        .filter_map(|e| e.active.as_ref())
+        .map(|v| {
+            (
+                v.pipeline.id.namespace.to_string(),
+                v.pipeline.id.name.to_string(),
+            )
+        })
+        .collect();
+    state
+        .metrics
+        .refresh_live(state.store.as_ref(), known)
+        .await;
+    let text = state.metrics.render();
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    if openmetrics::wanted(accept) {
+        (
+            [(header::CONTENT_TYPE, openmetrics::CONTENT_TYPE)],
+            openmetrics::from_prometheus(&text),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, openmetrics::PROMETHEUS_CONTENT_TYPE)],
+            text,
+        )
+    }
+}
