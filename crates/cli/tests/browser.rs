@@ -158,6 +158,12 @@ tasks:
         .await;
     b.wait(r#"#gantt .bar[data-task="extract"]"#).await;
     b.wait(r#"#gantt .bar[data-task="load"]"#).await;
+    // The summary follows too: the end time appears and the cancel button goes.
+    b.wait_text("#summary-wrap dl", "Finished").await;
+    b.until("the cancel button to go once the run ended", async || {
+        (!b.exists(r#"#summary-wrap [data-action="cancel"]"#).await).then_some(())
+    })
+    .await;
     assert!(b.same_document().await, "the run page reloaded itself");
     b.screenshot("run-succeeded").await;
 

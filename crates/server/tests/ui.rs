@@ -649,3 +649,29 @@ async fn lineage_of_a_pipeline_in_the_api_and_on_its_page() {
     );
     assert!(!page.body.contains("<events>"));
 }
+
+#[tokio::test]
+async fn the_run_summary_fragment_follows_the_run_to_its_end() {
+    let ui = Ui::new().await;
+    let run = ui.start("default/slow").await;
+    ui.wait_for(&run, |d| d["state"] == "running").await;
+    let live = ui.get(&format!("/runs/{run}?fragment=summary")).await;
+    assert_eq!(live.status, StatusCode::OK);
+    assert!(
+        live.body.contains("data-action=\"cancel\""),
+        "{}",
+        live.body
+    );
+    assert!(!live.body.contains("Finished"));
+
+    ui.post(&format!("/runs/{run}/cancel"), "").await;
+    ui.wait_for(&run, final_state).await;
+    let ended = ui.get(&format!("/runs/{run}?fragment=summary")).await;
+    assert!(ended.body.contains("Finished"), "{}", ended.body);
+    assert!(!ended.body.contains("data-action=\"cancel\""));
+    assert!(
+        ended.body.contains("data-action=\"retry\""),
+        "a cancelled run can be retried"
+    );
+    assert!(!ended.body.contains("<html"), "a fragment, not a page");
+}

@@ -1,7 +1,7 @@
 //! `/runs/{id}`: the DAG coloured by task state, the Gantt timeline of attempts, the tasks,
 //! and with `?task=KEY` a task's panel (attempts, outputs, log). While the run goes, the
 //! script follows `/api/v1/runs/{id}/events` and re-fetches the fragments it names
-//! (`?fragment=dag|gantt|tasks`).
+//! (`?fragment=dag|gantt|tasks|summary`).
 
 use std::collections::BTreeMap;
 
@@ -84,10 +84,11 @@ pub(crate) async fn page(
         Some("dag") => return Ok(fragment(dag(&l))),
         Some("gantt") => return Ok(fragment(gantt::render(&id, &l.bars, now))),
         Some("tasks") => return Ok(fragment(task_table(&l, now))),
+        Some("summary") => return Ok(fragment(summary(&l, &id, now))),
         Some(other) => {
             return Err(UiError::new(
                 StatusCode::BAD_REQUEST,
-                format!("unknown fragment `{other}`\n(hint: dag, gantt or tasks)"),
+                format!("unknown fragment `{other}`\n(hint: dag, gantt, tasks or summary)"),
             ));
         }
         None => {}
@@ -108,32 +109,7 @@ pub(crate) async fn page(
         @if !final_ {
             div #live hidden data-events={ "/api/v1/runs/" (id) "/events" } data-run=(id) {}
         }
-        section.summary {
-            dl {
-                dt { "Pipeline" } dd { a href={ "/pipelines/" (encode(&r.namespace)) "/" (encode(&r.pipeline)) } { (r.namespace) "/" (r.pipeline) } }
-                dt { "Version" } dd { code title=(r.version) { (r.version.get(..12).unwrap_or(&r.version)) } }
-                dt { "Trigger" } dd { (r.trigger) @if let Some(d) = &r.logical_date { " for " (d) } }
-                dt { "Created" } dd { (time(r.created_at, now)) }
-                @if let Some(s) = r.started_at { dt { "Started" } dd { (time(s, now)) } }
-                @if let Some(f) = r.finished_at { dt { "Finished" } dd { (time(f, now)) } }
-                @if let Some(s) = r.started_at { dt { "Duration" } dd { (duration(r.finished_at.unwrap_or(now) - s)) } }
-                @if r.state == RunState::Queued && r.admission_group.is_some() && r.admitted_at.is_none() {
-                    dt { "Waiting" } dd { "for admission to " code { (r.admission_group.as_deref().unwrap_or_default()) } }
-                }
-                @if r.cancel_requested && !final_ { dt { "Cancel" } dd { "requested" } }
-            }
-            @if let Some(e) = &r.error { p.error-message { (e) } }
-            @if let Some(params) = r.params.as_object().filter(|p| !p.is_empty()) {
-                table.params {
-                    thead { tr { th { "Param" } th { "Value" } } }
-                    tbody { @for (k, v) in params { tr { td { code { (k) } } td { code { (v) } } } } }
-                }
-            }
-            div.actions {
-                @if !final_ { (confirm::button(&cancel_action(&id, None))) }
-                @if matches!(r.state, RunState::Failed | RunState::Cancelled) { (confirm::button(&retry_action(&id, None))) }
-            }
-        }
+        section.summary #summary-wrap { (summary(&l, &id, now)) }
         @if let Some(p) = panel { (p) }
         section {
             h2 { "Graph" }
@@ -150,6 +126,39 @@ pub(crate) async fn page(
         }
     };
     Ok(shell::ok(&format!("Run {id}"), heading, body))
+}
+
+/// The run's facts and actions; re-fetched when its state changes, so a run that ends while
+/// its page is open loses its cancel button and gains its finish time and duration.
+fn summary(l: &Loaded, id: &str, now: i64) -> Markup {
+    let r = &l.run;
+    let final_ = r.state.is_final();
+    html! {
+    dl {
+        dt { "Pipeline" } dd { a href={ "/pipelines/" (encode(&r.namespace)) "/" (encode(&r.pipeline)) } { (r.namespace) "/" (r.pipeline) } }
+        dt { "Version" } dd { code title=(r.version) { (r.version.get(..12).unwrap_or(&r.version)) } }
+        dt { "Trigger" } dd { (r.trigger) @if let Some(d) = &r.logical_date { " for " (d) } }
+        dt { "Created" } dd { (time(r.created_at, now)) }
+        @if let Some(s) = r.started_at { dt { "Started" } dd { (time(s, now)) } }
+        @if let Some(f) = r.finished_at { dt { "Finished" } dd { (time(f, now)) } }
+        @if let Some(s) = r.started_at { dt { "Duration" } dd { (duration(r.finished_at.unwrap_or(now) - s)) } }
+        @if r.state == RunState::Queued && r.admission_group.is_some() && r.admitted_at.is_none() {
+            dt { "Waiting" } dd { "for admission to " code { (r.admission_group.as_deref().unwrap_or_default()) } }
+        }
+        @if r.cancel_requested && !final_ { dt { "Cancel" } dd { "requested" } }
+    }
+    @if let Some(e) = &r.error { p.error-message { (e) } }
+    @if let Some(params) = r.params.as_object().filter(|p| !p.is_empty()) {
+        table.params {
+            thead { tr { th { "Param" } th { "Value" } } }
+            tbody { @for (k, v) in params { tr { td { code { (k) } } td { code { (v) } } } } }
+        }
+    }
+    div.actions {
+        @if !final_ { (confirm::button(&cancel_action(id, None))) }
+        @if matches!(r.state, RunState::Failed | RunState::Cancelled) { (confirm::button(&retry_action(id, None))) }
+    }
+    }
 }
 
 fn fragment(m: Markup) -> Response {

@@ -127,13 +127,14 @@
     es.addEventListener('run_state', function (ev) {
       var e = JSON.parse(ev.data);
       if (e.data && e.data.state) setRunState(e.data.state);
+      refetch('summary');
     });
     es.addEventListener('attempt_started', function () { refetch('gantt'); refetch('tasks'); });
     es.addEventListener('attempt_finished', function () { refetch('gantt'); refetch('tasks'); });
     es.addEventListener('end', function (ev) {
       es.close();
       setRunState(JSON.parse(ev.data).state);
-      refetch('dag'); refetch('gantt'); refetch('tasks');
+      refetch('dag'); refetch('gantt'); refetch('tasks'); refetch('summary');
     });
   }
 
