@@ -158,4 +158,41 @@ async fn events_go_to_a_file_and_to_http_with_parents_and_datasets() {
     );
     assert_eq!(from_file[1]["inputs"][0]["namespace"], "postgres://db:5432");
     assert_eq!(from_file[1]["inputs"][0]["name"], "raw.orders");
+    official_client_agrees(&file);
+}
+
+/// The official OpenLineage Python client rebuilds every event from its own spec-generated
+/// classes and serialises it to exactly what baton wrote (see `openlineage/check_events.py`).
+/// Without the client installed this check is skipped, unless `BATON_REQUIRE_OPENLINEAGE=1`
+/// (set by `.ci/run`, which installs it).
+fn official_client_agrees(file: &std::path::Path) {
+    let present = std::process::Command::new("python3")
+        .args(["-c", "import openlineage.client"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        assert!(
+            std::env::var_os("BATON_REQUIRE_OPENLINEAGE").is_none(),
+            "the OpenLineage Python client is required (pip install openlineage-python==1.54.0)"
+        );
+        eprintln!(
+            "skipping the OpenLineage client check: `openlineage-python` is not installed (pip install openlineage-python==1.54.0)"
+        );
+        return;
+    }
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/openlineage/check_events.py"
+    );
+    let out = std::process::Command::new("python3")
+        .arg(script)
+        .arg(file)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "the OpenLineage client disagrees:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
