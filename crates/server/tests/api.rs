@@ -4,12 +4,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use baton_server::{AppState, router};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use baton_server::AppState;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 struct Server {
     dir: tempfile::TempDir,
@@ -23,23 +20,8 @@ impl Server {
     }
 
     async fn call(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let resp = router(self.state.clone())
-            .oneshot(req.body(body).expect("request"))
-            .await
-            .expect("response");
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, value)
+        let a = support::request(&self.state, method, uri, &[], body).await;
+        (a.status, a.json())
     }
 
     async fn wait_for(&self, run: &str, pred: impl Fn(&Value) -> bool) -> Value {
@@ -597,6 +579,12 @@ mod webhooks {
         body: &str,
         headers: &[(&str, &str)],
     ) -> (StatusCode, Value) {
+        use axum::body::Body;
+        use axum::http::Request;
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        // The exact bytes matter here (they are signed), so not `support::request`.
         let mut req = Request::builder()
             .method("POST")
             .uri(uri)
@@ -604,7 +592,7 @@ mod webhooks {
         for (k, v) in headers {
             req = req.header(*k, *v);
         }
-        let resp = router(s.state.clone())
+        let resp = baton_server::router(s.state.clone())
             .oneshot(req.body(Body::from(body.to_owned())).expect("request"))
             .await
             .expect("response");

@@ -14,13 +14,10 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
+use axum::http::StatusCode;
+use baton_server::AppState;
 use baton_server::scheduler::Scheduler;
-use baton_server::{AppState, router};
-use http_body_util::BodyExt;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 /// Metrics another part of baton (notifications, deadlines) exports, which the alerts and
 /// dashboards may name too.
@@ -50,33 +47,8 @@ impl App {
         headers: &[(&str, &str)],
         body: Option<Value>,
     ) -> (StatusCode, Option<String>, String) {
-        let mut req = Request::builder().method(method).uri(uri);
-        for (k, v) in headers {
-            req = req.header(*k, *v);
-        }
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let resp = router(self.state.clone())
-            .oneshot(req.body(body).expect("request"))
-            .await
-            .expect("response");
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        (
-            status,
-            content_type,
-            String::from_utf8_lossy(&bytes).into_owned(),
-        )
+        let a = support::request(&self.state, method, uri, headers, body).await;
+        (a.status, a.content_type, a.text)
     }
 
     async fn json(&self, method: &str, uri: &str, body: Option<Value>) -> (StatusCode, Value) {

@@ -6,12 +6,9 @@ mod support;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::http::{Request, StatusCode};
-use baton_server::{AppState, router};
-use http_body_util::BodyExt;
+use axum::http::StatusCode;
+use baton_server::AppState;
 use serde_json::{Value, json};
-use tower::ServiceExt;
 
 /// Every operation the API serves. Adding a route means adding it here too: the tests below
 /// fail until the document and this list agree.
@@ -75,28 +72,9 @@ impl Server {
         uri: &str,
         body: Option<Value>,
     ) -> (StatusCode, Option<String>, Value) {
-        let mut req = Request::builder().method(method).uri(uri);
-        let body = match body {
-            Some(v) => {
-                req = req.header("content-type", "application/json");
-                Body::from(v.to_string())
-            }
-            None => Body::empty(),
-        };
-        let resp = router(self.state.clone())
-            .oneshot(req.body(body).expect("request"))
-            .await
-            .expect("response");
-        let status = resp.status();
-        let content_type = resp
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, content_type, value)
+        let a = support::request(&self.state, method, uri, &[], body).await;
+        let value = a.json();
+        (a.status, a.content_type, value)
     }
 
     /// Calls `uri` (an instance of `template`) and checks that the document lists the status

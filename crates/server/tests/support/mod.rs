@@ -34,3 +34,61 @@ pub async fn app(
     state.reload().await;
     (dir, state)
 }
+
+/// An answer of the router: status, content type and body text.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: axum::http::StatusCode,
+    pub content_type: Option<String>,
+    pub text: String,
+}
+
+impl Answer {
+    /// The body as JSON, or as a JSON string when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.text)
+            .unwrap_or_else(|_| serde_json::Value::String(self.text.clone()))
+    }
+}
+
+/// Sends one request through the app's router, without a socket; a JSON `body` goes with its
+/// content type.
+pub async fn request(
+    state: &AppState,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: Option<serde_json::Value>,
+) -> Answer {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let mut req = axum::http::Request::builder().method(method).uri(uri);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let body = match body {
+        Some(v) => {
+            req = req.header("content-type", "application/json");
+            Body::from(v.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = baton_server::router(state.clone())
+        .oneshot(req.body(body).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let content_type = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    Answer {
+        status,
+        content_type,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
