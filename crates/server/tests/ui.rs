@@ -510,6 +510,15 @@ async fn pause_and_unpause_through_forms() {
     let page = ui.get("/pipelines/default/hello").await;
     assert!(page.body.contains("data-action=\"unpause\""));
     assert!(page.body.contains("⏸ paused"));
+    // The list shows it too, and only for that pipeline.
+    let list = ui.get("/").await;
+    assert_eq!(list.body.matches("⏸ paused").count(), 1, "{}", list.body);
+    let row = list
+        .body
+        .split("data-pipeline=\"default/hello\"")
+        .nth(1)
+        .expect("row");
+    assert!(row.split("</tr>").next().expect("row").contains("⏸ paused"));
     ui.post("/pipelines/default/hello/unpause", "").await;
     assert!(
         ui.get("/pipelines/default/hello")

@@ -1676,6 +1676,17 @@ impl Store for SqlStore {
         Ok(row.is_some())
     }
 
+    async fn paused_pipelines(&self) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT namespace, pipeline FROM paused_pipelines ORDER BY namespace, pipeline",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("namespace")?, row.try_get("pipeline")?)))
+            .collect()
+    }
+
     async fn request_cancel(&self, run: &RunId) -> Result<()> {
         sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
             .bind(run.as_str())

@@ -111,6 +111,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         to: Millis,
     ) -> Result<bool>;
 
+    /// Every paused pipeline, as `(namespace, name)`: one query for a page of many.
+    async fn paused_pipelines(&self) -> Result<Vec<(String, String)>>;
     /// Pauses or unpauses a pipeline; returns whether anything changed.
     async fn set_paused(
         &self,

@@ -330,6 +330,10 @@ async fn story(store: &dyn Store) {
             .expect("pause again")
     );
     assert!(store.is_paused("data", "etl").await.expect("paused?"));
+    assert_eq!(
+        store.paused_pipelines().await.expect("paused"),
+        [("data".to_owned(), "etl".to_owned())]
+    );
     assert!(
         store
             .set_paused("data", "etl", false, "ann", 70)
@@ -337,6 +341,7 @@ async fn story(store: &dyn Store) {
             .expect("unpause")
     );
     assert!(!store.is_paused("data", "etl").await.expect("paused?"));
+    assert!(store.paused_pipelines().await.expect("paused").is_empty());
 
     // Schedule ticks move forward by compare-and-set.
     assert_eq!(

@@ -1,7 +1,7 @@
 //! `/`: every pipeline with its schedule, state, last runs and 7-day statistics; filter by
 //! namespace or tag, search by name.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -31,6 +31,18 @@ pub(crate) struct Filters {
 
 fn given(v: Option<&String>) -> Option<&str> {
     v.map(|s| s.trim()).filter(|s| !s.is_empty())
+}
+
+/// Runs grouped by `(namespace, pipeline)`, in the order given.
+fn by_pipeline(runs: Vec<RunBrief>) -> HashMap<(String, String), Vec<RunBrief>> {
+    let mut grouped: HashMap<(String, String), Vec<RunBrief>> = HashMap::new();
+    for r in runs {
+        grouped
+            .entry((r.namespace.clone(), r.pipeline.clone()))
+            .or_default()
+            .push(r);
+    }
+    grouped
 }
 
 pub(crate) async fn page(
@@ -80,36 +92,20 @@ pub(crate) async fn page(
             .as_ref()
             .map_or_else(|| format!("~{}", e.path), |v| v.pipeline.id.to_string())
     });
-    let mut latest: HashMap<(String, String), Vec<RunBrief>> = HashMap::new();
-    for r in state.store.latest_runs(LAST_RUNS).await? {
-        latest
-            .entry((r.namespace.clone(), r.pipeline.clone()))
-            .or_default()
-            .push(r);
-    }
-    let mut finished: HashMap<(String, String), Vec<RunBrief>> = HashMap::new();
-    for r in state.store.finished_since(now - WINDOW_MS).await? {
-        finished
-            .entry((r.namespace.clone(), r.pipeline.clone()))
-            .or_default()
-            .push(r);
-    }
-    let mut rows = Vec::with_capacity(shown.len());
-    for e in &shown {
-        let paused = match &e.active {
-            Some(v) => {
-                state
-                    .store
-                    .is_paused(
-                        v.pipeline.id.namespace.as_str(),
-                        v.pipeline.id.name.as_str(),
-                    )
-                    .await?
-            }
-            None => false,
-        };
-        rows.push(row(e, paused, &latest, &finished, now));
-    }
+    let latest = by_pipeline(state.store.latest_runs(LAST_RUNS).await?);
+    let finished = by_pipeline(state.store.finished_since(now - WINDOW_MS).await?);
+    let paused: HashSet<(String, String)> =
+        state.store.paused_pipelines().await?.into_iter().collect();
+    let rows: Vec<Markup> = shown
+        .iter()
+        .map(|e| {
+            let paused = e.active.as_ref().is_some_and(|v| {
+                let id = &v.pipeline.id;
+                paused.contains(&(id.namespace.to_string(), id.name.to_string()))
+            });
+            row(e, paused, &latest, &finished, now)
+        })
+        .collect();
     let body = html! {
         form #filters method="get" action="/" {
             input type="search" name="q" placeholder="Search by name" value=[f.q.as_deref()];
