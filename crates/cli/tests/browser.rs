@@ -311,7 +311,8 @@ async fn a_gate_waits_in_the_inbox_and_approving_it_lets_the_run_finish() {
     b.screenshot("approvals").await;
     // The dialog says what is decided; the decision lands back on the inbox.
     b.ask(&row, "approve").await;
-    b.wait_text("dialog[open]", "ship").await;
+    b.wait_text("dialog[open] .confirm-text code", "ship").await;
+    b.fill("dialog[open] label.comment input", "ship it").await;
     b.screenshot("approve-dialog").await;
     b.confirm("approve").await;
     b.wait_path("back on the inbox", |p| p == "/approvals")
@@ -321,6 +322,10 @@ async fn a_gate_waits_in_the_inbox_and_approving_it_lets_the_run_finish() {
     b.goto(&format!("/runs/{id}")).await;
     b.wait(r#"#run-state[data-state="succeeded"]"#).await;
     b.wait(r#"svg#dag g.node[data-task="announce"][data-state="succeeded"]"#)
+        .await;
+    // The gate's panel says who decided, with the comment typed in the dialog.
+    b.goto(&format!("/runs/{id}?task=ship")).await;
+    b.wait_text(r#"p.decision[data-approved="true"]"#, "ship it")
         .await;
 
     // Rejecting from the gate's panel on the run page fails the run.
@@ -379,7 +384,14 @@ async fn lists_filter_and_page_and_runs_are_cancelled_requeued_and_paused_from_t
     let slow = trigger(&b).await;
     b.wait(r#"svg#dag g.node[data-task="wait"][data-state="running"]"#)
         .await;
-    b.act("body", "cancel").await;
+    // Only a gate's decision asks for a comment.
+    b.ask("body", "cancel").await;
+    b.wait("dialog[open]").await;
+    assert_eq!(
+        b.prop("dialog label.comment", "hidden").await.as_deref(),
+        Some("true")
+    );
+    b.confirm("cancel").await;
     b.wait(r#"#run-state[data-state="cancelled"]"#).await;
 
     // Requeue a dead letter from its page once its cause is fixed.

@@ -457,6 +457,11 @@ async fn approvals_inbox_and_approve_through_the_form() {
     assert_eq!(confirm.status, StatusCode::OK);
     assert!(confirm.body.contains("data-confirm=\"approve\""));
     assert!(confirm.body.contains("name=\"comment\""));
+    assert!(
+        confirm.body.contains("Approve <code>release</code> of run"),
+        "{}",
+        confirm.body
+    );
     let bogus = ui.get(&format!("/runs/{run}/tasks/release/explode")).await;
     assert_eq!(bogus.status, StatusCode::NOT_FOUND);
     let panel = ui.get(&format!("/runs/{run}?task=release")).await;
@@ -464,13 +469,26 @@ async fn approvals_inbox_and_approve_through_the_form() {
     let ok = ui
         .post(
             &format!("/runs/{run}/tasks/release/approve"),
-            "back=%2Fapprovals&comment=lgtm",
+            "back=%2Fapprovals&comment=looks+%3Cgood%3E",
         )
         .await;
     assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
     assert_eq!(ok.location.as_deref(), Some("/approvals"));
     ui.wait_for(&run, |d| d["state"] == "succeeded").await;
     assert!(!ui.get("/approvals").await.body.contains("data-run="));
+    // The gate's panel says who decided and what they said.
+    let decided = ui.get(&format!("/runs/{run}?task=release")).await;
+    let said = decided
+        .body
+        .split("<p class=\"decision\" data-approved=\"true\">")
+        .nth(1)
+        .and_then(|rest| rest.split("</p>").next())
+        .unwrap_or_else(|| panic!("no decision in the panel: {}", decided.body));
+    assert!(
+        said.starts_with("Approved by <strong>ui</strong>"),
+        "{said}"
+    );
+    assert!(said.ends_with(": <q>looks &lt;good&gt;</q>"), "{said}");
 }
 
 #[tokio::test]

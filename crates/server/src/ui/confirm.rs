@@ -48,10 +48,10 @@ pub(crate) fn page(a: &Action) -> Response {
         html! { (a.label) },
         html! {
             form.confirm-page method="post" action=(a.path) {
-                p.confirm-text { (a.question) }
+                p.confirm-text { (question(&a.question)) }
                 input type="hidden" name="back" value=(a.back);
-                @if matches!(a.verb, "approve" | "reject") {
-                    label { "Comment (optional) " input type="text" name="comment"; }
+                @if takes_comment(a.verb) {
+                    label.comment { "Comment (optional) " input type="text" name="comment"; }
                 }
                 div.buttons {
                     button type="submit" data-confirm=(a.verb) { (a.label) }
@@ -60,4 +60,32 @@ pub(crate) fn page(a: &Action) -> Response {
             }
         },
     )
+}
+
+/// Whether the action records a comment with it (a gate's decision does).
+pub(crate) fn takes_comment(verb: &str) -> bool {
+    matches!(verb, "approve" | "reject")
+}
+
+/// A question whose `backticked` names show as code, like the script's dialog shows them.
+fn question(text: &str) -> Markup {
+    html! {
+        @for (n, part) in text.split('`').enumerate() {
+            @if n % 2 == 1 { code { (part) } } @else { (part) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::question;
+
+    #[test]
+    fn backticked_names_become_code() {
+        assert_eq!(
+            question("Approve `ship` of run r-<1>?").into_string(),
+            "Approve <code>ship</code> of run r-&lt;1&gt;?"
+        );
+        assert_eq!(question("no names").into_string(), "no names");
+    }
 }

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use baton_core::Pipeline;
 use baton_core::state::{AttemptState, RunState, TaskState};
-use baton_store::{AttemptRecord, RunRecord, TaskRecord};
+use baton_store::{ApprovalRecord, AttemptRecord, RunRecord, TaskRecord};
 use maud::{Markup, html};
 use serde::Deserialize;
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
@@ -94,7 +94,10 @@ pub(crate) async fn page(
         None => {}
     }
     let panel = match &q.task {
-        Some(key) => Some(task_panel(&l, key, q.attempt, now).await?),
+        Some(key) => {
+            let decisions = state.store.control(&l.run.id).await?.approvals;
+            Some(task_panel(&l, key, q.attempt, &decisions, now).await?)
+        }
         None => None,
     };
     let r = &l.run;
@@ -285,7 +288,13 @@ fn task_table(l: &Loaded, now: i64) -> Markup {
 }
 
 /// `#task-panel`: one task's attempts, outputs and log.
-async fn task_panel(l: &Loaded, key: &str, attempt: Option<u32>, now: i64) -> UiResult<Markup> {
+async fn task_panel(
+    l: &Loaded,
+    key: &str,
+    attempt: Option<u32>,
+    decisions: &[ApprovalRecord],
+    now: i64,
+) -> UiResult<Markup> {
     let id = l.run.id.as_str();
     let Some(t) = l.tasks.iter().find(|t| t.key.as_str() == key) else {
         return Err(UiError::not_found(format!(
@@ -311,6 +320,7 @@ async fn task_panel(l: &Loaded, key: &str, attempt: Option<u32>, now: i64) -> Ui
         .iter()
         .filter(|i| t.key.as_str() == t.task_id && i.task_id == t.task_id && i.key != t.key)
         .collect();
+    let decision = decisions.iter().find(|d| d.key == t.key);
     let dead = t.state == TaskState::Failed
         && matches!(l.run.state, RunState::Failed | RunState::Cancelled);
     Ok(html! {
@@ -318,6 +328,13 @@ async fn task_panel(l: &Loaded, key: &str, attempt: Option<u32>, now: i64) -> Ui
             h2 { "Task " code { (t.key) } " " (state_badge(t.state.as_str())) " " a.close href={ "/runs/" (id) } { "close" } }
             @if let Some(item) = &t.item { p { "Item: " code { (item) } } }
             @if let Some(e) = &t.error { p.error-message { (e) } }
+            @if let Some(d) = decision {
+                p.decision data-approved=(d.approved) {
+                    (if d.approved { "Approved" } else { "Rejected" }) " by " strong { (d.decided_by) } " "
+                    (time(d.decided_at, now))
+                    @if let Some(c) = &d.comment { ": " q { (c) } }
+                }
+            }
             div.actions {
                 @if t.state == TaskState::WaitingApproval {
                     (confirm::button(&approve_action(id, key, None)))

@@ -44,6 +44,7 @@ fn confirm_dialog() -> Markup {
             form method="post" {
                 p.confirm-text {}
                 input type="hidden" name="back" value="";
+                label.comment hidden { "Comment (optional) " input type="text" name="comment"; }
                 div.buttons {
                     button type="submit" data-confirm="" { "Confirm" }
                     button type="button" .dialog-close { "Keep it" }

@@ -50,7 +50,13 @@
       if (!button || (origin.getAttribute('method') || 'get').toLowerCase() !== 'get') return;
       e.preventDefault();
       form.setAttribute('action', origin.getAttribute('action'));
-      form.querySelector('.confirm-text').textContent = origin.dataset.question || '';
+      showQuestion(form.querySelector('.confirm-text'), origin.dataset.question || '');
+      // A gate's decision takes a comment; other actions post none.
+      var comment = form.querySelector('label.comment');
+      var decides = button.dataset.action === 'approve' || button.dataset.action === 'reject';
+      comment.hidden = !decides;
+      comment.querySelector('input').value = '';
+      comment.querySelector('input').disabled = !decides;
       var back = origin.querySelector('input[name=back]');
       form.querySelector('input[name=back]').value = back ? back.value : location.pathname + location.search;
       var ok = form.querySelector('button[data-confirm]');
@@ -59,6 +65,20 @@
       dialog.showModal();
     });
     dialog.querySelector('.dialog-close').addEventListener('click', function () { dialog.close(); });
+  }
+
+  // `backticked` names show as code, as on the confirm page the server renders.
+  function showQuestion(p, text) {
+    p.textContent = '';
+    text.split('`').forEach(function (part, n) {
+      if (n % 2 === 1) {
+        var code = document.createElement('code');
+        code.textContent = part;
+        p.appendChild(code);
+      } else if (part) {
+        p.appendChild(document.createTextNode(part));
+      }
+    });
   }
 
   function setClassState(el, state) {
