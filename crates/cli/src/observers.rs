@@ -47,12 +47,10 @@ pub(crate) fn lineage_config() -> LineageConfig {
 }
 
 /// The standard observers of the runs this process drives, and what to wait on before exiting.
-/// Without the store here, a resumed run's task deadlines count from the resume.
 pub(crate) fn standard() -> Result<(Observers, Outbox), ExpectedError> {
     baton_server::observers::standard(
         &lineage_config(),
         Arc::new(baton_server::secrets::EnvSecrets),
-        None,
     )
     .map_err(|e| ExpectedError::Usage(e.to_string()))
 }

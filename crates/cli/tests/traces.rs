@@ -177,6 +177,16 @@ fn check(t: &Test, dir: &str, run_id: &str, received: &Received) {
             .iter()
             .all(|e| text(&e.attributes, "baton.task_key").as_deref() == Some("release"))
     );
+    // Who approved, and why, as `approve_release` said.
+    let approved = &run.events[1];
+    assert_eq!(
+        text(&approved.attributes, "baton.approval.by").as_deref(),
+        Some("traces-test")
+    );
+    assert_eq!(
+        text(&approved.attributes, "baton.approval.comment").as_deref(),
+        Some("canary is green")
+    );
 
     let attempt = |task: &str, n: i64| {
         &spans
@@ -234,10 +244,11 @@ fn check(t: &Test, dir: &str, run_id: &str, received: &Received) {
     );
 }
 
-/// Waits until the run's `release` gate waits for approval, then approves it.
+/// Waits until the run's `release` gate waits for approval, then approves it as user
+/// `traces-test`, with a comment.
 fn approve_release(t: &Test, run_id: &str, server: Option<&str>) {
     let mut show = vec!["show", run_id, "--json"];
-    let mut approve = vec!["approve", run_id, "release"];
+    let mut approve = vec!["approve", run_id, "release", "--comment", "canary is green"];
     if let Some(url) = server {
         show.extend(["--server", url]);
         approve.extend(["--server", url]);
@@ -246,8 +257,17 @@ fn approve_release(t: &Test, run_id: &str, server: Option<&str>) {
         let out = t.run(&show);
         out.code == 0 && out.stdout.contains("waiting_approval")
     });
-    let out = t.run(&approve);
-    assert_eq!(out.code, 0, "{}", out.stderr);
+    let out = t
+        .command(&approve)
+        .env("USER", "traces-test")
+        .output()
+        .expect("run baton approve");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -322,4 +342,68 @@ fn baton_server_exports_spans_over_grpc() {
     });
     // Tasks run in the pipeline file's directory.
     check(&t, "pipelines/", &run_id, &received);
+}
+
+#[test]
+fn a_resumed_run_spans_the_attempt_a_crash_cut_short_from_its_stored_start() {
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let received = Received::default();
+    let addr = rt.block_on(http_receiver(received.clone()));
+    let t = Test::new().file(
+        "crashy.yaml",
+        "name: crashy\ntasks:\n  a:\n    run: 'true'\n",
+    );
+    // The second commit starts `a`'s attempt; the process dies right after it, as `kill -9`
+    // would end it, before the attempt's process is spawned.
+    let out = t
+        .command(&["run", "crashy.yaml"])
+        .env("BATON_FAULT_CRASH_AFTER_COMMITS", "2")
+        .output()
+        .expect("run baton");
+    assert_eq!(out.status.code(), None, "crashed");
+    let run_id = t.last_run();
+    let first = t.show(&run_id)["tasks"][0]["attempt_records"][0].clone();
+    assert_eq!(first["state"], "running");
+    let started_ms = first["started_at"].as_i64().expect("started_at");
+
+    let out = t
+        .command(&["resume", &run_id])
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{addr}"))
+        .env("OTEL_SERVICE_NAME", "baton-test")
+        .output()
+        .expect("resume");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let spans: Vec<Span> = received
+        .lock()
+        .expect("lock")
+        .iter()
+        .map(|(_, s)| s.clone())
+        .collect();
+    let cut_short = spans
+        .iter()
+        .find(|s| int(&s.attributes, "baton.attempt") == Some(1))
+        .expect("a span for the attempt the resumed process never saw start");
+    assert_eq!(
+        text(&cut_short.attributes, "baton.state").as_deref(),
+        Some("interrupted")
+    );
+    let ns = u64::try_from(started_ms).expect("positive") * 1_000_000;
+    assert_eq!(cut_short.start_time_unix_nano, ns);
+    assert!(cut_short.end_time_unix_nano > ns);
+    let run = spans
+        .iter()
+        .find(|s| s.name == "run default/crashy")
+        .expect("run span");
+    assert_eq!(cut_short.parent_span_id, run.span_id);
+    assert!(
+        spans
+            .iter()
+            .any(|s| int(&s.attributes, "baton.attempt") == Some(2)
+                && text(&s.attributes, "baton.state").as_deref() == Some("succeeded"))
+    );
 }

@@ -114,6 +114,14 @@ struct Inst {
     position: i64,
 }
 
+/// An attempt this dispatcher started and has not heard the end of.
+#[derive(Debug)]
+struct Running {
+    handle: CancelHandle,
+    /// The `at` of its `AttemptStarted`, repeated in its `AttemptFinished`.
+    started_at: Millis,
+}
+
 impl Inst {
     /// A record created during the run, before any attempt.
     fn new(key: TaskKey, task: TaskRef, state: TaskState, position: i64) -> Self {
@@ -221,7 +229,7 @@ struct Dispatcher {
     finished: Map<String, Json>,
     ready: BinaryHeap<(i32, Reverse<i64>, Reverse<usize>)>,
     timers: BinaryHeap<Reverse<(Millis, usize)>>,
-    running: HashMap<usize, CancelHandle>,
+    running: HashMap<usize, Running>,
     cancelling: bool,
     /// When draining, the moment running attempts are stopped.
     drain_deadline: Option<tokio::time::Instant>,
@@ -317,6 +325,7 @@ impl Dispatcher {
         RunScope {
             run: &self.run,
             pipeline: &self.pipeline,
+            store: &self.store,
         }
     }
 
@@ -527,8 +536,8 @@ impl Dispatcher {
                     self.store.acquire_lease(&self.run.id, &self.opts.owner, now, now + ttl, None).await?;
                 }
                 () = drain => {
-                    for handle in self.running.values_mut() {
-                        handle.cancel();
+                    for running in self.running.values_mut() {
+                        running.handle.cancel();
                     }
                     self.drain_deadline = Some(tokio::time::Instant::now() + Duration::from_secs(3600));
                 }
@@ -557,6 +566,7 @@ impl Dispatcher {
                 key: a.key.clone(),
                 attempt: a.attempt,
                 state: AttemptState::Interrupted,
+                started_at: a.started_at,
                 at: now,
                 exit_code: None,
                 signal: None,
@@ -842,21 +852,30 @@ impl Dispatcher {
                 .iter()
                 .find(|a| a.key == self.insts[i].key)
             {
-                Some(a) if a.approved => {
-                    self.insts[i].next_at = None;
-                    self.activate(i, t);
-                }
                 Some(a) => {
-                    let comment = a
-                        .comment
-                        .as_deref()
-                        .map(|c| format!(": {c}"))
-                        .unwrap_or_default();
-                    self.set(
-                        i,
-                        TaskState::Failed,
-                        Some(format!("rejected by {}{comment}", a.decided_by)),
-                    );
+                    // Who decided travels with the commit that acts on it.
+                    self.pending.push(Change::Decided {
+                        key: a.key.clone(),
+                        approved: a.approved,
+                        by: a.decided_by.clone(),
+                        comment: a.comment.clone(),
+                        at: a.decided_at,
+                    });
+                    if a.approved {
+                        self.insts[i].next_at = None;
+                        self.activate(i, t);
+                    } else {
+                        let comment = a
+                            .comment
+                            .as_deref()
+                            .map(|c| format!(": {c}"))
+                            .unwrap_or_default();
+                        self.set(
+                            i,
+                            TaskState::Failed,
+                            Some(format!("rejected by {}{comment}", a.decided_by)),
+                        );
+                    }
                 }
                 None if self.insts[i].next_at.is_some_and(|d| d <= now) => {
                     let timeout = self.pipeline.tasks[t]
@@ -892,8 +911,8 @@ impl Dispatcher {
                 self.set(i, TaskState::Cancelled, None);
             }
         }
-        for handle in self.running.values_mut() {
-            handle.cancel();
+        for running in self.running.values_mut() {
+            running.handle.cancel();
         }
         let groups: Vec<usize> = (0..self.insts.len())
             .filter(|&i| self.insts[i].group)
@@ -932,7 +951,7 @@ impl Dispatcher {
                         after_interruption: std::mem::take(&mut inst.after_interruption),
                     });
                     self.set(i, TaskState::Running, None);
-                    specs.push((i, spec));
+                    specs.push((i, spec, now));
                 }
                 Err(e) => {
                     self.set(i, TaskState::Failed, Some(e));
@@ -941,9 +960,9 @@ impl Dispatcher {
             }
         }
         self.flush().await?;
-        for (i, spec) in specs {
+        for (i, spec, started_at) in specs {
             let handle = self.executor.start(spec, self.done_tx.clone());
-            self.running.insert(i, handle);
+            self.running.insert(i, Running { handle, started_at });
         }
         Ok(())
     }
@@ -1065,7 +1084,11 @@ impl Dispatcher {
         let Some(&i) = self.by_key.get(&f.key) else {
             return;
         };
-        self.running.remove(&i);
+        // Every report is of an attempt started here, and so in `running`.
+        let started_at = self
+            .running
+            .remove(&i)
+            .map_or_else(now_ms, |r| r.started_at);
         if self.drain_deadline.is_some() && f.outcome == Outcome::Cancelled {
             // Stopped by the drain, not by a person: the next owner finds the task running
             // without a live attempt and runs it again, as after a crash.
@@ -1073,6 +1096,7 @@ impl Dispatcher {
                 key: f.key,
                 attempt: f.attempt,
                 state: AttemptState::Interrupted,
+                started_at,
                 at: now_ms(),
                 exit_code: None,
                 signal: None,
@@ -1134,6 +1158,7 @@ impl Dispatcher {
             key: f.key.clone(),
             attempt: f.attempt,
             state: attempt_state,
+            started_at,
             at: now,
             exit_code,
             signal,

@@ -3,21 +3,25 @@
 //! The dispatcher owns a run's state and is the only writer of it. Observers get the changes
 //! after the store has committed them, never before, so nothing reports a task done that the
 //! store does not know as done; a crash between a commit and the call loses a report, not state.
-//! After a restart the dispatcher resumes from the store and observers see only what follows.
+//! After a restart the dispatcher resumes from the store and observers see only what follows;
+//! the changes carry what a report needs from before (an attempt's finish says when it
+//! started), and what must happen once across processes is settled through the store.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use baton_core::ids::TaskKey;
 use baton_core::model::Pipeline;
-use baton_store::{Change, RunRecord};
+use baton_store::{Change, RunRecord, Store};
 
 /// The run a report is about: its record as the dispatcher loaded it (state as of the start of
-/// this dispatcher, ids, pipeline, trigger, times) and its pinned definition.
+/// this dispatcher, ids, pipeline, trigger, times), its pinned definition, and the store it is
+/// committed to (for what an observer must look up or settle with other processes).
 #[derive(Debug, Clone, Copy)]
 pub struct RunScope<'a> {
     pub run: &'a RunRecord,
     pub pipeline: &'a Pipeline,
+    pub store: &'a Arc<dyn Store>,
 }
 
 /// Hears a run's committed state changes.

@@ -45,6 +45,8 @@ pub(crate) fn committed(scope: RunScope<'_>, changes: &[Change]) {
                 key,
                 attempt,
                 state,
+                started_at,
+                at,
                 exit_code,
                 ..
             } => tracing::debug!(
@@ -54,8 +56,26 @@ pub(crate) fn committed(scope: RunScope<'_>, changes: &[Change]) {
                 attempt,
                 %state,
                 exit_code,
+                duration_ms = at.saturating_sub(*started_at),
                 "attempt {state}"
             ),
+            Change::Decided {
+                key,
+                approved,
+                by,
+                comment,
+                ..
+            } => {
+                let decision = if *approved { "approved" } else { "rejected" };
+                tracing::info!(
+                    run,
+                    %pipeline,
+                    task = key.as_str(),
+                    by = by.as_str(),
+                    comment = comment.as_deref(),
+                    "task {decision} by {by}"
+                );
+            }
             Change::AddTasks(_) | Change::Reopen { .. } => {}
         }
     }

@@ -1,9 +1,10 @@
 //! Observers hear committed changes, and can add to an attempt's environment.
 
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use baton_core::ids::TaskKey;
-use baton_core::state::RunState;
+use baton_core::ids::{RunId, TaskKey};
+use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_engine::executor::LocalExecutor;
 use baton_engine::{Observer, Options, RunRequest, RunScope, Stop};
 use baton_store::{Change, SqlStore, Store};
@@ -11,10 +12,13 @@ use baton_store::{Change, SqlStore, Store};
 #[derive(Debug, Default)]
 struct Recorder {
     seen: Mutex<Vec<String>>,
+    /// Every change heard, one commit per entry.
+    commits: Mutex<Vec<Vec<Change>>>,
 }
 
 impl Observer for Recorder {
     fn committed(&self, scope: RunScope<'_>, changes: &[Change]) {
+        self.commits.lock().expect("lock").push(changes.to_vec());
         let mut seen = self.seen.lock().expect("lock");
         for c in changes {
             let line = match c {
@@ -24,6 +28,7 @@ impl Observer for Recorder {
                 Change::AttemptFinished { key, exit_code, .. } => {
                     format!("end {key} {exit_code:?}")
                 }
+                Change::Decided { key, by, .. } => format!("decided {key} by {by}"),
                 Change::AddTasks(_) | Change::Reopen { .. } => continue,
             };
             seen.push(format!("{}: {line}", scope.pipeline.id));
@@ -43,10 +48,12 @@ impl Observer for Recorder {
     }
 }
 
-#[tokio::test]
-async fn observers_hear_committed_changes_and_set_attempt_env() {
+/// A run of `source` created in a fresh home, and the options to drive it with `recorder`.
+async fn created(
+    source: &str,
+    recorder: &Arc<Recorder>,
+) -> (tempfile::TempDir, Arc<dyn Store>, RunId, Options) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let source = "name: watched\ntasks:\n  hello:\n    run: test \"$OBSERVED\" = watched/hello/1\n  after:\n    needs: [hello]\n    run: exit 3\n";
     let loaded = baton_core::load(source);
     let pipeline = loaded.pipeline.expect("valid pipeline");
     let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
@@ -66,22 +73,34 @@ async fn observers_hear_committed_changes_and_set_attempt_env() {
         },
     )
     .await
-    .expect("run created");
-
-    let recorder = Arc::new(Recorder::default());
+    .expect("run created")
+    .id;
     let mut opts = Options::new(dir.path().to_path_buf());
     opts.observers.push(recorder.clone());
+    opts.control_interval = Duration::from_millis(20);
+    (dir, store, run, opts)
+}
+
+async fn drive(store: &Arc<dyn Store>, run: &RunId, opts: &Options) -> RunState {
     let (_stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
-    let state = baton_engine::execute(
-        store,
+    baton_engine::execute(
+        Arc::clone(store),
         Arc::new(LocalExecutor::default()),
-        &run.id,
-        &opts,
+        run,
+        opts,
         None,
         stop_rx,
     )
     .await
-    .expect("run driven");
+    .expect("run driven")
+}
+
+#[tokio::test]
+async fn observers_hear_committed_changes_and_set_attempt_env() {
+    let source = "name: watched\ntasks:\n  hello:\n    run: test \"$OBSERVED\" = watched/hello/1\n  after:\n    needs: [hello]\n    run: exit 3\n";
+    let recorder = Arc::new(Recorder::default());
+    let (_dir, store, run, opts) = created(source, &recorder).await;
+    let state = drive(&store, &run, &opts).await;
 
     assert_eq!(state, RunState::Failed);
     let seen = recorder.seen.lock().expect("lock").clone();
@@ -102,4 +121,168 @@ async fn observers_hear_committed_changes_and_set_attempt_env() {
             "default/watched: run failed",
         ]
     );
+}
+
+/// The attempt finishes heard, as `(key, attempt, state, started_at, at)`.
+fn finishes(recorder: &Recorder) -> Vec<(String, u32, AttemptState, i64, i64)> {
+    recorder
+        .commits
+        .lock()
+        .expect("lock")
+        .iter()
+        .flatten()
+        .filter_map(|c| match c {
+            Change::AttemptFinished {
+                key,
+                attempt,
+                state,
+                started_at,
+                at,
+                ..
+            } => Some((key.to_string(), *attempt, *state, *started_at, *at)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn an_attempt_cut_short_by_a_crash_is_finished_with_its_stored_start() {
+    let recorder = Arc::new(Recorder::default());
+    let (_dir, store, run, opts) =
+        created("name: crashed\ntasks:\n  a:\n    run: 'true'\n", &recorder).await;
+    // What a process killed while `a` ran left behind: its attempt started a minute ago.
+    let a = TaskKey::from_string("a");
+    let started = baton_engine::now_ms() - 60_000;
+    store
+        .apply(
+            &run,
+            &[
+                Change::Run {
+                    state: RunState::Running,
+                    at: started,
+                    error: None,
+                },
+                Change::AttemptStarted {
+                    key: a.clone(),
+                    attempt: 1,
+                    at: started,
+                    log_path: "/dev/null".into(),
+                    owner: "gone:1:x".into(),
+                    after_interruption: false,
+                },
+                Change::Task {
+                    key: a.clone(),
+                    state: TaskState::Running,
+                    at: started,
+                    next_attempt_at: None,
+                    outputs: None,
+                    error: None,
+                },
+            ],
+        )
+        .await
+        .expect("crashed state");
+
+    assert_eq!(drive(&store, &run, &opts).await, RunState::Succeeded);
+    let heard = finishes(&recorder);
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    let (key, attempt, state, started_at, at) = heard[0].clone();
+    assert_eq!(
+        (key.as_str(), attempt, state, started_at),
+        ("a", 1, AttemptState::Interrupted, started)
+    );
+    assert!(at >= started + 60_000);
+    // The attempt this process ran finishes with the start it committed.
+    let started_again = recorder
+        .commits
+        .lock()
+        .expect("lock")
+        .iter()
+        .flatten()
+        .find_map(|c| match c {
+            Change::AttemptStarted { attempt: 2, at, .. } => Some(*at),
+            _ => None,
+        })
+        .expect("second attempt started");
+    let (_, attempt, state, started_at, at) = heard[1].clone();
+    assert_eq!(
+        (attempt, state, started_at),
+        (2, AttemptState::Succeeded, started_again)
+    );
+    assert!(at >= started_at);
+    let stored = store.attempts(&run).await.expect("attempts");
+    assert_eq!(stored[0].started_at, started);
+    assert_eq!(stored[1].started_at, started_again);
+}
+
+#[tokio::test]
+async fn a_decision_reaches_observers_with_who_made_it() {
+    let recorder = Arc::new(Recorder::default());
+    let (_dir, store, run, opts) = created(
+        "name: gated\ntasks:\n  gate:\n    approval: {}\n  no:\n    approval: {}\n",
+        &recorder,
+    )
+    .await;
+    let driven = {
+        let (store, run, opts) = (Arc::clone(&store), run.clone(), opts.clone());
+        tokio::spawn(async move { drive(&store, &run, &opts).await })
+    };
+    for _ in 0..500 {
+        let tasks = store.tasks(&run).await.expect("tasks");
+        if tasks.iter().all(|t| t.state == TaskState::WaitingApproval) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (gate, no) = (TaskKey::from_string("gate"), TaskKey::from_string("no"));
+    baton_engine::control::decide(store.as_ref(), &run, &gate, true, "ann", Some("ship it"))
+        .await
+        .expect("approve");
+    baton_engine::control::decide(store.as_ref(), &run, &no, false, "bob", None)
+        .await
+        .expect("reject");
+    assert_eq!(driven.await.expect("join"), RunState::Failed);
+
+    let commits = recorder.commits.lock().expect("lock").clone();
+    let decided: Vec<(&Change, Option<&Change>)> = commits
+        .iter()
+        .flat_map(|commit| {
+            commit
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| matches!(c, Change::Decided { .. }))
+                .map(|(i, c)| (c, commit.get(i + 1)))
+        })
+        .collect();
+    assert_eq!(decided.len(), 2, "{commits:?}");
+    for (change, next) in decided {
+        let Change::Decided {
+            key,
+            approved,
+            by,
+            comment,
+            at,
+        } = change
+        else {
+            unreachable!()
+        };
+        assert!(*at > 0);
+        // It comes with the task change it causes, in the same commit.
+        let Some(Change::Task {
+            key: task, state, ..
+        }) = next
+        else {
+            panic!("no task change after {change:?}");
+        };
+        assert_eq!(task, key);
+        if key == &gate {
+            assert!(approved);
+            assert_eq!((by.as_str(), comment.as_deref()), ("ann", Some("ship it")));
+            assert_eq!(*state, TaskState::Succeeded);
+        } else {
+            assert!(!approved);
+            assert_eq!((by.as_str(), comment.as_deref()), ("bob", None));
+            assert_eq!(*state, TaskState::Failed);
+        }
+    }
 }

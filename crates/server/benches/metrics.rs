@@ -50,10 +50,11 @@ fn commits(t: i64) -> Vec<Vec<Change>> {
         owner: String::new(),
         after_interruption: false,
     };
-    let finish = |key: &str, at| Change::AttemptFinished {
+    let finish = |key: &str, started_at, at| Change::AttemptFinished {
         key: TaskKey::from_string(key),
         attempt: 1,
         state: AttemptState::Succeeded,
+        started_at,
         at,
         exit_code: Some(0),
         signal: None,
@@ -67,14 +68,14 @@ fn commits(t: i64) -> Vec<Vec<Change>> {
         ],
         vec![start("extract", t + 1)],
         vec![task("extract", TaskState::Running, t + 1)],
-        vec![finish("extract", t + 900)],
+        vec![finish("extract", t + 1, t + 900)],
         vec![
             task("extract", TaskState::Succeeded, t + 900),
             task("load", TaskState::Queued, t + 900),
         ],
         vec![start("load", t + 901)],
         vec![task("load", TaskState::Running, t + 901)],
-        vec![finish("load", t + 1800)],
+        vec![finish("load", t + 901, t + 1800)],
         vec![task("load", TaskState::Succeeded, t + 1800)],
         vec![run(RunState::Succeeded, t + 1801)],
     ]
@@ -137,6 +138,7 @@ async fn run(pipelines: usize, runs: usize) {
                 RunScope {
                     run: &record,
                     pipeline,
+                    store: &store,
                 },
                 batch,
             );

@@ -5,7 +5,9 @@
 //! it ends, so a miss is noticed while the run still goes on. A resumed run is re-armed from its
 //! record on the first commit this process sees of it (the run's `started_at`, a task's first
 //! attempt in the store), so a restart does not reset the clock. A miss is reported once per
-//! run or task and process: counted, logged, and sent to the `deadline` webhooks.
+//! run or task, however many processes notice it (the run's next owner after a restart, another
+//! replica): it is first recorded in the store, insert-if-absent, and only the process whose
+//! record it is counts it, logs it, and sends it to the `deadline` webhooks.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -33,8 +35,6 @@ pub struct Notifier {
 struct Inner {
     delivery: Delivery,
     secrets: Arc<dyn Secrets>,
-    /// Where a resumed task's first attempt is looked up.
-    store: Option<Arc<dyn Store>>,
     runs: Mutex<HashMap<RunId, Watch>>,
 }
 
@@ -43,6 +43,8 @@ struct Inner {
 struct Watch {
     run: RunRecord,
     pipeline: Arc<Pipeline>,
+    /// The run's store: where a resumed task's first attempt is looked up and misses recorded.
+    store: Arc<dyn Store>,
     timer: Option<tokio::task::AbortHandle>,
     tasks: HashMap<TaskKey, TaskWatch>,
 }
@@ -63,11 +65,7 @@ struct TaskInfo {
 }
 
 impl Notifier {
-    pub fn new(
-        delivery: Delivery,
-        secrets: Arc<dyn Secrets>,
-        store: Option<Arc<dyn Store>>,
-    ) -> Self {
+    pub fn new(delivery: Delivery, secrets: Arc<dyn Secrets>) -> Self {
         metrics::describe_counter!(
             DEADLINE_MISSED_TOTAL,
             "Runs (`scope=\"run\"`) and tasks (`scope=\"task\"`) still unfinished at their deadline."
@@ -76,7 +74,6 @@ impl Notifier {
             inner: Arc::new(Inner {
                 delivery,
                 secrets,
-                store,
                 runs: Mutex::default(),
             }),
         }
@@ -112,6 +109,7 @@ impl Observer for Notifier {
             let mut watch = Watch {
                 run: scope.run.clone(),
                 pipeline: Arc::new(p.clone()),
+                store: Arc::clone(scope.store),
                 timer: None,
                 tasks: HashMap::new(),
             };
@@ -150,7 +148,8 @@ impl Observer for Notifier {
                         task.timer = Some(if first {
                             self.arm(&id, Some(key.clone()), *at, deadline.as_millis())
                         } else {
-                            self.arm_resumed(&id, key.clone(), *at, deadline.as_millis())
+                            let store = Arc::clone(&watch.store);
+                            self.arm_resumed(store, &id, key.clone(), *at, deadline.as_millis())
                         });
                     }
                 }
@@ -200,7 +199,8 @@ impl Observer for Notifier {
         }
         let Some(watch) = runs.get(&id) else { return };
         for (event, task) in send {
-            self.inner.notify(watch, event, task.as_ref());
+            self.inner
+                .notify(&watch.run, &watch.pipeline, event, task.as_ref());
         }
         if watch.run.state.is_final() {
             runs.remove(&id);
@@ -222,7 +222,7 @@ impl Notifier {
         let due = start.saturating_add(i64::try_from(deadline_ms).unwrap_or(i64::MAX));
         tokio::spawn(async move {
             sleep_until(due).await;
-            inner.missed(&run, key.as_ref());
+            inner.missed(&run, key.as_ref()).await;
         })
         .abort_handle()
     }
@@ -231,6 +231,7 @@ impl Notifier {
     /// from that attempt's start in the store.
     fn arm_resumed(
         &self,
+        store: Arc<dyn Store>,
         run: &RunId,
         key: TaskKey,
         seen_at: Millis,
@@ -240,8 +241,7 @@ impl Notifier {
         let run = run.clone();
         tokio::spawn(async move {
             let mut start = seen_at;
-            if let Some(store) = &inner.store
-                && let Ok(attempts) = store.attempts(&run).await
+            if let Ok(attempts) = store.attempts(&run).await
                 && let Some(first) = attempts
                     .iter()
                     .filter(|a| a.key == key)
@@ -251,7 +251,7 @@ impl Notifier {
                 start = first;
             }
             sleep_until(start.saturating_add(i64::try_from(deadline_ms).unwrap_or(i64::MAX))).await;
-            inner.missed(&run, Some(&key));
+            inner.missed(&run, Some(&key)).await;
         })
         .abort_handle()
     }
@@ -266,13 +266,41 @@ async fn sleep_until(due: Millis) {
 }
 
 impl Inner {
-    fn missed(&self, run: &RunId, key: Option<&TaskKey>) {
-        let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(watch) = runs.get(run) else { return };
-        if watch.run.state.is_final() {
-            return;
+    async fn missed(&self, run: &RunId, key: Option<&TaskKey>) {
+        // Taken under the lock, which the store call must not hold.
+        let (record, p, attempt, store) = {
+            let runs = self.runs.lock().unwrap_or_else(PoisonError::into_inner);
+            let Some(watch) = runs.get(run) else { return };
+            if watch.run.state.is_final() {
+                return;
+            }
+            let attempt = key
+                .and_then(|k| watch.tasks.get(k))
+                .map_or(0, |t| t.attempt);
+            let store = Arc::clone(&watch.store);
+            (
+                watch.run.clone(),
+                Arc::clone(&watch.pipeline),
+                attempt,
+                store,
+            )
+        };
+        let task = key.map(ToString::to_string);
+        match store
+            .record_deadline_miss(run, key, baton_engine::now_ms())
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::debug!(run = %run, task, "deadline miss already reported");
+                return;
+            }
+            // Better reported twice than not at all.
+            Err(e) => tracing::warn!(
+                run = %run, task, error = %e,
+                "cannot record a deadline miss; reporting it without"
+            ),
         }
-        let p = &watch.pipeline;
         let (scope, deadline) = match key {
             None => ("run", p.deadline),
             Some(k) => ("task", p.task(k.task_id()).and_then(|t| t.deadline)),
@@ -286,20 +314,19 @@ impl Inner {
         .increment(1);
         let deadline = deadline.map(|d| d.to_string()).unwrap_or_default();
         tracing::warn!(
-            run = %run, pipeline = %p.id, task = key.map(ToString::to_string), deadline = %deadline,
+            run = %run, pipeline = %p.id, task, deadline = %deadline,
             "deadline missed"
         );
         let task = key.map(|k| TaskInfo {
             key: k.clone(),
-            attempt: watch.tasks.get(k).map_or(0, |t| t.attempt),
+            attempt,
             state: TaskState::Running,
             error: None,
         });
-        self.notify(watch, NotifyEvent::Deadline, task.as_ref());
+        self.notify(&record, &p, NotifyEvent::Deadline, task.as_ref());
     }
 
-    fn notify(&self, watch: &Watch, event: NotifyEvent, task: Option<&TaskInfo>) {
-        let p = &watch.pipeline;
+    fn notify(&self, run: &RunRecord, p: &Pipeline, event: NotifyEvent, task: Option<&TaskInfo>) {
         for target in p.notify.iter().filter(|n| n.wants(event)) {
             let kind = Kind::Notification {
                 namespace: p.id.namespace.to_string(),
@@ -307,26 +334,19 @@ impl Inner {
             };
             let Some(url) = self.url(target) else {
                 tracing::warn!(
-                    run = %watch.run.id, pipeline = %p.id, event = %event,
+                    run = %run.id, pipeline = %p.id, event = %event,
                     "notification not sent: its webhook's environment variable is not set"
                 );
                 crate::delivery::count(&kind, false);
                 continue;
             };
-            let body = payload(
-                target.format,
-                event,
-                p,
-                &watch.run,
-                task,
-                baton_engine::now_ms(),
-            );
+            let body = payload(target.format, event, p, run, task, baton_engine::now_ms());
             self.delivery.send(Message {
                 url,
                 body,
                 headers: Vec::new(),
                 kind,
-                run: watch.run.id.to_string(),
+                run: run.id.to_string(),
             });
         }
     }

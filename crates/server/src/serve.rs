@@ -94,11 +94,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     .with_drain_grace(config.shutdown_grace)
     .with_observer(Arc::new(config.observers.clone()));
     let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
-    let (observers, outbox) = crate::observers::standard(
-        &config.lineage,
-        Arc::clone(&secrets),
-        Some(Arc::clone(&store)),
-    )?;
+    let (observers, outbox) = crate::observers::standard(&config.lineage, Arc::clone(&secrets))?;
     let runner = runner.with_observer(Arc::new(observers));
     let state = AppState::new(Arc::clone(&store), runner, pipelines, secrets);
     state.metrics.install_global();

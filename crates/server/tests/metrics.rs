@@ -764,13 +764,15 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
     use baton_store::{Change, Store};
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let store = baton_store::SqlStore::open_home(dir.path())
-        .await
-        .expect("store");
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(
+        baton_store::SqlStore::open_home(dir.path())
+            .await
+            .expect("store"),
+    );
     let source = "name: resumed\ntasks:\n  a:\n    run: \"true\"\n";
     let pipeline = baton_core::load(source).pipeline.expect("valid");
     let created = baton_engine::create_run(
-        &store,
+        store.as_ref(),
         baton_engine::RunRequest {
             pipeline: &pipeline,
             source,
@@ -786,7 +788,8 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
     )
     .await
     .expect("run");
-    // As a dispatcher finds it after a crash: running since t, its attempt cut short.
+    // As a dispatcher finds it after a crash: running since t, its attempt (started at t + 5 s,
+    // a start this observer never heard of) cut short.
     let mut run = store.run(&created.id).await.expect("read").expect("run");
     let t = run.created_at + 10_000;
     run.state = RunState::Running;
@@ -796,12 +799,14 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
     let scope = RunScope {
         run: &run,
         pipeline: &pipeline,
+        store: &store,
     };
     let key = TaskKey::from_string("a");
-    let finished = |attempt, state, at| Change::AttemptFinished {
+    let finished = |attempt, state, started_at, at| Change::AttemptFinished {
         key: key.clone(),
         attempt,
         state,
+        started_at,
         at,
         exit_code: None,
         signal: None,
@@ -810,7 +815,7 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
     };
     for commit in [
         vec![
-            finished(1, AttemptState::Interrupted, t + 20_000),
+            finished(1, AttemptState::Interrupted, t + 5_000, t + 20_000),
             Change::Task {
                 key: key.clone(),
                 state: TaskState::Queued,
@@ -828,7 +833,7 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
             owner: String::new(),
             after_interruption: true,
         }],
-        vec![finished(2, AttemptState::Succeeded, t + 21_250)],
+        vec![finished(2, AttemptState::Succeeded, t + 20_250, t + 21_250)],
         vec![Change::Run {
             state: RunState::Succeeded,
             at: t + 30_000,
@@ -844,15 +849,16 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
     assert_eq!(s.sum("baton_trigger_latency_seconds_count", &at), 0.0);
     assert_eq!(s.sum("baton_runs_finished_total", &at), 1.0);
     assert_eq!(s.sum("baton_run_duration_seconds_sum", &at), 30.0);
-    // The cut-short attempt has no start here and is not timed; the next one is.
-    let attempts = |state| {
+    // Both attempts are timed: the cut-short one from the start its finish carries.
+    let attempts = |what, state| {
         s.sum(
-            "baton_task_attempt_duration_seconds_count",
+            &format!("baton_task_attempt_duration_seconds_{what}"),
             &[("pipeline", "resumed"), ("state", state)],
         )
     };
-    assert_eq!(attempts("interrupted"), 0.0);
-    assert_eq!(attempts("succeeded"), 1.0);
-    assert_eq!(s.sum("baton_task_attempt_duration_seconds_sum", &at), 1.0);
+    assert_eq!(attempts("count", "interrupted"), 1.0);
+    assert_eq!(attempts("sum", "interrupted"), 15.0);
+    assert_eq!(attempts("count", "succeeded"), 1.0);
+    assert_eq!(attempts("sum", "succeeded"), 1.0);
     assert_eq!(s.sum("baton_task_queue_wait_seconds_sum", &at), 0.25);
 }

@@ -11,7 +11,7 @@ use baton_engine::{Observers, Stop};
 use baton_server::delivery::{Delivery, Settings};
 use baton_server::notify::Notifier;
 use baton_server::secrets::StaticSecrets;
-use observe::{Receiver, counter, drive, record_metrics, wait_counter};
+use observe::{Receiver, counter, drive, execute, record_metrics, wait_counter};
 
 fn notifier(secrets: HashMap<String, String>) -> Observers {
     let delivery = Delivery::start(Settings {
@@ -25,7 +25,6 @@ fn notifier(secrets: HashMap<String, String>) -> Observers {
     Observers::default().with(Arc::new(Notifier::new(
         delivery,
         Arc::new(StaticSecrets(secrets)),
-        None,
     )))
 }
 
@@ -171,6 +170,51 @@ async fn deadlines_are_noticed_while_the_run_still_runs() {
     // Once each, and nothing for `quick`, which finished well within its deadline.
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(rx.bodies().len(), 2);
+}
+
+#[tokio::test]
+async fn a_missed_deadline_is_reported_once_whichever_process_notices_it() {
+    record_metrics();
+    let (rx, addr) = Receiver::start(0).await;
+    let source = format!(
+        "name: notify-once\ndeadline: 200ms\nnotify:\n  - on: deadline\n    webhook: http://{addr}/\ntasks:\n  slow:\n    run: sleep 30\n    deadline: 100ms\n"
+    );
+    let first = drive(&source, notifier(HashMap::new()), None).await;
+    rx.wait_for("both deadlines", |b| b.len() == 2).await;
+    // This process hands the run back, as a server stopping does...
+    let _ = first.stop.send(Some(Stop::Drain));
+    assert_eq!(first.handle.await.expect("join"), RunState::Running);
+    // ...and a new one, with a notifier of its own, resumes it. Its timers are re-armed from
+    // the stored start times and fire at once: both deadlines are long past.
+    let (second, stop) = execute(
+        first.dir.path(),
+        &first.store,
+        &first.run,
+        notifier(HashMap::new()),
+    );
+    for _ in 0..1000 {
+        let attempts = first.store.attempts(&first.run).await.expect("attempts");
+        if attempts.iter().any(|a| a.attempt == 2) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Reported once each, by the process that noticed first.
+    assert_eq!(events(&rx.bodies()), ["deadline slow", "deadline"]);
+    let labels = [("namespace", "default"), ("pipeline", "notify-once")];
+    for scope in ["task", "run"] {
+        assert_eq!(
+            counter(
+                "baton_deadline_missed_total",
+                &[labels[0], labels[1], ("scope", scope)]
+            ),
+            1,
+            "{scope}"
+        );
+    }
+    let _ = stop.send(Some(Stop::Cancel));
+    assert_eq!(second.await.expect("join"), RunState::Cancelled);
 }
 
 #[tokio::test]

@@ -249,11 +249,25 @@ pub enum Change {
         key: TaskKey,
         attempt: u32,
         state: AttemptState,
+        /// When the attempt started (its `AttemptStarted`'s `at`), so whoever hears only the
+        /// finish (a process resuming the run, another replica) can still time it.
+        started_at: Millis,
         at: Millis,
         exit_code: Option<i32>,
         signal: Option<i32>,
         rusage: Option<Rusage>,
         error: Option<String>,
+    },
+    /// A person's decision on an approval gate, as the dispatcher acts on it. The decision
+    /// itself was recorded by [`crate::Store::decide`]; this carries who made it into the
+    /// commit that approves or fails the task, for the event log and observers.
+    Decided {
+        key: TaskKey,
+        approved: bool,
+        by: String,
+        comment: Option<String>,
+        /// When the person decided.
+        at: Millis,
     },
 }
 

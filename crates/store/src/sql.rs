@@ -498,7 +498,8 @@ const ATTEMPT_ROWS_PER_STATEMENT: usize = 50;
 
 /// Starts and finishes attempts in one statement: new attempts are inserted; a finished one
 /// (always inserted by an earlier commit, when it started) takes the conflict branch, which
-/// sets only the fields a finish knows, so its placeholder start fields are never stored.
+/// sets only the fields a finish changes, so its placeholder log path and owner are never
+/// stored.
 async fn write_attempts(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
@@ -1187,6 +1188,7 @@ impl Store for SqlStore {
                     key,
                     attempt,
                     state,
+                    started_at,
                     at,
                     exit_code,
                     signal,
@@ -1197,7 +1199,7 @@ impl Store for SqlStore {
                         key: key.clone(),
                         attempt: *attempt,
                         state: *state,
-                        started_at: 0,
+                        started_at: *started_at,
                         log_path: String::new(),
                         owner: None,
                         finish: Some(AttemptFinish {
@@ -1209,14 +1211,32 @@ impl Store for SqlStore {
                         }),
                     });
                     let data = serde_json::json!({
-                        "state": state, "exit_code": exit_code, "signal": signal,
-                        "rusage": rusage, "error": error,
+                        "state": state, "started_at": started_at, "exit_code": exit_code,
+                        "signal": signal, "rusage": rusage, "error": error,
                     });
                     events.push(PendingEvent::new(
                         *at,
                         "attempt_finished",
                         Some(key),
                         Some(*attempt),
+                        data,
+                    ));
+                }
+                // The decision's row is `decide`'s; the log says when it took effect.
+                Change::Decided {
+                    key,
+                    approved,
+                    by,
+                    comment,
+                    at,
+                } => {
+                    let data =
+                        serde_json::json!({ "approved": approved, "by": by, "comment": comment });
+                    events.push(PendingEvent::new(
+                        *at,
+                        "approval_decided",
+                        Some(key),
+                        None,
                         data,
                     ));
                 }
@@ -1753,5 +1773,32 @@ impl Store for SqlStore {
             cancel_requested: cancel.unwrap_or(0) != 0,
             approvals,
         })
+    }
+
+    async fn record_deadline_miss(
+        &self,
+        run: &RunId,
+        key: Option<&TaskKey>,
+        at: Millis,
+    ) -> Result<bool> {
+        let sql = match self.backend {
+            Backend::Sqlite => {
+                "INSERT OR IGNORE INTO deadline_misses (run_id, task_key, missed_at) \
+                 VALUES ($1, $2, $3)"
+            }
+            Backend::Postgres => {
+                "INSERT INTO deadline_misses (run_id, task_key, missed_at) \
+                 VALUES ($1, $2, $3) ON CONFLICT DO NOTHING"
+            }
+        };
+        // A primary key column cannot be NULL: the run's own deadline is the empty key, which
+        // no task has.
+        let done = sqlx::query(sql)
+            .bind(run.as_str())
+            .bind(key.map_or("", TaskKey::as_str))
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

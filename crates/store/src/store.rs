@@ -137,4 +137,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         comment: Option<&str>,
     ) -> Result<bool>;
     async fn control(&self, run: &RunId) -> Result<Control>;
+
+    /// Records that a run's deadline (`key` none) or a task's was missed; the first record
+    /// stands. Returns whether this call made it: of all the processes that notice the same
+    /// miss (a resumed run's new owner, another replica), only the one that gets `true`
+    /// reports it.
+    async fn record_deadline_miss(
+        &self,
+        run: &RunId,
+        key: Option<&TaskKey>,
+        at: Millis,
+    ) -> Result<bool>;
 }

@@ -107,6 +107,7 @@ async fn story(store: &dyn Store) {
                     key: a.clone(),
                     attempt: 1,
                     state: AttemptState::Succeeded,
+                    started_at: 1_003,
                     at: 1_010,
                     exit_code: Some(0),
                     signal: None,
@@ -188,6 +189,8 @@ async fn story(store: &dyn Store) {
     assert!(events.windows(2).all(|w| w[0].seq < w[1].seq));
     let later = store.events(&id, events[3].seq).await.expect("tail");
     assert_eq!(later.len(), 3);
+    // A finish says when its attempt started, for readers that did not see the start.
+    assert_eq!(later[1].data["started_at"], json!(1_003));
 
     // Leases: one owner at a time; an expired lease or a named stale owner can be taken.
     assert!(
@@ -244,6 +247,72 @@ async fn story(store: &dyn Store) {
     assert_eq!(control.approvals.len(), 1);
     assert!(control.approvals[0].approved);
     assert_eq!(control.approvals[0].decided_by, "ann");
+    // The owner acting on it logs who decided.
+    let before = store.events(&id, 0).await.expect("events").len();
+    store
+        .apply(
+            &id,
+            &[Change::Decided {
+                key: a.clone(),
+                approved: true,
+                by: "ann".into(),
+                comment: Some("ok".into()),
+                at: 5_000,
+            }],
+        )
+        .await
+        .expect("decided");
+    let events = store.events(&id, 0).await.expect("events");
+    assert_eq!(events.len(), before + 1);
+    let decided = events.last().expect("decided event");
+    assert_eq!(
+        (decided.kind.as_str(), decided.at, decided.task_key.as_ref()),
+        ("approval_decided", 5_000, Some(&a))
+    );
+    assert_eq!(
+        decided.data,
+        json!({ "approved": true, "by": "ann", "comment": "ok" })
+    );
+
+    // A missed deadline is recorded once per run and once per task, whoever notices it.
+    let b = TaskKey::from_string("b");
+    assert!(
+        store
+            .record_deadline_miss(&id, None, 6_000)
+            .await
+            .expect("run miss")
+    );
+    assert!(
+        !store
+            .record_deadline_miss(&id, None, 6_001)
+            .await
+            .expect("run miss again")
+    );
+    assert!(
+        store
+            .record_deadline_miss(&id, Some(&a), 6_000)
+            .await
+            .expect("task miss")
+    );
+    assert!(
+        store
+            .record_deadline_miss(&id, Some(&b), 6_000)
+            .await
+            .expect("other task miss")
+    );
+    assert!(
+        !store
+            .record_deadline_miss(&id, Some(&a), 6_002)
+            .await
+            .expect("task miss again")
+    );
+    let other = RunId::from_string("01abz");
+    assert!(
+        store
+            .record_deadline_miss(&other, Some(&a), 6_000)
+            .await
+            .expect("same task of another run")
+    );
 
     // Finding runs.
     assert_eq!(
@@ -718,6 +787,7 @@ async fn fail_attempt(store: &dyn Store, run: &str, key: &str, attempt: u32, at:
             key: TaskKey::from_string(key),
             attempt,
             state: AttemptState::Failed,
+            started_at: at,
             at,
             exit_code: Some(exit),
             signal: None,

@@ -56,7 +56,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Cancel(args) => with_backend(home, server, traces, out, async |b, out| {
             run::cancel(b, args, out).await
         }),
-        // The server builds the standard observers itself, around its own store.
+        // The server builds the standard observers itself.
         Command::Server(args) => with_engine(traces, Standard::InServer, async |o| {
             server::run(home, args, o, out).await
         }),
@@ -110,7 +110,7 @@ const FLUSH: Duration = Duration::from_secs(5);
 enum Standard {
     /// This command, for the runs it drives.
     Here,
-    /// The server it starts, which has the store they need.
+    /// The server it starts, which builds them for the runs it drives.
     InServer,
 }
 

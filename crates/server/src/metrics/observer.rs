@@ -1,10 +1,11 @@
 //! Turning committed changes into counters and histograms.
 //!
 //! The observer is told each commit of every run this server drives, right after the store made
-//! it durable. Durations need the change that began them (an attempt's start, a task's queueing),
-//! so it keeps those times per run, in memory, until the run ends. A dispatcher that resumes a
-//! run after a restart reports only what follows: an attempt that started before the restart has
-//! no start time here and is not timed (its end is still counted by the run's final state).
+//! it durable. An attempt's finish carries its start, so every attempt is timed, one cut short
+//! by a crash and finished by the process that resumes the run included. Other durations need
+//! the change that began them (a task's queueing, a run's first attempt), so it keeps those
+//! times per run, in memory, until the run ends; a dispatcher that resumes a run reports them
+//! only for what follows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -34,7 +35,6 @@ struct Tracked {
     /// Trigger latency is measured once, for a run that never started before.
     awaiting_first_attempt: bool,
     queued_at: HashMap<TaskKey, Millis>,
-    attempt_started: HashMap<(TaskKey, u32), Millis>,
 }
 
 impl RunObserver {
@@ -108,9 +108,7 @@ impl Observer for RunObserver {
                     &with("task", key.task_id().to_owned()),
                     1,
                 ),
-                Change::AttemptStarted {
-                    key, attempt, at, ..
-                } => {
+                Change::AttemptStarted { key, at, .. } => {
                     if let Some(queued) = t.queued_at.remove(key) {
                         m.observe(
                             "baton_task_queue_wait_seconds",
@@ -125,28 +123,26 @@ impl Observer for RunObserver {
                             seconds_between(scope.run.created_at, *at),
                         );
                     }
-                    t.attempt_started.insert((key.clone(), *attempt), *at);
                 }
                 Change::AttemptFinished {
                     key,
-                    attempt,
                     state,
+                    started_at,
                     at,
                     ..
                 } => {
-                    if let Some(started) = t.attempt_started.remove(&(key.clone(), *attempt)) {
-                        let [a, b, c] = with("task", key.task_id().to_owned());
-                        m.observe(
-                            "baton_task_attempt_duration_seconds",
-                            &[a, b, c, ("state", state.to_string())],
-                            seconds_between(started, *at),
-                        );
-                    }
+                    let [a, b, c] = with("task", key.task_id().to_owned());
+                    m.observe(
+                        "baton_task_attempt_duration_seconds",
+                        &[a, b, c, ("state", state.to_string())],
+                        seconds_between(*started_at, *at),
+                    );
                 }
                 Change::Run { .. }
                 | Change::Task { .. }
                 | Change::AddTasks(_)
-                | Change::Reopen { .. } => {}
+                | Change::Reopen { .. }
+                | Change::Decided { .. } => {}
             }
         }
         if ended {

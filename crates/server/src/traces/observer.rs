@@ -34,7 +34,6 @@ pub struct TraceObserver {
 #[derive(Debug, Default)]
 struct RunTrace {
     started: Option<Millis>,
-    attempts: HashMap<(TaskKey, u32), Millis>,
     waiting_approval: HashSet<TaskKey>,
     /// Events of the run span, which is sent when the run ends.
     events: Vec<Event>,
@@ -167,26 +166,17 @@ impl Observer for TraceObserver {
                         run_end = Some((*state, *at, error.clone()));
                     }
                 }
-                Change::AttemptStarted {
-                    key, attempt, at, ..
-                } => {
-                    trace.attempts.insert((key.clone(), *attempt), *at);
-                }
                 Change::AttemptFinished {
                     key,
                     attempt,
                     state,
+                    started_at,
                     at,
                     exit_code,
                     signal,
                     error,
                     ..
                 } => {
-                    // Started by a process that crashed: its start is not known here.
-                    let start = trace
-                        .attempts
-                        .remove(&(key.clone(), *attempt))
-                        .unwrap_or(*at);
                     let mut attributes = run_attributes(scope);
                     attributes.extend([
                         KeyValue::new("baton.task", key.task_id().to_owned()),
@@ -211,7 +201,7 @@ impl Observer for TraceObserver {
                             id: attempt_span_id(&run.id, key, *attempt),
                             parent: run_span_id(&run.id),
                             name: format!("task {}", key.task_id()),
-                            start,
+                            start: *started_at,
                             end: *at,
                             attributes,
                             events: Vec::new(),
@@ -253,22 +243,39 @@ impl Observer for TraceObserver {
                                 .events
                                 .push(event("waiting for approval", *at, attributes));
                         }
-                        _ if trace.waiting_approval.remove(key) => {
-                            // The dispatcher words a refusal `rejected by <who>: <comment>`.
-                            let name = match (state, error) {
-                                (TaskState::Failed, Some(e)) if e.starts_with("rejected") => {
-                                    "rejected"
-                                }
-                                (TaskState::Failed, _) => "approval timed out",
-                                (TaskState::Cancelled, _) => "approval cancelled",
-                                _ => "approved",
+                        // A decision came first (`Decided`) and ended the wait already.
+                        TaskState::Failed | TaskState::Cancelled
+                            if trace.waiting_approval.remove(key) =>
+                        {
+                            let name = if *state == TaskState::Failed {
+                                "approval timed out"
+                            } else {
+                                "approval cancelled"
                             };
                             trace.events.push(event(name, *at, attributes));
                         }
                         _ => {}
                     }
                 }
-                Change::AddTasks(_) | Change::Reopen { .. } => {}
+                Change::Decided {
+                    key,
+                    approved,
+                    by,
+                    comment,
+                    at,
+                } => {
+                    trace.waiting_approval.remove(key);
+                    let mut attributes = vec![
+                        KeyValue::new("baton.task_key", key.to_string()),
+                        KeyValue::new("baton.approval.by", by.clone()),
+                    ];
+                    if let Some(comment) = comment {
+                        attributes.push(KeyValue::new("baton.approval.comment", comment.clone()));
+                    }
+                    let name = if *approved { "approved" } else { "rejected" };
+                    trace.events.push(event(name, *at, attributes));
+                }
+                Change::AttemptStarted { .. } | Change::AddTasks(_) | Change::Reopen { .. } => {}
             }
         }
         for (_, span) in ended {
@@ -318,5 +325,249 @@ impl Observer for TraceObserver {
             "TRACEPARENT".to_owned(),
             traceparent(&scope.run.id, key, attempt),
         )]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use baton_core::model::Pipeline;
+    use baton_store::{RunRecord, SqlStore, Store};
+    use opentelemetry::Value;
+
+    use super::*;
+
+    const SOURCE: &str = "name: gated\ntasks:\n  a:\n    run: 'true'\n  gate:\n    approval: {}\n  check:\n    approval: {}\n  late:\n    approval: { timeout: 1h }\n";
+
+    /// A run as a dispatcher resuming it after a crash finds it: running since `t`.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Arc<dyn Store>,
+        pipeline: Pipeline,
+        run: RunRecord,
+        t: Millis,
+    }
+
+    impl Fixture {
+        async fn new() -> Self {
+            let dir = tempfile::tempdir().expect("temp dir");
+            let store: Arc<dyn Store> =
+                Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
+            let pipeline = baton_core::load(SOURCE).pipeline.expect("valid");
+            let created = baton_engine::create_run(
+                store.as_ref(),
+                baton_engine::RunRequest {
+                    pipeline: &pipeline,
+                    source: SOURCE,
+                    path: None,
+                    base_dir: "/tmp".into(),
+                    params: serde_json::Map::new(),
+                    trigger: "manual",
+                    logical_date: None,
+                    idempotency_key: None,
+                    admission: None,
+                    backfill_id: None,
+                },
+            )
+            .await
+            .expect("run");
+            let mut run = store.run(&created.id).await.expect("read").expect("run");
+            let t = run.created_at + 10_000;
+            run.state = RunState::Running;
+            run.started_at = Some(t);
+            Self {
+                _dir: dir,
+                store,
+                pipeline,
+                run,
+                t,
+            }
+        }
+
+        /// What `commits` make a fresh observer (a process that saw nothing before) send.
+        fn spans(&self, commits: &[Vec<Change>]) -> Vec<SpanData> {
+            let (tx, mut rx) = mpsc::channel(64);
+            let observer = TraceObserver::new(tx);
+            let scope = RunScope {
+                run: &self.run,
+                pipeline: &self.pipeline,
+                store: &self.store,
+            };
+            for commit in commits {
+                observer.committed(scope, commit);
+            }
+            let mut spans = Vec::new();
+            while let Ok(Msg::Span(span)) = rx.try_recv() {
+                spans.push(*span);
+            }
+            spans
+        }
+    }
+
+    fn key(k: &str) -> TaskKey {
+        TaskKey::from_string(k)
+    }
+
+    fn task(k: &str, state: TaskState, at: Millis, error: Option<&str>) -> Change {
+        Change::Task {
+            key: key(k),
+            state,
+            at,
+            next_attempt_at: None,
+            outputs: None,
+            error: error.map(str::to_owned),
+        }
+    }
+
+    fn run_end(state: RunState, at: Millis) -> Change {
+        Change::Run {
+            state,
+            at,
+            error: None,
+        }
+    }
+
+    fn decided(k: &str, approved: bool, by: &str, comment: Option<&str>, at: Millis) -> Change {
+        Change::Decided {
+            key: key(k),
+            approved,
+            by: by.to_owned(),
+            comment: comment.map(str::to_owned),
+            at,
+        }
+    }
+
+    fn attr(attributes: &[KeyValue], name: &str) -> Option<Value> {
+        attributes
+            .iter()
+            .find(|kv| kv.key.as_str() == name)
+            .map(|kv| kv.value.clone())
+    }
+
+    fn text(attributes: &[KeyValue], name: &str) -> Option<String> {
+        attr(attributes, name).map(|v| v.as_str().into_owned())
+    }
+
+    #[tokio::test]
+    async fn an_attempt_started_before_a_crash_spans_from_its_stored_start() {
+        let f = Fixture::new().await;
+        let t = f.t;
+        // The dispatcher's `reconcile`: the attempt's start was committed by the process that
+        // crashed; this observer hears only its end.
+        let spans = f.spans(&[vec![
+            Change::AttemptFinished {
+                key: key("a"),
+                attempt: 1,
+                state: AttemptState::Interrupted,
+                started_at: t + 5_000,
+                at: t + 20_000,
+                exit_code: None,
+                signal: None,
+                rusage: None,
+                error: Some("baton stopped while this attempt ran".into()),
+            },
+            task("a", TaskState::Queued, t + 20_000, None),
+        ]]);
+        assert_eq!(spans.len(), 1);
+        let span = &spans[0];
+        assert_eq!(
+            span.span_context.span_id(),
+            attempt_span_id(&f.run.id, &key("a"), 1)
+        );
+        assert_eq!(span.parent_span_id, run_span_id(&f.run.id));
+        assert_eq!(span.start_time, time(t + 5_000));
+        assert_eq!(span.end_time, time(t + 20_000));
+        assert_eq!(
+            text(&span.attributes, "baton.state").as_deref(),
+            Some("interrupted")
+        );
+        assert_eq!(span.status, Status::Unset);
+    }
+
+    #[tokio::test]
+    async fn approval_events_name_who_decided() {
+        let f = Fixture::new().await;
+        let t = f.t;
+        let waiting = |k: &str, at| task(k, TaskState::WaitingApproval, at, None);
+        let spans = f.spans(&[
+            vec![waiting("gate", t + 1), waiting("check", t + 1)],
+            vec![waiting("late", t + 2)],
+            vec![
+                decided("gate", true, "ann", Some("ship it"), t + 3),
+                task("gate", TaskState::Succeeded, t + 4, None),
+            ],
+            vec![
+                decided("check", false, "bob", None, t + 5),
+                task("check", TaskState::Failed, t + 6, Some("rejected by bob")),
+            ],
+            vec![task(
+                "late",
+                TaskState::Failed,
+                t + 7,
+                Some("approval timed out after 1h"),
+            )],
+            vec![run_end(RunState::Failed, t + 8)],
+        ]);
+        assert_eq!(spans.len(), 1, "the run span");
+        let events = &spans[0].events.events;
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_ref()).collect();
+        assert_eq!(
+            names,
+            [
+                "waiting for approval",
+                "waiting for approval",
+                "waiting for approval",
+                "approved",
+                "rejected",
+                "approval timed out",
+            ]
+        );
+        let approved = &events[3];
+        assert_eq!(approved.timestamp, time(t + 3));
+        assert_eq!(
+            text(&approved.attributes, "baton.task_key").as_deref(),
+            Some("gate")
+        );
+        assert_eq!(
+            text(&approved.attributes, "baton.approval.by").as_deref(),
+            Some("ann")
+        );
+        assert_eq!(
+            text(&approved.attributes, "baton.approval.comment").as_deref(),
+            Some("ship it")
+        );
+        let rejected = &events[4];
+        assert_eq!(
+            text(&rejected.attributes, "baton.task_key").as_deref(),
+            Some("check")
+        );
+        assert_eq!(
+            text(&rejected.attributes, "baton.approval.by").as_deref(),
+            Some("bob")
+        );
+        assert_eq!(attr(&rejected.attributes, "baton.approval.comment"), None);
+        let timed_out = &events[5];
+        assert_eq!(attr(&timed_out.attributes, "baton.approval.by"), None);
+    }
+
+    #[tokio::test]
+    async fn a_decision_on_a_wait_seen_by_another_process_is_still_an_event() {
+        let f = Fixture::new().await;
+        let t = f.t;
+        let spans = f.spans(&[
+            vec![
+                decided("gate", true, "ann", None, t + 3),
+                task("gate", TaskState::Succeeded, t + 4, None),
+            ],
+            vec![run_end(RunState::Succeeded, t + 8)],
+        ]);
+        let events = &spans[0].events.events;
+        let names: Vec<&str> = events.iter().map(|e| e.name.as_ref()).collect();
+        assert_eq!(names, ["approved"]);
+        assert_eq!(
+            text(&events[0].attributes, "baton.approval.by").as_deref(),
+            Some("ann")
+        );
     }
 }

@@ -111,11 +111,33 @@ pub async fn drive(source: &str, observers: Observers, logical_date: Option<&str
     .await
     .expect("run created")
     .id;
-    let mut opts = Options::new(dir.path().to_path_buf());
+    let (handle, stop) = execute(dir.path(), &store, &run, observers);
+    Driven {
+        dir,
+        store,
+        run,
+        handle,
+        stop,
+    }
+}
+
+/// Drives `run` with `observers`: for a run already driven, as another process would once the
+/// first handed it back (`Stop::Drain`).
+pub fn execute(
+    home: &std::path::Path,
+    store: &Arc<dyn Store>,
+    run: &baton_core::ids::RunId,
+    observers: Observers,
+) -> (
+    tokio::task::JoinHandle<RunState>,
+    watch::Sender<Option<Stop>>,
+) {
+    let mut opts = Options::new(home.to_path_buf());
     opts.observers = observers;
     opts.control_interval = std::time::Duration::from_millis(20);
+    opts.drain_grace = std::time::Duration::from_millis(50);
     let (stop, stop_rx) = watch::channel(None::<Stop>);
-    let (s, id) = (Arc::clone(&store), run.clone());
+    let (s, id) = (Arc::clone(store), run.clone());
     let handle = tokio::spawn(async move {
         baton_engine::execute(
             s,
@@ -128,13 +150,7 @@ pub async fn drive(source: &str, observers: Observers, logical_date: Option<&str
         .await
         .expect("run driven")
     });
-    Driven {
-        dir,
-        store,
-        run,
-        handle,
-        stop,
-    }
+    (handle, stop)
 }
 
 fn snapshotter() -> &'static Snapshotter {
