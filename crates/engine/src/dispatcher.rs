@@ -690,8 +690,22 @@ impl Dispatcher {
                     let timeout = approval
                         .timeout
                         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
+                    let message = approval.message.as_ref().map(|m| {
+                        // A message that cannot be rendered still asks: the person sees why.
+                        render::render(&m.0, &self.scope_item(None)).unwrap_or_else(|e| {
+                            format!("{}\n(cannot render this message: {e})", m.0)
+                        })
+                    });
                     self.insts[i].next_at = timeout.map(|t| now_ms().saturating_add(t));
-                    return self.set(i, TaskState::WaitingApproval, None);
+                    self.set(i, TaskState::WaitingApproval, None);
+                    if let Some(message) = message {
+                        self.pending.push(Change::Asked {
+                            key: self.insts[i].key.clone(),
+                            message,
+                            at: now_ms(),
+                        });
+                    }
+                    return;
                 }
                 self.activate(i, t);
             }

@@ -24,6 +24,18 @@ pub struct RunScope<'a> {
     pub store: &'a Arc<dyn Store>,
 }
 
+/// What gate `key` asks, when it starts waiting in this commit: the dispatcher commits a
+/// gate's message with the change that sets it waiting.
+#[must_use]
+pub fn asked<'a>(changes: &'a [Change], key: &TaskKey) -> Option<&'a str> {
+    changes.iter().find_map(|c| match c {
+        Change::Asked {
+            key: k, message, ..
+        } if k == key => Some(message.as_str()),
+        _ => None,
+    })
+}
+
 /// Hears a run's committed state changes.
 ///
 /// Calls come from the dispatcher's task, between two steps of the run: an observer must

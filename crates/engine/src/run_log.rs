@@ -59,6 +59,13 @@ pub(crate) fn committed(scope: RunScope<'_>, changes: &[Change]) {
                 duration_ms = at.saturating_sub(*started_at),
                 "attempt {state}"
             ),
+            Change::Asked { key, message, .. } => tracing::info!(
+                run,
+                %pipeline,
+                task = key.as_str(),
+                message = message.as_str(),
+                "task asks for approval"
+            ),
             Change::Decided {
                 key,
                 approved,

@@ -29,6 +29,7 @@ impl Observer for Recorder {
                     format!("end {key} {exit_code:?}")
                 }
                 Change::Decided { key, by, .. } => format!("decided {key} by {by}"),
+                Change::Asked { key, message, .. } => format!("asked {key}: {message}"),
                 Change::AddTasks(_) | Change::Reopen { .. } => continue,
             };
             seen.push(format!("{}: {line}", scope.pipeline.id));
@@ -285,4 +286,66 @@ async fn a_decision_reaches_observers_with_who_made_it() {
             assert_eq!(*state, TaskState::Failed);
         }
     }
+}
+
+#[tokio::test]
+async fn a_gate_commits_what_it_asks_with_its_wait() {
+    let recorder = Arc::new(Recorder::default());
+    let (_dir, store, run, opts) = created(
+        "name: asking\nparams:\n  env: { type: string, default: prod }\ntasks:\n  gate:\n    approval: { message: \"deploy {{ run.id }} to {{ params.env }}?\" }\n  broken:\n    approval: { message: \"{{ range(10000000000) }}\" }\n  plain:\n    approval: {}\n",
+        &recorder,
+    )
+    .await;
+    let driven = {
+        let (store, run, opts) = (Arc::clone(&store), run.clone(), opts.clone());
+        tokio::spawn(async move { drive(&store, &run, &opts).await })
+    };
+    // Observers hear a commit just after it lands: wait until the recorder has heard all three.
+    for _ in 0..500 {
+        let waiting = recorder
+            .seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.ends_with("waiting_approval"))
+            .count();
+        if waiting == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let tasks = store.tasks(&run).await.expect("tasks");
+    let asks = |k: &str| {
+        tasks
+            .iter()
+            .find(|t| t.key.as_str() == k)
+            .and_then(|t| t.approval_message.clone())
+    };
+    assert_eq!(asks("gate"), Some(format!("deploy {run} to prod?")));
+    // A message that fails to render still asks, and says why.
+    let broken = asks("broken").expect("a message");
+    assert!(
+        broken.starts_with("{{ range(10000000000) }}\n(cannot render this message: "),
+        "{broken}"
+    );
+    assert_eq!(asks("plain"), None);
+    // Observers hear the question in the commit that sets the gate waiting.
+    let commits = recorder.commits.lock().expect("lock").clone();
+    let gate = TaskKey::from_string("gate");
+    let commit = commits
+        .iter()
+        .find(|c| {
+            c.iter().any(|c| {
+                matches!(c, Change::Task { key, state: TaskState::WaitingApproval, .. } if key == &gate)
+            })
+        })
+        .expect("the commit that sets the gate waiting");
+    assert_eq!(
+        baton_engine::observer::asked(commit, &gate),
+        Some(format!("deploy {run} to prod?").as_str())
+    );
+    baton_engine::control::request_cancel(store.as_ref(), &run)
+        .await
+        .expect("cancel");
+    assert_eq!(driven.await.expect("join"), RunState::Cancelled);
 }

@@ -62,6 +62,8 @@ struct TaskInfo {
     attempt: u32,
     state: TaskState,
     error: Option<String>,
+    /// What a gate asks (approval notifications).
+    message: Option<String>,
 }
 
 impl Notifier {
@@ -162,6 +164,7 @@ impl Observer for Notifier {
                         attempt,
                         state: *state,
                         error: error.clone(),
+                        message: baton_engine::observer::asked(changes, key).map(str::to_owned),
                     };
                     match state {
                         TaskState::Retrying => send.push((NotifyEvent::Retry, Some(info))),
@@ -322,6 +325,7 @@ impl Inner {
             attempt,
             state: TaskState::Running,
             error: None,
+            message: None,
         });
         self.notify(&record, &p, NotifyEvent::Deadline, task.as_ref());
     }
@@ -384,6 +388,9 @@ fn payload(
             "id": t.key.task_id(), "key": t.key.to_string(), "attempt": t.attempt,
             "state": t.state.as_str(), "error": t.error,
         });
+        if let Some(m) = &t.message {
+            doc["task"]["message"] = json!(m);
+        }
     }
     if let Some(err) = run.error.as_ref().filter(|_| task.is_none()) {
         doc["run"]["error"] = json!(err);
@@ -392,6 +399,14 @@ fn payload(
         NotifyFormat::Json => doc,
         NotifyFormat::Slack => slack(event, p, run, task),
     }
+}
+
+/// Text from a pipeline or a task as Slack shows it literally: `&`, `<` and `>` are its
+/// control characters (links, mentions).
+fn mrkdwn(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// A short human summary as a Slack message.
@@ -426,7 +441,10 @@ fn slack(event: NotifyEvent, p: &Pipeline, run: &RunRecord, task: Option<&TaskIn
         .and_then(|t| t.error.clone())
         .or_else(|| run.error.clone());
     if let Some(e) = error {
-        fields.push(json!({ "type": "mrkdwn", "text": format!("*Error*\n{e}") }));
+        fields.push(json!({ "type": "mrkdwn", "text": format!("*Error*\n{}", mrkdwn(&e)) }));
+    }
+    if let Some(m) = task.and_then(|t| t.message.as_deref()) {
+        fields.push(json!({ "type": "mrkdwn", "text": format!("*Asks*\n{}", mrkdwn(m)) }));
     }
     json!({
         "text": text,

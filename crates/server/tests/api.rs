@@ -201,8 +201,13 @@ async fn approvals_through_the_api() {
         .call("POST", "/api/v1/pipelines/ops/gated/runs", Some(json!({})))
         .await;
     let id = run["id"].as_str().expect("id").to_owned();
-    s.wait_for(&id, |d| d["tasks"][0]["state"] == "waiting_approval")
+    let waiting = s
+        .wait_for(&id, |d| d["tasks"][0]["state"] == "waiting_approval")
         .await;
+    assert_eq!(
+        waiting["tasks"][0]["approval_message"], "ship?",
+        "{waiting}"
+    );
     let (status, ok) = s
         .call(
             "POST",

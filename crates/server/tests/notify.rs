@@ -127,12 +127,24 @@ async fn approval_is_sent_while_the_task_waits() {
     record_metrics();
     let (rx, addr) = Receiver::start(0).await;
     let source = format!(
-        "name: notify-approval\nnotify:\n  - on: approval\n    webhook: http://{addr}/\ntasks:\n  gate:\n    approval: {{ message: ship it? }}\n"
+        "name: notify-approval\nnotify:\n  - on: approval\n    webhook: http://{addr}/\n  - on: approval\n    webhook: http://{addr}/slack\n    format: slack\ntasks:\n  gate:\n    approval: {{ message: \"ship {{{{ pipeline.name }}}}?\" }}\n"
     );
     let run = drive(&source, notifier(HashMap::new()), None).await;
-    rx.wait_for("approval", |b| !b.is_empty()).await;
-    assert_eq!(events(&rx.bodies()), ["approval gate"]);
-    assert_eq!(rx.bodies()[0].1["task"]["state"], "waiting_approval");
+    rx.wait_for("approval", |b| b.len() == 2).await;
+    let mut bodies = rx.bodies();
+    bodies.sort_by(|a, b| a.0.cmp(&b.0));
+    let [(json_path, json), (slack_path, slack)] = &bodies[..] else {
+        panic!("two bodies: {bodies:?}")
+    };
+    assert_eq!((json_path.as_str(), slack_path.as_str()), ("/", "/slack"));
+    assert_eq!(json["event"], "approval");
+    assert_eq!(json["task"]["state"], "waiting_approval");
+    // The gate's message, rendered, goes with it.
+    assert_eq!(json["task"]["message"], "ship notify-approval?");
+    assert_eq!(
+        slack["blocks"][1]["fields"][2]["text"],
+        "*Asks*\nship notify-approval?"
+    );
     assert!(!run.handle.is_finished());
     let _ = run.stop.send(Some(Stop::Cancel));
     assert_eq!(run.handle.await.expect("join"), RunState::Cancelled);

@@ -26,7 +26,7 @@ struct Answer {
 }
 
 const HELLO: &str = "name: hello\ndescription: says <script>alert('d')</script>\nowner: team-a\ntags: [demo]\nparams:\n  who: { type: string, default: world, description: \"<script>p</script>\" }\n  n: { type: integer, default: 1, min: 1 }\n  loud: { type: boolean, default: false }\n  mode: { type: string, enum: [fast, slow], default: fast }\nschedule:\n  - cron: \"30 2 * * *\"\n    timezone: Europe/Berlin\ntasks:\n  greet:\n    outputs: [said]\n    run: \"echo '<script>log</script>'; echo 'said=<script>out</script>' >> $BATON_OUTPUTS\"\n  after:\n    needs: [greet]\n    run: \"true\"\n";
-const GATED: &str = "name: gated\nnamespace: ops\ntasks:\n  release:\n    approval: { message: ship? }\n    run: \"true\"\n";
+const GATED: &str = "name: gated\nnamespace: ops\ntasks:\n  release:\n    approval: { message: \"ship {{ pipeline.name }} & <friends>?\" }\n    run: \"true\"\n";
 const FAILING: &str = "name: failing\ntasks:\n  boom:\n    run: exit 3\n";
 const SLOW: &str = "name: slow\ntasks:\n  wait:\n    run: sleep 30\n";
 const FANOUT: &str = "name: fan\ntasks:\n  many:\n    for_each: [1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25]\n    run: \"true\"\n  few:\n    for_each: [a, b]\n    run: \"true\"\n";
@@ -449,6 +449,13 @@ async fn approvals_inbox_and_approve_through_the_form() {
     );
     assert!(a.body.contains("data-action=\"approve\""));
     assert!(a.body.contains("data-action=\"reject\""));
+    // What the gate asks, rendered when it started waiting (and escaped).
+    assert!(
+        a.body
+            .contains("<td class=\"message\">ship gated &amp; &lt;friends&gt;?</td>"),
+        "{}",
+        a.body
+    );
     let confirm = ui
         .get(&format!(
             "/runs/{run}/tasks/release/approve?back=/approvals"
@@ -466,6 +473,11 @@ async fn approvals_inbox_and_approve_through_the_form() {
     assert_eq!(bogus.status, StatusCode::NOT_FOUND);
     let panel = ui.get(&format!("/runs/{run}?task=release")).await;
     assert!(panel.body.contains("data-action=\"approve\""));
+    assert!(
+        panel
+            .body
+            .contains("<p class=\"approval-message\">ship gated &amp; &lt;friends&gt;?</p>")
+    );
     let ok = ui
         .post(
             &format!("/runs/{run}/tasks/release/approve"),

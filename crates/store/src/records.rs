@@ -88,6 +88,8 @@ pub struct TaskRecord {
     pub next_attempt_at: Option<Millis>,
     pub outputs: Option<serde_json::Map<String, serde_json::Value>>,
     pub error: Option<String>,
+    /// What the gate asks (its `approval.message`, rendered), once it has waited.
+    pub approval_message: Option<String>,
     #[schema(value_type = Option<i64>)]
     pub started_at: Option<Millis>,
     #[schema(value_type = Option<i64>)]
@@ -257,6 +259,13 @@ pub enum Change {
         signal: Option<i32>,
         rusage: Option<Rusage>,
         error: Option<String>,
+    },
+    /// What a gate asks its approvers, rendered when the task starts waiting; in the commit
+    /// that sets it waiting.
+    Asked {
+        key: TaskKey,
+        message: String,
+        at: Millis,
     },
     /// A person's decision on an approval gate, as the dispatcher acts on it. The decision
     /// itself was recorded by [`crate::Store::decide`]; this carries who made it into the
@@ -448,4 +457,6 @@ pub struct ApprovalWait {
     pub task_id: String,
     /// When the task started waiting (its last state change), if known.
     pub since: Option<Millis>,
+    /// What the gate asks.
+    pub message: Option<String>,
 }

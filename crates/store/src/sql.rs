@@ -284,6 +284,7 @@ fn task_record(row: &AnyRow) -> Result<TaskRecord> {
         next_attempt_at: opt_i64(row, "next_attempt_at")?,
         outputs,
         error: row.try_get("error")?,
+        approval_message: row.try_get("approval_message")?,
         started_at: opt_i64(row, "started_at")?,
         finished_at: opt_i64(row, "finished_at")?,
     })
@@ -1131,7 +1132,7 @@ impl Store for SqlStore {
                 Change::Reopen { key, state, at } => {
                     sqlx::query(
                         "UPDATE tasks SET state = $1, error = NULL, finished_at = NULL, \
-                         next_attempt_at = NULL, retry_base = attempts \
+                         next_attempt_at = NULL, retry_base = attempts, approval_message = NULL \
                          WHERE run_id = $2 AND task_key = $3",
                     )
                     .bind(state.as_str())
@@ -1219,6 +1220,26 @@ impl Store for SqlStore {
                         "attempt_finished",
                         Some(key),
                         Some(*attempt),
+                        data,
+                    ));
+                }
+                // Gates are few: one statement each, outside the batched task updates.
+                Change::Asked { key, message, at } => {
+                    sqlx::query(
+                        "UPDATE tasks SET approval_message = $1 \
+                         WHERE run_id = $2 AND task_key = $3",
+                    )
+                    .bind(message.as_str())
+                    .bind(run.as_str())
+                    .bind(key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    let data = serde_json::json!({ "message": message });
+                    events.push(PendingEvent::new(
+                        *at,
+                        "approval_asked",
+                        Some(key),
+                        None,
                         data,
                     ));
                 }
@@ -1451,7 +1472,7 @@ impl Store for SqlStore {
     async fn awaiting_approval(&self, limit: u32) -> Result<Vec<ApprovalWait>> {
         let rows = sqlx::query(
             "SELECT t.run_id, r.namespace, r.pipeline, t.task_key, t.task_id, \
-             COALESCE(t.started_at, r.started_at, r.created_at) AS since \
+             COALESCE(t.started_at, r.started_at, r.created_at) AS since, t.approval_message \
              FROM tasks t JOIN runs r ON r.id = t.run_id \
              WHERE t.state = 'waiting_approval' ORDER BY t.run_id, t.position LIMIT $1",
         )
@@ -1467,6 +1488,7 @@ impl Store for SqlStore {
                     key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
                     task_id: row.try_get("task_id")?,
                     since: opt_i64(row, "since")?,
+                    message: row.try_get("approval_message")?,
                 })
             })
             .collect()

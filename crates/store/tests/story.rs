@@ -1114,14 +1114,21 @@ async fn overview_story(store: &dyn Store) {
     store
         .apply(
             &RunId::from_string("03a2"),
-            &[Change::Task {
-                key: TaskKey::from_string("b"),
-                state: TaskState::WaitingApproval,
-                at: 2_000,
-                next_attempt_at: None,
-                outputs: None,
-                error: None,
-            }],
+            &[
+                Change::Task {
+                    key: TaskKey::from_string("b"),
+                    state: TaskState::WaitingApproval,
+                    at: 2_000,
+                    next_attempt_at: None,
+                    outputs: None,
+                    error: None,
+                },
+                Change::Asked {
+                    key: TaskKey::from_string("b"),
+                    message: "ship 'it' to prod?".into(),
+                    at: 2_000,
+                },
+            ],
         )
         .await
         .expect("wait");
@@ -1132,6 +1139,36 @@ async fn overview_story(store: &dyn Store) {
         ("03a2", "b")
     );
     assert_eq!(waiting[0].pipeline, "etl");
+    assert_eq!(waiting[0].message.as_deref(), Some("ship 'it' to prod?"));
+    let run = RunId::from_string("03a2");
+    let task = |tasks: Vec<baton_store::TaskRecord>| {
+        tasks
+            .into_iter()
+            .find(|t| t.key.as_str() == "b")
+            .expect("task b")
+    };
+    let b = task(store.tasks(&run).await.expect("tasks"));
+    assert_eq!(b.approval_message.as_deref(), Some("ship 'it' to prod?"));
+    let events = store.events(&run, 0).await.expect("events");
+    let asked = events
+        .iter()
+        .find(|e| e.kind == "approval_asked")
+        .expect("an approval_asked event");
+    assert_eq!(asked.data["message"], "ship 'it' to prod?");
+    // A reopened gate asks again: the old question goes with its decision.
+    store
+        .apply(
+            &run,
+            &[Change::Reopen {
+                key: TaskKey::from_string("b"),
+                state: TaskState::Pending,
+                at: 3_000,
+            }],
+        )
+        .await
+        .expect("reopen");
+    let b = task(store.tasks(&run).await.expect("tasks"));
+    assert_eq!(b.approval_message, None);
 }
 
 #[tokio::test]

@@ -142,6 +142,7 @@ impl Observer for RunObserver {
                 | Change::Task { .. }
                 | Change::AddTasks(_)
                 | Change::Reopen { .. }
+                | Change::Asked { .. }
                 | Change::Decided { .. } => {}
             }
         }

@@ -238,6 +238,12 @@ impl Observer for TraceObserver {
                                 attributes
                                     .push(KeyValue::new("baton.approval_deadline", iso(*deadline)));
                             }
+                            if let Some(message) = baton_engine::observer::asked(changes, key) {
+                                attributes.push(KeyValue::new(
+                                    "baton.approval.message",
+                                    message.to_owned(),
+                                ));
+                            }
                             trace.waiting_approval.insert(key.clone());
                             trace
                                 .events
@@ -275,7 +281,10 @@ impl Observer for TraceObserver {
                     let name = if *approved { "approved" } else { "rejected" };
                     trace.events.push(event(name, *at, attributes));
                 }
-                Change::AttemptStarted { .. } | Change::AddTasks(_) | Change::Reopen { .. } => {}
+                Change::AttemptStarted { .. }
+                | Change::AddTasks(_)
+                | Change::Reopen { .. }
+                | Change::Asked { .. } => {}
             }
         }
         for (_, span) in ended {
@@ -491,7 +500,15 @@ mod tests {
         let t = f.t;
         let waiting = |k: &str, at| task(k, TaskState::WaitingApproval, at, None);
         let spans = f.spans(&[
-            vec![waiting("gate", t + 1), waiting("check", t + 1)],
+            vec![
+                waiting("gate", t + 1),
+                Change::Asked {
+                    key: key("gate"),
+                    message: "ship 1.2?".into(),
+                    at: t + 1,
+                },
+                waiting("check", t + 1),
+            ],
             vec![waiting("late", t + 2)],
             vec![
                 decided("gate", true, "ann", Some("ship it"), t + 3),
@@ -523,6 +540,12 @@ mod tests {
                 "approval timed out",
             ]
         );
+        // Each wait carries what its own gate asks, if anything.
+        assert_eq!(
+            text(&events[0].attributes, "baton.approval.message").as_deref(),
+            Some("ship 1.2?")
+        );
+        assert_eq!(attr(&events[1].attributes, "baton.approval.message"), None);
         let approved = &events[3];
         assert_eq!(approved.timestamp, time(t + 3));
         assert_eq!(

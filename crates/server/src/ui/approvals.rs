@@ -22,13 +22,14 @@ pub(crate) async fn page(State(state): State<AppState>) -> UiResult<Response> {
             p.empty { "Nothing waits for approval." }
         } @else {
             table #approvals {
-                thead { tr { th { "Run" } th { "Pipeline" } th { "Task" } th { "Waiting since" } th { "Decide" } } }
+                thead { tr { th { "Run" } th { "Pipeline" } th { "Task" } th { "Asks" } th { "Waiting since" } th { "Decide" } } }
                 tbody {
                     @for w in &waiting {
                         tr data-run=(w.run) data-task=(w.key) {
                             td { a href={ "/runs/" (w.run) } { code { (w.run) } } }
                             td { a href={ "/pipelines/" (encode(&w.namespace)) "/" (encode(&w.pipeline)) } { (w.namespace) "/" (w.pipeline) } }
                             td { a href=(task_href(w.run.as_str(), w.key.as_str())) { (w.key) } }
+                            td.message { @if let Some(m) = &w.message { (m) } }
                             td { @if let Some(t) = w.since { (time(t, now)) } }
                             td.actions {
                                 (confirm::button(&approve_action(w.run.as_str(), w.key.as_str(), Some("/approvals"))))

@@ -328,6 +328,7 @@ async fn task_panel(
             h2 { "Task " code { (t.key) } " " (state_badge(t.state.as_str())) " " a.close href={ "/runs/" (id) } { "close" } }
             @if let Some(item) = &t.item { p { "Item: " code { (item) } } }
             @if let Some(e) = &t.error { p.error-message { (e) } }
+            @if let Some(m) = &t.approval_message { p.approval-message { (m) } }
             @if let Some(d) = decision {
                 p.decision data-approved=(d.approved) {
                     (if d.approved { "Approved" } else { "Rejected" }) " by " strong { (d.decided_by) } " "
