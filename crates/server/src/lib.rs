@@ -188,6 +188,9 @@ impl AppState {
             .gauge("baton_definition_load_errors", &[], broken as f64);
         self.metrics
             .counter("baton_definition_reloads_total", &[], 1);
+        for v in catalog.entries().filter_map(|e| e.active.as_ref()) {
+            self.metrics.known_pipeline(&v.pipeline);
+        }
         for path in &report.changed {
             let Some(entry) = catalog.entry(path) else {
                 continue;

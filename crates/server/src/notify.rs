@@ -98,6 +98,7 @@ impl Observer for Notifier {
             if scope.run.state.is_final() {
                 return;
             }
+            counters_at_zero(p);
             let started = scope.run.started_at.or_else(|| {
                 changes.iter().find_map(|c| match c {
                     Change::Run {
@@ -266,6 +267,41 @@ async fn sleep_until(due: Millis) {
         u64::try_from(wait).unwrap_or(0),
     ))
     .await;
+}
+
+/// Creates `p`'s deadline and notification counters at 0 when its first run is watched, long
+/// before a deadline passes or a delivery gives up: Prometheus sees no increase in a counter
+/// that first appears at 1, so the first miss or failure would not alert (see
+/// `metrics/known.rs`). An existing counter keeps its value.
+fn counters_at_zero(p: &Pipeline) {
+    let (ns, name) = (p.id.namespace.to_string(), p.id.name.to_string());
+    let mut scopes = Vec::new();
+    if p.deadline.is_some() {
+        scopes.push("run");
+    }
+    if p.tasks.iter().any(|t| t.deadline.is_some()) {
+        scopes.push("task");
+    }
+    for scope in scopes {
+        metrics::counter!(
+            DEADLINE_MISSED_TOTAL,
+            "namespace" => ns.clone(),
+            "pipeline" => name.clone(),
+            "scope" => scope
+        )
+        .increment(0);
+    }
+    if !p.notify.is_empty() {
+        for outcome in ["sent", "failed"] {
+            metrics::counter!(
+                crate::delivery::NOTIFICATIONS_TOTAL,
+                "namespace" => ns.clone(),
+                "pipeline" => name.clone(),
+                "outcome" => outcome
+            )
+            .increment(0);
+        }
+    }
 }
 
 impl Inner {

@@ -703,6 +703,21 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
             "alerts.yaml does not alert on {name}"
         );
     }
+    // A bucket a rule names (`x_bucket{le="300"}`) must be one baton writes, digit for digit.
+    for (at, _) in rules_text.match_indices("le=\"") {
+        let bound = rules_text[at + 4..].split('"').next().unwrap_or_default();
+        let open = rules_text[..at].rfind('{').expect("a selector");
+        let name = mentioned(&rules_text[..open])
+            .into_iter()
+            .find(|n| rules_text[..open].ends_with(n.as_str()))
+            .expect("a metric name before the selector");
+        assert!(
+            s.samples
+                .iter()
+                .any(|(n, l, _)| *n == name && l.get("le").map(String::as_str) == Some(bound)),
+            "alerts.yaml names {name}{{le=\"{bound}\"}}, which baton does not export"
+        );
+    }
 
     let mut dashboards = 0;
     for entry in std::fs::read_dir(deploy.join("grafana")).expect("deploy/grafana") {
@@ -745,6 +760,56 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
         );
     }
     assert_eq!(dashboards, 3, "executive, on-call and debug dashboards");
+}
+
+#[tokio::test]
+async fn a_loaded_pipeline_counts_from_zero() {
+    // Prometheus sees no increase in a series that first appears at 1, so a pipeline's first
+    // failed run would not alert: every outcome, and each retrying task's retries, start at 0.
+    let app = App::new(&[("flaky.yaml", FLAKY)]).await;
+    let s = app.scrape().await;
+    let has = |name: &str, with: &[(&str, &str)]| {
+        s.samples.iter().any(|(n, labels, v)| {
+            n == name
+                && *v == 0.0
+                && with
+                    .iter()
+                    .all(|(k, want)| labels.get(*k).map(String::as_str) == Some(*want))
+        })
+    };
+    for state in ["succeeded", "failed", "cancelled"] {
+        assert!(
+            has(
+                "baton_runs_finished_total",
+                &[
+                    ("namespace", "default"),
+                    ("pipeline", "flaky"),
+                    ("state", state)
+                ]
+            ),
+            "{state}:\n{}",
+            s.text
+        );
+    }
+    assert!(has(
+        "baton_task_retries_total",
+        &[("pipeline", "flaky"), ("task", "a")]
+    ));
+    // b never retries (no `retries`), so it has no series to keep at 0.
+    assert!(!has(
+        "baton_task_retries_total",
+        &[("pipeline", "flaky"), ("task", "b")]
+    ));
+    // A reload keeps counted values.
+    let run = app.trigger("flaky").await;
+    app.wait_for_state(&run, "failed").await;
+    app.state.reload().await;
+    let after = app
+        .scrape_until("the run's end", |s| {
+            s.sum("baton_runs_finished_total", &[("state", "failed")]) == 1.0
+        })
+        .await;
+    assert_eq!(after.sum("baton_task_retries_total", &[("task", "a")]), 1.0);
 }
 
 #[test]

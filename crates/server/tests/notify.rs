@@ -11,7 +11,7 @@ use baton_engine::{Observers, Stop};
 use baton_server::delivery::{Delivery, Settings};
 use baton_server::notify::Notifier;
 use baton_server::secrets::StaticSecrets;
-use observe::{Receiver, counter, drive, execute, record_metrics, wait_counter};
+use observe::{Receiver, counter, counter_exists, drive, execute, record_metrics, wait_counter};
 
 fn notifier(secrets: HashMap<String, String>) -> Observers {
     let delivery = Delivery::start(Settings {
@@ -250,5 +250,41 @@ async fn a_dead_receiver_does_not_fail_the_run_and_is_counted() {
     assert_eq!(
         wait_counter("baton_notifications_total", &failed, 2).await,
         2
+    );
+}
+
+#[tokio::test]
+async fn deadline_and_notification_counters_start_at_zero() {
+    record_metrics();
+    // Prometheus sees no increase in a counter that appears at 1: the first miss or failed
+    // delivery would not alert. So the counters exist at 0 once a run is watched.
+    let (rx, addr) = Receiver::start(0).await;
+    let source = format!(
+        "name: notify-zero\ndeadline: 1h\nnotify:\n  - on: [success]\n    webhook: http://{addr}/\ntasks:\n  a:\n    run: 'true'\n    deadline: 1h\n"
+    );
+    let run = drive(&source, notifier(HashMap::new()), None).await;
+    assert_eq!(run.handle.await.expect("join"), RunState::Succeeded);
+    rx.wait_for("the success", |b| b.len() == 1).await;
+    let at = |k, v| {
+        [
+            ("namespace", "default"),
+            ("pipeline", "notify-zero"),
+            (k, v),
+        ]
+    };
+    for scope in ["run", "task"] {
+        let labels = at("scope", scope);
+        assert!(
+            counter_exists("baton_deadline_missed_total", &labels),
+            "{scope}"
+        );
+        assert_eq!(counter("baton_deadline_missed_total", &labels), 0);
+    }
+    let failed = at("outcome", "failed");
+    assert!(counter_exists("baton_notifications_total", &failed));
+    assert_eq!(counter("baton_notifications_total", &failed), 0);
+    assert_eq!(
+        wait_counter("baton_notifications_total", &at("outcome", "sent"), 1).await,
+        1
     );
 }

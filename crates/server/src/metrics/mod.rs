@@ -3,6 +3,7 @@
 //! and the OpenMetrics rendering. See docs/observability.md.
 
 pub mod http;
+mod known;
 mod live;
 pub mod observer;
 pub mod openmetrics;

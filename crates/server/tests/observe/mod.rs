@@ -210,6 +210,18 @@ pub fn counter(name: &str, labels: &[(&str, &str)]) -> u64 {
         .sum()
 }
 
+/// Whether counter `name` with every label in `labels` exists, at 0 or more.
+pub fn counter_exists(name: &str, labels: &[(&str, &str)]) -> bool {
+    // Folds the recorder's latest snapshot into the totals first.
+    counter(name, labels);
+    totals().lock().expect("lock").iter().any(|(n, l, _)| {
+        n == name
+            && labels
+                .iter()
+                .all(|(k, v)| l.iter().any(|(k2, v2)| k2 == k && v2 == v))
+    })
+}
+
 /// Waits (at most 10 s) until counter `name` with `labels` reaches `expected`; returns its value.
 pub async fn wait_counter(name: &str, labels: &[(&str, &str)], expected: u64) -> u64 {
     for _ in 0..1000 {
