@@ -344,6 +344,18 @@ async fn a_run_moves_the_run_task_and_http_metrics() {
         after.sum("baton_task_queue_wait_seconds_count", &flaky),
         3.0
     );
+    // Queue waits are bucketed up to an hour (a busy pool), HTTP latency up to 5 minutes.
+    let bounds = |name: &str| -> BTreeSet<String> {
+        after
+            .samples
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .filter_map(|(_, labels, _)| labels.get("le").cloned())
+            .collect()
+    };
+    assert!(bounds("baton_task_queue_wait_seconds_bucket").contains("3600"));
+    let http = bounds("baton_http_request_duration_seconds_bucket");
+    assert!(http.contains("300") && !http.contains("3600"), "{http:?}");
     assert_eq!(
         after.sum(
             "baton_trigger_latency_seconds_count",

@@ -142,9 +142,15 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
     ),
 ];
 
-/// Short waits: queueing, scheduling, triggering, HTTP.
+/// Short waits: scheduling, HTTP.
 const LATENCY_BUCKETS: &[f64] = &[
     0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+/// Waits behind concurrency limits and pools (queueing, a trigger's first task): usually
+/// short, but an hour behind a busy pool is real and a p95 must be able to say so.
+const WAIT_BUCKETS: &[f64] = &[
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
+    1800.0, 3600.0,
 ];
 /// Work: attempts and runs, from a second to a day.
 const DURATION_BUCKETS: &[f64] = &[
@@ -182,6 +188,18 @@ impl Metrics {
                 Matcher::Full("baton_http_request_duration_seconds".into()),
                 LATENCY_BUCKETS,
             )
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("baton_task_queue_wait_seconds".into()),
+                    WAIT_BUCKETS,
+                )
+            })
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("baton_trigger_latency_seconds".into()),
+                    WAIT_BUCKETS,
+                )
+            })
             .expect("bucket lists are not empty")
             .build_recorder();
         for (name, kind, _, help) in METRICS {
