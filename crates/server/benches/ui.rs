@@ -2,8 +2,9 @@
 //!
 //! Sets up a home with `--runs` finished runs (default 10,000) spread over 20 pipelines, and
 //! a pipeline of `--tasks` tasks (default 2,000: 40 layers of 50, each task needing two of
-//! the layer before) with one run of it, then renders each page through the router (no
-//! socket) and prints the median and worst of `--reps` renders.
+//! the layer before, every tenth one also a task of the first layer) with one run of it,
+//! then renders each page through the router (no socket) and prints the median and worst of
+//! `--reps` renders.
 //!
 //! `cargo bench -p baton-server --bench ui` (`-- --runs N --tasks N --reps N` to resize).
 
@@ -36,7 +37,14 @@ fn big_pipeline(tasks: usize) -> String {
             let layer_start = (i / width - 1) * width;
             let a = layer_start + i % width;
             let b = layer_start + (i + 1) % width;
-            let _ = writeln!(yaml, "    needs: [t{a}, t{b}]");
+            // Every tenth task also needs one of the first layer: long edges, drawn with
+            // a bend in each layer they cross.
+            if i % 10 == 0 && i >= 2 * width {
+                let c = i % width;
+                let _ = writeln!(yaml, "    needs: [t{a}, t{b}, t{c}]");
+            } else {
+                let _ = writeln!(yaml, "    needs: [t{a}, t{b}]");
+            }
         }
     }
     yaml
