@@ -96,6 +96,35 @@ async fn drive(store: &Arc<dyn Store>, run: &RunId, opts: &Options) -> RunState 
     .expect("run driven")
 }
 
+/// Drives the run in a task of its own, for tests that act on it while it goes.
+fn driving(
+    store: &Arc<dyn Store>,
+    run: &RunId,
+    opts: &Options,
+) -> tokio::task::JoinHandle<RunState> {
+    let (store, run, opts) = (Arc::clone(store), run.clone(), opts.clone());
+    tokio::spawn(async move { drive(&store, &run, &opts).await })
+}
+
+/// Waits until `recorder` has heard `gates` tasks start waiting for approval. Observers hear a
+/// commit just after it lands, so the store can show a wait before they do.
+async fn heard_waiting(recorder: &Recorder, gates: usize) {
+    for _ in 0..500 {
+        let waiting = recorder
+            .seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .filter(|l| l.ends_with("waiting_approval"))
+            .count();
+        if waiting == gates {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{gates} gates never waited");
+}
+
 #[tokio::test]
 async fn observers_hear_committed_changes_and_set_attempt_env() {
     let source = "name: watched\ntasks:\n  hello:\n    run: test \"$OBSERVED\" = watched/hello/1\n  after:\n    needs: [hello]\n    run: exit 3\n";
@@ -224,17 +253,8 @@ async fn a_decision_reaches_observers_with_who_made_it() {
         &recorder,
     )
     .await;
-    let driven = {
-        let (store, run, opts) = (Arc::clone(&store), run.clone(), opts.clone());
-        tokio::spawn(async move { drive(&store, &run, &opts).await })
-    };
-    for _ in 0..500 {
-        let tasks = store.tasks(&run).await.expect("tasks");
-        if tasks.iter().all(|t| t.state == TaskState::WaitingApproval) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let driven = driving(&store, &run, &opts);
+    heard_waiting(&recorder, 2).await;
     let (gate, no) = (TaskKey::from_string("gate"), TaskKey::from_string("no"));
     baton_engine::control::decide(store.as_ref(), &run, &gate, true, "ann", Some("ship it"))
         .await
@@ -296,24 +316,8 @@ async fn a_gate_commits_what_it_asks_with_its_wait() {
         &recorder,
     )
     .await;
-    let driven = {
-        let (store, run, opts) = (Arc::clone(&store), run.clone(), opts.clone());
-        tokio::spawn(async move { drive(&store, &run, &opts).await })
-    };
-    // Observers hear a commit just after it lands: wait until the recorder has heard all three.
-    for _ in 0..500 {
-        let waiting = recorder
-            .seen
-            .lock()
-            .expect("lock")
-            .iter()
-            .filter(|l| l.ends_with("waiting_approval"))
-            .count();
-        if waiting == 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let driven = driving(&store, &run, &opts);
+    heard_waiting(&recorder, 3).await;
     let tasks = store.tasks(&run).await.expect("tasks");
     let asks = |k: &str| {
         tasks
