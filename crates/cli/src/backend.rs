@@ -440,6 +440,7 @@ impl Backend {
         source: &Source,
         params: Map<String, Value>,
         idempotency_key: Option<String>,
+        no_cache: bool,
     ) -> Result<RunId, ExpectedError> {
         match self {
             Self::Local { store, .. } => {
@@ -466,6 +467,7 @@ impl Backend {
                         // run, not held back by the pipeline's concurrency (a server's is).
                         admission: None,
                         backfill_id: None,
+                        no_cache,
                     },
                 )
                 .await?;
@@ -480,7 +482,11 @@ impl Backend {
                             pipeline.id.name.as_str(),
                             "runs",
                         ],
-                        &json!({ "params": params, "idempotency_key": idempotency_key }),
+                        &json!({
+                            "params": params,
+                            "idempotency_key": idempotency_key,
+                            "no_cache": no_cache,
+                        }),
                     )
                     .await?;
                 Ok(run.id)

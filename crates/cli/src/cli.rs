@@ -188,6 +188,9 @@ pub(crate) struct RunArgs {
     /// Running again with the same key returns the earlier run instead of starting another.
     #[arg(long, value_name = "KEY")]
     pub(crate) idempotency_key: Option<String>,
+    /// Run tasks with `cache:` instead of reusing earlier results (new results are stored).
+    #[arg(long)]
+    pub(crate) no_cache: bool,
 }
 
 #[derive(Debug, Args)]
@@ -228,6 +231,9 @@ pub(crate) struct TriggerArgs {
     /// Follow the run to its end and exit like `baton run`.
     #[arg(long)]
     pub(crate) wait: bool,
+    /// Run tasks with `cache:` instead of reusing earlier results (new results are stored).
+    #[arg(long)]
+    pub(crate) no_cache: bool,
     /// Tasks running at once when the run executes here (default: number of cores).
     #[arg(long, value_name = "N")]
     pub(crate) parallelism: Option<usize>,

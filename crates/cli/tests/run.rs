@@ -651,3 +651,86 @@ fn json_log_lines_of_a_run_carry_its_run_and_task_ids() {
     assert_eq!(run["run"], run_id.as_str(), "{run}");
     assert_eq!(run["pipeline"], "default/logged", "{run}");
 }
+
+#[test]
+fn a_cached_task_is_reused_shown_and_bypassed_with_no_cache() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: p\ntasks:\n  build:\n    outputs: [by]\n    cache: { key: \"build-v1\" }\n    run: echo built >> built.txt && echo \"by=$BATON_RUN_ID\" >> \"$BATON_OUTPUTS\"\n  use:\n    needs: [build]\n    run: echo \"{{ tasks.build.outputs.by }}\" >> seen.txt\n",
+    );
+    let first = t.run(&["run", "p.yaml"]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(!first.stdout.contains("(cached)"), "{}", first.stdout);
+    let first = t.last_run();
+
+    let second = t.run(&["run", "p.yaml"]);
+    assert_eq!(second.code, 0, "{}", second.stderr);
+    let row = second
+        .stdout
+        .lines()
+        .find(|l| l.contains("build"))
+        .unwrap_or_default();
+    assert!(row.contains("succeeded (cached)"), "{}", second.stdout);
+    assert!(
+        second.stderr.contains(&format!(
+            "build reuses the cached result of build in run {first}"
+        )),
+        "{}",
+        second.stderr
+    );
+    let second = t.last_run();
+    assert_eq!(t.read("built.txt"), "built\n", "the command ran once");
+    assert_eq!(t.read("seen.txt"), format!("{first}\n{first}\n"));
+    let shown = t.run(&["show", &second]);
+    assert!(
+        shown.stdout.contains(&format!(
+            "build reused the cached result of build in run {first}"
+        )),
+        "{}",
+        shown.stdout
+    );
+    let doc = t.show(&second);
+    assert_eq!(doc["tasks"][0]["cached_from"]["run"], first.as_str());
+    assert_eq!(doc["tasks"][0]["cached_from"]["task"], "build");
+    assert_eq!(doc["no_cache"], false);
+
+    // `--no-cache` runs it again; the fresh result is what the next run reuses.
+    let bypass = t.run(&["run", "p.yaml", "--no-cache"]);
+    assert_eq!(bypass.code, 0, "{}", bypass.stderr);
+    assert!(!bypass.stdout.contains("(cached)"), "{}", bypass.stdout);
+    let bypass = t.last_run();
+    assert_eq!(t.read("built.txt"), "built\nbuilt\n");
+    assert_eq!(t.show(&bypass)["no_cache"], true);
+    assert!(
+        t.run(&["show", &bypass])
+            .stdout
+            .contains("cache:    not used (--no-cache)")
+    );
+    assert_eq!(t.run(&["run", "p.yaml"]).code, 0);
+    assert_eq!(
+        t.show(&t.last_run())["tasks"][0]["cached_from"]["run"],
+        bypass.as_str()
+    );
+
+    // The choice is the run's: resumed after a crash, it still does not use the cache.
+    let mut crashing = t.command(&["run", "p.yaml", "--no-cache"]);
+    crashing.env("BATON_FAULT_CRASH_AFTER_COMMITS", "1");
+    assert!(
+        crashing.output().expect("run").status.code().is_none(),
+        "it crashed"
+    );
+    let crashed = t.last_run();
+    let resumed = t.run(&["resume", &crashed]);
+    assert_eq!(resumed.code, 0, "{}", resumed.stderr);
+    assert_eq!(t.read("built.txt"), "built\nbuilt\nbuilt\n");
+    assert_eq!(
+        t.show(&crashed)["tasks"][0]["cached_from"],
+        serde_json::Value::Null
+    );
+
+    // `baton trigger` takes the same option.
+    let triggered = t.run(&["trigger", "p", "--no-cache"]);
+    assert_eq!(triggered.code, 0, "{}", triggered.stderr);
+    assert_eq!(t.show(&t.last_run())["no_cache"], true);
+    assert_eq!(t.read("built.txt"), "built\nbuilt\nbuilt\nbuilt\n");
+}

@@ -203,6 +203,7 @@ pub async fn create_backfill(
                     overlap: Overlap::Queue,
                 }),
                 backfill_id: Some(id.clone()),
+                no_cache: false,
             },
             run_id,
             created_at,

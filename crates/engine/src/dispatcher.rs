@@ -14,7 +14,7 @@ use baton_core::ids::{RunId, TaskKey};
 use baton_core::model::{Action, ForEach, Pipeline, Task};
 use baton_core::rules::{Decision, decide};
 use baton_core::state::{AttemptState, RunState, TaskState};
-use baton_store::{Change, Millis, NewTask, RunRecord, Store, TaskRecord};
+use baton_store::{CacheSource, Change, Millis, NewTask, RunRecord, Store, TaskRecord};
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::{mpsc, watch};
 
@@ -85,6 +85,13 @@ pub enum Progress {
         state: RunState,
         at: Millis,
     },
+    /// A task reuses an earlier result (its `cache.key` matched) instead of running; its
+    /// success follows.
+    Cached {
+        key: TaskKey,
+        from: CacheSource,
+        at: Millis,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +119,8 @@ struct Inst {
     /// Retry time, or approval deadline while waiting for one.
     next_at: Option<Millis>,
     position: i64,
+    /// The rendered `cache.key`, once looked up: a success is stored under it.
+    cache_key: Option<String>,
 }
 
 /// An attempt this dispatcher started and has not heard the end of.
@@ -139,6 +148,7 @@ impl Inst {
             outputs: Map::new(),
             next_at: None,
             position,
+            cache_key: None,
         }
     }
 }
@@ -228,6 +238,8 @@ struct Dispatcher {
     /// `task id -> { outputs, state }` of finished tasks, for templates.
     finished: Map<String, Json>,
     ready: BinaryHeap<(i32, Reverse<i64>, Reverse<usize>)>,
+    /// Queued tasks with `cache:` whose key is still to be looked up (before they are ready).
+    lookups: Vec<usize>,
     timers: BinaryHeap<Reverse<(Millis, usize)>>,
     running: HashMap<usize, Running>,
     cancelling: bool,
@@ -305,6 +317,7 @@ impl Dispatcher {
             unfinished: HashMap::new(),
             finished: Map::new(),
             ready: BinaryHeap::new(),
+            lookups: Vec::new(),
             timers: BinaryHeap::new(),
             running: HashMap::new(),
             cancelling: false,
@@ -381,6 +394,7 @@ impl Dispatcher {
                 outputs: r.outputs.unwrap_or_default(),
                 next_at: r.next_attempt_at,
                 position: r.position,
+                cache_key: None,
             });
         }
         // A hook record means the outcome was decided before a crash; hooks read it as `run.state`.
@@ -594,6 +608,10 @@ impl Dispatcher {
                     self.set(i, TaskState::Queued, None);
                     self.push_ready(i);
                 }
+                // Not tried since it became runnable: its key may never have been looked up.
+                TaskState::Queued if self.insts[i].attempts == self.insts[i].retry_base => {
+                    self.push_runnable(i);
+                }
                 TaskState::Queued => self.push_ready(i),
                 TaskState::Retrying => {
                     let at = self.insts[i].next_at.unwrap_or(now);
@@ -601,6 +619,15 @@ impl Dispatcher {
                 }
                 _ => {}
             }
+        }
+    }
+
+    /// A queued task goes to the cache first when it has `cache:`, else straight to `ready`.
+    fn push_runnable(&mut self, i: usize) {
+        if self.task(i).cache.is_some() {
+            self.lookups.push(i);
+        } else {
+            self.push_ready(i);
         }
     }
 
@@ -722,7 +749,7 @@ impl Dispatcher {
             return self.set(i, TaskState::Succeeded, None);
         }
         self.set(i, TaskState::Queued, None);
-        self.push_ready(i);
+        self.push_runnable(i);
     }
 
     fn expand(&mut self, i: usize, t: usize, for_each: ForEach) {
@@ -783,7 +810,7 @@ impl Dispatcher {
         self.pending.push(Change::AddTasks(new));
         self.set(i, TaskState::Running, None);
         for c in queued {
-            self.push_ready(c);
+            self.push_runnable(c);
         }
         // Every instance may have been skipped by `if`.
         self.complete_group(i);
@@ -915,6 +942,7 @@ impl Dispatcher {
     fn cancel_all(&mut self) {
         self.cancelling = true;
         self.ready.clear();
+        self.lookups.clear();
         self.timers.clear();
         for i in 0..self.insts.len() {
             let inst = &self.insts[i];
@@ -941,8 +969,10 @@ impl Dispatcher {
     async fn start_ready(&mut self) -> Result<()> {
         if self.drain_deadline.is_some() {
             self.ready.clear();
+            self.lookups.clear();
             return self.flush().await;
         }
+        self.check_cache().await?;
         let mut specs = Vec::new();
         while self.running.len() + specs.len() < self.opts.parallelism.max(1) {
             let Some((_, _, Reverse(i))) = self.ready.pop() else {
@@ -977,6 +1007,83 @@ impl Dispatcher {
         for (i, spec, started_at) in specs {
             let handle = self.executor.start(spec, self.done_tx.clone());
             self.running.insert(i, Running { handle, started_at });
+        }
+        Ok(())
+    }
+
+    /// Looks up the cache keys of tasks that became runnable: a hit succeeds the task with the
+    /// stored outputs and no attempt, a miss makes it ready. A success settles what follows,
+    /// which may queue more tasks to look up.
+    async fn check_cache(&mut self) -> Result<()> {
+        while let Some(i) = self.lookups.pop() {
+            if self.insts[i].state != TaskState::Queued {
+                continue;
+            }
+            let Some(cache) = self.task(i).cache.clone() else {
+                self.push_ready(i);
+                continue;
+            };
+            if !self.env_errors.is_empty() {
+                // `prepare` fails it, saying why.
+                self.push_ready(i);
+                continue;
+            }
+            let rendered =
+                render::render(&cache.key.0, &self.scope_item(self.insts[i].item.as_ref()));
+            let cache_key = match rendered {
+                Ok(k) => k,
+                Err(e) => {
+                    self.set(
+                        i,
+                        TaskState::Failed,
+                        Some(format!("cannot render `cache.key`: {e}")),
+                    );
+                    self.settle(vec![i]);
+                    continue;
+                }
+            };
+            self.insts[i].cache_key = Some(cache_key.clone());
+            if self.run.no_cache {
+                self.push_ready(i);
+                continue;
+            }
+            let now = now_ms();
+            let not_before = cache.ttl.map(|ttl| {
+                now.saturating_sub(i64::try_from(ttl.as_std().as_millis()).unwrap_or(i64::MAX))
+            });
+            let key = self.insts[i].key.clone();
+            let entry = self
+                .store
+                .cached_result(
+                    self.pipeline.id.namespace.as_str(),
+                    self.pipeline.id.name.as_str(),
+                    key.task_id(),
+                    &cache_key,
+                    not_before,
+                )
+                .await?;
+            let hit = entry.as_ref().map(|e| e.source.clone());
+            if let Some(from) = &hit {
+                self.notes.push(Progress::Cached {
+                    key: key.clone(),
+                    from: from.clone(),
+                    at: now,
+                });
+            }
+            self.pending.push(Change::CacheChecked {
+                key,
+                cache_key,
+                hit,
+                at: now,
+            });
+            match entry {
+                Some(entry) => {
+                    self.insts[i].outputs = entry.outputs;
+                    self.set(i, TaskState::Succeeded, None);
+                    self.settle(vec![i]);
+                }
+                None => self.push_ready(i),
+            }
         }
         Ok(())
     }
@@ -1180,7 +1287,10 @@ impl Dispatcher {
             error: failure.clone(),
         });
         match attempt_state {
-            AttemptState::Succeeded => self.set(i, TaskState::Succeeded, None),
+            AttemptState::Succeeded => {
+                self.set(i, TaskState::Succeeded, None);
+                self.save_to_cache(i, now);
+            }
             AttemptState::Cancelled => self.set(i, TaskState::Cancelled, None),
             _ => {
                 let inst = &self.insts[i];
@@ -1233,9 +1343,38 @@ impl Dispatcher {
         }
     }
 
+    /// Stores a success under the task's cache key, in the commit of the success. After a
+    /// resume the key is rendered again, from the same scope.
+    fn save_to_cache(&mut self, i: usize, at: Millis) {
+        let Some(cache) = &self.task(i).cache else {
+            return;
+        };
+        let cache_key = match &self.insts[i].cache_key {
+            Some(k) => k.clone(),
+            None => {
+                let scope = self.scope_item(self.insts[i].item.as_ref());
+                match render::render(&cache.key.0, &scope) {
+                    Ok(k) => k,
+                    // It rendered before the attempt; nothing to store under if it no longer does.
+                    Err(_) => return,
+                }
+            }
+        };
+        self.pending.push(Change::CacheSaved {
+            key: self.insts[i].key.clone(),
+            cache_key,
+            outputs: self.insts[i].outputs.clone(),
+            at,
+        });
+    }
+
     /// Ends the run once nothing is left to do, after running its hook.
     async fn finish_if_done(&mut self) -> Result<Option<RunState>> {
-        if !self.running.is_empty() || !self.ready.is_empty() || !self.timers.is_empty() {
+        if !self.running.is_empty()
+            || !self.ready.is_empty()
+            || !self.lookups.is_empty()
+            || !self.timers.is_empty()
+        {
             return Ok(None);
         }
         let dag_done = self
@@ -1290,7 +1429,7 @@ impl Dispatcher {
                             TaskState::Queued,
                             position,
                         ));
-                        self.push_ready(i);
+                        self.push_runnable(i);
                         self.flush().await?;
                         return Ok(None);
                     }

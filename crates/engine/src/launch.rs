@@ -26,6 +26,9 @@ pub struct RunRequest<'a> {
     /// that starts at once whatever else is active (`baton run`).
     pub admission: Option<Admission>,
     pub backfill_id: Option<BackfillId>,
+    /// Run every task with `cache:` instead of reusing an earlier result (`--no-cache`); new
+    /// results are still stored.
+    pub no_cache: bool,
 }
 
 /// The admission group of a pipeline's runs under its `concurrency` settings; `None` when the
@@ -95,5 +98,6 @@ pub(crate) fn new_run(req: RunRequest<'_>, id: RunId, created_at: i64) -> Result
         tasks,
         admission: req.admission,
         backfill_id: req.backfill_id,
+        no_cache: req.no_cache,
     })
 }

@@ -83,7 +83,28 @@ pub(crate) fn committed(scope: RunScope<'_>, changes: &[Change]) {
                     "task {decision} by {by}"
                 );
             }
-            Change::AddTasks(_) | Change::Reopen { .. } => {}
+            Change::CacheChecked {
+                key,
+                cache_key,
+                hit: Some(hit),
+                ..
+            } => tracing::info!(
+                run,
+                %pipeline,
+                task = key.as_str(),
+                cache_key = cache_key.as_str(),
+                "task reuses the result of {} in run {}",
+                hit.task,
+                hit.run
+            ),
+            Change::CacheChecked { key, cache_key, .. } => tracing::debug!(
+                run,
+                %pipeline,
+                task = key.as_str(),
+                cache_key = cache_key.as_str(),
+                "no cached result"
+            ),
+            Change::AddTasks(_) | Change::Reopen { .. } | Change::CacheSaved { .. } => {}
         }
     }
 }

@@ -30,7 +30,10 @@ impl Observer for Recorder {
                 }
                 Change::Decided { key, by, .. } => format!("decided {key} by {by}"),
                 Change::Asked { key, message, .. } => format!("asked {key}: {message}"),
-                Change::AddTasks(_) | Change::Reopen { .. } => continue,
+                Change::AddTasks(_)
+                | Change::Reopen { .. }
+                | Change::CacheChecked { .. }
+                | Change::CacheSaved { .. } => continue,
             };
             seen.push(format!("{}: {line}", scope.pipeline.id));
         }
@@ -71,6 +74,7 @@ async fn created(
             idempotency_key: None,
             admission: None,
             backfill_id: None,
+            no_cache: false,
         },
     )
     .await

@@ -115,6 +115,7 @@ async fn run(pipelines: usize, runs: usize) {
                 idempotency_key: None,
                 admission: None,
                 backfill_id: None,
+                no_cache: false,
             },
         )
         .await

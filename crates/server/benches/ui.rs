@@ -63,6 +63,7 @@ fn new_run(id: String, def: &DefinitionRecord, tasks: Vec<NewTask>, at: i64) -> 
         tasks,
         admission: None,
         backfill_id: None,
+        no_cache: false,
     }
 }
 

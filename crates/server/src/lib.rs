@@ -60,6 +60,8 @@ pub struct Launch {
     pub trigger: &'static str,
     pub logical_date: Option<String>,
     pub idempotency_key: Option<String>,
+    /// Tasks with `cache:` run instead of reusing earlier results (the run keeps the choice).
+    pub no_cache: bool,
 }
 
 impl AppState {
@@ -106,6 +108,7 @@ impl AppState {
                 idempotency_key: launch.idempotency_key,
                 admission: admission.clone(),
                 backfill_id: None,
+                no_cache: launch.no_cache,
             },
         )
         .await

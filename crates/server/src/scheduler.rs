@@ -71,6 +71,7 @@ impl Scheduler {
                             "schedule:{ns}/{name}:{key}:{}",
                             tick.timestamp().as_millisecond()
                         )),
+                        no_cache: false,
                     };
                     match self.state.launch(version, launch).await {
                         Ok(run) if run.new => created.push(run.id),

@@ -178,6 +178,7 @@ pub async fn fire(state: &AppState, upstream: &RunId) -> Result<Vec<RunId>, crat
             trigger: "pipeline",
             logical_date: run.logical_date.clone(),
             idempotency_key: Some(format!("upstream:{upstream}:{}", p.id)),
+            no_cache: false,
         };
         match state.launch(version, launch).await {
             Ok(created) if created.new => started.push(created.id),

@@ -730,6 +730,7 @@ mod upstream_triggers {
                 idempotency_key: None,
                 admission: None,
                 backfill_id: None,
+                no_cache: false,
             },
         )
         .await

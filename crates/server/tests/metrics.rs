@@ -27,6 +27,7 @@ const FLAKY: &str = "name: flaky\ntasks:\n  a:\n    retries: { limit: 1, delay: 
 const QUICK: &str = "name: quick\nschedule:\n  - cron: \"* * * * *\"\n    catchup: all\ntasks:\n  a:\n    run: \"true\"\n";
 const HOOKED: &str = "name: hooked\ntriggers:\n  - webhook:\n      secret_env: HOOK_SECRET\ntasks:\n  a:\n    run: \"true\"\n";
 const ONCE: &str = "name: once\nconcurrency: { max_active_runs: 1, overlap: skip }\ntasks:\n  a:\n    run: sleep 30\n";
+const CACHED: &str = "name: cached\ntasks:\n  a:\n    cache: { key: \"v1\" }\n    run: \"true\"\n";
 const BROKEN: &str = "name: broken\ntasks:\n  a:\n    neds: [b]\n    run: x\n";
 
 struct App {
@@ -653,10 +654,15 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
         ("hooked.yaml", HOOKED),
         ("flaky.yaml", FLAKY),
         ("broken.yaml", BROKEN),
+        ("cached.yaml", CACHED),
     ])
     .await;
     let run = app.trigger("flaky").await;
     app.wait_for_state(&run, "failed").await;
+    for _ in 0..2 {
+        let cached = app.trigger("cached").await;
+        app.wait_for_state(&cached, "succeeded").await;
+    }
     let scheduler = Scheduler::new(app.state.clone(), 100);
     let t0 = jiff::Timestamp::from_second(1_800_000_000).expect("time");
     scheduler.tick(t0).await.expect("first pass");
@@ -775,6 +781,56 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
 }
 
 #[tokio::test]
+async fn cache_lookups_count_hits_and_misses() {
+    let app = App::new(&[("cached.yaml", CACHED)]).await;
+    let a = [
+        ("pipeline", "cached"),
+        ("namespace", "default"),
+        ("task", "a"),
+    ];
+    let with = |result: &'static str| -> Vec<(&str, &str)> {
+        a.iter().copied().chain([("result", result)]).collect()
+    };
+    // Known from the definition: both series start at 0.
+    let before = app.scrape().await;
+    assert!(
+        before.text.contains("baton_task_cache_total{"),
+        "{}",
+        before.text
+    );
+    assert_eq!(before.sum("baton_task_cache_total", &a), 0.0);
+
+    let first = app.trigger("cached").await;
+    app.wait_for_state(&first, "succeeded").await;
+    let s = app
+        .scrape_until("the first run's end", |s| {
+            s.sum("baton_runs_finished_total", &[("pipeline", "cached")]) == 1.0
+        })
+        .await;
+    assert_eq!(s.sum("baton_task_cache_total", &with("miss")), 1.0);
+    assert_eq!(s.sum("baton_task_cache_total", &with("hit")), 0.0);
+
+    let second = app.trigger("cached").await;
+    app.wait_for_state(&second, "succeeded").await;
+    let s = app
+        .scrape_until("the second run's end", |s| {
+            s.sum("baton_runs_finished_total", &[("pipeline", "cached")]) == 2.0
+        })
+        .await;
+    assert_eq!(s.sum("baton_task_cache_total", &with("miss")), 1.0);
+    assert_eq!(s.sum("baton_task_cache_total", &with("hit")), 1.0);
+    // Only the attempt that ran waited in the queue.
+    assert_eq!(
+        s.sum(
+            "baton_task_queue_wait_seconds_count",
+            &[("pipeline", "cached")]
+        ),
+        1.0
+    );
+    promtool_check_metrics(&s.text);
+}
+
+#[tokio::test]
 async fn a_loaded_pipeline_counts_from_zero() {
     // Prometheus sees no increase in a series that first appears at 1, so a pipeline's first
     // failed run would not alert: every outcome, and each retrying task's retries, start at 0.
@@ -861,6 +917,7 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
             idempotency_key: None,
             admission: None,
             backfill_id: None,
+            no_cache: false,
         },
     )
     .await

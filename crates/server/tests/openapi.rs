@@ -551,6 +551,43 @@ async fn answers_match_their_documented_schemas() {
 }
 
 /// When `openapi-spec-validator` (Python) is installed, the document passes it; CI installs it.
+/// A task that reused a cached result, and the trigger option that bypasses the cache, are
+/// documented as they are sent.
+#[tokio::test]
+async fn cache_fields_are_documented() {
+    let s = Server::new(&[]).await;
+    let task = baton_store::TaskRecord {
+        key: baton_core::ids::TaskKey::from_string("load[eu]"),
+        task_id: "load".into(),
+        position: 3,
+        item: Some(json!("eu")),
+        state: baton_core::state::TaskState::Succeeded,
+        attempts: 0,
+        interruptions: 0,
+        retry_base: 0,
+        next_attempt_at: None,
+        outputs: Some(serde_json::Map::new()),
+        error: None,
+        approval_message: None,
+        cached_from: Some(baton_store::CacheSource {
+            run: baton_core::ids::RunId::from_string("01kcached"),
+            task: baton_core::ids::TaskKey::from_string("load[eu]"),
+        }),
+        started_at: None,
+        finished_at: Some(1_000),
+    };
+    let schema = json!({"$ref": "#/components/schemas/TaskRecord"});
+    let value = serde_json::to_value(&task).expect("json");
+    assert_eq!(check(&s.doc, &schema, &value), Vec::<String>::new());
+    let mut wrong = value;
+    wrong["cached_from"] = json!({"run": 1});
+    assert!(!check(&s.doc, &schema, &wrong).is_empty());
+    let body = &s.doc["components"]["schemas"]["TriggerBody"]["properties"]["no_cache"];
+    assert_eq!(body["type"], "boolean", "{body}");
+    let run = &s.doc["components"]["schemas"]["RunRecord"]["properties"]["no_cache"];
+    assert_eq!(run["type"], "boolean", "{run}");
+}
+
 #[tokio::test]
 async fn the_document_passes_openapi_spec_validator() {
     let available = std::process::Command::new("python3")

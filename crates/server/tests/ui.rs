@@ -714,3 +714,57 @@ async fn the_run_summary_fragment_follows_the_run_to_its_end() {
     );
     assert!(!ended.body.contains("<html"), "a fragment, not a page");
 }
+
+#[tokio::test]
+async fn a_cached_task_says_where_its_result_came_from() {
+    const CACHED: &str = "name: cached\ntasks:\n  build:\n    outputs: [by]\n    cache: { key: \"v1\" }\n    run: echo \"by=$BATON_RUN_ID\" >> $BATON_OUTPUTS\n  after:\n    needs: [build]\n    run: \"true\"\n";
+    let (dir, state) = support::app(&[("cached.yaml", CACHED)], &[]).await;
+    let ui = Ui { _dir: dir, state };
+    let first = ui.start("default/cached").await;
+    ui.wait_for(&first, |d| d["state"] == "succeeded").await;
+    let second = ui.start("default/cached").await;
+    let doc = ui.wait_for(&second, |d| d["state"] == "succeeded").await;
+    let build = &doc["tasks"][0];
+    assert_eq!(build["key"], "build");
+    assert_eq!(
+        build["cached_from"],
+        serde_json::json!({ "run": first, "task": "build" })
+    );
+    assert_eq!(build["attempts"], 0);
+    assert_eq!(build["outputs"]["by"], first.as_str());
+    assert_eq!(doc["tasks"][1]["cached_from"], Value::Null);
+    assert_eq!(doc["no_cache"], false);
+
+    let page = ui.get(&format!("/runs/{second}")).await;
+    assert!(
+        page.body.contains("<span class=\"cached\">cached</span>"),
+        "{}",
+        page.body
+    );
+    let panel = ui.get(&format!("/runs/{second}?task=build")).await;
+    assert!(
+        panel.body.contains(&format!(
+            "Reused the cached result of <a href=\"/runs/{first}?task=build\"><code>build</code></a> in run <a href=\"/runs/{first}\">"
+        )),
+        "{}",
+        panel.body
+    );
+    assert!(panel.body.contains("None: the result came from the cache."));
+
+    // `no_cache` in the trigger's body: it runs again, and the run keeps the choice.
+    let third = ui
+        .api(
+            "POST",
+            "/api/v1/pipelines/default/cached/runs",
+            Some("{\"no_cache\": true}"),
+        )
+        .await;
+    assert_eq!(third["no_cache"], true, "{third}");
+    let third = third["id"].as_str().expect("run id").to_owned();
+    let doc = ui.wait_for(&third, |d| d["state"] == "succeeded").await;
+    assert_eq!(doc["tasks"][0]["cached_from"], Value::Null);
+    assert_eq!(doc["tasks"][0]["attempts"], 1);
+    assert_eq!(doc["tasks"][0]["outputs"]["by"], third.as_str());
+    let panel = ui.get(&format!("/runs/{third}?task=build")).await;
+    assert!(!panel.body.contains("cached-from"));
+}

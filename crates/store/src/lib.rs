@@ -9,10 +9,10 @@ mod store;
 
 pub use error::{Error, Result};
 pub use records::{
-    Admission, ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, Change,
-    Control, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord,
-    Millis, NewRun, NewTask, PipelineCount, RunBrief, RunFilter, RunRecord, Rusage, TaskCount,
-    TaskRecord, VersionRecord,
+    Admission, ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord,
+    CacheEntry, CacheSource, Change, Control, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord,
+    DefinitionRecord, EventRecord, Millis, NewRun, NewTask, PipelineCount, RunBrief, RunFilter,
+    RunRecord, Rusage, TaskCount, TaskRecord, VersionRecord,
 };
 pub use sql::SqlStore;
 pub use store::Store;

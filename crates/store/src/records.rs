@@ -67,6 +67,10 @@ pub struct RunRecord {
     #[schema(value_type = Option<i64>)]
     pub admitted_at: Option<Millis>,
     pub backfill_id: Option<BackfillId>,
+    /// Started with `--no-cache` (or the trigger's `no_cache`): tasks with `cache:` run
+    /// without looking up an earlier result (and store their new one).
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -90,10 +94,30 @@ pub struct TaskRecord {
     pub error: Option<String>,
     /// What the gate asks (its `approval.message`, rendered), once it has waited.
     pub approval_message: Option<String>,
+    /// The earlier result this task reused instead of running (its `cache:` key matched).
+    #[serde(default)]
+    pub cached_from: Option<CacheSource>,
     #[schema(value_type = Option<i64>)]
     pub started_at: Option<Millis>,
     #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
+}
+
+/// The task instance whose stored result a cached task reused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CacheSource {
+    pub run: RunId,
+    pub task: TaskKey,
+}
+
+/// A successful result stored under a task's cache key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheEntry {
+    /// Where it was made.
+    pub source: CacheSource,
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// When it was made (the success's commit); `cache.ttl` counts from here.
+    pub created_at: Millis,
 }
 
 /// CPU and memory used by one attempt, from the OS.
@@ -148,6 +172,8 @@ pub struct NewRun {
     /// Holds the run back while its group is at its limit; `None` starts it at once.
     pub admission: Option<Admission>,
     pub backfill_id: Option<BackfillId>,
+    /// Tasks with `cache:` neither look up nor reuse earlier results.
+    pub no_cache: bool,
 }
 
 /// How a new run joins its admission group.
@@ -276,6 +302,24 @@ pub enum Change {
         by: String,
         comment: Option<String>,
         /// When the person decided.
+        at: Millis,
+    },
+    /// A task with `cache:` looked its rendered key up before running: `hit` names the earlier
+    /// result it reuses (in the commit that succeeds it with that result's outputs, and recorded
+    /// as its `cached_from`); none is a miss, and the task runs.
+    CacheChecked {
+        key: TaskKey,
+        cache_key: String,
+        hit: Option<CacheSource>,
+        at: Millis,
+    },
+    /// A successful result stored under the task's cache key for later runs, in the commit
+    /// that records the success (so a success and its cache entry exist together or not at
+    /// all). Replaces an earlier entry of the same task and key.
+    CacheSaved {
+        key: TaskKey,
+        cache_key: String,
+        outputs: serde_json::Map<String, serde_json::Value>,
         at: Millis,
     },
 }

@@ -13,9 +13,10 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::error::{Error, Result};
 use crate::records::{
-    ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control,
-    DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask,
-    PipelineCount, RunBrief, RunFilter, RunRecord, Rusage, TaskCount, TaskRecord, VersionRecord,
+    ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry,
+    CacheSource, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord,
+    EventRecord, Millis, NewRun, NewTask, PipelineCount, RunBrief, RunFilter, RunRecord, Rusage,
+    TaskCount, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
@@ -235,6 +236,7 @@ fn run_record(row: &AnyRow) -> Result<RunRecord> {
         backfill_id: row
             .try_get::<Option<String>, _>("backfill_id")?
             .map(BackfillId::from_string),
+        no_cache: row.try_get::<i64, _>("no_cache")? != 0,
     })
 }
 
@@ -285,6 +287,16 @@ fn task_record(row: &AnyRow) -> Result<TaskRecord> {
         outputs,
         error: row.try_get("error")?,
         approval_message: row.try_get("approval_message")?,
+        cached_from: match (
+            row.try_get::<Option<String>, _>("cached_from_run")?,
+            row.try_get::<Option<String>, _>("cached_from_task")?,
+        ) {
+            (Some(run), Some(task)) => Some(CacheSource {
+                run: RunId::from_string(run),
+                task: TaskKey::from_string(task),
+            }),
+            _ => None,
+        },
         started_at: opt_i64(row, "started_at")?,
         finished_at: opt_i64(row, "finished_at")?,
     })
@@ -618,7 +630,13 @@ async fn write_tasks(
     Ok(())
 }
 
-/// Rows per multi-row INSERT of runs (15 parameters each).
+/// A cache entry's identity within its task: keys may be longer than an index entry can be.
+fn key_hash(cache_key: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(cache_key.as_bytes()))
+}
+
+/// Rows per multi-row INSERT of runs (16 parameters each).
 const RUN_ROWS_PER_INSERT: usize = 100;
 
 /// Inserts runs (not their tasks), each admitted at the given time or, with `None` and a
@@ -631,8 +649,8 @@ async fn insert_run_rows(
         let sql = format!(
             "INSERT INTO runs (id, namespace, pipeline, version, state, params, trigger_kind, \
              logical_date, base_dir, idempotency_key, created_at, admission_group, \
-             admission_limit, admitted_at, backfill_id) VALUES {}",
-            placeholders(chunk.len(), 15, 1)
+             admission_limit, admitted_at, backfill_id, no_cache) VALUES {}",
+            placeholders(chunk.len(), 16, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (run, admitted_at) in chunk {
@@ -652,7 +670,8 @@ async fn insert_run_rows(
                 .bind(run.admission.as_ref().map(|a| a.group.clone()))
                 .bind(run.admission.as_ref().map(|a| i64::from(a.limit)))
                 .bind(*admitted_at)
-                .bind(run.backfill_id.as_ref().map(|b| b.as_str().to_owned()));
+                .bind(run.backfill_id.as_ref().map(|b| b.as_str().to_owned()))
+                .bind(i64::from(run.no_cache));
         }
         q.execute(&mut **tx).await?;
     }
@@ -1132,7 +1151,8 @@ impl Store for SqlStore {
                 Change::Reopen { key, state, at } => {
                     sqlx::query(
                         "UPDATE tasks SET state = $1, error = NULL, finished_at = NULL, \
-                         next_attempt_at = NULL, retry_base = attempts, approval_message = NULL \
+                         next_attempt_at = NULL, retry_base = attempts, approval_message = NULL, \
+                         cached_from_run = NULL, cached_from_task = NULL \
                          WHERE run_id = $2 AND task_key = $3",
                     )
                     .bind(state.as_str())
@@ -1242,6 +1262,64 @@ impl Store for SqlStore {
                         None,
                         data,
                     ));
+                }
+                Change::CacheChecked {
+                    key,
+                    cache_key,
+                    hit,
+                    at,
+                } => {
+                    if let Some(hit) = hit {
+                        sqlx::query(
+                            "UPDATE tasks SET cached_from_run = $1, cached_from_task = $2 \
+                             WHERE run_id = $3 AND task_key = $4",
+                        )
+                        .bind(hit.run.as_str())
+                        .bind(hit.task.as_str())
+                        .bind(run.as_str())
+                        .bind(key.as_str())
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    let (kind, data) = match hit {
+                        Some(hit) => (
+                            "cache_hit",
+                            serde_json::json!({
+                                "cache_key": cache_key, "run": hit.run, "task": hit.task,
+                            }),
+                        ),
+                        None => ("cache_miss", serde_json::json!({ "cache_key": cache_key })),
+                    };
+                    events.push(PendingEvent::new(*at, kind, Some(key), None, data));
+                }
+                // The task's identity comes from its run and record, already in the database.
+                Change::CacheSaved {
+                    key,
+                    cache_key,
+                    outputs,
+                    at,
+                } => {
+                    sqlx::query(
+                        "INSERT INTO task_cache (namespace, pipeline, task_id, key_hash, cache_key, \
+                         run_id, task_key, outputs, created_at) \
+                         SELECT r.namespace, r.pipeline, t.task_id, $1, $2, r.id, t.task_key, $3, $4 \
+                         FROM runs r JOIN tasks t ON t.run_id = r.id \
+                         WHERE r.id = $5 AND t.task_key = $6 \
+                         ON CONFLICT (namespace, pipeline, task_id, key_hash) DO UPDATE SET \
+                         cache_key = excluded.cache_key, run_id = excluded.run_id, \
+                         task_key = excluded.task_key, outputs = excluded.outputs, \
+                         created_at = excluded.created_at",
+                    )
+                    .bind(key_hash(cache_key))
+                    .bind(cache_key.as_str())
+                    .bind(json_text(outputs))
+                    .bind(*at)
+                    .bind(run.as_str())
+                    .bind(key.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+                    let data = serde_json::json!({ "cache_key": cache_key });
+                    events.push(PendingEvent::new(*at, "cache_saved", Some(key), None, data));
                 }
                 // The decision's row is `decide`'s; the log says when it took effect.
                 Change::Decided {
@@ -1822,5 +1900,42 @@ impl Store for SqlStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn cached_result(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        task_id: &str,
+        cache_key: &str,
+        not_before: Option<Millis>,
+    ) -> Result<Option<CacheEntry>> {
+        let row = sqlx::query(
+            "SELECT run_id, task_key, outputs, created_at FROM task_cache \
+             WHERE namespace = $1 AND pipeline = $2 AND task_id = $3 AND key_hash = $4 \
+             AND created_at >= $5",
+        )
+        .bind(namespace)
+        .bind(pipeline)
+        .bind(task_id)
+        .bind(key_hash(cache_key))
+        .bind(not_before.unwrap_or(i64::MIN))
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|row| -> Result<CacheEntry> {
+            let outputs = match json_col(&row, "outputs")? {
+                Some(serde_json::Value::Object(m)) => m,
+                _ => serde_json::Map::new(),
+            };
+            Ok(CacheEntry {
+                source: CacheSource {
+                    run: RunId::from_string(row.try_get::<String, _>("run_id")?),
+                    task: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
+                },
+                outputs,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
     }
 }

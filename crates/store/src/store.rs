@@ -6,9 +6,9 @@ use baton_core::state::RunState;
 
 use crate::error::Result;
 use crate::records::{
-    ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, Change, Control, DeadLetterFilter,
-    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, PipelineCount, RunBrief,
-    RunFilter, RunRecord, TaskCount, TaskRecord, VersionRecord,
+    ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change, Control,
+    DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
+    PipelineCount, RunBrief, RunFilter, RunRecord, TaskCount, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -148,4 +148,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         key: Option<&TaskKey>,
         at: Millis,
     ) -> Result<bool>;
+
+    /// The result stored under a task's cache key (by [`Change::CacheSaved`]) if it was made
+    /// at or after `not_before` (a `cache.ttl` ago; `None` accepts any age).
+    async fn cached_result(
+        &self,
+        namespace: &str,
+        pipeline: &str,
+        task_id: &str,
+        cache_key: &str,
+        not_before: Option<Millis>,
+    ) -> Result<Option<CacheEntry>>;
 }

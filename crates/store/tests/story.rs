@@ -7,9 +7,9 @@ use baton_core::ids::{BackfillId, RunId, TaskKey};
 use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
-    Admission, BackfillFilter, BackfillRecord, Change, DeadLetterCursor, DeadLetterFilter,
-    DefinitionRecord, NewRun, NewTask, PipelineCount, RunFilter, Rusage, SqlStore, Store,
-    TaskCount,
+    Admission, BackfillFilter, BackfillRecord, CacheSource, Change, DeadLetterCursor,
+    DeadLetterFilter, DefinitionRecord, NewRun, NewTask, PipelineCount, RunFilter, Rusage,
+    SqlStore, Store, TaskCount,
 };
 use serde_json::json;
 
@@ -39,6 +39,7 @@ fn new_run(id: &str, key: Option<&str>) -> NewRun {
         tasks: vec![task("a", 0), task("b", 1)],
         admission: None,
         backfill_id: None,
+        no_cache: false,
     }
 }
 
@@ -1171,6 +1172,190 @@ async fn overview_story(store: &dyn Store) {
     assert_eq!(b.approval_message, None);
 }
 
+/// Results stored under cache keys, found again within their age, and where a reused result
+/// came from.
+async fn cache_story(store: &dyn Store) {
+    let made = RunId::from_string("01cache1");
+    store
+        .create_run(&new_run(made.as_str(), None))
+        .await
+        .expect("create");
+    let key = TaskKey::from_string("a");
+    let outputs: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_value(json!({"rows": "42"})).expect("map");
+    // A long key: the entry is found by its hash, whatever an index entry may hold.
+    let long = "k".repeat(10_000);
+    let succeed = |cache_key: &str, at: i64| {
+        vec![
+            Change::CacheChecked {
+                key: key.clone(),
+                cache_key: cache_key.to_owned(),
+                hit: None,
+                at,
+            },
+            Change::Task {
+                key: key.clone(),
+                state: TaskState::Succeeded,
+                at,
+                next_attempt_at: None,
+                outputs: Some(outputs.clone()),
+                error: None,
+            },
+            Change::CacheSaved {
+                key: key.clone(),
+                cache_key: cache_key.to_owned(),
+                outputs: outputs.clone(),
+                at,
+            },
+        ]
+    };
+    store
+        .apply(&made, &succeed(&long, 5_000))
+        .await
+        .expect("apply");
+    let lookup = |cache_key: String, not_before: Option<i64>| async move {
+        store
+            .cached_result("data", "etl", "a", &cache_key, not_before)
+            .await
+            .expect("lookup")
+    };
+    let hit = lookup(long.clone(), None).await.expect("a hit");
+    assert_eq!(
+        hit.source,
+        CacheSource {
+            run: made.clone(),
+            task: key.clone(),
+        }
+    );
+    assert_eq!(hit.outputs, outputs);
+    assert_eq!(hit.created_at, 5_000);
+    assert!(
+        lookup(long.clone(), Some(5_000)).await.is_some(),
+        "as old as allowed"
+    );
+    assert!(lookup(long.clone(), Some(5_001)).await.is_none(), "too old");
+    assert!(lookup("other".into(), None).await.is_none(), "another key");
+    assert!(
+        store
+            .cached_result("data", "etl", "b", &long, None)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "another task"
+    );
+    assert!(
+        store
+            .cached_result("other", "etl", "a", &long, None)
+            .await
+            .expect("lookup")
+            .is_none(),
+        "another namespace"
+    );
+    let kinds: Vec<String> = store
+        .events(&made, 0)
+        .await
+        .expect("events")
+        .into_iter()
+        .map(|e| e.kind)
+        .collect();
+    assert!(kinds.ends_with(&[
+        "cache_miss".into(),
+        "task_state".into(),
+        "cache_saved".into()
+    ]));
+
+    // A run that reuses it says so on its task record, until the task is reopened.
+    let mut reusing = new_run("01cache2", None);
+    reusing.no_cache = true;
+    let reuser = store.create_run(&reusing).await.expect("create");
+    assert!(
+        store
+            .run(&reuser)
+            .await
+            .expect("run")
+            .expect("exists")
+            .no_cache
+    );
+    assert!(
+        !store
+            .run(&made)
+            .await
+            .expect("run")
+            .expect("exists")
+            .no_cache
+    );
+    store
+        .apply(
+            &reuser,
+            &[
+                Change::CacheChecked {
+                    key: key.clone(),
+                    cache_key: long.clone(),
+                    hit: Some(hit.source.clone()),
+                    at: 6_000,
+                },
+                set("a", TaskState::Succeeded, 6_000, None),
+            ],
+        )
+        .await
+        .expect("apply");
+    let cached_from = |tasks: Vec<baton_store::TaskRecord>| {
+        tasks
+            .into_iter()
+            .find(|t| t.key == key)
+            .expect("task a")
+            .cached_from
+    };
+    assert_eq!(
+        cached_from(store.tasks(&reuser).await.expect("tasks")),
+        Some(hit.source.clone())
+    );
+    assert_eq!(cached_from(store.tasks(&made).await.expect("tasks")), None);
+    let last = store.events(&reuser, 0).await.expect("events");
+    let event = last
+        .iter()
+        .find(|e| e.kind == "cache_hit")
+        .expect("a hit event");
+    assert_eq!(event.data["run"], json!("01cache1"));
+    assert_eq!(event.data["task"], json!("a"));
+    store
+        .apply(
+            &reuser,
+            &[Change::Reopen {
+                key: key.clone(),
+                state: TaskState::Pending,
+                at: 7_000,
+            }],
+        )
+        .await
+        .expect("reopen");
+    assert_eq!(
+        cached_from(store.tasks(&reuser).await.expect("tasks")),
+        None
+    );
+
+    // A newer success replaces the entry.
+    let remade = RunId::from_string("01cache3");
+    store
+        .create_run(&new_run(remade.as_str(), None))
+        .await
+        .expect("create");
+    store
+        .apply(&remade, &succeed(&long, 8_000))
+        .await
+        .expect("apply");
+    let newer = lookup(long, None).await.expect("a hit");
+    assert_eq!(newer.source.run, remade);
+    assert_eq!(newer.created_at, 8_000);
+}
+
+#[tokio::test]
+async fn sqlite_cache_story() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    cache_story(&store).await;
+}
+
 #[tokio::test]
 async fn sqlite_overview_story() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1223,6 +1408,9 @@ async fn postgres_story() {
     admin.reset_for_tests().await.expect("reset");
     let store = SqlStore::open(&url).await.expect("migrate");
     overview_story(&store).await;
+    admin.reset_for_tests().await.expect("reset");
+    let store = SqlStore::open(&url).await.expect("migrate");
+    cache_story(&store).await;
 }
 
 /// A home written by baton 0.1 (committed as a fixture) opens in this version: migrations are

@@ -2,7 +2,7 @@
 
 use baton_core::ids::TaskKey;
 use baton_core::state::RunState;
-use baton_store::{AttemptRecord, Millis, RunFilter};
+use baton_store::{AttemptRecord, Millis, RunFilter, TaskRecord};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::json;
 
@@ -158,6 +158,15 @@ pub(crate) fn run_json(view: &RunView) -> serde_json::Value {
     doc
 }
 
+/// A task's state, and whether its result came from the cache.
+fn state_label(task: &TaskRecord) -> String {
+    if task.cached_from.is_some() {
+        format!("{} (cached)", task.state)
+    } else {
+        task.state.to_string()
+    }
+}
+
 /// Prints a run: a header, then a row per task (or per attempt with `detail`).
 pub(crate) fn print_run(
     view: &RunView,
@@ -183,6 +192,9 @@ pub(crate) fn print_run(
         ));
         if let Some(e) = &run.error {
             text.push_str(&format!("error:    {e}\n"));
+        }
+        if run.no_cache {
+            text.push_str("cache:    not used (--no-cache)\n");
         }
     }
     let mut t = table();
@@ -238,7 +250,7 @@ pub(crate) fn print_run(
         } else {
             t.add_row([
                 task.key.to_string(),
-                task.state.to_string(),
+                state_label(task),
                 task.attempts.to_string(),
                 duration(task.started_at, task.finished_at),
                 task.error.clone().unwrap_or_default(),
@@ -247,6 +259,16 @@ pub(crate) fn print_run(
         }
     }
     text.push_str(&format!("{t}\n"));
+    if detail {
+        for task in &tasks {
+            if let Some(from) = &task.cached_from {
+                text.push_str(&format!(
+                    "{} reused the cached result of {} in run {}\n",
+                    task.key, from.task, from.run
+                ));
+            }
+        }
+    }
     if tasks.len() > rows {
         text.push_str(&format!(
             "... and {} more tasks (baton show {} --json for all)\n",

@@ -67,6 +67,12 @@ async fn plain(rx: &mut mpsc::UnboundedReceiver<Progress>) {
                 )
             }
             Progress::Run { state, at } => format!("{} run {state}", clock(at)),
+            Progress::Cached { key, from, at } => format!(
+                "{} {key} reuses the cached result of {} in run {}",
+                clock(at),
+                from.task,
+                from.run
+            ),
         };
         let _ = writeln!(stderr, "{line}");
     }
@@ -125,6 +131,8 @@ async fn terminal(rx: &mut mpsc::UnboundedReceiver<Progress>, total: usize) {
                 }
             }
             Progress::Run { state, .. } => overall.set_message(format!("run {state}")),
+            // Its success follows; the summary marks it `(cached)`.
+            Progress::Cached { .. } => {}
         }
     }
     overall.finish_and_clear();

@@ -126,6 +126,7 @@ pub(crate) async fn run(
             // A direct run in the foreground: `concurrency` is the server's to enforce.
             admission: None,
             backfill_id: None,
+            no_cache: args.no_cache,
         },
     )
     .await?

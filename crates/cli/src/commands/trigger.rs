@@ -28,7 +28,13 @@ pub(crate) async fn run(
     })?;
     let params = parse_params(&pipeline, &args.params)?;
     let run = backend
-        .trigger(&pipeline, &source, params, args.idempotency_key.clone())
+        .trigger(
+            &pipeline,
+            &source,
+            params,
+            args.idempotency_key.clone(),
+            args.no_cache,
+        )
         .await?;
     // First and alone on its line, so scripts can take it: `id=$(baton trigger p | head -1)`.
     out.print(&format!("{run}\n"))?;

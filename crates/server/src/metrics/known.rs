@@ -15,8 +15,9 @@ use super::registry::Metrics;
 const FINAL: [RunState; 3] = [RunState::Succeeded, RunState::Failed, RunState::Cancelled];
 
 impl Metrics {
-    /// Sets `pipeline`'s run outcome counters, and the retry counter of each task that may
-    /// retry, to 0 where they do not exist yet (an existing counter keeps its value).
+    /// Sets `pipeline`'s run outcome counters, the retry counter of each task that may retry,
+    /// and the cache counters of each task with `cache:`, to 0 where they do not exist yet (an
+    /// existing counter keeps its value).
     pub fn known_pipeline(&self, pipeline: &Pipeline) {
         let ns = pipeline.id.namespace.to_string();
         let name = pipeline.id.name.to_string();
@@ -41,6 +42,20 @@ impl Metrics {
                 ],
                 0,
             );
+        }
+        for task in pipeline.tasks.iter().filter(|t| t.cache.is_some()) {
+            for result in ["hit", "miss"] {
+                self.counter(
+                    "baton_task_cache_total",
+                    &[
+                        ("namespace", ns.clone()),
+                        ("pipeline", name.clone()),
+                        ("task", task.id.to_string()),
+                        ("result", result.to_owned()),
+                    ],
+                    0,
+                );
+            }
         }
     }
 }

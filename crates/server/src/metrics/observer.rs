@@ -138,8 +138,24 @@ impl Observer for RunObserver {
                         seconds_between(*started_at, *at),
                     );
                 }
+                Change::CacheChecked { key, hit, .. } => {
+                    let result = if hit.is_some() {
+                        // It will never start: nothing to time its queueing by.
+                        t.queued_at.remove(key);
+                        "hit"
+                    } else {
+                        "miss"
+                    };
+                    let [a, b, c] = with("task", key.task_id().to_owned());
+                    m.counter(
+                        "baton_task_cache_total",
+                        &[a, b, c, ("result", result.to_owned())],
+                        1,
+                    );
+                }
                 Change::Run { .. }
                 | Change::Task { .. }
+                | Change::CacheSaved { .. }
                 | Change::AddTasks(_)
                 | Change::Reopen { .. }
                 | Change::Asked { .. }

@@ -69,6 +69,12 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
         "Failed attempts that will be retried (M3).",
     ),
     (
+        "baton_task_cache_total",
+        Kind::Counter,
+        "namespace, pipeline, task, result",
+        "Cache lookups of tasks with `cache:`, by result (`hit`: reused, did not run; `miss`: ran).",
+    ),
+    (
         "baton_task_queue_wait_seconds",
         Kind::Histogram,
         "namespace, pipeline",

@@ -40,7 +40,7 @@ pub(crate) struct EventsQuery {
     summary = "A run's state changes as server-sent events.",
     description = "Each event's `id` is its sequence number in the run's event log and its \
         name is the kind (`run_state`, `task_state`, `task_reopened`, `attempt_started`, \
-        `attempt_finished`, `approval_asked`, `approval_decided`); its data is `{\"seq\", \"at\", \"kind\", \"task\", \"attempt\", \
+        `attempt_finished`, `approval_asked`, `approval_decided`, `cache_hit`, `cache_miss`, `cache_saved`); its data is `{\"seq\", \"at\", \"kind\", \"task\", \"attempt\", \
         \"data\"}`. Once the run has ended and every event is sent, one `end` event (data \
         `{\"state\"}`) closes the stream. Reconnecting with `Last-Event-ID` resumes after it.",
     params(

@@ -262,6 +262,10 @@ pub(crate) struct TriggerBody {
     pub params: Map<String, Value>,
     /// A run started earlier with the same key is returned instead of starting another.
     pub idempotency_key: Option<String>,
+    /// Run every task with `cache:` instead of reusing an earlier result (fresh results are
+    /// still stored). Kept on the run (`no_cache`), so whoever resumes it does the same.
+    #[serde(default)]
+    pub no_cache: bool,
 }
 
 /// Starts a run of the pipeline's active version. The same idempotency key (body field or
@@ -303,6 +307,7 @@ pub(crate) async fn trigger(
         trigger: "manual",
         logical_date: None,
         idempotency_key: super::idempotency_key(body.idempotency_key, &headers),
+        no_cache: body.no_cache,
     };
     let created = state.launch(&version, launch).await?;
     created_response(&state, created).await

@@ -167,6 +167,7 @@ pub(crate) async fn deliver(
         logical_date: None,
         idempotency_key: header(&headers, DELIVERY_HEADERS)
             .map(|d| format!("webhook:{ns}/{name}:{d}")),
+        no_cache: false,
     };
     let created = state.launch(&version, launch).await?;
     super::pipelines::created_response(&state, created).await

@@ -281,10 +281,29 @@ impl Observer for TraceObserver {
                     let name = if *approved { "approved" } else { "rejected" };
                     trace.events.push(event(name, *at, attributes));
                 }
+                // A reused result has no attempt, so no span: the run's span says where it
+                // came from.
+                Change::CacheChecked {
+                    key,
+                    cache_key,
+                    hit: Some(hit),
+                    at,
+                } => trace.events.push(event(
+                    "cache_hit",
+                    *at,
+                    vec![
+                        KeyValue::new("baton.task_key", key.to_string()),
+                        KeyValue::new("baton.cache.key", cache_key.clone()),
+                        KeyValue::new("baton.cache.run_id", hit.run.to_string()),
+                        KeyValue::new("baton.cache.task_key", hit.task.to_string()),
+                    ],
+                )),
                 Change::AttemptStarted { .. }
                 | Change::AddTasks(_)
                 | Change::Reopen { .. }
-                | Change::Asked { .. } => {}
+                | Change::Asked { .. }
+                | Change::CacheChecked { .. }
+                | Change::CacheSaved { .. } => {}
             }
         }
         for (_, span) in ended {
@@ -377,6 +396,7 @@ mod tests {
                     idempotency_key: None,
                     admission: None,
                     backfill_id: None,
+                    no_cache: false,
                 },
             )
             .await

@@ -465,6 +465,7 @@ pub(crate) async fn trigger(
         trigger: "manual",
         logical_date: None,
         idempotency_key: None,
+        no_cache: false,
     };
     match state.launch(&version, launch).await {
         Ok(created) => Ok(Redirect::to(&format!("/runs/{}", created.id)).into_response()),

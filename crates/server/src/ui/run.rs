@@ -276,7 +276,7 @@ fn task_table(l: &Loaded, now: i64) -> Markup {
                 @for t in &l.tasks {
                     tr data-task=(t.key) data-state=(t.state) {
                         td { a.task-link href=(task_href(id, t.key.as_str())) { (t.key) } }
-                        td { (state_badge(t.state.as_str())) }
+                        td { (state_badge(t.state.as_str())) @if t.cached_from.is_some() { " " span.cached { "cached" } } }
                         td { (t.attempts) }
                         td { @if let Some(s) = t.started_at { (duration(t.finished_at.unwrap_or(now) - s)) } }
                         td.error { @if let Some(e) = &t.error { (e) } }
@@ -329,6 +329,14 @@ async fn task_panel(
             @if let Some(item) = &t.item { p { "Item: " code { (item) } } }
             @if let Some(e) = &t.error { p.error-message { (e) } }
             @if let Some(m) = &t.approval_message { p.approval-message { (m) } }
+            @if let Some(c) = &t.cached_from {
+                p.cached-from {
+                    "Reused the cached result of "
+                    a href=(task_href(c.run.as_str(), c.task.as_str())) { code { (c.task) } }
+                    " in run " a href={ "/runs/" (c.run) } { code { (c.run) } }
+                    " (same " code { "cache.key" } "); it did not run."
+                }
+            }
             @if let Some(d) = decision {
                 p.decision data-approved=(d.approved) {
                     (if d.approved { "Approved" } else { "Rejected" }) " by " strong { (d.decided_by) } " "
@@ -359,7 +367,9 @@ async fn task_panel(
                 }
             }
             h3 { "Attempts" }
-            @if attempts.is_empty() {
+            @if attempts.is_empty() && t.cached_from.is_some() {
+                p.empty { "None: the result came from the cache." }
+            } @else if attempts.is_empty() {
                 p.empty { "No attempts yet." }
             } @else {
                 table #attempts {

@@ -106,6 +106,7 @@ pub async fn drive(source: &str, observers: Observers, logical_date: Option<&str
             idempotency_key: None,
             admission: None,
             backfill_id: None,
+            no_cache: false,
         },
     )
     .await
