@@ -75,7 +75,8 @@ async fn pools_are_set_listed_and_deleted() {
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let gpu = json!({"name": "gpu", "slots": 2, "description": "the GPU box", "used": 0, "waiting": 0});
+    let gpu =
+        json!({"name": "gpu", "slots": 2, "description": "the GPU box", "used": 0, "waiting": 0});
     assert_eq!(body, gpu);
     // Resizing keeps the description.
     let (status, body) = s

@@ -553,8 +553,13 @@ async fn answers_match_their_documented_schemas() {
     )
     .await;
     let pool = "/api/v1/pools/{name}";
-    s.call("PUT", pool, "/api/v1/pools/gpu", Some(json!({"slots": 2, "description": "GPUs"})))
-        .await;
+    s.call(
+        "PUT",
+        pool,
+        "/api/v1/pools/gpu",
+        Some(json!({"slots": 2, "description": "GPUs"})),
+    )
+    .await;
     s.call("PUT", pool, "/api/v1/pools/gpu", Some(json!({"slots": -1})))
         .await;
     s.call("PUT", pool, "/api/v1/pools/gpu", Some(json!({"slot": 1})))

@@ -674,7 +674,10 @@ async fn pools(store: &dyn Store) {
     let p1 = leased_run(store, "05p1", "o1", 1_000).await;
     let p2 = leased_run(store, "05p2", "o2", 1_000).await;
     assert_eq!(
-        store.claim_slot("gpu", &p1, &a, "o1", 100).await.expect("claim"),
+        store
+            .claim_slot("gpu", &p1, &a, "o1", 100)
+            .await
+            .expect("claim"),
         SlotClaim::NoPool
     );
     store
@@ -697,9 +700,15 @@ async fn pools(store: &dyn Store) {
             .await
             .expect("claim")
     };
-    assert_eq!(claim(p1.clone(), a.clone(), "o1", 110).await, SlotClaim::Held);
+    assert_eq!(
+        claim(p1.clone(), a.clone(), "o1", 110).await,
+        SlotClaim::Held
+    );
     // Asking again while holding is not a second slot.
-    assert_eq!(claim(p1.clone(), a.clone(), "o1", 111).await, SlotClaim::Held);
+    assert_eq!(
+        claim(p1.clone(), a.clone(), "o1", 111).await,
+        SlotClaim::Held
+    );
     assert_eq!(
         claim(p2.clone(), a.clone(), "o2", 112).await,
         SlotClaim::Full {
@@ -727,7 +736,10 @@ async fn pools(store: &dyn Store) {
         .await
         .expect("finish");
     assert_eq!((gpu(130).await.used, gpu(130).await.waiting), (0, 1));
-    assert_eq!(claim(p2.clone(), a.clone(), "o2", 140).await, SlotClaim::Held);
+    assert_eq!(
+        claim(p2.clone(), a.clone(), "o2", 140).await,
+        SlotClaim::Held
+    );
     assert_eq!((gpu(140).await.used, gpu(140).await.waiting), (1, 0));
     // p2's lease expires (its owner died, say): its slot no longer counts.
     assert_eq!(gpu(1_001).await.used, 0);
@@ -737,7 +749,10 @@ async fn pools(store: &dyn Store) {
             .await
             .expect("renew")
     );
-    assert_eq!(claim(p1.clone(), b.clone(), "o1", 1_002).await, SlotClaim::Held);
+    assert_eq!(
+        claim(p1.clone(), b.clone(), "o1", 1_002).await,
+        SlotClaim::Held
+    );
     // Another owner takes the run over: the claims of the one before count no more.
     assert!(
         store
@@ -746,7 +761,10 @@ async fn pools(store: &dyn Store) {
             .expect("steal")
     );
     assert_eq!(gpu(1_004).await.used, 0);
-    assert_eq!(claim(p1.clone(), b.clone(), "o3", 1_005).await, SlotClaim::Held);
+    assert_eq!(
+        claim(p1.clone(), b.clone(), "o3", 1_005).await,
+        SlotClaim::Held
+    );
     // A task that leaves `running` without an attempt's end (cancelled) gives its slot back.
     store
         .apply(&p1, &[set("b", TaskState::Cancelled, 1_006, None)])
@@ -754,11 +772,17 @@ async fn pools(store: &dyn Store) {
         .expect("cancel");
     assert_eq!(gpu(1_006).await.used, 0);
     // The claims of an owner found dead are dropped.
-    assert_eq!(claim(p1.clone(), a.clone(), "o3", 1_007).await, SlotClaim::Held);
+    assert_eq!(
+        claim(p1.clone(), a.clone(), "o3", 1_007).await,
+        SlotClaim::Held
+    );
     assert_eq!(store.drop_claims("o3").await.expect("drop"), 1);
     assert_eq!(gpu(1_008).await.used, 0);
     // The end of a run gives back all its slots.
-    assert_eq!(claim(p1.clone(), a.clone(), "o3", 1_009).await, SlotClaim::Held);
+    assert_eq!(
+        claim(p1.clone(), a.clone(), "o3", 1_009).await,
+        SlotClaim::Held
+    );
     store
         .apply(&p1, &[end(RunState::Cancelled, 1_010)])
         .await
@@ -831,7 +855,12 @@ async fn concurrent_claimers(stores: Vec<Arc<dyn Store>>) {
     let most = most.load(std::sync::atomic::Ordering::SeqCst);
     assert!(most <= SLOTS, "{most} holders of {SLOTS} slots");
     assert_eq!(
-        stores[0].pool("race", 400).await.expect("pool").expect("race").used,
+        stores[0]
+            .pool("race", 400)
+            .await
+            .expect("pool")
+            .expect("race")
+            .used,
         0
     );
 }

@@ -45,9 +45,7 @@ pub(super) struct Claimed(std::sync::Arc<std::sync::Mutex<std::collections::Hash
 
 impl Claimed {
     pub(super) fn has(&self, run: &RunId) -> bool {
-        self.0
-            .lock()
-            .is_ok_and(|set| set.contains(run.as_str()))
+        self.0.lock().is_ok_and(|set| set.contains(run.as_str()))
     }
 
     fn add(&self, run: &RunId) {
@@ -64,7 +62,11 @@ impl Claimed {
 }
 
 impl SqlStore {
-    pub(super) async fn pools_at(&self, now: Millis, name: Option<&str>) -> Result<Vec<PoolRecord>> {
+    pub(super) async fn pools_at(
+        &self,
+        now: Millis,
+        name: Option<&str>,
+    ) -> Result<Vec<PoolRecord>> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(pools_sql()))
             .bind(now)
             .bind(name)
@@ -139,10 +141,10 @@ impl SqlStore {
                  WHERE r.id = pool_claims.run_id AND r.lease_owner = pool_claims.owner \
                  AND r.lease_expires_at >= $1)",
             )
-                .bind(now)
-                .bind(pool)
-                .execute(&mut *tx)
-                .await?;
+            .bind(now)
+            .bind(pool)
+            .execute(&mut *tx)
+            .await?;
             let sql = format!(
                 "SELECT c.owner, c.run_id, c.task_key FROM pool_claims c \
                  WHERE c.pool = $2 AND c.held = 1 AND {LIVE}"
