@@ -14,8 +14,8 @@ use baton_core::state::RunState;
 use baton_engine::Observers;
 use baton_engine::log_tail::{LogError, LogTail, Tail};
 use baton_store::{
-    AttemptRecord, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, RunFilter, RunRecord,
-    SqlStore, Store, TaskRecord,
+    AttemptRecord, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, PoolRecord, RunFilter,
+    RunRecord, SqlStore, Store, TaskRecord,
 };
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
@@ -505,6 +505,58 @@ impl Backend {
         }
     }
 
+    /// Every pool, with its slots in use and tasks waiting.
+    pub(crate) async fn pools(&self) -> Result<Vec<PoolRecord>, ExpectedError> {
+        match self {
+            Self::Local { store, .. } => Ok(store.pools(baton_engine::now_ms()).await?),
+            Self::Remote(c) => c.get(&["pools"], &[]).await,
+        }
+    }
+
+    /// Creates a pool or changes its slots; returns it as it is now.
+    pub(crate) async fn set_pool(
+        &self,
+        name: &str,
+        slots: i64,
+        description: Option<&str>,
+    ) -> Result<PoolRecord, ExpectedError> {
+        match self {
+            Self::Local { store, .. } => {
+                if let Some(problem) = baton_engine::pool_problem(name, slots) {
+                    return Err(ExpectedError::Usage(problem));
+                }
+                let now = baton_engine::now_ms();
+                let slots = u32::try_from(slots).unwrap_or(0);
+                store.put_pool(name, slots, description, now).await?;
+                store.pool(name, now).await?.ok_or_else(|| no_pool(name))
+            }
+            Self::Remote(c) => {
+                c.put(
+                    &["pools", name],
+                    &json!({ "slots": slots, "description": description }),
+                )
+                .await
+            }
+        }
+    }
+
+    /// Deletes a pool; returns it as it was.
+    pub(crate) async fn delete_pool(&self, name: &str) -> Result<PoolRecord, ExpectedError> {
+        match self {
+            Self::Local { store, .. } => {
+                let pool = store
+                    .pool(name, baton_engine::now_ms())
+                    .await?
+                    .ok_or_else(|| no_pool(name))?;
+                if !store.delete_pool(name).await? {
+                    return Err(no_pool(name));
+                }
+                Ok(pool)
+            }
+            Self::Remote(c) => c.delete(&["pools", name]).await,
+        }
+    }
+
     /// An attempt's log as it is now (the latest attempt when `attempt` is `None`).
     pub(crate) async fn log(
         &self,
@@ -590,6 +642,11 @@ async fn base_dir(
         .and_then(|p| p.parent().map(Path::to_path_buf))
         .unwrap_or_else(|| ".".into());
     Ok(dir.display().to_string())
+}
+
+/// Worded as the server words it, so both read the same.
+fn no_pool(name: &str) -> ExpectedError {
+    ExpectedError::Refused(format!("pool `{name}` does not exist"))
 }
 
 fn log_path<'a>(run: &'a RunId, key: &'a TaskKey) -> [&'a str; 5] {

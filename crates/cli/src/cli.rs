@@ -45,7 +45,7 @@ pub(crate) struct Cli {
     )]
     pub log_format: crate::logging::LogFormat,
     /// Talk to this `baton server` instead of the home (trigger, runs, show, logs, cancel,
-    /// retry, approve, reject).
+    /// retry, approve, reject, pool).
     #[arg(
         long,
         global = true,
@@ -143,6 +143,47 @@ pub(crate) enum Command {
         after_help = "Examples:\n  baton backfill etl.yaml --start 2026-01-01 --end 2026-01-31\n  baton backfill etl.yaml --start 2026-01-01T00:00:00Z --end 2026-01-02T00:00:00Z --parallelism 4 -p region=eu\n\nDates are read in the schedule's time zone; `--end` is inclusive (a date means the whole day).\nPrints one line per run as it ends, then a summary. Exit status: 0 when every run succeeded, 1 otherwise."
     )]
     Backfill(BackfillArgs),
+    /// Manage pools: named numbers of slots shared by the tasks that name them (`pool:`).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  baton pool set gpu --slots 2 --description \"the two GPU boxes\"\n  baton pool list\n  baton pool set gpu --slots 0    # pause: its tasks wait\n  baton pool delete gpu\n\nA pool's slots are shared by every run and every process on the same home or database."
+    )]
+    Pool(PoolCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PoolCommand {
+    /// Create a pool or change its slots.
+    Set(PoolSetArgs),
+    /// List pools with their slots, slots in use and tasks waiting.
+    List(PoolListArgs),
+    /// Delete a pool; tasks that ask it for a slot afterwards fail.
+    Delete(PoolNameArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PoolSetArgs {
+    /// Letters, digits, `.`, `_` and `-`.
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
+    /// Tasks of the pool running at once at most; 0 pauses the pool.
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub(crate) slots: i64,
+    /// What the pool is for (kept when not given).
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PoolListArgs {
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PoolNameArgs {
+    #[arg(value_name = "NAME")]
+    pub(crate) name: String,
 }
 
 #[derive(Debug, Args)]
@@ -191,6 +232,9 @@ pub(crate) struct RunArgs {
     /// Run tasks with `cache:` instead of reusing earlier results (new results are stored).
     #[arg(long)]
     pub(crate) no_cache: bool,
+    /// `[pools]` of the config file, set before the run starts.
+    #[arg(skip)]
+    pub(crate) pools: Vec<crate::config_file::PoolSeed>,
 }
 
 #[derive(Debug, Args)]
@@ -452,4 +496,7 @@ pub(crate) struct ServerArgs {
     /// Do not reload when pipeline files change (SIGHUP and `POST /api/v1/reload` still do).
     #[arg(long, env = "BATON_NO_WATCH")]
     pub(crate) no_watch: bool,
+    /// `[pools]` of the config file, set before the server starts.
+    #[arg(skip)]
+    pub(crate) pools: Vec<crate::config_file::PoolSeed>,
 }

@@ -101,6 +101,27 @@ impl Client {
         read_json(resp).await
     }
 
+    pub(crate) async fn put<T: DeserializeOwned>(
+        &self,
+        path: Segments<'_>,
+        body: &serde_json::Value,
+    ) -> Result<T, ExpectedError> {
+        let resp = self
+            .send(Method::PUT, path, &[], json_accept(), Some(body))
+            .await?;
+        read_json(resp).await
+    }
+
+    pub(crate) async fn delete<T: DeserializeOwned>(
+        &self,
+        path: Segments<'_>,
+    ) -> Result<T, ExpectedError> {
+        let resp = self
+            .send(Method::DELETE, path, &[], json_accept(), None)
+            .await?;
+        read_json(resp).await
+    }
+
     /// The connection failed (nothing listening, DNS, TLS): say where, and what to check.
     pub(crate) fn unreachable(&self, e: &reqwest::Error) -> ExpectedError {
         // The innermost cause says what happened (`Connection refused`); reqwest's own
@@ -156,9 +177,13 @@ async fn api_error(url: &Url, resp: Response) -> ExpectedError {
         }
     }
     let exit = match error["code"].as_str() {
-        Some("invalid_params" | "invalid_body" | "body_too_large" | "unsupported_media_type") => {
-            ExitStatus::Usage
-        }
+        Some(
+            "invalid_params"
+            | "invalid_body"
+            | "body_too_large"
+            | "unsupported_media_type"
+            | "invalid_pool",
+        ) => ExitStatus::Usage,
         _ => ExitStatus::Failure,
     };
     ExpectedError::Api {

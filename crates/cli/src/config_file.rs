@@ -28,6 +28,72 @@ struct ConfigFile {
     traces: baton_server::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
+    /// Pool sizes, set at every start of `baton server` and `baton run`.
+    #[serde(default)]
+    pools: std::collections::BTreeMap<String, PoolEntry>,
+}
+
+/// `gpu = 2`, or `gpu = { slots = 2, description = "..." }`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum PoolEntry {
+    Slots(i64),
+    Table(PoolTable),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoolTable {
+    slots: i64,
+    description: Option<String>,
+}
+
+/// A pool as `[pools]` sets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PoolSeed {
+    pub(crate) name: String,
+    pub(crate) slots: u32,
+    pub(crate) description: Option<String>,
+}
+
+/// Creates or resizes the pools of `[pools]` (the file is what they should be at start).
+pub(crate) async fn seed_pools(
+    store: &dyn baton_store::Store,
+    seeds: &[PoolSeed],
+) -> Result<(), ExpectedError> {
+    let now = baton_engine::now_ms();
+    for p in seeds {
+        store
+            .put_pool(&p.name, p.slots, p.description.as_deref(), now)
+            .await?;
+    }
+    Ok(())
+}
+
+fn pool_seeds(
+    path: &Path,
+    pools: std::collections::BTreeMap<String, PoolEntry>,
+) -> Result<Vec<PoolSeed>, ExpectedError> {
+    pools
+        .into_iter()
+        .map(|(name, entry)| {
+            let (slots, description) = match entry {
+                PoolEntry::Slots(n) => (n, None),
+                PoolEntry::Table(t) => (t.slots, t.description),
+            };
+            if let Some(problem) = baton_engine::pool_problem(&name, slots) {
+                return Err(ExpectedError::Usage(format!(
+                    "invalid config `{}`: [pools] {problem}",
+                    path.display()
+                )));
+            }
+            Ok(PoolSeed {
+                name,
+                slots: u32::try_from(slots).unwrap_or(0),
+                description,
+            })
+        })
+        .collect()
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -60,6 +126,12 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         cli.home = base.join(home);
     }
     cli.traces = file.traces;
+    let seeds = pool_seeds(&path, file.pools)?;
+    match &mut cli.command {
+        Command::Run(args) => args.pools = seeds,
+        Command::Server(args) => args.pools = seeds,
+        _ => {}
+    }
     if let Command::Server(args) = &mut cli.command
         && let Some(m) = matches.subcommand_matches("server")
     {
@@ -188,6 +260,37 @@ mod tests {
             f.server.shutdown_grace.map(|d| d.as_std()),
             Some(std::time::Duration::from_secs(5))
         );
+    }
+
+    #[test]
+    fn pools_are_a_number_or_a_table_and_are_checked() {
+        let f: ConfigFile =
+            toml::from_str("[pools]\ngpu = 2\netl = { slots = 4, description = \"warehouse\" }\n")
+                .expect("valid");
+        let seeds = pool_seeds(Path::new("baton.toml"), f.pools).expect("good pools");
+        assert_eq!(
+            seeds,
+            [
+                PoolSeed {
+                    name: "etl".into(),
+                    slots: 4,
+                    description: Some("warehouse".into()),
+                },
+                PoolSeed {
+                    name: "gpu".into(),
+                    slots: 2,
+                    description: None,
+                },
+            ]
+        );
+        let f: ConfigFile = toml::from_str("[pools]\ngpu = -1\n").expect("parses");
+        let e = pool_seeds(Path::new("baton.toml"), f.pools).expect_err("negative");
+        assert!(
+            e.to_string()
+                .starts_with("invalid config `baton.toml`: [pools] `slots` must be between 0"),
+            "{e}"
+        );
+        assert!(toml::from_str::<ConfigFile>("[pools]\ngpu = { slots = 1, size = 2 }\n").is_err());
     }
 
     #[test]

@@ -255,6 +255,10 @@ struct Dispatcher {
     /// Pipeline `env` values that failed to render.
     env_errors: Vec<String>,
     programs: std::cell::RefCell<crate::programs::Programs>,
+    /// Some task names a pool.
+    pooled: bool,
+    /// While tasks wait for a pool's slot: when to ask again (sooner if one comes free).
+    pool_retry_at: Option<tokio::time::Instant>,
 }
 
 impl Dispatcher {
@@ -268,6 +272,12 @@ impl Dispatcher {
     ) -> Self {
         let run_id = run.id.clone();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let pipeline_pooled = pipeline
+            .tasks
+            .iter()
+            .chain(&pipeline.on_success)
+            .chain(&pipeline.on_failure)
+            .any(|t| t.pool.is_some());
         let mut env: Map<String, Json> = std::env::vars()
             .map(|(k, v)| (k, Json::String(v)))
             .collect();
@@ -331,6 +341,8 @@ impl Dispatcher {
             logs_dir: opts.home.join("logs").join(run_id.as_str()),
             outputs_dir: opts.home.join("runs").join(run_id.as_str()).join("outputs"),
             programs: std::cell::RefCell::default(),
+            pooled: pipeline_pooled,
+            pool_retry_at: None,
         }
     }
 
@@ -458,6 +470,11 @@ impl Dispatcher {
         let changes = std::mem::take(&mut self.pending);
         self.store.apply(&self.run.id, &changes).await?;
         crate::fault::after_commit();
+        if self.pooled && changes.iter().any(frees_slot) {
+            // Tasks waiting here ask at once, and so do other runs of this process.
+            self.pool_retry_at = None;
+            crate::pools::released();
+        }
         crate::run_log::committed(self.scope(), &changes);
         self.opts.observers.committed(self.scope(), &changes);
         if let Some(tx) = &self.progress {
@@ -532,6 +549,13 @@ impl Dispatcher {
                     None => std::future::pending().await,
                 }
             };
+            let retry_at = self.pool_retry_at;
+            let pool_retry = async {
+                match retry_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 // Arms only record. The next `start_ready` commits the consequences together
                 // with the attempts they start, in one transaction, before any process starts.
@@ -543,6 +567,10 @@ impl Dispatcher {
                     }
                 }
                 () = sleep => self.fire_timers(),
+                () = pool_retry => self.pool_retry_at = None,
+                () = crate::pools::next_release(), if self.pool_retry_at.is_some() => {
+                    self.pool_retry_at = None;
+                }
                 _ = control.tick() => self.poll_control().await?,
                 _ = lease.tick() => {
                     let now = now_ms();
@@ -974,12 +1002,51 @@ impl Dispatcher {
         }
         self.check_cache().await?;
         let mut specs = Vec::new();
+        // Tasks whose pool has no slot for them now, and the pools found full in this pass
+        // (a lower-priority task of the same pool does not ask).
+        let mut deferred: Vec<usize> = Vec::new();
+        let mut full: Vec<String> = Vec::new();
+        let ask_pools = self
+            .pool_retry_at
+            .is_none_or(|at| at <= tokio::time::Instant::now());
         while self.running.len() + specs.len() < self.opts.parallelism.max(1) {
             let Some((_, _, Reverse(i))) = self.ready.pop() else {
                 break;
             };
             if self.insts[i].state != TaskState::Queued {
                 continue;
+            }
+            if let Some(pool) = self.task(i).pool.clone() {
+                if !ask_pools || full.contains(&pool) {
+                    deferred.push(i);
+                    continue;
+                }
+                // Slots this run frees in its pending commit are given back first.
+                if self.pending.iter().any(frees_slot) {
+                    self.flush().await?;
+                }
+                let key = self.insts[i].key.clone();
+                let slot = crate::pools::claim(
+                    self.store.as_ref(),
+                    &pool,
+                    &self.run.id,
+                    &key,
+                    &self.opts.owner,
+                )
+                .await?;
+                match slot {
+                    crate::pools::Slot::Held => {}
+                    crate::pools::Slot::Full => {
+                        full.push(pool);
+                        deferred.push(i);
+                        continue;
+                    }
+                    crate::pools::Slot::Missing(why) => {
+                        self.set(i, TaskState::Failed, Some(why));
+                        self.settle(vec![i]);
+                        continue;
+                    }
+                }
             }
             match self.prepare(i) {
                 Ok(spec) => {
@@ -1002,6 +1069,14 @@ impl Dispatcher {
                     self.settle(vec![i]);
                 }
             }
+        }
+        for i in deferred {
+            self.push_ready(i);
+        }
+        if !full.is_empty() {
+            self.pool_retry_at = Some(tokio::time::Instant::now() + crate::pools::RETRY);
+        } else if ask_pools {
+            self.pool_retry_at = None;
         }
         self.flush().await?;
         for (i, spec, started_at) in specs {
@@ -1463,6 +1538,16 @@ impl Dispatcher {
         self.notes.push(Progress::Run { state, at: now });
         self.flush().await?;
         Ok(Some(state))
+    }
+}
+
+/// Whether a change may give a pool slot back (the store releases it in the commit that
+/// ends the attempt, or the run).
+fn frees_slot(change: &Change) -> bool {
+    match change {
+        Change::AttemptFinished { .. } => true,
+        Change::Run { state, .. } => state.is_final(),
+        _ => false,
     }
 }
 

@@ -13,6 +13,7 @@ mod launch;
 pub mod log_tail;
 pub mod observer;
 pub mod outputs;
+mod pools;
 mod programs;
 pub mod render;
 mod run_log;
@@ -25,6 +26,7 @@ pub use dispatcher::{Options, Progress, Stop, execute};
 pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run, pipeline_admission};
 pub use observer::{Observer, Observers, RunScope};
+pub use pools::{MAX_SLOTS, pool_problem};
 
 /// This process's identity as a lease owner: `host:pid:nonce`.
 pub fn owner_id() -> String {

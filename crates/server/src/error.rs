@@ -138,8 +138,8 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_body`, `not_found`, `conflict`,
     /// `invalid_params`, `body_too_large`, `unsupported_media_type`, `invalid_signature`,
-    /// `concurrency_limit`, `invalid_backfill`, `store_unavailable`, `webhook_not_configured`,
-    /// `internal`.
+    /// `concurrency_limit`, `invalid_backfill`, `invalid_pool`, `store_unavailable`,
+    /// `webhook_not_configured`, `internal`.
     pub(crate) code: String,
     /// For people: a lowercase sentence, sometimes followed by a `(hint: ...)` line.
     pub(crate) message: String,

@@ -246,6 +246,12 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::dead_letters::requeue_one))
         .routes(routes!(routes::dead_letters::list))
         .routes(routes!(routes::dead_letters::requeue_bulk))
+        .routes(routes!(routes::pools::list))
+        .routes(routes!(
+            routes::pools::get,
+            routes::pools::put,
+            routes::pools::delete
+        ))
         .routes(routes!(routes::logs::log))
         .routes(routes!(routes::events::events))
         .routes(routes!(routes::health::openapi));

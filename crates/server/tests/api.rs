@@ -61,6 +61,72 @@ async fn health_and_unknown_routes() {
 }
 
 #[tokio::test]
+async fn pools_are_set_listed_and_deleted() {
+    let s = Server::new(&[]).await;
+    assert_eq!(
+        s.call("GET", "/api/v1/pools", None).await,
+        (StatusCode::OK, json!([]))
+    );
+    let (status, body) = s
+        .call(
+            "PUT",
+            "/api/v1/pools/gpu",
+            Some(json!({"slots": 2, "description": "the GPU box"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let gpu =
+        json!({"name": "gpu", "slots": 2, "description": "the GPU box", "used": 0, "waiting": 0});
+    assert_eq!(body, gpu);
+    // Resizing keeps the description.
+    let (status, body) = s
+        .call("PUT", "/api/v1/pools/gpu", Some(json!({"slots": 0})))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["slots"], 0);
+    assert_eq!(body["description"], "the GPU box");
+    s.call("PUT", "/api/v1/pools/cpu", Some(json!({"slots": 8})))
+        .await;
+    let (_, list) = s.call("GET", "/api/v1/pools", None).await;
+    let names: Vec<&str> = list
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    assert_eq!(names, ["cpu", "gpu"]);
+    let (status, body) = s
+        .call("PUT", "/api/v1/pools/gpu", Some(json!({"slots": -1})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(body["error"]["code"], "invalid_pool");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("`slots` must be between 0 and 1000000, got -1")),
+        "{body}"
+    );
+    let (status, body) = s
+        .call("PUT", "/api/v1/pools/a%20b", Some(json!({"slots": 1})))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "invalid_pool");
+    let (status, body) = s.call("GET", "/api/v1/pools/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        body,
+        json!({"error": {"code": "not_found", "message": "pool `nope` does not exist", "details": null}})
+    );
+    let (status, body) = s.call("DELETE", "/api/v1/pools/cpu", None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["name"], "cpu");
+    let (status, _) = s.call("DELETE", "/api/v1/pools/cpu", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, list) = s.call("GET", "/api/v1/pools", None).await;
+    assert_eq!(list.as_array().map(Vec::len), Some(1));
+}
+
+#[tokio::test]
 async fn pipelines_with_validation_errors_and_pages() {
     let s = Server::new(&[("a.yaml", HELLO), ("b.yaml", GATED), ("c.yaml", BROKEN)]).await;
     let (status, page) = s.call("GET", "/api/v1/pipelines?limit=2", None).await;

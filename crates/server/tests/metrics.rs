@@ -647,6 +647,46 @@ fn exprs(value: &Value, out: &mut Vec<String>) {
 }
 
 #[tokio::test]
+async fn pool_gauges_follow_the_database() {
+    let app = App::new(&[(
+        "gpu.yaml",
+        "name: gpu\ndefaults:\n  pool: gpu\ntasks:\n  a:\n    run: sleep 30\n  b:\n    run: sleep 30\n",
+    )])
+    .await;
+    let (status, body) = app
+        .json("PUT", "/api/v1/pools/gpu", Some(json!({ "slots": 1 })))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let gpu = [("pool", "gpu")];
+    let idle = app.scrape().await;
+    assert_eq!(idle.sum("baton_pool_slots", &gpu), 1.0);
+    assert_eq!(idle.sum("baton_pool_slots_used", &gpu), 0.0);
+    assert_eq!(idle.sum("baton_pool_tasks_waiting", &gpu), 0.0);
+    let run = app.trigger("gpu").await;
+    app.scrape_until("one task running in the pool, one waiting", |s| {
+        s.sum("baton_pool_slots_used", &gpu) == 1.0
+            && s.sum("baton_pool_tasks_waiting", &gpu) == 1.0
+    })
+    .await;
+    let (status, body) = app
+        .json("POST", &format!("/api/v1/runs/{run}/cancel"), None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.wait_for_state(&run, "cancelled").await;
+    app.scrape_until("the pool free again", |s| {
+        s.sum("baton_pool_slots_used", &gpu) == 0.0
+            && s.sum("baton_pool_tasks_waiting", &gpu) == 0.0
+    })
+    .await;
+    let (status, _) = app.json("DELETE", "/api/v1/pools/gpu", None).await;
+    assert_eq!(status, StatusCode::OK);
+    app.scrape_until("a deleted pool at 0", |s| {
+        s.sum("baton_pool_slots", &gpu) == 0.0
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
     // Exercise every metric once: a run, a broken file, a scheduler pass, a refused webhook.
     let app = App::new(&[
@@ -663,6 +703,10 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
         let cached = app.trigger("cached").await;
         app.wait_for_state(&cached, "succeeded").await;
     }
+    let (status, _) = app
+        .json("PUT", "/api/v1/pools/gpu", Some(json!({ "slots": 2 })))
+        .await;
+    assert_eq!(status, StatusCode::OK);
     let scheduler = Scheduler::new(app.state.clone(), 100);
     let t0 = jiff::Timestamp::from_second(1_800_000_000).expect("time");
     scheduler.tick(t0).await.expect("first pass");

@@ -42,6 +42,10 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/runs/{id}/events"),
     ("GET", "/api/v1/dead-letters"),
     ("POST", "/api/v1/dead-letters/requeue"),
+    ("GET", "/api/v1/pools"),
+    ("GET", "/api/v1/pools/{name}"),
+    ("PUT", "/api/v1/pools/{name}"),
+    ("DELETE", "/api/v1/pools/{name}"),
 ];
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -548,6 +552,23 @@ async fn answers_match_their_documented_schemas() {
         Some(json!({"ref": "main"})),
     )
     .await;
+    let pool = "/api/v1/pools/{name}";
+    s.call(
+        "PUT",
+        pool,
+        "/api/v1/pools/gpu",
+        Some(json!({"slots": 2, "description": "GPUs"})),
+    )
+    .await;
+    s.call("PUT", pool, "/api/v1/pools/gpu", Some(json!({"slots": -1})))
+        .await;
+    s.call("PUT", pool, "/api/v1/pools/gpu", Some(json!({"slot": 1})))
+        .await;
+    s.call("GET", "/api/v1/pools", "/api/v1/pools", None).await;
+    s.call("GET", pool, "/api/v1/pools/gpu", None).await;
+    s.call("GET", pool, "/api/v1/pools/nope", None).await;
+    s.call("DELETE", pool, "/api/v1/pools/gpu", None).await;
+    s.call("DELETE", pool, "/api/v1/pools/gpu", None).await;
 }
 
 /// When `openapi-spec-validator` (Python) is installed, the document passes it; CI installs it.

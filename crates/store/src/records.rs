@@ -504,3 +504,29 @@ pub struct ApprovalWait {
     /// What the gate asks.
     pub message: Option<String>,
 }
+
+/// A pool: a named number of slots that the tasks naming it share, across every run and
+/// every process on the database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct PoolRecord {
+    pub name: String,
+    /// Tasks of the pool running at once at most; 0 pauses the pool.
+    pub slots: u32,
+    pub description: Option<String>,
+    /// Slots held now by running tasks (of runs whose owner is alive).
+    pub used: u32,
+    /// Tasks ready to run and waiting for a slot now.
+    pub waiting: u32,
+}
+
+/// What asking a pool for a slot found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SlotClaim {
+    /// The task holds a slot (now, or already did).
+    Held,
+    /// Every slot is taken; the task is recorded waiting. `holders` are the owners holding
+    /// the pool's slots, so the caller can look for dead ones among them.
+    Full { holders: Vec<String> },
+    /// No pool of that name.
+    NoPool,
+}

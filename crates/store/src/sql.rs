@@ -15,10 +15,12 @@ use crate::error::{Error, Result};
 use crate::records::{
     ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry,
     CacheSource, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord,
-    EventRecord, Millis, NewRun, NewTask, PipelineCount, RunBrief, RunFilter, RunRecord, Rusage,
-    TaskCount, TaskRecord, VersionRecord,
+    EventRecord, Millis, NewRun, NewTask, PipelineCount, PoolRecord, RunBrief, RunFilter,
+    RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
+
+mod pools;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -37,6 +39,8 @@ pub struct SqlStore {
     /// as a statement.
     writer: std::sync::Arc<tokio::sync::Mutex<sqlx::pool::PoolConnection<sqlx::Any>>>,
     backend: Backend,
+    /// Runs this handle claimed pool slots for.
+    claimed: pools::Claimed,
 }
 
 impl SqlStore {
@@ -81,6 +85,7 @@ impl SqlStore {
             pool,
             writer,
             backend,
+            claimed: pools::Claimed::default(),
         })
     }
 
@@ -1095,6 +1100,14 @@ impl Store for SqlStore {
         let mut tasks: Vec<(TaskKey, TaskUpdate)> = Vec::new();
         let mut task_slot: std::collections::HashMap<TaskKey, usize> =
             std::collections::HashMap::new();
+        // Per task, whether the batch leaves it without a pool slot: its attempt finished or
+        // it left `running`, and nothing later in the batch started it again.
+        let mut releases: std::collections::HashMap<TaskKey, bool> =
+            std::collections::HashMap::new();
+        let mut release = |key: &TaskKey, free: bool| {
+            releases.insert(key.clone(), free);
+        };
+        let mut run_ended = false;
         let mut update = |key: &TaskKey, tasks: &mut Vec<(TaskKey, TaskUpdate)>| -> usize {
             *task_slot.entry(key.clone()).or_insert_with(|| {
                 tasks.push((key.clone(), TaskUpdate::default()));
@@ -1104,6 +1117,7 @@ impl Store for SqlStore {
         for change in changes {
             match change {
                 Change::Run { state, at, error } => {
+                    run_ended |= state.is_final();
                     let started = (*state == RunState::Running).then_some(*at);
                     let finished = state.is_final().then_some(*at);
                     sqlx::query(
@@ -1132,6 +1146,7 @@ impl Store for SqlStore {
                     outputs,
                     error,
                 } => {
+                    release(key, *state != TaskState::Running);
                     let slot = update(key, &mut tasks);
                     let u = &mut tasks[slot].1;
                     u.state = Some(*state);
@@ -1183,6 +1198,7 @@ impl Store for SqlStore {
                     owner,
                     after_interruption,
                 } => {
+                    release(key, false);
                     attempts.push(AttemptRow {
                         key: key.clone(),
                         attempt: *attempt,
@@ -1216,6 +1232,7 @@ impl Store for SqlStore {
                     rusage,
                     error,
                 } => {
+                    release(key, true);
                     attempts.push(AttemptRow {
                         key: key.clone(),
                         attempt: *attempt,
@@ -1343,8 +1360,24 @@ impl Store for SqlStore {
         }
         write_attempts(&mut tx, run, &attempts).await?;
         write_tasks(&mut tx, run, &tasks).await?;
+        // Only the run's owner's claims count, and it made them through this handle: a run it
+        // never claimed for costs no statement here.
+        if self.claimed.has(run) {
+            if run_ended {
+                pools::release_run(&mut tx, run).await?;
+            } else {
+                let freed: Vec<TaskKey> = releases
+                    .into_iter()
+                    .filter_map(|(k, free)| free.then_some(k))
+                    .collect();
+                pools::release(&mut tx, run, &freed).await?;
+            }
+        }
         insert_events(&mut tx, run, &events).await?;
         tx.commit().await?;
+        if run_ended {
+            self.claimed.forget(run);
+        }
         Ok(())
     }
 
@@ -1686,6 +1719,15 @@ impl Store for SqlStore {
             .bind(owner)
             .execute(&self.pool)
             .await?;
+        // Tasks waiting for a slot when the run was handed back wait no more.
+        if self.claimed.has(run) {
+            sqlx::query("DELETE FROM pool_claims WHERE run_id = $1 AND owner = $2")
+                .bind(run.as_str())
+                .bind(owner)
+                .execute(&self.pool)
+                .await?;
+            self.claimed.forget(run);
+        }
         Ok(())
     }
 
@@ -1937,5 +1979,42 @@ impl Store for SqlStore {
             })
         })
         .transpose()
+    }
+
+    async fn pools(&self, now: Millis) -> Result<Vec<PoolRecord>> {
+        self.pools_at(now, None).await
+    }
+
+    async fn pool(&self, name: &str, now: Millis) -> Result<Option<PoolRecord>> {
+        Ok(self.pools_at(now, Some(name)).await?.into_iter().next())
+    }
+
+    async fn put_pool(
+        &self,
+        name: &str,
+        slots: u32,
+        description: Option<&str>,
+        at: Millis,
+    ) -> Result<()> {
+        self.put_pool_row(name, slots, description, at).await
+    }
+
+    async fn delete_pool(&self, name: &str) -> Result<bool> {
+        self.delete_pool_row(name).await
+    }
+
+    async fn claim_slot(
+        &self,
+        pool: &str,
+        run: &RunId,
+        key: &TaskKey,
+        owner: &str,
+        now: Millis,
+    ) -> Result<SlotClaim> {
+        self.claim(pool, run, key, owner, now).await
+    }
+
+    async fn drop_claims(&self, owner: &str) -> Result<u64> {
+        self.drop_owner_claims(owner).await
     }
 }

@@ -8,7 +8,8 @@ use crate::error::Result;
 use crate::records::{
     ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change, Control,
     DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
-    PipelineCount, RunBrief, RunFilter, RunRecord, TaskCount, TaskRecord, VersionRecord,
+    PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, SlotClaim, TaskCount, TaskRecord,
+    VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -159,4 +160,35 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         cache_key: &str,
         not_before: Option<Millis>,
     ) -> Result<Option<CacheEntry>>;
+    /// Every pool, by name, with its slots used and tasks waiting as they count at `now`
+    /// (claims of runs whose lease has expired, or moved to another owner, do not).
+    async fn pools(&self, now: Millis) -> Result<Vec<PoolRecord>>;
+    async fn pool(&self, name: &str, now: Millis) -> Result<Option<PoolRecord>>;
+    /// Creates a pool or changes its slots; `description` none keeps the current one.
+    async fn put_pool(
+        &self,
+        name: &str,
+        slots: u32,
+        description: Option<&str>,
+        at: Millis,
+    ) -> Result<()>;
+    /// Deletes a pool; returns whether it existed. Claims on it stay until their tasks end,
+    /// and tasks that ask it for a slot afterwards find no pool.
+    async fn delete_pool(&self, name: &str) -> Result<bool>;
+    /// Asks `pool` for a slot for task `key` of `run`, on behalf of `owner` (which must hold
+    /// the run's lease): in one transaction (on PostgreSQL under a lock of the pool's row), the
+    /// claims that count are compared with the pool's slots, and the task takes a slot or is
+    /// recorded waiting. The claim is released by [`Store::apply`] in the commit where the task
+    /// leaves `running` (or its attempt finishes), by the run's end, and by
+    /// [`Store::release_lease`].
+    async fn claim_slot(
+        &self,
+        pool: &str,
+        run: &RunId,
+        key: &TaskKey,
+        owner: &str,
+        now: Millis,
+    ) -> Result<SlotClaim>;
+    /// Drops every claim of `owner`, a process known to be dead; returns how many.
+    async fn drop_claims(&self, owner: &str) -> Result<u64>;
 }

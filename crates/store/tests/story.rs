@@ -8,8 +8,8 @@ use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
     Admission, BackfillFilter, BackfillRecord, CacheSource, Change, DeadLetterCursor,
-    DeadLetterFilter, DefinitionRecord, NewRun, NewTask, PipelineCount, RunFilter, Rusage,
-    SqlStore, Store, TaskCount,
+    DeadLetterFilter, DefinitionRecord, NewRun, NewTask, PipelineCount, PoolRecord, RunFilter,
+    Rusage, SlotClaim, SqlStore, Store, TaskCount,
 };
 use serde_json::json;
 
@@ -653,6 +653,219 @@ async fn concurrent_creators(a: Arc<dyn Store>, b: Arc<dyn Store>) {
     assert_eq!(created, 1);
 }
 
+/// A run `id` leased by `owner` until `expires_at`.
+async fn leased_run(store: &dyn Store, id: &str, owner: &str, expires_at: i64) -> RunId {
+    let run = store.create_run(&new_run(id, None)).await.expect("create");
+    assert!(
+        store
+            .acquire_lease(&run, owner, 100, expires_at, None)
+            .await
+            .expect("lease")
+    );
+    run
+}
+
+/// Pools: slots taken and given back with the commits that end attempts, claims that stop
+/// counting when their run's lease expires or changes hands, waiting tasks counted.
+async fn pools(store: &dyn Store) {
+    let a = TaskKey::from_string("a");
+    let b = TaskKey::from_string("b");
+    let gpu = |now| async move { store.pool("gpu", now).await.expect("pool").expect("gpu") };
+    assert_eq!(store.pools(100).await.expect("pools"), []);
+    let p1 = leased_run(store, "05p1", "o1", 1_000).await;
+    let p2 = leased_run(store, "05p2", "o2", 1_000).await;
+    assert_eq!(
+        store
+            .claim_slot("gpu", &p1, &a, "o1", 100)
+            .await
+            .expect("claim"),
+        SlotClaim::NoPool
+    );
+    store
+        .put_pool("gpu", 1, Some("the GPU box"), 100)
+        .await
+        .expect("put");
+    assert_eq!(
+        store.pools(100).await.expect("pools"),
+        [PoolRecord {
+            name: "gpu".into(),
+            slots: 1,
+            description: Some("the GPU box".into()),
+            used: 0,
+            waiting: 0,
+        }]
+    );
+    let claim = |run: RunId, key: TaskKey, owner: &'static str, now: i64| async move {
+        store
+            .claim_slot("gpu", &run, &key, owner, now)
+            .await
+            .expect("claim")
+    };
+    assert_eq!(
+        claim(p1.clone(), a.clone(), "o1", 110).await,
+        SlotClaim::Held
+    );
+    // Asking again while holding is not a second slot.
+    assert_eq!(
+        claim(p1.clone(), a.clone(), "o1", 111).await,
+        SlotClaim::Held
+    );
+    assert_eq!(
+        claim(p2.clone(), a.clone(), "o2", 112).await,
+        SlotClaim::Full {
+            holders: vec!["o1".into()]
+        }
+    );
+    let now = gpu(120).await;
+    assert_eq!((now.used, now.waiting), (1, 1));
+    // The commit that ends the attempt gives the slot back.
+    store
+        .apply(
+            &p1,
+            &[Change::AttemptFinished {
+                key: a.clone(),
+                attempt: 1,
+                state: AttemptState::Succeeded,
+                started_at: 110,
+                at: 130,
+                exit_code: Some(0),
+                signal: None,
+                rusage: None,
+                error: None,
+            }],
+        )
+        .await
+        .expect("finish");
+    assert_eq!((gpu(130).await.used, gpu(130).await.waiting), (0, 1));
+    assert_eq!(
+        claim(p2.clone(), a.clone(), "o2", 140).await,
+        SlotClaim::Held
+    );
+    assert_eq!((gpu(140).await.used, gpu(140).await.waiting), (1, 0));
+    // p2's lease expires (its owner died, say): its slot no longer counts.
+    assert_eq!(gpu(1_001).await.used, 0);
+    assert!(
+        store
+            .acquire_lease(&p1, "o1", 1_001, 5_000, None)
+            .await
+            .expect("renew")
+    );
+    assert_eq!(
+        claim(p1.clone(), b.clone(), "o1", 1_002).await,
+        SlotClaim::Held
+    );
+    // Another owner takes the run over: the claims of the one before count no more.
+    assert!(
+        store
+            .acquire_lease(&p1, "o3", 1_003, 9_000, Some("o1"))
+            .await
+            .expect("steal")
+    );
+    assert_eq!(gpu(1_004).await.used, 0);
+    assert_eq!(
+        claim(p1.clone(), b.clone(), "o3", 1_005).await,
+        SlotClaim::Held
+    );
+    // A task that leaves `running` without an attempt's end (cancelled) gives its slot back.
+    store
+        .apply(&p1, &[set("b", TaskState::Cancelled, 1_006, None)])
+        .await
+        .expect("cancel");
+    assert_eq!(gpu(1_006).await.used, 0);
+    // The claims of an owner found dead are dropped.
+    assert_eq!(
+        claim(p1.clone(), a.clone(), "o3", 1_007).await,
+        SlotClaim::Held
+    );
+    assert_eq!(store.drop_claims("o3").await.expect("drop"), 1);
+    assert_eq!(gpu(1_008).await.used, 0);
+    // The end of a run gives back all its slots.
+    assert_eq!(
+        claim(p1.clone(), a.clone(), "o3", 1_009).await,
+        SlotClaim::Held
+    );
+    store
+        .apply(&p1, &[end(RunState::Cancelled, 1_010)])
+        .await
+        .expect("end");
+    assert_eq!(gpu(1_010).await.used, 0);
+    // 0 slots pause the pool; resizing keeps the description.
+    store.put_pool("gpu", 0, None, 1_011).await.expect("resize");
+    let paused = gpu(1_011).await;
+    assert_eq!(
+        (paused.slots, paused.description.as_deref()),
+        (0, Some("the GPU box"))
+    );
+    let p3 = leased_run(store, "05p3", "o4", 9_000).await;
+    assert_eq!(
+        claim(p3.clone(), a.clone(), "o4", 1_012).await,
+        SlotClaim::Full { holders: vec![] }
+    );
+    assert_eq!(gpu(1_012).await.waiting, 1);
+    // A run handed back stops waiting.
+    store.release_lease(&p3, "o4").await.expect("release");
+    assert_eq!(gpu(1_013).await.waiting, 0);
+    assert!(store.delete_pool("gpu").await.expect("delete"));
+    assert!(!store.delete_pool("gpu").await.expect("delete again"));
+    assert_eq!(store.pool("gpu", 1_014).await.expect("pool"), None);
+    assert_eq!(claim(p3, a, "o4", 1_014).await, SlotClaim::NoPool);
+}
+
+/// Many claimers on several store handles (processes, or replicas on one PostgreSQL), each
+/// taking a slot, holding it a moment and giving it back, over and over: never more holders
+/// than slots.
+async fn concurrent_claimers(stores: Vec<Arc<dyn Store>>) {
+    const SLOTS: usize = 3;
+    stores[0]
+        .put_pool("race", u32::try_from(SLOTS).expect("small"), None, 0)
+        .await
+        .expect("put");
+    let in_use = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for i in 0..16 {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        let (in_use, most) = (Arc::clone(&in_use), Arc::clone(&most));
+        workers.push(tokio::spawn(async move {
+            let owner = format!("w{i}");
+            let run = leased_run(store.as_ref(), &format!("06c{i:02}"), &owner, i64::MAX).await;
+            let key = TaskKey::from_string("a");
+            for round in 0..3 {
+                while store
+                    .claim_slot("race", &run, &key, &owner, 200)
+                    .await
+                    .expect("claim")
+                    != SlotClaim::Held
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+                }
+                let now = in_use.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                most.fetch_max(now, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                in_use.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+                store
+                    .apply(&run, &[set("a", TaskState::Succeeded, 300 + round, None)])
+                    .await
+                    .expect("release");
+            }
+        }));
+    }
+    for w in workers {
+        w.await.expect("join");
+    }
+    let most = most.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(most <= SLOTS, "{most} holders of {SLOTS} slots");
+    assert_eq!(
+        stores[0]
+            .pool("race", 400)
+            .await
+            .expect("pool")
+            .expect("race")
+            .used,
+        0
+    );
+}
+
 /// A backfill and its runs are created together; its first runs are admitted up to its
 /// parallelism.
 async fn backfills(store: &dyn Store) {
@@ -749,6 +962,20 @@ async fn sqlite_admission_and_backfills() {
     backfills(&store).await;
     let other: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("open"));
     concurrent_creators(Arc::new(store), other).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_pools() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    pools(&store).await;
+    let mut stores: Vec<Arc<dyn Store>> = vec![Arc::new(store)];
+    for _ in 0..3 {
+        stores.push(Arc::new(
+            SqlStore::open_home(dir.path()).await.expect("open"),
+        ));
+    }
+    concurrent_claimers(stores).await;
 }
 
 fn task(key: &str, task_id: &str, position: i64) -> NewTask {
@@ -1411,6 +1638,12 @@ async fn postgres_story() {
     admin.reset_for_tests().await.expect("reset");
     let store = SqlStore::open(&url).await.expect("migrate");
     cache_story(&store).await;
+    pools(&store).await;
+    let mut stores: Vec<Arc<dyn Store>> = vec![Arc::new(store)];
+    for _ in 0..3 {
+        stores.push(Arc::new(SqlStore::open(&url).await.expect("connect")));
+    }
+    concurrent_claimers(stores).await;
 }
 
 /// A home written by baton 0.1 (committed as a fixture) opens in this version: migrations are

@@ -5,6 +5,7 @@ mod dead_letters;
 mod graph;
 mod inspect;
 mod live;
+mod pool;
 mod run;
 mod schedule;
 mod schema;
@@ -69,6 +70,9 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         }),
         Command::Backfill(args) => with_backend(home, server, traces, out, async |b, out| {
             backfill::run(b, args, out).await
+        }),
+        Command::Pool(command) => with_backend(home, server, traces, out, async |b, out| {
+            pool::run(b, command, out).await
         }),
     }
 }

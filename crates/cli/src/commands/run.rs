@@ -112,6 +112,7 @@ pub(crate) async fn run(
     let file = runnable_file(&args.file, &args.params, out)?;
     let pipeline = &file.pipeline;
     let store = open(home).await?;
+    crate::config_file::seed_pools(store.as_ref(), &args.pools).await?;
     let id = baton_engine::create_run(
         store.as_ref(),
         RunRequest {

@@ -15,6 +15,10 @@ pub(crate) async fn run(
     observers: &Observers,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
+    if !args.pools.is_empty() {
+        let store = crate::backend::open_store(home).await?;
+        crate::config_file::seed_pools(store.as_ref(), &args.pools).await?;
+    }
     let config = Config {
         listen: args.listen,
         allow_remote: args.allow_remote_unauthenticated,

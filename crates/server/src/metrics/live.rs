@@ -1,4 +1,5 @@
-//! Gauges of what is true now (tasks running and queued, approvals pending, dead letters), read
+//! Gauges of what is true now (tasks running and queued, approvals pending, dead letters, pool
+//! slots), read
 //! from the database when scraped rather than kept by increments in memory: they stay right
 //! across crashes and resumes, and with several replicas each reports the whole truth.
 
@@ -33,6 +34,18 @@ pub(crate) struct Live {
 struct LiveState {
     read_at: Option<Instant>,
     pipelines: BTreeSet<(String, String)>,
+    pools: BTreeSet<String>,
+}
+
+/// The gauges of each pool, in the order [`pool_values`] fills them.
+const POOL_GAUGES: [&str; 3] = [
+    "baton_pool_slots",
+    "baton_pool_slots_used",
+    "baton_pool_tasks_waiting",
+];
+
+fn pool_values(p: &baton_store::PoolRecord) -> [u32; 3] {
+    [p.slots, p.used, p.waiting]
 }
 
 impl Metrics {
@@ -48,14 +61,17 @@ impl Metrics {
         if live.read_at.is_some_and(|t| t.elapsed() < REFRESH_AFTER) {
             return;
         }
-        let (tasks, dead) =
-            match tokio::try_join!(store.active_task_counts(), store.dead_letter_counts()) {
-                Ok(counts) => counts,
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the live metrics from the store");
-                    return;
-                }
-            };
+        let (tasks, dead, pools) = match tokio::try_join!(
+            store.active_task_counts(),
+            store.dead_letter_counts(),
+            store.pools(baton_engine::now_ms())
+        ) {
+            Ok(counts) => counts,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the live metrics from the store");
+                return;
+            }
+        };
         live.read_at = Some(Instant::now());
         let mut values: std::collections::BTreeMap<(String, String), [u64; 4]> = live
             .pipelines
@@ -84,5 +100,18 @@ impl Metrics {
             }
         }
         live.pipelines = values.into_keys().collect();
+        // A deleted pool reads 0 rather than its last values.
+        let mut pool_values: std::collections::BTreeMap<String, [u32; 3]> =
+            live.pools.iter().map(|p| (p.clone(), [0; 3])).collect();
+        for p in &pools {
+            pool_values.insert(p.name.clone(), self::pool_values(p));
+        }
+        for (pool, counts) in &pool_values {
+            let labels = [("pool", pool.clone())];
+            for (gauge, count) in POOL_GAUGES.iter().zip(counts) {
+                self.gauge(gauge, &labels, f64::from(*count));
+            }
+        }
+        live.pools = pools.into_iter().map(|p| p.name).collect();
     }
 }

@@ -105,6 +105,24 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
         "Tasks that failed for good in ended runs and were not requeued (read from the database at scrape).",
     ),
     (
+        "baton_pool_slots",
+        Kind::Gauge,
+        "pool",
+        "Slots of each pool (read from the database at scrape).",
+    ),
+    (
+        "baton_pool_slots_used",
+        Kind::Gauge,
+        "pool",
+        "Slots of each pool held by running tasks now (read from the database at scrape).",
+    ),
+    (
+        "baton_pool_tasks_waiting",
+        Kind::Gauge,
+        "pool",
+        "Tasks ready to run and waiting for a slot of each pool now (read from the database at scrape).",
+    ),
+    (
         "baton_scheduler_lag_seconds",
         Kind::Histogram,
         "",

@@ -1,0 +1,139 @@
+//! Pools: named numbers of slots shared by the tasks that name them, across every run and
+//! every replica on the database. Listed with their slots in use and tasks waiting.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use baton_store::PoolRecord;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::body::Body;
+use crate::error::{ApiError, ApiResult, ErrorBody};
+
+/// `/pools/{name}`
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct PoolPath {
+    /// The pool's name.
+    name: String,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PoolBody {
+    /// Tasks of the pool running at once at most, 0 to 1000000; 0 pauses the pool.
+    slots: i64,
+    /// Omitted: the pool keeps its description.
+    description: Option<String>,
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::not_found(format!("pool `{name}` does not exist"))
+}
+
+/// Every pool, by name, with its slots in use and tasks waiting now.
+#[utoipa::path(
+    get,
+    path = "/pools",
+    operation_id = "list_pools",
+    tag = "pools",
+    responses(
+        (status = 200, description = "Every pool", body = Vec<PoolRecord>),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
+pub(crate) async fn list(State(state): State<AppState>) -> ApiResult<Json<Vec<PoolRecord>>> {
+    Ok(Json(state.store.pools(baton_engine::now_ms()).await?))
+}
+
+/// One pool, with its slots in use and tasks waiting now.
+#[utoipa::path(
+    get,
+    path = "/pools/{name}",
+    operation_id = "get_pool",
+    tag = "pools",
+    params(PoolPath),
+    responses(
+        (status = 200, description = "The pool", body = PoolRecord),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
+pub(crate) async fn get(
+    State(state): State<AppState>,
+    Path(PoolPath { name }): Path<PoolPath>,
+) -> ApiResult<Json<PoolRecord>> {
+    let pool = state.store.pool(&name, baton_engine::now_ms()).await?;
+    Ok(Json(pool.ok_or_else(|| not_found(&name))?))
+}
+
+/// Creates a pool or sets its slots (and description). Tasks waiting for it ask again
+/// within a moment, so more slots let them start at once; fewer stop none that run.
+#[utoipa::path(
+    put,
+    path = "/pools/{name}",
+    operation_id = "put_pool",
+    tag = "pools",
+    params(PoolPath),
+    request_body = PoolBody,
+    responses(
+        (status = 200, description = "The pool as it is now", body = PoolRecord),
+        (status = 400, description = "Unreadable JSON", body = ErrorBody),
+        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+        (status = 422, description = "Bad name or slots (`invalid_pool`), or a body of the wrong shape", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
+pub(crate) async fn put(
+    State(state): State<AppState>,
+    Path(PoolPath { name }): Path<PoolPath>,
+    Body(body): Body<PoolBody>,
+) -> ApiResult<Json<PoolRecord>> {
+    if let Some(problem) = baton_engine::pool_problem(&name, body.slots) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_pool",
+            problem,
+        ));
+    }
+    let slots = u32::try_from(body.slots).unwrap_or(0);
+    let now = baton_engine::now_ms();
+    state
+        .store
+        .put_pool(&name, slots, body.description.as_deref(), now)
+        .await?;
+    let pool = state.store.pool(&name, now).await?;
+    Ok(Json(pool.ok_or_else(|| not_found(&name))?))
+}
+
+/// Deletes a pool. Tasks holding its slots finish; tasks that ask it for a slot afterwards
+/// fail (``pool `x` does not exist``).
+#[utoipa::path(
+    delete,
+    path = "/pools/{name}",
+    operation_id = "delete_pool",
+    tag = "pools",
+    params(PoolPath),
+    responses(
+        (status = 200, description = "The pool as it was", body = PoolRecord),
+        (status = 404, description = "No such pool", body = ErrorBody),
+        (status = 503, description = "The database is not available", body = ErrorBody),
+    )
+)]
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    Path(PoolPath { name }): Path<PoolPath>,
+) -> ApiResult<Json<PoolRecord>> {
+    let pool = state
+        .store
+        .pool(&name, baton_engine::now_ms())
+        .await?
+        .ok_or_else(|| not_found(&name))?;
+    if !state.store.delete_pool(&name).await? {
+        return Err(not_found(&name));
+    }
+    Ok(Json(pool))
+}
