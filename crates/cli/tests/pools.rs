@@ -211,6 +211,64 @@ fn a_killed_process_does_not_keep_its_slot_and_its_resumed_run_takes_one_again()
     );
 }
 
+/// `hold` takes the slot until `release` exists; `low`, in the same run and process, waits for
+/// it and would be first to ask when it comes free.
+const LOW: &str = r#"name: low
+tasks:
+  hold:
+    pool: gpu
+    priority: 1
+    run: |
+      echo go > hold.txt
+      while [ ! -e release ]; do sleep 0.05; done
+  low:
+    pool: gpu
+    run: echo "$(date +%s%N) low" >> order.txt
+"#;
+const HIGH: &str = r#"name: high
+tasks:
+  high:
+    pool: gpu
+    priority: 10
+    run: echo "$(date +%s%N) high" >> order.txt
+"#;
+
+#[test]
+fn a_freed_slot_goes_to_the_waiting_task_of_highest_priority_of_any_run() {
+    let t = Test::new().file("low.yaml", LOW).file("high.yaml", HIGH);
+    set(&t, "gpu", "1");
+    let low = t.spawn(&["run", "low.yaml"]);
+    wait_until("the holding task never started", || {
+        !t.read("hold.txt").is_empty()
+    });
+    wait_until("the low task never waited", || {
+        pool(&t, "gpu")["waiting"].as_u64() == Some(1)
+    });
+    let high = t.spawn(&["run", "high.yaml"]);
+    wait_until("the high task never waited", || {
+        pool(&t, "gpu")["waiting"].as_u64() == Some(2)
+    });
+    assert!(t.read("order.txt").is_empty(), "ran without a slot");
+    std::fs::write(t.path().join("release"), "").expect("release");
+    for child in [low, high] {
+        let out = child.wait_with_output().expect("run");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let order = times(&t, "order.txt", "");
+    let names: Vec<&str> = order.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["high", "low"],
+        "the low task, waiting longer in the process that freed the slot, ran first: {}",
+        t.read("order.txt")
+    );
+    assert!(order[0].1 < order[1].1, "{}", t.read("order.txt"));
+}
+
 #[test]
 fn a_task_naming_an_unknown_pool_fails_with_a_hint() {
     let t = Test::new().file(

@@ -121,7 +121,13 @@ struct Inst {
     position: i64,
     /// The rendered `cache.key`, once looked up: a success is stored under it.
     cache_key: Option<String>,
+    /// Since when it waits for a slot of its pool, as the store records it.
+    waiting_since: Option<Millis>,
 }
+
+/// A ready task's place: priority, then since when it waits for a slot, then position, so a
+/// run asks for slots in the order the store hands them out (see `Store::claim_slot`).
+type Ready = (i32, Reverse<Millis>, Reverse<i64>, Reverse<usize>);
 
 /// An attempt this dispatcher started and has not heard the end of.
 #[derive(Debug)]
@@ -149,6 +155,7 @@ impl Inst {
             next_at: None,
             position,
             cache_key: None,
+            waiting_since: None,
         }
     }
 }
@@ -237,7 +244,7 @@ struct Dispatcher {
     unfinished: HashMap<usize, usize>,
     /// `task id -> { outputs, state }` of finished tasks, for templates.
     finished: Map<String, Json>,
-    ready: BinaryHeap<(i32, Reverse<i64>, Reverse<usize>)>,
+    ready: BinaryHeap<Ready>,
     /// Queued tasks with `cache:` whose key is still to be looked up (before they are ready).
     lookups: Vec<usize>,
     timers: BinaryHeap<Reverse<(Millis, usize)>>,
@@ -407,6 +414,7 @@ impl Dispatcher {
                 next_at: r.next_attempt_at,
                 position: r.position,
                 cache_key: None,
+                waiting_since: None,
             });
         }
         // A hook record means the outcome was decided before a crash; hooks read it as `run.state`.
@@ -471,8 +479,10 @@ impl Dispatcher {
         self.store.apply(&self.run.id, &changes).await?;
         crate::fault::after_commit();
         if self.pooled && changes.iter().any(frees_slot) {
-            // Tasks waiting here ask at once, and so do other runs of this process.
-            self.pool_retry_at = None;
+            // Tasks waiting here ask at once, and so do other runs of this process. A time, not
+            // `None`: the loop must not sleep until some other event when this commit came
+            // after this pass's tasks were told to wait.
+            self.pool_retry_at = Some(tokio::time::Instant::now());
             crate::pools::released();
         }
         crate::run_log::committed(self.scope(), &changes);
@@ -661,8 +671,13 @@ impl Dispatcher {
 
     fn push_ready(&mut self, i: usize) {
         let priority = self.task(i).priority;
-        self.ready
-            .push((priority, Reverse(self.insts[i].position), Reverse(i)));
+        let inst = &self.insts[i];
+        self.ready.push((
+            priority,
+            Reverse(inst.waiting_since.unwrap_or(Millis::MAX)),
+            Reverse(inst.position),
+            Reverse(i),
+        ));
     }
 
     fn upstream_states(&self, t: usize) -> Vec<TaskState> {
@@ -1010,7 +1025,7 @@ impl Dispatcher {
             .pool_retry_at
             .is_none_or(|at| at <= tokio::time::Instant::now());
         while self.running.len() + specs.len() < self.opts.parallelism.max(1) {
-            let Some((_, _, Reverse(i))) = self.ready.pop() else {
+            let Some((_, _, _, Reverse(i))) = self.ready.pop() else {
                 break;
             };
             if self.insts[i].state != TaskState::Queued {
@@ -1026,17 +1041,21 @@ impl Dispatcher {
                     self.flush().await?;
                 }
                 let key = self.insts[i].key.clone();
+                let now = now_ms();
                 let slot = crate::pools::claim(
                     self.store.as_ref(),
                     &pool,
                     &self.run.id,
                     &key,
+                    self.task(i).priority,
                     &self.opts.owner,
+                    now,
                 )
                 .await?;
                 match slot {
-                    crate::pools::Slot::Held => {}
+                    crate::pools::Slot::Held => self.insts[i].waiting_since = None,
                     crate::pools::Slot::Full => {
+                        self.insts[i].waiting_since.get_or_insert(now);
                         full.push(pool);
                         deferred.push(i);
                         continue;

@@ -7,10 +7,8 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use baton_core::ids::{RunId, TaskKey};
-use baton_store::{SlotClaim, Store};
+use baton_store::{Millis, SlotClaim, Store};
 use tokio::sync::Notify;
-
-use crate::clock::now_ms;
 
 /// How often a task waiting for a slot asks again, when no slot came free in this process.
 pub(crate) const RETRY: Duration = Duration::from_millis(200);
@@ -36,18 +34,25 @@ pub(crate) enum Slot {
     Missing(String),
 }
 
-/// Asks `pool` for a slot for `key`. When the pool is full and some holders are processes of
-/// this host that no longer exist, their claims are dropped and the slot asked for again.
+/// Asks `pool` for a slot for `key`, of `priority`, at `now`. When the pool is full and some
+/// holders are processes of this host that no longer exist, their claims are dropped and the
+/// slot asked for again. A task that waits must ask again within a few seconds to keep its
+/// place ahead of later and lower waiters (see `Store::claim_slot`): [`RETRY`] is well inside.
 pub(crate) async fn claim(
     store: &dyn Store,
     pool: &str,
     run: &RunId,
     key: &TaskKey,
+    priority: i32,
     owner: &str,
+    now: Millis,
 ) -> baton_store::Result<Slot> {
     let mut reclaimed = false;
     loop {
-        match store.claim_slot(pool, run, key, owner, now_ms()).await? {
+        match store
+            .claim_slot(pool, run, key, priority, owner, now)
+            .await?
+        {
             SlotClaim::Held => return Ok(Slot::Held),
             SlotClaim::NoPool => {
                 return Ok(Slot::Missing(format!(

@@ -524,8 +524,9 @@ pub struct PoolRecord {
 pub enum SlotClaim {
     /// The task holds a slot (now, or already did).
     Held,
-    /// Every slot is taken; the task is recorded waiting. `holders` are the owners holding
-    /// the pool's slots, so the caller can look for dead ones among them.
+    /// Every slot is taken, or the free ones go to waiters ahead of the task; it is recorded
+    /// waiting. `holders` are the owners holding the pool's slots, so the caller can look for
+    /// dead ones among them.
     Full { holders: Vec<String> },
     /// No pool of that name.
     NoPool,

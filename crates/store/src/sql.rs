@@ -2008,10 +2008,11 @@ impl Store for SqlStore {
         pool: &str,
         run: &RunId,
         key: &TaskKey,
+        priority: i32,
         owner: &str,
         now: Millis,
     ) -> Result<SlotClaim> {
-        self.claim(pool, run, key, owner, now).await
+        self.claim(pool, run, key, priority, owner, now).await
     }
 
     async fn drop_claims(&self, owner: &str) -> Result<u64> {

@@ -175,17 +175,22 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes a pool; returns whether it existed. Claims on it stay until their tasks end,
     /// and tasks that ask it for a slot afterwards find no pool.
     async fn delete_pool(&self, name: &str) -> Result<bool>;
-    /// Asks `pool` for a slot for task `key` of `run`, on behalf of `owner` (which must hold
-    /// the run's lease): in one transaction (on PostgreSQL under a lock of the pool's row), the
-    /// claims that count are compared with the pool's slots, and the task takes a slot or is
-    /// recorded waiting. The claim is released by [`Store::apply`] in the commit where the task
-    /// leaves `running` (or its attempt finishes), by the run's end, and by
-    /// [`Store::release_lease`].
+    /// Asks `pool` for a slot for task `key` of `run`, of `priority`, on behalf of `owner`
+    /// (which must hold the run's lease): in one transaction (on PostgreSQL under a lock of the
+    /// pool's row), the claims that count are compared with the pool's slots, and the task
+    /// takes a slot or is recorded waiting. A free slot goes first to the waiters of other runs
+    /// of higher priority, then to those waiting longer: the task takes one only if fewer of
+    /// them than free slots are ahead of it. A waiter counts while its run's lease counts and
+    /// it asked in the last few seconds, so the caller asks again, every few hundred
+    /// milliseconds, while it waits. The claim is released by [`Store::apply`] in the commit
+    /// that gives the task a state other than `running` (a waiter cancelled or skipped, say) or
+    /// finishes its attempt, by the run's end, and by [`Store::release_lease`].
     async fn claim_slot(
         &self,
         pool: &str,
         run: &RunId,
         key: &TaskKey,
+        priority: i32,
         owner: &str,
         now: Millis,
     ) -> Result<SlotClaim>;

@@ -676,7 +676,7 @@ async fn pools(store: &dyn Store) {
     let p2 = leased_run(store, "05p2", "o2", 1_000).await;
     assert_eq!(
         store
-            .claim_slot("gpu", &p1, &a, "o1", 100)
+            .claim_slot("gpu", &p1, &a, 0, "o1", 100)
             .await
             .expect("claim"),
         SlotClaim::NoPool
@@ -697,7 +697,7 @@ async fn pools(store: &dyn Store) {
     );
     let claim = |run: RunId, key: TaskKey, owner: &'static str, now: i64| async move {
         store
-            .claim_slot("gpu", &run, &key, owner, now)
+            .claim_slot("gpu", &run, &key, 0, owner, now)
             .await
             .expect("claim")
     };
@@ -811,6 +811,88 @@ async fn pools(store: &dyn Store) {
     assert_eq!(claim(p3, a, "o4", 1_014).await, SlotClaim::NoPool);
 }
 
+/// Which waiter a freed slot goes to: the highest priority, then the longest waiting; waiters
+/// whose lease expired, or that stopped asking, hold nobody up; a run's own waiters do not
+/// hold up its other tasks.
+async fn pool_priority(store: &dyn Store) {
+    store.put_pool("fair", 1, None, 0).await.expect("put");
+    let key = TaskKey::from_string("a");
+    let ask = |run: &RunId, prio: i32, owner: &'static str, now: i64| {
+        let (run, key) = (run.clone(), key.clone());
+        async move {
+            store
+                .claim_slot("fair", &run, &key, prio, owner, now)
+                .await
+                .expect("claim")
+        }
+    };
+    let free = |run: &RunId, at: i64| {
+        let run = run.clone();
+        async move {
+            store
+                .apply(&run, &[set("a", TaskState::Succeeded, at, None)])
+                .await
+                .expect("release");
+        }
+    };
+    let full = |holder: &str| SlotClaim::Full {
+        holders: vec![holder.to_owned()],
+    };
+    let none = SlotClaim::Full { holders: vec![] };
+    let h = leased_run(store, "07h", "oh", 100_000).await;
+    let low = leased_run(store, "07low", "olow", 100_000).await;
+    let high = leased_run(store, "07high", "ohigh", 100_000).await;
+    let late = leased_run(store, "07late", "olate", 100_000).await;
+    assert_eq!(ask(&h, 0, "oh", 10_000).await, SlotClaim::Held);
+    assert_eq!(ask(&low, 0, "olow", 10_010).await, full("oh"));
+    assert_eq!(ask(&high, 5, "ohigh", 10_020).await, full("oh"));
+    free(&h, 10_030).await;
+    // The slot is free, but a waiter of higher priority, though later, is ahead.
+    assert_eq!(ask(&low, 0, "olow", 10_040).await, none);
+    assert_eq!(ask(&high, 5, "ohigh", 10_050).await, SlotClaim::Held);
+    // Among equal priorities, the one waiting longer goes first.
+    assert_eq!(ask(&late, 0, "olate", 10_060).await, full("ohigh"));
+    free(&high, 10_070).await;
+    assert_eq!(ask(&late, 0, "olate", 10_080).await, none);
+    assert_eq!(ask(&low, 0, "olow", 10_090).await, SlotClaim::Held);
+    // A waiter whose lease expires (its process died, say) holds nobody up.
+    let dead = leased_run(store, "07dead", "odead", 10_200).await;
+    assert_eq!(ask(&dead, 9, "odead", 10_100).await, full("olow"));
+    free(&low, 10_110).await;
+    assert_eq!(ask(&late, 0, "olate", 10_150).await, none);
+    assert_eq!(ask(&late, 0, "olate", 10_201).await, SlotClaim::Held);
+    // Nor does one that stopped asking (its run drains, say) for more than 3 s.
+    let idle = leased_run(store, "07idle", "oidle", 100_000).await;
+    assert_eq!(ask(&idle, 9, "oidle", 10_300).await, full("olate"));
+    free(&late, 10_310).await;
+    let next = leased_run(store, "07next", "onext", 100_000).await;
+    assert_eq!(ask(&next, 0, "onext", 13_300).await, none);
+    assert_eq!(ask(&next, 0, "onext", 13_301).await, SlotClaim::Held);
+    // A run's own waiters do not hold up its other tasks: it asks in its own order.
+    free(&next, 13_310).await;
+    assert_eq!(ask(&idle, 9, "oidle", 13_320).await, SlotClaim::Held);
+    let own = leased_run(store, "07own", "oown", 100_000).await;
+    let mine = |key: &'static str, now: i64| {
+        let own = own.clone();
+        async move {
+            store
+                .claim_slot("fair", &own, &TaskKey::from_string(key), 0, "oown", now)
+                .await
+                .expect("claim")
+        }
+    };
+    assert_eq!(mine("x", 13_330).await, full("oidle"));
+    free(&idle, 13_340).await;
+    assert_eq!(mine("y", 13_350).await, SlotClaim::Held);
+    assert_eq!(mine("x", 13_360).await, full("oown"));
+    let fair = store
+        .pool("fair", 13_370)
+        .await
+        .expect("pool")
+        .expect("fair");
+    assert_eq!((fair.used, fair.waiting), (1, 1));
+}
+
 /// Many claimers on several store handles (processes, or replicas on one PostgreSQL), each
 /// taking a slot, holding it a moment and giving it back, over and over: never more holders
 /// than slots.
@@ -832,7 +914,7 @@ async fn concurrent_claimers(stores: Vec<Arc<dyn Store>>) {
             let key = TaskKey::from_string("a");
             for round in 0..3 {
                 while store
-                    .claim_slot("race", &run, &key, &owner, 200)
+                    .claim_slot("race", &run, &key, 0, &owner, 200)
                     .await
                     .expect("claim")
                     != SlotClaim::Held
@@ -969,6 +1051,7 @@ async fn sqlite_pools() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqlStore::open_home(dir.path()).await.expect("open");
     pools(&store).await;
+    pool_priority(&store).await;
     let mut stores: Vec<Arc<dyn Store>> = vec![Arc::new(store)];
     for _ in 0..3 {
         stores.push(Arc::new(
@@ -1639,6 +1722,7 @@ async fn postgres_story() {
     let store = SqlStore::open(&url).await.expect("migrate");
     cache_story(&store).await;
     pools(&store).await;
+    pool_priority(&store).await;
     let mut stores: Vec<Arc<dyn Store>> = vec![Arc::new(store)];
     for _ in 0..3 {
         stores.push(Arc::new(SqlStore::open(&url).await.expect("connect")));

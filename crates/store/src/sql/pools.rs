@@ -112,6 +112,7 @@ impl SqlStore {
         pool: &str,
         run: &RunId,
         key: &TaskKey,
+        priority: i32,
         owner: &str,
         now: Millis,
     ) -> Result<SlotClaim> {
@@ -121,8 +122,8 @@ impl SqlStore {
         let mut tx = self.begin_write(&mut writer).await?;
         let result = async {
             // PostgreSQL: claimers of one pool take turns on its row, so two of them never
-            // both see the last free slot. SQLite's `BEGIN IMMEDIATE` already lets one writer
-            // in at a time.
+            // both see the last free slot, nor the same place among the waiters. SQLite's
+            // `BEGIN IMMEDIATE` already lets one writer in at a time.
             let lock = match self.backend {
                 Backend::Postgres => "SELECT slots FROM pools WHERE name = $1 FOR UPDATE",
                 Backend::Sqlite => "SELECT slots FROM pools WHERE name = $1",
@@ -169,21 +170,36 @@ impl SqlStore {
                     owners.push(owner);
                 }
             }
-            let held = taken < slots;
-            // A waiter keeps its `since` while it keeps waiting.
+            // A waiter keeps its place (`since`) while it keeps waiting for this owner.
+            let since: Millis = sqlx::query(
+                "SELECT since FROM pool_claims WHERE run_id = $1 AND task_key = $2 \
+                 AND pool = $3 AND owner = $4 AND held = 0",
+            )
+            .bind(run.as_str())
+            .bind(key.as_str())
+            .bind(pool)
+            .bind(owner)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get("since"))
+            .transpose()?
+            .unwrap_or(now);
+            let held = taken < slots
+                && ahead(&mut tx, pool, run, priority, since, now).await? < slots - taken;
             sqlx::query(
-                "INSERT INTO pool_claims (run_id, task_key, pool, owner, held, since) \
-                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (run_id, task_key) DO UPDATE SET \
-                 since = CASE WHEN pool_claims.held = excluded.held \
-                 AND pool_claims.owner = excluded.owner AND pool_claims.pool = excluded.pool \
-                 THEN pool_claims.since ELSE excluded.since END, \
-                 pool = excluded.pool, owner = excluded.owner, held = excluded.held",
+                "INSERT INTO pool_claims \
+                 (run_id, task_key, pool, owner, held, since, priority, asked_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (run_id, task_key) DO UPDATE \
+                 SET since = excluded.since, pool = excluded.pool, owner = excluded.owner, \
+                 held = excluded.held, priority = excluded.priority, asked_at = excluded.asked_at",
             )
             .bind(run.as_str())
             .bind(key.as_str())
             .bind(pool)
             .bind(owner)
             .bind(i64::from(held))
+            .bind(if held { now } else { since })
+            .bind(i64::from(priority))
             .bind(now)
             .execute(&mut *tx)
             .await?;
@@ -205,6 +221,42 @@ impl SqlStore {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// How long a waiter counts without asking again. Dispatchers ask every few hundred
+/// milliseconds while they wait; a run that stops asking (it drains, or runs as many tasks as
+/// its parallelism allows) keeps its claim but lets the slot go to the next waiter.
+const WAITER_COUNTS_FOR: Millis = 3_000;
+
+/// How many waiters of `pool` a freed slot goes to before a task of `run` that has waited
+/// since `since` with `priority`: the live ones of other runs that asked lately, of higher
+/// priority or waiting longer (runs' ids break ties). A run's own waiters are not counted: its
+/// dispatcher asks for its tasks in its own order, and would otherwise stall behind one it
+/// does not ask for yet.
+async fn ahead(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    pool: &str,
+    run: &RunId,
+    priority: i32,
+    since: Millis,
+    now: Millis,
+) -> Result<i64> {
+    let sql = format!(
+        "SELECT COUNT(*) AS n FROM pool_claims c WHERE c.pool = $2 AND c.held = 0 \
+         AND c.run_id <> $3 AND c.asked_at >= $6 AND {LIVE} \
+         AND (c.priority > $4 OR (c.priority = $4 AND (c.since < $5 \
+         OR (c.since = $5 AND c.run_id < $3))))"
+    );
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(pool)
+        .bind(run.as_str())
+        .bind(i64::from(priority))
+        .bind(since)
+        .bind(now.saturating_sub(WAITER_COUNTS_FOR))
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(row.try_get("n")?)
 }
 
 /// Releases the claims of `keys` of `run` inside a commit of [`crate::Store::apply`].
