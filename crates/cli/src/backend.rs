@@ -70,6 +70,9 @@ pub(crate) struct RunView {
     pub(crate) run: RunRecord,
     pub(crate) tasks: Vec<TaskRecord>,
     pub(crate) attempts: Vec<AttemptRecord>,
+    /// Runs its sub-pipeline tasks started (servers before 0.2 send none).
+    #[serde(default)]
+    pub(crate) children: Vec<RunRecord>,
 }
 
 impl RunView {
@@ -82,6 +85,7 @@ impl RunView {
             run,
             tasks: store.tasks(id).await?,
             attempts: store.attempts(id).await?,
+            children: store.child_runs(id).await?,
         })
     }
 }

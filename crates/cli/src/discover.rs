@@ -51,3 +51,53 @@ fn is_hidden(p: &Path) -> bool {
 fn is_yaml(p: &Path) -> bool {
     matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
 }
+
+/// The pipelines a sub-pipeline task of `baton run FILE` can start: those in FILE's directory
+/// and below, found as the server finds its pipelines directory's (and only when a task asks,
+/// since the directory may be large).
+#[derive(Debug)]
+pub(crate) struct DirPipelines {
+    dir: PathBuf,
+    catalog: tokio::sync::OnceCell<baton_server::Catalog>,
+}
+
+impl DirPipelines {
+    pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
+        Self {
+            dir: dir.into(),
+            catalog: tokio::sync::OnceCell::new(),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl baton_engine::Pipelines for DirPipelines {
+    async fn get(&self, id: &baton_core::ids::PipelineId) -> Option<baton_engine::Definition> {
+        let catalog = self
+            .catalog
+            .get_or_init(|| async {
+                let mut catalog = baton_server::Catalog::new(self.dir.clone());
+                tokio::task::spawn_blocking(move || {
+                    catalog.reload();
+                    catalog
+                })
+                .await
+                .unwrap_or_default()
+            })
+            .await;
+        let v = catalog
+            .find(id.namespace.as_str(), id.name.as_str())?
+            .active
+            .clone()?;
+        Some(baton_engine::Definition {
+            path: Some(v.file.display().to_string()),
+            base_dir: v.base_dir(),
+            pipeline: v.pipeline,
+            source: v.source,
+        })
+    }
+
+    fn looked_in(&self) -> String {
+        format!("`{}` and the directories below it", self.dir.display())
+    }
+}

@@ -184,3 +184,79 @@ fn a_run_owned_by_a_live_process_cannot_be_resumed_twice() {
     child.kill().expect("kill");
     child.wait().expect("reap");
 }
+
+const PARENT: &str = r#"name: parent
+tasks:
+  call:
+    pipeline: child
+  after:
+    needs: [call]
+    run: echo after >> ran.txt
+"#;
+
+const CHILD: &str = r#"name: child
+tasks:
+  first:
+    run: echo first >> ran.txt
+  second:
+    needs: [first]
+    run: echo second >> ran.txt
+"#;
+
+/// The id of the newest run of `pipeline`.
+fn newest_of(t: &Test, pipeline: &str) -> String {
+    let out = t.run(&["runs", "--json", "--pipeline", pipeline, "--limit", "1"]);
+    let runs: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    runs[0]["id"].as_str().expect("a run").to_owned()
+}
+
+#[test]
+fn a_crash_at_every_commit_of_a_parent_and_its_child_never_starts_a_second_child() {
+    for n in 1..100 {
+        let t = Test::new()
+            .file("parent.yaml", PARENT)
+            .file("child.yaml", CHILD);
+        let mut cmd = t.command(&["run", "parent.yaml"]);
+        cmd.env("BATON_FAULT_CRASH_AFTER_COMMITS", n.to_string());
+        let crashed = cmd.output().expect("run").status.code().is_none();
+        let id = newest_of(&t, "parent");
+        let mut tries = 0;
+        while !matches!(
+            t.show(&id)["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        ) {
+            tries += 1;
+            assert!(tries < 10, "crash after {n}: resume did not finish the run");
+            let out = t.run(&["resume", &id]);
+            assert!(
+                out.code == 0 || out.code == 1,
+                "resume failed: {}",
+                out.stderr
+            );
+        }
+        let run = t.show(&id);
+        assert_eq!(run["state"], "succeeded", "crash after {n} commits");
+        let children = run["children"].as_array().expect("children");
+        assert_eq!(children.len(), 1, "crash after {n}: {children:?}");
+        assert_eq!(children[0]["state"], "succeeded", "crash after {n}");
+        assert_eq!(children[0]["parent"]["task"], "call");
+        let call = &run["tasks"].as_array().expect("tasks")[0];
+        assert_eq!(
+            (&call["key"], &call["attempts"]),
+            (&serde_json::json!("call"), &serde_json::json!(1)),
+            "crash after {n}: the child's wait is not an interruption"
+        );
+        let ran = lines(&t);
+        for task in ["first", "second", "after"] {
+            assert!(
+                ran.contains_key(task),
+                "crash after {n}: `{task}` never ran"
+            );
+        }
+        if !crashed {
+            assert!(n > 8, "only {} crash points", n - 1);
+            return;
+        }
+    }
+    panic!("the run never completed without crashing");
+}

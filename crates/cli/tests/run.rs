@@ -734,3 +734,91 @@ fn a_cached_task_is_reused_shown_and_bypassed_with_no_cache() {
     assert_eq!(t.show(&t.last_run())["no_cache"], true);
     assert_eq!(t.read("built.txt"), "built\nbuilt\nbuilt\nbuilt\n");
 }
+
+#[test]
+fn a_sub_pipeline_next_to_the_file_runs_as_a_child_run() {
+    let t = Test::new()
+        .file(
+            "parent.yaml",
+            "name: parent\nparams:\n  day: { type: string, default: d1 }\ntasks:\n  call:\n    pipeline: child\n    params:\n      day: \"{{ params.day }}\"\n  after:\n    needs: [call]\n    run: echo after >> ran.txt\n",
+        )
+        .file(
+            "lib/child.yaml",
+            "name: child\nparams:\n  day: { type: string }\ntasks:\n  a:\n    run: echo \"child $BATON_PARAM_DAY\" >> ran.txt\n",
+        );
+    let out = t.run(&["run", "parent.yaml", "--param", "day=d2"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    // The child runs in its own file's directory, before what needs it.
+    assert_eq!(t.read("lib/ran.txt"), "child d2\n");
+    assert_eq!(t.read("ran.txt"), "after\n");
+    let parent = out
+        .stderr
+        .split_whitespace()
+        .nth(1)
+        .expect("`run ID of ...` first")
+        .to_owned();
+    let run = t.show(&parent);
+    assert_eq!(run["pipeline"], "parent");
+    let child = run["children"][0]["id"]
+        .as_str()
+        .expect("a child")
+        .to_owned();
+    assert!(
+        out.stderr
+            .contains(&format!("call runs default/child as run {child}")),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains(&format!("call sub-pipeline run {child} succeeded")),
+        "{}",
+        out.stderr
+    );
+    let shown = t.run(&["show", &parent]);
+    assert!(
+        shown.stdout.contains(&format!(
+            "call attempt 1 started run {child} of default/child (succeeded)"
+        )),
+        "{}",
+        shown.stdout
+    );
+    let child_run = t.show(&child);
+    assert_eq!(child_run["trigger"], "parent");
+    assert_eq!(child_run["params"], serde_json::json!({"day": "d2"}));
+    assert_eq!(
+        child_run["parent"],
+        serde_json::json!({"run": parent, "task": "call", "attempt": 1})
+    );
+    let shown = t.run(&["show", &child]);
+    assert!(
+        shown
+            .stdout
+            .contains(&format!("parent:   run {parent} task call (attempt 1)")),
+        "{}",
+        shown.stdout
+    );
+    let log = t.run(&["logs", &parent, "call"]);
+    assert!(
+        log.stdout
+            .contains(&format!("started run {child} of default/child")),
+        "{}",
+        log.stdout
+    );
+}
+
+#[test]
+fn an_unknown_sub_pipeline_fails_saying_where_it_looked() {
+    let t = Test::new().file("p.yaml", "name: p\ntasks:\n  call:\n    pipeline: nope\n");
+    let out = t.run(&["run", "p.yaml"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let run = t.show(&t.last_run());
+    let dir = std::fs::canonicalize(t.path()).expect("canonical");
+    assert_eq!(
+        run["tasks"][0]["error"],
+        format!(
+            "sub-pipeline `default/nope` not found\n(hint: looked in `{}` and the directories below it)",
+            dir.display()
+        )
+    );
+}

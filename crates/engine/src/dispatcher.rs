@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::ids::{RunId, TaskKey};
+use baton_core::ids::{PipelineId, RunId, TaskKey};
 use baton_core::model::{Action, ForEach, Pipeline, Task};
 use baton_core::rules::{Decision, decide};
 use baton_core::state::{AttemptState, RunState, TaskState};
@@ -23,6 +23,7 @@ use crate::error::{Error, Result};
 use crate::executor::{AttemptSpec, CancelHandle, Executor, Finished, Outcome};
 use crate::observer::{Observer, Observers, RunScope};
 use crate::render::{self, RunContext, Scope};
+use crate::subpipeline::{self, ChildRunner, Pipelines};
 
 /// How a dispatcher runs.
 #[derive(Debug, Clone)]
@@ -43,6 +44,11 @@ pub struct Options {
     pub drain_grace: Duration,
     /// Told of every committed change (metrics, traces, lineage, notifications).
     pub observers: Observers,
+    /// Where sub-pipeline tasks find the pipelines they start; without it they fail.
+    pub pipelines: Option<Arc<dyn Pipelines>>,
+    /// Who drives the child runs of sub-pipeline tasks (a server's runner);
+    /// [`crate::execute_with_children`] sets its own.
+    pub child_runner: Option<Arc<dyn ChildRunner>>,
 }
 
 impl Options {
@@ -56,6 +62,8 @@ impl Options {
             lease_ttl: Duration::from_secs(30),
             drain_grace: Duration::from_secs(30),
             observers: Observers::default(),
+            pipelines: None,
+            child_runner: None,
         }
     }
 }
@@ -90,6 +98,15 @@ pub enum Progress {
     Cached {
         key: TaskKey,
         from: CacheSource,
+        at: Millis,
+    },
+    /// A sub-pipeline task's child run, when the attempt takes it up (started, or found again
+    /// after a resume) and when it ends.
+    Child {
+        key: TaskKey,
+        run: RunId,
+        pipeline: PipelineId,
+        state: RunState,
         at: Millis,
     },
 }
@@ -135,6 +152,9 @@ struct Running {
     handle: CancelHandle,
     /// The `at` of its `AttemptStarted`, repeated in its `AttemptFinished`.
     started_at: Millis,
+    /// A sub-pipeline attempt's watch of its child run, which a drain drops: the child is
+    /// not this run's to stop, and the next owner watches it again.
+    detach: Option<tokio::task::AbortHandle>,
 }
 
 impl Inst {
@@ -264,6 +284,9 @@ struct Dispatcher {
     programs: std::cell::RefCell<crate::programs::Programs>,
     /// Some task names a pool.
     pooled: bool,
+    /// Sub-pipeline attempts found running on start (attempt, started at), whose child runs
+    /// are watched again.
+    reattach: Vec<(usize, u32, Millis)>,
     /// While tasks wait for a pool's slot: when to ask again (sooner if one comes free).
     pool_retry_at: Option<tokio::time::Instant>,
 }
@@ -350,6 +373,7 @@ impl Dispatcher {
             programs: std::cell::RefCell::default(),
             pooled: pipeline_pooled,
             pool_retry_at: None,
+            reattach: Vec::new(),
         }
     }
 
@@ -523,6 +547,28 @@ impl Dispatcher {
         }
         let work: Vec<usize> = (0..self.insts.len()).collect();
         self.settle(work);
+        for (i, attempt, started_at) in std::mem::take(&mut self.reattach) {
+            match self.prepare_call(i, attempt, started_at) {
+                Ok(call) => self.watch_child(i, call),
+                // It rendered when the attempt started; it fails as any attempt would.
+                Err(e) => {
+                    self.running.insert(
+                        i,
+                        Running {
+                            handle: CancelHandle::new().0,
+                            started_at,
+                            detach: None,
+                        },
+                    );
+                    let _ = self.done_tx.send(Finished {
+                        key: self.insts[i].key.clone(),
+                        attempt,
+                        outcome: Outcome::Error(e),
+                        rusage: None,
+                    });
+                }
+            }
+        }
         // Asked to cancel before it started (say while waiting for admission): no task starts.
         if self.run.cancel_requested && !self.cancelling {
             self.cancel_all();
@@ -597,6 +643,7 @@ impl Dispatcher {
                     match *stop.borrow() {
                         Some(Stop::Cancel) => self.cancel_all(),
                         Some(Stop::Drain) => {
+                            self.detach_children();
                             self.ready.clear();
                             self.drain_deadline = Some(tokio::time::Instant::now() + self.opts.drain_grace);
                         }
@@ -614,6 +661,14 @@ impl Dispatcher {
             let Some(&i) = self.by_key.get(&a.key) else {
                 continue;
             };
+            // Its child run went on without us: watch it again rather than start another.
+            if self.insts[i].state == TaskState::Running
+                && !self.insts[i].group
+                && matches!(self.task(i).action, Action::Pipeline { .. })
+            {
+                self.reattach.push((i, a.attempt, a.started_at));
+                continue;
+            }
             self.pending.push(Change::AttemptFinished {
                 key: a.key.clone(),
                 attempt: a.attempt,
@@ -641,7 +696,9 @@ impl Dispatcher {
         }
         for i in 0..self.insts.len() {
             match self.insts[i].state {
-                TaskState::Running if !self.insts[i].group => {
+                TaskState::Running
+                    if !self.insts[i].group && !self.reattach.iter().any(|r| r.0 == i) =>
+                {
                     self.insts[i].after_interruption = true;
                     self.set(i, TaskState::Queued, None);
                     self.push_ready(i);
@@ -981,6 +1038,18 @@ impl Dispatcher {
         Ok(())
     }
 
+    /// Drops the watches of sub-pipeline attempts, leaving them running in the store with
+    /// their child runs, for the next owner of this run to watch again.
+    fn detach_children(&mut self) {
+        self.running.retain(|_, r| match &r.detach {
+            Some(watch) => {
+                watch.abort();
+                false
+            }
+            None => true,
+        });
+    }
+
     /// Stops starting tasks, terminates running ones and marks everything else cancelled.
     fn cancel_all(&mut self) {
         self.cancelling = true;
@@ -1017,6 +1086,7 @@ impl Dispatcher {
         }
         self.check_cache().await?;
         let mut specs = Vec::new();
+        let mut calls = Vec::new();
         // Tasks whose pool has no slot for them now, and the pools found full in this pass
         // (a lower-priority task of the same pool does not ask).
         let mut deferred: Vec<usize> = Vec::new();
@@ -1024,7 +1094,7 @@ impl Dispatcher {
         let ask_pools = self
             .pool_retry_at
             .is_none_or(|at| at <= tokio::time::Instant::now());
-        while self.running.len() + specs.len() < self.opts.parallelism.max(1) {
+        while self.running.len() + specs.len() + calls.len() < self.opts.parallelism.max(1) {
             let Some((_, _, _, Reverse(i))) = self.ready.pop() else {
                 break;
             };
@@ -1067,6 +1137,31 @@ impl Dispatcher {
                     }
                 }
             }
+            if matches!(self.task(i).action, Action::Pipeline { .. }) {
+                let now = now_ms();
+                let attempt = self.insts[i].attempts + 1;
+                match self.prepare_call(i, attempt, now) {
+                    Ok(call) => {
+                        let inst = &mut self.insts[i];
+                        inst.attempts = attempt;
+                        self.pending.push(Change::AttemptStarted {
+                            key: inst.key.clone(),
+                            attempt,
+                            at: now,
+                            log_path: call.log_path.display().to_string(),
+                            owner: self.opts.owner.clone(),
+                            after_interruption: std::mem::take(&mut inst.after_interruption),
+                        });
+                        self.set(i, TaskState::Running, None);
+                        calls.push((i, call));
+                    }
+                    Err(e) => {
+                        self.set(i, TaskState::Failed, Some(e));
+                        self.settle(vec![i]);
+                    }
+                }
+                continue;
+            }
             match self.prepare(i) {
                 Ok(spec) => {
                     let now = now_ms();
@@ -1100,9 +1195,83 @@ impl Dispatcher {
         self.flush().await?;
         for (i, spec, started_at) in specs {
             let handle = self.executor.start(spec, self.done_tx.clone());
-            self.running.insert(i, Running { handle, started_at });
+            self.running.insert(
+                i,
+                Running {
+                    handle,
+                    started_at,
+                    detach: None,
+                },
+            );
+        }
+        for (i, call) in calls {
+            self.watch_child(i, call);
         }
         Ok(())
+    }
+
+    fn watch_child(&mut self, i: usize, call: subpipeline::Call) {
+        let ctx = subpipeline::Context {
+            store: Arc::clone(&self.store),
+            pipelines: self.opts.pipelines.clone(),
+            runner: self.opts.child_runner.clone(),
+            poll: self.opts.control_interval,
+            progress: self.progress.clone(),
+        };
+        let started_at = call.started_at;
+        let (handle, abort) = subpipeline::start(ctx, call, self.done_tx.clone());
+        self.running.insert(
+            i,
+            Running {
+                handle,
+                started_at,
+                detach: Some(abort),
+            },
+        );
+    }
+
+    /// Renders a sub-pipeline task's attempt: the pipeline it starts and its params (string
+    /// values are templates). An error fails the task before any child run exists.
+    fn prepare_call(
+        &self,
+        i: usize,
+        attempt: u32,
+        started_at: Millis,
+    ) -> std::result::Result<subpipeline::Call, String> {
+        if let Some(e) = self.env_errors.first() {
+            return Err(e.clone());
+        }
+        let inst = &self.insts[i];
+        let task = self.task(i);
+        let Action::Pipeline { pipeline, params } = &task.action else {
+            return Err("not a sub-pipeline task".into());
+        };
+        let scope = self.scope_item(inst.item.as_ref());
+        let mut rendered = Map::new();
+        for (name, value) in params {
+            let value = match value {
+                Json::String(text) => Json::String(
+                    render::render(text, &scope)
+                        .map_err(|e| format!("cannot render param `{name}`: {e}"))?,
+                ),
+                other => other.clone(),
+            };
+            rendered.insert(name.clone(), value);
+        }
+        Ok(subpipeline::Call {
+            parent: self.run.id.clone(),
+            parent_logical_date: self.run.logical_date.clone(),
+            no_cache: self.run.no_cache,
+            key: inst.key.clone(),
+            attempt,
+            started_at,
+            pipeline: pipeline.clone(),
+            params: rendered,
+            log_path: self
+                .logs_dir
+                .join(format!("{}.{attempt}.log", sanitize(inst.key.as_str()))),
+            timeout: task.timeout.map(baton_core::duration::Duration::as_std),
+        })
     }
 
     /// Looks up the cache keys of tasks that became runnable: a hit succeeds the task with the
@@ -1212,11 +1381,7 @@ impl Dispatcher {
                     }
                 }
             }
-            Action::Pipeline { pipeline, .. } => {
-                return Err(format!(
-                    "sub-pipeline `{pipeline}` cannot run yet: sub-pipeline tasks need `baton server`"
-                ));
-            }
+            Action::Pipeline { .. } => return Err("a sub-pipeline task has no command".into()),
             Action::Gate => return Err("a gate has no command".into()),
         };
         let attempt = inst.attempts + 1;

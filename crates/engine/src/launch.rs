@@ -99,5 +99,6 @@ pub(crate) fn new_run(req: RunRequest<'_>, id: RunId, created_at: i64) -> Result
         admission: req.admission,
         backfill_id: req.backfill_id,
         no_cache: req.no_cache,
+        parent: None,
     })
 }

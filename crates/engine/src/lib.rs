@@ -17,6 +17,7 @@ mod pools;
 mod programs;
 pub mod render;
 mod run_log;
+mod subpipeline;
 
 pub use backfill::{
     BackfillError, BackfillRequest, CreatedBackfill, MAX_BACKFILL_RUNS, create_backfill,
@@ -27,6 +28,7 @@ pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run, pipeline_admission};
 pub use observer::{Observer, Observers, RunScope};
 pub use pools::{MAX_SLOTS, pool_problem};
+pub use subpipeline::{ChildRunner, Definition, PARENT_TRIGGER, Pipelines, execute_with_children};
 
 /// This process's identity as a lease owner: `host:pid:nonce`.
 pub fn owner_id() -> String {

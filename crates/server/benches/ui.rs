@@ -64,6 +64,7 @@ fn new_run(id: String, def: &DefinitionRecord, tasks: Vec<NewTask>, at: i64) -> 
         admission: None,
         backfill_id: None,
         no_cache: false,
+        parent: None,
     }
 }
 

@@ -205,3 +205,37 @@ impl Catalog {
         })
     }
 }
+
+/// The catalog as sub-pipeline tasks see it: the active version of each pipeline.
+#[derive(Debug, Clone)]
+pub struct CatalogPipelines {
+    catalog: Arc<tokio::sync::RwLock<Catalog>>,
+    dir: PathBuf,
+}
+
+impl CatalogPipelines {
+    pub fn new(catalog: Arc<tokio::sync::RwLock<Catalog>>, dir: PathBuf) -> Self {
+        Self { catalog, dir }
+    }
+}
+
+#[async_trait::async_trait]
+impl baton_engine::Pipelines for CatalogPipelines {
+    async fn get(&self, id: &baton_core::ids::PipelineId) -> Option<baton_engine::Definition> {
+        let catalog = self.catalog.read().await;
+        let v = catalog
+            .find(id.namespace.as_str(), id.name.as_str())?
+            .active
+            .clone()?;
+        Some(baton_engine::Definition {
+            path: Some(v.file.display().to_string()),
+            base_dir: v.base_dir(),
+            pipeline: v.pipeline,
+            source: v.source,
+        })
+    }
+
+    fn looked_in(&self) -> String {
+        format!("the pipelines directory `{}`", self.dir.display())
+    }
+}

@@ -56,7 +56,7 @@ pub struct AppState {
 #[derive(Debug, Default)]
 pub struct Launch {
     pub params: serde_json::Map<String, serde_json::Value>,
-    /// `manual`, `schedule`, `webhook`, `pipeline`.
+    /// `manual`, `schedule`, `webhook`, `pipeline` (`parent` is a sub-pipeline task's).
     pub trigger: &'static str,
     pub logical_date: Option<String>,
     pub idempotency_key: Option<String>,
@@ -66,8 +66,9 @@ pub struct Launch {
 
 impl AppState {
     /// An app over `pipelines` (loaded by the first [`AppState::reload`]), with a fresh metrics
-    /// registry that hears every run `runner` drives: use `state.runner` from here on, since a
-    /// clone of `runner` taken before this call does not report to it.
+    /// registry that hears every run `runner` drives, and sub-pipeline tasks that start the
+    /// catalog's pipelines: use `state.runner` from here on, since a clone of `runner` taken
+    /// before this call does neither.
     pub fn new(
         store: Arc<dyn baton_store::Store>,
         runner: Runner,
@@ -75,10 +76,17 @@ impl AppState {
         secrets: Arc<dyn secrets::Secrets>,
     ) -> Self {
         let metrics = metrics::Metrics::new();
-        let runner = runner.with_observer(Arc::new(metrics::RunObserver::new(metrics.clone())));
+        let pipelines: std::path::PathBuf = pipelines.into();
+        let catalog = Arc::new(RwLock::new(Catalog::new(pipelines.clone())));
+        let runner = runner
+            .with_observer(Arc::new(metrics::RunObserver::new(metrics.clone())))
+            .with_pipelines(Arc::new(catalog::CatalogPipelines::new(
+                Arc::clone(&catalog),
+                pipelines,
+            )));
         Self {
             store,
-            catalog: Arc::new(RwLock::new(Catalog::new(pipelines))),
+            catalog,
             runner,
             secrets,
             metrics,

@@ -43,6 +43,8 @@ pub struct Runner {
     driving: Arc<std::sync::Mutex<std::collections::HashSet<RunId>>>,
     /// Told of every change the runs of this server commit.
     observers: Observers,
+    /// Where sub-pipeline tasks find the pipelines they start (the catalog).
+    pipelines: Option<Arc<dyn baton_engine::Pipelines>>,
 }
 
 /// How often waiting runs are offered to the store even when no run of this server finished:
@@ -68,6 +70,7 @@ impl Runner {
             admitting: Arc::default(),
             driving: Arc::default(),
             observers: Observers::default(),
+            pipelines: None,
         }
     }
 
@@ -92,6 +95,14 @@ impl Runner {
     #[must_use]
     pub fn with_observer(mut self, observer: Arc<dyn baton_engine::Observer>) -> Self {
         self.observers.push(observer);
+        self
+    }
+
+    /// Lets sub-pipeline tasks start the pipelines `pipelines` finds; their child runs are
+    /// started and driven here, as manual runs are.
+    #[must_use]
+    pub fn with_pipelines(mut self, pipelines: Arc<dyn baton_engine::Pipelines>) -> Self {
+        self.pipelines = Some(pipelines);
         self
     }
 
@@ -270,6 +281,8 @@ impl Runner {
         let mut opts = Options::new(self.home.clone());
         opts.drain_grace = self.drain_grace;
         opts.observers = self.observers.clone();
+        opts.pipelines = self.pipelines.clone();
+        opts.child_runner = Some(Arc::new(self.clone()));
         let mut stop = self.stop.subscribe();
         let active = Arc::clone(&self.active);
         let finished = self.finished.clone();
@@ -326,5 +339,17 @@ impl Runner {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .remove(&run);
         });
+    }
+}
+
+/// Child runs of sub-pipeline tasks start like manual runs: admitted under their pipeline's
+/// `concurrency`, then driven (or, found again after a restart, driven if nobody does).
+impl baton_engine::ChildRunner for Runner {
+    fn drive(&self, run: &RunId) {
+        self.start(run.clone());
+    }
+
+    fn admits(&self) -> bool {
+        true
     }
 }

@@ -1600,3 +1600,70 @@ mod concurrency {
         assert_eq!(status, StatusCode::CONFLICT);
     }
 }
+
+/// A sub-pipeline task's child run starts like a manual run (under its pipeline's
+/// `concurrency`), records its parent, and the parent's task ends as the child does.
+#[tokio::test]
+async fn a_sub_pipeline_task_starts_a_child_run_under_its_concurrency() {
+    const CHILD: &str = "name: child\nnamespace: ops\nconcurrency: { max_active_runs: 1 }\nparams:\n  who: { type: string }\ntasks:\n  gate:\n    approval: { message: go? }\n    run: echo {{ params.who }}\n";
+    const PARENT: &str = "name: parent\nnamespace: ops\ntasks:\n  call:\n    pipeline: child\n    params:\n      who: \"{{ run.trigger }}\"\n";
+    let s = Server::new(&[("child.yaml", CHILD), ("parent.yaml", PARENT)]).await;
+    let trigger = |pipeline: &'static str, params: Value| {
+        let s = &s;
+        async move {
+            let (status, run) = s
+                .call(
+                    "POST",
+                    &format!("/api/v1/pipelines/ops/{pipeline}/runs"),
+                    Some(json!({ "params": params })),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{run}");
+            run["id"].as_str().expect("id").to_owned()
+        }
+    };
+    let approve = |run: String| {
+        let s = &s;
+        async move {
+            let (status, body) = s
+                .call(
+                    "POST",
+                    &format!("/api/v1/runs/{run}/tasks/gate/approve"),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+        }
+    };
+    // A manual run of the child holds its one slot.
+    let manual = trigger("child", json!({"who": "me"})).await;
+    s.wait_for(&manual, |d| d["tasks"][0]["state"] == "waiting_approval")
+        .await;
+    let parent = trigger("parent", json!({})).await;
+    let doc = s
+        .wait_for(&parent, |d| {
+            d["children"].as_array().is_some_and(|c| !c.is_empty())
+        })
+        .await;
+    assert_eq!(doc["tasks"][0]["state"], "running");
+    let child = doc["children"][0]["id"].as_str().expect("child").to_owned();
+    let (_, record) = s.call("GET", &format!("/api/v1/runs/{child}"), None).await;
+    assert_eq!(
+        record["parent"],
+        json!({"run": parent, "task": "call", "attempt": 1})
+    );
+    assert_eq!(record["trigger"], "parent");
+    assert_eq!(record["params"], json!({"who": "manual"}));
+    assert_eq!(record["state"], "queued", "waits for the slot: {record}");
+    // The parent's child is listed with the runs, parent and all.
+    let (_, list) = s.call("GET", "/api/v1/runs?pipeline=ops/child", None).await;
+    assert_eq!(list["items"][0]["parent"]["run"], json!(parent));
+
+    approve(manual).await;
+    s.wait_for(&child, |d| d["tasks"][0]["state"] == "waiting_approval")
+        .await;
+    approve(child.clone()).await;
+    let done = s.wait_for(&parent, |d| d["state"] == "succeeded").await;
+    assert_eq!(done["tasks"][0]["state"], "succeeded");
+    assert_eq!(done["children"][0]["state"], "succeeded");
+}

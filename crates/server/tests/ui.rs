@@ -768,3 +768,55 @@ async fn a_cached_task_says_where_its_result_came_from() {
     let panel = ui.get(&format!("/runs/{third}?task=build")).await;
     assert!(!panel.body.contains("cached-from"));
 }
+
+#[tokio::test]
+async fn a_sub_pipeline_task_links_to_its_child_run_and_back() {
+    let (dir, state) = support::app(
+        &[
+            ("hello.yaml", HELLO),
+            (
+                "parent.yaml",
+                "name: parent\ntasks:\n  call:\n    pipeline: hello\n    params:\n      who: \"<b>{{ run.trigger }}</b>\"\n",
+            ),
+        ],
+        &[],
+    )
+    .await;
+    let ui = Ui { _dir: dir, state };
+    let run = ui.start("default/parent").await;
+    let doc = ui.wait_for(&run, |d| d["state"] == "succeeded").await;
+    let child = doc["children"][0]["id"]
+        .as_str()
+        .expect("a child")
+        .to_owned();
+    let panel = ui.get(&format!("/runs/{run}?task=call")).await;
+    assert_eq!(panel.status, StatusCode::OK);
+    for want in [
+        "<h3>Sub-pipeline runs</h3>",
+        &format!(
+            "<li data-run=\"{child}\">Attempt 1: run <a href=\"/runs/{child}\"><code>{child}</code></a> of default/hello"
+        ),
+    ] {
+        assert!(
+            panel.body.contains(want),
+            "panel lacks `{want}`:\n{}",
+            panel.body
+        );
+    }
+    let page = ui.get(&format!("/runs/{child}")).await;
+    assert_page(&page, &child);
+    for want in [
+        "<dt>Started by</dt>",
+        &format!(
+            "run <a href=\"/runs/{run}\"><code>{run}</code></a> task <a href=\"/runs/{run}?task=call\"><code>call</code></a>"
+        ),
+        // Params rendered from templates are escaped like any other.
+        "&lt;b&gt;manual&lt;/b&gt;",
+    ] {
+        assert!(
+            page.body.contains(want),
+            "child page lacks `{want}`:\n{}",
+            page.body
+        );
+    }
+}

@@ -11,8 +11,8 @@ pub use error::{Error, Result};
 pub use records::{
     Admission, ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord,
     CacheEntry, CacheSource, Change, Control, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord,
-    DefinitionRecord, EventRecord, Millis, NewRun, NewTask, PipelineCount, PoolRecord, RunBrief,
-    RunFilter, RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord, VersionRecord,
+    DefinitionRecord, EventRecord, Millis, NewRun, NewTask, ParentRef, PipelineCount, PoolRecord,
+    RunBrief, RunFilter, RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord, VersionRecord,
 };
 pub use sql::SqlStore;
 pub use store::Store;

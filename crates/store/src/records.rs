@@ -42,7 +42,8 @@ pub struct RunRecord {
     /// The run's params by name, defaults filled in.
     #[schema(value_type = Object)]
     pub params: serde_json::Value,
-    /// `manual`, `schedule`, `webhook` or `pipeline`.
+    /// `manual`, `schedule`, `webhook`, `pipeline` (an upstream run's success) or `parent` (a
+    /// sub-pipeline task of [`RunRecord::parent`]).
     pub trigger: String,
     pub logical_date: Option<String>,
     /// Directory relative `working_dir`s and commands resolve against.
@@ -71,6 +72,20 @@ pub struct RunRecord {
     /// without looking up an earlier result (and store their new one).
     #[serde(default)]
     pub no_cache: bool,
+    /// The sub-pipeline task attempt that started this run, if one did.
+    #[serde(default)]
+    pub parent: Option<ParentRef>,
+}
+
+/// The attempt of a sub-pipeline task that started a run (its child).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ParentRef {
+    /// The parent run.
+    pub run: RunId,
+    /// The task instance of the parent run.
+    pub task: TaskKey,
+    /// Its attempt: each attempt starts its own child run.
+    pub attempt: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -174,6 +189,8 @@ pub struct NewRun {
     pub backfill_id: Option<BackfillId>,
     /// Tasks with `cache:` neither look up nor reuse earlier results.
     pub no_cache: bool,
+    /// The sub-pipeline task attempt starting it.
+    pub parent: Option<ParentRef>,
 }
 
 /// How a new run joins its admission group.

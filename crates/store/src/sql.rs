@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::records::{
     ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry,
     CacheSource, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord,
-    EventRecord, Millis, NewRun, NewTask, PipelineCount, PoolRecord, RunBrief, RunFilter,
-    RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord, VersionRecord,
+    EventRecord, Millis, NewRun, NewTask, ParentRef, PipelineCount, PoolRecord, RunBrief,
+    RunFilter, RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
@@ -242,6 +242,17 @@ fn run_record(row: &AnyRow) -> Result<RunRecord> {
             .try_get::<Option<String>, _>("backfill_id")?
             .map(BackfillId::from_string),
         no_cache: row.try_get::<i64, _>("no_cache")? != 0,
+        parent: match row.try_get::<Option<String>, _>("parent_run_id")? {
+            Some(run) => Some(ParentRef {
+                run: RunId::from_string(run),
+                task: TaskKey::from_string(
+                    row.try_get::<Option<String>, _>("parent_task_key")?
+                        .unwrap_or_default(),
+                ),
+                attempt: opt_i64(row, "parent_attempt")?.map_or(0, to_u32),
+            }),
+            None => None,
+        },
     })
 }
 
@@ -641,7 +652,7 @@ fn key_hash(cache_key: &str) -> String {
     hex::encode(sha2::Sha256::digest(cache_key.as_bytes()))
 }
 
-/// Rows per multi-row INSERT of runs (16 parameters each).
+/// Rows per multi-row INSERT of runs (19 parameters each).
 const RUN_ROWS_PER_INSERT: usize = 100;
 
 /// Inserts runs (not their tasks), each admitted at the given time or, with `None` and a
@@ -654,8 +665,9 @@ async fn insert_run_rows(
         let sql = format!(
             "INSERT INTO runs (id, namespace, pipeline, version, state, params, trigger_kind, \
              logical_date, base_dir, idempotency_key, created_at, admission_group, \
-             admission_limit, admitted_at, backfill_id, no_cache) VALUES {}",
-            placeholders(chunk.len(), 16, 1)
+             admission_limit, admitted_at, backfill_id, no_cache, parent_run_id, \
+             parent_task_key, parent_attempt) VALUES {}",
+            placeholders(chunk.len(), 19, 1)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (run, admitted_at) in chunk {
@@ -676,7 +688,10 @@ async fn insert_run_rows(
                 .bind(run.admission.as_ref().map(|a| i64::from(a.limit)))
                 .bind(*admitted_at)
                 .bind(run.backfill_id.as_ref().map(|b| b.as_str().to_owned()))
-                .bind(i64::from(run.no_cache));
+                .bind(i64::from(run.no_cache))
+                .bind(run.parent.as_ref().map(|p| p.run.as_str().to_owned()))
+                .bind(run.parent.as_ref().map(|p| p.task.as_str().to_owned()))
+                .bind(run.parent.as_ref().map(|p| i64::from(p.attempt)));
         }
         q.execute(&mut **tx).await?;
     }
@@ -1469,6 +1484,16 @@ impl Store for SqlStore {
                 }
             }
         }
+    }
+
+    async fn child_runs(&self, parent: &RunId) -> Result<Vec<RunRecord>> {
+        sqlx::query("SELECT * FROM runs WHERE parent_run_id = $1 ORDER BY id")
+            .bind(parent.as_str())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(run_record)
+            .collect()
     }
 
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>> {

@@ -61,6 +61,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Resolves a full id or a unique prefix of one.
     async fn resolve_run(&self, prefix: &str) -> Result<RunId>;
     async fn runs(&self, filter: &RunFilter) -> Result<Vec<RunRecord>>;
+    /// The runs sub-pipeline tasks of `parent` started, oldest first.
+    async fn child_runs(&self, parent: &RunId) -> Result<Vec<RunRecord>>;
     /// Task instances that failed for good in runs that ended (failed or cancelled), newest
     /// failure first. Requeuing one reopens its run, which takes it off this list.
     async fn dead_letters(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetterRecord>>;

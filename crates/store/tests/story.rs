@@ -8,8 +8,8 @@ use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
     Admission, BackfillFilter, BackfillRecord, CacheSource, Change, DeadLetterCursor,
-    DeadLetterFilter, DefinitionRecord, NewRun, NewTask, PipelineCount, PoolRecord, RunFilter,
-    Rusage, SlotClaim, SqlStore, Store, TaskCount,
+    DeadLetterFilter, DefinitionRecord, NewRun, NewTask, ParentRef, PipelineCount, PoolRecord,
+    RunFilter, Rusage, SlotClaim, SqlStore, Store, TaskCount,
 };
 use serde_json::json;
 
@@ -40,6 +40,7 @@ fn new_run(id: &str, key: Option<&str>) -> NewRun {
         admission: None,
         backfill_id: None,
         no_cache: false,
+        parent: None,
     }
 }
 
@@ -1659,6 +1660,54 @@ async fn cache_story(store: &dyn Store) {
     assert_eq!(newer.created_at, 8_000);
 }
 
+/// A child run records the sub-pipeline task attempt that started it, and its parent lists it.
+async fn parent_story(store: &dyn Store) {
+    let parent = store
+        .create_run(&new_run("01PARENT", None))
+        .await
+        .expect("create parent");
+    let mut first = new_run("01PARENTCHILD1", Some("sub:01PARENT:b:1"));
+    first.parent = Some(ParentRef {
+        run: parent.clone(),
+        task: TaskKey::from_string("b"),
+        attempt: 1,
+    });
+    let child = store.create_run(&first).await.expect("create child");
+    // Created again with the same key (a crash right after creating it): the same run.
+    let again = store.create_run(&first).await.expect("create again");
+    assert_eq!(again, child);
+    let mut second = new_run("01PARENTCHILD2", Some("sub:01PARENT:b:2"));
+    second.parent = Some(ParentRef {
+        run: parent.clone(),
+        task: TaskKey::from_string("b"),
+        attempt: 2,
+    });
+    store.create_run(&second).await.expect("create second");
+    let children = store.child_runs(&parent).await.expect("children");
+    let seen: Vec<(String, u32)> = children
+        .iter()
+        .map(|r| {
+            let p = r.parent.as_ref().expect("a parent");
+            assert_eq!((&p.run, p.task.as_str()), (&parent, "b"));
+            (r.id.to_string(), p.attempt)
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![("01PARENTCHILD1".into(), 1), ("01PARENTCHILD2".into(), 2)]
+    );
+    let record = store.run(&parent).await.expect("read").expect("parent");
+    assert_eq!(record.parent, None);
+    assert!(store.child_runs(&child).await.expect("none").is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_parent_story() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    parent_story(&store).await;
+}
+
 #[tokio::test]
 async fn sqlite_cache_story() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1721,6 +1770,7 @@ async fn postgres_story() {
     admin.reset_for_tests().await.expect("reset");
     let store = SqlStore::open(&url).await.expect("migrate");
     cache_story(&store).await;
+    parent_story(&store).await;
     pools(&store).await;
     pool_priority(&store).await;
     let mut stores: Vec<Arc<dyn Store>> = vec![Arc::new(store)];

@@ -143,6 +143,7 @@ pub(crate) fn run_json(view: &RunView) -> serde_json::Value {
         run,
         tasks,
         attempts,
+        children,
     } = view;
     let tasks: Vec<serde_json::Value> = tasks
         .iter()
@@ -155,6 +156,7 @@ pub(crate) fn run_json(view: &RunView) -> serde_json::Value {
         .collect();
     let mut doc = serde_json::to_value(run).unwrap_or_default();
     doc["tasks"] = json!(tasks);
+    doc["children"] = json!(children);
     doc
 }
 
@@ -195,6 +197,12 @@ pub(crate) fn print_run(
         }
         if run.no_cache {
             text.push_str("cache:    not used (--no-cache)\n");
+        }
+        if let Some(p) = &run.parent {
+            text.push_str(&format!(
+                "parent:   run {} task {} (attempt {})\n",
+                p.run, p.task, p.attempt
+            ));
         }
     }
     let mut t = table();
@@ -265,6 +273,14 @@ pub(crate) fn print_run(
                 text.push_str(&format!(
                     "{} reused the cached result of {} in run {}\n",
                     task.key, from.task, from.run
+                ));
+            }
+        }
+        for child in &view.children {
+            if let Some(p) = &child.parent {
+                text.push_str(&format!(
+                    "{} attempt {} started run {} of {}/{} ({})\n",
+                    p.task, p.attempt, child.id, child.namespace, child.pipeline, child.state
                 ));
             }
         }

@@ -44,6 +44,21 @@ fn describe(state: TaskState, attempt: u32, error: Option<&str>) -> String {
     s
 }
 
+/// A sub-pipeline task's child run, taken up or ended.
+fn child_line(
+    key: &TaskKey,
+    run: &baton_core::ids::RunId,
+    pipeline: &baton_core::ids::PipelineId,
+    state: baton_core::state::RunState,
+    at: i64,
+) -> String {
+    if state.is_final() {
+        format!("{} {key} sub-pipeline run {run} {state}", clock(at))
+    } else {
+        format!("{} {key} runs {pipeline} as run {run}", clock(at))
+    }
+}
+
 async fn plain(rx: &mut mpsc::UnboundedReceiver<Progress>) {
     use std::io::Write;
     let mut stderr = std::io::stderr();
@@ -73,6 +88,13 @@ async fn plain(rx: &mut mpsc::UnboundedReceiver<Progress>) {
                 from.task,
                 from.run
             ),
+            Progress::Child {
+                key,
+                run,
+                pipeline,
+                state,
+                at,
+            } => child_line(&key, &run, &pipeline, state, at),
         };
         let _ = writeln!(stderr, "{line}");
     }
@@ -133,6 +155,18 @@ async fn terminal(rx: &mut mpsc::UnboundedReceiver<Progress>, total: usize) {
             Progress::Run { state, .. } => overall.set_message(format!("run {state}")),
             // Its success follows; the summary marks it `(cached)`.
             Progress::Cached { .. } => {}
+            Progress::Child {
+                key,
+                run,
+                pipeline,
+                state,
+                at,
+            } => {
+                let _ = multi.println(format!(
+                    "  {}",
+                    child_line(&key, &run, &pipeline, state, at)
+                ));
+            }
         }
     }
     overall.finish_and_clear();

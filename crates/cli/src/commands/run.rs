@@ -213,11 +213,17 @@ pub(crate) async fn drive(
     if let Some(n) = parallelism {
         opts.parallelism = n.max(1);
     }
+    // Sub-pipeline tasks start the pipelines next to the run's file.
+    if let Some(record) = store.run(id).await? {
+        opts.pipelines = Some(Arc::new(crate::discover::DirPipelines::new(
+            record.base_dir,
+        )));
+    }
     let total = store.tasks(id).await?.len();
     let (tx, rx) = mpsc::unbounded_channel();
     let view = tokio::spawn(live::watch(rx, total));
     let executor = Arc::new(LocalExecutor::default());
-    let result = baton_engine::execute(
+    let result = baton_engine::execute_with_children(
         store.clone(),
         executor,
         id,

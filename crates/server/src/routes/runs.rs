@@ -99,6 +99,9 @@ pub(crate) struct RunDetail {
     /// In pipeline order.
     tasks: Vec<TaskRecord>,
     attempts: Vec<AttemptRecord>,
+    /// The runs its sub-pipeline tasks started (each names its task and attempt under
+    /// `parent`), oldest first.
+    children: Vec<RunRecord>,
 }
 
 /// A run with its tasks and attempts.
@@ -127,10 +130,12 @@ pub(crate) async fn get(
         .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
     let tasks = state.store.tasks(&id).await?;
     let attempts = state.store.attempts(&id).await?;
+    let children = state.store.child_runs(&id).await?;
     Ok(Json(RunDetail {
         run,
         tasks,
         attempts,
+        children,
     }))
 }
 

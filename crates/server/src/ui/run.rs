@@ -45,6 +45,8 @@ struct Loaded {
     attempts: Vec<AttemptRecord>,
     pipeline: Option<Pipeline>,
     bars: Vec<gantt::Bar>,
+    /// Runs its sub-pipeline tasks started.
+    children: Vec<RunRecord>,
 }
 
 async fn load(state: &AppState, id: &str) -> UiResult<Loaded> {
@@ -63,12 +65,14 @@ async fn load(state: &AppState, id: &str) -> UiResult<Loaded> {
         .await?
         .and_then(|d| baton_core::load(&d.source).pipeline);
     let bars = gantt::bars(&attempts, &events);
+    let children = state.store.child_runs(&id).await?;
     Ok(Loaded {
         run,
         tasks,
         attempts,
         pipeline,
         bars,
+        children,
     })
 }
 
@@ -141,6 +145,13 @@ fn summary(l: &Loaded, id: &str, now: i64) -> Markup {
         dt { "Pipeline" } dd { a href={ "/pipelines/" (encode(&r.namespace)) "/" (encode(&r.pipeline)) } { (r.namespace) "/" (r.pipeline) } }
         dt { "Version" } dd { code title=(r.version) { (r.version.get(..12).unwrap_or(&r.version)) } }
         dt { "Trigger" } dd { (r.trigger) @if let Some(d) = &r.logical_date { " for " (d) } }
+        @if let Some(p) = &r.parent {
+            dt { "Started by" } dd.parent-run {
+                "run " a href={ "/runs/" (p.run) } { code { (p.run) } }
+                " task " a href=(task_href(p.run.as_str(), p.task.as_str())) { code { (p.task) } }
+                @if p.attempt > 1 { " (attempt " (p.attempt) ")" }
+            }
+        }
         dt { "Created" } dd { (time(r.created_at, now)) }
         @if let Some(s) = r.started_at { dt { "Started" } dd { (time(s, now)) } }
         @if let Some(f) = r.finished_at { dt { "Finished" } dd { (time(f, now)) } }
@@ -342,6 +353,19 @@ async fn task_panel(
                     (if d.approved { "Approved" } else { "Rejected" }) " by " strong { (d.decided_by) } " "
                     (time(d.decided_at, now))
                     @if let Some(c) = &d.comment { ": " q { (c) } }
+                }
+            }
+            @let children: Vec<&RunRecord> = l.children.iter().filter(|c| c.parent.as_ref().is_some_and(|p| p.task == t.key)).collect();
+            @if !children.is_empty() {
+                h3 { "Sub-pipeline runs" }
+                ul.child-runs {
+                    @for c in &children {
+                        li data-run=(c.id) {
+                            "Attempt " (c.parent.as_ref().map_or(0, |p| p.attempt)) ": run "
+                            a href={ "/runs/" (c.id) } { code { (c.id) } }
+                            " of " (c.namespace) "/" (c.pipeline) " " (state_badge(c.state.as_str()))
+                        }
+                    }
                 }
             }
             div.actions {
