@@ -37,7 +37,10 @@ pub struct Options {
     /// Attempts lost to crashes of baton itself that a task survives; they do not use its
     /// retry budget, but a task that keeps taking baton down must stop somewhere.
     pub interruption_limit: u32,
-    /// How often to look for cancel requests and approvals from other processes.
+    /// How often to look for cancel requests and approvals that the store's change feed
+    /// cannot announce: those of other processes on SQLite (or while PostgreSQL's listener is
+    /// down). With the listener connected, at least every second. A request the feed
+    /// announces is read at once.
     pub control_interval: Duration,
     pub lease_ttl: Duration,
     /// How long a drain waits for running attempts before stopping them.
@@ -67,6 +70,10 @@ impl Options {
         }
     }
 }
+
+/// The fallback read of a run's control rows while the store hears every process's commits:
+/// only a lost notification waits for it, and approval timeouts are noticed on these reads.
+const HEARD_CONTROL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the owner of a run asks its dispatcher to do, through the `stop` channel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -575,8 +582,9 @@ impl Dispatcher {
         }
         self.flush().await?;
 
-        let mut control = tokio::time::interval(self.opts.control_interval);
-        control.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Subscribed before the first read of control rows, so no request falls in between.
+        let mut changes = self.store.changes();
+        let mut next_control = tokio::time::Instant::now();
         let mut lease = tokio::time::interval(self.opts.lease_ttl / 3);
         lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -627,7 +635,19 @@ impl Dispatcher {
                 () = crate::pools::next_release(), if self.pool_retry_at.is_some() => {
                     self.pool_retry_at = None;
                 }
-                _ = control.tick() => self.poll_control().await?,
+                () = tokio::time::sleep_until(next_control) => {
+                    // What is announced up to here, this read sees.
+                    changes.clear();
+                    self.poll_control().await?;
+                    let fallback = if changes.hears_others() {
+                        self.opts.control_interval.max(HEARD_CONTROL_INTERVAL)
+                    } else {
+                        self.opts.control_interval
+                    };
+                    next_control = tokio::time::Instant::now() + fallback;
+                }
+                // Only requests wake it, never its own commits.
+                () = changes.requested(&self.run.id) => next_control = tokio::time::Instant::now(),
                 _ = lease.tick() => {
                     let now = now_ms();
                     let ttl = i64::try_from(self.opts.lease_ttl.as_millis()).unwrap_or(i64::MAX);

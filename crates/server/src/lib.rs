@@ -37,6 +37,7 @@ use utoipa_axum::routes;
 
 pub use catalog::Catalog;
 pub use error::ApiError;
+pub use routes::events::EventsFallback;
 pub use runner::Runner;
 
 /// Requests larger than this are refused with 413.
@@ -50,6 +51,8 @@ pub struct AppState {
     pub secrets: Arc<dyn secrets::Secrets>,
     /// This app's own registry, scraped at `GET /metrics`.
     pub metrics: metrics::Metrics,
+    /// When a run's event stream reads the store without an announced commit.
+    pub events_fallback: EventsFallback,
 }
 
 /// How a run of a catalog pipeline starts; the rest comes from the version.
@@ -90,6 +93,7 @@ impl AppState {
             runner,
             secrets,
             metrics,
+            events_fallback: EventsFallback::ByStore,
         }
     }
 

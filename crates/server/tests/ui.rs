@@ -599,6 +599,48 @@ async fn run_events_stream_until_the_run_ends() {
     assert!(missing.content_type.starts_with("application/json"));
 }
 
+/// A stream reads the store when a commit of its run is announced: with the fallback read an
+/// hour away, an approval's consequences still arrive, and the stream ends with the run.
+#[tokio::test]
+async fn run_events_arrive_when_committed_not_at_the_next_poll() {
+    let ui = Ui::new().await;
+    let run = ui.start("ops/gated").await;
+    ui.wait_for(&run, |d| d["tasks"][0]["state"] == "waiting_approval")
+        .await;
+    let mut state = ui.state.clone();
+    state.events_fallback = baton_server::EventsFallback::Every(Duration::from_secs(3600));
+    let resp = router(state)
+        .oneshot(
+            Request::get(format!("/api/v1/runs/{run}/events"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("response");
+    let mut body = resp.into_body();
+    let mut seen = String::new();
+    // Generous, for a loaded machine; only a stream that waits for its fallback takes longer.
+    let mut read_until = async |what: &str| {
+        tokio::time::timeout(Duration::from_secs(30), async {
+            while !seen.contains(what) {
+                let frame = body.frame().await.expect("stream open").expect("frame");
+                if let Ok(data) = frame.into_data() {
+                    seen.push_str(&String::from_utf8_lossy(&data));
+                }
+            }
+        })
+        .await
+        .unwrap_or_else(|_| panic!("no `{what}` in time; got:\n{seen}"));
+    };
+    read_until("event: approval_asked\n").await;
+    let ok = ui
+        .post(&format!("/runs/{run}/tasks/release/approve"), "back=%2F")
+        .await;
+    assert_eq!(ok.status, StatusCode::SEE_OTHER, "{}", ok.body);
+    read_until("event: approval_decided\n").await;
+    read_until("event: end\n").await;
+}
+
 #[tokio::test]
 async fn unknown_pages_are_html_404s_and_assets_are_cached() {
     let ui = Ui::new().await;

@@ -2,11 +2,13 @@
 //! requests other processes make of a run's owner. One trait ([`Store`]), one sqlx
 //! implementation for SQLite (the embedded default) and PostgreSQL.
 
+mod changes;
 mod error;
 mod records;
 mod sql;
 mod store;
 
+pub use changes::Changes;
 pub use error::{Error, Result};
 pub use records::{
     Admission, ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord,

@@ -11,6 +11,7 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;
 use sqlx::{AnyPool, Executor, Row};
 
+use crate::changes::{CHANNEL, ChangeFeed, Changes, Kind, ListenerGuard};
 use crate::error::{Error, Result};
 use crate::records::{
     ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry,
@@ -41,6 +42,9 @@ pub struct SqlStore {
     backend: Backend,
     /// Runs this handle claimed pool slots for.
     claimed: pools::Claimed,
+    feed: ChangeFeed,
+    /// PostgreSQL: the listener that brings other processes' commits into `feed`.
+    _listener: Option<std::sync::Arc<ListenerGuard>>,
 }
 
 impl SqlStore {
@@ -81,11 +85,16 @@ impl SqlStore {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         let writer = std::sync::Arc::new(tokio::sync::Mutex::new(pool.acquire().await?));
+        let feed = ChangeFeed::new();
+        let listener =
+            (backend == Backend::Postgres).then(|| std::sync::Arc::new(feed.listen(url)));
         Ok(Self {
             pool,
             writer,
             backend,
             claimed: pools::Claimed::default(),
+            feed,
+            _listener: listener,
         })
     }
 
@@ -101,6 +110,34 @@ impl SqlStore {
             Backend::Postgres => sqlx::Connection::begin(&mut **conn).await?,
         };
         Ok(tx)
+    }
+
+    /// Tells other processes (their listeners) that `runs` changed, when `tx` commits:
+    /// PostgreSQL delivers a notification only then, and drops it with a rollback. SQLite has
+    /// no notifications; other processes on a SQLite home see changes by reading.
+    async fn notify(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        kind: Kind,
+        runs: &[&RunId],
+    ) -> Result<()> {
+        if self.backend != Backend::Postgres {
+            return Ok(());
+        }
+        for chunk in runs.chunks(RUN_ROWS_PER_INSERT) {
+            // Selected through a subquery: `pg_notify` returns `void`, which sqlx's `Any`
+            // driver cannot decode (a volatile call is evaluated all the same).
+            let sql = format!(
+                "SELECT 1 AS n FROM (SELECT pg_notify('{CHANNEL}', v) FROM (VALUES {}) AS t(v)) AS x",
+                placeholders(chunk.len(), 1, 1)
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+            for run in chunk {
+                q = q.bind(format!("{run} {} {}", self.feed.origin(), kind.letter()));
+            }
+            q.fetch_all(&mut **tx).await?;
+        }
+        Ok(())
     }
 
     /// Drops every table (PostgreSQL: recreates the `public` schema), for tests that need an
@@ -784,11 +821,13 @@ const FINAL_TASK_STATES: &str =
     "('succeeded', 'failed', 'upstream_failed', 'skipped', 'cancelled')";
 
 impl SqlStore {
-    /// `create_run` inside its transaction (which the caller commits or rolls back).
+    /// `create_run` inside its transaction (which the caller commits or rolls back); adds the
+    /// runs it asked to cancel to `cancelled`.
     async fn create_run_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         run: &NewRun,
+        cancelled: &mut Vec<RunId>,
     ) -> Result<RunId> {
         if let Some(key) = &run.idempotency_key {
             let existing =
@@ -838,6 +877,7 @@ impl SqlStore {
                                     .bind(id.as_str())
                                     .execute(&mut **tx)
                                     .await?;
+                                cancelled.push(id.clone());
                             }
                             None
                         }
@@ -849,6 +889,9 @@ impl SqlStore {
         insert_run_rows(tx, &[(run, admitted_at)]).await?;
         insert_tasks(tx, &run.id, &run.tasks).await?;
         insert_events(tx, &run.id, &[run_created_event(run)]).await?;
+        self.notify(tx, Kind::Request, &cancelled.iter().collect::<Vec<_>>())
+            .await?;
+        self.notify(tx, Kind::State, &[&run.id]).await?;
         Ok(run.id.clone())
     }
 }
@@ -858,8 +901,12 @@ impl Store for SqlStore {
     async fn create_run(&self, run: &NewRun) -> Result<RunId> {
         let mut writer = self.writer.lock().await;
         let mut tx = self.begin_write(&mut writer).await?;
-        let result = self.create_run_in(&mut tx, run).await;
-        end_tx(tx, result).await
+        let mut cancelled = Vec::new();
+        let result = self.create_run_in(&mut tx, run, &mut cancelled).await;
+        let id = end_tx(tx, result).await?;
+        self.feed.committed(Kind::Request, &cancelled);
+        self.feed.committed(Kind::State, [&id]);
+        Ok(id)
     }
 
     async fn admit(&self, run: &RunId, now: Millis) -> Result<bool> {
@@ -921,10 +968,15 @@ impl Store for SqlStore {
                 .bind(run.as_str())
                 .execute(&mut *tx)
                 .await?;
+            self.notify(&mut tx, Kind::State, &[run]).await?;
             Ok(true)
         }
         .await;
-        end_tx(tx, result).await
+        let admitted = end_tx(tx, result).await?;
+        if admitted {
+            self.feed.committed(Kind::State, [run]);
+        }
+        Ok(admitted)
     }
 
     async fn group_runs(&self, group: &str) -> Result<Vec<RunRecord>> {
@@ -983,10 +1035,15 @@ impl Store for SqlStore {
                 .collect();
             let rows: Vec<(&RunId, &PendingEvent)> = ids.iter().zip(&events).collect();
             insert_event_rows(&mut tx, &rows).await?;
+            // Requests as well: asked to cancel, by whoever reads that.
+            self.notify(&mut tx, Kind::Request, &ids.iter().collect::<Vec<_>>())
+                .await?;
             Ok(ids)
         }
         .await;
-        end_tx(tx, result).await
+        let ids = end_tx(tx, result).await?;
+        self.feed.committed(Kind::Request, &ids);
+        Ok(ids)
     }
 
     async fn create_backfill(
@@ -1055,10 +1112,16 @@ impl Store for SqlStore {
             let rows: Vec<(&RunId, &PendingEvent)> =
                 runs.iter().map(|r| &r.id).zip(&events).collect();
             insert_event_rows(&mut tx, &rows).await?;
+            let ids: Vec<&RunId> = runs.iter().map(|r| &r.id).collect();
+            self.notify(&mut tx, Kind::State, &ids).await?;
             Ok(backfill.id.clone())
         }
         .await;
-        end_tx(tx, result).await
+        let id = end_tx(tx, result).await?;
+        // An existing backfill (same idempotency key) created nothing now: announcing its runs
+        // costs a needless read at most.
+        self.feed.committed(Kind::State, runs.iter().map(|r| &r.id));
+        Ok(id)
     }
 
     async fn backfill(&self, id: &BackfillId) -> Result<Option<BackfillRecord>> {
@@ -1389,7 +1452,9 @@ impl Store for SqlStore {
             }
         }
         insert_events(&mut tx, run, &events).await?;
+        self.notify(&mut tx, Kind::State, &[run]).await?;
         tx.commit().await?;
+        self.feed.committed(Kind::State, [run]);
         if run_ended {
             self.claimed.forget(run);
         }
@@ -1875,10 +1940,18 @@ impl Store for SqlStore {
     }
 
     async fn request_cancel(&self, run: &RunId) -> Result<()> {
-        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
-            .bind(run.as_str())
-            .execute(&self.pool)
-            .await?;
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
+        let result = async {
+            sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1")
+                .bind(run.as_str())
+                .execute(&mut *tx)
+                .await?;
+            self.notify(&mut tx, Kind::Request, &[run]).await
+        }
+        .await;
+        end_tx(tx, result).await?;
+        self.feed.committed(Kind::Request, [run]);
         Ok(())
     }
 
@@ -1901,16 +1974,34 @@ impl Store for SqlStore {
                  VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING"
             }
         };
-        let done = sqlx::query(sql)
-            .bind(run.as_str())
-            .bind(key.as_str())
-            .bind(if approved { "approved" } else { "rejected" })
-            .bind(by)
-            .bind(at)
-            .bind(comment)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected() == 1)
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
+        let result = async {
+            let done = sqlx::query(sql)
+                .bind(run.as_str())
+                .bind(key.as_str())
+                .bind(if approved { "approved" } else { "rejected" })
+                .bind(by)
+                .bind(at)
+                .bind(comment)
+                .execute(&mut *tx)
+                .await?;
+            let first = done.rows_affected() == 1;
+            if first {
+                self.notify(&mut tx, Kind::Request, &[run]).await?;
+            }
+            Ok(first)
+        }
+        .await;
+        let first = end_tx(tx, result).await?;
+        if first {
+            self.feed.committed(Kind::Request, [run]);
+        }
+        Ok(first)
+    }
+
+    fn changes(&self) -> Changes {
+        self.feed.subscribe()
     }
 
     async fn control(&self, run: &RunId) -> Result<Control> {

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use baton_core::ids::{BackfillId, RunId, TaskKey};
 use baton_core::state::RunState;
 
+use crate::changes::Changes;
 use crate::error::Result;
 use crate::records::{
     ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change, Control,
@@ -140,6 +141,12 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         comment: Option<&str>,
     ) -> Result<bool>;
     async fn control(&self, run: &RunId) -> Result<Control>;
+    /// Subscribes to this store's commits: the id of each run whose state, tasks, events,
+    /// cancel request or approvals a commit changed (leases and pool claims are not
+    /// announced). On PostgreSQL the commits of every process on the database, while its
+    /// listener is connected ([`Changes::hears_others`]); on SQLite only this store's own.
+    /// Readers keep a slower fallback poll for what the feed cannot hear.
+    fn changes(&self) -> Changes;
 
     /// Records that a run's deadline (`key` none) or a task's was missed; the first record
     /// stands. Returns whether this call made it: of all the processes that notice the same

@@ -7,7 +7,7 @@ use baton_core::ids::{BackfillId, RunId, TaskKey};
 use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
-    Admission, BackfillFilter, BackfillRecord, CacheSource, Change, DeadLetterCursor,
+    Admission, BackfillFilter, BackfillRecord, CacheSource, Change, Changes, DeadLetterCursor,
     DeadLetterFilter, DefinitionRecord, NewRun, NewTask, ParentRef, PipelineCount, PoolRecord,
     RunFilter, Rusage, SlotClaim, SqlStore, Store, TaskCount,
 };
@@ -1037,6 +1037,116 @@ async fn backfills(store: &dyn Store) {
     );
 }
 
+/// Long enough for any loaded machine; only a missing announcement waits this long.
+const HEARD_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
+async fn heard(changes: &mut Changes, run: &RunId, what: &str) {
+    tokio::time::timeout(HEARD_WITHIN, changes.changed(run))
+        .await
+        .unwrap_or_else(|_| panic!("{what} of `{run}` was not announced"));
+}
+
+/// Every write of a run made through `writer` is announced to a subscriber of `reader` (the
+/// same store on SQLite, another process's stand-in on PostgreSQL).
+async fn change_feed(reader: &dyn Store, writer: &dyn Store) {
+    let mut changes = reader.changes();
+    let mut requests = reader.changes();
+    let id = writer
+        .create_run(&new_run("05feed", None))
+        .await
+        .expect("create");
+    heard(&mut changes, &id, "creation").await;
+    let a = TaskKey::from_string("a");
+    writer
+        .apply(&id, &[set("a", TaskState::WaitingApproval, 5_001, None)])
+        .await
+        .expect("apply");
+    heard(&mut changes, &id, "a commit").await;
+    // What the run's owner writes itself is no request of it.
+    assert!(
+        tokio::time::timeout(
+            std::time::Duration::from_millis(300),
+            requests.requested(&id)
+        )
+        .await
+        .is_err(),
+        "a commit of state announced as a request"
+    );
+    assert!(
+        writer
+            .decide(&id, &a, true, "ana", 5_002, None)
+            .await
+            .expect("decide")
+    );
+    heard(&mut changes, &id, "an approval").await;
+    tokio::time::timeout(HEARD_WITHIN, requests.requested(&id))
+        .await
+        .expect("an approval is a request");
+    writer.request_cancel(&id).await.expect("cancel");
+    heard(&mut changes, &id, "a cancel request").await;
+    tokio::time::timeout(HEARD_WITHIN, requests.requested(&id))
+        .await
+        .expect("a cancel is a request");
+
+    // Another run's commits do not wake a subscriber of this one.
+    let other = writer
+        .create_run(&new_run("05other", None))
+        .await
+        .expect("create other");
+    let mut quiet = reader.changes();
+    writer
+        .apply(&other, &[set("a", TaskState::Queued, 5_003, None)])
+        .await
+        .expect("apply other");
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(300), quiet.changed(&id))
+            .await
+            .is_err(),
+        "woken by another run's commit"
+    );
+
+    // A subscriber that falls behind (more runs than its buffer in one commit) is told that
+    // something changed, whichever run it follows, instead of failing.
+    let mut behind = reader.changes();
+    let id_bf = BackfillId::from_string("bf_feed");
+    let runs: Vec<NewRun> = (0..1_500)
+        .map(|i| {
+            let mut run = new_run(&format!("05bf{i:04}"), None);
+            run.backfill_id = Some(id_bf.clone());
+            run.tasks.clear();
+            run
+        })
+        .collect();
+    let record = BackfillRecord {
+        id: id_bf.clone(),
+        namespace: "data".into(),
+        pipeline: "etl".into(),
+        version: "h1".into(),
+        schedule: 0,
+        start: "2027-01-01".into(),
+        end: "2031-02-08".into(),
+        parallelism: 1,
+        params: json!({}),
+        runs: 1_500,
+        idempotency_key: None,
+        created_at: 5_100,
+    };
+    writer
+        .create_backfill(&record, &runs)
+        .await
+        .expect("backfill");
+    heard(&mut behind, &RunId::from_string("never-written"), "a lag").await;
+}
+
+#[tokio::test]
+async fn sqlite_change_feed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    change_feed(&store, &store).await;
+    // Another process on the same home is not heard, and the feed says so.
+    assert!(!store.changes().hears_others());
+}
+
 #[tokio::test]
 async fn sqlite_admission_and_backfills() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1778,6 +1888,52 @@ async fn postgres_story() {
         stores.push(Arc::new(SqlStore::open(&url).await.expect("connect")));
     }
     concurrent_claimers(stores).await;
+    admin.reset_for_tests().await.expect("reset");
+    let reader = SqlStore::open(&url).await.expect("migrate");
+    let writer = SqlStore::open(&url).await.expect("connect");
+    listening(&reader).await;
+    change_feed(&reader, &writer).await;
+    listener_reconnects(&url, &reader, &writer).await;
+}
+
+/// Waits until `store`'s listener is connected: commits made before it are not heard.
+async fn listening(store: &dyn Store) {
+    tokio::time::timeout(HEARD_WITHIN, async {
+        while !store.changes().hears_others() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the change listener connects");
+}
+
+/// A listener whose connection is killed tells its subscribers (what it misses meanwhile is
+/// unknown), connects again, and hears other processes' commits again.
+async fn listener_reconnects(url: &str, reader: &dyn Store, writer: &dyn Store) {
+    let mut changes = reader.changes();
+    let killer = sqlx::postgres::PgPool::connect(url).await.expect("connect");
+    let killed = sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE query = 'LISTEN \"baton_runs\"'",
+    )
+    .execute(&killer)
+    .await
+    .expect("terminate the listeners");
+    assert!(killed.rows_affected() >= 1, "no listener connection found");
+    heard(
+        &mut changes,
+        &RunId::from_string("never-written"),
+        "the lost listener",
+    )
+    .await;
+    listening(reader).await;
+    // A new subscriber: the old one also holds the news of the reconnection.
+    let mut changes = reader.changes();
+    let id = writer
+        .create_run(&new_run("06after", None))
+        .await
+        .expect("create");
+    heard(&mut changes, &id, "a commit after reconnecting").await;
 }
 
 /// A home written by baton 0.1 (committed as a fixture) opens in this version: migrations are

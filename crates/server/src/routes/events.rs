@@ -1,5 +1,8 @@
 //! A run's state changes as server-sent events, read from the store's event log (so any
 //! replica serves them, whoever drives the run): what the UI's run page follows.
+//!
+//! A stream reads the store when the store's change feed announces a commit of its run, and
+//! otherwise only as a fallback for commits the feed cannot hear (see [`EventsFallback`]).
 
 use std::time::Duration;
 
@@ -7,10 +10,11 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use baton_core::ids::RunId;
-use baton_store::{EventRecord, Store};
+use baton_store::{Changes, EventRecord, Store};
 use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
+use tokio::time::Instant;
 use utoipa::IntoParams;
 
 use crate::AppState;
@@ -18,10 +22,32 @@ use crate::body::Query;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::routes::RunPath;
 
-/// How often the store is asked for new events.
-const POLL: Duration = Duration::from_millis(250);
-/// Polls between keep-alive comments on a quiet stream (15 s).
-const KEEP_ALIVE_POLLS: u32 = 60;
+/// The shortest time between two reads of one stream, however busy its run: a burst of
+/// commits costs one read, and a busy run is read no more often than the old poll did.
+const MIN_GAP: Duration = Duration::from_millis(250);
+/// A comment on a quiet stream this often keeps proxies from closing it.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// How long a stream waits, without an announced commit, before reading the store anyway.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventsFallback {
+    /// 5 s while the store hears every process's commits (PostgreSQL with its listener
+    /// connected), for what a lost notification would hide; 1 s otherwise, since on SQLite
+    /// (or while the listener is down) another process's commits are seen only by reading.
+    ByStore,
+    /// Always this long (tests make it long, to show that announcements alone suffice).
+    Every(Duration),
+}
+
+impl EventsFallback {
+    fn interval(self, changes: &Changes) -> Duration {
+        match self {
+            Self::Every(d) => d,
+            Self::ByStore if changes.hears_others() => Duration::from_secs(5),
+            Self::ByStore => Duration::from_secs(1),
+        }
+    }
+}
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -83,12 +109,16 @@ pub(crate) async fn events(
             .transpose()?
             .unwrap_or(0),
     };
+    let now = Instant::now();
     let follow = Follow {
+        changes: state.store.changes(),
+        fallback: state.events_fallback,
         store: Arc::clone(&state.store),
         run: id,
         after,
         closing: state.runner.closing(),
-        quiet: 0,
+        last_read: now,
+        last_frame: now,
         first: true,
         done: false,
     };
@@ -104,11 +134,15 @@ pub(crate) async fn events(
 
 #[derive(Debug)]
 struct Follow {
+    /// Subscribed before the first read, so no commit falls between the two.
+    changes: Changes,
+    fallback: EventsFallback,
     store: Arc<dyn Store>,
     run: RunId,
     after: i64,
     closing: tokio::sync::watch::Receiver<bool>,
-    quiet: u32,
+    last_read: Instant,
+    last_frame: Instant,
     first: bool,
     done: bool,
 }
@@ -121,12 +155,25 @@ impl Follow {
                 return Ok(None);
             }
             if !self.first {
-                tokio::select! {
-                    () = tokio::time::sleep(POLL) => {}
+                let fallback = self.last_read + self.fallback.interval(&self.changes);
+                let keep_alive = self.last_frame + KEEP_ALIVE;
+                let announced = tokio::select! {
+                    () = self.changes.changed(&self.run) => true,
+                    () = tokio::time::sleep_until(fallback) => false,
+                    () = tokio::time::sleep_until(keep_alive) => {
+                        self.last_frame = Instant::now();
+                        return Ok(Some(": keep-alive\n\n".into()));
+                    }
                     _ = self.closing.wait_for(|c| *c) => return Ok(None),
+                };
+                if announced {
+                    tokio::time::sleep_until(self.last_read + MIN_GAP).await;
                 }
             }
             self.first = false;
+            // What is announced up to here, this read sees.
+            self.changes.clear();
+            self.last_read = Instant::now();
             // The run's state is read before its events: a final state seen here has its
             // event committed already, so the read below includes it.
             let run = self.store.run(&self.run).await?;
@@ -145,13 +192,8 @@ impl Follow {
                 ));
             }
             if !frame.is_empty() {
-                self.quiet = 0;
+                self.last_frame = self.last_read;
                 return Ok(Some(frame));
-            }
-            self.quiet += 1;
-            if self.quiet >= KEEP_ALIVE_POLLS {
-                self.quiet = 0;
-                return Ok(Some(": keep-alive\n\n".into()));
             }
         }
     }
