@@ -496,6 +496,14 @@ pub(crate) struct ServerArgs {
     /// Do not reload when pipeline files change (SIGHUP and `POST /api/v1/reload` still do).
     #[arg(long, env = "BATON_NO_WATCH")]
     pub(crate) no_watch: bool,
+    /// How often to look for runs nobody drives (a replica that died) and take them over.
+    #[arg(
+        long,
+        env = "BATON_TAKEOVER_INTERVAL",
+        default_value = "5s",
+        value_name = "DURATION"
+    )]
+    pub(crate) takeover_interval: baton_core::duration::Duration,
     /// `[pools]` of the config file, set before the server starts.
     #[arg(skip)]
     pub(crate) pools: Vec<crate::config_file::PoolSeed>,

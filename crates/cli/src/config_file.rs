@@ -106,6 +106,8 @@ struct ServerSection {
     shutdown_grace: Option<baton_core::duration::Duration>,
     catchup_cap: Option<usize>,
     watch: Option<bool>,
+    #[serde(default, deserialize_with = "parsed")]
+    takeover_interval: Option<baton_core::duration::Duration>,
 }
 
 /// Fills in, from the config file, every setting that neither a flag nor the environment set.
@@ -165,6 +167,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
             && unset(m, "no_watch")
         {
             args.no_watch = !v;
+        }
+        if let Some(v) = s.takeover_interval
+            && unset(m, "takeover_interval")
+        {
+            args.takeover_interval = v;
         }
     }
     Ok(())
@@ -230,7 +237,7 @@ mod tests {
     fn errors_name_the_place_and_the_problem() {
         assert_eq!(
             error_of("home = \"h\"\n[server]\nlistn = \"127.0.0.1:1\"\n"),
-            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`"
+            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`"
         );
         assert_eq!(
             error_of("[server]\nlisten = \"localhost\"\n"),
@@ -250,11 +257,15 @@ mod tests {
     #[test]
     fn every_setting_parses() {
         let f: ConfigFile = toml::from_str(
-            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\n",
+            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\ntakeover_interval = \"1s\"\n",
         )
         .expect("valid");
         assert_eq!(f.home, Some(PathBuf::from("/var/lib/baton")));
         assert_eq!(f.server.catchup_cap, Some(7));
+        assert_eq!(
+            f.server.takeover_interval.map(|d| d.as_std()),
+            Some(std::time::Duration::from_secs(1))
+        );
         assert_eq!(f.server.watch, Some(false));
         assert_eq!(
             f.server.shutdown_grace.map(|d| d.as_std()),

@@ -72,6 +72,54 @@ fn runs_survive_a_kill_9_of_the_server() {
 }
 
 #[test]
+fn a_replica_takes_over_the_runs_of_one_killed_for_good() {
+    let t = Test::new().file(
+        "pipelines/p.yaml",
+        "name: p\ntasks:\n  first:\n    run: echo first >> ran.txt\n  slow:\n    needs: [first]\n    run: |\n      echo \"$BATON_IDEMPOTENCY_KEY\" >> keys.txt\n      sleep 1\n      echo slow >> ran.txt\n",
+    );
+    // Two replicas on one home; the survivor looks for orphans often.
+    let a = t.server();
+    let b = Server::ready(t.spawn(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+        "--takeover-interval",
+        "200ms",
+    ]));
+    let (status, run) = http(&a.addr, "POST", "/api/v1/pipelines/default/p/runs", "{}");
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    wait_until("slow started", || !t.read("pipelines/keys.txt").is_empty());
+    let (_, doc) = http(&b.addr, "GET", &format!("/api/v1/runs/{id}"), "");
+    assert_eq!(doc["state"], "running");
+    drop(a); // kill -9, and it never comes back
+
+    wait_until("the other replica finished the run", || {
+        let (_, doc) = http(&b.addr, "GET", &format!("/api/v1/runs/{id}"), "");
+        doc["state"] == "succeeded"
+    });
+    let keys: Vec<String> = t
+        .read("pipelines/keys.txt")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(keys.len(), 2, "the cut-short attempt ran again");
+    assert_eq!(keys[0], keys[1], "with the same idempotency key");
+    assert_eq!(
+        t.read("pipelines/ran.txt").matches("first").count(),
+        1,
+        "a succeeded task ran again"
+    );
+    let metrics = support::http_text(&b.addr, "/metrics");
+    assert!(
+        metrics.contains("baton_runs_taken_over_total{namespace=\"default\",pipeline=\"p\"} 1"),
+        "{metrics}"
+    );
+}
+
+#[test]
 fn sigterm_drains_and_the_next_start_resumes() {
     let t = Test::new().file(
         "pipelines/p.yaml",

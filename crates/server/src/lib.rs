@@ -18,6 +18,7 @@ mod runner;
 pub mod scheduler;
 pub mod secrets;
 pub mod serve;
+pub mod takeover;
 pub mod traces;
 mod ui;
 pub mod upstream;

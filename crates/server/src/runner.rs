@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use baton_core::ids::RunId;
 use baton_engine::executor::Executor;
 use baton_engine::{Observers, Options, Stop};
-use baton_store::Store;
+use baton_store::{Admitted, Store};
 use tokio::sync::watch;
 
 #[derive(Debug, Clone)]
@@ -128,8 +128,8 @@ impl Runner {
         let runner = self.clone();
         tokio::spawn(async move {
             match runner.store.admit(&run, baton_engine::now_ms()).await {
-                Ok(true) => runner.drive(run),
-                Ok(false) => match runner.store.run(&run).await {
+                Ok(admitted) if admitted.is_admitted() => runner.drive(run),
+                Ok(_) => match runner.store.run(&run).await {
                     Ok(Some(record)) => runner.resume(&record),
                     Ok(None) => {}
                     Err(e) => tracing::error!(run = %run, error = %e, "cannot read run"),
@@ -218,10 +218,19 @@ impl Runner {
                         break;
                     }
                 };
-                if admitted {
-                    self.unlist(&group, &run);
-                    self.drive(run);
-                    continue;
+                match admitted {
+                    Admitted::Now => {
+                        self.unlist(&group, &run);
+                        self.drive(run);
+                        continue;
+                    }
+                    // Another server listed it too (a waiting run taken over) and admitted it
+                    // first: that server drives it.
+                    Admitted::Before => {
+                        self.unlist(&group, &run);
+                        continue;
+                    }
+                    Admitted::No => {}
                 }
                 // Refused: either it is out of line for good (it ended, or was asked to
                 // cancel) and leaves the list, or the group is full and the rest wait too.
@@ -265,8 +274,43 @@ impl Runner {
             .sum()
     }
 
+    /// Drives a run whose lease `owner` has just taken over from a dead or expired holder
+    /// ([`baton_store::Store::claim_orphans`]). Returns false, having handed the lease back,
+    /// when this runner drives the run already (waiting out the old holder's lease), so that
+    /// its dispatcher gets the lease at its next try.
+    pub async fn take_over(&self, run: &RunId, owner: String) -> bool {
+        if self.is_driving(run) {
+            let _ = self.store.release_lease(run, &owner).await;
+            return false;
+        }
+        self.drive_as(run.clone(), Some(owner));
+        true
+    }
+
+    fn is_driving(&self, run: &RunId) -> bool {
+        self.driving
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .contains(run)
+    }
+
+    /// Whether the runner is draining: it takes nothing new.
+    pub fn stopping(&self) -> bool {
+        self.stop.borrow().is_some()
+    }
+
+    /// How long the leases of the runs this runner drives last.
+    pub fn lease_ttl(&self) -> std::time::Duration {
+        Options::new(self.home.clone()).lease_ttl
+    }
+
     /// Drives an admitted run (or one that is ending anyway) in the background.
     fn drive(&self, run: RunId) {
+        self.drive_as(run, None);
+    }
+
+    /// [`Runner::drive`], with the lease taken as `owner` (one this process already holds).
+    fn drive_as(&self, run: RunId, owner: Option<String>) {
         if !self
             .driving
             .lock()
@@ -283,6 +327,9 @@ impl Runner {
         opts.observers = self.observers.clone();
         opts.pipelines = self.pipelines.clone();
         opts.child_runner = Some(Arc::new(self.clone()));
+        if let Some(owner) = owner {
+            opts.owner = owner;
+        }
         let mut stop = self.stop.subscribe();
         let active = Arc::clone(&self.active);
         let finished = self.finished.clone();

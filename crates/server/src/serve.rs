@@ -29,6 +29,8 @@ pub struct Config {
     pub observers: Observers,
     /// Where OpenLineage events go (nowhere by default).
     pub lineage: crate::lineage::LineageConfig,
+    /// How often to look for runs nobody drives (see [`crate::takeover`]).
+    pub takeover_interval: std::time::Duration,
 }
 
 impl Config {
@@ -44,6 +46,7 @@ impl Config {
             watch: true,
             observers: Observers::default(),
             lineage: crate::lineage::LineageConfig::default(),
+            takeover_interval: crate::takeover::DEFAULT_INTERVAL,
         }
     }
 }
@@ -116,6 +119,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     crate::watch::reload_on_sighup(state.clone()).map_err(Error::Signal)?;
     crate::upstream::watch(state.clone());
     resume_unfinished(store.as_ref(), &runner).await?;
+    crate::takeover::Takeover::new(state.clone()).spawn(config.takeover_interval);
     tokio::spawn(crate::scheduler::Scheduler::new(state.clone(), config.catchup_cap).run());
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

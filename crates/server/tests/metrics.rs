@@ -686,6 +686,38 @@ async fn pool_gauges_follow_the_database() {
     .await;
 }
 
+/// A run whose owner went away: created, leased by a process elsewhere, lease run out.
+async fn orphaned_run(app: &App) -> String {
+    let source = "name: orphan\ntasks:\n  a:\n    run: \"true\"\n";
+    let pipeline = baton_core::load(source).pipeline.expect("valid");
+    let store = app.state.store.as_ref();
+    let created = baton_engine::create_run(
+        store,
+        baton_engine::RunRequest {
+            pipeline: &pipeline,
+            source,
+            path: None,
+            base_dir: app.dir.path().display().to_string(),
+            params: serde_json::Map::new(),
+            trigger: "manual",
+            logical_date: None,
+            idempotency_key: None,
+            admission: None,
+            backfill_id: None,
+            no_cache: false,
+        },
+    )
+    .await
+    .expect("run");
+    assert!(
+        store
+            .acquire_lease(&created.id, "elsewhere:1:1", 0, 1, None)
+            .await
+            .expect("lease")
+    );
+    created.id.to_string()
+}
+
 #[tokio::test]
 async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
     // Exercise every metric once: a run, a broken file, a scheduler pass, a refused webhook.
@@ -721,12 +753,23 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
         None,
     )
     .await;
+    let orphan = orphaned_run(&app).await;
+    let taken = baton_server::takeover::Takeover::new(app.state.clone())
+        .pass()
+        .await
+        .expect("takeover");
+    assert_eq!(taken, 1);
+    app.wait_for_state(&orphan, "succeeded").await;
     let s = app
         .scrape_until("the run's end", |s| {
             s.sum("baton_runs_finished_total", &[("pipeline", "flaky")]) == 1.0
         })
         .await;
     promtool_check_metrics(&s.text);
+    assert_eq!(
+        s.sum("baton_runs_taken_over_total", &[("pipeline", "orphan")]),
+        1.0
+    );
 
     let exported: BTreeSet<String> = s
         .text

@@ -548,3 +548,39 @@ pub enum SlotClaim {
     /// No pool of that name.
     NoPool,
 }
+
+/// What [`crate::Store::admit`] decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    /// This call admitted the run, so its caller is the one to drive it.
+    Now,
+    /// The run needs no admission, or was admitted before (by this process or another).
+    Before,
+    /// Not admitted: its group is full, runs wait ahead of it, or it has ended.
+    No,
+}
+
+impl Admitted {
+    /// Whether the run may start.
+    pub fn is_admitted(self) -> bool {
+        !matches!(self, Self::No)
+    }
+}
+
+/// Asks [`crate::Store::claim_orphans`] for runs nobody drives.
+#[derive(Debug, Clone, Copy)]
+pub struct OrphanClaim<'a> {
+    /// Who takes the runs' leases.
+    pub owner: &'a str,
+    pub now: Millis,
+    /// Until when the taken leases hold (the new owner's dispatcher renews them).
+    pub expires_at: Millis,
+    /// Lease holders known to be dead (processes of this host that are gone): their leases
+    /// are taken without waiting for them to expire.
+    pub dead: &'a [String],
+    /// Runs found without a lease by an earlier [`crate::Store::unowned_runs`]: taken if they
+    /// still have none.
+    pub unowned: &'a [RunId],
+    /// At most this many runs.
+    pub limit: u32,
+}

@@ -14,14 +14,15 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::changes::{CHANNEL, ChangeFeed, Changes, Kind, ListenerGuard};
 use crate::error::{Error, Result};
 use crate::records::{
-    ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry,
-    CacheSource, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord,
-    EventRecord, Millis, NewRun, NewTask, ParentRef, PipelineCount, PoolRecord, RunBrief,
-    RunFilter, RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord, VersionRecord,
+    Admitted, ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord,
+    CacheEntry, CacheSource, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord,
+    EventRecord, Millis, NewRun, NewTask, OrphanClaim, ParentRef, PipelineCount, PoolRecord,
+    RunBrief, RunFilter, RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
 mod pools;
+mod takeover;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
@@ -909,7 +910,7 @@ impl Store for SqlStore {
         Ok(id)
     }
 
-    async fn admit(&self, run: &RunId, now: Millis) -> Result<bool> {
+    async fn admit(&self, run: &RunId, now: Millis) -> Result<Admitted> {
         let read =
             "SELECT admission_group, admission_limit, admitted_at, state FROM runs WHERE id = $1";
         // Most runs have no group: answered with a read, without taking the writer.
@@ -920,10 +921,10 @@ impl Store for SqlStore {
             .ok_or_else(|| Error::RunNotFound(run.to_string()))?;
         let group: Option<String> = row.try_get("admission_group")?;
         let Some(group) = group else {
-            return Ok(true);
+            return Ok(Admitted::Before);
         };
         if opt_i64(&row, "admitted_at")?.is_some() {
-            return Ok(true);
+            return Ok(Admitted::Before);
         }
         let mut writer = self.writer.lock().await;
         let mut tx = self.begin_write(&mut writer).await?;
@@ -934,10 +935,10 @@ impl Store for SqlStore {
                 .fetch_one(&mut *tx)
                 .await?;
             if opt_i64(&row, "admitted_at")?.is_some() {
-                return Ok(true);
+                return Ok(Admitted::Before);
             }
             if state(&row, "state", RunState::from_name)?.is_final() {
-                return Ok(false);
+                return Ok(Admitted::No);
             }
             let limit = opt_i64(&row, "admission_limit")?.unwrap_or(1).max(1);
             // Aggregates rather than the member list: a backfill's group holds thousands.
@@ -950,7 +951,7 @@ impl Store for SqlStore {
             .await?
             .try_get("n")?;
             if active >= limit {
-                return Ok(false);
+                return Ok(Admitted::No);
             }
             let first_in_line: Option<String> = sqlx::query(
                 "SELECT MIN(id) AS id FROM runs WHERE admission_group = $1 AND state = 'queued' \
@@ -961,7 +962,7 @@ impl Store for SqlStore {
             .await?
             .try_get("id")?;
             if first_in_line.as_deref() != Some(run.as_str()) {
-                return Ok(false);
+                return Ok(Admitted::No);
             }
             sqlx::query("UPDATE runs SET admitted_at = $1 WHERE id = $2 AND admitted_at IS NULL")
                 .bind(now)
@@ -969,11 +970,11 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
             self.notify(&mut tx, Kind::State, &[run]).await?;
-            Ok(true)
+            Ok(Admitted::Now)
         }
         .await;
         let admitted = end_tx(tx, result).await?;
-        if admitted {
+        if admitted == Admitted::Now {
             self.feed.committed(Kind::State, [run]);
         }
         Ok(admitted)
@@ -1801,6 +1802,22 @@ impl Store for SqlStore {
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    async fn lease_holders(&self, now: Millis) -> Result<Vec<String>> {
+        self.holders(now).await
+    }
+
+    async fn unowned_runs(&self, limit: u32) -> Result<Vec<RunId>> {
+        self.unowned(limit).await
+    }
+
+    async fn claim_orphans(&self, claim: &OrphanClaim<'_>) -> Result<Vec<RunRecord>> {
+        self.claim_orphaned(claim).await
+    }
+
+    async fn admissible_waiting(&self, limit: u32) -> Result<Vec<RunRecord>> {
+        self.admissible(limit).await
     }
 
     async fn release_lease(&self, run: &RunId, owner: &str) -> Result<()> {

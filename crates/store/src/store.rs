@@ -7,10 +7,10 @@ use baton_core::state::RunState;
 use crate::changes::Changes;
 use crate::error::Result;
 use crate::records::{
-    ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change, Control,
-    DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
-    PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, SlotClaim, TaskCount, TaskRecord,
-    VersionRecord,
+    Admitted, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change,
+    Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
+    OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, SlotClaim, TaskCount,
+    TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -31,9 +31,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// nothing and fails with [`crate::Error::Skipped`].
     async fn create_run(&self, run: &NewRun) -> Result<RunId>;
     /// Admits a queued run if its group is below the run's limit and it is the oldest run of
-    /// the group waiting (and not asked to cancel). Runs without a group, and runs admitted
-    /// already, are admitted; a run that ended while waiting is not.
-    async fn admit(&self, run: &RunId, now: Millis) -> Result<bool>;
+    /// the group waiting (and not asked to cancel): [`Admitted::Now`], to exactly one caller.
+    /// Runs without a group, and runs admitted already, are [`Admitted::Before`]; a run that
+    /// ended while waiting is not admitted.
+    async fn admit(&self, run: &RunId, now: Millis) -> Result<Admitted>;
     /// The unfinished runs of an admission group, oldest first.
     async fn group_runs(&self, group: &str) -> Result<Vec<RunRecord>>;
     /// Cancels, at once, the runs of a group that wait for admission and that nobody drives
@@ -96,6 +97,21 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         steal_from: Option<&str>,
     ) -> Result<bool>;
     async fn release_lease(&self, run: &RunId, owner: &str) -> Result<()>;
+    /// The owners of unexpired leases on unfinished runs (for a caller to find dead ones).
+    async fn lease_holders(&self, now: Millis) -> Result<Vec<String>>;
+    /// Unfinished runs without a lease that do not wait for admission, oldest first: handed
+    /// back by a draining server, or created and not yet picked up. Seen so twice, a while
+    /// apart, they are orphans ([`OrphanClaim::unowned`]).
+    async fn unowned_runs(&self, limit: u32) -> Result<Vec<RunId>>;
+    /// Takes the lease of unfinished runs nobody drives for `claim.owner`, oldest first: runs
+    /// whose lease expired or whose holder is in `claim.dead`, and `claim.unowned` runs that
+    /// still have no lease. Atomic per run: of several claimers (replicas on one PostgreSQL,
+    /// where rows being claimed are skipped, or processes on one SQLite file), each run goes
+    /// to one. Returns the runs taken as they were before (`lease_owner` the previous holder).
+    async fn claim_orphans(&self, claim: &OrphanClaim<'_>) -> Result<Vec<RunRecord>>;
+    /// The runs [`Store::admit`] would let in now: per admission group with room, its oldest
+    /// waiting run. One that stays so is offered by nobody (its server died).
+    async fn admissible_waiting(&self, limit: u32) -> Result<Vec<RunRecord>>;
 
     /// The last tick recorded for a schedule (`schedule` names it, e.g. its index and cron).
     async fn last_tick(

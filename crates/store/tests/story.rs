@@ -7,9 +7,9 @@ use baton_core::ids::{BackfillId, RunId, TaskKey};
 use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
-    Admission, BackfillFilter, BackfillRecord, CacheSource, Change, Changes, DeadLetterCursor,
-    DeadLetterFilter, DefinitionRecord, NewRun, NewTask, ParentRef, PipelineCount, PoolRecord,
-    RunFilter, Rusage, SlotClaim, SqlStore, Store, TaskCount,
+    Admission, Admitted, BackfillFilter, BackfillRecord, CacheSource, Change, Changes,
+    DeadLetterCursor, DeadLetterFilter, DefinitionRecord, NewRun, NewTask, OrphanClaim, ParentRef,
+    PipelineCount, PoolRecord, RunFilter, Rusage, SlotClaim, SqlStore, Store, TaskCount,
 };
 use serde_json::json;
 
@@ -507,22 +507,41 @@ async fn admission(store: &dyn Store) {
     assert_eq!(run("02a2").await.admission_limit, Some(2));
     assert_eq!(run("02a3").await.admitted_at, None);
     assert_eq!(run("02a3").await.state, RunState::Queued);
-    assert!(
+    assert_eq!(
         store.admit(&rid("02a1"), 2_000).await.expect("admit"),
+        Admitted::Before,
         "admitted stays admitted"
     );
     assert!(
-        !store.admit(&rid("02a3"), 2_000).await.expect("admit"),
+        !store
+            .admit(&rid("02a3"), 2_000)
+            .await
+            .expect("admit")
+            .is_admitted(),
         "the group is full"
     );
-    assert!(!store.admit(&rid("02a4"), 2_000).await.expect("admit"));
+    assert_eq!(
+        store.admit(&rid("02a4"), 2_000).await.expect("admit"),
+        Admitted::No
+    );
     finish(store, "02a1", RunState::Succeeded).await;
     assert!(
-        !store.admit(&rid("02a4"), 2_000).await.expect("admit"),
+        !store
+            .admit(&rid("02a4"), 2_000)
+            .await
+            .expect("admit")
+            .is_admitted(),
         "first in, first admitted: 02a3 waits longer"
     );
-    assert!(store.admit(&rid("02a3"), 2_000).await.expect("admit"));
-    assert!(store.admit(&rid("02a3"), 2_500).await.expect("again"));
+    assert_eq!(
+        store.admit(&rid("02a3"), 2_000).await.expect("admit"),
+        Admitted::Now
+    );
+    assert_eq!(
+        store.admit(&rid("02a3"), 2_500).await.expect("again"),
+        Admitted::Before,
+        "only one caller admits a run, and drives it"
+    );
     assert_eq!(run("02a3").await.admitted_at, Some(2_000));
 
     // `skip` at the limit creates nothing and names who holds the group.
@@ -570,9 +589,15 @@ async fn admission(store: &dyn Store) {
     );
     assert_eq!(run("02a8").await.admitted_at, None);
     // Runs asked to cancel are out of line: 02a8 is first, but the group is still full.
-    assert!(!store.admit(&rid("02a8"), 3_000).await.expect("admit"));
+    assert_eq!(
+        store.admit(&rid("02a8"), 3_000).await.expect("admit"),
+        Admitted::No
+    );
     finish(store, "02a2", RunState::Cancelled).await;
-    assert!(store.admit(&rid("02a8"), 3_000).await.expect("admit"));
+    assert_eq!(
+        store.admit(&rid("02a8"), 3_000).await.expect("admit"),
+        Admitted::Now
+    );
 
     // Waiting runs nobody drives are cancelled at once, tasks and all.
     store
@@ -591,7 +616,7 @@ async fn admission(store: &dyn Store) {
         (RunState::Cancelled, Some(4_000))
     );
     assert!(
-        !store.admit(&rid("02a9"), 4_000).await.expect("admit"),
+        store.admit(&rid("02a9"), 4_000).await.expect("admit") == Admitted::No,
         "a run cancelled while waiting is never admitted"
     );
     let tasks = store.tasks(&rid("02a9")).await.expect("tasks");
@@ -616,7 +641,10 @@ async fn admission(store: &dyn Store) {
         .create_run(&new_run("02b1", None))
         .await
         .expect("create");
-    assert!(store.admit(&rid("02b1"), 1).await.expect("admit"));
+    assert_eq!(
+        store.admit(&rid("02b1"), 1).await.expect("admit"),
+        Admitted::Before
+    );
     assert!(matches!(
         store.admit(&rid("nope"), 1).await,
         Err(baton_store::Error::RunNotFound(_))
@@ -947,6 +975,183 @@ async fn concurrent_claimers(stores: Vec<Arc<dyn Store>>) {
             .used,
         0
     );
+}
+
+fn claim<'a>(
+    owner: &'a str,
+    dead: &'a [String],
+    unowned: &'a [RunId],
+    limit: u32,
+) -> OrphanClaim<'a> {
+    OrphanClaim {
+        owner,
+        now: 2_000,
+        expires_at: 32_000,
+        dead,
+        unowned,
+        limit,
+    }
+}
+
+fn ids(runs: &[baton_store::RunRecord]) -> Vec<&str> {
+    runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+/// Runs nobody drives are found and taken over: expired leases and dead holders, runs seen
+/// without a lease, never live leases or ended runs; waiting runs a group has room for.
+async fn orphans(store: &dyn Store) {
+    leased_run(store, "07a1", "alive", 10_000).await;
+    leased_run(store, "07a2", "gone", 1_500).await;
+    leased_run(store, "07a3", "dead", 10_000).await;
+    leased_run(store, "07a4", "gone", 1_500).await;
+    finish(store, "07a4", RunState::Succeeded).await;
+    store
+        .create_run(&new_run("07a5", None))
+        .await
+        .expect("create");
+    let mut holders = store.lease_holders(2_000).await.expect("holders");
+    holders.sort();
+    assert_eq!(holders, ["alive", "dead"], "expired leases hold nothing");
+    let unowned = store.unowned_runs(10).await.expect("unowned");
+    assert_eq!(unowned, [RunId::from_string("07a5")]);
+
+    let taken = store
+        .claim_orphans(&claim("me", &[], &[], 10))
+        .await
+        .expect("claim");
+    assert_eq!(
+        ids(&taken),
+        ["07a2"],
+        "only the expired lease of an unfinished run"
+    );
+    assert_eq!(
+        taken[0].lease_owner.as_deref(),
+        Some("gone"),
+        "as it was before"
+    );
+    let now = store.run(&taken[0].id).await.expect("read").expect("run");
+    assert_eq!(now.lease_owner.as_deref(), Some("me"));
+    assert_eq!(now.lease_expires_at, Some(32_000));
+    assert!(
+        store
+            .claim_orphans(&claim("you", &[], &[], 10))
+            .await
+            .expect("claim")
+            .is_empty(),
+        "a taken run is not taken twice"
+    );
+    assert!(
+        !store
+            .acquire_lease(&taken[0].id, "late", 2_100, 30_000, Some("gone"))
+            .await
+            .expect("lease"),
+        "the old holder's name no longer opens the lease"
+    );
+
+    let dead = ["dead".to_owned()];
+    let taken = store
+        .claim_orphans(&claim("me", &dead, &unowned, 1))
+        .await
+        .expect("claim");
+    assert_eq!(
+        ids(&taken),
+        ["07a3"],
+        "a dead holder's lease, before it expires; one at most"
+    );
+    let taken = store
+        .claim_orphans(&claim("me", &dead, &unowned, 5))
+        .await
+        .expect("claim");
+    assert_eq!(ids(&taken), ["07a5"], "a run still without a lease");
+    assert_eq!(taken[0].lease_owner, None);
+    assert!(
+        store.unowned_runs(10).await.expect("unowned").is_empty(),
+        "every run has an owner now"
+    );
+    let alive = store
+        .run(&RunId::from_string("07a1"))
+        .await
+        .expect("read")
+        .expect("run");
+    assert_eq!(
+        alive.lease_owner.as_deref(),
+        Some("alive"),
+        "a live lease is left alone"
+    );
+
+    // Waiting runs: a group with room offers its oldest; a full group offers none.
+    let group = |id: &str| {
+        let mut run = grouped(id, None, 1, Overlap::Queue);
+        run.admission.as_mut().expect("admission").group = "pipeline:data/orphans".into();
+        run
+    };
+    for id in ["07b1", "07b2", "07b3"] {
+        store.create_run(&group(id)).await.expect("create");
+    }
+    assert!(
+        store
+            .admissible_waiting(10)
+            .await
+            .expect("waiting")
+            .is_empty()
+    );
+    assert_eq!(
+        store.unowned_runs(10).await.expect("unowned"),
+        [RunId::from_string("07b1")],
+        "the admitted run has no owner yet; the waiting ones are not orphans"
+    );
+    finish(store, "07b1", RunState::Succeeded).await;
+    assert_eq!(
+        ids(&store.admissible_waiting(10).await.expect("waiting")),
+        ["07b2"]
+    );
+    assert_eq!(
+        store
+            .admit(&RunId::from_string("07b2"), 3_000)
+            .await
+            .expect("admit"),
+        Admitted::Now
+    );
+    assert!(
+        store
+            .admissible_waiting(10)
+            .await
+            .expect("waiting")
+            .is_empty()
+    );
+}
+
+/// Several handles (replicas) taking over the same orphans at once: each run goes to one.
+async fn concurrent_orphan_claimers(stores: Vec<Arc<dyn Store>>) {
+    for i in 0..20 {
+        leased_run(stores[0].as_ref(), &format!("08o{i:02}"), "gone", 1_500).await;
+    }
+    let mut workers = Vec::new();
+    for i in 0..8 {
+        let store = Arc::clone(&stores[i % stores.len()]);
+        workers.push(tokio::spawn(async move {
+            let owner = format!("replica{i}");
+            let mut mine = Vec::new();
+            for _ in 0..40 {
+                let taken = store
+                    .claim_orphans(&claim(&owner, &[], &[], 2))
+                    .await
+                    .expect("claim");
+                mine.extend(taken.into_iter().map(|r| r.id));
+                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+            }
+            mine
+        }));
+    }
+    let mut all = Vec::new();
+    for w in workers {
+        all.extend(w.await.expect("join"));
+    }
+    let total = all.len();
+    all.sort();
+    all.dedup();
+    assert_eq!(total, all.len(), "a run was taken twice");
+    assert_eq!(total, 20, "every orphan was taken");
 }
 
 /// A backfill and its runs are created together; its first runs are admitted up to its
@@ -1832,6 +2037,21 @@ async fn sqlite_overview_story() {
     overview_story(&store).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_orphans() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    orphans(&store).await;
+    let other = tempfile::tempdir().expect("temp dir");
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..4 {
+        stores.push(Arc::new(
+            SqlStore::open_home(other.path()).await.expect("open"),
+        ));
+    }
+    concurrent_orphan_claimers(stores).await;
+}
+
 #[tokio::test]
 async fn sqlite_failures_story() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1894,6 +2114,15 @@ async fn postgres_story() {
     listening(&reader).await;
     change_feed(&reader, &writer).await;
     listener_reconnects(&url, &reader, &writer).await;
+    admin.reset_for_tests().await.expect("reset");
+    let store = SqlStore::open(&url).await.expect("migrate");
+    orphans(&store).await;
+    admin.reset_for_tests().await.expect("reset");
+    let mut stores: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..4 {
+        stores.push(Arc::new(SqlStore::open(&url).await.expect("migrate")));
+    }
+    concurrent_orphan_claimers(stores).await;
 }
 
 /// Waits until `store`'s listener is connected: commits made before it are not heard.

@@ -220,7 +220,11 @@ async fn drive_all(
             let Some(next) = pending.peek().cloned() else {
                 break;
             };
-            if !store.admit(&next, baton_engine::now_ms()).await? {
+            if !store
+                .admit(&next, baton_engine::now_ms())
+                .await?
+                .is_admitted()
+            {
                 let ended = store.run(&next).await?.is_none_or(|r| r.state.is_final());
                 if !ended {
                     break;

@@ -25,6 +25,7 @@ pub(crate) async fn run(
         shutdown_grace: args.shutdown_grace.as_std(),
         catchup_cap: args.catchup_cap,
         watch: !args.no_watch,
+        takeover_interval: args.takeover_interval.as_std(),
         observers: observers.clone(),
         lineage: crate::observers::lineage_config(),
         ..Config::new(args.pipelines.clone(), home.to_path_buf())

@@ -196,3 +196,17 @@ pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_jso
         serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// The body of a `GET` as text (`/metrics`).
+pub fn http_text(addr: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    resp.split_once("\r\n\r\n")
+        .map_or_else(String::new, |(_, b)| b.to_owned())
+}

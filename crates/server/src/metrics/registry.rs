@@ -51,6 +51,12 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
         "Runs that reached a final state, by state: the success rate SLI (M1).",
     ),
     (
+        "baton_runs_taken_over_total",
+        Kind::Counter,
+        "namespace, pipeline",
+        "Runs this server took over from an owner that died or stopped renewing its lease.",
+    ),
+    (
         "baton_run_duration_seconds",
         Kind::Histogram,
         "namespace, pipeline, state",
