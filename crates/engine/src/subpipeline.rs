@@ -22,6 +22,10 @@ use crate::clock::now_ms;
 use crate::dispatcher::{Options, Progress, Stop};
 use crate::executor::{CancelHandle, Executor, Finished, Outcome};
 
+/// How often a parent reads its child's state when nothing announces a change, with the
+/// store's listener for other processes connected (PostgreSQL) and without it.
+const QUIET_FALLBACK: Duration = Duration::from_secs(5);
+const LOCAL_FALLBACK: Duration = Duration::from_secs(1);
 /// The trigger kind of a run a sub-pipeline task started.
 pub const PARENT_TRIGGER: &str = "parent";
 
@@ -154,9 +158,18 @@ async fn attend(ctx: &Context, call: &Call, mut cancel: oneshot::Receiver<()>) -
         tokio::time::Instant::now() + Duration::from_millis(u64::try_from(left).unwrap_or(0))
     });
     let (mut cancelled, mut timed_out, mut cancel_open) = (false, false, true);
-    let mut tick = tokio::time::interval(ctx.poll);
+    // The child's commits wake this watch; the tick is for what the store does not announce
+    // (another process's commits on SQLite, a listener that is down).
+    let mut changes = ctx.store.changes();
+    let fallback = if changes.hears_others() {
+        ctx.poll.max(QUIET_FALLBACK)
+    } else {
+        ctx.poll.max(LOCAL_FALLBACK)
+    };
+    let mut tick = tokio::time::interval(fallback);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let ended = loop {
+        changes.clear();
         match ctx.store.run(&id).await {
             Ok(Some(r)) if r.state.is_final() => break r,
             Ok(Some(_)) => {}
@@ -178,6 +191,7 @@ async fn attend(ctx: &Context, call: &Call, mut cancel: oneshot::Receiver<()>) -
         };
         tokio::select! {
             _ = tick.tick() => {}
+            () = changes.changed(&id) => {}
             r = &mut cancel, if cancel_open => {
                 cancel_open = false;
                 // A dropped handle is not a request: only a message is.

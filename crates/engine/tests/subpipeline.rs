@@ -237,6 +237,21 @@ async fn a_parent_waits_for_its_children_and_passes_params() {
 }
 
 #[tokio::test]
+async fn a_parent_hears_its_child_end_without_waiting_for_a_poll() {
+    let mut home = Home::new(&[CHILD]).await;
+    // Polls so rare the run could not end in time by them: the child's commits wake the parent.
+    home.opts.control_interval = Duration::from_secs(3600);
+    let parent = tokio::time::timeout(
+        Duration::from_secs(30),
+        home.run(PARENT, json!({"day": "2026-03-01"})),
+    )
+    .await
+    .expect("the parent ends without polling");
+    assert_eq!(home.record(&parent).await.state, RunState::Succeeded);
+    assert_eq!(home.children(&parent).await.len(), 3);
+}
+
+#[tokio::test]
 async fn a_failed_child_fails_the_attempt_and_a_retry_starts_a_new_child() {
     let flaky = r"name: flaky
 tasks:
