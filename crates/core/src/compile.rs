@@ -8,7 +8,7 @@ use crate::dag::{Dag, TaskIndex};
 use crate::decode::Decoder;
 use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::duration::Duration;
-use crate::ids::{Identifier, Namespace, PipelineId, PipelineName, TaskId};
+use crate::ids::{Identifier, Namespace, PipelineId, PipelineName, PoolName, TaskId};
 use crate::model::{
     Action, Approval, Cache, Concurrency, Dataset, DefinitionHash, Expression, ForEach, Notify,
     Param, Pipeline, Resources, RetryPolicy, Schedule, Task, Template, Trigger, WebhookUrl,
@@ -141,6 +141,9 @@ impl<'s> Compiler<'s> {
             }
             if let Some(to) = &defaults.timeout {
                 d.at("timeout", |d| check_timeout(d, to));
+            }
+            if let Some(p) = &defaults.pool {
+                d.at("pool", |d| pool_name(d, p));
             }
         });
 
@@ -618,7 +621,12 @@ impl<'s> Compiler<'s> {
             retry: retry?,
             approval,
             priority: t.priority.or(defaults.priority).unwrap_or(0),
-            pool: t.pool.clone().or_else(|| defaults.pool.clone()),
+            // Inherited from `defaults.pool`, which was checked there.
+            pool: match (&t.pool, &defaults.pool) {
+                (Some(p), _) => d.at("pool", |d| pool_name(d, p)),
+                (None, Some(p)) => PoolName::new(p.value.clone()).ok(),
+                (None, None) => None,
+            },
             labels: t
                 .labels
                 .iter()
@@ -973,6 +981,16 @@ fn check_env(
         });
     }
     out
+}
+
+/// A pool's name as written, checked as `baton pool set` checks it.
+fn pool_name(d: &mut Decoder, p: &Spanned<String>) -> Option<PoolName> {
+    PoolName::new(p.value.clone())
+        .map_err(|e| {
+            d.error(p.span, e.to_string()).hint =
+                Some("`baton pool set NAME --slots N` accepts the same names".into());
+        })
+        .ok()
 }
 
 fn check_param(d: &mut Decoder, name: &Spanned<String>, p: &ParamSpec) -> Option<Param> {

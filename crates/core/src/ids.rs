@@ -102,6 +102,33 @@ name_type!(
     check_identifier
 );
 
+name_type!(
+    /// A pool's name (`pool:`, `baton pool set`): it goes in URLs, tables and metric labels.
+    PoolName,
+    "pool name",
+    check_pool_name
+);
+
+/// Longest pool name accepted.
+pub const MAX_POOL_NAME_LEN: usize = 100;
+
+fn check_pool_name(what: &'static str, name: &str) -> Result<(), NameError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_POOL_NAME_LEN
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(NameError {
+            what,
+            name: name.to_owned(),
+            rule: "use letters, digits, `.`, `_` and `-`, at most 100",
+        })
+    }
+}
+
 fn check_identifier(what: &'static str, name: &str) -> Result<(), NameError> {
     let mut chars = name.chars();
     let ok = chars

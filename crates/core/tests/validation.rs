@@ -39,6 +39,39 @@ macro_rules! case {
 
 const OK_TASKS: &str = "tasks:\n  a:\n    run: echo hi\n";
 
+case!(
+    pool_names_follow_the_pool_rule,
+    "name: p\ntasks:\n  a:\n    run: x\n    pool: gpu pool\n",
+    (
+        5,
+        11,
+        "tasks.a.pool",
+        "invalid pool name `gpu pool`: use letters, digits, `.`, `_` and `-`, at most 100"
+    )
+);
+
+#[test]
+fn a_bad_default_pool_is_reported_once_at_defaults() {
+    let src = "name: p\ndefaults:\n  pool: \"gpu/1\"\ntasks:\n  a:\n    run: x\n  b:\n    run: y\n";
+    assert_eq!(
+        problems(src),
+        [(
+            3,
+            9,
+            "defaults.pool".to_owned(),
+            "invalid pool name `gpu/1`: use letters, digits, `.`, `_` and `-`, at most 100"
+                .to_owned()
+        )]
+    );
+    assert_eq!(
+        hint(src).as_deref(),
+        Some("`baton pool set NAME --slots N` accepts the same names")
+    );
+    // Good names of every allowed kind pass, inherited or not.
+    let ok = "name: p\ndefaults:\n  pool: gpu.A_1-b\ntasks:\n  a:\n    run: x\n  b:\n    run: y\n    pool: cpu\n";
+    assert_eq!(problems(ok), []);
+}
+
 #[test]
 fn minimal_pipeline_is_valid() {
     let loaded = load(&format!("name: p\n{OK_TASKS}"));

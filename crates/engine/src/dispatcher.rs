@@ -1110,7 +1110,7 @@ impl Dispatcher {
         // Tasks whose pool has no slot for them now, and the pools found full in this pass
         // (a lower-priority task of the same pool does not ask).
         let mut deferred: Vec<usize> = Vec::new();
-        let mut full: Vec<String> = Vec::new();
+        let mut full: Vec<baton_core::ids::PoolName> = Vec::new();
         let ask_pools = self
             .pool_retry_at
             .is_none_or(|at| at <= tokio::time::Instant::now());
@@ -1134,7 +1134,7 @@ impl Dispatcher {
                 let now = now_ms();
                 let slot = crate::pools::claim(
                     self.store.as_ref(),
-                    &pool,
+                    pool.as_str(),
                     &self.run.id,
                     &key,
                     self.task(i).priority,

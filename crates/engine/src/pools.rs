@@ -83,12 +83,7 @@ pub const MAX_SLOTS: i64 = 1_000_000;
 /// What is wrong with a pool as someone asks to set it, if anything: a name of letters,
 /// digits, `.`, `_` and `-` (it goes in URLs and tables), and 0 to [`MAX_SLOTS`] slots.
 pub fn pool_problem(name: &str, slots: i64) -> Option<String> {
-    let name_ok = !name.is_empty()
-        && name.len() <= 100
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
-    if !name_ok {
+    if baton_core::ids::PoolName::new(name).is_err() {
         return Some(format!(
             "pool name `{name}` is not valid\n(hint: use letters, digits, `.`, `_` and `-`, at most 100)"
         ));

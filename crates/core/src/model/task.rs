@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::duration::Duration;
-use crate::ids::{Identifier, PipelineId, TaskId};
+use crate::ids::{Identifier, PipelineId, PoolName, TaskId};
 use crate::model::dataset::Dataset;
 use crate::model::retry::RetryPolicy;
 use crate::spec::TriggerRule;
@@ -102,7 +102,7 @@ pub struct Task {
     pub approval: Option<Approval>,
     pub priority: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub pool: Option<String>,
+    pub pool: Option<PoolName>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
     pub resources: Resources,

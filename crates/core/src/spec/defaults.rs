@@ -27,7 +27,8 @@ pub struct TaskDefaultsSpec {
     #[schemars(with = "IndexMap<String, ScalarText>")]
     pub env: EnvSpec,
     /// Pool for every task.
-    pub pool: Option<String>,
+    #[schemars(regex(pattern = "^[A-Za-z0-9._-]{1,100}$"))]
+    pub pool: Option<Spanned<String>>,
     /// Priority for every task.
     pub priority: Option<i32>,
 }

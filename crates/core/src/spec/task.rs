@@ -72,7 +72,8 @@ pub struct TaskSpec {
     /// Higher runs first when tasks compete for slots (default 0).
     pub priority: Option<i32>,
     /// Named pool limiting how many tasks of that kind run at once.
-    pub pool: Option<String>,
+    #[schemars(regex(pattern = "^[A-Za-z0-9._-]{1,100}$"))]
+    pub pool: Option<Spanned<String>>,
     /// Labels a worker must carry to run this task.
     #[serde(default)]
     #[schemars(with = "IndexMap<String, ScalarText>")]
