@@ -80,3 +80,36 @@ async fn runs_a_dead_server_admitted_or_kept_waiting_are_driven() {
     assert_eq!(state_of(store, &first).await, RunState::Succeeded);
     assert_eq!(state.runner.waiting(), 0);
 }
+
+#[tokio::test]
+async fn a_waiting_run_asked_to_cancel_by_a_dead_server_is_ended() {
+    let (dir, state) = support::app(&[], &[]).await;
+    let store = state.store.as_ref();
+    let base = dir.path().display().to_string();
+    let first = abandoned(store, &base).await;
+    let waiting = abandoned(store, &base).await;
+    // The request is recorded, but the server that took it died before driving the run to
+    // its end.
+    store
+        .request_cancel(&waiting)
+        .await
+        .expect("cancel request");
+    let mut takeover = Takeover::new(state.clone());
+    takeover.pass().await.expect("pass");
+    takeover.pass().await.expect("pass");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while state_of(store, &waiting).await != RunState::Cancelled {
+        assert!(Instant::now() < deadline, "the waiting run was never ended");
+        takeover.pass().await.expect("pass");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The admitted run is taken over and finishes as usual.
+    while state_of(store, &first).await != RunState::Succeeded {
+        assert!(
+            Instant::now() < deadline,
+            "the admitted run was never driven"
+        );
+        takeover.pass().await.expect("pass");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -33,10 +33,13 @@ impl SqlStore {
     }
 
     pub(super) async fn unowned(&self, limit: u32) -> Result<Vec<RunId>> {
-        // Waiting for admission is not being orphaned: those runs have no owner by design.
+        // Waiting for admission is not being orphaned: those runs have no owner by design,
+        // unless asked to cancel, when whoever drives them ends them (the server that took the
+        // request does at once; if it died first, nobody else would).
         let rows = sqlx::query(
             "SELECT id FROM runs WHERE state IN ('queued', 'running') AND lease_owner IS NULL \
-             AND NOT (state = 'queued' AND admission_group IS NOT NULL AND admitted_at IS NULL) \
+             AND NOT (state = 'queued' AND admission_group IS NOT NULL AND admitted_at IS NULL \
+             AND cancel_requested = 0) \
              ORDER BY id LIMIT $1",
         )
         .bind(i64::from(limit))
