@@ -1291,6 +1291,8 @@ impl Dispatcher {
                 .logs_dir
                 .join(format!("{}.{attempt}.log", sanitize(inst.key.as_str()))),
             timeout: task.timeout.map(baton_core::duration::Duration::as_std),
+            outputs: task.outputs.clone(),
+            outputs_path: self.outputs_path(i, attempt),
         })
     }
 

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::Pipeline;
-use baton_core::ids::{PipelineId, RunId, TaskKey};
+use baton_core::ids::{Identifier, PipelineId, RunId, TaskKey};
 use baton_core::spec::ParamType;
 use baton_core::state::RunState;
 use baton_store::{ParentRef, RunRecord, Store};
@@ -76,6 +76,10 @@ pub(crate) struct Call {
     pub(crate) params: Map<String, Json>,
     pub(crate) log_path: PathBuf,
     pub(crate) timeout: Option<Duration>,
+    /// The task's declared outputs, taken from the child's tasks when it succeeds, and the
+    /// attempt's outputs file they are written to (read back as a command's would be).
+    pub(crate) outputs: Vec<Identifier>,
+    pub(crate) outputs_path: PathBuf,
 }
 
 /// What an attempt's watch needs from its dispatcher.
@@ -211,10 +215,16 @@ async fn attend(ctx: &Context, call: &Call, mut cancel: oneshot::Receiver<()>) -
     tell(ctx, call, &id, ended.state);
     log.line(&format!("run {id} {}", ended.state));
     match ended.state {
-        RunState::Succeeded if !timed_out => Outcome::Exited {
-            exit_code: Some(0),
-            signal: None,
-        },
+        RunState::Succeeded if !timed_out => {
+            if let Err(e) = pass_outputs(ctx, call, &id).await {
+                log.line(&e);
+                return Outcome::Error(e);
+            }
+            Outcome::Exited {
+                exit_code: Some(0),
+                signal: None,
+            }
+        }
         _ if timed_out => Outcome::TimedOut,
         RunState::Cancelled if cancelled => Outcome::Cancelled,
         state => {
@@ -222,6 +232,53 @@ async fn attend(ctx: &Context, call: &Call, mut cancel: oneshot::Receiver<()>) -
             Outcome::Error(format!("sub-pipeline run `{id}` {state}{why}"))
         }
     }
+}
+
+/// Writes the task's declared outputs, as the child's tasks produced them, to the attempt's
+/// outputs file. A name several child tasks output is taken from the last of them in the
+/// child's order (usually the most downstream); a name none outputs stays unset.
+async fn pass_outputs(ctx: &Context, call: &Call, child: &RunId) -> Result<(), String> {
+    if call.outputs.is_empty() {
+        return Ok(());
+    }
+    let mut tasks = ctx
+        .store
+        .tasks(child)
+        .await
+        .map_err(|e| format!("cannot read the outputs of run `{child}`: {e}"))?;
+    tasks.sort_by_key(|t| t.position);
+    let mut text = String::new();
+    for name in &call.outputs {
+        let value = tasks
+            .iter()
+            .rev()
+            .find_map(|t| t.outputs.as_ref().and_then(|o| o.get(name.as_str())));
+        let Some(value) = value else { continue };
+        let value = match value {
+            Json::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        text.push_str(&output_line(name.as_str(), &value));
+    }
+    std::fs::write(&call.outputs_path, text).map_err(|e| {
+        format!(
+            "cannot write the outputs of run `{child}` to `{}`: {e}",
+            call.outputs_path.display()
+        )
+    })
+}
+
+/// One output in `$BATON_OUTPUTS` syntax: `name=value`, or a heredoc when the value spans
+/// lines, with a delimiter the value does not contain.
+fn output_line(name: &str, value: &str) -> String {
+    if !value.contains('\n') {
+        return format!("{name}={value}\n");
+    }
+    let mut delimiter = String::from("BATON_EOF");
+    while value.lines().any(|l| l == delimiter) {
+        delimiter.push('_');
+    }
+    format!("{name}<<{delimiter}\n{value}\n{delimiter}\n")
 }
 
 fn tell(ctx: &Context, call: &Call, run: &RunId, state: RunState) {

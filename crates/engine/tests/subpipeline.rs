@@ -251,6 +251,53 @@ async fn a_parent_hears_its_child_end_without_waiting_for_a_poll() {
     assert_eq!(home.children(&parent).await.len(), 3);
 }
 
+const PRODUCER: &str = r#"name: producer
+tasks:
+  first:
+    run: 'printf "model=draft\nscore=1\n" >> "$BATON_OUTPUTS"'
+    outputs: [model, score]
+  last:
+    needs: [first]
+    run: |
+      echo "model=final" >> "$BATON_OUTPUTS"
+      printf 'notes<<END\nline one\nline two\nEND\n' >> "$BATON_OUTPUTS"
+    outputs: [model, notes]
+"#;
+
+#[tokio::test]
+async fn a_sub_pipeline_task_outputs_what_its_child_tasks_output() {
+    let home = Home::new(&[PRODUCER]).await;
+    let parent = home
+        .run(
+            r#"name: consumer
+tasks:
+  call:
+    pipeline: producer
+    outputs: [model, score, notes, absent]
+  use:
+    needs: [call]
+    run: 'printf "%s|%s|%s" "{{ tasks.call.outputs.model }}" "{{ tasks.call.outputs.score }}" "{{ tasks.call.outputs.notes }}" > used.txt'
+"#,
+            json!({}),
+        )
+        .await;
+    let children = home.children(&parent).await;
+    let why: Vec<String> = task_states(&home, &parent, &children).await;
+    assert_eq!(
+        home.record(&parent).await.state,
+        RunState::Succeeded,
+        "{why:?}"
+    );
+    let call = home.task(&parent, "call").await;
+    let outputs = call.outputs.expect("outputs");
+    // The last child task that outputs a name wins; a name nobody outputs stays unset.
+    assert_eq!(outputs.get("model"), Some(&json!("final")));
+    assert_eq!(outputs.get("score"), Some(&json!("1")));
+    assert_eq!(outputs.get("notes"), Some(&json!("line one\nline two")));
+    assert_eq!(outputs.get("absent"), None);
+    assert_eq!(home.read("used.txt"), "final|1|line one\nline two");
+}
+
 #[tokio::test]
 async fn a_failed_child_fails_the_attempt_and_a_retry_starts_a_new_child() {
     let flaky = r"name: flaky
@@ -471,4 +518,14 @@ async fn a_parent_handed_back_and_resumed_watches_the_same_child() {
     let attempts = home.store.attempts(&parent).await.expect("attempts");
     assert_eq!(attempts.len(), 1);
     assert_eq!(home.read("done.txt"), "done\n");
+}
+
+async fn task_states(home: &Home, parent: &RunId, children: &[RunRecord]) -> Vec<String> {
+    let mut out = Vec::new();
+    for run in std::iter::once(parent.clone()).chain(children.iter().map(|c| c.id.clone())) {
+        for t in home.store.tasks(&run).await.expect("tasks") {
+            out.push(format!("{run} {} {} {:?}", t.key, t.state, t.error));
+        }
+    }
+    out
 }
