@@ -31,6 +31,26 @@ pub struct RunRequest<'a> {
     pub no_cache: bool,
 }
 
+impl<'a> RunRequest<'a> {
+    /// A manual run of `pipeline` with no params, starting at once: the rest are set by
+    /// struct update where they differ.
+    pub fn new(pipeline: &'a Pipeline, source: &'a str, base_dir: impl Into<String>) -> Self {
+        Self {
+            pipeline,
+            source,
+            path: None,
+            base_dir: base_dir.into(),
+            params: Map::new(),
+            trigger: "manual",
+            logical_date: None,
+            idempotency_key: None,
+            admission: None,
+            backfill_id: None,
+            no_cache: false,
+        }
+    }
+}
+
 /// The admission group of a pipeline's runs under its `concurrency` settings; `None` when the
 /// pipeline sets no limit.
 pub fn pipeline_admission(pipeline: &Pipeline) -> Option<Admission> {

@@ -63,19 +63,7 @@ async fn created(
     let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
     let run = baton_engine::create_run(
         store.as_ref(),
-        RunRequest {
-            pipeline: &pipeline,
-            source,
-            path: None,
-            base_dir: dir.path().display().to_string(),
-            params: serde_json::Map::new(),
-            trigger: "manual",
-            logical_date: None,
-            idempotency_key: None,
-            admission: None,
-            backfill_id: None,
-            no_cache: false,
-        },
+        RunRequest::new(&pipeline, source, dir.path().display().to_string()),
     )
     .await
     .expect("run created")

@@ -75,17 +75,8 @@ impl Home {
         baton_engine::create_run(
             self.store.as_ref(),
             RunRequest {
-                pipeline: &pipeline,
-                source,
-                path: None,
-                base_dir: self.dir.path().display().to_string(),
                 params,
-                trigger: "manual",
-                logical_date: None,
-                idempotency_key: None,
-                admission: None,
-                backfill_id: None,
-                no_cache: false,
+                ..RunRequest::new(&pipeline, source, self.dir.path().display().to_string())
             },
         )
         .await

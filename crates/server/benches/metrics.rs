@@ -105,17 +105,8 @@ async fn run(pipelines: usize, runs: usize) {
         let created = baton_engine::create_run(
             store.as_ref(),
             baton_engine::RunRequest {
-                pipeline: &pipeline,
-                source: &source,
-                path: None,
-                base_dir: "/tmp".into(),
-                params: serde_json::Map::new(),
                 trigger: "schedule",
-                logical_date: None,
-                idempotency_key: None,
-                admission: None,
-                backfill_id: None,
-                no_cache: false,
+                ..baton_engine::RunRequest::new(&pipeline, &source, "/tmp")
             },
         )
         .await

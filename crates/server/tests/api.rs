@@ -786,17 +786,8 @@ mod upstream_triggers {
         let created = baton_engine::create_run(
             s.state.store.as_ref(),
             baton_engine::RunRequest {
-                pipeline: &version.pipeline,
-                source: &version.source,
-                path: None,
-                base_dir: ".".into(),
-                params: serde_json::Map::new(),
-                trigger: "manual",
                 logical_date: Some("2026-03-29".into()),
-                idempotency_key: None,
-                admission: None,
-                backfill_id: None,
-                no_cache: false,
+                ..baton_engine::RunRequest::new(&version.pipeline, &version.source, ".")
             },
         )
         .await

@@ -693,19 +693,7 @@ async fn orphaned_run(app: &App) -> String {
     let store = app.state.store.as_ref();
     let created = baton_engine::create_run(
         store,
-        baton_engine::RunRequest {
-            pipeline: &pipeline,
-            source,
-            path: None,
-            base_dir: app.dir.path().display().to_string(),
-            params: serde_json::Map::new(),
-            trigger: "manual",
-            logical_date: None,
-            idempotency_key: None,
-            admission: None,
-            backfill_id: None,
-            no_cache: false,
-        },
+        baton_engine::RunRequest::new(&pipeline, source, app.dir.path().display().to_string()),
     )
     .await
     .expect("run");
@@ -994,17 +982,8 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
     let created = baton_engine::create_run(
         store.as_ref(),
         baton_engine::RunRequest {
-            pipeline: &pipeline,
-            source,
-            path: None,
-            base_dir: "/tmp".into(),
-            params: serde_json::Map::new(),
             trigger: "schedule",
-            logical_date: None,
-            idempotency_key: None,
-            admission: None,
-            backfill_id: None,
-            no_cache: false,
+            ..baton_engine::RunRequest::new(&pipeline, source, "/tmp")
         },
     )
     .await

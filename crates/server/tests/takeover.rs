@@ -19,21 +19,12 @@ async fn abandoned(store: &dyn Store, base_dir: &str) -> baton_core::ids::RunId 
     baton_engine::create_run(
         store,
         baton_engine::RunRequest {
-            pipeline: &pipeline,
-            source: SOURCE,
-            path: None,
-            base_dir: base_dir.to_owned(),
-            params: serde_json::Map::new(),
-            trigger: "manual",
-            logical_date: None,
-            idempotency_key: None,
             admission: Some(Admission {
                 group: "pipeline:default/limited".into(),
                 limit: 1,
                 overlap: Overlap::Queue,
             }),
-            backfill_id: None,
-            no_cache: false,
+            ..baton_engine::RunRequest::new(&pipeline, SOURCE, base_dir)
         },
     )
     .await

@@ -385,19 +385,7 @@ mod tests {
             let pipeline = baton_core::load(SOURCE).pipeline.expect("valid");
             let created = baton_engine::create_run(
                 store.as_ref(),
-                baton_engine::RunRequest {
-                    pipeline: &pipeline,
-                    source: SOURCE,
-                    path: None,
-                    base_dir: "/tmp".into(),
-                    params: serde_json::Map::new(),
-                    trigger: "manual",
-                    logical_date: None,
-                    idempotency_key: None,
-                    admission: None,
-                    backfill_id: None,
-                    no_cache: false,
-                },
+                baton_engine::RunRequest::new(&pipeline, SOURCE, "/tmp"),
             )
             .await
             .expect("run");

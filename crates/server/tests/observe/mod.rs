@@ -92,21 +92,13 @@ pub async fn drive(source: &str, observers: Observers, logical_date: Option<&str
     let run = baton_engine::create_run(
         store.as_ref(),
         RunRequest {
-            pipeline: &pipeline,
-            source,
-            path: None,
-            base_dir: dir.path().display().to_string(),
-            params: serde_json::Map::new(),
             trigger: if logical_date.is_some() {
                 "schedule"
             } else {
                 "manual"
             },
             logical_date: logical_date.map(str::to_owned),
-            idempotency_key: None,
-            admission: None,
-            backfill_id: None,
-            no_cache: false,
+            ..RunRequest::new(&pipeline, source, dir.path().display().to_string())
         },
     )
     .await
