@@ -85,16 +85,7 @@ impl baton_engine::Pipelines for DirPipelines {
                 .unwrap_or_default()
             })
             .await;
-        let v = catalog
-            .find(id.namespace.as_str(), id.name.as_str())?
-            .active
-            .clone()?;
-        Some(baton_engine::Definition {
-            path: Some(v.file.display().to_string()),
-            base_dir: v.base_dir(),
-            pipeline: v.pipeline,
-            source: v.source,
-        })
+        catalog.definition(id)
     }
 
     fn looked_in(&self) -> String {

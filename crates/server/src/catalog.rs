@@ -197,6 +197,20 @@ impl Catalog {
     }
 
     /// The file whose active version is `namespace/name`.
+    /// The active version of pipeline `id`, as a sub-pipeline task starts it.
+    pub fn definition(&self, id: &baton_core::ids::PipelineId) -> Option<baton_engine::Definition> {
+        let v = self
+            .find(id.namespace.as_str(), id.name.as_str())?
+            .active
+            .clone()?;
+        Some(baton_engine::Definition {
+            path: Some(v.file.display().to_string()),
+            base_dir: v.base_dir(),
+            pipeline: v.pipeline,
+            source: v.source,
+        })
+    }
+
     pub fn find(&self, namespace: &str, name: &str) -> Option<&Entry> {
         self.entries.values().find(|e| {
             e.active.as_ref().is_some_and(|v| {
@@ -222,17 +236,7 @@ impl CatalogPipelines {
 #[async_trait::async_trait]
 impl baton_engine::Pipelines for CatalogPipelines {
     async fn get(&self, id: &baton_core::ids::PipelineId) -> Option<baton_engine::Definition> {
-        let catalog = self.catalog.read().await;
-        let v = catalog
-            .find(id.namespace.as_str(), id.name.as_str())?
-            .active
-            .clone()?;
-        Some(baton_engine::Definition {
-            path: Some(v.file.display().to_string()),
-            base_dir: v.base_dir(),
-            pipeline: v.pipeline,
-            source: v.source,
-        })
+        self.catalog.read().await.definition(id)
     }
 
     fn looked_in(&self) -> String {
