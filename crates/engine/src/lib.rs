@@ -13,6 +13,7 @@ mod launch;
 pub mod log_tail;
 pub mod observer;
 pub mod outputs;
+mod patient;
 mod pools;
 mod programs;
 pub mod render;
@@ -27,6 +28,7 @@ pub use dispatcher::{Options, Progress, Stop, execute};
 pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run, pipeline_admission};
 pub use observer::{Observer, Observers, RunScope};
+pub use patient::execute_when_free;
 pub use pools::{MAX_SLOTS, pool_problem};
 pub use subpipeline::{ChildRunner, Definition, PARENT_TRIGGER, Pipelines, execute_with_children};
 

@@ -510,33 +510,9 @@ async fn drive_children(
         );
         tokio::spawn(async move {
             // Leased by a live process: that one drives it, until its lease runs out.
-            for _ in 0..10 {
-                match crate::execute(
-                    Arc::clone(&store),
-                    Arc::clone(&executor),
-                    &run,
-                    &opts,
-                    None,
-                    stop.clone(),
-                )
-                .await
-                {
-                    Err(crate::Error::Leased { .. }) => {
-                        let expires = store
-                            .run(&run)
-                            .await
-                            .ok()
-                            .flatten()
-                            .and_then(|r| r.lease_expires_at);
-                        let wait = expires.map_or(1_000, |t| (t - now_ms()).clamp(100, 60_000));
-                        tokio::time::sleep(Duration::from_millis(wait.unsigned_abs() + 100)).await;
-                    }
-                    Err(e) => {
-                        tracing::error!(run = %run, error = %e, "child run stopped");
-                        break;
-                    }
-                    Ok(_) => break,
-                }
+            match crate::execute_when_free(store, executor, &run, &opts, stop).await {
+                Ok(_) | Err(crate::Error::Leased { .. }) => {}
+                Err(e) => tracing::error!(run = %run, error = %e, "child run stopped"),
             }
             driving
                 .lock()

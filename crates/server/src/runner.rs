@@ -330,7 +330,7 @@ impl Runner {
         if let Some(owner) = owner {
             opts.owner = owner;
         }
-        let mut stop = self.stop.subscribe();
+        let stop = self.stop.subscribe();
         let active = Arc::clone(&self.active);
         let finished = self.finished.clone();
         tokio::spawn(async move {
@@ -339,47 +339,15 @@ impl Runner {
             };
             // A run whose owner looks alive may belong to a process that is about to lose its
             // lease (another replica, or one that died on another host): wait it out and retry.
-            for _ in 0..10 {
-                match baton_engine::execute(
-                    Arc::clone(&store),
-                    Arc::clone(&executor),
-                    &run,
-                    &opts,
-                    None,
-                    stop.clone(),
-                )
-                .await
-                {
-                    Ok(state) => {
-                        tracing::info!(run = %run, %state, "run finished");
-                        if state.is_final() {
-                            let _ = finished.send((run.clone(), state));
-                        }
-                        break;
-                    }
-                    Err(baton_engine::Error::Leased { .. }) => {
-                        let expires = store
-                            .run(&run)
-                            .await
-                            .ok()
-                            .flatten()
-                            .and_then(|r| r.lease_expires_at);
-                        let wait = expires
-                            .map_or(1_000, |t| (t - baton_engine::now_ms()).clamp(100, 60_000));
-                        let sleep = tokio::time::sleep(std::time::Duration::from_millis(
-                            wait.unsigned_abs() + 100,
-                        ));
-                        // A drain does not wait for someone else's lease.
-                        tokio::select! {
-                            () = sleep => {}
-                            _ = stop.wait_for(Option::is_some) => break,
-                        }
-                    }
-                    Err(e) => {
-                        tracing::error!(run = %run, error = %e, "run stopped");
-                        break;
+            match baton_engine::execute_when_free(store, executor, &run, &opts, stop).await {
+                Ok(state) => {
+                    tracing::info!(run = %run, %state, "run finished");
+                    if state.is_final() {
+                        let _ = finished.send((run.clone(), state));
                     }
                 }
+                Err(baton_engine::Error::Leased { .. }) => {}
+                Err(e) => tracing::error!(run = %run, error = %e, "run stopped"),
             }
             driving
                 .lock()
