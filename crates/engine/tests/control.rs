@@ -1,55 +1,26 @@
 //! Requests made of a running run (an approval, a cancel) reach its dispatcher when the
 //! store announces them, not at its next poll: these tests make the poll an hour apart.
 
+mod support;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{RunState, TaskState};
-use baton_engine::executor::LocalExecutor;
-use baton_engine::{Options, RunRequest, Stop};
-use baton_store::{SqlStore, Store};
+use baton_engine::Options;
+use baton_store::Store;
 
 /// Far longer than any test waits: a request acted on came through the change feed.
 const NEVER: Duration = Duration::from_secs(3600);
 /// Generous, for a loaded machine; only a request that is never acted on waits this long.
 const PROMPTLY: Duration = Duration::from_secs(30);
 
+/// A run of `source` whose dispatcher polls its control rows an hour apart.
 async fn started(source: &str) -> (tempfile::TempDir, Arc<dyn Store>, RunId, Options) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = baton_core::load(source).pipeline.expect("valid pipeline");
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
-    let run = baton_engine::create_run(
-        store.as_ref(),
-        RunRequest::new(&pipeline, source, dir.path().display().to_string()),
-    )
-    .await
-    .expect("run created")
-    .id;
-    let mut opts = Options::new(dir.path().to_path_buf());
+    let (dir, store, run, mut opts) = support::created(source).await;
     opts.control_interval = NEVER;
     (dir, store, run, opts)
-}
-
-fn driving(
-    store: &Arc<dyn Store>,
-    run: &RunId,
-    opts: &Options,
-) -> tokio::task::JoinHandle<RunState> {
-    let (store, run, opts) = (Arc::clone(store), run.clone(), opts.clone());
-    tokio::spawn(async move {
-        let (_stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
-        baton_engine::execute(
-            store,
-            Arc::new(LocalExecutor::default()),
-            &run,
-            &opts,
-            None,
-            stop_rx,
-        )
-        .await
-        .expect("run driven")
-    })
 }
 
 /// Waits until task `key` of `run` is in `state`, then a while longer: the dispatcher reads
@@ -83,7 +54,7 @@ async fn ended(run: tokio::task::JoinHandle<RunState>, what: &str) -> RunState {
 async fn an_approval_is_acted_on_without_waiting_for_the_poll() {
     let source = "name: gated\ntasks:\n  release:\n    approval: {}\n    run: \"true\"\n";
     let (_dir, store, run, opts) = started(source).await;
-    let driver = driving(&store, &run, &opts);
+    let driver = support::driving(&store, &run, &opts);
     settled_in(store.as_ref(), &run, "release", TaskState::WaitingApproval).await;
     baton_engine::control::decide(
         store.as_ref(),
@@ -102,7 +73,7 @@ async fn an_approval_is_acted_on_without_waiting_for_the_poll() {
 async fn a_cancel_request_is_acted_on_without_waiting_for_the_poll() {
     let source = "name: slow\ntasks:\n  wait:\n    run: sleep 300\n";
     let (_dir, store, run, opts) = started(source).await;
-    let driver = driving(&store, &run, &opts);
+    let driver = support::driving(&store, &run, &opts);
     settled_in(store.as_ref(), &run, "wait", TaskState::Running).await;
     let asked = baton_engine::control::request_cancel(store.as_ref(), &run)
         .await

@@ -1,13 +1,14 @@
 //! Observers hear committed changes, and can add to an attempt's environment.
 
+mod support;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{AttemptState, RunState, TaskState};
-use baton_engine::executor::LocalExecutor;
-use baton_engine::{Observer, Options, RunRequest, RunScope, Stop};
-use baton_store::{Change, SqlStore, Store};
+use baton_engine::{Observer, Options, RunScope};
+use baton_store::{Change, Store};
 
 #[derive(Debug, Default)]
 struct Recorder {
@@ -57,45 +58,10 @@ async fn created(
     source: &str,
     recorder: &Arc<Recorder>,
 ) -> (tempfile::TempDir, Arc<dyn Store>, RunId, Options) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let loaded = baton_core::load(source);
-    let pipeline = loaded.pipeline.expect("valid pipeline");
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
-    let run = baton_engine::create_run(
-        store.as_ref(),
-        RunRequest::new(&pipeline, source, dir.path().display().to_string()),
-    )
-    .await
-    .expect("run created")
-    .id;
-    let mut opts = Options::new(dir.path().to_path_buf());
+    let (dir, store, run, mut opts) = support::created(source).await;
     opts.observers.push(recorder.clone());
     opts.control_interval = Duration::from_millis(20);
     (dir, store, run, opts)
-}
-
-async fn drive(store: &Arc<dyn Store>, run: &RunId, opts: &Options) -> RunState {
-    let (_stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
-    baton_engine::execute(
-        Arc::clone(store),
-        Arc::new(LocalExecutor::default()),
-        run,
-        opts,
-        None,
-        stop_rx,
-    )
-    .await
-    .expect("run driven")
-}
-
-/// Drives the run in a task of its own, for tests that act on it while it goes.
-fn driving(
-    store: &Arc<dyn Store>,
-    run: &RunId,
-    opts: &Options,
-) -> tokio::task::JoinHandle<RunState> {
-    let (store, run, opts) = (Arc::clone(store), run.clone(), opts.clone());
-    tokio::spawn(async move { drive(&store, &run, &opts).await })
 }
 
 /// Waits until `recorder` has heard `gates` tasks start waiting for approval. Observers hear a
@@ -122,7 +88,7 @@ async fn observers_hear_committed_changes_and_set_attempt_env() {
     let source = "name: watched\ntasks:\n  hello:\n    run: test \"$OBSERVED\" = watched/hello/1\n  after:\n    needs: [hello]\n    run: exit 3\n";
     let recorder = Arc::new(Recorder::default());
     let (_dir, store, run, opts) = created(source, &recorder).await;
-    let state = drive(&store, &run, &opts).await;
+    let state = support::drive(&store, &run, &opts).await;
 
     assert_eq!(state, RunState::Failed);
     let seen = recorder.seen.lock().expect("lock").clone();
@@ -205,7 +171,10 @@ async fn an_attempt_cut_short_by_a_crash_is_finished_with_its_stored_start() {
         .await
         .expect("crashed state");
 
-    assert_eq!(drive(&store, &run, &opts).await, RunState::Succeeded);
+    assert_eq!(
+        support::drive(&store, &run, &opts).await,
+        RunState::Succeeded
+    );
     let heard = finishes(&recorder);
     assert_eq!(heard.len(), 2, "{heard:?}");
     let (key, attempt, state, started_at, at) = heard[0].clone();
@@ -245,7 +214,7 @@ async fn a_decision_reaches_observers_with_who_made_it() {
         &recorder,
     )
     .await;
-    let driven = driving(&store, &run, &opts);
+    let driven = support::driving(&store, &run, &opts);
     heard_waiting(&recorder, 2).await;
     let (gate, no) = (TaskKey::from_string("gate"), TaskKey::from_string("no"));
     baton_engine::control::decide(store.as_ref(), &run, &gate, true, "ann", Some("ship it"))
@@ -308,7 +277,7 @@ async fn a_gate_commits_what_it_asks_with_its_wait() {
         &recorder,
     )
     .await;
-    let driven = driving(&store, &run, &opts);
+    let driven = support::driving(&store, &run, &opts);
     heard_waiting(&recorder, 3).await;
     let tasks = store.tasks(&run).await.expect("tasks");
     let asks = |k: &str| {

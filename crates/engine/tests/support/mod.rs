@@ -1,0 +1,50 @@
+//! What the engine's tests share: a run of a pipeline in a fresh home, and driving it.
+
+use std::sync::Arc;
+
+use baton_core::ids::RunId;
+use baton_core::state::RunState;
+use baton_engine::executor::LocalExecutor;
+use baton_engine::{Options, RunRequest, Stop};
+use baton_store::{SqlStore, Store};
+
+/// A manual run of `source` created in a fresh home, and default options for that home.
+pub(crate) async fn created(source: &str) -> (tempfile::TempDir, Arc<dyn Store>, RunId, Options) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pipeline = baton_core::load(source).pipeline.expect("valid pipeline");
+    let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
+    let run = baton_engine::create_run(
+        store.as_ref(),
+        RunRequest::new(&pipeline, source, dir.path().display().to_string()),
+    )
+    .await
+    .expect("run created")
+    .id;
+    let opts = Options::new(dir.path().to_path_buf());
+    (dir, store, run, opts)
+}
+
+/// Drives the run to its end (nobody asks it to stop).
+pub(crate) async fn drive(store: &Arc<dyn Store>, run: &RunId, opts: &Options) -> RunState {
+    let (_stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
+    baton_engine::execute(
+        Arc::clone(store),
+        Arc::new(LocalExecutor::default()),
+        run,
+        opts,
+        None,
+        stop_rx,
+    )
+    .await
+    .expect("run driven")
+}
+
+/// Drives the run in a task of its own, for tests that act on it while it goes.
+pub(crate) fn driving(
+    store: &Arc<dyn Store>,
+    run: &RunId,
+    opts: &Options,
+) -> tokio::task::JoinHandle<RunState> {
+    let (store, run, opts) = (Arc::clone(store), run.clone(), opts.clone());
+    tokio::spawn(async move { drive(&store, &run, &opts).await })
+}
