@@ -128,6 +128,33 @@ pub(crate) async fn open_store(home: &Path) -> Result<Arc<dyn Store>, ExpectedEr
     Ok(Arc::new(SqlStore::open_home(home).await?))
 }
 
+/// Whether a command may create the home it is pointed at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HomeUse {
+    /// It records new runs or pools: a fresh home is created.
+    Create,
+    /// It reads or changes what is recorded: with no home there is nothing to act on, and
+    /// creating one would leave an empty `.baton` wherever the command happened to be typed.
+    Existing,
+}
+
+/// The home's store, created or not as `usage` allows.
+pub(crate) async fn open_home(
+    home: &Path,
+    usage: HomeUse,
+) -> Result<Arc<dyn Store>, ExpectedError> {
+    match usage {
+        HomeUse::Create => open_store(home).await,
+        HomeUse::Existing => match SqlStore::open_existing_home(home).await {
+            Ok(store) => Ok(Arc::new(store)),
+            Err(baton_store::Error::NoHome(home)) => Err(ExpectedError::NoHome {
+                home: home.display().to_string(),
+            }),
+            Err(e) => Err(e.into()),
+        },
+    }
+}
+
 fn log_error(e: LogError) -> ExpectedError {
     match e {
         LogError::Store(e) => e.into(),
@@ -147,6 +174,7 @@ impl Backend {
     /// The server when one is named, else the home.
     pub(crate) async fn open(
         home: &Path,
+        usage: HomeUse,
         server: Option<&str>,
         observers: &Observers,
     ) -> Result<Self, ExpectedError> {
@@ -154,7 +182,7 @@ impl Backend {
             Some(url) => Ok(Self::Remote(Client::new(url)?)),
             None => Ok(Self::Local {
                 home: home.to_path_buf(),
-                store: open_store(home).await?,
+                store: open_home(home, usage).await?,
                 observers: observers.clone(),
             }),
         }

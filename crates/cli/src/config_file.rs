@@ -115,7 +115,13 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
     let Some((path, file)) = read(cli.config.as_deref())? else {
         return Ok(());
     };
-    let base = path.parent().unwrap_or(Path::new("."));
+    // Relative paths in the file are relative to it, wherever baton was started.
+    let base = crate::absolute::absolute(
+        path.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )?;
+    let base = base.as_path();
     let unset = |m: &ArgMatches, id: &str| {
         matches!(m.value_source(id), None | Some(ValueSource::DefaultValue))
     };

@@ -40,6 +40,8 @@ pub enum ExpectedError {
         "no pipeline files found in `{path}`\n(hint: baton reads files ending in `.yaml` or `.yml`)"
     )]
     NoPipelines { path: String },
+    #[error("no baton home at `{home}`\n(hint: run a pipeline first, or pass --home)")]
+    NoHome { home: String },
     #[error("cannot write output: {0}")]
     Write(#[from] std::io::Error),
     #[error("{0}")]
@@ -91,7 +93,9 @@ impl ExpectedError {
             | Self::Refused(_)
             | Self::Unreachable { .. } => ExitStatus::Failure,
             Self::Api { status, .. } => *status,
-            Self::Engine(_) | Self::NoPipelines { .. } | Self::Usage(_) => ExitStatus::Usage,
+            Self::Engine(_) | Self::NoPipelines { .. } | Self::NoHome { .. } | Self::Usage(_) => {
+                ExitStatus::Usage
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! outcome into output and an exit code. Commands only render; the work lives in the library
 //! crates.
 
+mod absolute;
 mod backend;
 mod cli;
 mod client;
@@ -42,8 +43,9 @@ pub fn run(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     };
     logging::init(args.log_format, level);
     let mut out = output::Output::stdout();
-    let outcome =
-        config_file::apply(&matches, &mut args).and_then(|()| commands::dispatch(args, &mut out));
+    let outcome = config_file::apply(&matches, &mut args)
+        .and_then(|()| absolute::resolve(&mut args))
+        .and_then(|()| commands::dispatch(args, &mut out));
     match outcome {
         Ok(status) => status.into(),
         Err(e) => {

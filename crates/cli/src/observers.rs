@@ -41,7 +41,12 @@ pub(crate) fn lineage_config() -> LineageConfig {
     LineageConfig {
         url: env("OPENLINEAGE_URL").or(file.url),
         api_key: env("OPENLINEAGE_API_KEY"),
-        file: env("BATON_LINEAGE_FILE").map(PathBuf::from).or(file.file),
+        // Absolute, like every path setting (`crate::absolute`); one that cannot be resolved
+        // is kept as given and fails where it is opened, with its name.
+        file: env("BATON_LINEAGE_FILE")
+            .map(PathBuf::from)
+            .map(|f| crate::absolute::absolute(&f).unwrap_or(f))
+            .or(file.file),
         namespace: env("OPENLINEAGE_NAMESPACE").or(file.namespace),
     }
 }

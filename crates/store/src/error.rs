@@ -12,6 +12,9 @@ pub enum Error {
     },
     #[error("cannot migrate the database: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A home that had to exist does not (no database in it).
+    #[error("no baton home at `{}`", .0.display())]
+    NoHome(std::path::PathBuf),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("corrupt value in column `{column}`: {detail}")]

@@ -24,6 +24,9 @@ use crate::store::Store;
 mod pools;
 mod takeover;
 
+/// The embedded database's file in a home.
+const HOME_DATABASE: &str = "baton.db";
+
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
 
@@ -169,13 +172,26 @@ impl SqlStore {
         Ok(())
     }
 
-    /// The SQLite database of a baton home directory.
+    /// The SQLite database of a baton home directory, created with the directory if needed.
     pub async fn open_home(home: &std::path::Path) -> Result<Self> {
         std::fs::create_dir_all(home).map_err(|e| Error::Open {
             url: home.display().to_string(),
             source: sqlx::Error::Io(e),
         })?;
-        let path = home.join("baton.db");
+        Self::open_home_dir(home).await
+    }
+
+    /// The SQLite database of a home that must already exist: commands that only read (or
+    /// change what is recorded) must not leave an empty home behind in the wrong directory.
+    pub async fn open_existing_home(home: &std::path::Path) -> Result<Self> {
+        if !home.join(HOME_DATABASE).is_file() {
+            return Err(Error::NoHome(home.to_path_buf()));
+        }
+        Self::open_home_dir(home).await
+    }
+
+    async fn open_home_dir(home: &std::path::Path) -> Result<Self> {
+        let path = home.join(HOME_DATABASE);
         // Two baton processes starting on a fresh home (a run and a `baton runs` beside it)
         // would both apply the migrations; an exclusive lock makes the second wait and then
         // find them applied.

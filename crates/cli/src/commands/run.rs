@@ -185,7 +185,7 @@ pub(crate) async fn resume(
     observers: &Observers,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let store = open(home).await?;
+    let store = crate::backend::open_home(home, crate::backend::HomeUse::Existing).await?;
     let id = store.resolve_run(&args.run).await?;
     out.eprint(&format!("resuming run {id}\n"));
     drive(

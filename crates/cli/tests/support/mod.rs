@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 
 pub struct Test {
     pub dir: tempfile::TempDir,
+    /// Leave `BATON_HOME` unset, as a user does: baton picks its default home.
+    pub default_home: bool,
 }
 
 #[derive(Debug)]
@@ -22,7 +24,22 @@ impl Test {
     pub fn new() -> Self {
         Self {
             dir: tempfile::tempdir().expect("temp dir"),
+            default_home: false,
         }
+    }
+
+    /// A copy of what a fresh clone holds at its root for a user's first commands (the README,
+    /// `baton.toml`, `examples/`, `schema/`; no build output), used with no `--home` and no
+    /// `BATON_HOME`, from that root.
+    pub fn fresh_clone() -> Self {
+        let t = Self {
+            default_home: true,
+            ..Self::new()
+        };
+        for entry in ["README.md", "baton.toml", "examples", "schema"] {
+            copy_tree(&repo().join(entry), &t.path().join(entry));
+        }
+        t
     }
 
     pub fn path(&self) -> &Path {
@@ -47,6 +64,9 @@ impl Test {
             .env("BATON_HOME", self.dir.path().join(".baton"))
             .env_remove("BATON_FAULT_CRASH_AFTER_COMMITS")
             .env_remove("BATON_SERVER");
+        if self.default_home {
+            cmd.env_remove("BATON_HOME").env_remove("BATON_CONFIG");
+        }
         cmd
     }
 
@@ -151,6 +171,20 @@ pub fn task_states(run: &serde_json::Value) -> std::collections::BTreeMap<String
 
 pub fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Copies a file, or a directory with everything under it.
+pub fn copy_tree(from: &Path, to: &Path) {
+    if from.is_dir() {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for entry in std::fs::read_dir(from).expect("read dir") {
+            let entry = entry.expect("dir entry");
+            copy_tree(&entry.path(), &to.join(entry.file_name()));
+        }
+    } else {
+        // `copy` keeps the mode: the examples' scripts stay executable.
+        std::fs::copy(from, to).unwrap_or_else(|e| panic!("cannot copy `{}`: {e}", from.display()));
+    }
 }
 
 /// Whether a process exists and is not a zombie (a killed orphan may linger as a zombie when
