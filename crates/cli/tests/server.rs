@@ -227,6 +227,35 @@ fn pipeline_files_reload_when_they_change() {
     wait_until("the removed file to unload", || catalog(&addr).0 == ["one"]);
 }
 
+/// `baton_definition_reloads_total` on `/metrics`.
+fn reloads(addr: &str) -> f64 {
+    support::http_text(addr, "/metrics")
+        .lines()
+        .find_map(|l| l.strip_prefix("baton_definition_reloads_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("baton_definition_reloads_total on /metrics")
+}
+
+#[test]
+fn a_change_reloads_once_and_then_the_watcher_stays_quiet() {
+    let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));
+    let server = t.server();
+    let addr = server.addr.clone();
+    std::fs::write(t.path().join("pipelines/two.yaml"), pipeline("two")).expect("write");
+    wait_until("the new file to load", || {
+        catalog(&addr).0 == ["one", "two"]
+    });
+    // Reading the files for that reload must not count as a change that calls for the next.
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let after_change = reloads(&addr);
+    std::thread::sleep(std::time::Duration::from_secs(5));
+    assert_eq!(
+        reloads(&addr),
+        after_change,
+        "the pipelines reloaded with nothing changed"
+    );
+}
+
 #[test]
 fn sighup_reloads_when_watching_is_off() {
     let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));

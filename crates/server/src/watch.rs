@@ -8,7 +8,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use notify::{RecursiveMode, Watcher as _};
+use notify::event::{MetadataKind, ModifyKind};
+use notify::{EventKind, RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use crate::AppState;
@@ -41,6 +42,7 @@ pub async fn watch(state: AppState) -> Result<Watch, WatchError> {
     let root = dir.clone();
     let handler = move |event: notify::Result<notify::Event>| {
         if let Ok(event) = event
+            && changes_content(event.kind)
             && event
                 .paths
                 .iter()
@@ -85,6 +87,21 @@ fn poll<F: notify::EventHandler>(
     Ok(w)
 }
 
+/// Whether an event can mean a file's text changed. Reading the files (every reload does)
+/// raises access events: counting them made each reload schedule the next, forever.
+fn changes_content(kind: EventKind) -> bool {
+    match kind {
+        EventKind::Access(_) => false,
+        // The poll watcher reports a write as a new modification time.
+        EventKind::Modify(ModifyKind::Metadata(m)) => m == MetadataKind::WriteTime,
+        EventKind::Create(_)
+        | EventKind::Remove(_)
+        | EventKind::Modify(_)
+        | EventKind::Any
+        | EventKind::Other => true,
+    }
+}
+
 /// Pipeline files, by their path under the pipelines directory (and directories, which may hold some: a renamed folder reports only its own
 /// path), not editor swap files nor anything under a hidden directory such as `.git`.
 fn is_pipeline_file(path: &Path) -> bool {
@@ -121,6 +138,32 @@ pub fn reload_on_sighup(state: AppState) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use std::path::PathBuf;
+
+    #[test]
+    fn only_changes_of_content_count() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, RemoveKind, RenameMode,
+        };
+        for kind in [
+            EventKind::Create(CreateKind::File),
+            EventKind::Remove(RemoveKind::File),
+            EventKind::Modify(ModifyKind::Data(DataChange::Content)),
+            EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::WriteTime)),
+            EventKind::Any,
+        ] {
+            assert!(changes_content(kind), "{kind:?}");
+        }
+        for kind in [
+            EventKind::Access(AccessKind::Open(AccessMode::Read)),
+            EventKind::Access(AccessKind::Close(AccessMode::Read)),
+            EventKind::Access(AccessKind::Read),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::AccessTime)),
+            EventKind::Modify(ModifyKind::Metadata(MetadataKind::Permissions)),
+        ] {
+            assert!(!changes_content(kind), "{kind:?}");
+        }
+    }
 
     #[test]
     fn only_visible_yaml_files_count() {
