@@ -2,8 +2,8 @@
 //! its own `baton server` over its own pipelines directory and clicks through it as a person
 //! would. Screenshots of the main pages land in `test-output/screenshots/`.
 //!
-//! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` each test says so on stderr and
-//! passes; `.ci/run` installs both and sets `BATON_REQUIRE_BROWSER=1`, which makes a missing
+//! Without `/usr/bin/chromium` and `/usr/bin/chromedriver` each test reports a `SKIPPED:` line
+//! (`support/skip.rs`) and passes; `.ci/run` installs both and sets `BATON_REQUIRE_BROWSER=1`, which makes a missing
 //! browser a failure.
 
 #[path = "support/browser.rs"]

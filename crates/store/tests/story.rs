@@ -1,6 +1,9 @@
 //! One story of a run's life, told to every backend: SQLite always, PostgreSQL when
 //! `BATON_TEST_POSTGRES_URL` names a server (`.ci/run` starts one).
 
+#[path = "support/skip.rs"]
+mod skip;
+
 use std::sync::Arc;
 
 use baton_core::ids::{BackfillId, RunId, TaskKey};
@@ -2079,7 +2082,12 @@ async fn sqlite_story() {
 #[tokio::test]
 async fn postgres_story() {
     let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
-        eprintln!("skipped: set BATON_TEST_POSTGRES_URL to run the story against PostgreSQL");
+        skip::skipped(
+            "the story against PostgreSQL",
+            "BATON_TEST_POSTGRES_URL",
+            "BATON_REQUIRE_POSTGRES",
+            "eval \"$(bash .ci/postgres.sh start)\" starts one and sets it",
+        );
         return;
     };
     // A fresh schema, so the story starts from an empty database.

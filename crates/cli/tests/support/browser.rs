@@ -76,21 +76,12 @@ impl Browser {
         let chromium_bin = binary("BATON_CHROMIUM", "/usr/bin/chromium");
         for bin in [&driver_bin, &chromium_bin] {
             if !bin.exists() {
-                let why = format!(
-                    "{} not found; install chromium and chromium-driver (apt-get install -y chromium chromium-driver)",
-                    bin.display()
+                crate::support::skip::skipped(
+                    &format!("browser test `{name}`"),
+                    &bin.display().to_string(),
+                    "BATON_REQUIRE_BROWSER",
+                    "apt-get install -y chromium chromium-driver",
                 );
-                assert!(
-                    std::env::var("BATON_REQUIRE_BROWSER").as_deref() != Ok("1"),
-                    "browser tests are required here (BATON_REQUIRE_BROWSER=1) but {why}"
-                );
-                #[allow(
-                    clippy::print_stderr,
-                    reason = "the one line saying why a test skipped"
-                )]
-                {
-                    eprintln!("skipping browser test `{name}`: {why}");
-                }
                 return None;
             }
         }

@@ -2,6 +2,9 @@
 //! one invocation at a time, output and exit code captured.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../../store/tests/support/skip.rs"]
+pub mod skip;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

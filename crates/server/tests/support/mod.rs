@@ -1,6 +1,9 @@
 //! What the router tests share: an app over a temp dir of pipeline files and a fresh home.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../../store/tests/support/skip.rs"]
+pub mod skip;
+
 use std::sync::Arc;
 
 use baton_engine::executor::LocalExecutor;
