@@ -204,7 +204,7 @@ fn run_tool(
         Ok(child) => child,
         Err(e) => {
             support::skip::skipped(
-                &format!("the check that runs `{program}`"),
+                &format!("the check that runs `{program}` (it did not start: {e})"),
                 program,
                 require,
                 hint,
