@@ -55,7 +55,8 @@ fn failed_runs() -> Test {
 
 #[test]
 fn dead_letters_are_listed_newest_first() {
-    let t = Test::new();
+    let t = Test::new().file("ok.yaml", "name: ok\ntasks:\n  a:\n    run: \"true\"\n");
+    assert_eq!(t.run(&["run", "ok.yaml"]).code, 0);
     assert_eq!(t.run(&["dead-letters"]).stdout, "no dead letters\n");
     let t = failed_runs();
     let out = t.run(&["dead-letters"]);

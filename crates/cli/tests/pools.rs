@@ -291,7 +291,14 @@ fn a_task_naming_an_unknown_pool_fails_with_a_hint() {
 
 #[test]
 fn pool_commands_work_on_the_home_and_through_a_server() {
-    let t = Test::new().file("pipelines/p.yaml", QUICK);
+    let t = Test::new()
+        .file("pipelines/p.yaml", QUICK)
+        .file("none.yaml", "name: none\ntasks:\n  a:\n    run: \"true\"\n");
+    // Listing does not create a home; a run does.
+    let out = t.run(&["pool", "list"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("no baton home at"), "{}", out.stderr);
+    assert_eq!(t.run(&["run", "none.yaml"]).code, 0);
     let out = t.run(&["pool", "list"]);
     assert_eq!(
         (out.code, out.stdout.as_str()),

@@ -2063,6 +2063,31 @@ async fn sqlite_failures_story() {
 }
 
 #[tokio::test]
+async fn an_existing_home_is_opened_but_never_created() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let home = dir.path().join("home");
+    let e = SqlStore::open_existing_home(&home)
+        .await
+        .expect_err("no home yet");
+    assert_eq!(
+        e.to_string(),
+        format!("no baton home at `{}`", home.display())
+    );
+    assert!(!home.exists(), "looking created the home");
+    // An empty directory is not a home either.
+    std::fs::create_dir_all(&home).expect("mkdir");
+    assert!(matches!(
+        SqlStore::open_existing_home(&home).await,
+        Err(baton_store::Error::NoHome(_))
+    ));
+    assert!(!home.join("baton.db").exists());
+    drop(SqlStore::open_home(&home).await.expect("create"));
+    SqlStore::open_existing_home(&home)
+        .await
+        .expect("opens once created");
+}
+
+#[tokio::test]
 async fn sqlite_story() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = SqlStore::open_home(dir.path()).await.expect("open");
