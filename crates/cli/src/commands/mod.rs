@@ -25,6 +25,7 @@ use crate::output::Output;
 
 pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, ExpectedError> {
     let (home, server) = (&cli.home, cli.server.as_deref());
+    let local = (home.as_path(), home_use(&cli.command));
     let traces = &cli.traces;
     match &cli.command {
         Command::Validate(args) => validate::run(args, out),
@@ -36,101 +37,56 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Resume(args) => with_engine(traces, Standard::Here, async |o| {
             run::resume(home, args, o, out).await
         }),
-        Command::Trigger(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| trigger::run(b, args, out).await,
-        ),
-        Command::Retry(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| run::retry(b, args, out).await,
-        ),
-        Command::Runs(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| inspect::runs(b, args, out).await,
-        ),
-        Command::DeadLetters(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| dead_letters::run(b, args, out).await,
-        ),
-        Command::Show(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| inspect::show(b, args, out).await,
-        ),
-        Command::Logs(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| inspect::logs(b, args, out).await,
-        ),
-        Command::Cancel(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| run::cancel(b, args, out).await,
-        ),
+        Command::Trigger(args) => with_backend(local, server, traces, out, async |b, out| {
+            trigger::run(b, args, out).await
+        }),
+        Command::Retry(args) => with_backend(local, server, traces, out, async |b, out| {
+            run::retry(b, args, out).await
+        }),
+        Command::Runs(args) => with_backend(local, server, traces, out, async |b, out| {
+            inspect::runs(b, args, out).await
+        }),
+        Command::DeadLetters(args) => with_backend(local, server, traces, out, async |b, out| {
+            dead_letters::run(b, args, out).await
+        }),
+        Command::Show(args) => with_backend(local, server, traces, out, async |b, out| {
+            inspect::show(b, args, out).await
+        }),
+        Command::Logs(args) => with_backend(local, server, traces, out, async |b, out| {
+            inspect::logs(b, args, out).await
+        }),
+        Command::Cancel(args) => with_backend(local, server, traces, out, async |b, out| {
+            run::cancel(b, args, out).await
+        }),
         // The server builds the standard observers itself.
         Command::Server(args) => with_engine(traces, Standard::InServer, async |o| {
             server::run(home, args, o, out).await
         }),
         Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(args, out),
-        Command::Approve(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| run::decide(b, args, true, out).await,
-        ),
-        Command::Reject(args) => with_backend(
-            home,
-            HomeUse::Existing,
-            server,
-            traces,
-            out,
-            async |b, out| run::decide(b, args, false, out).await,
-        ),
-        Command::Backfill(args) => with_backend(
-            home,
-            HomeUse::Create,
-            server,
-            traces,
-            out,
-            async |b, out| backfill::run(b, args, out).await,
-        ),
-        Command::Pool(command) => {
-            // Only `set` records something new.
-            let usage = match command {
-                PoolCommand::Set(_) => HomeUse::Create,
-                PoolCommand::List(_) | PoolCommand::Delete(_) => HomeUse::Existing,
-            };
-            with_backend(home, usage, server, traces, out, async |b, out| {
-                pool::run(b, command, out).await
-            })
-        }
+        Command::Approve(args) => with_backend(local, server, traces, out, async |b, out| {
+            run::decide(b, args, true, out).await
+        }),
+        Command::Reject(args) => with_backend(local, server, traces, out, async |b, out| {
+            run::decide(b, args, false, out).await
+        }),
+        Command::Backfill(args) => with_backend(local, server, traces, out, async |b, out| {
+            backfill::run(b, args, out).await
+        }),
+        Command::Pool(command) => with_backend(local, server, traces, out, async |b, out| {
+            pool::run(b, command, out).await
+        }),
+    }
+}
+
+/// Whether the command may create the home: only those that record something new do. A new
+/// command only reads until it is listed here.
+fn home_use(command: &Command) -> HomeUse {
+    match command {
+        Command::Run(_)
+        | Command::Backfill(_)
+        | Command::Server(_)
+        | Command::Pool(PoolCommand::Set(_)) => HomeUse::Create,
+        _ => HomeUse::Existing,
     }
 }
 
@@ -146,8 +102,7 @@ fn with_runtime(
 
 /// Runs a command that works on the home or, with `--server`, on a server.
 fn with_backend(
-    home: &std::path::Path,
-    usage: HomeUse,
+    (home, usage): (&std::path::Path, HomeUse),
     server: Option<&str>,
     traces: &TraceSettings,
     out: &mut Output,
