@@ -504,6 +504,15 @@ pub(crate) struct ServerArgs {
         value_name = "DURATION"
     )]
     pub(crate) takeover_interval: baton_core::duration::Duration,
+    /// Answer requests addressed to this host name too (`Host` header; repeat, or separate
+    /// with commas). `localhost`, `127.0.0.1`, `[::1]` and the listening IP always are.
+    #[arg(
+        long = "allowed-host",
+        env = "BATON_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub(crate) allowed_hosts: Vec<baton_server::guard::AllowedHost>,
     /// `[pools]` of the config file, set before the server starts.
     #[arg(skip)]
     pub(crate) pools: Vec<crate::config_file::PoolSeed>,

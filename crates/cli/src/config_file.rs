@@ -108,6 +108,8 @@ struct ServerSection {
     watch: Option<bool>,
     #[serde(default, deserialize_with = "parsed")]
     takeover_interval: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed_list")]
+    allowed_hosts: Option<Vec<baton_server::guard::AllowedHost>>,
 }
 
 /// Fills in, from the config file, every setting that neither a flag nor the environment set.
@@ -173,6 +175,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         {
             args.takeover_interval = v;
         }
+        if let Some(v) = s.allowed_hosts
+            && unset(m, "allowed_hosts")
+        {
+            args.allowed_hosts = v;
+        }
     }
     Ok(())
 }
@@ -186,6 +193,20 @@ where
 {
     let s = String::deserialize(d)?;
     s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// A list of values each written as its flag takes it (`["baton.example.com"]`).
+fn parsed_list<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// Reads the config file: the named one (which must exist), else `./baton.toml` if present.
@@ -237,7 +258,7 @@ mod tests {
     fn errors_name_the_place_and_the_problem() {
         assert_eq!(
             error_of("home = \"h\"\n[server]\nlistn = \"127.0.0.1:1\"\n"),
-            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`"
+            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`"
         );
         assert_eq!(
             error_of("[server]\nlisten = \"localhost\"\n"),
@@ -257,7 +278,7 @@ mod tests {
     #[test]
     fn every_setting_parses() {
         let f: ConfigFile = toml::from_str(
-            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\ntakeover_interval = \"1s\"\n",
+            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\ntakeover_interval = \"1s\"\nallowed_hosts = [\"baton.example.com\", \"[::1]:9\"]\n",
         )
         .expect("valid");
         assert_eq!(f.home, Some(PathBuf::from("/var/lib/baton")));
@@ -267,6 +288,18 @@ mod tests {
             Some(std::time::Duration::from_secs(1))
         );
         assert_eq!(f.server.watch, Some(false));
+        assert_eq!(
+            f.server
+                .allowed_hosts
+                .map(|h| h.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            Some(vec!["baton.example.com".to_owned(), "[::1]:9".to_owned()])
+        );
+        assert!(
+            error_of("[server]\nallowed_hosts = [\"http://x\"]\n")
+                .starts_with("baton.toml:2:17: invalid allowed host `http://x`"),
+            "{}",
+            error_of("[server]\nallowed_hosts = [\"http://x\"]\n")
+        );
         assert_eq!(
             f.server.shutdown_grace.map(|d| d.as_std()),
             Some(std::time::Duration::from_secs(5))

@@ -6,6 +6,7 @@ pub mod catalog;
 mod concurrency;
 pub mod delivery;
 mod error;
+pub mod guard;
 pub mod lineage;
 pub mod metrics;
 pub mod notify;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// When a run's event stream reads the store without an announced commit.
     pub events_fallback: EventsFallback,
+    /// The `Host` values answered (see [`guard`]); loopback names on any port unless
+    /// [`AppState::with_allowed_hosts`] says otherwise.
+    pub allowed_hosts: Arc<guard::AllowedHosts>,
 }
 
 /// How a run of a catalog pipeline starts; the rest comes from the version.
@@ -95,7 +99,15 @@ impl AppState {
             secrets,
             metrics,
             events_fallback: EventsFallback::ByStore,
+            allowed_hosts: Arc::new(guard::AllowedHosts::any_port()),
         }
+    }
+
+    /// Answers only requests whose `Host` is in `hosts`.
+    #[must_use]
+    pub fn with_allowed_hosts(mut self, hosts: guard::AllowedHosts) -> Self {
+        self.allowed_hosts = Arc::new(hosts);
+        self
     }
 
     /// Creates a run of `version` and starts driving it (once admitted, under the pipeline's
@@ -297,6 +309,12 @@ pub fn router(state: AppState) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outside the routes, so a refused request reaches no handler, but inside the metrics
+        // layer, so refusals are counted.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.allowed_hosts),
+            guard::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::http::track,

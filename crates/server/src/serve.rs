@@ -31,6 +31,9 @@ pub struct Config {
     pub lineage: crate::lineage::LineageConfig,
     /// How often to look for runs nobody drives (see [`crate::takeover`]).
     pub takeover_interval: std::time::Duration,
+    /// Host names answered besides the loopback ones and the listening IP (see
+    /// [`crate::guard`]).
+    pub allowed_hosts: Vec<crate::guard::AllowedHost>,
 }
 
 impl Config {
@@ -47,6 +50,7 @@ impl Config {
             observers: Observers::default(),
             lineage: crate::lineage::LineageConfig::default(),
             takeover_interval: crate::takeover::DEFAULT_INTERVAL,
+            allowed_hosts: Vec::new(),
         }
     }
 }
@@ -131,6 +135,17 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         addr: config.listen,
         source,
     })?;
+    let hosts = crate::guard::AllowedHosts::for_listen(addr, &config.allowed_hosts);
+    if addr.ip().is_unspecified() && config.allowed_hosts.is_empty() {
+        tracing::warn!(
+            listen = %addr,
+            allowed_hosts = ?hosts.names(),
+            "listening on every interface, but answering only requests addressed to these hosts: list the names clients use in `[server] allowed_hosts` (or --allowed-host)"
+        );
+    } else {
+        tracing::info!(allowed_hosts = ?hosts.names(), "answering requests for these hosts");
+    }
+    let state = state.with_allowed_hosts(hosts);
     on_ready(addr);
     // Open log streams end at the signal; graceful shutdown would wait for them otherwise.
     let streams = runner.clone();
