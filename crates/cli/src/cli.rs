@@ -513,6 +513,16 @@ pub(crate) struct ServerArgs {
         value_name = "HOST"
     )]
     pub(crate) allowed_hosts: Vec<baton_server::guard::AllowedHost>,
+    /// Pass this variable of the server's environment on to tasks (a name, or a prefix ending
+    /// in `*`; repeat, or separate with commas). Tasks get only `PATH`, `HOME`, `USER`,
+    /// `LOGNAME`, `LANG`, `LC_*`, `TZ` and `TMPDIR` otherwise, and never baton's secrets.
+    #[arg(
+        long = "inherit-env",
+        env = "BATON_INHERIT_ENV",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub(crate) inherit_env: Vec<baton_engine::environment::EnvPattern>,
     /// `[pools]` of the config file, set before the server starts.
     #[arg(skip)]
     pub(crate) pools: Vec<crate::config_file::PoolSeed>,

@@ -25,6 +25,8 @@ struct ConfigFile {
     #[serde(default)]
     server: ServerSection,
     #[serde(default)]
+    engine: EngineSection,
+    #[serde(default)]
     traces: baton_server::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
@@ -112,6 +114,15 @@ struct ServerSection {
     allowed_hosts: Option<Vec<baton_server::guard::AllowedHost>>,
 }
 
+/// `[engine]`: how the server runs tasks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    /// Variables of the server's environment tasks get besides the basics.
+    #[serde(default, deserialize_with = "parsed_list")]
+    inherit_env: Option<Vec<baton_engine::environment::EnvPattern>>,
+}
+
 /// Fills in, from the config file, every setting that neither a flag nor the environment set.
 pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedError> {
     let Some((path, file)) = read(cli.config.as_deref())? else {
@@ -139,6 +150,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
     if let Command::Server(args) = &mut cli.command
         && let Some(m) = matches.subcommand_matches("server")
     {
+        if let Some(v) = file.engine.inherit_env
+            && unset(m, "inherit_env")
+        {
+            args.inherit_env = v;
+        }
         let s = file.server;
         if let Some(v) = s.pipelines
             && unset(m, "pipelines")
@@ -303,6 +319,23 @@ mod tests {
         assert_eq!(
             f.server.shutdown_grace.map(|d| d.as_std()),
             Some(std::time::Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn inherit_env_takes_names_and_prefixes_but_no_secret() {
+        let f: ConfigFile =
+            toml::from_str("[engine]\ninherit_env = [\"AWS_PROFILE\", \"GOOGLE_*\"]\n")
+                .expect("valid");
+        assert_eq!(
+            f.engine
+                .inherit_env
+                .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            Some(vec!["AWS_PROFILE".to_owned(), "GOOGLE_*".to_owned()])
+        );
+        assert_eq!(
+            error_of("[engine]\ninherit_env = [\"OPENLINEAGE_API_KEY\"]\n"),
+            "baton.toml:2:15: `inherit_env` entry `OPENLINEAGE_API_KEY` would pass baton's secret `OPENLINEAGE_API_KEY` to every task\n(hint: give a task what it needs in its `env:` instead)"
         );
     }
 

@@ -219,6 +219,7 @@ impl AppState {
         for v in catalog.entries().filter_map(|e| e.active.as_ref()) {
             self.metrics.known_pipeline(&v.pipeline);
         }
+        self.withhold_secrets(&catalog);
         for path in &report.changed {
             let Some(entry) = catalog.entry(path) else {
                 continue;
@@ -240,6 +241,31 @@ impl AppState {
             }
         }
         report
+    }
+}
+
+impl AppState {
+    /// Keeps every loaded pipeline's secret variables out of every task's environment, not
+    /// only out of its own pipeline's tasks.
+    fn withhold_secrets(&self, catalog: &Catalog) {
+        let secrets: std::collections::BTreeSet<String> = catalog
+            .entries()
+            .filter_map(|e| e.active.as_ref())
+            .flat_map(|v| {
+                v.pipeline
+                    .secret_variables()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let environment = self.runner.environment();
+        for name in environment.allowed_secrets(secrets.iter().map(String::as_str)) {
+            tracing::warn!(
+                variable = name,
+                "`[engine] inherit_env` names a pipeline's secret variable: tasks do not get it"
+            );
+        }
+        environment.withheld().set(secrets);
     }
 }
 

@@ -34,6 +34,9 @@ pub struct Config {
     /// Host names answered besides the loopback ones and the listening IP (see
     /// [`crate::guard`]).
     pub allowed_hosts: Vec<crate::guard::AllowedHost>,
+    /// Variables of the server's environment that tasks get besides the basics
+    /// (`[engine] inherit_env`); never a secret.
+    pub inherit_env: Vec<baton_engine::environment::EnvPattern>,
 }
 
 impl Config {
@@ -51,6 +54,7 @@ impl Config {
             lineage: crate::lineage::LineageConfig::default(),
             takeover_interval: crate::takeover::DEFAULT_INTERVAL,
             allowed_hosts: Vec::new(),
+            inherit_env: Vec::new(),
         }
     }
 }
@@ -99,6 +103,10 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         config.home.clone(),
     )
     .with_drain_grace(config.shutdown_grace)
+    .with_environment(baton_engine::TaskEnvironment::Clean {
+        allow: config.inherit_env.clone(),
+        except: baton_engine::environment::Withheld::default(),
+    })
     .with_observer(Arc::new(config.observers.clone()));
     let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
     let (observers, outbox) = crate::observers::standard(&config.lineage, Arc::clone(&secrets))?;
