@@ -315,11 +315,14 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of the API, as served at `GET /api/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    let mut doc = api().into_openapi();
+    openapi::add_guard_responses(&mut doc);
+    doc
 }
 
 pub fn router(state: AppState) -> Router {
-    let (router, doc) = api().split_for_parts();
+    let (router, mut doc) = api().split_for_parts();
+    openapi::add_guard_responses(&mut doc);
     let json = doc
         .to_json()
         .expect("the OpenAPI document serializes to JSON");
