@@ -436,3 +436,83 @@ fn inherit_env_naming_a_baton_secret_is_refused_at_start() {
         out.stderr
     );
 }
+
+/// The status of a `GET` sent with `host` as its `Host` header.
+fn status_for_host(addr: &str, path: &str, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    resp[9..12].parse().expect("status")
+}
+
+#[test]
+fn allowed_hosts_come_from_flags_and_baton_toml_and_match_the_listening_port() {
+    let t = Test::new().file("pipelines/p.yaml", &pipeline("p")).file(
+        "baton.toml",
+        "[server]\nallowed_hosts = [\"from-file.example\"]\n",
+    );
+    let server = Server::ready(t.spawn(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let port = server.addr.rsplit_once(':').expect("port").1.to_owned();
+    let addr = &server.addr;
+    assert_eq!(
+        status_for_host(addr, "/api/v1/pipelines", "from-file.example"),
+        200
+    );
+    assert_eq!(
+        status_for_host(
+            addr,
+            "/api/v1/pipelines",
+            &format!("from-file.example:{port}")
+        ),
+        200
+    );
+    assert_eq!(
+        status_for_host(addr, "/api/v1/pipelines", "from-file.example:1"),
+        421
+    );
+    assert_eq!(
+        status_for_host(addr, "/api/v1/pipelines", "evil.example"),
+        421
+    );
+    assert_eq!(
+        status_for_host(addr, "/", &format!("evil.example:{port}")),
+        421
+    );
+    assert_eq!(status_for_host(addr, "/healthz", "10.9.8.7"), 200);
+    drop(server);
+
+    // A flag wins over the file.
+    let server = Server::ready(t.spawn(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+        "--allowed-host",
+        "from-flag.example",
+    ]));
+    assert_eq!(
+        status_for_host(&server.addr, "/api/v1/runs", "from-flag.example"),
+        200
+    );
+    assert_eq!(
+        status_for_host(&server.addr, "/api/v1/runs", "from-file.example"),
+        421
+    );
+    assert_eq!(
+        status_for_host(&server.addr, "/api/v1/runs", &server.addr),
+        200
+    );
+}
