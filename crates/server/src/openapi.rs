@@ -10,7 +10,10 @@ use utoipa::OpenApi;
         version = env!("CARGO_PKG_VERSION"),
         description = "The REST API of a baton server: pipelines, runs, dead letters, pools and webhooks.\n\n\
             **The API has no authentication yet.** The server binds a loopback address by default \
-            and refuses other addresses unless started with `--allow-remote-unauthenticated`.\n\n\
+            and refuses other addresses unless started with `--allow-remote-unauthenticated`. \
+            A request whose `Host` is not an allowed host gets 421 `host_not_allowed`, and a state \
+            change sent by another site's page (`Origin`, `Sec-Fetch-Site`, `Referer`) 403 \
+            `cross_site_request`; clients that send no `Origin` are not affected.\n\n\
             Errors are `{\"error\": {\"code\", \"message\", \"details\"}}` with the matching status. \
             Lists take `?limit=N&cursor=C` and return `{\"items\": [...], \"next_cursor\": \"...\"}`; \
             `next_cursor` is absent on the last page.",
