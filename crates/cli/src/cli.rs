@@ -504,6 +504,25 @@ pub(crate) struct ServerArgs {
         value_name = "DURATION"
     )]
     pub(crate) takeover_interval: baton_core::duration::Duration,
+    /// Answer requests addressed to this host name too (`Host` header; repeat, or separate
+    /// with commas). `localhost`, `127.0.0.1`, `[::1]` and the listening IP always are.
+    #[arg(
+        long = "allowed-host",
+        env = "BATON_ALLOWED_HOSTS",
+        value_delimiter = ',',
+        value_name = "HOST"
+    )]
+    pub(crate) allowed_hosts: Vec<baton_server::guard::AllowedHost>,
+    /// Pass this variable of the server's environment on to tasks (a name, or a prefix ending
+    /// in `*`; repeat, or separate with commas). Tasks get only `PATH`, `HOME`, `USER`,
+    /// `LOGNAME`, `LANG`, `LC_*`, `TZ` and `TMPDIR` otherwise, and never baton's secrets.
+    #[arg(
+        long = "inherit-env",
+        env = "BATON_INHERIT_ENV",
+        value_delimiter = ',',
+        value_name = "NAME"
+    )]
+    pub(crate) inherit_env: Vec<baton_engine::environment::EnvPattern>,
     /// `[pools]` of the config file, set before the server starts.
     #[arg(skip)]
     pub(crate) pools: Vec<crate::config_file::PoolSeed>,

@@ -25,6 +25,8 @@ struct ConfigFile {
     #[serde(default)]
     server: ServerSection,
     #[serde(default)]
+    engine: EngineSection,
+    #[serde(default)]
     traces: baton_server::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
@@ -108,6 +110,17 @@ struct ServerSection {
     watch: Option<bool>,
     #[serde(default, deserialize_with = "parsed")]
     takeover_interval: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed_list")]
+    allowed_hosts: Option<Vec<baton_server::guard::AllowedHost>>,
+}
+
+/// `[engine]`: how the server runs tasks.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    /// Variables of the server's environment tasks get besides the basics.
+    #[serde(default, deserialize_with = "parsed_list")]
+    inherit_env: Option<Vec<baton_engine::environment::EnvPattern>>,
 }
 
 /// Fills in, from the config file, every setting that neither a flag nor the environment set.
@@ -143,6 +156,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
     if let Command::Server(args) = &mut cli.command
         && let Some(m) = matches.subcommand_matches("server")
     {
+        if let Some(v) = file.engine.inherit_env
+            && unset(m, "inherit_env")
+        {
+            args.inherit_env = v;
+        }
         let s = file.server;
         if let Some(v) = s.pipelines
             && unset(m, "pipelines")
@@ -179,6 +197,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         {
             args.takeover_interval = v;
         }
+        if let Some(v) = s.allowed_hosts
+            && unset(m, "allowed_hosts")
+        {
+            args.allowed_hosts = v;
+        }
     }
     Ok(())
 }
@@ -192,6 +215,20 @@ where
 {
     let s = String::deserialize(d)?;
     s.parse().map(Some).map_err(serde::de::Error::custom)
+}
+
+/// A list of values each written as its flag takes it (`["baton.example.com"]`).
+fn parsed_list<'de, D, T>(d: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    Vec::<String>::deserialize(d)?
+        .iter()
+        .map(|s| s.parse().map_err(serde::de::Error::custom))
+        .collect::<Result<_, _>>()
+        .map(Some)
 }
 
 /// Reads the config file: the named one (which must exist), else `./baton.toml` if present.
@@ -243,7 +280,7 @@ mod tests {
     fn errors_name_the_place_and_the_problem() {
         assert_eq!(
             error_of("home = \"h\"\n[server]\nlistn = \"127.0.0.1:1\"\n"),
-            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`"
+            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`"
         );
         assert_eq!(
             error_of("[server]\nlisten = \"localhost\"\n"),
@@ -263,7 +300,7 @@ mod tests {
     #[test]
     fn every_setting_parses() {
         let f: ConfigFile = toml::from_str(
-            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\ntakeover_interval = \"1s\"\n",
+            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\ntakeover_interval = \"1s\"\nallowed_hosts = [\"baton.example.com\", \"[::1]:9\"]\n",
         )
         .expect("valid");
         assert_eq!(f.home, Some(PathBuf::from("/var/lib/baton")));
@@ -274,8 +311,37 @@ mod tests {
         );
         assert_eq!(f.server.watch, Some(false));
         assert_eq!(
+            f.server
+                .allowed_hosts
+                .map(|h| h.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            Some(vec!["baton.example.com".to_owned(), "[::1]:9".to_owned()])
+        );
+        assert!(
+            error_of("[server]\nallowed_hosts = [\"http://x\"]\n")
+                .starts_with("baton.toml:2:17: invalid allowed host `http://x`"),
+            "{}",
+            error_of("[server]\nallowed_hosts = [\"http://x\"]\n")
+        );
+        assert_eq!(
             f.server.shutdown_grace.map(|d| d.as_std()),
             Some(std::time::Duration::from_secs(5))
+        );
+    }
+
+    #[test]
+    fn inherit_env_takes_names_and_prefixes_but_no_secret() {
+        let f: ConfigFile =
+            toml::from_str("[engine]\ninherit_env = [\"AWS_PROFILE\", \"GOOGLE_*\"]\n")
+                .expect("valid");
+        assert_eq!(
+            f.engine
+                .inherit_env
+                .map(|v| v.iter().map(ToString::to_string).collect::<Vec<_>>()),
+            Some(vec!["AWS_PROFILE".to_owned(), "GOOGLE_*".to_owned()])
+        );
+        assert_eq!(
+            error_of("[engine]\ninherit_env = [\"OPENLINEAGE_API_KEY\"]\n"),
+            "baton.toml:2:15: `inherit_env` entry `OPENLINEAGE_API_KEY` would pass baton's secret `OPENLINEAGE_API_KEY` to every task\n(hint: give a task what it needs in its `env:` instead)"
         );
     }
 

@@ -822,3 +822,30 @@ fn an_unknown_sub_pipeline_fails_saying_where_it_looked() {
         )
     );
 }
+
+#[test]
+fn baton_run_passes_the_users_environment_but_not_batons_secrets() {
+    let t = Test::new().file(
+        "p.yaml",
+        "name: envs\ntriggers:\n  - webhook:\n      secret_env: ENVTEST_HOOK_SECRET\nnotify:\n  - on: [failure]\n    webhook_env: ENVTEST_ALERTS_URL\ntasks:\n  dump:\n    run: env\n",
+    );
+    let out = t
+        .command(&["run", "p.yaml"])
+        .env("ENVTEST_USER_VAR", "ordinary-value")
+        .env("ENVTEST_HOOK_SECRET", "hook-s3cret")
+        .env("ENVTEST_ALERTS_URL", "https://alerts.example/s3cret")
+        .env("OPENLINEAGE_API_KEY", "lineage-s3cret")
+        .output()
+        .expect("run baton");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let env = t.run(&["logs", &t.last_run(), "dump"]).stdout;
+    assert!(env.contains("ENVTEST_USER_VAR=ordinary-value"), "{env}");
+    for secret in ["hook-s3cret", "alerts.example", "lineage-s3cret"] {
+        assert!(!env.contains(secret), "`{secret}` reached the task:\n{env}");
+    }
+}

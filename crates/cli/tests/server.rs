@@ -371,3 +371,177 @@ fn server_logs_are_json_lines_on_request() {
     assert_eq!(event["message"], "pipelines loaded", "{line}");
     assert_eq!(event["loaded"], 1, "{line}");
 }
+
+/// A pipeline whose task prints its environment, and whose webhook key and alert URL are
+/// secrets in the server's environment.
+const PRINTS_ENV: &str = "name: envs\ntriggers:\n  - webhook:\n      secret_env: ENVTEST_HOOK_SECRET\nnotify:\n  - on: [failure]\n    webhook_env: ENVTEST_ALERTS_URL\nenv:\n  SEEN_IN_TEMPLATE: \"[{{ env.AWS_PROFILE }}]\"\ntasks:\n  dump:\n    run: env\n";
+
+#[test]
+fn server_tasks_get_a_clean_environment_without_its_secrets() {
+    let t = Test::new()
+        .file("pipelines/envs.yaml", PRINTS_ENV)
+        .file(
+            "pipelines/leaky.yaml",
+            "name: leaky\nenv:\n  STOLEN: \"{{ env.ENVTEST_HOOK_SECRET }}\"\ntasks:\n  a:\n    run: echo \"$STOLEN\"\n",
+        )
+        .file(
+            "pipelines/other.yaml",
+            "name: other\ntriggers:\n  - webhook:\n      secret_env: ENVTEST_OTHER_SECRET\ntasks:\n  a:\n    run: \"true\"\n",
+        );
+    let mut cmd = t.command(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+        "--inherit-env",
+        "AWS_*,ENVTEST_OTHER_SECRET",
+    ]);
+    cmd.env("ENVTEST_HOOK_SECRET", "hook-s3cret")
+        .env("ENVTEST_ALERTS_URL", "https://alerts.example/s3cret")
+        .env("ENVTEST_OTHER_SECRET", "other-s3cret")
+        .env("OPENLINEAGE_API_KEY", "lineage-s3cret")
+        .env("ENVTEST_RANDOM", "random-value")
+        .env("AWS_PROFILE", "ops-profile")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let server = Server::ready(cmd.spawn().expect("spawn baton"));
+    let (status, run) = http(
+        &server.addr,
+        "POST",
+        "/api/v1/pipelines/default/envs/runs",
+        "{}",
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    let mut doc = serde_json::Value::Null;
+    wait_until("the run ends", || {
+        doc = http(&server.addr, "GET", &format!("/api/v1/runs/{id}"), "").1;
+        doc["state"] != "running" && doc["state"] != "queued"
+    });
+    assert_eq!(doc["state"], "succeeded", "{doc:#}");
+    // What `baton logs` and the logs API show is what the task printed.
+    let logs = t.run(&["--server", &server.url, "logs", &id, "dump"]);
+    assert_eq!(logs.code, 0, "{}", logs.stderr);
+    let env = logs.stdout;
+    for secret in [
+        "hook-s3cret",
+        "alerts.example",
+        "other-s3cret",
+        "lineage-s3cret",
+        "random-value",
+    ] {
+        assert!(!env.contains(secret), "`{secret}` reached the task:\n{env}");
+    }
+    for seen in [
+        "AWS_PROFILE=ops-profile",
+        "SEEN_IN_TEMPLATE=[ops-profile]",
+        "PATH=",
+        &format!("BATON_RUN_ID={id}"),
+    ] {
+        assert!(
+            env.lines().any(|l| l.starts_with(seen)),
+            "no `{seen}` in:\n{env}"
+        );
+    }
+}
+
+#[test]
+fn inherit_env_naming_a_baton_secret_is_refused_at_start() {
+    let t = Test::new().file("pipelines/p.yaml", &pipeline("p"));
+    let out = t.run(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+        "--inherit-env",
+        "OPENLINEAGE_*",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`inherit_env` entry `OPENLINEAGE_*` would pass baton's secret `OPENLINEAGE_API_KEY` to every task"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The status of a `GET` sent with `host` as its `Host` header.
+fn status_for_host(addr: &str, path: &str, host: &str) -> u16 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    resp[9..12].parse().expect("status")
+}
+
+#[test]
+fn allowed_hosts_come_from_flags_and_baton_toml_and_match_the_listening_port() {
+    let t = Test::new().file("pipelines/p.yaml", &pipeline("p")).file(
+        "baton.toml",
+        "[server]\nallowed_hosts = [\"from-file.example\"]\n",
+    );
+    let server = Server::ready(t.spawn(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let port = server.addr.rsplit_once(':').expect("port").1.to_owned();
+    let addr = &server.addr;
+    assert_eq!(
+        status_for_host(addr, "/api/v1/pipelines", "from-file.example"),
+        200
+    );
+    assert_eq!(
+        status_for_host(
+            addr,
+            "/api/v1/pipelines",
+            &format!("from-file.example:{port}")
+        ),
+        200
+    );
+    assert_eq!(
+        status_for_host(addr, "/api/v1/pipelines", "from-file.example:1"),
+        421
+    );
+    assert_eq!(
+        status_for_host(addr, "/api/v1/pipelines", "evil.example"),
+        421
+    );
+    assert_eq!(
+        status_for_host(addr, "/", &format!("evil.example:{port}")),
+        421
+    );
+    assert_eq!(status_for_host(addr, "/healthz", "10.9.8.7"), 200);
+    drop(server);
+
+    // A flag wins over the file.
+    let server = Server::ready(t.spawn(&[
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+        "--allowed-host",
+        "from-flag.example",
+    ]));
+    assert_eq!(
+        status_for_host(&server.addr, "/api/v1/runs", "from-flag.example"),
+        200
+    );
+    assert_eq!(
+        status_for_host(&server.addr, "/api/v1/runs", "from-file.example"),
+        421
+    );
+    assert_eq!(
+        status_for_host(&server.addr, "/api/v1/runs", &server.addr),
+        200
+    );
+}

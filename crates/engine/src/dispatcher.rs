@@ -52,6 +52,9 @@ pub struct Options {
     /// Who drives the child runs of sub-pipeline tasks (a server's runner);
     /// [`crate::execute_with_children`] sets its own.
     pub child_runner: Option<Arc<dyn ChildRunner>>,
+    /// Which of this process's environment variables tasks start with (and `{{ env.X }}`
+    /// sees).
+    pub environment: crate::TaskEnvironment,
 }
 
 impl Options {
@@ -67,6 +70,7 @@ impl Options {
             observers: Observers::default(),
             pipelines: None,
             child_runner: None,
+            environment: crate::TaskEnvironment::default(),
         }
     }
 }
@@ -315,7 +319,10 @@ impl Dispatcher {
             .chain(&pipeline.on_success)
             .chain(&pipeline.on_failure)
             .any(|t| t.pool.is_some());
-        let mut env: Map<String, Json> = std::env::vars()
+        let mut env: Map<String, Json> = opts
+            .environment
+            .base(&pipeline, std::env::vars())
+            .into_iter()
             .map(|(k, v)| (k, Json::String(v)))
             .collect();
         let ctx = RunContext {
@@ -1411,11 +1418,10 @@ impl Dispatcher {
             .logs_dir
             .join(format!("{}.{attempt}.log", sanitize(inst.key.as_str())));
         let outputs_path = self.outputs_path(i, attempt);
+        // The whole environment: the executor passes nothing of baton's own.
         let mut env: Vec<(String, String)> = Vec::new();
         for (k, v) in &self.ctx.env {
-            if self.pipeline.env.contains_key(k) {
-                env.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
-            }
+            env.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
         }
         for (k, v) in &task.env {
             let value = render::render(&v.0, &scope)

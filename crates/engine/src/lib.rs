@@ -6,6 +6,7 @@ mod clock;
 pub mod control;
 mod direct;
 mod dispatcher;
+pub mod environment;
 mod error;
 pub mod executor;
 mod fault;
@@ -25,6 +26,7 @@ pub use backfill::{
 };
 pub use clock::now_ms;
 pub use dispatcher::{Options, Progress, Stop, execute};
+pub use environment::TaskEnvironment;
 pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run, pipeline_admission};
 pub use observer::{Observer, Observers, RunScope};

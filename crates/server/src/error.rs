@@ -139,7 +139,9 @@ pub(crate) struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_body`, `not_found`, `conflict`,
     /// `invalid_params`, `body_too_large`, `unsupported_media_type`, `invalid_signature`,
     /// `concurrency_limit`, `invalid_backfill`, `invalid_pool`, `store_unavailable`,
-    /// `webhook_not_configured`, `internal`.
+    /// `webhook_not_configured`, `host_not_allowed` (421: the `Host` header names no allowed
+    /// host), `cross_site_request` (403: a state change sent by another site's page),
+    /// `internal`.
     pub(crate) code: String,
     /// For people: a lowercase sentence, sometimes followed by a `(hint: ...)` line.
     pub(crate) message: String,

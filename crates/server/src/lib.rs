@@ -6,6 +6,7 @@ pub mod catalog;
 mod concurrency;
 pub mod delivery;
 mod error;
+pub mod guard;
 pub mod lineage;
 pub mod metrics;
 pub mod notify;
@@ -54,6 +55,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// When a run's event stream reads the store without an announced commit.
     pub events_fallback: EventsFallback,
+    /// The `Host` values answered (see [`guard`]); loopback names on any port unless
+    /// [`AppState::with_allowed_hosts`] says otherwise.
+    pub allowed_hosts: Arc<guard::AllowedHosts>,
 }
 
 /// How a run of a catalog pipeline starts; the rest comes from the version.
@@ -95,7 +99,15 @@ impl AppState {
             secrets,
             metrics,
             events_fallback: EventsFallback::ByStore,
+            allowed_hosts: Arc::new(guard::AllowedHosts::any_port()),
         }
+    }
+
+    /// Answers only requests whose `Host` is in `hosts`.
+    #[must_use]
+    pub fn with_allowed_hosts(mut self, hosts: guard::AllowedHosts) -> Self {
+        self.allowed_hosts = Arc::new(hosts);
+        self
     }
 
     /// Creates a run of `version` and starts driving it (once admitted, under the pipeline's
@@ -207,6 +219,7 @@ impl AppState {
         for v in catalog.entries().filter_map(|e| e.active.as_ref()) {
             self.metrics.known_pipeline(&v.pipeline);
         }
+        self.withhold_secrets(&catalog);
         for path in &report.changed {
             let Some(entry) = catalog.entry(path) else {
                 continue;
@@ -228,6 +241,31 @@ impl AppState {
             }
         }
         report
+    }
+}
+
+impl AppState {
+    /// Keeps every loaded pipeline's secret variables out of every task's environment, not
+    /// only out of its own pipeline's tasks.
+    fn withhold_secrets(&self, catalog: &Catalog) {
+        let secrets: std::collections::BTreeSet<String> = catalog
+            .entries()
+            .filter_map(|e| e.active.as_ref())
+            .flat_map(|v| {
+                v.pipeline
+                    .secret_variables()
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        let environment = self.runner.environment();
+        for name in environment.allowed_secrets(secrets.iter().map(String::as_str)) {
+            tracing::warn!(
+                variable = name,
+                "`[engine] inherit_env` names a pipeline's secret variable: tasks do not get it"
+            );
+        }
+        environment.withheld().set(secrets);
     }
 }
 
@@ -277,11 +315,14 @@ fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI 3.1 document of the API, as served at `GET /api/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api().into_openapi()
+    let mut doc = api().into_openapi();
+    openapi::add_guard_responses(&mut doc);
+    doc
 }
 
 pub fn router(state: AppState) -> Router {
-    let (router, doc) = api().split_for_parts();
+    let (router, mut doc) = api().split_for_parts();
+    openapi::add_guard_responses(&mut doc);
     let json = doc
         .to_json()
         .expect("the OpenAPI document serializes to JSON");
@@ -297,6 +338,12 @@ pub fn router(state: AppState) -> Router {
             }
         })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Outside the routes, so a refused request reaches no handler, but inside the metrics
+        // layer, so refusals are counted.
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.allowed_hosts),
+            guard::check,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::http::track,

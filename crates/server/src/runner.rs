@@ -45,6 +45,8 @@ pub struct Runner {
     observers: Observers,
     /// Where sub-pipeline tasks find the pipelines they start (the catalog).
     pipelines: Option<Arc<dyn baton_engine::Pipelines>>,
+    /// Clean unless told otherwise: the server's environment holds its secrets.
+    environment: baton_engine::TaskEnvironment,
 }
 
 /// How often waiting runs are offered to the store even when no run of this server finished:
@@ -71,7 +73,23 @@ impl Runner {
             driving: Arc::default(),
             observers: Observers::default(),
             pipelines: None,
+            environment: baton_engine::TaskEnvironment::Clean {
+                allow: Vec::new(),
+                except: baton_engine::environment::Withheld::default(),
+            },
         }
+    }
+
+    /// Sets where the environment of the tasks this runner starts comes from.
+    #[must_use]
+    pub fn with_environment(mut self, environment: baton_engine::TaskEnvironment) -> Self {
+        self.environment = environment;
+        self
+    }
+
+    /// Where the environment of the tasks this runner starts comes from.
+    pub fn environment(&self) -> &baton_engine::TaskEnvironment {
+        &self.environment
     }
 
     /// Ends every open log stream (clients reconnect with `Last-Event-ID`).
@@ -326,6 +344,7 @@ impl Runner {
         opts.drain_grace = self.drain_grace;
         opts.observers = self.observers.clone();
         opts.pipelines = self.pipelines.clone();
+        opts.environment = self.environment.clone();
         opts.child_runner = Some(Arc::new(self.clone()));
         if let Some(owner) = owner {
             opts.owner = owner;

@@ -31,6 +31,12 @@ pub struct Config {
     pub lineage: crate::lineage::LineageConfig,
     /// How often to look for runs nobody drives (see [`crate::takeover`]).
     pub takeover_interval: std::time::Duration,
+    /// Host names answered besides the loopback ones and the listening IP (see
+    /// [`crate::guard`]).
+    pub allowed_hosts: Vec<crate::guard::AllowedHost>,
+    /// Variables of the server's environment that tasks get besides the basics
+    /// (`[engine] inherit_env`); never a secret.
+    pub inherit_env: Vec<baton_engine::environment::EnvPattern>,
 }
 
 impl Config {
@@ -47,6 +53,8 @@ impl Config {
             observers: Observers::default(),
             lineage: crate::lineage::LineageConfig::default(),
             takeover_interval: crate::takeover::DEFAULT_INTERVAL,
+            allowed_hosts: Vec::new(),
+            inherit_env: Vec::new(),
         }
     }
 }
@@ -95,6 +103,10 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         config.home.clone(),
     )
     .with_drain_grace(config.shutdown_grace)
+    .with_environment(baton_engine::TaskEnvironment::Clean {
+        allow: config.inherit_env.clone(),
+        except: baton_engine::environment::Withheld::default(),
+    })
     .with_observer(Arc::new(config.observers.clone()));
     let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
     let (observers, outbox) = crate::observers::standard(&config.lineage, Arc::clone(&secrets))?;
@@ -131,6 +143,17 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         addr: config.listen,
         source,
     })?;
+    let hosts = crate::guard::AllowedHosts::for_listen(addr, &config.allowed_hosts);
+    if addr.ip().is_unspecified() && config.allowed_hosts.is_empty() {
+        tracing::warn!(
+            listen = %addr,
+            allowed_hosts = ?hosts.names(),
+            "listening on every interface, but answering only requests addressed to these hosts: list the names clients use in `[server] allowed_hosts` (or --allowed-host)"
+        );
+    } else {
+        tracing::info!(allowed_hosts = ?hosts.names(), "answering requests for these hosts");
+    }
+    let state = state.with_allowed_hosts(hosts);
     on_ready(addr);
     // Open log streams end at the signal; graceful shutdown would wait for them otherwise.
     let streams = runner.clone();

@@ -650,3 +650,22 @@ async fn the_document_passes_openapi_spec_validator() {
         .expect("run the validator");
     assert!(!out.status.success(), "a broken document passed");
 }
+
+#[tokio::test]
+async fn the_guards_refusals_are_documented_on_every_operation() {
+    let s = Server::new(&[]).await;
+    for (path, item) in s.doc["paths"].as_object().expect("paths") {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for (method, op) in item.as_object().expect("path item") {
+            let responses = &op["responses"];
+            assert!(responses["421"].is_object(), "{method} {path}: no 421");
+            assert_eq!(
+                responses["403"].is_object(),
+                method != "get",
+                "{method} {path}: 403 is for state changes"
+            );
+        }
+    }
+}

@@ -84,8 +84,8 @@ impl Ui {
         self.send(
             Request::post(uri)
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header(header::HOST, "baton.test")
-                .header(header::ORIGIN, "http://baton.test")
+                .header(header::HOST, "localhost")
+                .header(header::ORIGIN, "http://localhost")
                 .header("sec-fetch-site", "same-origin")
                 .body(Body::from(form.to_owned()))
                 .expect("request"),
@@ -269,7 +269,7 @@ async fn cross_site_posts_are_refused() {
         .send(
             Request::post("/pipelines/default/hello/trigger")
                 .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-                .header(header::HOST, "baton.test")
+                .header(header::HOST, "localhost")
                 .header(header::ORIGIN, "https://evil.example")
                 .body(Body::empty())
                 .expect("request"),

@@ -28,6 +28,8 @@ pub(crate) async fn run(
         takeover_interval: args.takeover_interval.as_std(),
         observers: observers.clone(),
         lineage: crate::observers::lineage_config(),
+        allowed_hosts: args.allowed_hosts.clone(),
+        inherit_env: args.inherit_env.clone(),
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.

@@ -104,6 +104,23 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
+    /// The environment variables of the baton process that hold this pipeline's secrets: its
+    /// webhook triggers' `secret_env` and its notifications' `webhook_env`.
+    pub fn secret_variables(&self) -> impl Iterator<Item = &str> {
+        let triggers = self.triggers.iter().filter_map(|t| match t {
+            Trigger::Webhook {
+                secret_env: Some(v),
+                ..
+            } => Some(v.as_str()),
+            _ => None,
+        });
+        let notify = self.notify.iter().filter_map(|n| match &n.webhook {
+            crate::model::notify::WebhookUrl::Env(v) => Some(v.as_str()),
+            crate::model::notify::WebhookUrl::Url(_) => None,
+        });
+        triggers.chain(notify)
+    }
+
     pub fn task_index(&self, id: &str) -> Option<TaskIndex> {
         self.index
             .get(id)

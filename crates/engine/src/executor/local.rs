@@ -67,6 +67,7 @@ fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
         .map_err(|e| format!("cannot create a pipe: {e}"))?;
     let child = Command::new(program)
         .args(args)
+        .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&spec.cwd)
         .stdin(Stdio::null())

@@ -20,7 +20,8 @@ pub struct AttemptSpec {
     pub attempt: u32,
     /// Program and arguments (`sh -c SCRIPT`).
     pub argv: Vec<String>,
-    /// Variables added to the inherited environment.
+    /// The whole environment: nothing of the executor's own process is inherited
+    /// ([`crate::TaskEnvironment`] chose what of it the task gets).
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     /// Where stdout and stderr go.

@@ -1,36 +1,24 @@
 //! Cross-site request checks for the UI's form posts: a page elsewhere must not make a
 //! visitor's browser cancel runs or approve gates here.
 
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 
 use super::error::UiError;
 
-/// Refuses a request a browser marks as cross-site, or whose `Origin` is not this host.
-/// Requests without either header (curl, old browsers) pass: they carry no ambient session
-/// a foreign page could use.
+/// Refuses a request a browser marks as cross-site, or whose `Origin` is not this host (the
+/// rules of [`crate::guard::cross_site`], which every request already passed; checked again
+/// here so that a form handler stays safe wherever it is mounted). Requests without either
+/// header (curl, old browsers) pass: they carry no ambient session a foreign page could use.
 pub(crate) fn check(headers: &HeaderMap) -> Result<(), UiError> {
-    let refuse = |why: &str| {
-        Err(UiError::new(
+    match crate::guard::cross_site(headers) {
+        None => Ok(()),
+        Some(why) => Err(UiError::new(
             StatusCode::FORBIDDEN,
             format!(
                 "cross-site request refused: {why}\n(hint: submit the form from baton's own pages)"
             ),
-        ))
-    };
-    let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-    if text("sec-fetch-site") == Some("cross-site") {
-        return refuse("`Sec-Fetch-Site` is `cross-site`");
+        )),
     }
-    if let Some(origin) = text(header::ORIGIN.as_str()) {
-        let host = text(header::HOST.as_str()).unwrap_or("");
-        let origin_host = origin
-            .split_once("://")
-            .map_or("", |(_, rest)| rest.trim_end_matches('/'));
-        if origin == "null" || origin_host != host {
-            return refuse(&format!("`Origin` `{origin}` is not this host `{host}`"));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

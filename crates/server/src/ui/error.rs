@@ -52,6 +52,11 @@ impl IntoResponse for UiError {
     }
 }
 
+/// An error page with `status`, for refusals made before any UI handler runs.
+pub(crate) fn error_page(status: StatusCode, message: String) -> Response {
+    UiError::new(status, message).into_response()
+}
+
 /// The answer to a path the UI does not know (anything outside `/api/`).
 pub(crate) fn not_found_page(path: &str) -> Response {
     UiError::not_found(format!("no page at `{path}`")).into_response()

@@ -29,7 +29,7 @@ use axum::routing::{get, post};
 
 use crate::AppState;
 
-pub(crate) use error::not_found_page;
+pub(crate) use error::{error_page, not_found_page};
 
 /// The UI's routes; merged next to `/api/v1` by [`crate::router`].
 pub(crate) fn routes() -> Router<AppState> {

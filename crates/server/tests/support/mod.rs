@@ -43,6 +43,7 @@ pub async fn app(
 pub struct Answer {
     pub status: axum::http::StatusCode,
     pub content_type: Option<String>,
+    pub headers: axum::http::HeaderMap,
     pub text: String,
 }
 
@@ -88,10 +89,12 @@ pub async fn request(
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let headers = resp.headers().clone();
     let bytes = resp.into_body().collect().await.expect("body").to_bytes();
     Answer {
         status,
         content_type,
+        headers,
         text: String::from_utf8_lossy(&bytes).into_owned(),
     }
 }
