@@ -1383,7 +1383,7 @@ impl Dispatcher {
         let scope = self.scope_item(inst.item.as_ref());
         let argv = match &task.action {
             Action::Command { run, shell } => {
-                let script = render::render(&run.0, &scope)
+                let script = render::render_script(&run.0, &scope, shell)
                     .map_err(|e| format!("cannot render `run`: {e}"))?;
                 let default_shell = *shell == baton_core::model::default_shell();
                 let mut programs = self.programs.borrow_mut();
