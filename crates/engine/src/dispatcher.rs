@@ -1425,9 +1425,18 @@ impl Dispatcher {
         if let Json::Object(params) = &self.ctx.params {
             for (k, v) in params {
                 let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                env.push((format!("BATON_PARAM_{}", k.to_uppercase()), text));
+                env.push((baton_core::shell::env::param_var(k), text));
             }
         }
+        let upstream_of = match inst.task {
+            TaskRef::Dag(t) => Some(t),
+            TaskRef::Hook { .. } => None,
+        };
+        env.extend(crate::value_env::outputs(
+            &self.pipeline,
+            upstream_of,
+            &self.finished,
+        ));
         if let Some(item) = &inst.item {
             env.push((
                 "BATON_ITEM".into(),

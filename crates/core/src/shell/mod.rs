@@ -6,6 +6,7 @@
 //! value quoted for the context it stands in ([`quote`]). The placeholder carries its value,
 //! so rendering needs no state besides the text.
 
+pub mod env;
 pub mod lex;
 pub mod placeholder;
 pub mod quote;
