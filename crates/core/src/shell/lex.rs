@@ -535,7 +535,13 @@ impl Lexer {
             Context::Unquoted => quote::unquoted(&value),
             Context::Single => quote::single(&value),
             Context::Double => quote::double(&value, false),
-            Context::DoubleBraces => quote::double(&value, true),
+            Context::DoubleBraces => {
+                // bash pairs `'` inside `"${…}"`, dash does not: no quoting means the same to both.
+                if self.strict && value.contains('\'') {
+                    return Err(ShellError::QuoteInBraces { line });
+                }
+                quote::double(&value, true)
+            }
             Context::DollarSingle => {
                 if self.strict && value.contains(['\'', '\\']) {
                     return Err(ShellError::DollarSingle { line });
@@ -601,7 +607,11 @@ impl Lexer {
                 } else {
                     piece
                 };
-                if piece == h.delimiter {
+                // bash also ends a here-document inside `$( )` at `EOF)`.
+                let closes = piece
+                    .strip_prefix(h.delimiter.as_str())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(')'));
+                if closes {
                     return Err(ShellError::Delimiter {
                         delimiter: h.delimiter.clone(),
                         line: self.line,
@@ -632,7 +642,6 @@ mod tests {
             ("echo @", r#"echo 'a'\''b"c$d`e\f}'"#),
             ("echo 'x@y'", r#"echo 'xa'\''b"c$d`e\f}y'"#),
             ("echo \"x@y\"", r#"echo "xa'b\"c\$d\`e\\f}y""#),
-            ("echo \"${u:-@}\"", r#"echo "${u:-a'b\"c\$d\`e\\f\}}""#),
             ("echo ${u:-@}", r#"echo ${u:-'a'\''b"c$d`e\f}'}"#),
             ("echo \"$(echo @)\"", r#"echo "$(echo 'a'\''b"c$d`e\f}')""#),
             ("echo `echo @`", r#"echo `echo 'a'\\''b"c\$d\`e\\f}'`"#),
@@ -658,6 +667,14 @@ echo"#,
             Ok("load eu-1 --x=eu-1")
         );
         assert_eq!(put("echo @", "").as_deref(), Ok("echo ''"));
+        assert_eq!(
+            put("echo \"${u:-@}\"", "a\"b$d}").as_deref(),
+            Ok(r#"echo "${u:-a\"b\$d\}}""#)
+        );
+        assert!(matches!(
+            put("echo \"${u:-@}\"", "'"),
+            Err(ShellError::QuoteInBraces { .. })
+        ));
     }
 
     #[test]

@@ -33,6 +33,10 @@ pub enum ShellError {
     )]
     DollarSingle { line: usize },
     #[error(
+        "a value with `'` cannot be quoted inside `\"${{…}}\"` for every shell (line {line} of the script)"
+    )]
+    QuoteInBraces { line: usize },
+    #[error(
         "a template value right after `{what}` would change its quoting (line {line} of the script)"
     )]
     Adjacent { what: &'static str, line: usize },
