@@ -17,7 +17,7 @@ pub fn encode(value: &str, out: &mut String) {
 
 /// Reads the value of the placeholder whose hex digits are `hex`.
 pub fn decode(hex: &str) -> Option<String> {
-    if hex.len() % 2 != 0 {
+    if !hex.len().is_multiple_of(2) {
         return None;
     }
     let bytes = (0..hex.len())
