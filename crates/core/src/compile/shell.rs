@@ -15,6 +15,20 @@ struct Expr<'t> {
     line: usize,
     /// The text of its line before it.
     before: &'t str,
+    /// Characters from `{{` to `}}`.
+    width: usize,
+}
+
+/// Where `e` is in the file: a block scalar (`run: |`) keeps the script's lines and their
+/// columns, shifted by its indentation.
+fn expr_span(run: Span, e: &Expr<'_>) -> Span {
+    let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    Span {
+        line: run.line.saturating_add(to_u32(e.line - 1)),
+        column: run.column.saturating_add(to_u32(e.before.chars().count())),
+        offset: run.offset,
+        len: to_u32(e.width),
+    }
 }
 
 /// Checks the script `text` of a task that runs with `shell`.
@@ -35,7 +49,7 @@ pub(super) fn check_script(d: &mut Decoder, span: Span, text: &str, shell: &[Str
         let program = shell.first().map_or("", String::as_str);
         for e in exprs.iter().filter(|e| !is_raw(e.source)) {
             d.error(
-                span,
+                expr_span(span, e),
                 format!(
                     "`{{{{{}}}}}` cannot be quoted for `{program}`, which is not a POSIX shell (line {} of the script)",
                     e.source, e.line
@@ -54,8 +68,8 @@ pub(super) fn check_script(d: &mut Decoder, span: Span, text: &str, shell: &[Str
             return;
         }
     };
-    let mut warn = |message: String, hint: &str| {
-        let diag = Diagnostic::warning(span, d.field(), message).with_hint(hint);
+    let mut warn = |at: Span, message: String, hint: &str| {
+        let diag = Diagnostic::warning(at, d.field(), message).with_hint(hint);
         d.diags.push(diag);
     };
     for p in &placed {
@@ -64,14 +78,17 @@ pub(super) fn check_script(d: &mut Decoder, span: Span, text: &str, shell: &[Str
         };
         let shown = format!("{{{{{}}}}}", e.source);
         let at = format!("line {} of the script", e.line);
+        let here = expr_span(span, e);
         if is_raw(e.source) {
             warn(
+                here,
                 format!("`{shown}` puts its value into the script as code ({at})"),
                 "anyone who sets this value can run commands; drop `| raw` unless the value is trusted",
             );
         }
         if p.context == Context::QuotedHeredoc {
             warn(
+                here,
                 format!(
                     "`{shown}` inside a quoted here-document goes in unquoted: the body is another program's source ({at})"
                 ),
@@ -80,6 +97,7 @@ pub(super) fn check_script(d: &mut Decoder, span: Span, text: &str, shell: &[Str
         }
         if let Some(runner) = reparsed_by(e.before) {
             warn(
+                here,
                 format!(
                     "`{shown}` is read again as code by `{runner}`: quoting cannot protect it ({at})"
                 ),
@@ -203,6 +221,7 @@ fn mark(text: &str) -> (String, Vec<Expr<'_>>) {
                     .trim(),
                 line,
                 before: &text[line_start..offset + i],
+                width: rest[i..body_start + len + close.len()].chars().count(),
             });
         } else {
             out.extend(body.matches('\n').map(|_| '\n'));
