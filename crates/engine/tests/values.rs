@@ -184,18 +184,50 @@ async fn the_hello_attack_prints_the_value() {
     );
 }
 
-/// A NUL cannot reach a process: the task fails before it starts, saying why.
+/// A NUL cannot reach a process: a param with one is refused when the run is created, and an
+/// output with one fails the task that would receive it before it starts, saying why.
 #[tokio::test]
-async fn a_nul_fails_the_render() {
-    let (_dir, state, tasks, _) = run_with("a\0$(touch canary)").await;
+async fn a_nul_never_reaches_a_process() {
+    let source = pipeline();
+    let pipeline = baton_core::load(&source).pipeline.expect("valid");
+    let (dir, store, _, _) = support::created_with(
+        &source,
+        serde_json::from_value(json!({ "v": "", "items": [] })).expect("params"),
+    )
+    .await;
+    let refused = baton_engine::create_run(
+        store.as_ref(),
+        baton_engine::RunRequest {
+            params: serde_json::from_value(json!({ "v": "a\0b", "items": [] })).expect("params"),
+            ..baton_engine::RunRequest::new(&pipeline, &source, dir.path().display().to_string())
+        },
+    )
+    .await
+    .expect_err("refused");
+    assert!(
+        refused
+            .to_string()
+            .contains("param `v`: contains a NUL byte"),
+        "{refused}"
+    );
+
+    let source = r#"
+name: nul
+tasks:
+  produce:
+    outputs: [v]
+    run: printf 'v=a\000$(touch canary)\n' >> "$BATON_OUTPUTS"
+  use:
+    needs: [produce]
+    run: echo {{ tasks.produce.outputs.v }}
+"#;
+    let (dir, state, tasks, _) = run_source(source, json!({})).await;
     assert_eq!(state, RunState::Failed);
-    let param = tasks
-        .iter()
-        .find(|t| t.key.as_str() == "param")
-        .expect("param");
-    let error = param.error.clone().unwrap_or_default();
+    let used = tasks.iter().find(|t| t.key.as_str() == "use").expect("use");
+    let error = used.error.clone().unwrap_or_default();
     assert!(error.contains("NUL"), "{error}");
-    assert_eq!(param.attempts, 0, "no process started");
+    assert_eq!(used.attempts, 0, "no process started");
+    assert!(!dir.path().join("canary").exists());
 }
 
 /// `BATON_OUTPUT_<TASK>_<NAME>` holds the outputs of upstream tasks only: a task that merely
