@@ -82,6 +82,9 @@ enum Frame {
         cases: u32,
         /// Saw `` \` ``: a command substitution nested in this one.
         nested: bool,
+        /// Up to this source position, words are evaluated as arithmetic: bash's
+        /// `[[ a -eq b ]]` and `let`, which run `$(…)` in array subscripts of their operands.
+        arith_until: Option<usize>,
     },
     Braces {
         quoted: bool,
@@ -102,8 +105,12 @@ fn code(end: End) -> Frame {
         parens: 0,
         cases: 0,
         nested: false,
+        arith_until: None,
     }
 }
+
+/// Comparisons that make bash's `[[ ]]` evaluate both sides as arithmetic.
+const ARITH_TESTS: &[&str] = &["-eq", "-ne", "-lt", "-le", "-gt", "-ge"];
 
 struct Lexer {
     src: Vec<char>,
@@ -389,6 +396,12 @@ impl Lexer {
                     let boundary = |n: usize| self.peek(n).is_none_or(ends_word);
                     let case = self.at("case") && boundary(4);
                     let esac = self.at("esac") && boundary(4);
+                    let (arith, pos) = (self.arithmetic_words(), self.pos);
+                    if let Some(Frame::Code { arith_until, .. }) = self.stack.last_mut()
+                        && arith_until.is_none_or(|end| end < pos)
+                    {
+                        *arith_until = arith;
+                    }
                     if let Some(Frame::Code { cases, .. }) = self.stack.last_mut() {
                         if case {
                             *cases += 1;
@@ -401,6 +414,26 @@ impl Lexer {
             }
         }
         Ok(())
+    }
+
+    /// At a command word: where the arithmetic operands of `[[ … -eq … ]]` or `let …` end.
+    fn arithmetic_words(&self) -> Option<usize> {
+        let rest: String = self.src[self.pos..].iter().collect();
+        let boundary = |n: usize| rest[n..].chars().next().is_none_or(ends_word);
+        if rest.starts_with("[[") && boundary(2) {
+            let len = rest.find("]]")?;
+            let words = rest[..len].split_whitespace();
+            let chars = rest[..len].chars().count();
+            return words
+                .into_iter()
+                .any(|w| ARITH_TESTS.contains(&w))
+                .then_some(self.pos + chars);
+        }
+        if rest.starts_with("let") && boundary(3) {
+            let len = rest.find(['\n', ';', '&', '|']).unwrap_or(rest.len());
+            return Some(self.pos + rest[..len].chars().count());
+        }
+        None
     }
 
     fn braces(&mut self, c: char, quoted: bool) -> Result<(), ShellError> {
@@ -503,6 +536,10 @@ impl Lexer {
 
     fn context(&self) -> Context {
         match self.stack.last() {
+            Some(Frame::Code {
+                arith_until: Some(end),
+                ..
+            }) if self.pos <= *end => Context::Arithmetic,
             Some(Frame::Code { .. }) | None => Context::Unquoted,
             Some(Frame::Braces { quoted: false }) => Context::Unquoted,
             Some(Frame::Braces { quoted: true }) => Context::DoubleBraces,
