@@ -57,6 +57,7 @@ const CONTEXTS: &[(&str, &str)] = &[
         "heredoc-tabs",
         "x=$(cat <<-EOF\n\t@\n\tEOF\nprintf .); printf '%s' \"${x%?.}\" > out.N",
     ),
+    ("heredoc-top", "cat > out.N <<EOF\n@\nEOF"),
     ("comment", "printf '%s' ok > out.N # @"),
     ("case", "case @ in *) printf '%s' @ > out.N;; esac"),
 ];
@@ -79,6 +80,8 @@ const HOSTILE: &[&str] = &[
     "~",
     "EOF",
     "\nEOF\n",
+    "EOF$(touch canary)",
+    "EOF)",
     "\tEOF",
     "\0",
     "}",
@@ -134,6 +137,13 @@ fn expected(name: &str, value: &str) -> Option<String> {
     if name == "default-double" && value.contains('\'') {
         return None;
     }
+    if name == "heredoc-top" {
+        // At the top level only a line equal to the delimiter ends the body.
+        if value.split('\n').any(|l| l == "EOF") {
+            return None;
+        }
+        return Some(format!("{value}\n"));
+    }
     if name.starts_with("heredoc") {
         let stripped = |l: &str| {
             if name == "heredoc-tabs" {
@@ -143,11 +153,9 @@ fn expected(name: &str, value: &str) -> Option<String> {
             }
         };
         let first = format!("{}{value}", if name == "heredoc-tabs" { "\t" } else { "" });
-        // bash ends a here-document inside `$( )` at `EOF)` too.
-        let ends = |l: String| {
-            l.strip_prefix("EOF")
-                .is_some_and(|r| r.is_empty() || r.starts_with(')'))
-        };
+        // Both here-documents are inside `$( )`, where bash ends one at a line that only
+        // starts with the delimiter (`EOF)`, `EOF\$(…`): baton refuses any such line there.
+        let ends = |l: String| l.starts_with("EOF");
         if first.split('\n').any(|l| ends(stripped(l))) {
             return None;
         }

@@ -636,18 +636,28 @@ impl Lexer {
         let Some(from) = self.dirty.take() else {
             return Ok(());
         };
-        for frame in &self.stack {
+        for (i, frame) in self.stack.iter().enumerate() {
             let Frame::Heredoc(h) = frame else { continue };
+            // Inside a command substitution bash ends a here-document at lines that only start
+            // with the delimiter (`EOF)`, `EOF\$(…`): refuse any such line there.
+            let in_substitution = self.stack[..i].iter().any(|f| {
+                matches!(
+                    f,
+                    Frame::Code {
+                        end: End::Paren | End::Backquote,
+                        ..
+                    }
+                )
+            });
             for piece in self.out[from..].split('\n') {
                 let piece = if h.strip_tabs {
                     piece.trim_start_matches('\t')
                 } else {
                     piece
                 };
-                // bash also ends a here-document inside `$( )` at `EOF)`.
                 let closes = piece
                     .strip_prefix(h.delimiter.as_str())
-                    .is_some_and(|rest| rest.is_empty() || rest.starts_with(')'));
+                    .is_some_and(|rest| rest.is_empty() || in_substitution);
                 if closes {
                     return Err(ShellError::Delimiter {
                         delimiter: h.delimiter.clone(),
