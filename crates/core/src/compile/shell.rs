@@ -211,6 +211,7 @@ fn mark(text: &str) -> (String, Vec<Expr<'_>>) {
             break;
         };
         let body = &rest[body_start..body_start + len];
+        let mut end = body_start + len + close.len();
         if open == "{{" {
             placeholder::encode(&exprs.len().to_string(), &mut out);
             exprs.push(Expr {
@@ -223,17 +224,33 @@ fn mark(text: &str) -> (String, Vec<Expr<'_>>) {
                 before: &text[line_start..offset + i],
                 width: rest[i..body_start + len + close.len()].chars().count(),
             });
+        } else if let Some((literal, after)) = raw_block(body, &rest[end..]) {
+            // `{% raw %}…{% endraw %}` is script text, `{{` and all.
+            out.push_str(literal);
+            end += after;
         } else {
             out.extend(body.matches('\n').map(|_| '\n'));
         }
-        let consumed = &rest[i..body_start + len + close.len()];
+        let consumed = &rest[i..end];
         if let Some(nl) = consumed.rfind('\n') {
             line_start = offset + i + nl + 1;
         }
         line += consumed.matches('\n').count();
-        rest = &rest[body_start + len + close.len()..];
+        rest = &rest[end..];
     }
     (out, exprs)
+}
+
+/// For a `{% raw %}` tag (`body`), the text up to its `{% endraw %}` in `rest`, and where
+/// that tag ends.
+fn raw_block<'t>(body: &str, rest: &'t str) -> Option<(&'t str, usize)> {
+    if body.trim().trim_matches('-').trim() != "raw" {
+        return None;
+    }
+    let e = rest.find("endraw")?;
+    let tag = rest[..e].rfind("{%")?;
+    let close = rest[e..].find("%}")?;
+    Some((&rest[..tag], e + close + 2))
 }
 
 #[cfg(test)]
@@ -257,6 +274,7 @@ mod tests {
             "./load.sh {{ item }} --date={{ params.date }}",
             "{% if params.full %}\necho full {{ item }}\n{% endif %}\ncat <<EOF\n{{ params.x }}\nEOF",
             "n=${#x}; echo {{ params.x }} {## note ##}",
+            "eval x\n{% raw %}eval \"{{ x }}\"{% endraw %}\necho \"{{ params.x }}\"",
         ] {
             assert_eq!(check(text, &["sh", "-c"]), Vec::<String>::new(), "{text}");
         }
@@ -290,6 +308,8 @@ mod tests {
             w[0].starts_with("Error: `{{params.x}}` cannot be quoted for `python3`"),
             "{w:?}"
         );
+        let w = check("{% raw %}print('{{ x }}'){% endraw %}", &["python3", "-c"]);
+        assert_eq!(w, Vec::<String>::new());
         let w = check("echo \\{{ params.x }}", &["sh", "-c"]);
         assert!(
             w[0].starts_with("Error: a template value right after `\\`"),
