@@ -22,6 +22,8 @@ use crate::spec::{
 };
 use crate::template::{SyntaxError, expression_variables, template_variables};
 
+mod shell;
+
 /// Checks a decoded spec. Returns the pipeline when there are no errors, and every diagnostic
 /// (errors and warnings) either way.
 pub fn compile(
@@ -102,6 +104,15 @@ impl<'s> Compiler<'s> {
             }
         });
         self.index_tasks(d);
+        d.at("tasks", |d| {
+            shell::check_output_vars(
+                d,
+                spec.tasks
+                    .iter()
+                    .zip(&self.outputs)
+                    .map(|((id, _), outputs)| (id.value.as_str(), id.span, outputs.as_slice())),
+            );
+        });
         self.build_dag(d);
 
         let base = Scope {
@@ -400,8 +411,10 @@ impl<'s> Compiler<'s> {
             });
         let action = match (&t.run, &t.pipeline) {
             (Some(run), None) => d.at("run", |d| {
-                self.template(d, run.span, &run.value, scope)
-                    .map(|run| Action::Command { run, shell })
+                let run = self.template(d, run.span, &run.value, scope).inspect(|_| {
+                    shell::check_script(d, run.span, &run.value, &shell);
+                })?;
+                Some(Action::Command { run, shell })
             }),
             (None, Some(p)) => d
                 .at("pipeline", |d| {

@@ -19,6 +19,7 @@ pub mod model;
 pub mod render;
 pub mod rules;
 pub mod schema;
+pub mod shell;
 pub mod span;
 pub mod spec;
 pub mod state;

@@ -25,6 +25,36 @@ pub fn environment() -> &'static Environment<'static> {
             .build()
             .expect("valid syntax");
         env.set_syntax(syntax);
+        // `{{ params.cmd | raw }}`: the one way to put a value into a script as code.
+        env.add_filter("raw", |v: minijinja::Value| {
+            minijinja::Value::from_safe_string(v.to_string())
+        });
+        env
+    });
+    &ENV
+}
+
+/// The environment `run:` scripts of POSIX shells render with: the same syntax and filters,
+/// but each `{{ }}` value is written as a [`crate::shell::placeholder`] for
+/// [`crate::shell::substitute`] to quote, unless it is marked `| raw` (or `| safe`).
+pub fn shell_environment() -> &'static Environment<'static> {
+    static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
+        let mut env = environment().clone();
+        env.set_formatter(|out, _state, value| {
+            let text = if value.is_undefined() {
+                String::new()
+            } else {
+                value.to_string()
+            };
+            if value.is_safe() {
+                out.write_str(&text)?;
+            } else {
+                let mut marked = String::with_capacity(text.len() * 2 + 6);
+                crate::shell::placeholder::encode(&text, &mut marked);
+                out.write_str(&marked)?;
+            }
+            Ok(())
+        });
         env
     });
     &ENV

@@ -1390,7 +1390,7 @@ impl Dispatcher {
         let scope = self.scope_item(inst.item.as_ref());
         let argv = match &task.action {
             Action::Command { run, shell } => {
-                let script = render::render(&run.0, &scope)
+                let script = render::render_script(&run.0, &scope, shell)
                     .map_err(|e| format!("cannot render `run`: {e}"))?;
                 let default_shell = *shell == baton_core::model::default_shell();
                 let mut programs = self.programs.borrow_mut();
@@ -1431,9 +1431,18 @@ impl Dispatcher {
         if let Json::Object(params) = &self.ctx.params {
             for (k, v) in params {
                 let text = v.as_str().map_or_else(|| v.to_string(), str::to_owned);
-                env.push((format!("BATON_PARAM_{}", k.to_uppercase()), text));
+                env.push((baton_core::shell::env::param_var(k), text));
             }
         }
+        let upstream_of = match inst.task {
+            TaskRef::Dag(t) => Some(t),
+            TaskRef::Hook { .. } => None,
+        };
+        env.extend(crate::value_env::outputs(
+            &self.pipeline,
+            upstream_of,
+            &self.finished,
+        ));
         if let Some(item) = &inst.item {
             env.push((
                 "BATON_ITEM".into(),

@@ -20,6 +20,7 @@ mod programs;
 pub mod render;
 mod run_log;
 mod subpipeline;
+mod value_env;
 
 pub use backfill::{
     BackfillError, BackfillRequest, CreatedBackfill, MAX_BACKFILL_RUNS, create_backfill,

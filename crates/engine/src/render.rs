@@ -75,6 +75,34 @@ pub fn render(text: &str, scope: &Scope<'_>) -> Result<String, String> {
         .map_err(|e| describe(&e))
 }
 
+/// Renders a `run:` script for `shell` so that no value can become code: for a POSIX shell
+/// each `{{ }}` value is quoted for where it stands (see `baton_core::shell`); for any other
+/// program a value would go in as its source, so only `| raw` values are accepted.
+pub fn render_script(text: &str, scope: &Scope<'_>, shell: &[String]) -> Result<String, String> {
+    use baton_core::shell::{ShellError, is_posix_shell, placeholder, substitute};
+    if !text.contains("{{") && !text.contains("{%") && !text.contains("{##") {
+        return Ok(text.to_owned());
+    }
+    if text.contains([placeholder::OPEN, placeholder::CLOSE]) {
+        return Err(ShellError::Reserved.to_string());
+    }
+    let marked = baton_core::template::shell_environment()
+        .render_str(text, scope.value())
+        .map_err(|e| describe(&e))?;
+    if is_posix_shell(shell) {
+        return substitute(&marked).map_err(|e| format!("{e}; {}", e.hint()));
+    }
+    if marked.contains(placeholder::OPEN) {
+        let program = shell.first().map_or("", String::as_str);
+        return Err(format!(
+            "a value cannot be put safely into a `{program}` script, which is not a POSIX shell; \
+             read it from its environment variable (`BATON_PARAM_NAME`, `BATON_ITEM`, \
+             `BATON_OUTPUT_TASK_NAME`), or mark it `| raw` to use it as code"
+        ));
+    }
+    Ok(marked)
+}
+
 /// Evaluates an expression (with or without `{{ }}`) to a JSON value.
 pub fn evaluate(text: &str, scope: &Scope<'_>) -> Result<Json, String> {
     let expr = environment()
@@ -126,6 +154,44 @@ mod tests {
             json!(["eu", "us"])
         );
         assert_eq!(render("n=${#x}", &scope).expect("ok"), "n=${#x}");
+    }
+
+    fn sh() -> Vec<String> {
+        baton_core::model::default_shell()
+    }
+
+    #[test]
+    fn scripts_get_values_as_data() {
+        let mut rc = run_ctx();
+        rc.params = json!({"who": "$(id -un)\"; echo INJECTED; echo \"", "n": 3, "cmd": "ls -l"});
+        let tasks = Map::new();
+        let scope = Scope::new(&rc, &tasks, None);
+        assert_eq!(
+            render_script(
+                "greeting=\"Hello, {{ params.who }}!\"; echo {{ params.n }}",
+                &scope,
+                &sh()
+            )
+            .expect("ok"),
+            r#"greeting="Hello, \$(id -un)\"; echo INJECTED; echo \"!"; echo 3"#
+        );
+        assert_eq!(
+            render_script("{{ params.cmd | raw }} {{ params.cmd }}", &scope, &sh()).expect("ok"),
+            "ls -l 'ls -l'"
+        );
+        let python = vec!["python3".to_owned(), "-c".to_owned()];
+        let err = render_script("print('{{ params.who }}')", &scope, &python).expect_err("refused");
+        assert!(
+            err.contains("`python3`") && err.contains("BATON_PARAM_NAME"),
+            "{err}"
+        );
+        assert_eq!(
+            render_script("print({{ params.n | raw }})", &scope, &python).expect("ok"),
+            "print(3)"
+        );
+        let err =
+            render_script("echo \u{E000}{{ params.n }}", &scope, &sh()).expect_err("reserved");
+        assert!(err.contains("U+E000"), "{err}");
     }
 
     #[test]

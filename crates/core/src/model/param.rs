@@ -45,6 +45,9 @@ pub enum ParamValueError {
         bound: String,
         value: String,
     },
+    /// No process can receive a NUL byte in its arguments or environment.
+    #[error("contains a NUL byte, which no task can receive")]
+    Nul,
     #[error("cannot read `{text}` as {expected}")]
     Unparsable {
         text: String,
@@ -109,6 +112,9 @@ impl Param {
 
     /// Checks a value against the type, `enum` and bounds.
     pub fn check(&self, v: &Value) -> Result<(), ParamValueError> {
+        if has_nul(v) {
+            return Err(ParamValueError::Nul);
+        }
         if !self.ty.matches(v) {
             return Err(ParamValueError::Type {
                 expected: self.ty.article(),
@@ -192,6 +198,15 @@ fn fmt_number(x: f64) -> String {
 
 /// Checks the params a trigger gives against the declarations and fills in defaults. Returns
 /// every problem, each a sentence fragment naming the param.
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(a) => a.iter().any(has_nul),
+        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
 pub fn resolve_params(
     declared: &indexmap::IndexMap<String, Param>,
     given: serde_json::Map<String, Value>,
@@ -244,6 +259,18 @@ mod tests {
             min: None,
             max: None,
         }
+    }
+
+    #[test]
+    fn refuses_nul_bytes_anywhere_in_a_value() {
+        let text = param(ParamType::String);
+        assert_eq!(text.check(&json!("a\0b")), Err(ParamValueError::Nul));
+        let list = param(ParamType::Array);
+        assert_eq!(
+            list.check(&json!(["ok", ["\0"]])),
+            Err(ParamValueError::Nul)
+        );
+        assert_eq!(list.check(&json!(["ok"])), Ok(()));
     }
 
     #[test]

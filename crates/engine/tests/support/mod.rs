@@ -10,12 +10,23 @@ use baton_store::{SqlStore, Store};
 
 /// A manual run of `source` created in a fresh home, and default options for that home.
 pub(crate) async fn created(source: &str) -> (tempfile::TempDir, Arc<dyn Store>, RunId, Options) {
+    created_with(source, serde_json::Map::new()).await
+}
+
+/// [`created`], with params.
+pub(crate) async fn created_with(
+    source: &str,
+    params: serde_json::Map<String, serde_json::Value>,
+) -> (tempfile::TempDir, Arc<dyn Store>, RunId, Options) {
     let dir = tempfile::tempdir().expect("tempdir");
     let pipeline = baton_core::load(source).pipeline.expect("valid pipeline");
     let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
     let run = baton_engine::create_run(
         store.as_ref(),
-        RunRequest::new(&pipeline, source, dir.path().display().to_string()),
+        RunRequest {
+            params,
+            ..RunRequest::new(&pipeline, source, dir.path().display().to_string())
+        },
     )
     .await
     .expect("run created")

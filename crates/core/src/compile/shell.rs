@@ -1,0 +1,337 @@
+//! Checks of `run:` scripts against the ways a value could still become code: the engine
+//! quotes every `{{ }}` value for a POSIX shell (`crate::shell`), and these find what defeats
+//! that (`| raw`, `eval`, a nested `sh -c`, a quoted here-document) or what cannot be quoted.
+
+use crate::decode::Decoder;
+use crate::diagnostic::Diagnostic;
+use crate::shell::env::output_var;
+use crate::shell::lex::{Context, contexts};
+use crate::shell::{is_posix_shell, placeholder};
+use crate::span::Span;
+
+/// One `{{ }}` of a script: its expression and where it starts.
+struct Expr<'t> {
+    source: &'t str,
+    line: usize,
+    /// The text of its line before it.
+    before: &'t str,
+    /// Characters from `{{` to `}}`.
+    width: usize,
+}
+
+/// Where `e` is in the file: a block scalar (`run: |`) keeps the script's lines and their
+/// columns, shifted by its indentation.
+fn expr_span(run: Span, e: &Expr<'_>) -> Span {
+    let to_u32 = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    Span {
+        line: run.line.saturating_add(to_u32(e.line - 1)),
+        column: run.column.saturating_add(to_u32(e.before.chars().count())),
+        offset: run.offset,
+        len: to_u32(e.width),
+    }
+}
+
+/// Checks the script `text` of a task that runs with `shell`.
+pub(super) fn check_script(d: &mut Decoder, span: Span, text: &str, shell: &[String]) {
+    let (marked, exprs) = mark(text);
+    if exprs.is_empty() {
+        return;
+    }
+    if text.contains([placeholder::OPEN, placeholder::CLOSE]) {
+        d.error(
+            span,
+            "the script contains the private-use characters U+E000 or U+E001",
+        )
+        .hint = Some("baton marks template values with them; remove them".into());
+        return;
+    }
+    if !is_posix_shell(shell) {
+        let program = shell.first().map_or("", String::as_str);
+        for e in exprs.iter().filter(|e| !is_raw(e.source)) {
+            d.error(
+                expr_span(span, e),
+                format!(
+                    "`{{{{{}}}}}` cannot be quoted for `{program}`, which is not a POSIX shell (line {} of the script)",
+                    e.source, e.line
+                ),
+            )
+            .hint = Some(
+                "read the value from its environment variable (`os.environ[\"BATON_PARAM_NAME\"]`), or mark it `| raw` to use it as code".into(),
+            );
+        }
+        return;
+    }
+    let placed = match contexts(&marked) {
+        Ok(p) => p,
+        Err(e) => {
+            d.error(span, e.to_string()).hint = Some(e.hint().into());
+            return;
+        }
+    };
+    let mut warn = |at: Span, message: String, hint: &str| {
+        let diag = Diagnostic::warning(at, d.field(), message).with_hint(hint);
+        d.diags.push(diag);
+    };
+    for p in &placed {
+        let Some(e) = p.value.parse::<usize>().ok().and_then(|i| exprs.get(i)) else {
+            continue;
+        };
+        let shown = format!("{{{{{}}}}}", e.source);
+        let at = format!("line {} of the script", e.line);
+        let here = expr_span(span, e);
+        if is_raw(e.source) {
+            warn(
+                here,
+                format!("`{shown}` puts its value into the script as code ({at})"),
+                "anyone who sets this value can run commands; drop `| raw` unless the value is trusted",
+            );
+        }
+        if p.context == Context::QuotedHeredoc {
+            warn(
+                here,
+                format!(
+                    "`{shown}` inside a quoted here-document goes in unquoted: the body is another program's source ({at})"
+                ),
+                "read the value from its environment variable in that program (`os.environ[\"BATON_PARAM_NAME\"]`, `$ENV{BATON_ITEM}`)",
+            );
+        }
+        if let Some(runner) = reparsed_by(e.before) {
+            warn(
+                here,
+                format!(
+                    "`{shown}` is read again as code by `{runner}`: quoting cannot protect it ({at})"
+                ),
+                "pass the value as an argument or environment variable (`\"$BATON_PARAM_NAME\"`) instead",
+            );
+        }
+    }
+}
+
+/// Warns when two upstream outputs share one environment variable name.
+pub(super) fn check_output_vars<'a>(
+    d: &mut Decoder,
+    tasks: impl IntoIterator<Item = (&'a str, Span, &'a [&'a str])>,
+) {
+    let mut seen: Vec<(String, String)> = Vec::new();
+    for (task, span, outputs) in tasks {
+        for output in outputs {
+            let var = output_var(task, output);
+            let name = format!("{task}.{output}");
+            if let Some((_, first)) = seen.iter().find(|(v, _)| *v == var) {
+                let diag = Diagnostic::warning(
+                    span,
+                    d.field(),
+                    format!("outputs `{first}` and `{name}` share the variable `{var}`"),
+                )
+                .with_hint(format!(
+                    "the task first in the file gets `{var}`; rename one"
+                ));
+                d.diags.push(diag);
+            } else {
+                seen.push((var, name));
+            }
+        }
+    }
+}
+
+fn is_raw(expr: &str) -> bool {
+    expr.split('|')
+        .skip(1)
+        .any(|f| matches!(f.trim().split(['(', ' ']).next(), Some("raw" | "safe")))
+}
+
+/// A command on the value's line, before it, that parses its arguments as code again.
+fn reparsed_by(before: &str) -> Option<String> {
+    for segment in before.split([';', '&', '|', '(', '`']) {
+        let mut words = segment
+            .split_whitespace()
+            .map(|w| w.trim_matches(['"', '\'']))
+            .skip_while(|w| {
+                w.contains('=')
+                    || matches!(
+                        *w,
+                        "then"
+                            | "do"
+                            | "else"
+                            | "exec"
+                            | "command"
+                            | "sudo"
+                            | "env"
+                            | "nohup"
+                            | "time"
+                            | "!"
+                            | "{"
+                    )
+            });
+        let Some(first) = words.next() else { continue };
+        let base = first.rsplit('/').next().unwrap_or(first);
+        if matches!(base, "eval" | "trap" | "ssh" | "source" | ".") {
+            return Some(base.to_owned());
+        }
+        let shellish = matches!(base, "sh" | "bash" | "dash" | "zsh" | "ksh" | "ash" | "su");
+        if shellish && words.any(|a| a.starts_with('-') && !a.starts_with("--") && a.contains('c'))
+        {
+            return Some(format!("{base} -c"));
+        }
+    }
+    None
+}
+
+/// The script with each `{{ }}` replaced by a placeholder holding its index, and `{% %}` and
+/// `{## ##}` tags by their newlines, so the lexer sees where each value stands.
+fn mark(text: &str) -> (String, Vec<Expr<'_>>) {
+    let mut out = String::with_capacity(text.len());
+    let mut exprs = Vec::new();
+    let mut rest = text;
+    let mut line = 1;
+    let mut line_start = 0;
+    loop {
+        let next = ["{{", "{%", "{##"]
+            .iter()
+            .filter_map(|open| rest.find(open).map(|i| (i, *open)))
+            .min();
+        let Some((i, open)) = next else {
+            out.push_str(rest);
+            break;
+        };
+        let close = match open {
+            "{{" => "}}",
+            "{%" => "%}",
+            _ => "##}",
+        };
+        out.push_str(&rest[..i]);
+        let offset = text.len() - rest.len();
+        line += rest[..i].matches('\n').count();
+        if let Some(nl) = rest[..i].rfind('\n') {
+            line_start = offset + nl + 1;
+        }
+        let body_start = i + open.len();
+        let Some(len) = rest[body_start..].find(close) else {
+            out.push_str(&rest[i..]);
+            break;
+        };
+        let body = &rest[body_start..body_start + len];
+        let mut end = body_start + len + close.len();
+        if open == "{{" {
+            placeholder::encode(&exprs.len().to_string(), &mut out);
+            exprs.push(Expr {
+                source: body
+                    .trim()
+                    .trim_start_matches('-')
+                    .trim_end_matches('-')
+                    .trim(),
+                line,
+                before: &text[line_start..offset + i],
+                width: rest[i..body_start + len + close.len()].chars().count(),
+            });
+        } else if let Some((literal, after)) = raw_block(body, &rest[end..]) {
+            // `{% raw %}…{% endraw %}` is script text, `{{` and all.
+            out.push_str(literal);
+            end += after;
+        } else {
+            out.extend(body.matches('\n').map(|_| '\n'));
+        }
+        let consumed = &rest[i..end];
+        if let Some(nl) = consumed.rfind('\n') {
+            line_start = offset + i + nl + 1;
+        }
+        line += consumed.matches('\n').count();
+        rest = &rest[end..];
+    }
+    (out, exprs)
+}
+
+/// For a `{% raw %}` tag (`body`), the text up to its `{% endraw %}` in `rest`, and where
+/// that tag ends.
+fn raw_block<'t>(body: &str, rest: &'t str) -> Option<(&'t str, usize)> {
+    if body.trim().trim_matches('-').trim() != "raw" {
+        return None;
+    }
+    let e = rest.find("endraw")?;
+    let tag = rest[..e].rfind("{%")?;
+    let close = rest[e..].find("%}")?;
+    Some((&rest[..tag], e + close + 2))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(text: &str, shell: &[&str]) -> Vec<String> {
+        let mut d = Decoder::new();
+        let shell: Vec<String> = shell.iter().map(|s| (*s).to_owned()).collect();
+        check_script(&mut d, Span::default(), text, &shell);
+        d.diags
+            .iter()
+            .map(|x| format!("{:?}: {}", x.severity, x.message))
+            .collect()
+    }
+
+    #[test]
+    fn natural_scripts_pass() {
+        for text in [
+            "echo \"Hello, {{ params.who }}!\"",
+            "./load.sh {{ item }} --date={{ params.date }}",
+            "{% if params.full %}\necho full {{ item }}\n{% endif %}\ncat <<EOF\n{{ params.x }}\nEOF",
+            "n=${#x}; echo {{ params.x }} {## note ##}",
+            "eval x\n{% raw %}eval \"{{ x }}\"{% endraw %}\necho \"{{ params.x }}\"",
+        ] {
+            assert_eq!(check(text, &["sh", "-c"]), Vec::<String>::new(), "{text}");
+        }
+    }
+
+    #[test]
+    fn warns_about_what_defeats_quoting() {
+        let w = check("{{ params.cmd | raw }}", &["sh", "-c"]);
+        assert!(
+            w[0].starts_with("Warning: `{{params.cmd | raw}}` puts its value"),
+            "{w:?}"
+        );
+        let w = check("x=1\neval \"echo {{ params.x }}\"", &["bash", "-c"]);
+        assert!(
+            w[0].contains("by `eval`") && w[0].contains("line 2"),
+            "{w:?}"
+        );
+        let w = check("bash -ec \"echo {{ params.x }}\"", &["sh", "-c"]);
+        assert!(w[0].contains("by `bash -c`"), "{w:?}");
+        let w = check(
+            "python3 - <<'PY'\nprint('{{ params.x }}')\nPY",
+            &["sh", "-c"],
+        );
+        assert!(w[0].contains("quoted here-document"), "{w:?}");
+        let w = check(
+            "print('{{ params.x }}')\nprint({{ params.n | raw }})",
+            &["python3", "-c"],
+        );
+        assert_eq!(w.len(), 1, "{w:?}");
+        assert!(
+            w[0].starts_with("Error: `{{params.x}}` cannot be quoted for `python3`"),
+            "{w:?}"
+        );
+        let w = check("{% raw %}print('{{ x }}'){% endraw %}", &["python3", "-c"]);
+        assert_eq!(w, Vec::<String>::new());
+        let w = check("echo \\{{ params.x }}", &["sh", "-c"]);
+        assert!(
+            w[0].starts_with("Error: a template value right after `\\`"),
+            "{w:?}"
+        );
+    }
+
+    #[test]
+    fn warns_about_shared_variables() {
+        let mut d = Decoder::new();
+        check_output_vars(
+            &mut d,
+            [
+                ("a_b", Span::default(), &["c"][..]),
+                ("a", Span::default(), &["b_c"][..]),
+            ],
+        );
+        assert_eq!(d.diags.len(), 1);
+        assert!(
+            d.diags[0].message.contains("`BATON_OUTPUT_A_B_C`"),
+            "{}",
+            d.diags[0].message
+        );
+    }
+}

@@ -1,0 +1,145 @@
+//! The lexer's contexts, quoting and refusals, one script at a time.
+
+use super::*;
+use crate::shell::placeholder::encode;
+
+/// `@` in `script` stands for the value.
+fn put(script: &str, value: &str) -> Result<String, ShellError> {
+    let mut marked = String::new();
+    encode(value, &mut marked);
+    substitute(&script.replace('@', &marked))
+}
+
+#[test]
+fn quotes_for_each_context() {
+    let v = r#"a'b"c$d`e\f}"#;
+    let cases = [
+        ("echo @", r#"echo 'a'\''b"c$d`e\f}'"#),
+        ("echo 'x@y'", r#"echo 'xa'\''b"c$d`e\f}y'"#),
+        ("echo \"x@y\"", r#"echo "xa'b\"c\$d\`e\\f}y""#),
+        ("echo ${u:-@}", r#"echo ${u:-'a'\''b"c$d`e\f}'}"#),
+        ("echo \"$(echo @)\"", r#"echo "$(echo 'a'\''b"c$d`e\f}')""#),
+        ("echo `echo @`", r#"echo `echo 'a'\\''b"c\$d\`e\\f}'`"#),
+        (
+            "# say @\necho",
+            r#"# say a'b"c$d`e\f}
+echo"#,
+        ),
+        (
+            "cat <<EOF\n@\nEOF\n",
+            "cat <<EOF\na'b\"c\\$d\\`e\\\\f}\nEOF\n",
+        ),
+        (
+            "cat <<'EOF'\n@\nEOF\necho @",
+            "cat <<'EOF'\na'b\"c$d`e\\f}\nEOF\necho 'a'\\''b\"c$d`e\\f}'",
+        ),
+    ];
+    for (script, want) in cases {
+        assert_eq!(put(script, v).as_deref(), Ok(want), "{script:?}");
+    }
+    assert_eq!(
+        put("load @ --x=@", "eu-1").as_deref(),
+        Ok("load eu-1 --x=eu-1")
+    );
+    assert_eq!(put("echo @", "").as_deref(), Ok("echo ''"));
+    assert_eq!(
+        put("echo \"${u:-@}\"", "a\"b$d}").as_deref(),
+        Ok(r#"echo "${u:-a\"b\$d\}}""#)
+    );
+    assert!(matches!(
+        put("echo \"${u:-@}\"", "'"),
+        Err(ShellError::QuoteInBraces { .. })
+    ));
+}
+
+#[test]
+fn knows_where_contexts_end() {
+    // The `)` of a case pattern does not end the `$( )` around it.
+    let s = put("x=\"$(case a in a) echo @;; esac)\"", "$(id)").expect("quotes");
+    assert!(s.contains("echo '$(id)';;"), "{s}");
+    // A `#` inside a word is not a comment.
+    assert_eq!(put("echo a#@", "b c").as_deref(), Ok("echo a#'b c'"));
+    assert_eq!(put("echo $# @", "b c").as_deref(), Ok("echo $# 'b c'"));
+    // Here-documents start after the line, and end at their delimiter.
+    assert_eq!(
+        put("cat <<-E; echo @\n\t@\n\tE\necho @", "$x").as_deref(),
+        Ok("cat <<-E; echo '$x'\n\t\\$x\n\tE\necho '$x'")
+    );
+    assert_eq!(put("cat <<<@", "a b").as_deref(), Ok("cat <<<'a b'"));
+    assert_eq!(
+        put("echo $((1 + @))", "42").as_deref(),
+        Ok("echo $((1 + 42))")
+    );
+}
+
+#[test]
+fn refuses_what_it_cannot_quote() {
+    let err = |script: &str, value: &str| put(script, value).expect_err(script);
+    assert!(matches!(err("echo @", "a\0b"), ShellError::Nul { .. }));
+    assert!(matches!(
+        err("cat <<EOF\n@\nEOF", "x\nEOF\nid"),
+        ShellError::Delimiter { .. }
+    ));
+    assert!(matches!(
+        err("cat <<EOF\n@\nEOF", "EOF"),
+        ShellError::Delimiter { .. }
+    ));
+    assert!(matches!(
+        err("echo $((@))", "a[$(id)]"),
+        ShellError::NotInteger { .. }
+    ));
+    assert!(matches!(
+        err("((x = @))", "y"),
+        ShellError::NotInteger { .. }
+    ));
+    assert!(matches!(
+        err("echo $'@'", "'"),
+        ShellError::DollarSingle { .. }
+    ));
+    assert!(matches!(err("echo \\@", "x"), ShellError::Adjacent { .. }));
+    assert!(matches!(
+        err("echo \"\\@\"", "x"),
+        ShellError::Adjacent { .. }
+    ));
+    assert!(matches!(err("echo $@", "x"), ShellError::Adjacent { .. }));
+    assert!(matches!(
+        err("echo \"$@\"", "x"),
+        ShellError::Adjacent { .. }
+    ));
+    assert!(matches!(
+        err("echo `echo \\`echo @\\``", "x"),
+        ShellError::NestedBackquotes { .. }
+    ));
+    assert!(matches!(
+        err("cat <<@\nx\n", "E"),
+        ShellError::InDelimiter { .. }
+    ));
+    assert!(matches!(
+        substitute("echo \u{E001}"),
+        Err(ShellError::Mangled { .. })
+    ));
+    assert!(matches!(
+        substitute("echo \u{E000}zz\u{E001}"),
+        Err(ShellError::Mangled { .. })
+    ));
+}
+
+#[test]
+fn reports_contexts_for_validation() {
+    let mut marked = String::new();
+    encode("0", &mut marked);
+    let text = "python3 - <<'PY'\nprint(@)\nPY\necho \"@\" `echo @`".replace('@', &marked);
+    let placed = contexts(&text).expect("lexes");
+    let got: Vec<_> = placed
+        .iter()
+        .map(|p| (p.context, p.line, p.backquoted))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (Context::QuotedHeredoc, 2, false),
+            (Context::Double, 4, false),
+            (Context::Unquoted, 4, true)
+        ]
+    );
+}
