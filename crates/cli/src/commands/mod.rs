@@ -126,6 +126,11 @@ fn with_engine(
     standard: Standard,
     f: impl AsyncFnOnce(&Observers) -> Result<ExitStatus, ExpectedError>,
 ) -> Result<ExitStatus, ExpectedError> {
+    // Descendants that tasks leave behind come to baton, which reaps them, rather than to
+    // PID 1 (see `executor::become_subreaper`).
+    if let Err(e) = baton_engine::executor::become_subreaper() {
+        tracing::debug!("cannot become a child subreaper: {e}");
+    }
     with_runtime(async move {
         let traces = Traces::start(traces).map_err(|e| ExpectedError::Usage(e.to_string()))?;
         let mut observers = traces

@@ -167,8 +167,13 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// Polls `done` every 20 ms until it holds; fails the test with `what` after 20 s.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    wait_until_for(what, std::time::Duration::from_secs(20), done);
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test with `what` after `limit`.
+pub fn wait_until_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
     while !done() {
         assert!(
             std::time::Instant::now() < deadline,
