@@ -25,6 +25,8 @@ struct ConfigFile {
     #[serde(default)]
     server: ServerSection,
     #[serde(default)]
+    engine: EngineSection,
+    #[serde(default)]
     traces: baton_server::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
@@ -96,6 +98,13 @@ fn pool_seeds(
         .collect()
 }
 
+/// How runs are driven, by `baton run` and `baton server` alike.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    interruption_limit: Option<u32>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServerSection {
@@ -128,6 +137,17 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         cli.home = base.join(home);
     }
     cli.traces = file.traces;
+    if let Some(limit) = file.engine.interruption_limit
+        && unset(matches, "interruption_limit")
+    {
+        if limit == 0 {
+            return Err(ExpectedError::Usage(format!(
+                "invalid config `{}`: [engine] `interruption_limit` must be at least 1",
+                path.display()
+            )));
+        }
+        cli.interruption_limit = limit;
+    }
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {
         Command::Run(args) => args.pools = seeds,

@@ -31,6 +31,8 @@ pub struct Config {
     pub lineage: crate::lineage::LineageConfig,
     /// How often to look for runs nobody drives (see [`crate::takeover`]).
     pub takeover_interval: std::time::Duration,
+    /// Times a task's attempts may be lost to baton stopping before the task fails.
+    pub interruption_limit: u32,
 }
 
 impl Config {
@@ -47,6 +49,7 @@ impl Config {
             observers: Observers::default(),
             lineage: crate::lineage::LineageConfig::default(),
             takeover_interval: crate::takeover::DEFAULT_INTERVAL,
+            interruption_limit: baton_engine::Options::new(PathBuf::new()).interruption_limit,
         }
     }
 }
@@ -95,6 +98,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         config.home.clone(),
     )
     .with_drain_grace(config.shutdown_grace)
+    .with_interruption_limit(config.interruption_limit)
     .with_observer(Arc::new(config.observers.clone()));
     let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
     let (observers, outbox) = crate::observers::standard(&config.lineage, Arc::clone(&secrets))?;

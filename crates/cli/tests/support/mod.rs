@@ -46,6 +46,7 @@ impl Test {
             .current_dir(self.dir.path())
             .env("BATON_HOME", self.dir.path().join(".baton"))
             .env_remove("BATON_FAULT_CRASH_AFTER_COMMITS")
+            .env_remove("BATON_FAULT_CRASH_AFTER_EXIT_RECORD")
             .env_remove("BATON_SERVER");
         cmd
     }

@@ -238,6 +238,7 @@ impl Executor for LocalExecutor {
             };
             if let Some(path) = &spec.exit_path {
                 exit_record::write(path, &outcome, rusage);
+                crate::fault::after_exit_recorded();
             }
             let _ = done.send(report(outcome, rusage));
         });
