@@ -60,6 +60,7 @@ pub(crate) struct Cli {
         long,
         global = true,
         env = "BATON_INTERRUPTION_LIMIT",
+        hide_env_values = true,
         default_value_t = 5,
         value_parser = clap::value_parser!(u32).range(1..),
         value_name = "N"

@@ -287,6 +287,13 @@ mod tests {
             Some(std::time::Duration::from_secs(1))
         );
         assert_eq!(f.server.watch, Some(false));
+        let engine: ConfigFile =
+            toml::from_str("[engine]\ninterruption_limit = 3\n").expect("valid");
+        assert_eq!(engine.engine.interruption_limit, Some(3));
+        assert_eq!(
+            error_of("[engine]\ninterruption_limt = 3\n"),
+            "baton.toml:2:1: unknown field `interruption_limt`, expected `interruption_limit`"
+        );
         assert_eq!(
             f.server.shutdown_grace.map(|d| d.as_std()),
             Some(std::time::Duration::from_secs(5))
