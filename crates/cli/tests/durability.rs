@@ -508,22 +508,11 @@ fn random_kills_of_a_server_replica_never_leave_two_copies_of_a_task() {
     let want = chaos_kills(30);
     let (t, ledger) = chaos_home("chaos");
     let mut rng = Chaos::new(99);
-    let replica = |t: &Test| {
-        support::Server::ready(t.spawn(&[
-            "server",
-            "--pipelines",
-            "pipelines",
-            "--listen",
-            "127.0.0.1:0",
-            "--takeover-interval",
-            "200ms",
-        ]))
-    };
-    let survivor = replica(&t);
+    let survivor = t.replica();
     let mut runs = Vec::new();
     let mut kills = 0;
     while kills < want {
-        let victim = replica(&t);
+        let victim = t.replica();
         for _ in 0..2 {
             let (status, run) = support::http(
                 &victim.addr,

@@ -135,6 +135,21 @@ impl Test {
     }
 }
 
+impl Test {
+    /// A `baton server` replica that looks for runs nobody drives every 200 ms.
+    pub fn replica(&self) -> Server {
+        Server::ready(self.spawn(&[
+            "server",
+            "--pipelines",
+            "pipelines",
+            "--listen",
+            "127.0.0.1:0",
+            "--takeover-interval",
+            "200ms",
+        ]))
+    }
+}
+
 /// `task key -> state` of a run record.
 pub fn task_states(run: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
     run["tasks"]
