@@ -163,10 +163,22 @@ fn log_error(e: LogError) -> ExpectedError {
     }
 }
 
-/// How runs are driven in this process: the engine's defaults, reporting to `observers`.
+/// `--interruption-limit` (or `[engine] interruption_limit`), set once at start.
+static INTERRUPTION_LIMIT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+
+/// Sets what every run this process drives takes from the settings.
+pub(crate) fn configure_engine(interruption_limit: u32) {
+    let _ = INTERRUPTION_LIMIT.set(interruption_limit);
+}
+
+/// How runs are driven in this process: the engine's defaults and the settings, reporting
+/// to `observers`.
 pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine::Options {
     let mut opts = baton_engine::Options::new(home.to_path_buf());
     opts.observers = observers.clone();
+    if let Some(&limit) = INTERRUPTION_LIMIT.get() {
+        opts.interruption_limit = limit;
+    }
     opts
 }
 

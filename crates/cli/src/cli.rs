@@ -54,6 +54,18 @@ pub(crate) struct Cli {
         value_name = "URL"
     )]
     pub server: Option<String>,
+    /// Times a task's attempts may be lost to baton itself stopping (a crash, `kill -9`)
+    /// before the task fails; attempts that had ended do not count.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_INTERRUPTION_LIMIT",
+        hide_env_values = true,
+        default_value_t = 5,
+        value_parser = clap::value_parser!(u32).range(1..),
+        value_name = "N"
+    )]
+    pub interruption_limit: u32,
     /// `[traces]` of the config file; the `OTEL_*` variables win over it.
     #[arg(skip)]
     pub traces: baton_server::traces::TraceSettings,

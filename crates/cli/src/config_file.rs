@@ -98,6 +98,13 @@ fn pool_seeds(
         .collect()
 }
 
+/// How runs are driven, by `baton run` and `baton server` alike.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EngineSection {
+    interruption_limit: Option<u32>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServerSection {
@@ -147,6 +154,17 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         cli.home = base.join(home);
     }
     cli.traces = file.traces;
+    if let Some(limit) = file.engine.interruption_limit
+        && unset(matches, "interruption_limit")
+    {
+        if limit == 0 {
+            return Err(ExpectedError::Usage(format!(
+                "invalid config `{}`: [engine] `interruption_limit` must be at least 1",
+                path.display()
+            )));
+        }
+        cli.interruption_limit = limit;
+    }
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {
         Command::Run(args) => args.pools = seeds,
@@ -310,6 +328,13 @@ mod tests {
             Some(std::time::Duration::from_secs(1))
         );
         assert_eq!(f.server.watch, Some(false));
+        let engine: ConfigFile =
+            toml::from_str("[engine]\ninterruption_limit = 3\n").expect("valid");
+        assert_eq!(engine.engine.interruption_limit, Some(3));
+        assert_eq!(
+            error_of("[engine]\ninterruption_limt = 3\n"),
+            "baton.toml:2:1: unknown field `interruption_limt`, expected `interruption_limit`"
+        );
         assert_eq!(
             f.server
                 .allowed_hosts

@@ -260,3 +260,298 @@ fn a_crash_at_every_commit_of_a_parent_and_its_child_never_starts_a_second_child
     }
     panic!("the run never completed without crashing");
 }
+
+/// Each execution of a task appends `start`, a few `tick`s and `end` to `ledger.txt`, each
+/// with its run, key, pid and a nanosecond timestamp: a copy that outlives its baton keeps
+/// writing, which is how two copies at once show.
+const LEDGER_SCRIPT: &str = r#"k="$BATON_RUN_ID $1"
+echo "start $k $$ $(date +%s%N)" >> "$LEDGER"
+i=0
+while [ $i -lt 5 ]; do
+  sleep 0.1
+  echo "tick $k $$ $(date +%s%N)" >> "$LEDGER"
+  i=$((i + 1))
+done
+echo "end $k $$ $(date +%s%N)" >> "$LEDGER"
+"#;
+
+fn chaos_pipeline(name: &str, ledger: &std::path::Path) -> String {
+    format!(
+        "name: {name}\nenv:\n  LEDGER: {ledger}\ntasks:\n  a:\n    run: sh {script} a\n  b:\n    needs: [a]\n    run: sh {script} b\n  c:\n    needs: [a]\n    run: sh {script} c\n  d:\n    needs: [b, c]\n    run: sh {script} d\n",
+        ledger = ledger.display(),
+        script = ledger.with_file_name("ledger.sh").display(),
+    )
+}
+
+/// How many random kills the chaos tests make together: `BATON_CHAOS_KILLS`, else 100;
+/// `percent` of them are this test's.
+fn chaos_kills(percent: usize) -> usize {
+    let total: usize = std::env::var("BATON_CHAOS_KILLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    (total * percent).div_ceil(100)
+}
+
+/// A small xorshift generator, seeded from `BATON_CHAOS_SEED` or the clock (printed, so a
+/// failure can be replayed).
+struct Chaos(u64);
+
+impl Chaos {
+    #[allow(clippy::print_stderr, reason = "the seed replays a failure")]
+    fn new(salt: u64) -> Self {
+        let seed = std::env::var("BATON_CHAOS_SEED")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(1, |d| {
+                        u64::try_from(d.as_nanos() % u128::from(u64::MAX)).unwrap_or(1)
+                    })
+            });
+        eprintln!("chaos seed {seed} (BATON_CHAOS_SEED)");
+        Self((seed ^ salt.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
+    }
+
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A moment to kill at: 50 ms to 3 s.
+    fn moment(&mut self) -> std::time::Duration {
+        std::time::Duration::from_millis(50 + self.next() % 2950)
+    }
+
+    fn coin(&mut self) -> bool {
+        self.next().is_multiple_of(2)
+    }
+}
+
+/// Every execution of every task instance in the ledger: (run and key, pid, first and last
+/// moment it wrote).
+fn executions(ledger: &str) -> Vec<(String, String, u128, u128, bool)> {
+    let mut open: std::collections::HashMap<(String, String), usize> =
+        std::collections::HashMap::new();
+    let mut out: Vec<(String, String, u128, u128, bool)> = Vec::new();
+    for line in ledger.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [what, run, key, pid, at] = f[..] else {
+            continue;
+        };
+        let Ok(at) = at.parse::<u128>() else { continue };
+        let task = format!("{run} {key}");
+        let id = (task.clone(), pid.to_owned());
+        match what {
+            "start" => {
+                open.insert(id, out.len());
+                out.push((task, pid.to_owned(), at, at, false));
+            }
+            _ => {
+                if let Some(&n) = open.get(&id) {
+                    out[n].3 = out[n].3.max(at);
+                    out[n].4 |= what == "end";
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The pairs of executions of one task instance whose spans overlap.
+fn overlaps(ledger: &str) -> Vec<String> {
+    let mut by_task: BTreeMap<String, Vec<(u128, u128, String)>> = BTreeMap::new();
+    for (task, pid, start, end, _) in executions(ledger) {
+        by_task.entry(task).or_default().push((start, end, pid));
+    }
+    let mut found = Vec::new();
+    for (task, mut runs) in by_task {
+        runs.sort();
+        for w in runs.windows(2) {
+            if w[1].0 <= w[0].1 {
+                found.push(format!(
+                    "`{task}`: pid {} ran until {} but pid {} started at {}",
+                    w[0].2, w[0].1, w[1].2, w[1].0
+                ));
+            }
+        }
+    }
+    found
+}
+
+/// Waits up to `limit` for a child to exit by itself, else kills it (`kill -9`). Whether it
+/// was killed.
+fn kill_at(child: &mut std::process::Child, limit: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().expect("try_wait").is_some() {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    let killed = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    killed
+}
+
+fn chaos_home(name: &str) -> (Test, std::path::PathBuf) {
+    let t = Test::new().file("ledger.sh", LEDGER_SCRIPT);
+    let ledger = t.path().join("ledger.txt");
+    let t = t.file(
+        &format!("pipelines/{name}.yaml"),
+        &chaos_pipeline(name, &ledger),
+    );
+    (t, ledger)
+}
+
+/// One chaos case: `baton run`, killed at a random moment, then `baton resume`, killed at a
+/// random moment half the time, until the run ends. Returns the kills made.
+fn chaos_case(rng: &mut Chaos) -> usize {
+    let (t, ledger) = chaos_home("chaos");
+    let mut kills = 0;
+    let mut child = t
+        .command(&["run", "pipelines/chaos.yaml", "--parallelism", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn baton run");
+    let id = loop {
+        // The run exists once `run` has created it; a kill before then leaves no run.
+        if kill_at(&mut child, rng.moment()) {
+            kills += 1;
+        }
+        let out = t.run(&["runs", "--json", "--limit", "1"]);
+        let runs: serde_json::Value = serde_json::from_str(&out.stdout).unwrap_or_default();
+        if let Some(id) = runs[0]["id"].as_str() {
+            break id.to_owned();
+        }
+        child = t
+            .command(&["run", "pipelines/chaos.yaml", "--parallelism", "2"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn baton run");
+    };
+    let mut tries = 0;
+    while !matches!(
+        t.show(&id)["state"].as_str(),
+        Some("succeeded" | "failed" | "cancelled")
+    ) {
+        tries += 1;
+        assert!(tries < 20, "resume did not finish run `{id}`");
+        let mut child = t
+            .command(&["resume", &id])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn baton resume");
+        let limit = if rng.coin() && tries < 4 {
+            rng.moment()
+        } else {
+            std::time::Duration::from_secs(120)
+        };
+        if kill_at(&mut child, limit) {
+            kills += 1;
+        }
+    }
+    let run = t.show(&id);
+    assert_eq!(
+        run["state"], "succeeded",
+        "a healthy run failed after kills: {run}"
+    );
+    // Whatever the last kill left running has had time to write by now.
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let ledger = std::fs::read_to_string(&ledger).unwrap_or_default();
+    let found = overlaps(&ledger);
+    assert!(
+        found.is_empty(),
+        "two copies of one task ran at once:\n{}\nledger:\n{ledger}",
+        found.join("\n")
+    );
+    for key in ["a", "b", "c", "d"] {
+        assert!(
+            executions(&ledger)
+                .iter()
+                .any(|e| e.0 == format!("{id} {key}") && e.4),
+            "`{key}` never ran to its end:\n{ledger}"
+        );
+    }
+    kills
+}
+
+#[test]
+fn random_kills_of_run_and_resume_never_leave_two_copies_of_a_task() {
+    let want = chaos_kills(70);
+    let kills = std::sync::atomic::AtomicUsize::new(0);
+    // Cases mostly wait; four at a time keep the test short on two cores.
+    std::thread::scope(|s| {
+        for lane in 0..4u64 {
+            let kills = &kills;
+            s.spawn(move || {
+                let mut rng = Chaos::new(lane);
+                while kills.load(std::sync::atomic::Ordering::SeqCst) < want {
+                    let n = chaos_case(&mut rng);
+                    kills.fetch_add(n, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    eprintln!("{} kills", kills.into_inner());
+}
+
+#[test]
+fn random_kills_of_a_server_replica_never_leave_two_copies_of_a_task() {
+    let want = chaos_kills(30);
+    let (t, ledger) = chaos_home("chaos");
+    let mut rng = Chaos::new(99);
+    let survivor = t.replica();
+    let mut runs = Vec::new();
+    let mut kills = 0;
+    while kills < want {
+        let victim = t.replica();
+        for _ in 0..2 {
+            let (status, run) = support::http(
+                &victim.addr,
+                "POST",
+                "/api/v1/pipelines/default/chaos/runs",
+                "{}",
+            );
+            assert_eq!(status, 201, "{run}");
+            runs.push(run["id"].as_str().expect("id").to_owned());
+        }
+        std::thread::sleep(rng.moment());
+        drop(victim); // kill -9
+        kills += 1;
+    }
+    for id in &runs {
+        support::wait_until_for(
+            &format!("run `{id}` ended"),
+            std::time::Duration::from_secs(120),
+            || {
+                let (_, doc) =
+                    support::http(&survivor.addr, "GET", &format!("/api/v1/runs/{id}"), "");
+                matches!(
+                    doc["state"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                )
+            },
+        );
+        let (_, doc) = support::http(&survivor.addr, "GET", &format!("/api/v1/runs/{id}"), "");
+        assert_eq!(doc["state"], "succeeded", "a healthy run failed: {doc}");
+    }
+    std::thread::sleep(std::time::Duration::from_millis(700));
+    let ledger = std::fs::read_to_string(&ledger).unwrap_or_default();
+    let found = overlaps(&ledger);
+    assert!(
+        found.is_empty(),
+        "two copies of one task ran at once ({} of {} runs):\n{}",
+        found.len(),
+        runs.len(),
+        found.join("\n")
+    );
+    eprintln!("{kills} kills of a replica, {} runs", runs.len());
+}

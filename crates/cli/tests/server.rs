@@ -79,15 +79,7 @@ fn a_replica_takes_over_the_runs_of_one_killed_for_good() {
     );
     // Two replicas on one home; the survivor looks for orphans often.
     let a = t.server();
-    let b = Server::ready(t.spawn(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
-        "--takeover-interval",
-        "200ms",
-    ]));
+    let b = t.replica();
     let (status, run) = http(&a.addr, "POST", "/api/v1/pipelines/default/p/runs", "{}");
     assert_eq!(status, 201, "{run}");
     let id = run["id"].as_str().expect("id").to_owned();

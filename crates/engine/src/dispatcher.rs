@@ -20,7 +20,9 @@ use tokio::sync::{mpsc, watch};
 
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
-use crate::executor::{AttemptSpec, CancelHandle, Executor, Finished, Outcome};
+use crate::executor::{
+    AttemptSpec, CancelHandle, Executor, Finished, Leftover, Outcome, Spawned, exit_record,
+};
 use crate::observer::{Observer, Observers, RunScope};
 use crate::render::{self, RunContext, Scope};
 use crate::subpipeline::{self, ChildRunner, Pipelines};
@@ -287,6 +289,8 @@ struct Dispatcher {
     notes: Vec<Progress>,
     done_tx: mpsc::UnboundedSender<Finished>,
     done_rx: mpsc::UnboundedReceiver<Finished>,
+    spawned_tx: mpsc::UnboundedSender<Spawned>,
+    spawned_rx: mpsc::UnboundedReceiver<Spawned>,
     next_position: i64,
     logs_dir: PathBuf,
     outputs_dir: PathBuf,
@@ -298,6 +302,9 @@ struct Dispatcher {
     /// Sub-pipeline attempts found running on start (attempt, started at), whose child runs
     /// are watched again.
     reattach: Vec<(usize, u32, Millis)>,
+    /// Attempts found running on start whose process had exited and recorded how (see
+    /// `exit_record`): their end is reported as if just heard.
+    recovered: Vec<(usize, Finished, Millis)>,
     /// While tasks wait for a pool's slot: when to ask again (sooner if one comes free).
     pool_retry_at: Option<tokio::time::Instant>,
 }
@@ -313,6 +320,7 @@ impl Dispatcher {
     ) -> Self {
         let run_id = run.id.clone();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let (spawned_tx, spawned_rx) = mpsc::unbounded_channel();
         let pipeline_pooled = pipeline
             .tasks
             .iter()
@@ -380,6 +388,8 @@ impl Dispatcher {
             notes: Vec::new(),
             done_tx,
             done_rx,
+            spawned_tx,
+            spawned_rx,
             next_position: 0,
             env_errors,
             logs_dir: opts.home.join("logs").join(run_id.as_str()),
@@ -388,6 +398,7 @@ impl Dispatcher {
             pooled: pipeline_pooled,
             pool_retry_at: None,
             reattach: Vec::new(),
+            recovered: Vec::new(),
         }
     }
 
@@ -547,6 +558,10 @@ impl Dispatcher {
                 source: e,
             })?;
         }
+        let leftovers = self.leftovers(attempts);
+        if !leftovers.is_empty() {
+            self.executor.stop_leftovers(&self.run.id, leftovers).await;
+        }
         self.reconcile(attempts);
         if self.run.state == RunState::Queued {
             self.pending.push(Change::Run {
@@ -582,6 +597,17 @@ impl Dispatcher {
                     });
                 }
             }
+        }
+        for (i, finished, started_at) in std::mem::take(&mut self.recovered) {
+            self.running.insert(
+                i,
+                Running {
+                    handle: CancelHandle::new().0,
+                    started_at,
+                    detach: None,
+                },
+            );
+            let _ = self.done_tx.send(finished);
         }
         // Asked to cancel before it started (say while waiting for admission): no task starts.
         if self.run.cancel_requested && !self.cancelling {
@@ -630,7 +656,12 @@ impl Dispatcher {
             tokio::select! {
                 // Arms only record. The next `start_ready` commits the consequences together
                 // with the attempts they start, in one transaction, before any process starts.
+                Some(s) = self.spawned_rx.recv() => self.on_spawned(s),
                 Some(f) = self.done_rx.recv() => {
+                    // An executor reports the spawn before the end: take it first.
+                    while let Ok(s) = self.spawned_rx.try_recv() {
+                        self.on_spawned(s);
+                    }
                     self.on_finished(f);
                     // Take every report that is already in, so they share one commit.
                     while let Ok(f) = self.done_rx.try_recv() {
@@ -696,6 +727,19 @@ impl Dispatcher {
                 self.reattach.push((i, a.attempt, a.started_at));
                 continue;
             }
+            // It ended before baton did, and said how: not an interruption.
+            if self.insts[i].state == TaskState::Running
+                && let Some((outcome, rusage)) = exit_record::read(&self.exit_path(i, a.attempt))
+            {
+                let finished = Finished {
+                    key: a.key.clone(),
+                    attempt: a.attempt,
+                    outcome,
+                    rusage,
+                };
+                self.recovered.push((i, finished, a.started_at));
+                continue;
+            }
             self.pending.push(Change::AttemptFinished {
                 key: a.key.clone(),
                 attempt: a.attempt,
@@ -707,9 +751,11 @@ impl Dispatcher {
                 rusage: None,
                 error: Some("baton stopped while this attempt ran".into()),
             });
+            // The store counts it from this change: the same number.
+            self.insts[i].interruptions += 1;
             if self.insts[i].state == TaskState::Running {
-                if self.insts[i].interruptions + 1 >= self.opts.interruption_limit {
-                    let n = self.insts[i].interruptions + 1;
+                let n = self.insts[i].interruptions;
+                if n >= self.opts.interruption_limit {
                     self.set(
                         i,
                         TaskState::Failed,
@@ -724,7 +770,9 @@ impl Dispatcher {
         for i in 0..self.insts.len() {
             match self.insts[i].state {
                 TaskState::Running
-                    if !self.insts[i].group && !self.reattach.iter().any(|r| r.0 == i) =>
+                    if !self.insts[i].group
+                        && !self.reattach.iter().any(|r| r.0 == i)
+                        && !self.recovered.iter().any(|r| r.0 == i) =>
                 {
                     self.insts[i].after_interruption = true;
                     self.set(i, TaskState::Queued, None);
@@ -1487,6 +1535,8 @@ impl Dispatcher {
             cwd,
             log_path,
             timeout: task.timeout.map(baton_core::duration::Duration::as_std),
+            spawned: Some(self.spawned_tx.clone()),
+            exit_path: Some(self.exit_path(i, attempt)),
         })
     }
 
@@ -1495,6 +1545,48 @@ impl Dispatcher {
             "{}.{attempt}",
             sanitize(self.insts[i].key.as_str())
         ))
+    }
+
+    /// Where the executor records how attempt `attempt` exited (beside its outputs).
+    fn exit_path(&self, i: usize, attempt: u32) -> PathBuf {
+        let mut path = self.outputs_path(i, attempt).into_os_string();
+        path.push(".exit");
+        PathBuf::from(path)
+    }
+
+    /// Commits who runs an attempt, while it still runs (a later report is of one that ended,
+    /// whose identity no longer matters).
+    fn on_spawned(&mut self, s: Spawned) {
+        let Some(&i) = self.by_key.get(&s.key) else {
+            return;
+        };
+        if self.running.contains_key(&i) && self.insts[i].attempts == s.attempt {
+            self.pending.push(Change::AttemptSpawned {
+                key: s.key,
+                attempt: s.attempt,
+                process: s.process,
+                at: now_ms(),
+            });
+        }
+    }
+
+    /// Attempts a dead process left running, whose processes must go before anything is
+    /// tried again (sub-pipeline attempts have none: their child runs are watched again).
+    fn leftovers(&self, attempts: &[baton_store::AttemptRecord]) -> Vec<Leftover> {
+        attempts
+            .iter()
+            .filter(|a| a.state == AttemptState::Running)
+            .filter(|a| {
+                self.by_key.get(&a.key).is_none_or(|&i| {
+                    self.insts[i].group || !matches!(self.task(i).action, Action::Pipeline { .. })
+                })
+            })
+            .map(|a| Leftover {
+                key: a.key.clone(),
+                attempt: a.attempt,
+                process: a.process.clone(),
+            })
+            .collect()
     }
 
     fn on_finished(&mut self, f: Finished) {
@@ -1509,6 +1601,7 @@ impl Dispatcher {
         if self.drain_deadline.is_some() && f.outcome == Outcome::Cancelled {
             // Stopped by the drain, not by a person: the next owner finds the task running
             // without a live attempt and runs it again, as after a crash.
+            self.insts[i].interruptions += 1;
             self.pending.push(Change::AttemptFinished {
                 key: f.key,
                 attempt: f.attempt,

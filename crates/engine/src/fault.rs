@@ -15,3 +15,12 @@ pub(crate) fn after_commit() {
         std::process::abort();
     }
 }
+
+/// With `BATON_FAULT_CRASH_AFTER_EXIT_RECORD` set, the process aborts right after an
+/// executor recorded an exit (see `executor::exit_record`), before the dispatcher heard of it:
+/// the narrow window where a finished attempt's end is known only to that file.
+pub(crate) fn after_exit_recorded() {
+    if std::env::var_os("BATON_FAULT_CRASH_AFTER_EXIT_RECORD").is_some() {
+        std::process::abort();
+    }
+}

@@ -104,6 +104,14 @@ pub(crate) fn committed(scope: RunScope<'_>, changes: &[Change]) {
                 cache_key = cache_key.as_str(),
                 "no cached result"
             ),
+            Change::AttemptSpawned {
+                key,
+                attempt,
+                process,
+                ..
+            } => tracing::debug!(
+                task = %key, attempt, pgid = process.pgid, "attempt process started"
+            ),
             Change::AddTasks(_) | Change::Reopen { .. } | Change::CacheSaved { .. } => {}
         }
     }

@@ -32,6 +32,7 @@ impl Observer for Recorder {
                 Change::Decided { key, by, .. } => format!("decided {key} by {by}"),
                 Change::Asked { key, message, .. } => format!("asked {key}: {message}"),
                 Change::AddTasks(_)
+                | Change::AttemptSpawned { .. }
                 | Change::Reopen { .. }
                 | Change::CacheChecked { .. }
                 | Change::CacheSaved { .. } => continue,

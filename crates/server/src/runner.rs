@@ -22,6 +22,8 @@ pub struct Runner {
     executor: Arc<dyn Executor>,
     home: PathBuf,
     drain_grace: std::time::Duration,
+    /// Crashes of baton an attempt survives (`Options::interruption_limit`).
+    interruption_limit: u32,
     /// Tells every run this server drives to stop (drain on shutdown).
     stop: watch::Sender<Option<Stop>>,
     /// Counts runs being driven, so a drain can wait for them.
@@ -63,6 +65,7 @@ impl Runner {
             executor,
             home,
             drain_grace: std::time::Duration::from_secs(30),
+            interruption_limit: Options::new(PathBuf::new()).interruption_limit,
             stop: watch::channel(None).0,
             active: Arc::new(tokio::sync::Semaphore::new(MAX_ACTIVE_RUNS as usize)),
             finished: tokio::sync::broadcast::channel(1024).0,
@@ -121,6 +124,13 @@ impl Runner {
     #[must_use]
     pub fn with_pipelines(mut self, pipelines: Arc<dyn baton_engine::Pipelines>) -> Self {
         self.pipelines = Some(pipelines);
+        self
+    }
+
+    /// Sets how many times a task's attempts may be lost to baton stopping before it fails.
+    #[must_use]
+    pub fn with_interruption_limit(mut self, limit: u32) -> Self {
+        self.interruption_limit = limit;
         self
     }
 
@@ -342,6 +352,7 @@ impl Runner {
         let executor = Arc::clone(&self.executor);
         let mut opts = Options::new(self.home.clone());
         opts.drain_grace = self.drain_grace;
+        opts.interruption_limit = self.interruption_limit;
         opts.observers = self.observers.clone();
         opts.pipelines = self.pipelines.clone();
         opts.environment = self.environment.clone();

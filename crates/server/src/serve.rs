@@ -37,6 +37,8 @@ pub struct Config {
     /// Variables of the server's environment that tasks get besides the basics
     /// (`[engine] inherit_env`); never a secret.
     pub inherit_env: Vec<baton_engine::environment::EnvPattern>,
+    /// Times a task's attempts may be lost to baton stopping before the task fails.
+    pub interruption_limit: u32,
 }
 
 impl Config {
@@ -55,6 +57,7 @@ impl Config {
             takeover_interval: crate::takeover::DEFAULT_INTERVAL,
             allowed_hosts: Vec::new(),
             inherit_env: Vec::new(),
+            interruption_limit: baton_engine::Options::new(PathBuf::new()).interruption_limit,
         }
     }
 }
@@ -107,6 +110,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         allow: config.inherit_env.clone(),
         except: baton_engine::environment::Withheld::default(),
     })
+    .with_interruption_limit(config.interruption_limit)
     .with_observer(Arc::new(config.observers.clone()));
     let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
     let (observers, outbox) = crate::observers::standard(&config.lineage, Arc::clone(&secrets))?;

@@ -11,11 +11,11 @@ mod store;
 pub use changes::Changes;
 pub use error::{Error, Result};
 pub use records::{
-    Admission, Admitted, ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter,
-    BackfillRecord, CacheEntry, CacheSource, Change, Control, DeadLetterCursor, DeadLetterFilter,
-    DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask, OrphanClaim,
-    ParentRef, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, Rusage, SlotClaim,
-    TaskCount, TaskRecord, VersionRecord,
+    Admission, Admitted, ApprovalRecord, ApprovalWait, AttemptProcess, AttemptRecord,
+    BackfillFilter, BackfillRecord, CacheEntry, CacheSource, Change, Control, DeadLetterCursor,
+    DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask,
+    OrphanClaim, ParentRef, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, Rusage,
+    SlotClaim, TaskCount, TaskRecord, VersionRecord,
 };
 pub use sql::SqlStore;
 pub use store::Store;

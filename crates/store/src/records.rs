@@ -157,8 +157,26 @@ pub struct AttemptRecord {
     pub rusage: Option<Rusage>,
     pub log_path: String,
     pub error: Option<String>,
+    /// The process group leader's pid (the group's id), once the attempt's process started.
     pub pid: Option<u32>,
     pub owner: Option<String>,
+    /// Who runs it, once its process started (see [`AttemptProcess`]).
+    #[serde(default)]
+    pub process: Option<AttemptProcess>,
+}
+
+/// The identity of an attempt's process, precise enough to find it again after the process
+/// that started it died: its group, when it started, and on which boot of which host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct AttemptProcess {
+    /// The process group (its leader's pid).
+    pub pgid: i32,
+    /// The leader's start time in clock ticks since boot (`/proc/<pid>/stat` field 22): a
+    /// pid reused by another process has another.
+    pub start_time: u64,
+    /// `/proc/sys/kernel/random/boot_id` of the host that started it.
+    pub boot_id: String,
+    pub host: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -281,8 +299,17 @@ pub enum Change {
         at: Millis,
         log_path: String,
         owner: String,
-        /// Counts towards `interruptions` rather than the retry budget.
+        /// It follows an attempt lost to a crash (which `AttemptFinished` counted in
+        /// `interruptions`).
         after_interruption: bool,
+    },
+    /// An attempt's process was started: who it is (after `AttemptStarted`, which is
+    /// committed before the process exists).
+    AttemptSpawned {
+        key: TaskKey,
+        attempt: u32,
+        process: AttemptProcess,
+        at: Millis,
     },
     /// A finished task made runnable again by retrying its run.
     Reopen {

@@ -14,10 +14,11 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::changes::{CHANNEL, ChangeFeed, Changes, Kind, ListenerGuard};
 use crate::error::{Error, Result};
 use crate::records::{
-    Admitted, ApprovalRecord, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord,
-    CacheEntry, CacheSource, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord,
-    EventRecord, Millis, NewRun, NewTask, OrphanClaim, ParentRef, PipelineCount, PoolRecord,
-    RunBrief, RunFilter, RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord, VersionRecord,
+    Admitted, ApprovalRecord, ApprovalWait, AttemptProcess, AttemptRecord, BackfillFilter,
+    BackfillRecord, CacheEntry, CacheSource, Change, Control, DeadLetterFilter, DeadLetterRecord,
+    DefinitionRecord, EventRecord, Millis, NewRun, NewTask, OrphanClaim, ParentRef, PipelineCount,
+    PoolRecord, RunBrief, RunFilter, RunRecord, Rusage, SlotClaim, TaskCount, TaskRecord,
+    VersionRecord,
 };
 use crate::store::Store;
 
@@ -394,7 +395,25 @@ fn attempt_record(row: &AnyRow) -> Result<AttemptRecord> {
         error: row.try_get("error")?,
         pid: opt_i64(row, "pid")?.and_then(|p| u32::try_from(p).ok()),
         owner: row.try_get("owner")?,
+        process: attempt_process(row)?,
     })
+}
+
+fn attempt_process(row: &AnyRow) -> Result<Option<AttemptProcess>> {
+    let (Some(pgid), Some(start_time), Some(boot_id), Some(host)) = (
+        opt_i64(row, "pid")?.and_then(|p| i32::try_from(p).ok()),
+        opt_i64(row, "proc_start")?.and_then(|t| u64::try_from(t).ok()),
+        row.try_get::<Option<String>, _>("boot_id")?,
+        row.try_get::<Option<String>, _>("host")?,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(AttemptProcess {
+        pgid,
+        start_time,
+        boot_id,
+        host,
+    }))
 }
 
 fn json_text(v: &impl serde::Serialize) -> String {
@@ -1192,6 +1211,7 @@ impl Store for SqlStore {
         let mut tx = self.begin_write(&mut writer).await?;
         let mut events: Vec<PendingEvent> = Vec::with_capacity(changes.len());
         let mut attempts: Vec<AttemptRow> = Vec::new();
+        let mut spawned: Vec<(&TaskKey, u32, &AttemptProcess)> = Vec::new();
         let mut tasks: Vec<(TaskKey, TaskUpdate)> = Vec::new();
         let mut task_slot: std::collections::HashMap<TaskKey, usize> =
             std::collections::HashMap::new();
@@ -1304,10 +1324,10 @@ impl Store for SqlStore {
                         finish: None,
                     });
                     let slot = update(key, &mut tasks);
-                    let u = &mut tasks[slot].1;
-                    u.attempts = Some(*attempt);
-                    u.interruptions += i64::from(*after_interruption);
-                    let data = serde_json::json!({ "log": log_path, "owner": owner });
+                    tasks[slot].1.attempts = Some(*attempt);
+                    let data = serde_json::json!({
+                        "log": log_path, "owner": owner, "after_interruption": after_interruption,
+                    });
                     events.push(PendingEvent::new(
                         *at,
                         "attempt_started",
@@ -1328,6 +1348,11 @@ impl Store for SqlStore {
                     error,
                 } => {
                     release(key, true);
+                    // One definition of the count: attempts recorded interrupted.
+                    if *state == AttemptState::Interrupted {
+                        let slot = update(key, &mut tasks);
+                        tasks[slot].1.interruptions += 1;
+                    }
                     attempts.push(AttemptRow {
                         key: key.clone(),
                         attempt: *attempt,
@@ -1350,6 +1375,25 @@ impl Store for SqlStore {
                     events.push(PendingEvent::new(
                         *at,
                         "attempt_finished",
+                        Some(key),
+                        Some(*attempt),
+                        data,
+                    ));
+                }
+                Change::AttemptSpawned {
+                    key,
+                    attempt,
+                    process,
+                    at,
+                } => {
+                    spawned.push((key, *attempt, process));
+                    let data = serde_json::json!({
+                        "pgid": process.pgid, "start_time": process.start_time,
+                        "boot_id": process.boot_id, "host": process.host,
+                    });
+                    events.push(PendingEvent::new(
+                        *at,
+                        "attempt_spawned",
                         Some(key),
                         Some(*attempt),
                         data,
@@ -1454,6 +1498,22 @@ impl Store for SqlStore {
             }
         }
         write_attempts(&mut tx, run, &attempts).await?;
+        // After the upsert: a start and its spawn could share a commit.
+        for (key, attempt, process) in spawned {
+            sqlx::query(
+                "UPDATE attempts SET pid = $1, proc_start = $2, boot_id = $3, host = $4 \
+                 WHERE run_id = $5 AND task_key = $6 AND attempt = $7",
+            )
+            .bind(i64::from(process.pgid))
+            .bind(i64::try_from(process.start_time).unwrap_or(i64::MAX))
+            .bind(process.boot_id.clone())
+            .bind(process.host.clone())
+            .bind(run.as_str())
+            .bind(key.as_str())
+            .bind(i64::from(attempt))
+            .execute(&mut *tx)
+            .await?;
+        }
         write_tasks(&mut tx, run, &tasks).await?;
         // Only the run's owner's claims count, and it made them through this handle: a run it
         // never claimed for costs no statement here.

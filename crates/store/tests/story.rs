@@ -10,9 +10,9 @@ use baton_core::ids::{BackfillId, RunId, TaskKey};
 use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
-    Admission, Admitted, BackfillFilter, BackfillRecord, CacheSource, Change, Changes,
-    DeadLetterCursor, DeadLetterFilter, DefinitionRecord, NewRun, NewTask, OrphanClaim, ParentRef,
-    PipelineCount, PoolRecord, RunFilter, Rusage, SlotClaim, SqlStore, Store, TaskCount,
+    Admission, Admitted, AttemptProcess, BackfillFilter, BackfillRecord, CacheSource, Change,
+    Changes, DeadLetterCursor, DeadLetterFilter, DefinitionRecord, NewRun, NewTask, OrphanClaim,
+    ParentRef, PipelineCount, PoolRecord, RunFilter, Rusage, SlotClaim, SqlStore, Store, TaskCount,
 };
 use serde_json::json;
 
@@ -2019,6 +2019,85 @@ async fn parent_story(store: &dyn Store) {
     assert!(store.child_runs(&child).await.expect("none").is_empty());
 }
 
+/// An attempt's process identity arrives after its start (persist, then spawn), and an
+/// interruption counts once, in the commit that records it.
+async fn process_story(store: &dyn Store) {
+    let run = store
+        .create_run(&new_run("01PROCESS", None))
+        .await
+        .expect("create");
+    let key = TaskKey::from_string("a");
+    let start = |attempt, after_interruption| Change::AttemptStarted {
+        key: key.clone(),
+        attempt,
+        at: 10,
+        log_path: format!("/l/a.{attempt}"),
+        owner: "me".into(),
+        after_interruption,
+    };
+    store.apply(&run, &[start(1, false)]).await.expect("start");
+    let attempts = store.attempts(&run).await.expect("attempts");
+    assert_eq!((attempts[0].pid, &attempts[0].process), (None, &None));
+    let process = AttemptProcess {
+        pgid: 4242,
+        start_time: 9_876_543_210,
+        boot_id: "b0".into(),
+        host: "h1".into(),
+    };
+    store
+        .apply(
+            &run,
+            &[Change::AttemptSpawned {
+                key: key.clone(),
+                attempt: 1,
+                process: process.clone(),
+                at: 11,
+            }],
+        )
+        .await
+        .expect("spawned");
+    let attempts = store.attempts(&run).await.expect("attempts");
+    assert_eq!(attempts[0].process.as_ref(), Some(&process));
+    assert_eq!(attempts[0].pid, Some(4242));
+    let interrupted = Change::AttemptFinished {
+        key: key.clone(),
+        attempt: 1,
+        state: AttemptState::Interrupted,
+        started_at: 10,
+        at: 20,
+        exit_code: None,
+        signal: None,
+        rusage: None,
+        error: Some("baton stopped while this attempt ran".into()),
+    };
+    store
+        .apply(&run, &[interrupted])
+        .await
+        .expect("interrupted");
+    let tasks = store.tasks(&run).await.expect("tasks");
+    let a = tasks.iter().find(|t| t.key == key).expect("task a");
+    assert_eq!(a.interruptions, 1, "counted when recorded");
+    // The attempt after it does not count it again.
+    store.apply(&run, &[start(2, true)]).await.expect("start 2");
+    let tasks = store.tasks(&run).await.expect("tasks");
+    let a = tasks.iter().find(|t| t.key == key).expect("task a");
+    assert_eq!((a.attempts, a.interruptions), (2, 1));
+    let attempts = store.attempts(&run).await.expect("attempts");
+    assert_eq!(
+        attempts[0].process.as_ref(),
+        Some(&process),
+        "kept after the finish"
+    );
+    assert_eq!(attempts[1].process, None);
+}
+
+#[tokio::test]
+async fn sqlite_process_story() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    process_story(&store).await;
+}
+
 #[tokio::test]
 async fn sqlite_parent_story() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -2134,6 +2213,7 @@ async fn postgres_story() {
     let store = SqlStore::open(&url).await.expect("migrate");
     cache_story(&store).await;
     parent_story(&store).await;
+    process_story(&store).await;
     pools(&store).await;
     pool_priority(&store).await;
     let mut stores: Vec<Arc<dyn Store>> = vec![Arc::new(store)];

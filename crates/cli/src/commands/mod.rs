@@ -26,6 +26,7 @@ use crate::output::Output;
 pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, ExpectedError> {
     let (home, server) = (&cli.home, cli.server.as_deref());
     let local = (home.as_path(), home_use(&cli.command));
+    crate::backend::configure_engine(cli.interruption_limit);
     let traces = &cli.traces;
     match &cli.command {
         Command::Validate(args) => validate::run(args, out),
@@ -60,7 +61,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         }),
         // The server builds the standard observers itself.
         Command::Server(args) => with_engine(traces, Standard::InServer, async |o| {
-            server::run(home, args, o, out).await
+            server::run(home, cli.interruption_limit, args, o, out).await
         }),
         Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(args, out),
         Command::Approve(args) => with_backend(local, server, traces, out, async |b, out| {
@@ -139,6 +140,11 @@ fn with_engine(
     standard: Standard,
     f: impl AsyncFnOnce(&Observers) -> Result<ExitStatus, ExpectedError>,
 ) -> Result<ExitStatus, ExpectedError> {
+    // Descendants that tasks leave behind come to baton, which reaps them, rather than to
+    // PID 1 (see `executor::become_subreaper`).
+    if let Err(e) = baton_engine::executor::become_subreaper() {
+        tracing::debug!("cannot become a child subreaper: {e}");
+    }
     with_runtime(async move {
         let traces = Traces::start(traces).map_err(|e| ExpectedError::Usage(e.to_string()))?;
         let mut observers = traces

@@ -11,6 +11,7 @@ use crate::output::Output;
 
 pub(crate) async fn run(
     home: &Path,
+    interruption_limit: u32,
     args: &ServerArgs,
     observers: &Observers,
     out: &mut Output,
@@ -26,6 +27,7 @@ pub(crate) async fn run(
         catchup_cap: args.catchup_cap,
         watch: !args.no_watch,
         takeover_interval: args.takeover_interval.as_std(),
+        interruption_limit,
         observers: observers.clone(),
         lineage: crate::observers::lineage_config(),
         allowed_hosts: args.allowed_hosts.clone(),

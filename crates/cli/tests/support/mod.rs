@@ -66,6 +66,7 @@ impl Test {
             .current_dir(self.dir.path())
             .env("BATON_HOME", self.dir.path().join(".baton"))
             .env_remove("BATON_FAULT_CRASH_AFTER_COMMITS")
+            .env_remove("BATON_FAULT_CRASH_AFTER_EXIT_RECORD")
             .env_remove("BATON_SERVER");
         if self.default_home {
             cmd.env_remove("BATON_HOME").env_remove("BATON_CONFIG");
@@ -157,6 +158,21 @@ impl Test {
     }
 }
 
+impl Test {
+    /// A `baton server` replica that looks for runs nobody drives every 200 ms.
+    pub fn replica(&self) -> Server {
+        Server::ready(self.spawn(&[
+            "server",
+            "--pipelines",
+            "pipelines",
+            "--listen",
+            "127.0.0.1:0",
+            "--takeover-interval",
+            "200ms",
+        ]))
+    }
+}
+
 /// `task key -> state` of a run record.
 pub fn task_states(run: &serde_json::Value) -> std::collections::BTreeMap<String, String> {
     run["tasks"]
@@ -204,8 +220,13 @@ pub fn alive(pid: i32) -> bool {
 }
 
 /// Polls `done` every 20 ms until it holds; fails the test with `what` after 20 s.
-pub fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+pub fn wait_until(what: &str, done: impl FnMut() -> bool) {
+    wait_until_for(what, std::time::Duration::from_secs(20), done);
+}
+
+/// Polls `done` every 20 ms until it holds; fails the test with `what` after `limit`.
+pub fn wait_until_for(what: &str, limit: std::time::Duration, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
     while !done() {
         assert!(
             std::time::Instant::now() < deadline,

@@ -3,6 +3,7 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::process::CommandExt;
+use std::pin::Pin;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -11,8 +12,13 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
+use baton_core::ids::RunId;
+
 use super::wait::{WaitStatus, pidfd_open, try_wait4, wait4, watch};
-use super::{AttemptSpec, CancelHandle, Executor, Finished, Outcome};
+use super::{
+    AttemptSpec, CancelHandle, Executor, Finished, Leftover, Outcome, Spawned, exit_record,
+    identity, leftovers, parent_death, reaper,
+};
 
 #[derive(Debug, Clone)]
 pub struct LocalExecutor {
@@ -65,7 +71,8 @@ fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
     let err_writer = writer
         .try_clone()
         .map_err(|e| format!("cannot create a pipe: {e}"))?;
-    let child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)))
@@ -73,9 +80,9 @@ fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
         .stdin(Stdio::null())
         .stdout(writer)
         .stderr(err_writer)
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+        .process_group(0);
+    let child =
+        parent_death::spawn(command).map_err(|e| format!("cannot start `{program}`: {e}"))?;
     let copier = tokio::spawn(copy_log(reader, spec.log_path.clone()));
     // Reaped by `wait4`, not by `Child::wait`, to get its resource usage.
     let pid = i32::try_from(child.id()).map_err(|_| "process id out of range".to_owned())?;
@@ -159,6 +166,19 @@ impl Executor for LocalExecutor {
                     return;
                 }
             };
+            if let Some(spawned) = &spec.spawned {
+                // Read before anything can reap it: until then even a zombie's stat names it.
+                match identity::of_leader(pid) {
+                    Ok(process) => {
+                        let _ = spawned.send(Spawned {
+                            key: spec.key.clone(),
+                            attempt: spec.attempt,
+                            process,
+                        });
+                    }
+                    Err(e) => tracing::warn!("cannot read the identity of process {pid}: {e}"),
+                }
+            }
             let mut waiter = wait_for(pid);
             let timeout = async {
                 match spec.timeout {
@@ -178,8 +198,10 @@ impl Executor for LocalExecutor {
                     terminate(pid, grace, &mut waiter).await
                 }
             };
-            // Whatever the main process left running in its group (`sleep 100 &`) goes too.
+            // Whatever the main process left running in its group (`sleep 100 &`) goes too,
+            // and what of it became ours (as subreaper) is reaped.
             signal_group(pid, Signal::SIGKILL);
+            reaper::reap_group(pid).await;
             let log = match tokio::time::timeout(LOG_DRAIN_LIMIT, copier).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(e)) => Err(format!("log copier failed: {e}")),
@@ -215,9 +237,21 @@ impl Executor for LocalExecutor {
                 (Outcome::Exited { .. }, Err(e)) => Outcome::Error(e),
                 (outcome, _) => outcome,
             };
+            if let Some(path) = &spec.exit_path {
+                exit_record::write(path, &outcome, rusage);
+                crate::fault::after_exit_recorded();
+            }
             let _ = done.send(report(outcome, rusage));
         });
         CancelHandle(Some(cancel_tx))
+    }
+
+    fn stop_leftovers(
+        &self,
+        run: &RunId,
+        attempts: Vec<Leftover>,
+    ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
+        Box::pin(leftovers::stop(run.clone(), attempts, self.kill_grace))
     }
 }
 
@@ -276,6 +310,8 @@ mod tests {
             cwd: std::env::temp_dir(),
             log_path,
             timeout,
+            spawned: None,
+            exit_path: None,
         };
         let executor = LocalExecutor {
             kill_grace: Duration::from_millis(200),

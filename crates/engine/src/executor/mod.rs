@@ -1,17 +1,26 @@
 //! Executors run attempts and report back by message. The dispatcher never touches a process;
 //! an executor never touches run state.
 
+pub mod exit_record;
+mod identity;
+mod leftovers;
 mod local;
+mod parent_death;
+mod reaper;
 mod wait;
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Duration;
 
-use baton_core::ids::TaskKey;
-use baton_store::Rusage;
+use baton_core::ids::{RunId, TaskKey};
+use baton_store::{AttemptProcess, Rusage};
 use tokio::sync::{mpsc, oneshot};
 
+pub use leftovers::Leftover;
 pub use local::LocalExecutor;
+pub use reaper::become_subreaper;
 
 /// Everything needed to run one attempt, already rendered.
 #[derive(Debug, Clone)]
@@ -27,6 +36,19 @@ pub struct AttemptSpec {
     /// Where stdout and stderr go.
     pub log_path: PathBuf,
     pub timeout: Option<Duration>,
+    /// Told who runs the attempt as soon as its process exists, before its `Finished`.
+    pub spawned: Option<mpsc::UnboundedSender<Spawned>>,
+    /// Where to record how the process exited as soon as it is reaped, before reporting it
+    /// (see [`exit_record`]).
+    pub exit_path: Option<PathBuf>,
+}
+
+/// An executor's report that an attempt's process started, and who it is.
+#[derive(Debug, Clone)]
+pub struct Spawned {
+    pub key: TaskKey,
+    pub attempt: u32,
+    pub process: AttemptProcess,
 }
 
 /// How an attempt ended.
@@ -75,4 +97,16 @@ impl CancelHandle {
 pub trait Executor: Send + Sync + std::fmt::Debug {
     /// Starts an attempt; its outcome arrives on `done`.
     fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle;
+
+    /// Stops what is left of attempts of `run` that a process now gone started and did not
+    /// see end, and resolves once it is gone: the dispatcher awaits it before trying any of
+    /// them again. An executor whose attempts cannot outlive their starter does nothing.
+    fn stop_leftovers(
+        &self,
+        run: &RunId,
+        attempts: Vec<Leftover>,
+    ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
+        let _ = (run, attempts);
+        Box::pin(std::future::ready(()))
+    }
 }

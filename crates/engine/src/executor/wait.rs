@@ -1,5 +1,5 @@
 //! Waiting for a child with its resource usage: `wait4(2)`, which neither std, tokio nor nix
-//! exposes. This is the only `unsafe` in baton.
+//! exposes. With `parent_death.rs`, the only `unsafe` in baton.
 #![allow(unsafe_code)]
 
 use std::io;

@@ -155,6 +155,7 @@ impl Observer for RunObserver {
                 }
                 Change::Run { .. }
                 | Change::Task { .. }
+                | Change::AttemptSpawned { .. }
                 | Change::CacheSaved { .. }
                 | Change::AddTasks(_)
                 | Change::Reopen { .. }

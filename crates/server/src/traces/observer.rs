@@ -299,6 +299,7 @@ impl Observer for TraceObserver {
                     ],
                 )),
                 Change::AttemptStarted { .. }
+                | Change::AttemptSpawned { .. }
                 | Change::AddTasks(_)
                 | Change::Reopen { .. }
                 | Change::Asked { .. }

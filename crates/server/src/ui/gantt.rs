@@ -128,6 +128,7 @@ mod tests {
             error: None,
             pid: None,
             owner: None,
+            process: None,
         }
     }
 
