@@ -98,13 +98,6 @@ fn pool_seeds(
         .collect()
 }
 
-/// How runs are driven, by `baton run` and `baton server` alike.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EngineSection {
-    interruption_limit: Option<u32>,
-}
-
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ServerSection {
@@ -121,11 +114,13 @@ struct ServerSection {
     allowed_hosts: Option<Vec<baton_server::guard::AllowedHost>>,
 }
 
-/// `[engine]`: how the server runs tasks.
+/// `[engine]`: how runs are driven, by `baton run` and `baton server` alike.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EngineSection {
-    /// Variables of the server's environment tasks get besides the basics.
+    /// Times a task's attempts may be lost to baton stopping before the task fails.
+    interruption_limit: Option<u32>,
+    /// Variables of the server's environment tasks get besides the basics (server only).
     #[serde(default, deserialize_with = "parsed_list")]
     inherit_env: Option<Vec<baton_engine::environment::EnvPattern>>,
 }
