@@ -328,7 +328,7 @@ mod tests {
         assert_eq!(engine.engine.interruption_limit, Some(3));
         assert_eq!(
             error_of("[engine]\ninterruption_limt = 3\n"),
-            "baton.toml:2:1: unknown field `interruption_limt`, expected `interruption_limit`"
+            "baton.toml:2:1: unknown field `interruption_limt`, expected `interruption_limit` or `inherit_env`"
         );
         assert_eq!(
             f.server

@@ -636,29 +636,18 @@ impl Lexer {
         let Some(from) = self.dirty.take() else {
             return Ok(());
         };
-        for (i, frame) in self.stack.iter().enumerate() {
+        for frame in &self.stack {
             let Frame::Heredoc(h) = frame else { continue };
-            // Inside a command substitution bash ends a here-document at lines that only start
-            // with the delimiter (`EOF)`, `EOF\$(…`): refuse any such line there.
-            let in_substitution = self.stack[..i].iter().any(|f| {
-                matches!(
-                    f,
-                    Frame::Code {
-                        end: End::Paren | End::Backquote,
-                        ..
-                    }
-                )
-            });
+            // Shells disagree about lines that only start with the delimiter: inside a command
+            // substitution bash ends the body at `EOF)` or `EOF\$(…`, and dash garbles the bytes
+            // after a delimiter prefix (`EOFé` arrives as `EOF\u{fffd}`). Refuse any such line.
             for piece in self.out[from..].split('\n') {
                 let piece = if h.strip_tabs {
                     piece.trim_start_matches('\t')
                 } else {
                     piece
                 };
-                let closes = piece
-                    .strip_prefix(h.delimiter.as_str())
-                    .is_some_and(|rest| rest.is_empty() || in_substitution);
-                if closes {
+                if piece.starts_with(h.delimiter.as_str()) {
                     return Err(ShellError::Delimiter {
                         delimiter: h.delimiter.clone(),
                         line: self.line,

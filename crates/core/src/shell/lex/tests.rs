@@ -80,6 +80,11 @@ fn refuses_what_it_cannot_quote() {
         err("cat <<EOF\n@\nEOF", "x\nEOF\nid"),
         ShellError::Delimiter { .. }
     ));
+    // dash garbled the bytes after a delimiter prefix at the top level (`EOFé` → `EOF\u{fffd}`).
+    assert!(matches!(
+        err("cat <<EOF\n@\nEOF", "EOF\u{e9}"),
+        ShellError::Delimiter { .. }
+    ));
     assert!(matches!(
         err("cat <<EOF\n@\nEOF", "EOF"),
         ShellError::Delimiter { .. }
