@@ -47,3 +47,79 @@ fn a_comment_that_never_closes_is_a_syntax_error() {
     );
     assert!(!messages("name: p\ntasks:\n  a:\n    run: echo {## note\n").is_empty());
 }
+
+#[test]
+fn a_required_param_that_a_schedule_gives_is_not_missing() {
+    let src = |given: &str| {
+        format!(
+            "name: p\nparams:\n  region: {{ type: string }}\nschedule:\n  - cron: \"0 2 * * *\"\n    params: {given}\ntasks:\n  a:\n    run: echo {{{{ params.region }}}}\n"
+        )
+    };
+    assert_eq!(messages(&src("{ region: eu }")), Vec::<String>::new());
+    let missing = messages(&src("{}"));
+    assert_eq!(missing.len(), 1, "{missing:#?}");
+    assert!(
+        missing[0].contains("required param `region` is not given"),
+        "{missing:#?}"
+    );
+}
+
+#[test]
+fn memory_sizes_are_read_in_bytes() {
+    for (text, bytes) in [
+        ("\"1024\"", 1024),
+        ("2k", 2_000),
+        ("3M", 3_000_000),
+        ("512Mi", 512 << 20),
+        ("16Gi", 16 << 30),
+        ("1T", 1_000_000_000_000),
+    ] {
+        let loaded = load(&format!(
+            "name: p\ntasks:\n  a:\n    run: x\n    resources: {{ memory: {text} }}\n"
+        ));
+        let p = loaded
+            .pipeline
+            .unwrap_or_else(|| panic!("{text}: {:?}", loaded.diagnostics));
+        assert_eq!(p.tasks[0].resources.memory_bytes, Some(bytes), "{text}");
+    }
+}
+
+#[test]
+fn a_task_state_may_be_referenced() {
+    assert_eq!(
+        messages(
+            "name: p\ntasks:\n  a:\n    run: x\n  b:\n    needs: [a]\n    trigger_rule: all_done\n    run: echo {{ tasks.a.state }}\n"
+        ),
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        messages("name: p\ntasks:\n  a:\n    run: x\n  b:\n    needs: [a]\n    run: echo {{ tasks.a.stat }}\n")
+            .len(),
+        1
+    );
+}
+
+#[test]
+fn a_template_with_only_statements_is_still_checked() {
+    let vars =
+        baton_core::template::template_variables("{% if params.x %}yes{% endif %}").expect("valid");
+    assert_eq!(vars.into_iter().collect::<Vec<_>>(), ["params.x"]);
+    assert!(baton_core::template::template_variables("{% if %}").is_err());
+}
+
+#[test]
+fn yaml_reads_negative_infinity_as_a_float() {
+    let node = baton_core::yaml::parse("[-.inf, -.Inf, -.INF, .inf, .nan]", &mut Vec::new())
+        .expect("valid yaml");
+    let baton_core::yaml::NodeValue::Seq(items) = node.value else {
+        panic!("not a list")
+    };
+    let floats: Vec<String> = items
+        .iter()
+        .map(|n| match n.value {
+            baton_core::yaml::NodeValue::Float(f) => f.to_string(),
+            _ => format!("not a float: {:?}", n.value),
+        })
+        .collect();
+    assert_eq!(floats, ["-inf", "-inf", "-inf", "inf", "NaN"]);
+}
