@@ -210,6 +210,16 @@ mod tests {
     }
 
     #[test]
+    fn sizes() {
+        let empty = Dag::build(Vec::new()).expect("acyclic");
+        assert!(empty.is_empty());
+        assert_eq!(empty.len(), 0);
+        let one = Dag::build(vec![vec![]]).expect("acyclic");
+        assert!(!one.is_empty());
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
     fn wide_fan_in_is_linear() {
         let n = 100_000;
         let mut ups: Vec<Vec<usize>> = vec![Vec::new(); n];

@@ -73,6 +73,9 @@ fn memory_sizes_are_read_in_bytes() {
         ("512Mi", 512 << 20),
         ("16Gi", 16 << 30),
         ("1T", 1_000_000_000_000),
+        ("2G", 2_000_000_000),
+        ("3Ki", 3 << 10),
+        ("2Ti", 2 << 40),
     ] {
         let loaded = load(&format!(
             "name: p\ntasks:\n  a:\n    run: x\n    resources: {{ memory: {text} }}\n"
@@ -108,18 +111,20 @@ fn a_template_with_only_statements_is_still_checked() {
 }
 
 #[test]
-fn yaml_reads_negative_infinity_as_a_float() {
-    let node = baton_core::yaml::parse("[-.inf, -.Inf, -.INF, .inf, .nan]", &mut Vec::new())
-        .expect("valid yaml");
-    let baton_core::yaml::NodeValue::Seq(items) = node.value else {
-        panic!("not a list")
+fn numbers_must_be_finite() {
+    let cpu = |v: &str| {
+        load(&format!(
+            "name: p\ntasks:\n  a:\n    run: x\n    resources: {{ cpu: {v} }}\n"
+        ))
     };
-    let floats: Vec<String> = items
-        .iter()
-        .map(|n| match n.value {
-            baton_core::yaml::NodeValue::Float(f) => f.to_string(),
-            _ => format!("not a float: {:?}", n.value),
-        })
-        .collect();
-    assert_eq!(floats, ["-inf", "-inf", "-inf", "inf", "NaN"]);
+    let ok = cpu("1.5");
+    assert_eq!(
+        ok.pipeline.map(|p| p.tasks[0].resources.cpu),
+        Some(Some(1.5))
+    );
+    for v in [".inf", "-.inf", ".nan"] {
+        let loaded = cpu(v);
+        assert!(loaded.has_errors(), "{v}");
+        assert!(loaded.pipeline.is_none(), "{v}");
+    }
 }
