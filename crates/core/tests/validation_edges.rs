@@ -128,3 +128,28 @@ fn numbers_must_be_finite() {
         assert!(loaded.pipeline.is_none(), "{v}");
     }
 }
+
+#[test]
+fn a_shell_is_a_program_or_an_argument_list() {
+    let shell_of = |shell: &str| {
+        let loaded = load(&format!(
+            "name: p\ntasks:\n  a:\n    run: x\n    shell: {shell}\n"
+        ));
+        match loaded.pipeline.map(|p| p.tasks[0].action.clone()) {
+            Some(baton_core::model::Action::Command { shell, .. }) => Ok(shell),
+            other => Err(format!("{other:?} {:?}", loaded.diagnostics)),
+        }
+    };
+    assert_eq!(
+        shell_of("bash"),
+        Ok(vec!["bash".to_owned(), "-c".to_owned()])
+    );
+    assert_eq!(
+        shell_of("[python3, -c]"),
+        Ok(vec!["python3".to_owned(), "-c".to_owned()])
+    );
+    assert_eq!(
+        messages("name: p\ntasks:\n  a:\n    run: x\n    shell: []\n"),
+        ["tasks.a.shell: `shell` needs at least a program"]
+    );
+}
