@@ -49,3 +49,14 @@ fn one_alias_may_expand_to_the_budget_and_not_one_node_more() {
         format!("aliases expand to more than {MAX_ALIAS_NODES} nodes")
     );
 }
+
+#[test]
+fn integers_too_big_for_i64_stay_strings_rather_than_lose_digits() {
+    assert_eq!(
+        items("[9223372036854775807, 99999999999999999999]"),
+        [
+            NodeValue::Int(i64::MAX),
+            NodeValue::Str("99999999999999999999".into())
+        ]
+    );
+}
