@@ -153,3 +153,87 @@ fn a_shell_is_a_program_or_an_argument_list() {
         ["tasks.a.shell: `shell` needs at least a program"]
     );
 }
+
+#[test]
+fn payload_is_known_only_in_webhook_params() {
+    let head = "name: p\nparams:\n  r: { default: main }\n";
+    assert_eq!(
+        messages(&format!(
+            "{head}triggers:\n  - webhook:\n      params:\n        r: \"{{{{ payload.after }}}}\"\ntasks:\n  a:\n    run: x\n"
+        )),
+        Vec::<String>::new()
+    );
+    let outside = messages(&format!(
+        "{head}tasks:\n  a:\n    run: echo {{{{ payload.after }}}}\n"
+    ));
+    assert_eq!(outside.len(), 1, "{outside:#?}");
+    assert!(
+        outside[0].contains("unknown variable `payload`"),
+        "{outside:#?}"
+    );
+}
+
+#[test]
+fn unknown_fields_of_known_roots_are_refused() {
+    let problems = messages("name: p\ntasks:\n  a:\n    run: echo {{ run.idd }}\n");
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("unknown field `idd` of `run`"),
+        "{problems:#?}"
+    );
+    assert_eq!(
+        messages("name: p\ntasks:\n  a:\n    run: echo {{ run.id }}\n"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn environment_variable_names_are_letters_digits_and_underscores() {
+    let env = |name: &str| format!("name: p\nenv:\n  {name}: v\ntasks:\n  a:\n    run: x\n");
+    assert_eq!(messages(&env("A_1")), Vec::<String>::new());
+    assert_eq!(messages(&env("_x")), Vec::<String>::new());
+    for bad in ["1A", "A-B", "\"\"", "\"A B\""] {
+        let problems = messages(&env(bad));
+        assert_eq!(problems.len(), 1, "{bad}: {problems:#?}");
+        assert!(
+            problems[0].contains("invalid environment variable name"),
+            "{bad}: {problems:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_retry_problem_points_at_the_retries_it_is_about() {
+    let src = "name: p\ndefaults:\n  retries: 1001\ntasks:\n  a:\n    run: x\n  b:\n    run: y\n    retries: 2000\n";
+    let lines: Vec<(u32, String)> = load(src)
+        .diagnostics
+        .into_iter()
+        .map(|d| (d.span.line, d.message))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (
+                3,
+                "1001 retries is more than the maximum of 1000".to_owned()
+            ),
+            (
+                9,
+                "2000 retries is more than the maximum of 1000".to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn booleans_are_only_true_and_false() {
+    use baton_core::decode::{Decode, Decoder};
+    let node = baton_core::yaml::parse("[true, false, yes]", &mut Vec::new()).expect("yaml");
+    let baton_core::yaml::NodeValue::Seq(items) = node.value else {
+        panic!("not a list")
+    };
+    let mut d = Decoder::new();
+    let decoded: Vec<Option<bool>> = items.iter().map(|n| bool::decode(&mut d, n)).collect();
+    assert_eq!(decoded, [Some(true), Some(false), None]);
+    assert_eq!(d.diags.len(), 1);
+}
