@@ -237,3 +237,20 @@ fn booleans_are_only_true_and_false() {
     assert_eq!(decoded, [Some(true), Some(false), None]);
     assert_eq!(d.diags.len(), 1);
 }
+
+#[test]
+fn a_literal_boolean_condition_is_kept_as_its_text() {
+    let condition = |v: &str| {
+        load(&format!("name: p\ntasks:\n  a:\n    run: x\n    if: {v}\n"))
+            .pipeline
+            .and_then(|p| p.tasks[0].condition.clone())
+            .map(|e| e.0)
+    };
+    assert_eq!(condition("false"), Some("false".to_owned()));
+    assert_eq!(condition("true"), Some("true".to_owned()));
+    assert_eq!(
+        condition("\"params.x\""),
+        None,
+        "an unknown param is refused"
+    );
+}
