@@ -254,3 +254,28 @@ fn a_literal_boolean_condition_is_kept_as_its_text() {
         "an unknown param is refused"
     );
 }
+
+#[test]
+fn a_param_with_an_invalid_name_is_reported_once() {
+    // The name's own error is the one to fix; calling every use of the param unknown as well
+    // would bury it.
+    let problems = messages(
+        "name: p\nparams:\n  my-param: { default: x }\ntasks:\n  a:\n    run: echo {{ params['my-param'] }}\n",
+    );
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("invalid name `my-param`"),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_for_each_expression_cannot_read_its_own_item() {
+    let problems =
+        messages("name: p\ntasks:\n  a:\n    for_each: item.list\n    run: echo {{ item }}\n");
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("`item` is only defined in tasks with `for_each`"),
+        "{problems:#?}"
+    );
+}
