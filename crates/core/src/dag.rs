@@ -187,6 +187,39 @@ mod tests {
     }
 
     #[test]
+    fn ancestry_through_a_chain_of_diamonds_visits_each_task_once() {
+        // 0 is unrelated; then 60 diamonds: top -> left, right -> next top. The last top has
+        // 2^60 upstream paths, so a search that revisits tasks would never end.
+        let mut ups: Vec<Vec<usize>> = vec![vec![], vec![]];
+        let mut top = 1;
+        for _ in 0..60 {
+            let (left, right) = (ups.len(), ups.len() + 1);
+            ups.push(vec![top]);
+            ups.push(vec![top]);
+            ups.push(vec![left, right]);
+            top = ups.len() - 1;
+        }
+        let dag = Dag::build(ups).expect("acyclic");
+        assert!(!dag.is_ancestor(0, top));
+        assert!(dag.is_ancestor(1, top));
+        assert!(dag.is_ancestor(2, top));
+        assert!(
+            !dag.is_ancestor(2, 3),
+            "the two sides of a diamond are not related"
+        );
+    }
+
+    #[test]
+    fn sizes() {
+        let empty = Dag::build(Vec::new()).expect("acyclic");
+        assert!(empty.is_empty());
+        assert_eq!(empty.len(), 0);
+        let one = Dag::build(vec![vec![]]).expect("acyclic");
+        assert!(!one.is_empty());
+        assert_eq!(one.len(), 1);
+    }
+
+    #[test]
     fn wide_fan_in_is_linear() {
         let n = 100_000;
         let mut ups: Vec<Vec<usize>> = vec![Vec::new(); n];

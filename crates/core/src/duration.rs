@@ -199,6 +199,7 @@ mod tests {
             ("1h30m", 5_400_000, "1h30m"),
             ("90m", 5_400_000, "1h30m"),
             ("2d", 172_800_000, "2d"),
+            ("213503982334d", 18_446_744_073_657_600_000, "213503982334d"),
             ("0s", 0, "0s"),
             ("1h 30m", 5_400_000, "1h30m"),
             ("90 seconds", 90_000, "1m30s"),
@@ -207,6 +208,85 @@ mod tests {
             let d: Duration = text.parse().expect(text);
             assert_eq!(d.as_millis(), ms, "{text}");
             assert_eq!(d.to_string(), printed, "{text}");
+        }
+    }
+
+    #[test]
+    fn prints_exactly_one_of_each_unit_in_that_unit() {
+        for (text, printed) in [
+            ("1ms", "1ms"),
+            ("1s", "1s"),
+            ("1m", "1m"),
+            ("1h", "1h"),
+            ("1d", "1d"),
+            ("1d1h1m1s1ms", "1d1h1m1s1ms"),
+            ("1000ms", "1s"),
+            ("25h", "1d1h"),
+            ("2 days 3 mins", "2d3m"),
+            ("1 sec", "1s"),
+            ("1 hr 1 min", "1h1m"),
+        ] {
+            assert_eq!(
+                text.parse::<Duration>().expect(text).to_string(),
+                printed,
+                "{text}"
+            );
+        }
+        assert_eq!(Duration::ZERO.to_string(), "0s");
+        assert_eq!(Duration::default(), Duration::ZERO);
+    }
+
+    #[test]
+    fn converts_to_and_from_std_without_loss() {
+        let std = std::time::Duration::from_millis(90_500);
+        assert_eq!(Duration::from(std).as_std(), std);
+        assert_eq!(
+            Duration::from_secs(3).as_std(),
+            std::time::Duration::from_secs(3)
+        );
+        assert_eq!(
+            Duration::from_millis(7).as_std(),
+            std::time::Duration::from_millis(7)
+        );
+        assert_eq!(Duration::ZERO.as_std(), std::time::Duration::ZERO);
+        // Past `u64::MAX` milliseconds `as_millis` saturates rather than wrapping.
+        let huge = Duration::from(std::time::Duration::from_secs(u64::MAX));
+        assert_eq!(huge.as_millis(), u64::MAX);
+        assert_eq!(huge.as_std(), std::time::Duration::from_secs(u64::MAX));
+    }
+
+    #[test]
+    fn serializes_and_describes_itself_as_written() {
+        assert_eq!(
+            serde_json::to_value(Duration::from_millis(5_400_000)).expect("serializes"),
+            serde_json::json!("1h30m")
+        );
+        let schema = serde_json::to_value(schemars::schema_for!(Duration)).expect("schema");
+        let validator = jsonschema::validator_for(&schema).expect("schema compiles");
+        for ok in ["30s", "1h30m", "500ms", " 2 days ", "90 seconds", "1h 30m"] {
+            assert!(validator.is_valid(&serde_json::json!(ok)), "{ok}");
+        }
+        for bad in ["", "300", "5x", "1.5h", "-5s", "h"] {
+            assert!(!validator.is_valid(&serde_json::json!(bad)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn hints_fit_the_error() {
+        assert!(
+            DurationError::Fraction("1.5h".into())
+                .hint()
+                .contains("`90m` for 1.5h")
+        );
+        for e in [
+            DurationError::Empty,
+            DurationError::MissingUnit("5".into()),
+            DurationError::Invalid("x".into()),
+        ] {
+            assert!(
+                e.hint().starts_with("write a number followed by a unit"),
+                "{e}"
+            );
         }
     }
 
@@ -220,6 +300,18 @@ mod tests {
             ("h", "invalid duration `h`"),
             ("-5s", "invalid duration `-5s`"),
             ("1.5h", "fractional duration `1.5h`"),
+            ("1,5h", "fractional duration `1,5h`"),
+            ("1h .5m", "invalid duration `1h .5m`"),
+            (
+                "5 fortnights",
+                "unknown unit `fortnights` in `5 fortnights`",
+            ),
+            ("   ", "empty duration"),
+            ("213503982335d", "duration `213503982335d` is too large"),
+            (
+                "18446744073709551615ms 1ms",
+                "duration `18446744073709551615ms 1ms` is too large",
+            ),
             (
                 "99999999999999999999s",
                 "duration `99999999999999999999s` is too large",

@@ -203,6 +203,106 @@ mod tests {
     }
 
     #[test]
+    fn names_allow_exactly_the_pattern_characters() {
+        for ok in ["a", "0", "a_b-c", "z9", "9-_"] {
+            assert!(PipelineName::new(ok).is_ok(), "{ok}");
+            assert!(Namespace::new(ok).is_ok(), "{ok}");
+            assert!(TaskId::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["_a", "-a", "aB", "a.b", "a b", "a/b", "é", "a\n"] {
+            let err = TaskId::new(bad).expect_err(bad);
+            assert_eq!(
+                err,
+                NameError {
+                    what: "task id",
+                    name: bad.to_owned(),
+                    rule: NAME_RULE
+                }
+            );
+        }
+        for ok in ["_", "a", "_a1", "Rows_2"] {
+            assert!(Identifier::new(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "1a", "a-b", "a.b", "a b", "é"] {
+            assert!(Identifier::new(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn names_are_at_most_128_bytes() {
+        let at_limit = "a".repeat(MAX_NAME_LEN);
+        let over = "a".repeat(MAX_NAME_LEN + 1);
+        assert_eq!(MAX_NAME_LEN, 128);
+        assert_eq!(
+            PipelineName::new(at_limit.as_str())
+                .expect("128 bytes")
+                .as_str(),
+            at_limit
+        );
+        assert!(Namespace::new(at_limit.as_str()).is_ok());
+        assert!(TaskId::new(at_limit.as_str()).is_ok());
+        assert!(Identifier::new(at_limit.as_str()).is_ok());
+        assert_eq!(
+            TaskId::new(over.as_str()).expect_err("129 bytes").rule,
+            "it is longer than 128 characters"
+        );
+        assert!(PipelineName::new(over.as_str()).is_err());
+        assert!(Identifier::new(over.as_str()).is_err());
+        assert_eq!(
+            TaskId::new("").expect_err("empty").to_string(),
+            "invalid task id ``: it is empty"
+        );
+    }
+
+    #[test]
+    fn pool_names_are_at_most_100_of_letters_digits_and_dot_dash_underscore() {
+        assert_eq!(MAX_POOL_NAME_LEN, 100);
+        for ok in ["gpu", "GPU.big_1-a", &"p".repeat(100)] {
+            assert_eq!(PoolName::new(ok).expect(ok).as_str(), ok);
+        }
+        for bad in ["", "a b", "a/b", "a:b", "é", &"p".repeat(101)] {
+            assert_eq!(
+                PoolName::new(bad).expect_err(bad).to_string(),
+                format!(
+                    "invalid pool name `{bad}`: use letters, digits, `.`, `_` and `-`, at most 100"
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn names_print_and_borrow_as_written() {
+        let id = TaskId::new("load-eu").expect("valid");
+        assert_eq!(id.to_string(), "load-eu");
+        assert_eq!(id.as_ref(), "load-eu");
+        assert_eq!(Namespace::default_namespace().as_str(), "default");
+    }
+
+    #[test]
+    fn task_keys_name_their_task() {
+        let id = TaskId::new("load").expect("valid");
+        assert_eq!(TaskKey::task(&id).as_str(), "load");
+        assert_eq!(TaskKey::task(&id).task_id(), "load");
+        let eu = TaskKey::instance(&id, "eu");
+        assert_eq!(eu.to_string(), "load[eu]");
+        assert_eq!(eu.task_id(), "load");
+        assert_eq!(TaskKey::from_string("x[a[b]]").task_id(), "x");
+    }
+
+    #[test]
+    fn stored_ids_round_trip_and_backfills_group_their_runs() {
+        let run = RunId::from_string("01JABC");
+        assert_eq!(
+            (run.as_str(), run.to_string().as_str()),
+            ("01JABC", "01JABC")
+        );
+        assert_eq!(
+            BackfillId::from_string("bf_01JABC").admission_group(),
+            "backfill:bf_01JABC"
+        );
+    }
+
+    #[test]
     fn pipeline_ids_default_their_namespace() {
         let ns = Namespace::default_namespace();
         assert_eq!(
@@ -216,6 +316,13 @@ mod tests {
             "data/ingest"
         );
         assert!(PipelineId::parse("data/In", &ns).is_err());
+        assert!(PipelineId::parse("Data/in", &ns).is_err());
+        let other = Namespace::new("team").expect("valid");
+        let id = PipelineId::parse("ingest", &other).expect("ok");
+        assert_eq!(
+            (id.namespace.as_str(), id.name.as_str()),
+            ("team", "ingest")
+        );
     }
 }
 

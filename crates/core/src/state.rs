@@ -81,3 +81,55 @@ macro_rules! serde_by_name {
     )*};
 }
 serde_by_name!(RunState, TaskState, AttemptState);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_ended_runs_are_final() {
+        let finals: Vec<&str> = RunState::CHOICES
+            .iter()
+            .filter(|(_, s)| s.is_final())
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(finals, ["succeeded", "failed", "cancelled"]);
+    }
+
+    #[test]
+    fn only_settled_task_states_are_final_and_two_are_failures() {
+        let finals: Vec<&str> = TaskState::CHOICES
+            .iter()
+            .filter(|(_, s)| s.is_final())
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(
+            finals,
+            [
+                "succeeded",
+                "failed",
+                "upstream_failed",
+                "skipped",
+                "cancelled"
+            ]
+        );
+        let failures: Vec<&str> = TaskState::CHOICES
+            .iter()
+            .filter(|(_, s)| s.is_failure())
+            .map(|(n, _)| *n)
+            .collect();
+        assert_eq!(failures, ["failed", "upstream_failed"]);
+    }
+
+    #[test]
+    fn states_read_back_from_their_wire_names() {
+        let run: RunState = serde_json::from_str("\"cancelled\"").expect("known");
+        assert_eq!(run, RunState::Cancelled);
+        let task: TaskState = serde_json::from_str("\"waiting_approval\"").expect("known");
+        assert_eq!(task, TaskState::WaitingApproval);
+        let attempt: AttemptState = serde_json::from_str("\"timed_out\"").expect("known");
+        assert_eq!(attempt, AttemptState::TimedOut);
+        let err = serde_json::from_str::<TaskState>("\"done\"").expect_err("unknown");
+        assert_eq!(err.to_string(), "unknown state `done`");
+    }
+}

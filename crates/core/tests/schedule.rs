@@ -388,3 +388,167 @@ proptest! {
         prop_assert_eq!(ours, reference, "cron `{}` in {} after {}", cron.text(), zone, after);
     }
 }
+
+fn with_catchup(cron: &str, catchup: Catchup) -> Schedule {
+    Schedule::new(cron, "UTC", catchup, IndexMap::new()).expect("valid schedule")
+}
+
+#[test]
+fn catchup_none_counts_every_dropped_tick_of_a_seconds_cron() {
+    // Every 10 s for 5 minutes: 30 ticks, of which only the one at `now` is run; the seven
+    // within `ON_TIME` replace each other, so the other 29 are dropped.
+    let s = with_catchup("*/10 * * * * *", Catchup::None);
+    let missed = s.missed(ts("2026-01-10T12:00:00Z"), ts("2026-01-10T12:05:00Z"), 100);
+    assert_eq!(rfc3339(&missed.ticks), vec!["2026-01-10T12:05:00+00:00"]);
+    assert_eq!(missed.dropped, 29);
+    assert_eq!(
+        missed.latest.map(|z| z.timestamp()),
+        Some(ts("2026-01-10T12:05:00Z"))
+    );
+    let latest = with_catchup("*/10 * * * * *", Catchup::Latest).missed(
+        ts("2026-01-10T12:00:00Z"),
+        ts("2026-01-10T12:05:00Z"),
+        100,
+    );
+    assert_eq!((latest.ticks.len(), latest.dropped), (1, 29));
+}
+
+#[test]
+fn a_tick_exactly_at_now_is_due() {
+    let at = ts("2026-01-10T02:00:00Z");
+    for catchup in [Catchup::None, Catchup::Latest, Catchup::All] {
+        let missed = with_catchup("0 2 * * *", catchup).missed(ts("2026-01-09T03:00:00Z"), at, 10);
+        assert_eq!(
+            rfc3339(&missed.ticks),
+            vec!["2026-01-10T02:00:00+00:00"],
+            "{catchup:?}"
+        );
+        assert_eq!(missed.dropped, 0, "{catchup:?}");
+        assert_eq!(
+            missed.latest.map(|z| z.timestamp()),
+            Some(at),
+            "{catchup:?}"
+        );
+    }
+    // One millisecond earlier nothing is due yet.
+    let early = with_catchup("0 2 * * *", Catchup::All).missed(
+        ts("2026-01-09T03:00:00Z"),
+        ts("2026-01-10T01:59:59.999Z"),
+        10,
+    );
+    assert_eq!(
+        (early.ticks.len(), early.dropped, early.latest),
+        (0, 0, None)
+    );
+}
+
+#[test]
+fn catchup_none_runs_a_tick_exactly_on_time_old_and_drops_an_older_one() {
+    let s = with_catchup("0 2 * * *", Catchup::None);
+    let last = ts("2026-01-09T03:00:00Z");
+    let on_time = s.missed(last, ts("2026-01-10T02:01:00Z"), 10);
+    assert_eq!(
+        (on_time.ticks.len(), on_time.dropped),
+        (1, 0),
+        "exactly `ON_TIME` late"
+    );
+    let late = s.missed(last, ts("2026-01-10T02:01:00.001Z"), 10);
+    assert_eq!(
+        (late.ticks.len(), late.dropped),
+        (0, 1),
+        "a millisecond later"
+    );
+    assert!(late.latest.is_some(), "the schedule still moves past it");
+    assert_eq!(baton_core::model::ON_TIME.as_secs(), 60);
+}
+
+#[test]
+fn ticks_between_one_instant_holds_that_instant_if_it_is_a_tick() {
+    let daily = schedule("0 0 * * *", "UTC");
+    let midnight = ts("2026-01-02T00:00:00Z");
+    assert_eq!(
+        rfc3339(
+            &daily
+                .ticks_between(midnight, midnight, 10)
+                .expect("within the limit")
+        ),
+        vec!["2026-01-02T00:00:00+00:00"]
+    );
+    let noon = ts("2026-01-02T12:00:00Z");
+    assert_eq!(daily.ticks_between(noon, noon, 10), Ok(Vec::new()));
+    assert_eq!(
+        daily.ticks_between(midnight, midnight, 0),
+        Err(0),
+        "a limit of zero refuses any tick"
+    );
+}
+
+#[test]
+fn schedules_are_equal_exactly_when_what_was_written_is_equal() {
+    let params = |v: i64| IndexMap::from([("n".to_owned(), serde_json::json!(v))]);
+    let make =
+        |cron: &str, tz: &str, catchup, p| Schedule::new(cron, tz, catchup, p).expect("valid");
+    let base = make("0 2 * * *", "UTC", Catchup::Latest, params(1));
+    assert_eq!(base, make("0 2 * * *", "UTC", Catchup::Latest, params(1)));
+    for (what, other) in [
+        ("cron", make("0 3 * * *", "UTC", Catchup::Latest, params(1))),
+        (
+            "timezone",
+            make("0 2 * * *", "Europe/Berlin", Catchup::Latest, params(1)),
+        ),
+        ("catchup", make("0 2 * * *", "UTC", Catchup::All, params(1))),
+        (
+            "params",
+            make("0 2 * * *", "UTC", Catchup::Latest, params(2)),
+        ),
+        (
+            "no params",
+            make("0 2 * * *", "UTC", Catchup::Latest, IndexMap::new()),
+        ),
+    ] {
+        assert_ne!(base, other, "{what} differs");
+    }
+}
+
+#[test]
+fn schedules_keep_their_zone_and_describe_their_cron() {
+    let s = schedule("0 2 * * *", "Europe/Berlin");
+    assert_eq!(s.time_zone().iana_name(), Some("Europe/Berlin"));
+    assert_eq!(s.describe(), "At 02:00.");
+    assert_eq!(
+        rfc3339(&s.next_times(ts("2026-01-01T00:00:00Z"), 0)),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn bad_crons_and_zones_are_refused() {
+    for cron in ["61 * * * *", "* * *", "0 0 0 1 1 * 2026", "every day"] {
+        assert!(baton_core::model::parse_cron(cron).is_err(), "{cron}");
+        assert!(
+            Schedule::new(cron, "UTC", Catchup::Latest, IndexMap::new()).is_err(),
+            "{cron}"
+        );
+    }
+    assert!(
+        baton_core::model::parse_cron("*/10 * * * * *").is_ok(),
+        "seconds are optional"
+    );
+    assert!(baton_core::model::parse_cron("@daily").is_ok());
+    assert!(baton_core::model::parse_timezone("Mars/Olympus_Mons").is_err());
+    assert!(
+        Schedule::new(
+            "0 2 * * *",
+            "Mars/Olympus_Mons",
+            Catchup::Latest,
+            IndexMap::new()
+        )
+        .is_err()
+    );
+    assert_eq!(
+        baton_core::model::parse_timezone("Asia/Kolkata")
+            .expect("zone")
+            .iana_name(),
+        Some("Asia/Kolkata")
+    );
+}

@@ -157,6 +157,54 @@ mod tests {
     }
 
     #[test]
+    fn named_datasets_need_both_parts() {
+        assert_eq!(
+            Dataset::named("postgres://db", "public.orders"),
+            Ok(Dataset {
+                namespace: "postgres://db".into(),
+                name: "public.orders".into()
+            })
+        );
+        assert_eq!(
+            Dataset::named(" ", "x"),
+            Err(DatasetError::Empty("namespace"))
+        );
+        assert_eq!(Dataset::named("ns", ""), Err(DatasetError::Empty("name")));
+        assert_eq!(
+            DatasetError::Empty("name").to_string(),
+            "dataset name is empty"
+        );
+    }
+
+    #[test]
+    fn hints_fit_the_error() {
+        assert_eq!(
+            DatasetError::NoName("s3://b".into()).hint(),
+            "add the dataset's path, e.g. `postgres://db/schema.table`"
+        );
+        assert_eq!(
+            DatasetError::Empty("name").hint(),
+            "both `namespace` and `name` need a value"
+        );
+        assert!(
+            DatasetError::NotUri("x".into())
+                .hint()
+                .starts_with("write `scheme://host/name`")
+        );
+    }
+
+    #[test]
+    fn schemes_take_letters_digits_and_plus_dash_dot_after_a_letter() {
+        assert_eq!(
+            split("git+ssh.v-2://host/repo"),
+            ("git+ssh.v-2://host".into(), "repo".into())
+        );
+        for uri in ["g_t://h/x", "://h/x", "s 3://h/x"] {
+            assert!(Dataset::parse_uri(uri).is_err(), "{uri}");
+        }
+    }
+
+    #[test]
     fn display_reads_back() {
         for uri in ["postgres://db/schema.table", "file:///x/y", "s3://b/p/q"] {
             assert_eq!(Dataset::parse_uri(uri).expect("valid").to_string(), uri);

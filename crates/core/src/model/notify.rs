@@ -46,7 +46,34 @@ pub fn check_webhook_url(url: &str) -> Result<(), &'static str> {
 
 #[cfg(test)]
 mod tests {
-    use super::check_webhook_url;
+    use super::*;
+
+    #[test]
+    fn wants_only_the_listed_events() {
+        let n = Notify {
+            on: vec![NotifyEvent::Failure],
+            webhook: WebhookUrl::Url("https://hooks.example.com/x".into()),
+            format: NotifyFormat::Json,
+        };
+        assert!(n.wants(NotifyEvent::Failure));
+        assert!(!n.wants(NotifyEvent::Success));
+    }
+
+    #[test]
+    fn webhook_urls_name_what_is_wrong() {
+        assert_eq!(
+            check_webhook_url("https://a\tb/x"),
+            Err("contains whitespace")
+        );
+        assert_eq!(
+            check_webhook_url("https://a/\u{7}"),
+            Err("contains whitespace"),
+            "control characters too"
+        );
+        assert_eq!(check_webhook_url("https://:80/x"), Err("has no host"));
+        assert_eq!(check_webhook_url("https://user@/x"), Err("has no host"));
+        assert_eq!(check_webhook_url("https://user:pw@host/x"), Ok(()));
+    }
 
     #[test]
     fn webhook_urls() {

@@ -130,6 +130,8 @@ impl Param {
                 value: v.to_string(),
             });
         }
+        // `f64`'s `Display` prints whole numbers without a fraction (`2`, not `2.0`) and never
+        // in exponent form, so bounds read as written.
         #[expect(clippy::cast_precision_loss, reason = "lengths are far below 2^52")]
         let (what, measured) = match v {
             Value::Number(n) => ("value", n.as_f64()),
@@ -141,15 +143,15 @@ impl Param {
             if let Some(min) = self.min.filter(|m| x < *m) {
                 return Err(ParamValueError::TooSmall {
                     what,
-                    bound: fmt_number(min),
-                    value: fmt_number(x),
+                    bound: min.to_string(),
+                    value: x.to_string(),
                 });
             }
             if let Some(max) = self.max.filter(|m| x > *m) {
                 return Err(ParamValueError::TooLarge {
                     what,
-                    bound: fmt_number(max),
-                    value: fmt_number(x),
+                    bound: max.to_string(),
+                    value: x.to_string(),
                 });
             }
         }
@@ -185,14 +187,6 @@ impl Param {
         };
         self.check(&v)?;
         Ok(v)
-    }
-}
-
-fn fmt_number(x: f64) -> String {
-    if x.fract() == 0.0 && x.abs() < 1e15 {
-        format!("{x:.0}")
-    } else {
-        x.to_string()
     }
 }
 
@@ -298,6 +292,170 @@ mod tests {
                 .expect_err("not a choice")
                 .to_string(),
             r#"must be one of `"eu"`, `"us"`, got `"ap"`"#
+        );
+    }
+
+    #[test]
+    fn names_json_kinds_and_param_types() {
+        for (v, kind, ty) in [
+            (json!(null), "null", None),
+            (json!(true), "a boolean", Some(ParamType::Boolean)),
+            (json!(1.5), "a number", Some(ParamType::Number)),
+            (json!(-3), "an integer", Some(ParamType::Integer)),
+            (json!("x"), "a string", Some(ParamType::String)),
+            (json!([1]), "an array", Some(ParamType::Array)),
+            (json!({"a": 1}), "an object", Some(ParamType::Object)),
+        ] {
+            assert_eq!(json_kind(&v), kind, "{v}");
+            assert_eq!(ParamType::of(&v), ty, "{v}");
+            if let Some(ty) = ty {
+                assert_eq!(ty.article(), kind, "{v}");
+                assert!(ty.matches(&v), "{v}");
+            }
+        }
+    }
+
+    #[test]
+    fn each_type_matches_only_its_values() {
+        let values = [
+            json!(true),
+            json!(1.5),
+            json!(-3),
+            json!(u64::MAX),
+            json!("x"),
+            json!([1]),
+            json!({}),
+        ];
+        for (ty, matching) in [
+            (ParamType::Boolean, vec![0]),
+            (ParamType::Number, vec![1, 2, 3]),
+            (ParamType::Integer, vec![2, 3]),
+            (ParamType::String, vec![4]),
+            (ParamType::Array, vec![5]),
+            (ParamType::Object, vec![6]),
+        ] {
+            for (i, v) in values.iter().enumerate() {
+                assert_eq!(ty.matches(v), matching.contains(&i), "{ty:?} {v}");
+            }
+        }
+    }
+
+    #[test]
+    fn bounds_are_inclusive_and_measure_lengths_of_strings_and_arrays() {
+        let mut n = param(ParamType::Number);
+        n.min = Some(1.5);
+        n.max = Some(3.0);
+        assert_eq!(n.check(&json!(1.5)), Ok(()));
+        assert_eq!(n.check(&json!(3.0)), Ok(()));
+        assert_eq!(
+            n.check(&json!(1)).expect_err("below").to_string(),
+            "value must be at least 1.5, got 1"
+        );
+        assert_eq!(
+            n.check(&json!(3.25)).expect_err("above").to_string(),
+            "value must be at most 3, got 3.25"
+        );
+        let mut s = param(ParamType::String);
+        s.min = Some(2.0);
+        s.max = Some(3.0);
+        assert_eq!(s.check(&json!("ab")), Ok(()));
+        assert_eq!(s.check(&json!("äöü")), Ok(()), "characters, not bytes");
+        assert_eq!(
+            s.check(&json!("a")).expect_err("short").to_string(),
+            "length must be at least 2, got 1"
+        );
+        assert_eq!(
+            s.check(&json!("abcd")).expect_err("long").to_string(),
+            "length must be at most 3, got 4"
+        );
+        let mut a = param(ParamType::Array);
+        a.max = Some(1.0);
+        assert_eq!(a.check(&json!([1])), Ok(()));
+        assert_eq!(
+            a.check(&json!([1, 2])).expect_err("long").to_string(),
+            "length must be at most 1, got 2"
+        );
+        // Booleans and objects have no measure, so bounds do not apply to them.
+        let mut b = param(ParamType::Boolean);
+        b.min = Some(5.0);
+        assert_eq!(b.check(&json!(false)), Ok(()));
+        let mut huge = param(ParamType::Number);
+        huge.max = Some(1e23);
+        assert_eq!(
+            huge.check(&json!(2e23)).expect_err("above").to_string(),
+            "value must be at most 100000000000000000000000, got 200000000000000000000000"
+        );
+    }
+
+    #[test]
+    fn a_listed_choice_passes() {
+        let mut region = param(ParamType::String);
+        region.choices = Some(vec![json!("eu"), json!("us")]);
+        assert_eq!(region.check(&json!("us")), Ok(()));
+        assert!(
+            region.check(&json!(1)).is_err(),
+            "the type is checked first"
+        );
+    }
+
+    #[test]
+    fn only_params_without_a_default_are_required() {
+        let mut p = param(ParamType::String);
+        assert!(p.is_required());
+        p.default = Some(json!("x"));
+        assert!(!p.is_required());
+    }
+
+    #[test]
+    fn command_line_text_is_checked_after_parsing() {
+        assert_eq!(
+            param(ParamType::Boolean).parse_text(" false "),
+            Ok(json!(false))
+        );
+        assert!(param(ParamType::Boolean).parse_text("yes").is_err());
+        assert_eq!(param(ParamType::Number).parse_text("2.5"), Ok(json!(2.5)));
+        assert_eq!(
+            param(ParamType::Number)
+                .parse_text("NaN")
+                .expect_err("not JSON")
+                .to_string(),
+            "cannot read `NaN` as a number"
+        );
+        assert_eq!(
+            param(ParamType::Object).parse_text(r#"{"a":1}"#),
+            Ok(json!({"a": 1}))
+        );
+        let mut limit = param(ParamType::Integer);
+        limit.max = Some(10.0);
+        assert_eq!(
+            limit.parse_text("11").expect_err("too large").to_string(),
+            "value must be at most 10, got 11"
+        );
+    }
+
+    #[test]
+    fn resolving_fills_defaults_and_reports_every_problem() {
+        let mut declared = indexmap::IndexMap::new();
+        let mut region = param(ParamType::String);
+        region.default = Some(json!("eu"));
+        declared.insert("region".to_owned(), region);
+        declared.insert("limit".to_owned(), param(ParamType::Integer));
+        let given = |v: Value| v.as_object().expect("object").clone();
+        assert_eq!(
+            resolve_params(&declared, given(json!({"limit": 3}))),
+            Ok(given(json!({"region": "eu", "limit": 3})))
+        );
+        assert_eq!(
+            resolve_params(&declared, given(json!({"limit": 3, "region": "us"}))),
+            Ok(given(json!({"region": "us", "limit": 3})))
+        );
+        assert_eq!(
+            resolve_params(&declared, given(json!({"regoin": "us", "region": 1}))),
+            Err(vec![
+                "unknown param `regoin` (did you mean `region`?)".to_owned(),
+                "param `region`: expected a string, found an integer".to_owned(),
+                "missing required param `limit`".to_owned(),
+            ])
         );
     }
 

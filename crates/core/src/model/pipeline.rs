@@ -143,3 +143,60 @@ impl std::borrow::Borrow<str> for TaskId {
         self.as_str()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipeline(source: &str) -> Pipeline {
+        let loaded = crate::load(source);
+        loaded
+            .pipeline
+            .unwrap_or_else(|| panic!("{:?}", loaded.diagnostics))
+    }
+
+    #[test]
+    fn definition_hashes_are_sha256_in_hex() {
+        let empty = DefinitionHash::of(b"");
+        assert_eq!(
+            empty.as_str(),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(empty.short(), "e3b0c44298fc");
+        assert_eq!(empty.to_string(), empty.as_str());
+        assert_eq!(DefinitionHash::from_hex(empty.as_str()), empty);
+        assert_eq!(
+            DefinitionHash::from_hex("abc").short(),
+            "abc",
+            "shorter than 12"
+        );
+    }
+
+    #[test]
+    fn tasks_are_found_by_id_in_file_order() {
+        let mut p = pipeline(
+            "name: p\ntasks:\n  b:\n    run: x\n    timeout: 5m\n  a:\n    run: y\n    timeout: 1h\n    needs: [b]\n  c:\n    run: z\n",
+        );
+        assert_eq!(p.task_index("b"), Some(0));
+        assert_eq!(p.task_index("a"), Some(1));
+        assert_eq!(p.task_index("nope"), None);
+        assert_eq!(p.task("a").map(|t| t.id.as_str()), Some("a"));
+        assert!(p.task("nope").is_none());
+        assert_eq!(p.max_timeout(), Some(Duration::from_secs(3600)));
+        // A task added to the list after compiling is still found.
+        let mut extra = p.tasks[2].clone();
+        extra.id = TaskId::new("late").expect("valid");
+        p.tasks.push(extra);
+        assert_eq!(p.task_index("late"), Some(3));
+        let by_str: &str = std::borrow::Borrow::borrow(&p.tasks[1].id);
+        assert_eq!(by_str, "a");
+    }
+
+    #[test]
+    fn a_pipeline_without_timeouts_has_no_longest_one() {
+        assert_eq!(
+            pipeline("name: p\ntasks:\n  a:\n    run: x\n").max_timeout(),
+            None
+        );
+    }
+}

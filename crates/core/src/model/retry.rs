@@ -127,6 +127,99 @@ mod tests {
         assert!(!p.should_retry(1, None));
     }
 
+    fn millis(p: &RetryPolicy, retry: u32, random: f64) -> u64 {
+        p.delay_before(retry, random).as_millis()
+    }
+
+    #[test]
+    fn full_jitter_scales_the_delay_by_the_random_number() {
+        let p = policy(Backoff::Fixed, Jitter::Full);
+        assert_eq!(millis(&p, 1, 0.0), 0);
+        assert_eq!(millis(&p, 1, 0.25), 500);
+        assert_eq!(millis(&p, 1, 0.5), 1_000);
+        assert_eq!(millis(&p, 1, 0.999), 1_998);
+    }
+
+    #[test]
+    fn equal_jitter_keeps_half_and_randomises_the_other_half() {
+        let p = policy(Backoff::Fixed, Jitter::Equal);
+        assert_eq!(millis(&p, 1, 0.0), 1_000);
+        assert_eq!(millis(&p, 1, 0.5), 1_500);
+        assert_eq!(millis(&p, 1, 0.999), 1_999);
+        // An odd delay: the fixed half rounds down, the random half gets the extra millisecond.
+        let odd = RetryPolicy {
+            delay: Duration::from_millis(3),
+            ..p
+        };
+        assert_eq!(millis(&odd, 1, 0.0), 1);
+        assert_eq!(millis(&odd, 1, 0.5), 2);
+        assert_eq!(millis(&odd, 1, 0.999), 2);
+    }
+
+    #[test]
+    fn random_numbers_outside_the_unit_interval_are_clamped() {
+        let p = policy(Backoff::Fixed, Jitter::Full);
+        assert_eq!(millis(&p, 1, -3.0), 0);
+        assert_eq!(millis(&p, 1, 7.0), 2_000);
+        assert_eq!(millis(&p, 1, f64::NAN), 0);
+    }
+
+    #[test]
+    fn tiny_and_zero_delays_never_panic_and_stay_tiny() {
+        for ms in [0, 1, 2] {
+            for backoff in [Backoff::Fixed, Backoff::Linear, Backoff::Exponential] {
+                for jitter in [Jitter::None, Jitter::Full, Jitter::Equal] {
+                    let p = RetryPolicy {
+                        delay: Duration::from_millis(ms),
+                        max_delay: None,
+                        ..policy(backoff, jitter)
+                    };
+                    for random in [0.0, 0.5, 0.999] {
+                        let got = millis(&p, 1, random);
+                        assert!(got <= ms, "{backoff:?} {jitter:?} {ms}ms {random}: {got}");
+                        if ms == 0 {
+                            assert_eq!(got, 0, "{backoff:?} {jitter:?} {random}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn retry_zero_counts_as_the_first_retry() {
+        for backoff in [Backoff::Linear, Backoff::Exponential] {
+            let p = policy(backoff, Jitter::None);
+            assert_eq!(millis(&p, 0, 0.0), 2_000, "{backoff:?}");
+        }
+    }
+
+    #[test]
+    fn exponential_backoff_saturates_instead_of_overflowing() {
+        let p = RetryPolicy {
+            max_delay: None,
+            ..policy(Backoff::Exponential, Jitter::None)
+        };
+        assert_eq!(millis(&p, 64, 0.0), u64::MAX);
+        assert_eq!(millis(&p, u32::MAX, 0.0), u64::MAX);
+        let linear = RetryPolicy {
+            max_delay: None,
+            delay: Duration::from_millis(u64::MAX / 2),
+            ..policy(Backoff::Linear, Jitter::None)
+        };
+        assert_eq!(millis(&linear, 3, 0.0), u64::MAX);
+    }
+
+    #[test]
+    fn the_default_policy_never_retries_and_waits_one_second() {
+        let p = RetryPolicy::default();
+        assert_eq!(p.limit, 0);
+        assert!(!p.should_retry(1, Some(1)));
+        assert_eq!(p.delay_before(1, 0.7), Duration::from_secs(1));
+        assert_eq!(p.max_delay, None);
+        assert_eq!(p.on_exit_codes, None);
+    }
+
     proptest! {
         #[test]
         fn jitter_stays_within_bounds(retry in 1u32..100, random in 0.0f64..1.0) {

@@ -114,3 +114,11 @@ pub struct Task {
 pub fn default_shell() -> Vec<String> {
     vec!["sh".to_owned(), "-c".to_owned()]
 }
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_default_shell_is_posix_sh() {
+        assert_eq!(super::default_shell(), ["sh", "-c"]);
+    }
+}
