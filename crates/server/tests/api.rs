@@ -1631,9 +1631,12 @@ async fn a_sub_pipeline_task_starts_a_child_run_under_its_concurrency() {
     s.wait_for(&manual, |d| d["tasks"][0]["state"] == "waiting_approval")
         .await;
     let parent = trigger("parent", json!({})).await;
+    // The run's tasks and its children are read one after the other, so a read between the
+    // commit of the attempt and the child's creation can show the task still pending.
     let doc = s
         .wait_for(&parent, |d| {
             d["children"].as_array().is_some_and(|c| !c.is_empty())
+                && d["tasks"][0]["state"] != "pending"
         })
         .await;
     assert_eq!(doc["tasks"][0]["state"], "running");
