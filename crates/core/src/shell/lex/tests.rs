@@ -148,3 +148,94 @@ fn reports_contexts_for_validation() {
         ]
     );
 }
+
+// Pinned by cargo-mutants: each test below failed on a mutant of the lexer that no other
+// test noticed (docs/testing.md).
+
+#[test]
+fn a_backslash_quotes_a_heredoc_delimiter() {
+    // `<<\EOF` is a quoted delimiter: the body is another program's text, taken as is.
+    assert_eq!(
+        put("cat <<\\EOF\n@\nEOF\n", "$x").as_deref(),
+        Ok("cat <<\\EOF\n$x\nEOF\n")
+    );
+}
+
+#[test]
+fn blanks_may_stand_between_the_operator_and_the_delimiter() {
+    assert_eq!(
+        put("cat << EOF\n@\nEOF\necho @", "a b").as_deref(),
+        Ok("cat << EOF\na b\nEOF\necho 'a b'")
+    );
+}
+
+#[test]
+fn an_input_redirection_is_not_a_heredoc() {
+    assert_eq!(
+        put("cat < in.txt\necho @", "a b").as_deref(),
+        Ok("cat < in.txt\necho 'a b'")
+    );
+}
+
+#[test]
+fn a_heredoc_body_starts_after_the_command_line_not_inside_its_quotes() {
+    // The newline inside the double quotes does not end the command line.
+    assert_eq!(
+        put("cat <<EOF; echo \"x\n@\"\n@\nEOF\n", "a\"b").as_deref(),
+        Ok("cat <<EOF; echo \"x\na\\\"b\"\na\"b\nEOF\n")
+    );
+}
+
+#[test]
+fn a_substitution_inside_quoted_braces_is_code() {
+    assert_eq!(
+        put("echo \"${u:-$(echo @)}\"", "a b").as_deref(),
+        Ok("echo \"${u:-$(echo 'a b')}\"")
+    );
+}
+
+#[test]
+fn arithmetic_follows_nested_parentheses_and_substitutions() {
+    assert_eq!(
+        put("echo $(( ((1)) + @ ))", "2").as_deref(),
+        Ok("echo $(( ((1)) + 2 ))")
+    );
+    assert!(matches!(
+        put("echo $(( ((1)) + @ ))", "x"),
+        Err(ShellError::NotInteger { .. })
+    ));
+    assert_eq!(
+        put("echo $(( $(echo @) + 1 ))", "a b").as_deref(),
+        Ok("echo $(( $(echo 'a b') + 1 ))")
+    );
+}
+
+#[test]
+fn let_and_double_bracket_comparisons_take_integers_only() {
+    assert_eq!(put("let n=@+1", "4").as_deref(), Ok("let n=4+1"));
+    assert!(matches!(
+        put("let n=@+1", "x"),
+        Err(ShellError::NotInteger { .. })
+    ));
+    assert!(matches!(
+        put("[[ @ -eq 1 ]]", "a[$(id)]"),
+        Err(ShellError::NotInteger { .. })
+    ));
+    // Past the `let` words the value is an ordinary word again.
+    assert_eq!(
+        put("let n=1; echo @", "a b").as_deref(),
+        Ok("let n=1; echo 'a b'")
+    );
+}
+
+#[test]
+fn refusals_name_the_script_line_after_comments_and_heredocs() {
+    assert_eq!(
+        put("# one\n# two\necho @", "a\0"),
+        Err(ShellError::Nul { line: 3 })
+    );
+    assert_eq!(
+        put("cat <<EOF\nx\nEOF\necho @", "a\0"),
+        Err(ShellError::Nul { line: 4 })
+    );
+}
