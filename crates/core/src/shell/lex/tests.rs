@@ -239,3 +239,35 @@ fn refusals_name_the_script_line_after_comments_and_heredocs() {
         Err(ShellError::Nul { line: 4 })
     );
 }
+
+#[test]
+fn contexts_resume_after_substitutions_and_arithmetic() {
+    // `)` of `$( )` returns to the double quotes around it, also after a four-letter word
+    // (which is not `case`).
+    assert_eq!(
+        put("echo \"$(echo x) @\"", "a b").as_deref(),
+        Ok("echo \"$(echo x) a b\"")
+    );
+    assert_eq!(
+        put("echo \"$(true) @\"", "a b").as_deref(),
+        Ok("echo \"$(true) a b\"")
+    );
+    // `))` ends the arithmetic, and what follows is read again.
+    assert_eq!(
+        put("echo $((1)) @", "a b").as_deref(),
+        Ok("echo $((1)) 'a b'")
+    );
+    assert_eq!(
+        put("echo $((1))\"@\"", "a b").as_deref(),
+        Ok("echo $((1))\"a b\"")
+    );
+}
+
+#[test]
+fn a_value_line_is_checked_from_its_own_start() {
+    // The line before (`cat <<F`) ends in the delimiter's text: it is not the value's line.
+    assert_eq!(
+        put("cat <<F\n@\nF\n", "x").as_deref(),
+        Ok("cat <<F\nx\nF\n")
+    );
+}
