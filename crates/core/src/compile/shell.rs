@@ -318,6 +318,13 @@ mod tests {
     }
 
     #[test]
+    fn only_the_values_own_line_counts_for_eval() {
+        // `eval` on an earlier line does not read this value again.
+        let w = check("x; eval y\necho {{ params.x }}", &["sh", "-c"]);
+        assert_eq!(w, Vec::<String>::new());
+    }
+
+    #[test]
     fn warns_about_shared_variables() {
         let mut d = Decoder::new();
         check_output_vars(

@@ -271,3 +271,11 @@ fn a_value_line_is_checked_from_its_own_start() {
         Ok("cat <<F\nx\nF\n")
     );
 }
+
+#[test]
+fn parentheses_inside_arithmetic_balance() {
+    assert_eq!(
+        put("echo $(( (1) )) @", "a b").as_deref(),
+        Ok("echo $(( (1) )) 'a b'")
+    );
+}
