@@ -279,3 +279,52 @@ fn parentheses_inside_arithmetic_balance() {
         Ok("echo $(( (1) )) 'a b'")
     );
 }
+
+#[test]
+fn backquotes_in_a_heredoc_body_are_code() {
+    assert_eq!(
+        put("cat <<EOF\n`echo @`\nEOF\n", "a b").as_deref(),
+        Ok("cat <<EOF\n`echo 'a b'`\nEOF\n")
+    );
+}
+
+#[test]
+fn line_continuations_count_as_lines() {
+    assert_eq!(
+        put("echo a \\\nb @", "\0"),
+        Err(ShellError::Nul { line: 2 })
+    );
+}
+
+#[test]
+fn redirections_and_subshells_inside_a_substitution_keep_its_end() {
+    assert_eq!(
+        put("echo \"$(echo x > y) @\"", "a b").as_deref(),
+        Ok("echo \"$(echo x > y) a b\"")
+    );
+    assert_eq!(
+        put("echo \"$( (echo x); echo @ )\"", "a b").as_deref(),
+        Ok("echo \"$( (echo x); echo 'a b' )\"")
+    );
+    assert_eq!(
+        put("true; let n=1; echo @", "a b").as_deref(),
+        Ok("true; let n=1; echo 'a b'")
+    );
+}
+
+#[test]
+fn quotes_inside_unquoted_braces_are_quotes() {
+    assert_eq!(
+        put("echo ${u:-'@'}", "a b").as_deref(),
+        Ok("echo ${u:-'a b'}")
+    );
+    assert_eq!(
+        put("echo ${u:-\"@\"}", "a$b").as_deref(),
+        Ok("echo ${u:-\"a\\$b\"}")
+    );
+}
+
+#[test]
+fn every_refusal_says_what_to_do_instead() {
+    assert!(ShellError::Reserved.hint().contains("BATON_PARAM_"));
+}
