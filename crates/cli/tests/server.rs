@@ -4,7 +4,7 @@ mod support;
 
 use std::io::{BufRead, BufReader};
 
-use support::{Server, Test, http, task_states, wait_until};
+use support::{Server, Test, http, server_args, task_states, wait_until};
 
 #[test]
 fn refuses_non_loopback_addresses_without_the_flag() {
@@ -251,14 +251,7 @@ fn a_change_reloads_once_and_then_the_watcher_stays_quiet() {
 #[test]
 fn sighup_reloads_when_watching_is_off() {
     let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));
-    let server = Server::ready(t.spawn(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
-        "--no-watch",
-    ]));
+    let server = Server::ready(t.spawn(&server_args(&["--no-watch"])));
     let addr = server.addr.clone();
     std::fs::write(t.path().join("pipelines/two.yaml"), pipeline("two")).expect("write");
     std::thread::sleep(std::time::Duration::from_millis(800));
@@ -343,15 +336,7 @@ fn a_bad_baton_toml_is_reported_with_its_location() {
 #[test]
 fn server_logs_are_json_lines_on_request() {
     let t = Test::new().file("pipelines/one.yaml", &pipeline("one"));
-    let mut child = t.spawn(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
-        "--log-format",
-        "json",
-    ]);
+    let mut child = t.spawn(&server_args(&["--log-format", "json"]));
     let stderr = child.stderr.take().expect("stderr");
     let _server = Server::ready(child);
     let mut line = String::new();
@@ -380,15 +365,10 @@ fn server_tasks_get_a_clean_environment_without_its_secrets() {
             "pipelines/other.yaml",
             "name: other\ntriggers:\n  - webhook:\n      secret_env: ENVTEST_OTHER_SECRET\ntasks:\n  a:\n    run: \"true\"\n",
         );
-    let mut cmd = t.command(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
+    let mut cmd = t.command(&server_args(&[
         "--inherit-env",
         "AWS_*,ENVTEST_OTHER_SECRET",
-    ]);
+    ]));
     cmd.env("ENVTEST_HOOK_SECRET", "hook-s3cret")
         .env("ENVTEST_ALERTS_URL", "https://alerts.example/s3cret")
         .env("ENVTEST_OTHER_SECRET", "other-s3cret")
@@ -441,15 +421,7 @@ fn server_tasks_get_a_clean_environment_without_its_secrets() {
 #[test]
 fn inherit_env_naming_a_baton_secret_is_refused_at_start() {
     let t = Test::new().file("pipelines/p.yaml", &pipeline("p"));
-    let out = t.run(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
-        "--inherit-env",
-        "OPENLINEAGE_*",
-    ]);
+    let out = t.run(&server_args(&["--inherit-env", "OPENLINEAGE_*"]));
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains("`inherit_env` entry `OPENLINEAGE_*` would pass baton's secret `OPENLINEAGE_API_KEY` to every task"),
@@ -478,13 +450,7 @@ fn allowed_hosts_come_from_flags_and_baton_toml_and_match_the_listening_port() {
         "baton.toml",
         "[server]\nallowed_hosts = [\"from-file.example\"]\n",
     );
-    let server = Server::ready(t.spawn(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
-    ]));
+    let server = Server::ready(t.spawn(&server_args(&[])));
     let port = server.addr.rsplit_once(':').expect("port").1.to_owned();
     let addr = &server.addr;
     assert_eq!(
@@ -515,15 +481,7 @@ fn allowed_hosts_come_from_flags_and_baton_toml_and_match_the_listening_port() {
     drop(server);
 
     // A flag wins over the file.
-    let server = Server::ready(t.spawn(&[
-        "server",
-        "--pipelines",
-        "pipelines",
-        "--listen",
-        "127.0.0.1:0",
-        "--allowed-host",
-        "from-flag.example",
-    ]));
+    let server = Server::ready(t.spawn(&server_args(&["--allowed-host", "from-flag.example"])));
     assert_eq!(
         status_for_host(&server.addr, "/api/v1/runs", "from-flag.example"),
         200

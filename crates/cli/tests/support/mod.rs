@@ -146,31 +146,28 @@ impl Server {
 impl Test {
     /// Starts `baton server` on a free loopback port over `pipelines/`, with a short grace.
     pub fn server(&self) -> Server {
-        Server::ready(self.spawn(&[
-            "server",
-            "--pipelines",
-            "pipelines",
-            "--listen",
-            "127.0.0.1:0",
-            "--shutdown-grace",
-            "1s",
-        ]))
+        Server::ready(self.spawn(&server_args(&["--shutdown-grace", "1s"])))
     }
 }
 
 impl Test {
     /// A `baton server` replica that looks for runs nobody drives every 200 ms.
     pub fn replica(&self) -> Server {
-        Server::ready(self.spawn(&[
-            "server",
-            "--pipelines",
-            "pipelines",
-            "--listen",
-            "127.0.0.1:0",
-            "--takeover-interval",
-            "200ms",
-        ]))
+        Server::ready(self.spawn(&server_args(&["--takeover-interval", "200ms"])))
     }
+}
+
+/// `baton server` over `pipelines/` on a free loopback port, then `extra`.
+pub fn server_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "server",
+        "--pipelines",
+        "pipelines",
+        "--listen",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    args
 }
 
 /// `task key -> state` of a run record.
