@@ -27,6 +27,9 @@ use crate::observer::{Observer, Observers, RunScope};
 use crate::render::{self, RunContext, Scope};
 use crate::subpipeline::{self, ChildRunner, Pipelines};
 
+/// Attempts a task may lose to baton stopping before it fails (`[engine] interruption_limit`).
+pub const DEFAULT_INTERRUPTION_LIMIT: u32 = 5;
+
 /// How a dispatcher runs.
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -65,7 +68,7 @@ impl Options {
             parallelism: std::thread::available_parallelism().map_or(2, usize::from),
             home,
             owner: crate::owner_id(),
-            interruption_limit: 5,
+            interruption_limit: DEFAULT_INTERRUPTION_LIMIT,
             control_interval: Duration::from_millis(200),
             lease_ttl: Duration::from_secs(30),
             drain_grace: Duration::from_secs(30),

@@ -26,7 +26,7 @@ pub use backfill::{
     BackfillError, BackfillRequest, CreatedBackfill, MAX_BACKFILL_RUNS, create_backfill,
 };
 pub use clock::now_ms;
-pub use dispatcher::{Options, Progress, Stop, execute};
+pub use dispatcher::{DEFAULT_INTERRUPTION_LIMIT, Options, Progress, Stop, execute};
 pub use environment::TaskEnvironment;
 pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run, pipeline_admission};

@@ -65,7 +65,7 @@ impl Runner {
             executor,
             home,
             drain_grace: std::time::Duration::from_secs(30),
-            interruption_limit: Options::new(PathBuf::new()).interruption_limit,
+            interruption_limit: baton_engine::DEFAULT_INTERRUPTION_LIMIT,
             stop: watch::channel(None).0,
             active: Arc::new(tokio::sync::Semaphore::new(MAX_ACTIVE_RUNS as usize)),
             finished: tokio::sync::broadcast::channel(1024).0,

@@ -57,7 +57,7 @@ impl Config {
             takeover_interval: crate::takeover::DEFAULT_INTERVAL,
             allowed_hosts: Vec::new(),
             inherit_env: Vec::new(),
-            interruption_limit: baton_engine::Options::new(PathBuf::new()).interruption_limit,
+            interruption_limit: baton_engine::DEFAULT_INTERRUPTION_LIMIT,
         }
     }
 }
