@@ -1,0 +1,13 @@
+//! Core's integration tests, one module a subject, built as one binary (see Cargo.toml).
+
+mod diagnostics;
+mod graph;
+mod lineage_notify;
+mod robustness;
+mod schedule;
+mod schema;
+mod shell_values;
+mod spanned;
+mod validation;
+mod validation_edges;
+mod yaml;
