@@ -324,6 +324,102 @@ mod tests {
         assert_eq!(w, Vec::<String>::new());
     }
 
+    /// Where each diagnostic of `text` points, with the run field at line 10, column 5.
+    fn spans(text: &str) -> Vec<(u32, u32, u32, String)> {
+        let mut d = Decoder::new();
+        let run = Span {
+            line: 10,
+            column: 5,
+            offset: 7,
+            len: 0,
+        };
+        check_script(&mut d, run, text, &["sh".to_owned(), "-c".to_owned()]);
+        d.diags
+            .iter()
+            .map(|x| {
+                assert_eq!(x.span.offset, 7, "{}", x.message);
+                let at = x.message.rsplit(" (").next().unwrap_or_default();
+                (x.span.line, x.span.column, x.span.len, at.to_owned())
+            })
+            .collect()
+    }
+
+    // Pinned by cargo-mutants: the line and column of a warning, after what can stand
+    // before a value (lines, tags that span lines, comments, raw blocks, other values).
+    #[test]
+    fn warnings_point_at_the_value() {
+        let at = |line: u32, column: u32, len: u32, script_line: u32| {
+            (
+                line,
+                column,
+                len,
+                format!("line {script_line} of the script)"),
+            )
+        };
+        let cases = [
+            ("echo {{ x | raw }}", vec![at(10, 10, 13, 1)]),
+            ("a\nb {{ x | raw }}", vec![at(11, 7, 13, 2)]),
+            ("a\n\nccc{{x|raw}}", vec![at(12, 8, 9, 3)]),
+            (
+                "{% if a %}\n  {{ x | raw }}\n{% endif %}",
+                vec![at(11, 7, 13, 2)],
+            ),
+            ("{% if a\n %}x {{ y | raw }}", vec![at(11, 10, 13, 2)]),
+            ("{## a\nb ##}{{ z | raw }}", vec![at(11, 10, 13, 2)]),
+            ("{## a ##}{{ z | raw }}", vec![at(10, 14, 13, 1)]),
+            (
+                "{% raw %}\n{{ no }}\n{% endraw %} {{ v | raw }}",
+                vec![at(12, 18, 13, 3)],
+            ),
+            (
+                "{% raw %}{{ no }}{% endraw %}{{ v | raw }}",
+                vec![at(10, 34, 13, 1)],
+            ),
+            ("é {{ 'é' | raw }}", vec![at(10, 7, 15, 1)]),
+            (
+                "{{ a | raw }} {{ b | raw }}\n{{ c | raw }}",
+                vec![at(10, 5, 13, 1), at(10, 19, 13, 1), at(11, 5, 13, 2)],
+            ),
+            ("{%- if a -%}\n{{ x | raw }}", vec![at(11, 5, 13, 2)]),
+        ];
+        for (text, want) in cases {
+            assert_eq!(spans(text), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn raw_blocks_need_their_end_tag() {
+        // Without `{% endraw %}`, the `{% raw %}` tag is only a tag: the value after it counts.
+        assert_eq!(spans("{% raw %}{{ v | raw }}").len(), 1);
+        assert_eq!(raw_block(" raw ", "x{% endraw %}y"), Some(("x", 13)));
+        assert_eq!(raw_block("-raw-", "{%- endraw -%}"), Some(("", 14)));
+        assert_eq!(raw_block(" if x ", "{% endraw %}"), None);
+        assert_eq!(raw_block(" raw ", "endraw %}"), None);
+        assert_eq!(raw_block(" raw ", "{% endraw"), None);
+    }
+
+    #[test]
+    fn only_a_shell_with_a_c_flag_reads_its_argument_again() {
+        for text in [
+            "bash --rcfile rc ./s.sh {{ params.x }}",
+            "bash ./check.sh {{ params.x }}",
+            "grep -c foo {{ params.x }}",
+            "echo sh -c {{ params.x }}",
+        ] {
+            assert_eq!(check(text, &["sh", "-c"]), Vec::<String>::new(), "{text}");
+        }
+        for (text, runner) in [
+            ("X=1 eval \"echo {{ params.x }}\"", "eval"),
+            ("sudo sh -ec \"{{ params.x }}\"", "sh -c"),
+            ("a && /bin/bash -xc \"{{ params.x }}\"", "bash -c"),
+            ("if true; then . {{ params.x }}; fi", "."),
+        ] {
+            let w = check(text, &["sh", "-c"]);
+            assert_eq!(w.len(), 1, "{text}: {w:?}");
+            assert!(w[0].contains(&format!("by `{runner}`")), "{text}: {w:?}");
+        }
+    }
+
     #[test]
     fn warns_about_shared_variables() {
         let mut d = Decoder::new();

@@ -328,3 +328,21 @@ fn quotes_inside_unquoted_braces_are_quotes() {
 fn every_refusal_says_what_to_do_instead() {
     assert!(ShellError::Reserved.hint().contains("BATON_PARAM_"));
 }
+
+#[test]
+fn a_backslash_escapes_a_quote_inside_dollar_single_quotes() {
+    // `$'a\'b'` is one word: the `\'` does not end it, so the value after it is unquoted code.
+    assert_eq!(
+        put("echo $'a\\'b' @", "x y").as_deref(),
+        Ok("echo $'a\\'b' 'x y'")
+    );
+}
+
+#[test]
+fn a_backslash_escapes_a_dollar_in_an_unquoted_heredoc() {
+    // `\$(` in the body is text, not a command substitution around the value.
+    assert_eq!(
+        put("cat <<EOF\n\\$(x @\nEOF\n", "a b").as_deref(),
+        Ok("cat <<EOF\n\\$(x a b\nEOF\n")
+    );
+}
