@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use indexmap::IndexMap;
 
+use crate::ancestry::Ancestry;
 use crate::dag::{Dag, TaskIndex};
 use crate::decode::Decoder;
 use crate::diagnostic::{Diagnostic, did_you_mean};
@@ -37,6 +38,7 @@ pub fn compile(
         task_names: HashMap::new(),
         outputs: Vec::new(),
         dag: None,
+        ancestry: Ancestry::default(),
     };
     let pipeline = c.pipeline(&mut d, version);
     let diags = d.diags;
@@ -51,6 +53,8 @@ struct Compiler<'s> {
     /// Declared outputs per task, for checking `tasks.x.outputs.y`.
     outputs: Vec<Vec<&'s str>>,
     dag: Option<Dag>,
+    /// Answers the `tasks.x` references' upstream questions, linear in total.
+    ancestry: Ancestry,
 }
 
 /// What a template may refer to.
@@ -925,7 +929,10 @@ impl<'s> Compiler<'s> {
         };
         if let Some((current, i)) = current {
             // Without a DAG (a cycle was reported) upstream-ness is unknown; don't pile on.
-            let upstream = self.dag.as_ref().is_none_or(|g| g.is_ancestor(idx, i));
+            let upstream = self
+                .dag
+                .as_ref()
+                .is_none_or(|g| self.ancestry.is_ancestor(g, idx, i));
             if !upstream || current == name {
                 return Err((
                     format!("task `{name}` is not upstream of `{current}`"),

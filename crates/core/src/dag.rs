@@ -90,22 +90,35 @@ impl Dag {
 
     /// Whether `ancestor` is upstream of `task`, directly or through other tasks.
     ///
-    /// Climbs from `task` and prunes every task ordered before `ancestor`: none of those can be
-    /// downstream of it. A query therefore costs the part of the graph between the two tasks,
-    /// which keeps checking every `tasks.x` reference of a large generated pipeline near linear.
+    /// A query costs the part of the graph between the two tasks; for many questions about
+    /// one graph, [`crate::ancestry::Ancestry`] keeps the total linear.
     pub fn is_ancestor(&self, ancestor: TaskIndex, task: TaskIndex) -> bool {
-        let floor = self.position[ancestor];
         let mut seen = std::collections::HashSet::new();
+        self.climb(ancestor, task, |t| seen.insert(t)).0
+    }
+
+    /// Climbs from `task` looking for `ancestor`, and prunes every task ordered before
+    /// `ancestor`: none of those can be downstream of it. `first_visit` says whether a task is
+    /// seen for the first time (and notes it). Returns the answer and the tasks climbed through.
+    pub(crate) fn climb(
+        &self,
+        ancestor: TaskIndex,
+        task: TaskIndex,
+        mut first_visit: impl FnMut(TaskIndex) -> bool,
+    ) -> (bool, usize) {
+        let floor = self.position[ancestor];
+        let mut steps = 0;
         let mut stack: Vec<TaskIndex> = self.upstream[task].clone();
         while let Some(t) = stack.pop() {
+            steps += 1;
             if t == ancestor {
-                return true;
+                return (true, steps);
             }
-            if self.position[t] > floor && seen.insert(t) {
+            if self.position[t] > floor && first_visit(t) {
                 stack.extend(&self.upstream[t]);
             }
         }
-        false
+        (false, steps)
     }
 }
 

@@ -61,6 +61,31 @@ pub fn sort(diags: &mut [Diagnostic]) {
     });
 }
 
+/// Most problems reported for one file: past this the rest are counted, not listed (a
+/// generated file of unknown keys would otherwise print hundreds of thousands of lines).
+pub const MAX_PER_FILE: usize = 100;
+
+/// Keeps the first [`MAX_PER_FILE`] of sorted diagnostics and says how many more there were,
+/// as an error when any of those was one, so a capped file still fails validation.
+pub fn cap(diags: &mut Vec<Diagnostic>) {
+    if diags.len() <= MAX_PER_FILE {
+        return;
+    }
+    let rest = diags.split_off(MAX_PER_FILE);
+    let errors = rest.iter().filter(|d| d.is_error()).count();
+    let first = &rest[0];
+    let message = match rest.len() {
+        1 => format!("1 more problem in this file ({errors} of them errors), not shown"),
+        n => format!("{n} more problems in this file ({errors} of them errors), not shown"),
+    };
+    let more = if errors > 0 {
+        Diagnostic::error(first.span, first.field.clone(), message)
+    } else {
+        Diagnostic::warning(first.span, first.field.clone(), message)
+    };
+    diags.push(more.with_hint(format!("fix the first {MAX_PER_FILE} and validate again")));
+}
+
 /// `did you mean ...?` for a misspelt name, when a candidate is close enough.
 pub fn did_you_mean<'a>(
     wrong: &str,

@@ -5,6 +5,7 @@
 //! problem collected) -> `compile` (cross-field checks) -> `model::Pipeline`. [`load::load`]
 //! runs all three.
 
+pub mod ancestry;
 pub mod compile;
 pub mod dag;
 pub mod decode;

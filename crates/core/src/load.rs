@@ -71,6 +71,7 @@ pub fn load(source: &str) -> Loaded {
     }
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);
     diagnostic::sort(&mut diagnostics);
+    diagnostic::cap(&mut diagnostics);
     Loaded {
         pipeline: pipeline.filter(|_| !has_errors),
         diagnostics,

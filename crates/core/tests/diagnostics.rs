@@ -148,3 +148,51 @@ fn duplicate_pipeline_ids_point_at_the_first_definition() {
         )
     );
 }
+
+#[test]
+fn a_file_lists_at_most_a_hundred_problems_and_counts_the_rest() {
+    use std::fmt::Write;
+    let mut source = String::from("name: junk\ntasks:\n  a:\n    run: x\n");
+    for i in 0..500 {
+        let _ = writeln!(source, "unknown_{i}: 1");
+    }
+    let loaded = baton_core::load::load(&source);
+    assert!(loaded.pipeline.is_none());
+    let d = &loaded.diagnostics;
+    assert_eq!(d.len(), baton_core::diagnostic::MAX_PER_FILE + 1);
+    // The first hundred in reading order, then the count of the others.
+    assert!(d[99].message.contains("unknown_99"), "{}", d[99].message);
+    let last = &d[100];
+    assert_eq!(
+        last.message,
+        "400 more problems in this file (400 of them errors), not shown"
+    );
+    assert!(last.is_error());
+    assert_eq!(last.span.line, 105, "where the first one not shown is");
+}
+
+#[test]
+fn the_count_of_problems_not_shown_is_an_error_only_when_one_of_them_is() {
+    use baton_core::diagnostic::{MAX_PER_FILE, cap};
+    let mut few: Vec<Diagnostic> = (0..MAX_PER_FILE)
+        .map(|i| Diagnostic::warning(at(1, 1), "", format!("w{i}")))
+        .collect();
+    cap(&mut few);
+    assert_eq!(few.len(), MAX_PER_FILE, "a hundred are all shown");
+    let mut warnings = few.clone();
+    warnings.push(Diagnostic::warning(at(9, 1), "x", "w"));
+    cap(&mut warnings);
+    assert_eq!(warnings.len(), MAX_PER_FILE + 1);
+    assert_eq!(warnings[MAX_PER_FILE].severity, Severity::Warning);
+    assert_eq!(
+        warnings[MAX_PER_FILE].message,
+        "1 more problem in this file (0 of them errors), not shown"
+    );
+    assert_eq!(warnings[MAX_PER_FILE].field, "x");
+    let mut errors = few;
+    errors.push(Diagnostic::warning(at(9, 1), "", "w"));
+    errors.push(Diagnostic::error(at(9, 2), "", "e"));
+    cap(&mut errors);
+    assert_eq!(errors.len(), MAX_PER_FILE + 1);
+    assert!(errors[MAX_PER_FILE].is_error());
+}

@@ -2,6 +2,8 @@
 //! quotes every `{{ }}` value for a POSIX shell (`crate::shell`), and these find what defeats
 //! that (`| raw`, `eval`, a nested `sh -c`, a quoted here-document) or what cannot be quoted.
 
+use std::collections::HashMap;
+
 use crate::decode::Decoder;
 use crate::diagnostic::Diagnostic;
 use crate::shell::env::output_var;
@@ -112,12 +114,13 @@ pub(super) fn check_output_vars<'a>(
     d: &mut Decoder,
     tasks: impl IntoIterator<Item = (&'a str, Span, &'a [&'a str])>,
 ) {
-    let mut seen: Vec<(String, String)> = Vec::new();
+    // Variable name -> the output that has it, first in the file.
+    let mut seen: HashMap<String, String> = HashMap::new();
     for (task, span, outputs) in tasks {
         for output in outputs {
             let var = output_var(task, output);
             let name = format!("{task}.{output}");
-            if let Some((_, first)) = seen.iter().find(|(v, _)| *v == var) {
+            if let Some(first) = seen.get(&var) {
                 let diag = Diagnostic::warning(
                     span,
                     d.field(),
@@ -128,7 +131,7 @@ pub(super) fn check_output_vars<'a>(
                 ));
                 d.diags.push(diag);
             } else {
-                seen.push((var, name));
+                seen.insert(var, name);
             }
         }
     }
