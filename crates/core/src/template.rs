@@ -86,7 +86,13 @@ pub fn template_variables(text: &str) -> Result<BTreeSet<String>, SyntaxError> {
     let tmpl = environment()
         .template_from_str(text)
         .map_err(syntax_error)?;
-    Ok(without_globals(tmpl.undeclared_variables(true)))
+    let mut vars = without_globals(tmpl.undeclared_variables(true));
+    for (open, close) in [("{{", "}}"), ("{%", "%}")] {
+        for tag in tags(text, open, close) {
+            vars.extend(subscripted_paths(tag));
+        }
+    }
+    Ok(vars)
 }
 
 /// Checks an expression (with or without `{{ }}`) and returns the variable paths it reads.
@@ -101,7 +107,74 @@ pub fn expression_variables(text: &str) -> Result<BTreeSet<String>, SyntaxError>
     let expr = environment()
         .compile_expression(source)
         .map_err(syntax_error)?;
-    Ok(without_globals(expr.undeclared_variables(true)))
+    let mut vars = without_globals(expr.undeclared_variables(true));
+    vars.extend(subscripted_paths(source));
+    Ok(vars)
+}
+
+/// The text inside each `open`…`close` tag of a template.
+fn tags<'t>(text: &'t str, open: &str, close: &str) -> impl Iterator<Item = &'t str> {
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        let start = rest.find(open)? + open.len();
+        let len = rest[start..].find(close)?;
+        let tag = &rest[start..start + len];
+        rest = &rest[start + len + close.len()..];
+        Some(tag)
+    })
+}
+
+/// The dotted paths that `params['x']`-style subscripts with a literal key read, which
+/// minijinja's variable list reports only as `params`: `tasks["a"].outputs['n']` is
+/// `tasks.a.outputs.n`. A subscript with a computed key ends the path there.
+fn subscripted_paths(code: &str) -> Vec<String> {
+    const ROOTS: &[&str] = &["params", "tasks", "run", "pipeline"];
+    let bytes = code.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut paths = Vec::new();
+    for root in ROOTS {
+        for (at, _) in code.match_indices(root) {
+            if at > 0 && (is_ident(bytes[at - 1]) || bytes[at - 1] == b'.') {
+                continue;
+            }
+            let mut path = (*root).to_owned();
+            let mut i = at + root.len();
+            let mut subscripted = false;
+            loop {
+                if bytes.get(i) == Some(&b'.') {
+                    let start = i + 1;
+                    let end = start + bytes[start..].iter().take_while(|&&b| is_ident(b)).count();
+                    if end == start {
+                        break;
+                    }
+                    path = format!("{path}.{}", &code[start..end]);
+                    i = end;
+                } else if let Some((key, end)) = literal_subscript(code, i) {
+                    path = format!("{path}.{key}");
+                    subscripted = true;
+                    i = end;
+                } else {
+                    break;
+                }
+            }
+            if subscripted {
+                paths.push(path);
+            }
+        }
+    }
+    paths
+}
+
+/// A `['key']` or `["key"]` at `at`: the key and where the subscript ends.
+fn literal_subscript(code: &str, at: usize) -> Option<(&str, usize)> {
+    let inner = code.get(at..)?.strip_prefix('[')?;
+    let trimmed = inner.trim_start();
+    let quote = trimmed.chars().next().filter(|c| matches!(c, '\'' | '"'))?;
+    let body = &trimmed[1..];
+    let len = body.find(quote)?;
+    let key = &body[..len];
+    let after = body[len + 1..].trim_start().strip_prefix(']')?;
+    (!key.is_empty() && !key.contains('.')).then(|| (key, code.len() - after.len()))
 }
 
 fn syntax_error(e: minijinja::Error) -> SyntaxError {
@@ -150,6 +223,34 @@ mod tests {
         );
         let vars = expression_variables("tasks.extract.outputs.rows | int > 0").expect("valid");
         assert_eq!(vars.len(), 1);
+    }
+
+    #[test]
+    fn literal_subscripts_are_paths_too() {
+        let vars = template_variables(
+            "echo {{ params['nope'] }} {{ tasks[\"a\"].outputs[ 'n' ] }} ${params['shell']}",
+        )
+        .expect("valid");
+        assert!(vars.contains("params.nope"), "{vars:?}");
+        assert!(vars.contains("tasks.a.outputs.n"), "{vars:?}");
+        // Outside a tag, `params[...]` is the script's own (a bash array here).
+        assert!(!vars.contains("params.shell"), "{vars:?}");
+        let vars =
+            expression_variables("tasks['a'].outputs.rows | int > params[\"min\"]").expect("valid");
+        assert!(vars.contains("tasks.a.outputs.rows"), "{vars:?}");
+        assert!(vars.contains("params.min"), "{vars:?}");
+        // Computed keys, keys with dots and names that only end in a root are not paths.
+        let vars =
+            expression_variables("params[k] ~ params['a.b'] ~ myparams['x'] ~ x.params['y']")
+                .expect("valid");
+        assert!(
+            !vars
+                .iter()
+                .any(|v| v.starts_with("params.") || v.contains(".x") || v.contains(".y")),
+            "{vars:?}"
+        );
+        let vars = template_variables("{% if params['flag'] %}x{% endif %}").expect("valid");
+        assert!(vars.contains("params.flag"), "{vars:?}");
     }
 
     #[test]

@@ -281,3 +281,19 @@ fn a_for_each_expression_cannot_read_its_own_item() {
         "{problems:#?}"
     );
 }
+
+#[test]
+fn subscripts_with_a_literal_key_are_checked_like_attributes() {
+    let problems = messages(
+        "name: p\nparams:\n  who: { type: string, default: x }\ntasks:\n  a:\n    run: echo\n    outputs: [n]\n  b:\n    needs: [a]\n    run: echo {{ params['who'] }} {{ params['nope'] }} {{ tasks[\"a\"].outputs['m'] }}\n    if: tasks['c'].outputs.n\n",
+    );
+    assert_eq!(
+        problems,
+        [
+            "tasks.b.run: unknown param `nope`",
+            "tasks.b.run: task `a` does not declare output `m`",
+            "tasks.b.if: unknown task `c`",
+        ],
+        "{problems:#?}"
+    );
+}
