@@ -5,6 +5,8 @@
 #[path = "../../../store/tests/support/skip.rs"]
 pub mod skip;
 
+pub mod netns;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
