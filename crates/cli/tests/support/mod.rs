@@ -5,6 +5,7 @@
 #[path = "../../../store/tests/support/skip.rs"]
 pub mod skip;
 
+pub mod ledger;
 pub mod netns;
 
 use std::io::{BufRead, BufReader, Read, Write};
