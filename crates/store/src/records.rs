@@ -598,7 +598,7 @@ impl Admitted {
 #[derive(Debug, Clone, Copy)]
 pub struct OrphanClaim<'a> {
     /// Who takes the runs' leases.
-    pub owner: &'a str,
+    pub owner: &'a baton_core::ids::LeaseOwner,
     pub now: Millis,
     /// Until when the taken leases hold (the new owner's dispatcher renews them).
     pub expires_at: Millis,
