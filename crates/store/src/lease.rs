@@ -5,7 +5,20 @@ use baton_core::ids::LeaseOwner;
 
 /// How many times a run's lease has been acquired by a new holder. Only grows, so a write
 /// naming an older epoch comes from someone who lost the run since.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(transparent)]
 pub struct LeaseEpoch(pub i64);
 
 impl std::fmt::Display for LeaseEpoch {

@@ -292,6 +292,7 @@ fn run_record(row: &AnyRow) -> Result<RunRecord> {
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         lease_owner: row.try_get("lease_owner")?,
         lease_expires_at: opt_i64(row, "lease_expires_at")?,
+        lease_epoch: crate::LeaseEpoch(row.try_get("lease_epoch")?),
         admission_group: row.try_get("admission_group")?,
         admission_limit: opt_i64(row, "admission_limit")?.map(to_u32),
         admitted_at: opt_i64(row, "admitted_at")?,
