@@ -120,6 +120,14 @@ struct ServerSection {
 struct EngineSection {
     /// Times a task's attempts may be lost to baton stopping before the task fails.
     interruption_limit: Option<u32>,
+    #[serde(default, deserialize_with = "parsed")]
+    lease_ttl: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    lease_renew_interval: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    control_interval: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    kill_grace: Option<baton_core::duration::Duration>,
     /// Variables of the server's environment tasks get besides the basics (server only).
     #[serde(default, deserialize_with = "parsed_list")]
     inherit_env: Option<Vec<baton_engine::environment::EnvPattern>>,
@@ -159,6 +167,27 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
             )));
         }
         cli.interruption_limit = limit;
+    }
+    let e = &file.engine;
+    for (value, id, setting) in [
+        (e.lease_ttl, "lease_ttl", &mut cli.lease_ttl),
+        (
+            e.lease_renew_interval,
+            "lease_renew_interval",
+            &mut cli.lease_renew_interval,
+        ),
+        (
+            e.control_interval,
+            "control_interval",
+            &mut cli.control_interval,
+        ),
+        (e.kill_grace, "kill_grace", &mut cli.kill_grace),
+    ] {
+        if let Some(v) = value
+            && unset(matches, id)
+        {
+            *setting = v;
+        }
     }
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {
