@@ -355,9 +355,24 @@ mod tests {
         let engine: ConfigFile =
             toml::from_str("[engine]\ninterruption_limit = 3\n").expect("valid");
         assert_eq!(engine.engine.interruption_limit, Some(3));
+        let leases: ConfigFile = toml::from_str(
+            "[engine]\nlease_ttl = \"2s\"\nlease_renew_interval = \"500ms\"\ncontrol_interval = \"50ms\"\nkill_grace = \"1s\"\n",
+        )
+        .expect("valid");
+        let e = &leases.engine;
+        assert_eq!(
+            [
+                e.lease_ttl,
+                e.lease_renew_interval,
+                e.control_interval,
+                e.kill_grace
+            ]
+            .map(|d| d.map(|d| d.as_millis())),
+            [Some(2_000), Some(500), Some(50), Some(1_000)]
+        );
         assert_eq!(
             error_of("[engine]\ninterruption_limt = 3\n"),
-            "baton.toml:2:1: unknown field `interruption_limt`, expected `interruption_limit` or `inherit_env`"
+            "baton.toml:2:1: unknown field `interruption_limt`, expected one of `interruption_limit`, `lease_ttl`, `lease_renew_interval`, `control_interval`, `kill_grace`, `inherit_env`"
         );
         assert_eq!(
             f.server
