@@ -148,10 +148,9 @@ async fn the_dispatcher_that_lost_its_lease_stops_and_writes_nothing() {
     // The new owner finishes the run: the old attempt interrupted, the next one succeeds.
     let mut theirs = opts.clone();
     theirs.owner = second;
-    let state = execute(&store, &run, &theirs)
+    let state = support::driving(&store, &run, &theirs)
         .await
-        .expect("join")
-        .expect("driven");
+        .expect("join");
     assert_eq!(state, RunState::Succeeded);
     let tasks = store.tasks(&run).await.expect("tasks");
     assert_eq!(tasks[0].state, TaskState::Succeeded);
