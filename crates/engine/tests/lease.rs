@@ -148,9 +148,7 @@ async fn the_dispatcher_that_lost_its_lease_stops_and_writes_nothing() {
     // The new owner finishes the run: the old attempt interrupted, the next one succeeds.
     let mut theirs = opts.clone();
     theirs.owner = second;
-    let state = support::driving(&store, &run, &theirs)
-        .await
-        .expect("join");
+    let state = support::driving(&store, &run, &theirs).await.expect("join");
     assert_eq!(state, RunState::Succeeded);
     let tasks = store.tasks(&run).await.expect("tasks");
     assert_eq!(tasks[0].state, TaskState::Succeeded);
