@@ -163,12 +163,48 @@ fn log_error(e: LogError) -> ExpectedError {
     }
 }
 
-/// `--interruption-limit` (or `[engine] interruption_limit`), set once at start.
-static INTERRUPTION_LIMIT: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
+/// The `[engine]` settings (flags, `BATON_*`, `baton.toml`), set once at start.
+static ENGINE: std::sync::OnceLock<EngineSettings> = std::sync::OnceLock::new();
+
+/// How every run this process drives is driven, as configured.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct EngineSettings {
+    pub(crate) interruption_limit: u32,
+    pub(crate) leases: baton_server::Leases,
+    pub(crate) kill_grace: std::time::Duration,
+}
+
+impl EngineSettings {
+    /// The settings `cli` ended with, checked against each other.
+    pub(crate) fn of(cli: &crate::cli::Cli) -> Result<Self, ExpectedError> {
+        let (ttl, renew) = (cli.lease_ttl, cli.lease_renew_interval);
+        if renew.as_millis() == 0 || renew >= ttl {
+            return Err(ExpectedError::Usage(format!(
+                "`lease_renew_interval` ({renew}) must be shorter than `lease_ttl` ({ttl}) and \
+                 above zero\n(hint: renew a few times per lease, e.g. lease_ttl = \"30s\" and \
+                 lease_renew_interval = \"10s\")"
+            )));
+        }
+        if cli.control_interval.as_millis() == 0 {
+            return Err(ExpectedError::Usage(
+                "`control_interval` must be above zero".to_owned(),
+            ));
+        }
+        Ok(Self {
+            interruption_limit: cli.interruption_limit,
+            leases: baton_server::Leases {
+                ttl: ttl.as_std(),
+                renew_interval: renew.as_std(),
+                control_interval: cli.control_interval.as_std(),
+            },
+            kill_grace: cli.kill_grace.as_std(),
+        })
+    }
+}
 
 /// Sets what every run this process drives takes from the settings.
-pub(crate) fn configure_engine(interruption_limit: u32) {
-    let _ = INTERRUPTION_LIMIT.set(interruption_limit);
+pub(crate) fn configure_engine(settings: EngineSettings) {
+    let _ = ENGINE.set(settings);
 }
 
 /// How runs are driven in this process: the engine's defaults and the settings, reporting
@@ -176,10 +212,22 @@ pub(crate) fn configure_engine(interruption_limit: u32) {
 pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine::Options {
     let mut opts = baton_engine::Options::new(home.to_path_buf());
     opts.observers = observers.clone();
-    if let Some(&limit) = INTERRUPTION_LIMIT.get() {
-        opts.interruption_limit = limit;
+    if let Some(s) = ENGINE.get() {
+        opts.interruption_limit = s.interruption_limit;
+        opts.lease_ttl = s.leases.ttl;
+        opts.lease_renew_interval = s.leases.renew_interval;
+        opts.control_interval = s.leases.control_interval;
     }
     opts
+}
+
+/// The executor of the attempts this process starts, as configured.
+pub(crate) fn executor() -> baton_engine::executor::LocalExecutor {
+    let mut executor = baton_engine::executor::LocalExecutor::default();
+    if let Some(s) = ENGINE.get() {
+        executor.kill_grace = s.kill_grace;
+    }
+    executor
 }
 
 impl Backend {
@@ -268,30 +316,29 @@ impl Backend {
                 observers,
             } => {
                 let id = store.resolve_run(run).await?;
-                let outcome = match baton_engine::control::request_cancel(store.as_ref(), &id)
-                    .await?
-                {
-                    Cancel::Finished(state) => CancelOutcome::Finished(state),
-                    Cancel::Requested => CancelOutcome::Requested,
-                    Cancel::Orphaned => {
-                        // Nobody is running it: cancel it here, recording interrupted attempts
-                        // as it goes.
-                        let (_tx, rx) =
-                            tokio::sync::watch::channel(Some(baton_engine::Stop::Cancel));
-                        let opts = engine_options(home, observers);
-                        let executor = Arc::new(baton_engine::executor::LocalExecutor::default());
-                        let state = baton_engine::execute(
-                            Arc::clone(store),
-                            executor,
-                            &id,
-                            &opts,
-                            None,
-                            rx,
-                        )
-                        .await?;
-                        CancelOutcome::Ended(state)
-                    }
-                };
+                let outcome =
+                    match baton_engine::control::request_cancel(store.as_ref(), &id).await? {
+                        Cancel::Finished(state) => CancelOutcome::Finished(state),
+                        Cancel::Requested => CancelOutcome::Requested,
+                        Cancel::Orphaned => {
+                            // Nobody is running it: cancel it here, recording interrupted attempts
+                            // as it goes.
+                            let (_tx, rx) =
+                                tokio::sync::watch::channel(Some(baton_engine::Stop::Cancel));
+                            let opts = engine_options(home, observers);
+                            let executor = Arc::new(executor());
+                            let state = baton_engine::execute(
+                                Arc::clone(store),
+                                executor,
+                                &id,
+                                &opts,
+                                None,
+                                rx,
+                            )
+                            .await?;
+                            CancelOutcome::Ended(state)
+                        }
+                    };
                 Ok((id, outcome))
             }
             Self::Remote(c) => {

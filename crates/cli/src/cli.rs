@@ -66,6 +66,47 @@ pub(crate) struct Cli {
         value_name = "N"
     )]
     pub interruption_limit: u32,
+    /// How long a run's lease lasts without renewal: a server replica takes over the runs of
+    /// an owner that stalls (or dies) for longer.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_LEASE_TTL",
+        hide_env_values = true,
+        default_value = "30s",
+        value_name = "DURATION"
+    )]
+    pub lease_ttl: baton_core::duration::Duration,
+    /// How often a run's owner renews its lease; must be shorter than `--lease-ttl`.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_LEASE_RENEW_INTERVAL",
+        hide_env_values = true,
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub lease_renew_interval: baton_core::duration::Duration,
+    /// How often a run's owner reads cancel requests and approvals it was not told of.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_CONTROL_INTERVAL",
+        hide_env_values = true,
+        default_value = "200ms",
+        value_name = "DURATION"
+    )]
+    pub control_interval: baton_core::duration::Duration,
+    /// How long a stopped task gets after SIGTERM before its process group is killed.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_KILL_GRACE",
+        hide_env_values = true,
+        default_value = "10s",
+        value_name = "DURATION"
+    )]
+    pub kill_grace: baton_core::duration::Duration,
     /// `[traces]` of the config file; the `OTEL_*` variables win over it.
     #[arg(skip)]
     pub traces: baton_server::traces::TraceSettings,

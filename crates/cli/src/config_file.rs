@@ -120,6 +120,14 @@ struct ServerSection {
 struct EngineSection {
     /// Times a task's attempts may be lost to baton stopping before the task fails.
     interruption_limit: Option<u32>,
+    #[serde(default, deserialize_with = "parsed")]
+    lease_ttl: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    lease_renew_interval: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    control_interval: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    kill_grace: Option<baton_core::duration::Duration>,
     /// Variables of the server's environment tasks get besides the basics (server only).
     #[serde(default, deserialize_with = "parsed_list")]
     inherit_env: Option<Vec<baton_engine::environment::EnvPattern>>,
@@ -159,6 +167,27 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
             )));
         }
         cli.interruption_limit = limit;
+    }
+    let e = &file.engine;
+    for (value, id, setting) in [
+        (e.lease_ttl, "lease_ttl", &mut cli.lease_ttl),
+        (
+            e.lease_renew_interval,
+            "lease_renew_interval",
+            &mut cli.lease_renew_interval,
+        ),
+        (
+            e.control_interval,
+            "control_interval",
+            &mut cli.control_interval,
+        ),
+        (e.kill_grace, "kill_grace", &mut cli.kill_grace),
+    ] {
+        if let Some(v) = value
+            && unset(matches, id)
+        {
+            *setting = v;
+        }
     }
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {
@@ -326,9 +355,24 @@ mod tests {
         let engine: ConfigFile =
             toml::from_str("[engine]\ninterruption_limit = 3\n").expect("valid");
         assert_eq!(engine.engine.interruption_limit, Some(3));
+        let leases: ConfigFile = toml::from_str(
+            "[engine]\nlease_ttl = \"2s\"\nlease_renew_interval = \"500ms\"\ncontrol_interval = \"50ms\"\nkill_grace = \"1s\"\n",
+        )
+        .expect("valid");
+        let e = &leases.engine;
+        assert_eq!(
+            [
+                e.lease_ttl,
+                e.lease_renew_interval,
+                e.control_interval,
+                e.kill_grace
+            ]
+            .map(|d| d.map(|d| d.as_millis())),
+            [Some(2_000), Some(500), Some(50), Some(1_000)]
+        );
         assert_eq!(
             error_of("[engine]\ninterruption_limt = 3\n"),
-            "baton.toml:2:1: unknown field `interruption_limt`, expected `interruption_limit` or `inherit_env`"
+            "baton.toml:2:1: unknown field `interruption_limt`, expected one of `interruption_limit`, `lease_ttl`, `lease_renew_interval`, `control_interval`, `kill_grace`, `inherit_env`"
         );
         assert_eq!(
             f.server

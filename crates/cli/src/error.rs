@@ -93,6 +93,8 @@ impl ExpectedError {
             | Self::Refused(_)
             | Self::Unreachable { .. } => ExitStatus::Failure,
             Self::Api { status, .. } => *status,
+            // Not a mistake of the caller: another process drives the run now.
+            Self::Engine(baton_engine::Error::LeaseLost { .. }) => ExitStatus::Failure,
             Self::Engine(_) | Self::NoPipelines { .. } | Self::NoHome { .. } | Self::Usage(_) => {
                 ExitStatus::Usage
             }

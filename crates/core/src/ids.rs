@@ -395,6 +395,12 @@ impl TaskKey {
 }
 
 stored_id!(
+    /// Who holds a run's lease: one dispatcher of one process (`host:pid:nonce`), so a process
+    /// on this host that is gone can be told from one that is only slow.
+    LeaseOwner
+);
+
+stored_id!(
     /// A backfill's id: `bf_` and a ULID, so it sorts by creation and reads apart from run ids.
     BackfillId
 );

@@ -291,6 +291,8 @@ pub async fn retry_only(
         at,
         error: None,
     });
-    store.apply(run, &changes).await?;
+    store
+        .apply(run, baton_store::Fence::Unfenced, &changes)
+        .await?;
     Ok(keys)
 }

@@ -10,6 +10,15 @@ pub enum Error {
         "run `{run}` is being executed by `{owner}`\n(hint: wait for it, or `baton cancel {run}`)"
     )]
     Leased { run: String, owner: String },
+    /// Not a failure of the run: another process took it over (this one stalled past its
+    /// lease) and drives it now. Nothing more of this dispatcher's was written, and its
+    /// attempts were stopped.
+    #[error("lost ownership of run `{run}` to `{holder}` (epoch {epoch})")]
+    LeaseLost {
+        run: baton_core::ids::RunId,
+        holder: String,
+        epoch: baton_store::LeaseEpoch,
+    },
     #[error("the stored definition of run `{run}` no longer loads: {detail}")]
     Definition { run: String, detail: String },
     #[error("{0}")]

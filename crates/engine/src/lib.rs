@@ -26,7 +26,10 @@ pub use backfill::{
     BackfillError, BackfillRequest, CreatedBackfill, MAX_BACKFILL_RUNS, create_backfill,
 };
 pub use clock::now_ms;
-pub use dispatcher::{DEFAULT_INTERRUPTION_LIMIT, Options, Progress, Stop, execute};
+pub use dispatcher::{
+    DEFAULT_CONTROL_INTERVAL, DEFAULT_INTERRUPTION_LIMIT, DEFAULT_LEASE_RENEW_INTERVAL,
+    DEFAULT_LEASE_TTL, Options, Progress, Stop, execute,
+};
 pub use environment::TaskEnvironment;
 pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run, pipeline_admission};
@@ -36,12 +39,12 @@ pub use pools::{MAX_SLOTS, pool_problem};
 pub use subpipeline::{ChildRunner, Definition, PARENT_TRIGGER, Pipelines, execute_with_children};
 
 /// This process's identity as a lease owner: `host:pid:nonce`.
-pub fn owner_id() -> String {
+pub fn owner_id() -> baton_core::ids::LeaseOwner {
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
         .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}:{}", std::process::id(), now_ms())
+    baton_core::ids::LeaseOwner::from_string(format!("{host}:{}:{}", std::process::id(), now_ms()))
 }
 
 /// Whether a lease owner is a process on this host that no longer exists, so its runs can be

@@ -56,6 +56,10 @@ pub trait Observer: Send + Sync + Debug {
     ) -> Vec<(String, String)> {
         Vec::new()
     }
+
+    /// The dispatcher lost the run to another process (`holder`, which took the lease over
+    /// while this one stalled): nothing more of this run is committed here.
+    fn lease_lost(&self, _scope: RunScope<'_>, _holder: &str) {}
 }
 
 /// Every observer of a dispatcher, told in the order they were added.
@@ -95,5 +99,11 @@ impl Observer for Observers {
             .iter()
             .flat_map(|o| o.attempt_env(scope, key, attempt))
             .collect()
+    }
+
+    fn lease_lost(&self, scope: RunScope<'_>, holder: &str) {
+        for o in &self.0 {
+            o.lease_lost(scope, holder);
+        }
     }
 }

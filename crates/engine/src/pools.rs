@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 use std::time::Duration;
 
 use baton_core::ids::{RunId, TaskKey};
-use baton_store::{Millis, SlotClaim, Store};
+use baton_store::{Lease, Millis, SlotClaim, Store};
 use tokio::sync::Notify;
 
 /// How often a task waiting for a slot asks again, when no slot came free in this process.
@@ -44,13 +44,13 @@ pub(crate) async fn claim(
     run: &RunId,
     key: &TaskKey,
     priority: i32,
-    owner: &str,
+    lease: &Lease,
     now: Millis,
 ) -> baton_store::Result<Slot> {
     let mut reclaimed = false;
     loop {
         match store
-            .claim_slot(pool, run, key, priority, owner, now)
+            .claim_slot(pool, run, key, priority, lease, now)
             .await?
         {
             SlotClaim::Held => return Ok(Slot::Held),

@@ -512,6 +512,8 @@ async fn drive_children(
             // Leased by a live process: that one drives it, until its lease runs out.
             match crate::execute_when_free(store, executor, &run, &opts, stop).await {
                 Ok(_) | Err(crate::Error::Leased { .. }) => {}
+                // Another process took it over and drives it now.
+                Err(e @ crate::Error::LeaseLost { .. }) => tracing::warn!(run = %run, "{e}"),
                 Err(e) => tracing::error!(run = %run, error = %e, "child run stopped"),
             }
             driving

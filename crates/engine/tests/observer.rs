@@ -145,6 +145,7 @@ async fn an_attempt_cut_short_by_a_crash_is_finished_with_its_stored_start() {
     store
         .apply(
             &run,
+            baton_store::Fence::Unfenced,
             &[
                 Change::Run {
                     state: RunState::Running,

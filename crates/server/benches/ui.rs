@@ -154,6 +154,7 @@ fn main() {
                 store
                     .apply(
                         &RunId::from_string(id),
+                        baton_store::Fence::Unfenced,
                         &[
                             Change::Run { state: RunState::Running, at, error: None },
                             Change::Run { state, at: at + 1000 + (i as i64 % 97) * 100, error: None },

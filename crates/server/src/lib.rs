@@ -40,7 +40,7 @@ use utoipa_axum::routes;
 pub use catalog::Catalog;
 pub use error::ApiError;
 pub use routes::events::EventsFallback;
-pub use runner::Runner;
+pub use runner::{Leases, Runner};
 
 /// Requests larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;

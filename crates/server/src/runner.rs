@@ -24,6 +24,8 @@ pub struct Runner {
     drain_grace: std::time::Duration,
     /// Crashes of baton an attempt survives (`Options::interruption_limit`).
     interruption_limit: u32,
+    /// How the runs it drives hold their leases.
+    leases: Leases,
     /// Tells every run this server drives to stop (drain on shutdown).
     stop: watch::Sender<Option<Stop>>,
     /// Counts runs being driven, so a drain can wait for them.
@@ -51,6 +53,25 @@ pub struct Runner {
     environment: baton_engine::TaskEnvironment,
 }
 
+/// How a runner's dispatchers hold their runs (`[engine] lease_ttl`, `lease_renew_interval`,
+/// `control_interval`; see [`Options`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Leases {
+    pub ttl: std::time::Duration,
+    pub renew_interval: std::time::Duration,
+    pub control_interval: std::time::Duration,
+}
+
+impl Default for Leases {
+    fn default() -> Self {
+        Self {
+            ttl: baton_engine::DEFAULT_LEASE_TTL,
+            renew_interval: baton_engine::DEFAULT_LEASE_RENEW_INTERVAL,
+            control_interval: baton_engine::DEFAULT_CONTROL_INTERVAL,
+        }
+    }
+}
+
 /// How often waiting runs are offered to the store even when no run of this server finished:
 /// slots freed by another server are noticed this late at most.
 pub(crate) const ADMISSION_POLL: std::time::Duration = std::time::Duration::from_secs(2);
@@ -66,6 +87,7 @@ impl Runner {
             home,
             drain_grace: std::time::Duration::from_secs(30),
             interruption_limit: baton_engine::DEFAULT_INTERRUPTION_LIMIT,
+            leases: Leases::default(),
             stop: watch::channel(None).0,
             active: Arc::new(tokio::sync::Semaphore::new(MAX_ACTIVE_RUNS as usize)),
             finished: tokio::sync::broadcast::channel(1024).0,
@@ -124,6 +146,13 @@ impl Runner {
     #[must_use]
     pub fn with_pipelines(mut self, pipelines: Arc<dyn baton_engine::Pipelines>) -> Self {
         self.pipelines = Some(pipelines);
+        self
+    }
+
+    /// Sets how the runs this runner drives hold their leases.
+    #[must_use]
+    pub fn with_leases(mut self, leases: Leases) -> Self {
+        self.leases = leases;
         self
     }
 
@@ -302,16 +331,16 @@ impl Runner {
             .sum()
     }
 
-    /// Drives a run whose lease `owner` has just taken over from a dead or expired holder
-    /// ([`baton_store::Store::claim_orphans`]). Returns false, having handed the lease back,
-    /// when this runner drives the run already (waiting out the old holder's lease), so that
-    /// its dispatcher gets the lease at its next try.
-    pub async fn take_over(&self, run: &RunId, owner: String) -> bool {
+    /// Drives a run whose `lease` this process has just taken over from a dead or expired
+    /// holder ([`baton_store::Store::claim_orphans`]). Returns false, having handed the lease
+    /// back, when this runner drives the run already (waiting out the old holder's lease), so
+    /// that its dispatcher gets the lease at its next try.
+    pub async fn take_over(&self, run: &RunId, lease: baton_store::Lease) -> bool {
         if self.is_driving(run) {
-            let _ = self.store.release_lease(run, &owner).await;
+            let _ = self.store.release_lease(run, &lease).await;
             return false;
         }
-        self.drive_as(run.clone(), Some(owner));
+        self.drive_as(run.clone(), Some(lease.owner));
         true
     }
 
@@ -329,7 +358,7 @@ impl Runner {
 
     /// How long the leases of the runs this runner drives last.
     pub fn lease_ttl(&self) -> std::time::Duration {
-        Options::new(self.home.clone()).lease_ttl
+        self.leases.ttl
     }
 
     /// Drives an admitted run (or one that is ending anyway) in the background.
@@ -338,7 +367,7 @@ impl Runner {
     }
 
     /// [`Runner::drive`], with the lease taken as `owner` (one this process already holds).
-    fn drive_as(&self, run: RunId, owner: Option<String>) {
+    fn drive_as(&self, run: RunId, owner: Option<baton_core::ids::LeaseOwner>) {
         if !self
             .driving
             .lock()
@@ -353,6 +382,9 @@ impl Runner {
         let mut opts = Options::new(self.home.clone());
         opts.drain_grace = self.drain_grace;
         opts.interruption_limit = self.interruption_limit;
+        opts.lease_ttl = self.leases.ttl;
+        opts.lease_renew_interval = self.leases.renew_interval;
+        opts.control_interval = self.leases.control_interval;
         opts.observers = self.observers.clone();
         opts.pipelines = self.pipelines.clone();
         opts.environment = self.environment.clone();
@@ -377,6 +409,11 @@ impl Runner {
                     }
                 }
                 Err(baton_engine::Error::Leased { .. }) => {}
+                // Another replica took the run over while this one stalled: it drives the
+                // run now, and this server goes on serving the rest.
+                Err(e @ baton_engine::Error::LeaseLost { .. }) => {
+                    tracing::warn!(run = %run, "{e}");
+                }
                 Err(e) => tracing::error!(run = %run, error = %e, "run stopped"),
             }
             driving

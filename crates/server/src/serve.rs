@@ -39,6 +39,10 @@ pub struct Config {
     pub inherit_env: Vec<baton_engine::environment::EnvPattern>,
     /// Times a task's attempts may be lost to baton stopping before the task fails.
     pub interruption_limit: u32,
+    /// How the runs it drives hold their leases (`[engine] lease_ttl`, ...).
+    pub leases: crate::Leases,
+    /// Time between SIGTERM and SIGKILL when a task is stopped (`[engine] kill_grace`).
+    pub kill_grace: std::time::Duration,
 }
 
 impl Config {
@@ -58,6 +62,8 @@ impl Config {
             allowed_hosts: Vec::new(),
             inherit_env: Vec::new(),
             interruption_limit: baton_engine::DEFAULT_INTERRUPTION_LIMIT,
+            leases: crate::Leases::default(),
+            kill_grace: LocalExecutor::default().kill_grace,
         }
     }
 }
@@ -102,7 +108,9 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(&config.home).await?);
     let runner = Runner::new(
         Arc::clone(&store),
-        Arc::new(LocalExecutor::default()),
+        Arc::new(LocalExecutor {
+            kill_grace: config.kill_grace,
+        }),
         config.home.clone(),
     )
     .with_drain_grace(config.shutdown_grace)
@@ -111,6 +119,7 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         except: baton_engine::environment::Withheld::default(),
     })
     .with_interruption_limit(config.interruption_limit)
+    .with_leases(config.leases)
     .with_observer(Arc::new(config.observers.clone()));
     let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
     let (observers, outbox) = crate::observers::standard(&config.lineage, Arc::clone(&secrets))?;

@@ -82,15 +82,18 @@ impl Takeover {
             })
             .await?;
         let mut count = 0;
-        for run in &taken {
+        for taken in taken {
+            let run = &taken.run;
             let previous = run.lease_owner.as_deref().unwrap_or("none");
-            if !runner.take_over(&run.id, owner.clone()).await {
+            let epoch = taken.lease.epoch;
+            if !runner.take_over(&run.id, taken.lease.clone()).await {
                 continue;
             }
             tracing::info!(
                 run = %run.id,
                 pipeline = %format!("{}/{}", run.namespace, run.pipeline),
                 previous_owner = previous,
+                %epoch,
                 "taking over run"
             );
             self.state.metrics.counter(

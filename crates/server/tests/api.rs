@@ -796,6 +796,7 @@ mod upstream_triggers {
             .store
             .apply(
                 &created.id,
+                baton_store::Fence::Unfenced,
                 &[baton_store::Change::Run {
                     state: baton_core::state::RunState::Succeeded,
                     at: finished_at,

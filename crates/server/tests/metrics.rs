@@ -27,6 +27,8 @@ const FLAKY: &str = "name: flaky\ntasks:\n  a:\n    retries: { limit: 1, delay: 
 const QUICK: &str = "name: quick\nschedule:\n  - cron: \"* * * * *\"\n    catchup: all\ntasks:\n  a:\n    run: \"true\"\n";
 const HOOKED: &str = "name: hooked\ntriggers:\n  - webhook:\n      secret_env: HOOK_SECRET\ntasks:\n  a:\n    run: \"true\"\n";
 const ONCE: &str = "name: once\nconcurrency: { max_active_runs: 1, overlap: skip }\ntasks:\n  a:\n    run: sleep 30\n";
+const STALLED: &str =
+    "name: stalled\ntasks:\n  a:\n    run: sleep 0.5\n  b:\n    needs: [a]\n    run: \"true\"\n";
 const CACHED: &str = "name: cached\ntasks:\n  a:\n    cache: { key: \"v1\" }\n    run: \"true\"\n";
 const BROKEN: &str = "name: broken\ntasks:\n  a:\n    neds: [b]\n    run: x\n";
 
@@ -695,9 +697,16 @@ async fn orphaned_run(app: &App) -> String {
     .expect("run");
     assert!(
         store
-            .acquire_lease(&created.id, "elsewhere:1:1", 0, 1, None)
+            .acquire_lease(
+                &created.id,
+                &baton_core::ids::LeaseOwner::from_string("elsewhere:1:1"),
+                0,
+                1,
+                None
+            )
             .await
             .expect("lease")
+            .is_some()
     );
     created.id.to_string()
 }
@@ -711,6 +720,7 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
         ("flaky.yaml", FLAKY),
         ("broken.yaml", BROKEN),
         ("cached.yaml", CACHED),
+        ("stalled.yaml", STALLED),
     ])
     .await;
     let run = app.trigger("flaky").await;
@@ -754,6 +764,37 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
         s.sum("baton_runs_taken_over_total", &[("pipeline", "orphan")]),
         1.0
     );
+    // A run this server loses to another process, as if it had stalled past its lease: its
+    // next commit is refused, and the loss counted.
+    let stalled = app.trigger("stalled").await;
+    app.wait_for_state(&stalled, "running").await;
+    let id = baton_core::ids::RunId::from_string(stalled.clone());
+    let store = app.state.store.as_ref();
+    let holder = store
+        .run(&id)
+        .await
+        .expect("run")
+        .expect("exists")
+        .lease_owner;
+    let now = baton_engine::now_ms();
+    assert!(
+        store
+            .acquire_lease(
+                &id,
+                &baton_core::ids::LeaseOwner::from_string("elsewhere:2:2"),
+                now,
+                now + 3_600_000,
+                holder.as_deref(),
+            )
+            .await
+            .expect("lease")
+            .is_some()
+    );
+    let s = app
+        .scrape_until("the lost lease", |s| {
+            s.sum("baton_lease_lost_total", &[("pipeline", "stalled")]) == 1.0
+        })
+        .await;
 
     let exported: BTreeSet<String> = s
         .text

@@ -37,6 +37,15 @@ pub enum Error {
         group: String,
         active: Vec<baton_core::ids::RunId>,
     },
+    /// A write of a run's owner, made after another process took the run over (or the lease
+    /// was released): nothing of it was written.
+    #[error("lost ownership of run `{run}` to `{holder}` (epoch {epoch})")]
+    LeaseLost {
+        run: baton_core::ids::RunId,
+        /// The lease's holder now; `nobody` when it was released.
+        holder: String,
+        epoch: crate::LeaseEpoch,
+    },
     #[error("backfill `{0}` not found")]
     BackfillNotFound(String),
 }

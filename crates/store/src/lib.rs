@@ -4,12 +4,14 @@
 
 mod changes;
 mod error;
+mod lease;
 mod records;
 mod sql;
 mod store;
 
 pub use changes::Changes;
 pub use error::{Error, Result};
+pub use lease::{Fence, Lease, LeaseEpoch, TakenRun};
 pub use records::{
     Admission, Admitted, ApprovalRecord, ApprovalWait, AttemptProcess, AttemptRecord,
     BackfillFilter, BackfillRecord, CacheEntry, CacheSource, Change, Control, DeadLetterCursor,

@@ -60,6 +60,10 @@ pub struct RunRecord {
     pub lease_owner: Option<String>,
     #[schema(value_type = Option<i64>)]
     pub lease_expires_at: Option<Millis>,
+    /// How many times the lease went to a new holder (see [`crate::Lease`]).
+    #[serde(default)]
+    #[schema(value_type = i64)]
+    pub lease_epoch: crate::LeaseEpoch,
     /// The runs this one shares a concurrency limit with (`pipeline:ns/name`,
     /// `backfill:<id>`); none means it is never held back.
     pub admission_group: Option<String>,
@@ -598,7 +602,7 @@ impl Admitted {
 #[derive(Debug, Clone, Copy)]
 pub struct OrphanClaim<'a> {
     /// Who takes the runs' leases.
-    pub owner: &'a str,
+    pub owner: &'a baton_core::ids::LeaseOwner,
     pub now: Millis,
     /// Until when the taken leases hold (the new owner's dispatcher renews them).
     pub expires_at: Millis,

@@ -4,7 +4,7 @@
 use std::sync::Once;
 
 use async_trait::async_trait;
-use baton_core::ids::{BackfillId, RunId, TaskKey};
+use baton_core::ids::{BackfillId, LeaseOwner, RunId, TaskKey};
 use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -13,6 +13,7 @@ use sqlx::{AnyPool, Executor, Row};
 
 use crate::changes::{CHANNEL, ChangeFeed, Changes, Kind, ListenerGuard};
 use crate::error::{Error, Result};
+use crate::lease::{Fence, Lease, TakenRun};
 use crate::records::{
     Admitted, ApprovalRecord, ApprovalWait, AttemptProcess, AttemptRecord, BackfillFilter,
     BackfillRecord, CacheEntry, CacheSource, Change, Control, DeadLetterFilter, DeadLetterRecord,
@@ -22,6 +23,7 @@ use crate::records::{
 };
 use crate::store::Store;
 
+mod lease;
 mod pools;
 mod takeover;
 
@@ -290,6 +292,7 @@ fn run_record(row: &AnyRow) -> Result<RunRecord> {
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         lease_owner: row.try_get("lease_owner")?,
         lease_expires_at: opt_i64(row, "lease_expires_at")?,
+        lease_epoch: crate::LeaseEpoch(row.try_get("lease_epoch")?),
         admission_group: row.try_get("admission_group")?,
         admission_limit: opt_i64(row, "admission_limit")?.map(to_u32),
         admitted_at: opt_i64(row, "admitted_at")?,
@@ -1203,12 +1206,17 @@ impl Store for SqlStore {
             .collect()
     }
 
-    async fn apply(&self, run: &RunId, changes: &[Change]) -> Result<()> {
+    async fn apply(&self, run: &RunId, fence: Fence<'_>, changes: &[Change]) -> Result<()> {
         // Fewest statements per commit: one UPDATE per task however many of its changes the
         // batch holds, and all events in multi-row INSERTs. Each statement is a round trip to
         // the database, and the dispatcher commits once per step of the run.
         let mut writer = self.writer.lock().await;
         let mut tx = self.begin_write(&mut writer).await?;
+        // First, so a stale owner's batch is refused before any of it is written (dropping
+        // `tx` rolls back).
+        if let Fence::Lease(lease) = fence {
+            lease::fence(&mut tx, run, lease).await?;
+        }
         let mut events: Vec<PendingEvent> = Vec::with_capacity(changes.len());
         let mut attempts: Vec<AttemptRow> = Vec::new();
         let mut spawned: Vec<(&TaskKey, u32, &AttemptProcess)> = Vec::new();
@@ -1861,23 +1869,16 @@ impl Store for SqlStore {
     async fn acquire_lease(
         &self,
         run: &RunId,
-        owner: &str,
+        owner: &LeaseOwner,
         now: Millis,
         expires_at: Millis,
         steal_from: Option<&str>,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE runs SET lease_owner = $1, lease_expires_at = $2 WHERE id = $3 AND \
-             (lease_owner IS NULL OR lease_owner = $1 OR lease_expires_at < $4 OR lease_owner = $5)",
-        )
-        .bind(owner)
-        .bind(expires_at)
-        .bind(run.as_str())
-        .bind(now)
-        .bind(steal_from)
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected() == 1)
+    ) -> Result<Option<Lease>> {
+        self.acquire(run, owner, now, expires_at, steal_from).await
+    }
+
+    async fn renew_lease(&self, run: &RunId, lease: &Lease, expires_at: Millis) -> Result<()> {
+        self.renew(run, lease, expires_at).await
     }
 
     async fn lease_holders(&self, now: Millis) -> Result<Vec<String>> {
@@ -1888,7 +1889,7 @@ impl Store for SqlStore {
         self.unowned(limit).await
     }
 
-    async fn claim_orphans(&self, claim: &OrphanClaim<'_>) -> Result<Vec<RunRecord>> {
+    async fn claim_orphans(&self, claim: &OrphanClaim<'_>) -> Result<Vec<TakenRun>> {
         self.claim_orphaned(claim).await
     }
 
@@ -1896,22 +1897,8 @@ impl Store for SqlStore {
         self.admissible(limit).await
     }
 
-    async fn release_lease(&self, run: &RunId, owner: &str) -> Result<()> {
-        sqlx::query("UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2")
-            .bind(run.as_str())
-            .bind(owner)
-            .execute(&self.pool)
-            .await?;
-        // Tasks waiting for a slot when the run was handed back wait no more.
-        if self.claimed.has(run) {
-            sqlx::query("DELETE FROM pool_claims WHERE run_id = $1 AND owner = $2")
-                .bind(run.as_str())
-                .bind(owner)
-                .execute(&self.pool)
-                .await?;
-            self.claimed.forget(run);
-        }
-        Ok(())
+    async fn release_lease(&self, run: &RunId, lease: &Lease) -> Result<()> {
+        self.release(run, lease).await
     }
 
     async fn last_tick(
@@ -2218,10 +2205,10 @@ impl Store for SqlStore {
         run: &RunId,
         key: &TaskKey,
         priority: i32,
-        owner: &str,
+        lease: &Lease,
         now: Millis,
     ) -> Result<SlotClaim> {
-        self.claim(pool, run, key, priority, owner, now).await
+        self.claim(pool, run, key, priority, lease, now).await
     }
 
     async fn drop_claims(&self, owner: &str) -> Result<u64> {

@@ -1,11 +1,12 @@
 //! The storage trait: everything the engine persists goes through it.
 
 use async_trait::async_trait;
-use baton_core::ids::{BackfillId, RunId, TaskKey};
+use baton_core::ids::{BackfillId, LeaseOwner, RunId, TaskKey};
 use baton_core::state::RunState;
 
 use crate::changes::Changes;
 use crate::error::Result;
+use crate::lease::{Fence, Lease, TakenRun};
 use crate::records::{
     Admitted, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change,
     Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
@@ -52,7 +53,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn backfills(&self, filter: &BackfillFilter) -> Result<Vec<BackfillRecord>>;
     /// How many of a backfill's runs are in each state.
     async fn backfill_counts(&self, id: &BackfillId) -> Result<Vec<(RunState, u64)>>;
-    async fn apply(&self, run: &RunId, changes: &[Change]) -> Result<()>;
+    /// Commits a batch of changes to a run, with their events. A run's owner names its lease
+    /// ([`Fence::Lease`]): unless it is still the run's, nothing is written and the call fails
+    /// with [`crate::Error::LeaseLost`], checked in the same transaction.
+    async fn apply(&self, run: &RunId, fence: Fence<'_>, changes: &[Change]) -> Result<()>;
 
     async fn definition(&self, hash: &str) -> Result<Option<DefinitionRecord>>;
     /// Records a version of a definition (a no-op when that version is known).
@@ -86,17 +90,24 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn events(&self, run: &RunId, after_seq: i64) -> Result<Vec<EventRecord>>;
 
     /// Takes ownership of a run until `expires_at`, if nobody else holds a live lease (or the
-    /// holder is `owner` already, or `steal_from` names the stale holder). Returns whether the
-    /// lease is now `owner`'s.
+    /// holder is `owner` already, or `steal_from` names the stale holder). Returns the lease
+    /// now `owner`'s, or none. Its epoch grows unless `owner` held it already and it had not
+    /// expired.
     async fn acquire_lease(
         &self,
         run: &RunId,
-        owner: &str,
+        owner: &LeaseOwner,
         now: Millis,
         expires_at: Millis,
         steal_from: Option<&str>,
-    ) -> Result<bool>;
-    async fn release_lease(&self, run: &RunId, owner: &str) -> Result<()>;
+    ) -> Result<Option<Lease>>;
+    /// Extends `lease` to `expires_at` if it is still the run's (same owner and epoch), even
+    /// if it expired meanwhile: nobody took it, so nobody else wrote. Otherwise
+    /// [`crate::Error::LeaseLost`].
+    async fn renew_lease(&self, run: &RunId, lease: &Lease, expires_at: Millis) -> Result<()>;
+    /// Hands the run back (and its pool claims), if `lease` is still its lease; otherwise
+    /// [`crate::Error::LeaseLost`] and nothing changes.
+    async fn release_lease(&self, run: &RunId, lease: &Lease) -> Result<()>;
     /// The owners of unexpired leases on unfinished runs (for a caller to find dead ones).
     async fn lease_holders(&self, now: Millis) -> Result<Vec<String>>;
     /// Unfinished runs without a lease that do not wait for admission, oldest first: handed
@@ -107,8 +118,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// whose lease expired or whose holder is in `claim.dead`, and `claim.unowned` runs that
     /// still have no lease. Atomic per run: of several claimers (replicas on one PostgreSQL,
     /// where rows being claimed are skipped, or processes on one SQLite file), each run goes
-    /// to one. Returns the runs taken as they were before (`lease_owner` the previous holder).
-    async fn claim_orphans(&self, claim: &OrphanClaim<'_>) -> Result<Vec<RunRecord>>;
+    /// to one. Returns the runs taken as they were before (`lease_owner` the previous holder),
+    /// each with its new lease: a new epoch, which fences the previous holder out.
+    async fn claim_orphans(&self, claim: &OrphanClaim<'_>) -> Result<Vec<TakenRun>>;
     /// The runs [`Store::admit`] would let in now: per admission group with room, its oldest
     /// waiting run. One that stays so is offered by nobody (its server died).
     async fn admissible_waiting(&self, limit: u32) -> Result<Vec<RunRecord>>;
@@ -200,8 +212,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// Deletes a pool; returns whether it existed. Claims on it stay until their tasks end,
     /// and tasks that ask it for a slot afterwards find no pool.
     async fn delete_pool(&self, name: &str) -> Result<bool>;
-    /// Asks `pool` for a slot for task `key` of `run`, of `priority`, on behalf of `owner`
-    /// (which must hold the run's lease): in one transaction (on PostgreSQL under a lock of the
+    /// Asks `pool` for a slot for task `key` of `run`, of `priority`, on behalf of the
+    /// holder of `lease` (refused with [`crate::Error::LeaseLost`] unless it is still the
+    /// run's): in one transaction (on PostgreSQL under a lock of the
     /// pool's row), the claims that count are compared with the pool's slots, and the task
     /// takes a slot or is recorded waiting. A free slot goes first to the waiters of other runs
     /// of higher priority, then to those waiting longer: the task takes one only if fewer of
@@ -216,7 +229,7 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
         run: &RunId,
         key: &TaskKey,
         priority: i32,
-        owner: &str,
+        lease: &Lease,
         now: Millis,
     ) -> Result<SlotClaim>;
     /// Drops every claim of `owner`, a process known to be dead; returns how many.

@@ -6,13 +6,14 @@ mod skip;
 
 use std::sync::Arc;
 
-use baton_core::ids::{BackfillId, RunId, TaskKey};
+use baton_core::ids::{BackfillId, LeaseOwner, RunId, TaskKey};
 use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_store::{
     Admission, Admitted, AttemptProcess, BackfillFilter, BackfillRecord, CacheSource, Change,
-    Changes, DeadLetterCursor, DeadLetterFilter, DefinitionRecord, NewRun, NewTask, OrphanClaim,
-    ParentRef, PipelineCount, PoolRecord, RunFilter, Rusage, SlotClaim, SqlStore, Store, TaskCount,
+    Changes, DeadLetterCursor, DeadLetterFilter, DefinitionRecord, Fence, NewRun, NewTask,
+    OrphanClaim, ParentRef, PipelineCount, PoolRecord, RunFilter, Rusage, SlotClaim, SqlStore,
+    Store, TaskCount,
 };
 use serde_json::json;
 
@@ -68,6 +69,7 @@ async fn story(store: &dyn Store) {
     store
         .apply(
             &id,
+            Fence::Unfenced,
             &[
                 Change::Run {
                     state: RunState::Running,
@@ -107,6 +109,7 @@ async fn story(store: &dyn Store) {
     store
         .apply(
             &id,
+            Fence::Unfenced,
             &[
                 Change::AttemptFinished {
                     key: a.clone(),
@@ -198,31 +201,14 @@ async fn story(store: &dyn Store) {
     assert_eq!(later[1].data["started_at"], json!(1_003));
 
     // Leases: one owner at a time; an expired lease or a named stale owner can be taken.
-    assert!(
-        store
-            .acquire_lease(&id, "p1", 2_000, 3_000, None)
-            .await
-            .expect("lease")
-    );
-    assert!(
-        !store
-            .acquire_lease(&id, "p2", 2_500, 3_500, None)
-            .await
-            .expect("busy")
-    );
-    assert!(
-        store
-            .acquire_lease(&id, "p2", 2_500, 3_500, Some("p1"))
-            .await
-            .expect("steal")
-    );
-    assert!(
-        store
-            .acquire_lease(&id, "p3", 4_000, 5_000, None)
-            .await
-            .expect("expired")
-    );
-    store.release_lease(&id, "p3").await.expect("release");
+    assert!(acquired(store, &id, "p1", 2_000, 3_000, None).await);
+    assert!(!acquired(store, &id, "p2", 2_500, 3_500, None).await);
+    assert!(acquired(store, &id, "p2", 2_500, 3_500, Some("p1")).await);
+    assert!(acquired(store, &id, "p3", 4_000, 5_000, None).await);
+    store
+        .release_lease(&id, &lease_of(store, &id, "p3").await)
+        .await
+        .expect("release");
     assert_eq!(
         store
             .run(&id)
@@ -257,6 +243,7 @@ async fn story(store: &dyn Store) {
     store
         .apply(
             &id,
+            Fence::Unfenced,
             &[Change::Decided {
                 key: a.clone(),
                 approved: true,
@@ -454,6 +441,7 @@ async fn story(store: &dyn Store) {
     store
         .apply(
             &id,
+            Fence::Unfenced,
             &[Change::Run {
                 state: RunState::Succeeded,
                 at: 6_000,
@@ -483,6 +471,7 @@ async fn finish(store: &dyn Store, id: &str, state: RunState) {
     store
         .apply(
             &RunId::from_string(id),
+            Fence::Unfenced,
             &[Change::Run {
                 state,
                 at: 5_000,
@@ -690,11 +679,47 @@ async fn leased_run(store: &dyn Store, id: &str, owner: &str, expires_at: i64) -
     let run = store.create_run(&new_run(id, None)).await.expect("create");
     assert!(
         store
-            .acquire_lease(&run, owner, 100, expires_at, None)
+            .acquire_lease(&run, &LeaseOwner::from_string(owner), 100, expires_at, None)
             .await
             .expect("lease")
+            .is_some()
     );
     run
+}
+
+/// The lease of `run` as `owner` would name it: its current epoch.
+async fn lease_of(store: &dyn Store, run: &RunId, owner: &str) -> baton_store::Lease {
+    baton_store::Lease {
+        owner: LeaseOwner::from_string(owner),
+        epoch: store
+            .run(run)
+            .await
+            .expect("run")
+            .expect("exists")
+            .lease_epoch,
+    }
+}
+
+/// `acquire_lease` for a test: whether `owner` got it.
+async fn acquired(
+    store: &dyn Store,
+    run: &RunId,
+    owner: &str,
+    now: i64,
+    expires_at: i64,
+    steal_from: Option<&str>,
+) -> bool {
+    store
+        .acquire_lease(
+            run,
+            &LeaseOwner::from_string(owner),
+            now,
+            expires_at,
+            steal_from,
+        )
+        .await
+        .expect("lease")
+        .is_some()
 }
 
 /// Pools: slots taken and given back with the commits that end attempts, claims that stop
@@ -708,7 +733,7 @@ async fn pools(store: &dyn Store) {
     let p2 = leased_run(store, "05p2", "o2", 1_000).await;
     assert_eq!(
         store
-            .claim_slot("gpu", &p1, &a, 0, "o1", 100)
+            .claim_slot("gpu", &p1, &a, 0, &lease_of(store, &p1, "o1").await, 100)
             .await
             .expect("claim"),
         SlotClaim::NoPool
@@ -729,7 +754,14 @@ async fn pools(store: &dyn Store) {
     );
     let claim = |run: RunId, key: TaskKey, owner: &'static str, now: i64| async move {
         store
-            .claim_slot("gpu", &run, &key, 0, owner, now)
+            .claim_slot(
+                "gpu",
+                &run,
+                &key,
+                0,
+                &lease_of(store, &run, owner).await,
+                now,
+            )
             .await
             .expect("claim")
     };
@@ -754,6 +786,7 @@ async fn pools(store: &dyn Store) {
     store
         .apply(
             &p1,
+            Fence::Unfenced,
             &[Change::AttemptFinished {
                 key: a.clone(),
                 attempt: 1,
@@ -776,23 +809,13 @@ async fn pools(store: &dyn Store) {
     assert_eq!((gpu(140).await.used, gpu(140).await.waiting), (1, 0));
     // p2's lease expires (its owner died, say): its slot no longer counts.
     assert_eq!(gpu(1_001).await.used, 0);
-    assert!(
-        store
-            .acquire_lease(&p1, "o1", 1_001, 5_000, None)
-            .await
-            .expect("renew")
-    );
+    assert!(acquired(store, &p1, "o1", 1_001, 5_000, None).await);
     assert_eq!(
         claim(p1.clone(), b.clone(), "o1", 1_002).await,
         SlotClaim::Held
     );
     // Another owner takes the run over: the claims of the one before count no more.
-    assert!(
-        store
-            .acquire_lease(&p1, "o3", 1_003, 9_000, Some("o1"))
-            .await
-            .expect("steal")
-    );
+    assert!(acquired(store, &p1, "o3", 1_003, 9_000, Some("o1")).await);
     assert_eq!(gpu(1_004).await.used, 0);
     assert_eq!(
         claim(p1.clone(), b.clone(), "o3", 1_005).await,
@@ -800,7 +823,11 @@ async fn pools(store: &dyn Store) {
     );
     // A task that leaves `running` without an attempt's end (cancelled) gives its slot back.
     store
-        .apply(&p1, &[set("b", TaskState::Cancelled, 1_006, None)])
+        .apply(
+            &p1,
+            Fence::Unfenced,
+            &[set("b", TaskState::Cancelled, 1_006, None)],
+        )
         .await
         .expect("cancel");
     assert_eq!(gpu(1_006).await.used, 0);
@@ -817,7 +844,7 @@ async fn pools(store: &dyn Store) {
         SlotClaim::Held
     );
     store
-        .apply(&p1, &[end(RunState::Cancelled, 1_010)])
+        .apply(&p1, Fence::Unfenced, &[end(RunState::Cancelled, 1_010)])
         .await
         .expect("end");
     assert_eq!(gpu(1_010).await.used, 0);
@@ -835,11 +862,15 @@ async fn pools(store: &dyn Store) {
     );
     assert_eq!(gpu(1_012).await.waiting, 1);
     // A run handed back stops waiting.
-    store.release_lease(&p3, "o4").await.expect("release");
+    store
+        .release_lease(&p3, &lease_of(store, &p3, "o4").await)
+        .await
+        .expect("release");
     assert_eq!(gpu(1_013).await.waiting, 0);
     assert!(store.delete_pool("gpu").await.expect("delete"));
     assert!(!store.delete_pool("gpu").await.expect("delete again"));
     assert_eq!(store.pool("gpu", 1_014).await.expect("pool"), None);
+    assert!(acquired(store, &p3, "o4", 1_014, 9_000, None).await);
     assert_eq!(claim(p3, a, "o4", 1_014).await, SlotClaim::NoPool);
 }
 
@@ -853,7 +884,14 @@ async fn pool_priority(store: &dyn Store) {
         let (run, key) = (run.clone(), key.clone());
         async move {
             store
-                .claim_slot("fair", &run, &key, prio, owner, now)
+                .claim_slot(
+                    "fair",
+                    &run,
+                    &key,
+                    prio,
+                    &lease_of(store, &run, owner).await,
+                    now,
+                )
                 .await
                 .expect("claim")
         }
@@ -862,7 +900,11 @@ async fn pool_priority(store: &dyn Store) {
         let run = run.clone();
         async move {
             store
-                .apply(&run, &[set("a", TaskState::Succeeded, at, None)])
+                .apply(
+                    &run,
+                    Fence::Unfenced,
+                    &[set("a", TaskState::Succeeded, at, None)],
+                )
                 .await
                 .expect("release");
         }
@@ -908,7 +950,14 @@ async fn pool_priority(store: &dyn Store) {
         let own = own.clone();
         async move {
             store
-                .claim_slot("fair", &own, &TaskKey::from_string(key), 0, "oown", now)
+                .claim_slot(
+                    "fair",
+                    &own,
+                    &TaskKey::from_string(key),
+                    0,
+                    &lease_of(store, &own, "oown").await,
+                    now,
+                )
                 .await
                 .expect("claim")
         }
@@ -946,7 +995,14 @@ async fn concurrent_claimers(stores: Vec<Arc<dyn Store>>) {
             let key = TaskKey::from_string("a");
             for round in 0..3 {
                 while store
-                    .claim_slot("race", &run, &key, 0, &owner, 200)
+                    .claim_slot(
+                        "race",
+                        &run,
+                        &key,
+                        0,
+                        &lease_of(store.as_ref(), &run, &owner).await,
+                        200,
+                    )
                     .await
                     .expect("claim")
                     != SlotClaim::Held
@@ -958,7 +1014,11 @@ async fn concurrent_claimers(stores: Vec<Arc<dyn Store>>) {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 in_use.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
                 store
-                    .apply(&run, &[set("a", TaskState::Succeeded, 300 + round, None)])
+                    .apply(
+                        &run,
+                        Fence::Unfenced,
+                        &[set("a", TaskState::Succeeded, 300 + round, None)],
+                    )
                     .await
                     .expect("release");
             }
@@ -981,7 +1041,7 @@ async fn concurrent_claimers(stores: Vec<Arc<dyn Store>>) {
 }
 
 fn claim<'a>(
-    owner: &'a str,
+    owner: &'a LeaseOwner,
     dead: &'a [String],
     unowned: &'a [RunId],
     limit: u32,
@@ -1018,10 +1078,18 @@ async fn orphans(store: &dyn Store) {
     let unowned = store.unowned_runs(10).await.expect("unowned");
     assert_eq!(unowned, [RunId::from_string("07a5")]);
 
+    let me = LeaseOwner::from_string("me");
     let taken = store
-        .claim_orphans(&claim("me", &[], &[], 10))
+        .claim_orphans(&claim(&me, &[], &[], 10))
         .await
         .expect("claim");
+    assert_eq!(taken[0].lease.owner, me);
+    assert_eq!(
+        taken[0].lease.epoch,
+        baton_store::LeaseEpoch(2),
+        "a new holder's epoch"
+    );
+    let taken: Vec<baton_store::RunRecord> = taken.into_iter().map(|t| t.run).collect();
     assert_eq!(
         ids(&taken),
         ["07a2"],
@@ -1037,34 +1105,38 @@ async fn orphans(store: &dyn Store) {
     assert_eq!(now.lease_expires_at, Some(32_000));
     assert!(
         store
-            .claim_orphans(&claim("you", &[], &[], 10))
+            .claim_orphans(&claim(&LeaseOwner::from_string("you"), &[], &[], 10))
             .await
             .expect("claim")
             .is_empty(),
         "a taken run is not taken twice"
     );
     assert!(
-        !store
-            .acquire_lease(&taken[0].id, "late", 2_100, 30_000, Some("gone"))
-            .await
-            .expect("lease"),
+        !acquired(store, &taken[0].id, "late", 2_100, 30_000, Some("gone")).await,
         "the old holder's name no longer opens the lease"
     );
 
     let dead = ["dead".to_owned()];
     let taken = store
-        .claim_orphans(&claim("me", &dead, &unowned, 1))
+        .claim_orphans(&claim(&me, &dead, &unowned, 1))
         .await
         .expect("claim");
+    let taken: Vec<baton_store::RunRecord> = taken.into_iter().map(|t| t.run).collect();
     assert_eq!(
         ids(&taken),
         ["07a3"],
         "a dead holder's lease, before it expires; one at most"
     );
     let taken = store
-        .claim_orphans(&claim("me", &dead, &unowned, 5))
+        .claim_orphans(&claim(&me, &dead, &unowned, 5))
         .await
         .expect("claim");
+    assert_eq!(
+        taken[0].lease.epoch,
+        baton_store::LeaseEpoch(1),
+        "a first holder's epoch"
+    );
+    let taken: Vec<baton_store::RunRecord> = taken.into_iter().map(|t| t.run).collect();
     assert_eq!(ids(&taken), ["07a5"], "a run still without a lease");
     assert_eq!(taken[0].lease_owner, None);
     assert!(
@@ -1133,14 +1205,14 @@ async fn concurrent_orphan_claimers(stores: Vec<Arc<dyn Store>>) {
     for i in 0..8 {
         let store = Arc::clone(&stores[i % stores.len()]);
         workers.push(tokio::spawn(async move {
-            let owner = format!("replica{i}");
+            let owner = LeaseOwner::from_string(format!("replica{i}"));
             let mut mine = Vec::new();
             for _ in 0..40 {
                 let taken = store
                     .claim_orphans(&claim(&owner, &[], &[], 2))
                     .await
                     .expect("claim");
-                mine.extend(taken.into_iter().map(|r| r.id));
+                mine.extend(taken.into_iter().map(|t| t.run.id));
                 tokio::time::sleep(std::time::Duration::from_millis(1)).await;
             }
             mine
@@ -1266,7 +1338,11 @@ async fn change_feed(reader: &dyn Store, writer: &dyn Store) {
     heard(&mut changes, &id, "creation").await;
     let a = TaskKey::from_string("a");
     writer
-        .apply(&id, &[set("a", TaskState::WaitingApproval, 5_001, None)])
+        .apply(
+            &id,
+            Fence::Unfenced,
+            &[set("a", TaskState::WaitingApproval, 5_001, None)],
+        )
         .await
         .expect("apply");
     heard(&mut changes, &id, "a commit").await;
@@ -1303,7 +1379,11 @@ async fn change_feed(reader: &dyn Store, writer: &dyn Store) {
         .expect("create other");
     let mut quiet = reader.changes();
     writer
-        .apply(&other, &[set("a", TaskState::Queued, 5_003, None)])
+        .apply(
+            &other,
+            Fence::Unfenced,
+            &[set("a", TaskState::Queued, 5_003, None)],
+        )
         .await
         .expect("apply other");
     assert!(
@@ -1426,8 +1506,14 @@ async fn fail_attempt(store: &dyn Store, run: &str, key: &str, attempt: u32, at:
         },
     ];
     let id = RunId::from_string(run);
-    store.apply(&id, &[start]).await.expect("start attempt");
-    store.apply(&id, &[finish]).await.expect("finish attempt");
+    store
+        .apply(&id, Fence::Unfenced, &[start])
+        .await
+        .expect("start attempt");
+    store
+        .apply(&id, Fence::Unfenced, &[finish])
+        .await
+        .expect("finish attempt");
 }
 
 fn end(state: RunState, at: i64) -> Change {
@@ -1469,11 +1555,15 @@ async fn failures_story(store: &dyn Store) {
         set("b", TaskState::UpstreamFailed, 1_500, None),
         end(RunState::Failed, 1_600),
     ];
-    store.apply(&run("02r1"), &changes).await.expect("r1");
+    store
+        .apply(&run("02r1"), Fence::Unfenced, &changes)
+        .await
+        .expect("r1");
     // r2 was cancelled after `a` failed without an attempt (a template that did not render).
     store
         .apply(
             &run("02r2"),
+            Fence::Unfenced,
             &[
                 set("a", TaskState::Failed, 2_500, Some("cannot render `run`")),
                 set("b", TaskState::Cancelled, 2_500, None),
@@ -1486,6 +1576,7 @@ async fn failures_story(store: &dyn Store) {
     store
         .apply(
             &run("02r3"),
+            Fence::Unfenced,
             &[
                 end(RunState::Running, 3_100),
                 set("a", TaskState::Failed, 3_500, Some("x")),
@@ -1506,7 +1597,10 @@ async fn failures_story(store: &dyn Store) {
         },
         task("on_failure", "on_failure", 3),
     ]);
-    store.apply(&run("02r4"), &[expand]).await.expect("expand");
+    store
+        .apply(&run("02r4"), Fence::Unfenced, &[expand])
+        .await
+        .expect("expand");
     fail_attempt(store, "02r4", "fan[x]", 1, 4_400, 1).await;
     let changes = [
         set(
@@ -1525,7 +1619,10 @@ async fn failures_story(store: &dyn Store) {
         set("on_failure", TaskState::Failed, 4_600, Some("hook")),
         end(RunState::Failed, 4_700),
     ];
-    store.apply(&run("02r4"), &changes).await.expect("r4");
+    store
+        .apply(&run("02r4"), Fence::Unfenced, &changes)
+        .await
+        .expect("r4");
 
     let all = store
         .dead_letters(&DeadLetterFilter {
@@ -1616,6 +1713,7 @@ async fn failures_story(store: &dyn Store) {
     store
         .apply(
             &run("02r1"),
+            Fence::Unfenced,
             &[
                 Change::Reopen {
                     key: TaskKey::from_string("a"),
@@ -1642,6 +1740,7 @@ async fn failures_story(store: &dyn Store) {
     store
         .apply(
             &run("02r1"),
+            Fence::Unfenced,
             &[
                 set("a", TaskState::Queued, 5_100, None),
                 set("b", TaskState::WaitingApproval, 5_100, None),
@@ -1650,7 +1749,11 @@ async fn failures_story(store: &dyn Store) {
         .await
         .expect("r1 queued");
     store
-        .apply(&run("02r3"), &[set("b", TaskState::Running, 5_100, None)])
+        .apply(
+            &run("02r3"),
+            Fence::Unfenced,
+            &[set("b", TaskState::Running, 5_100, None)],
+        )
         .await
         .expect("r3 running");
     let active: Vec<(String, TaskState, u64)> = store
@@ -1744,6 +1847,7 @@ async fn overview_story(store: &dyn Store) {
     store
         .apply(
             &RunId::from_string("03a2"),
+            Fence::Unfenced,
             &[
                 Change::Task {
                     key: TaskKey::from_string("b"),
@@ -1789,6 +1893,7 @@ async fn overview_story(store: &dyn Store) {
     store
         .apply(
             &run,
+            Fence::Unfenced,
             &[Change::Reopen {
                 key: TaskKey::from_string("b"),
                 state: TaskState::Pending,
@@ -1839,7 +1944,7 @@ async fn cache_story(store: &dyn Store) {
         ]
     };
     store
-        .apply(&made, &succeed(&long, 5_000))
+        .apply(&made, Fence::Unfenced, &succeed(&long, 5_000))
         .await
         .expect("apply");
     let lookup = |cache_key: String, not_before: Option<i64>| async move {
@@ -1916,6 +2021,7 @@ async fn cache_story(store: &dyn Store) {
     store
         .apply(
             &reuser,
+            Fence::Unfenced,
             &[
                 Change::CacheChecked {
                     key: key.clone(),
@@ -1950,6 +2056,7 @@ async fn cache_story(store: &dyn Store) {
     store
         .apply(
             &reuser,
+            Fence::Unfenced,
             &[Change::Reopen {
                 key: key.clone(),
                 state: TaskState::Pending,
@@ -1970,7 +2077,7 @@ async fn cache_story(store: &dyn Store) {
         .await
         .expect("create");
     store
-        .apply(&remade, &succeed(&long, 8_000))
+        .apply(&remade, Fence::Unfenced, &succeed(&long, 8_000))
         .await
         .expect("apply");
     let newer = lookup(long, None).await.expect("a hit");
@@ -2035,7 +2142,10 @@ async fn process_story(store: &dyn Store) {
         owner: "me".into(),
         after_interruption,
     };
-    store.apply(&run, &[start(1, false)]).await.expect("start");
+    store
+        .apply(&run, Fence::Unfenced, &[start(1, false)])
+        .await
+        .expect("start");
     let attempts = store.attempts(&run).await.expect("attempts");
     assert_eq!((attempts[0].pid, &attempts[0].process), (None, &None));
     let process = AttemptProcess {
@@ -2047,6 +2157,7 @@ async fn process_story(store: &dyn Store) {
     store
         .apply(
             &run,
+            Fence::Unfenced,
             &[Change::AttemptSpawned {
                 key: key.clone(),
                 attempt: 1,
@@ -2071,14 +2182,17 @@ async fn process_story(store: &dyn Store) {
         error: Some("baton stopped while this attempt ran".into()),
     };
     store
-        .apply(&run, &[interrupted])
+        .apply(&run, Fence::Unfenced, &[interrupted])
         .await
         .expect("interrupted");
     let tasks = store.tasks(&run).await.expect("tasks");
     let a = tasks.iter().find(|t| t.key == key).expect("task a");
     assert_eq!(a.interruptions, 1, "counted when recorded");
     // The attempt after it does not count it again.
-    store.apply(&run, &[start(2, true)]).await.expect("start 2");
+    store
+        .apply(&run, Fence::Unfenced, &[start(2, true)])
+        .await
+        .expect("start 2");
     let tasks = store.tasks(&run).await.expect("tasks");
     let a = tasks.iter().find(|t| t.key == key).expect("task a");
     assert_eq!((a.attempts, a.interruptions), (2, 1));

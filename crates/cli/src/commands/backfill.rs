@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use baton_core::ids::{Namespace, PipelineId, RunId};
 use baton_core::state::RunState;
-use baton_engine::executor::LocalExecutor;
 use baton_engine::{BackfillError, BackfillRequest, Observers, Options, Stop};
 use baton_store::Store;
 use tokio::sync::watch;
@@ -210,7 +209,7 @@ async fn drive_all(
     stop: watch::Receiver<Option<Stop>>,
     out: &mut Output,
 ) -> Result<bool, ExpectedError> {
-    let executor = Arc::new(LocalExecutor::default());
+    let executor = Arc::new(crate::backend::executor());
     let mut pending = runs.into_iter().peekable();
     let mut driving: JoinSet<(RunId, Result<RunState, baton_engine::Error>)> = JoinSet::new();
     let mut all_ok = true;

@@ -26,7 +26,8 @@ use crate::output::Output;
 pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, ExpectedError> {
     let (home, server) = (&cli.home, cli.server.as_deref());
     let local = (home.as_path(), home_use(&cli.command));
-    crate::backend::configure_engine(cli.interruption_limit);
+    let engine = crate::backend::EngineSettings::of(&cli)?;
+    crate::backend::configure_engine(engine);
     let traces = &cli.traces;
     match &cli.command {
         Command::Validate(args) => validate::run(args, out),
@@ -61,7 +62,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         }),
         // The server builds the standard observers itself.
         Command::Server(args) => with_engine(traces, Standard::InServer, async |o| {
-            server::run(home, cli.interruption_limit, args, o, out).await
+            server::run(home, engine, args, o, out).await
         }),
         Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(args, out),
         Command::Approve(args) => with_backend(local, server, traces, out, async |b, out| {

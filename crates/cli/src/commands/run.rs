@@ -5,7 +5,6 @@ use std::sync::Arc;
 
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
-use baton_engine::executor::LocalExecutor;
 use baton_engine::{Observers, RunRequest, Stop};
 use baton_store::Store;
 use serde_json::{Map, Value};
@@ -222,7 +221,7 @@ pub(crate) async fn drive(
     let total = store.tasks(id).await?.len();
     let (tx, rx) = mpsc::unbounded_channel();
     let view = tokio::spawn(live::watch(rx, total));
-    let executor = Arc::new(LocalExecutor::default());
+    let executor = Arc::new(crate::backend::executor());
     let result = baton_engine::execute_with_children(
         store.clone(),
         executor,

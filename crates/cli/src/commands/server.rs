@@ -11,7 +11,7 @@ use crate::output::Output;
 
 pub(crate) async fn run(
     home: &Path,
-    interruption_limit: u32,
+    engine: crate::backend::EngineSettings,
     args: &ServerArgs,
     observers: &Observers,
     out: &mut Output,
@@ -27,7 +27,9 @@ pub(crate) async fn run(
         catchup_cap: args.catchup_cap,
         watch: !args.no_watch,
         takeover_interval: args.takeover_interval.as_std(),
-        interruption_limit,
+        interruption_limit: engine.interruption_limit,
+        leases: engine.leases,
+        kill_grace: engine.kill_grace,
         observers: observers.clone(),
         lineage: crate::observers::lineage_config(),
         allowed_hosts: args.allowed_hosts.clone(),

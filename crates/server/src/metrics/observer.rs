@@ -170,4 +170,20 @@ impl Observer for RunObserver {
             runs.pop_first();
         }
     }
+
+    fn lease_lost(&self, scope: RunScope<'_>, _holder: &str) {
+        // Its new owner reports what follows; what was measured here so far is dropped.
+        self.runs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&scope.run.id);
+        self.metrics.counter(
+            "baton_lease_lost_total",
+            &[
+                ("namespace", scope.pipeline.id.namespace.to_string()),
+                ("pipeline", scope.pipeline.id.name.to_string()),
+            ],
+            1,
+        );
+    }
 }

@@ -57,6 +57,12 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
         "Runs this server took over from an owner that died or stopped renewing its lease.",
     ),
     (
+        "baton_lease_lost_total",
+        Kind::Counter,
+        "namespace, pipeline",
+        "Runs this server stopped driving because another took their lease over while it stalled.",
+    ),
+    (
         "baton_run_duration_seconds",
         Kind::Histogram,
         "namespace, pipeline, state",

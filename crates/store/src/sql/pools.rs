@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::{Backend, SqlStore, end_tx, to_u32};
 use crate::error::Result;
+use crate::lease::Lease;
 use crate::records::{Millis, PoolRecord, SlotClaim};
 
 /// Claim `c` counts: its run's lease is held by the claim's owner and unexpired at `$1`.
@@ -113,14 +114,16 @@ impl SqlStore {
         run: &RunId,
         key: &TaskKey,
         priority: i32,
-        owner: &str,
+        lease: &Lease,
         now: Millis,
     ) -> Result<SlotClaim> {
+        let owner = lease.owner.as_str();
         // Before the claim exists, so no commit of the run can miss it.
         self.claimed.add(run);
         let mut writer = self.writer.lock().await;
         let mut tx = self.begin_write(&mut writer).await?;
         let result = async {
+            super::lease::fence(&mut tx, run, lease).await?;
             // PostgreSQL: claimers of one pool take turns on its row, so two of them never
             // both see the last free slot, nor the same place among the waiters. SQLite's
             // `BEGIN IMMEDIATE` already lets one writer in at a time.

@@ -7,6 +7,7 @@ use sqlx::Row;
 
 use super::{Backend, SqlStore, end_tx, run_record};
 use crate::error::Result;
+use crate::lease::{Lease, LeaseEpoch, TakenRun};
 use crate::records::{Millis, OrphanClaim, RunRecord};
 
 /// `$first, $first+1, ...` for `n` values, or `NULL` (matching nothing) for none.
@@ -50,7 +51,7 @@ impl SqlStore {
             .collect()
     }
 
-    pub(super) async fn claim_orphaned(&self, claim: &OrphanClaim<'_>) -> Result<Vec<RunRecord>> {
+    pub(super) async fn claim_orphaned(&self, claim: &OrphanClaim<'_>) -> Result<Vec<TakenRun>> {
         let mut writer = self.writer.lock().await;
         let mut tx = self.begin_write(&mut writer).await?;
         let result = async {
@@ -82,34 +83,28 @@ impl SqlStore {
             for row in &rows {
                 let record = run_record(row)?;
                 // Compare-and-set on the holder seen: the lease is the arbiter, as in
-                // `acquire_lease`.
-                let done = match &record.lease_owner {
-                    Some(previous) => {
-                        sqlx::query(
-                            "UPDATE runs SET lease_owner = $1, lease_expires_at = $2 \
-                             WHERE id = $3 AND lease_owner = $4",
-                        )
-                        .bind(claim.owner)
-                        .bind(claim.expires_at)
-                        .bind(record.id.as_str())
-                        .bind(previous.as_str())
-                        .execute(&mut *tx)
-                        .await?
-                    }
-                    None => {
-                        sqlx::query(
-                            "UPDATE runs SET lease_owner = $1, lease_expires_at = $2 \
-                             WHERE id = $3 AND lease_owner IS NULL",
-                        )
-                        .bind(claim.owner)
-                        .bind(claim.expires_at)
-                        .bind(record.id.as_str())
-                        .execute(&mut *tx)
-                        .await?
-                    }
-                };
-                if done.rows_affected() == 1 {
-                    taken.push(record);
+                // `acquire_lease`. A new holder gets a new epoch, which fences the previous
+                // holder's writes from now on.
+                let claimed = sqlx::query(
+                    "UPDATE runs SET lease_owner = $1, lease_expires_at = $2, \
+                     lease_epoch = lease_epoch + 1 \
+                     WHERE id = $3 AND lease_owner IS NOT DISTINCT FROM $4 RETURNING lease_epoch",
+                )
+                .bind(claim.owner.as_str())
+                .bind(claim.expires_at)
+                .bind(record.id.as_str())
+                .bind(record.lease_owner.as_deref())
+                .fetch_optional(&mut *tx)
+                .await?;
+                if let Some(row) = claimed {
+                    let epoch = LeaseEpoch(row.try_get("lease_epoch")?);
+                    taken.push(TakenRun {
+                        run: record,
+                        lease: Lease {
+                            owner: claim.owner.clone(),
+                            epoch,
+                        },
+                    });
                 }
             }
             Ok(taken)

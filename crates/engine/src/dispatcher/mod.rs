@@ -10,11 +10,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use baton_core::ids::{PipelineId, RunId, TaskKey};
+use baton_core::ids::{LeaseOwner, PipelineId, RunId, TaskKey};
 use baton_core::model::{Action, ForEach, Pipeline, Task};
 use baton_core::rules::{Decision, decide};
 use baton_core::state::{AttemptState, RunState, TaskState};
-use baton_store::{CacheSource, Change, Millis, NewTask, RunRecord, Store, TaskRecord};
+use baton_store::{
+    CacheSource, Change, Fence, Lease, Millis, NewTask, RunRecord, Store, TaskRecord,
+};
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::{mpsc, watch};
 
@@ -27,8 +29,18 @@ use crate::observer::{Observer, Observers, RunScope};
 use crate::render::{self, RunContext, Scope};
 use crate::subpipeline::{self, ChildRunner, Pipelines};
 
+mod lease;
+
 /// Attempts a task may lose to baton stopping before it fails (`[engine] interruption_limit`).
 pub const DEFAULT_INTERRUPTION_LIMIT: u32 = 5;
+
+/// How long a run's lease lasts unless configured.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// How often a run's lease is renewed unless configured: a third of its life, so two renewals
+/// can fail (a slow database) before it runs out.
+pub const DEFAULT_LEASE_RENEW_INTERVAL: Duration = Duration::from_secs(10);
+/// How often a run's control rows are read unless configured (see `Options::control_interval`).
+pub const DEFAULT_CONTROL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// How a dispatcher runs.
 #[derive(Debug, Clone)]
@@ -38,7 +50,7 @@ pub struct Options {
     /// Where logs and output files go.
     pub home: PathBuf,
     /// Who holds the run's lease: `host:pid:nonce`.
-    pub owner: String,
+    pub owner: LeaseOwner,
     /// Attempts lost to crashes of baton itself that a task survives; they do not use its
     /// retry budget, but a task that keeps taking baton down must stop somewhere.
     pub interruption_limit: u32,
@@ -47,7 +59,11 @@ pub struct Options {
     /// down). With the listener connected, at least every second. A request the feed
     /// announces is read at once.
     pub control_interval: Duration,
+    /// How long the run's lease lasts without a renewal (`[engine] lease_ttl`): a replica
+    /// takes over a run whose owner stalls longer.
     pub lease_ttl: Duration,
+    /// How often the lease is renewed (`[engine] lease_renew_interval`); below `lease_ttl`.
+    pub lease_renew_interval: Duration,
     /// How long a drain waits for running attempts before stopping them.
     pub drain_grace: Duration,
     /// Told of every committed change (metrics, traces, lineage, notifications).
@@ -69,8 +85,9 @@ impl Options {
             home,
             owner: crate::owner_id(),
             interruption_limit: DEFAULT_INTERRUPTION_LIMIT,
-            control_interval: Duration::from_millis(200),
-            lease_ttl: Duration::from_secs(30),
+            control_interval: DEFAULT_CONTROL_INTERVAL,
+            lease_ttl: DEFAULT_LEASE_TTL,
+            lease_renew_interval: DEFAULT_LEASE_RENEW_INTERVAL,
             drain_grace: Duration::from_secs(30),
             observers: Observers::default(),
             pipelines: None,
@@ -212,7 +229,7 @@ pub async fn execute(
     if record.state.is_final() {
         return Ok(record.state);
     }
-    acquire_lease(store.as_ref(), &record, opts).await?;
+    let lease = lease::acquire(store.as_ref(), &record, opts).await?;
     let definition = store
         .definition(&record.version)
         .await?
@@ -234,39 +251,34 @@ pub async fn execute(
         store.clone(),
         executor,
         record,
+        lease,
         Arc::new(pipeline),
         opts,
         progress,
     );
     d.load(tasks);
     let result = d.drive(&attempts, stop).await;
-    let _ = store.release_lease(run, &opts.owner).await;
-    result
-}
-
-async fn acquire_lease(store: &dyn Store, run: &RunRecord, opts: &Options) -> Result<()> {
-    let now = now_ms();
-    let ttl = i64::try_from(opts.lease_ttl.as_millis()).unwrap_or(i64::MAX);
-    let stale = run
-        .lease_owner
-        .as_deref()
-        .filter(|owner| crate::owner_is_dead(owner));
-    if store
-        .acquire_lease(&run.id, &opts.owner, now, now + ttl, stale)
-        .await?
-    {
-        return Ok(());
+    match result {
+        // Someone else drives the run now: stop what still runs here and write nothing more,
+        // not even the release (the lease is not ours to give back).
+        Err(Error::Store(baton_store::Error::LeaseLost { run, holder, epoch })) => {
+            d.abandon().await;
+            d.opts.observers.lease_lost(d.scope(), &holder);
+            Err(Error::LeaseLost { run, holder, epoch })
+        }
+        result => {
+            let _ = store.release_lease(run, &d.lease).await;
+            result
+        }
     }
-    Err(Error::Leased {
-        run: run.id.to_string(),
-        owner: run.lease_owner.clone().unwrap_or_default(),
-    })
 }
 
 struct Dispatcher {
     store: Arc<dyn Store>,
     executor: Arc<dyn Executor>,
     run: RunRecord,
+    /// The run's lease, which every write names: the store refuses them once it is lost.
+    lease: Lease,
     pipeline: Arc<Pipeline>,
     opts: Options,
     progress: Option<mpsc::UnboundedSender<Progress>>,
@@ -317,6 +329,7 @@ impl Dispatcher {
         store: Arc<dyn Store>,
         executor: Arc<dyn Executor>,
         run: RunRecord,
+        lease: Lease,
         pipeline: Arc<Pipeline>,
         opts: &Options,
         progress: Option<mpsc::UnboundedSender<Progress>>,
@@ -371,6 +384,7 @@ impl Dispatcher {
             store,
             executor,
             run,
+            lease,
             opts: opts.clone(),
             progress,
             ctx: RunContext { env, ..ctx },
@@ -528,7 +542,9 @@ impl Dispatcher {
             return Ok(());
         }
         let changes = std::mem::take(&mut self.pending);
-        self.store.apply(&self.run.id, &changes).await?;
+        self.store
+            .apply(&self.run.id, Fence::Lease(&self.lease), &changes)
+            .await?;
         crate::fault::after_commit();
         if self.pooled && changes.iter().any(frees_slot) {
             // Tasks waiting here ask at once, and so do other runs of this process. A time, not
@@ -621,7 +637,7 @@ impl Dispatcher {
         // Subscribed before the first read of control rows, so no request falls in between.
         let mut changes = self.store.changes();
         let mut next_control = tokio::time::Instant::now();
-        let mut lease = tokio::time::interval(self.opts.lease_ttl / 3);
+        let mut lease = tokio::time::interval(self.opts.lease_renew_interval);
         lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.start_ready().await?;
@@ -689,11 +705,7 @@ impl Dispatcher {
                 }
                 // Only requests wake it, never its own commits.
                 () = changes.requested(&self.run.id) => next_control = tokio::time::Instant::now(),
-                _ = lease.tick() => {
-                    let now = now_ms();
-                    let ttl = i64::try_from(self.opts.lease_ttl.as_millis()).unwrap_or(i64::MAX);
-                    self.store.acquire_lease(&self.run.id, &self.opts.owner, now, now + ttl, None).await?;
-                }
+                _ = lease.tick() => self.renew().await?,
                 () = drain => {
                     for running in self.running.values_mut() {
                         running.handle.cancel();
@@ -1196,7 +1208,7 @@ impl Dispatcher {
                     &self.run.id,
                     &key,
                     self.task(i).priority,
-                    &self.opts.owner,
+                    &self.lease,
                     now,
                 )
                 .await?;
@@ -1227,7 +1239,7 @@ impl Dispatcher {
                             attempt,
                             at: now,
                             log_path: call.log_path.display().to_string(),
-                            owner: self.opts.owner.clone(),
+                            owner: self.opts.owner.to_string(),
                             after_interruption: std::mem::take(&mut inst.after_interruption),
                         });
                         self.set(i, TaskState::Running, None);
@@ -1250,7 +1262,7 @@ impl Dispatcher {
                         attempt: inst.attempts,
                         at: now,
                         log_path: spec.log_path.display().to_string(),
-                        owner: self.opts.owner.clone(),
+                        owner: self.opts.owner.to_string(),
                         after_interruption: std::mem::take(&mut inst.after_interruption),
                     });
                     self.set(i, TaskState::Running, None);

@@ -1,0 +1,84 @@
+//! The dispatcher's hold on its run: the lease it takes, renews and names in every write,
+//! and what it does when the store says the lease is gone (another process took the run over
+//! while this one stalled): stop at once, and write nothing more.
+
+use std::time::Duration;
+
+use baton_store::{Lease, RunRecord, Store};
+
+use super::{Dispatcher, Options};
+use crate::clock::now_ms;
+use crate::error::{Error, Result};
+
+/// How long an abandoned run's attempts get to report that they stopped. The executor kills
+/// them (SIGTERM, its grace, SIGKILL) on its own; this only bounds the wait for the news.
+const ABANDON_WAIT: Duration = Duration::from_secs(120);
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Takes the run's lease (from a holder that is a dead process of this host, too), or says
+/// who holds it.
+pub(super) async fn acquire(store: &dyn Store, run: &RunRecord, opts: &Options) -> Result<Lease> {
+    let now = now_ms();
+    let stale = run
+        .lease_owner
+        .as_deref()
+        .filter(|owner| crate::owner_is_dead(owner));
+    let expires_at = now.saturating_add(millis(opts.lease_ttl));
+    match store
+        .acquire_lease(&run.id, &opts.owner, now, expires_at, stale)
+        .await?
+    {
+        Some(lease) => Ok(lease),
+        None => Err(Error::Leased {
+            run: run.id.to_string(),
+            owner: run.lease_owner.clone().unwrap_or_default(),
+        }),
+    }
+}
+
+impl Dispatcher {
+    /// Extends the lease; fails with the store's `LeaseLost` when another process took it.
+    pub(super) async fn renew(&mut self) -> Result<()> {
+        let expires_at = now_ms().saturating_add(millis(self.opts.lease_ttl));
+        self.store
+            .renew_lease(&self.run.id, &self.lease, expires_at)
+            .await?;
+        Ok(())
+    }
+
+    /// After the lease is lost: nothing new starts and every running attempt is stopped
+    /// through its executor (their results would be refused anyway, and the new owner runs
+    /// them again), without a write. A sub-pipeline attempt's watch is dropped, not its child
+    /// run: the new owner watches that child again.
+    pub(super) async fn abandon(&mut self) {
+        self.ready.clear();
+        self.lookups.clear();
+        self.timers.clear();
+        self.pending.clear();
+        self.notes.clear();
+        self.detach_children();
+        for running in self.running.values_mut() {
+            running.handle.cancel();
+        }
+        tracing::warn!(
+            run = %self.run.id,
+            attempts = self.running.len(),
+            "lost the run's lease: stopping its attempts without recording them"
+        );
+        let deadline = tokio::time::Instant::now() + ABANDON_WAIT;
+        while !self.running.is_empty() {
+            match tokio::time::timeout_at(deadline, self.done_rx.recv()).await {
+                Ok(Some(finished)) => {
+                    self.running.retain(|&i, _| {
+                        self.insts[i].key != finished.key
+                            || self.insts[i].attempts != finished.attempt
+                    });
+                }
+                Ok(None) | Err(_) => break,
+            }
+        }
+    }
+}

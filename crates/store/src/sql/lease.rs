@@ -1,0 +1,139 @@
+//! Run leases and the fence every write of a run's owner passes: the lease it names (owner
+//! and epoch) must still be the run's, checked in the write's own transaction.
+
+use baton_core::ids::{LeaseOwner, RunId};
+use sqlx::Row;
+
+use super::SqlStore;
+use crate::error::{Error, Result};
+use crate::lease::{Lease, LeaseEpoch};
+use crate::records::Millis;
+
+/// Refuses the rest of `tx` unless `lease` is still `run`'s. A no-op update rather than a
+/// read: on PostgreSQL it also locks the run's row until `tx` ends, so a takeover
+/// (`claim_orphans`, which skips locked rows) cannot slip in between the check and the commit.
+/// SQLite's single writer serializes them anyway.
+pub(super) async fn fence(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run: &RunId,
+    lease: &Lease,
+) -> Result<()> {
+    let done = sqlx::query(
+        "UPDATE runs SET lease_epoch = lease_epoch \
+         WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3",
+    )
+    .bind(run.as_str())
+    .bind(lease.owner.as_str())
+    .bind(lease.epoch.0)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(());
+    }
+    Err(lost(&mut **tx, run).await?)
+}
+
+/// The refusal of a write to `run` by someone who no longer holds its lease, naming who does.
+async fn lost<'e, E>(conn: E, run: &RunId) -> Result<Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let row = sqlx::query("SELECT lease_owner, lease_epoch FROM runs WHERE id = $1")
+        .bind(run.as_str())
+        .fetch_optional(conn)
+        .await?
+        .ok_or_else(|| Error::RunNotFound(run.to_string()))?;
+    let holder: Option<String> = row.try_get("lease_owner")?;
+    Ok(Error::LeaseLost {
+        run: run.clone(),
+        holder: holder.unwrap_or_else(|| "nobody".into()),
+        epoch: LeaseEpoch(row.try_get("lease_epoch")?),
+    })
+}
+
+impl SqlStore {
+    pub(super) async fn acquire(
+        &self,
+        run: &RunId,
+        owner: &LeaseOwner,
+        now: Millis,
+        expires_at: Millis,
+        steal_from: Option<&str>,
+    ) -> Result<Option<Lease>> {
+        let mut writer = self.writer.lock().await;
+        // The holder extending a live lease keeps its epoch; anyone else taking it, or the
+        // holder after it lapsed (someone may have taken it and let it go in between), starts
+        // a new one.
+        let row = sqlx::query(
+            "UPDATE runs SET lease_owner = $1, lease_expires_at = $2, \
+             lease_epoch = CASE WHEN lease_owner = $1 AND lease_expires_at >= $4 \
+               THEN lease_epoch ELSE lease_epoch + 1 END \
+             WHERE id = $3 AND (lease_owner IS NULL OR lease_owner = $1 \
+               OR lease_expires_at < $4 OR lease_owner = $5) \
+             RETURNING lease_epoch",
+        )
+        .bind(owner.as_str())
+        .bind(expires_at)
+        .bind(run.as_str())
+        .bind(now)
+        .bind(steal_from)
+        .fetch_optional(&mut **writer)
+        .await?;
+        row.map(|row| {
+            Ok(Lease {
+                owner: owner.clone(),
+                epoch: LeaseEpoch(row.try_get("lease_epoch")?),
+            })
+        })
+        .transpose()
+    }
+
+    pub(super) async fn renew(&self, run: &RunId, lease: &Lease, expires_at: Millis) -> Result<()> {
+        let mut writer = self.writer.lock().await;
+        // Even a lapsed lease: while owner and epoch match, nobody took it, so nobody else
+        // can have written.
+        let done = sqlx::query(
+            "UPDATE runs SET lease_expires_at = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND lease_epoch = $4",
+        )
+        .bind(expires_at)
+        .bind(run.as_str())
+        .bind(lease.owner.as_str())
+        .bind(lease.epoch.0)
+        .execute(&mut **writer)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(());
+        }
+        Err(lost(&mut **writer, run).await?)
+    }
+
+    pub(super) async fn release(&self, run: &RunId, lease: &Lease) -> Result<()> {
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
+        let result = async {
+            fence(&mut tx, run, lease).await?;
+            sqlx::query(
+                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
+            )
+            .bind(run.as_str())
+            .execute(&mut *tx)
+            .await?;
+            // Tasks waiting for a slot when the run was handed back wait no more.
+            if self.claimed.has(run) {
+                sqlx::query("DELETE FROM pool_claims WHERE run_id = $1 AND owner = $2")
+                    .bind(run.as_str())
+                    .bind(lease.owner.as_str())
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        }
+        .await;
+        let result = super::end_tx(tx, result).await;
+        if result.is_ok() {
+            self.claimed.forget(run);
+        }
+        result
+    }
+}

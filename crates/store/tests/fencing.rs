@@ -1,0 +1,330 @@
+//! Run ownership is fenced: once another process took a run's lease over, the writes of the
+//! previous holder (a server that stalled past its lease) are refused and change nothing. Told
+//! to SQLite always, and to PostgreSQL when `BATON_TEST_POSTGRES_URL` names a server.
+
+#[path = "support/skip.rs"]
+mod skip;
+
+use baton_core::ids::{LeaseOwner, RunId, TaskKey};
+use baton_core::state::{RunState, TaskState};
+use baton_store::{
+    Change, DefinitionRecord, Error, Fence, Lease, LeaseEpoch, NewRun, NewTask, OrphanClaim,
+    SlotClaim, SqlStore, Store,
+};
+use serde_json::json;
+
+fn new_run(id: &str) -> NewRun {
+    NewRun {
+        id: RunId::from_string(id),
+        definition: DefinitionRecord {
+            hash: "hf".into(),
+            namespace: "data".into(),
+            name: "fenced".into(),
+            source: "name: fenced\ntasks:\n  a:\n    run: x\n".into(),
+            path: None,
+        },
+        params: json!({}),
+        trigger: "manual".into(),
+        logical_date: None,
+        base_dir: "/tmp".into(),
+        idempotency_key: None,
+        created_at: 1_000,
+        tasks: vec![NewTask {
+            key: TaskKey::from_string("a"),
+            task_id: "a".into(),
+            position: 0,
+            item: None,
+            state: TaskState::Pending,
+        }],
+        admission: None,
+        backfill_id: None,
+        no_cache: false,
+        parent: None,
+    }
+}
+
+fn task(state: TaskState, at: i64) -> Change {
+    Change::Task {
+        key: TaskKey::from_string("a"),
+        state,
+        at,
+        next_attempt_at: None,
+        outputs: None,
+        error: None,
+    }
+}
+
+fn assert_lost(result: baton_store::Result<impl std::fmt::Debug>, holder: &str, epoch: i64) {
+    match result {
+        Err(Error::LeaseLost {
+            holder: h,
+            epoch: e,
+            ..
+        }) => {
+            assert_eq!((h.as_str(), e), (holder, LeaseEpoch(epoch)));
+        }
+        other => panic!("expected the lease lost to `{holder}`, got {other:?}"),
+    }
+}
+
+/// A before-and-after picture of what a refused write must not touch.
+async fn snapshot(store: &dyn Store, run: &RunId) -> String {
+    let record = store.run(run).await.expect("run").expect("exists");
+    let tasks = store.tasks(run).await.expect("tasks");
+    let events = store.events(run, 0).await.expect("events");
+    format!(
+        "{:?} {:?} {:?} {:?}",
+        (record.state, &record.lease_owner, record.lease_expires_at),
+        tasks
+            .iter()
+            .map(|t| (t.key.clone(), t.state))
+            .collect::<Vec<_>>(),
+        events.len(),
+        events.last().map(|e| e.seq)
+    )
+}
+
+async fn fencing(store: &dyn Store) {
+    let run = store.create_run(&new_run("01fence")).await.expect("create");
+    let a = LeaseOwner::from_string("host:1:a");
+    let b = LeaseOwner::from_string("host:2:b");
+
+    // A acquires (epoch 1) and renewing keeps the epoch, even past the lease's end: nobody
+    // took it in between.
+    let lease_a = store
+        .acquire_lease(&run, &a, 1_000, 2_000, None)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert_eq!(lease_a.epoch, LeaseEpoch(1));
+    store
+        .renew_lease(&run, &lease_a, 3_000)
+        .await
+        .expect("renew a live lease");
+    store
+        .renew_lease(&run, &lease_a, 4_000)
+        .await
+        .expect("renew");
+    let again = store
+        .acquire_lease(&run, &a, 3_500, 4_000, None)
+        .await
+        .expect("acquire again")
+        .expect("held by A");
+    assert_eq!(
+        again, lease_a,
+        "the holder taking its live lease again keeps the epoch"
+    );
+    store
+        .apply(
+            &run,
+            Fence::Lease(&lease_a),
+            &[
+                Change::Run {
+                    state: RunState::Running,
+                    at: 1_001,
+                    error: None,
+                },
+                task(TaskState::Queued, 1_002),
+            ],
+        )
+        .await
+        .expect("the owner writes");
+
+    // A stalls past its lease; B takes the run over (epoch 2).
+    let taken = store
+        .claim_orphans(&OrphanClaim {
+            owner: &b,
+            now: 5_000,
+            expires_at: 9_000,
+            dead: &[],
+            unowned: &[],
+            limit: 10,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(taken.len(), 1);
+    assert_eq!(taken[0].run.lease_owner.as_deref(), Some("host:1:a"));
+    let lease_b = taken[0].lease.clone();
+    assert_eq!(
+        lease_b,
+        Lease {
+            owner: b.clone(),
+            epoch: LeaseEpoch(2)
+        }
+    );
+
+    // A wakes up: its commit, renewal, pool claim and release are all refused, and change
+    // nothing.
+    let before = snapshot(store, &run).await;
+    let stale = store
+        .apply(
+            &run,
+            Fence::Lease(&lease_a),
+            &[
+                task(TaskState::Succeeded, 5_001),
+                Change::Run {
+                    state: RunState::Succeeded,
+                    at: 5_002,
+                    error: None,
+                },
+            ],
+        )
+        .await;
+    assert_lost(stale, "host:2:b", 2);
+    let e = store
+        .apply(
+            &run,
+            Fence::Lease(&lease_a),
+            &[task(TaskState::Failed, 5_003)],
+        )
+        .await
+        .expect_err("stale");
+    assert_eq!(
+        e.to_string(),
+        "lost ownership of run `01fence` to `host:2:b` (epoch 2)"
+    );
+    assert_lost(
+        store.renew_lease(&run, &lease_a, 20_000).await,
+        "host:2:b",
+        2,
+    );
+    store.put_pool("gpu", 1, None, 5_000).await.expect("pool");
+    assert_lost(
+        store
+            .claim_slot("gpu", &run, &TaskKey::from_string("a"), 0, &lease_a, 5_004)
+            .await,
+        "host:2:b",
+        2,
+    );
+    assert_lost(store.release_lease(&run, &lease_a).await, "host:2:b", 2);
+    assert_eq!(snapshot(store, &run).await, before, "a stale write landed");
+    assert_eq!(
+        store
+            .pool("gpu", 5_005)
+            .await
+            .expect("pool")
+            .expect("gpu")
+            .used,
+        0
+    );
+    // Not even A's old epoch under B's name, nor B's epoch under A's name.
+    let forged = Lease {
+        owner: b.clone(),
+        epoch: LeaseEpoch(1),
+    };
+    assert_lost(
+        store.renew_lease(&run, &forged, 20_000).await,
+        "host:2:b",
+        2,
+    );
+    let forged = Lease {
+        owner: a.clone(),
+        epoch: LeaseEpoch(2),
+    };
+    assert_lost(
+        store.renew_lease(&run, &forged, 20_000).await,
+        "host:2:b",
+        2,
+    );
+    // A cannot take the live lease back by acquiring it either.
+    assert_eq!(
+        store
+            .acquire_lease(&run, &a, 5_006, 20_000, None)
+            .await
+            .expect("acquire"),
+        None
+    );
+
+    // B's writes land.
+    store
+        .renew_lease(&run, &lease_b, 10_000)
+        .await
+        .expect("renew b");
+    assert_eq!(
+        store
+            .claim_slot("gpu", &run, &TaskKey::from_string("a"), 0, &lease_b, 5_007)
+            .await
+            .expect("claim b"),
+        SlotClaim::Held
+    );
+    store
+        .apply(
+            &run,
+            Fence::Lease(&lease_b),
+            &[
+                task(TaskState::Succeeded, 5_008),
+                Change::Run {
+                    state: RunState::Succeeded,
+                    at: 5_009,
+                    error: None,
+                },
+            ],
+        )
+        .await
+        .expect("the new owner writes");
+    let record = store.run(&run).await.expect("run").expect("exists");
+    assert_eq!(record.state, RunState::Succeeded);
+    let succeeded = store
+        .events(&run, 0)
+        .await
+        .expect("events")
+        .iter()
+        .filter(|e| e.kind == "run_state" && e.data["state"] == json!("succeeded"))
+        .count();
+    assert_eq!(succeeded, 1);
+    store
+        .release_lease(&run, &lease_b)
+        .await
+        .expect("release b");
+    // Released, the stale holder still cannot write: the next acquisition is a new epoch.
+    assert_lost(
+        store
+            .apply(
+                &run,
+                Fence::Lease(&lease_b),
+                &[task(TaskState::Failed, 6_000)],
+            )
+            .await,
+        "nobody",
+        2,
+    );
+    let next = store
+        .acquire_lease(&run, &b, 6_001, 9_000, None)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert_eq!(
+        next.epoch,
+        LeaseEpoch(3),
+        "taking a released lease is a new epoch"
+    );
+    assert_lost(
+        store.renew_lease(&run, &lease_b, 9_500).await,
+        "host:2:b",
+        3,
+    );
+}
+
+#[tokio::test]
+async fn sqlite_stale_owner_is_fenced() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    fencing(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_stale_owner_is_fenced() {
+    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
+        skip::skipped(
+            "lease fencing against PostgreSQL",
+            "BATON_TEST_POSTGRES_URL",
+            "BATON_REQUIRE_POSTGRES",
+            "eval \"$(bash .ci/postgres.sh start)\" starts one and sets it",
+        );
+        return;
+    };
+    let admin = SqlStore::open(&url).await.expect("connect");
+    admin.reset_for_tests().await.expect("reset");
+    let store = SqlStore::open(&url).await.expect("migrate");
+    fencing(&store).await;
+}
