@@ -86,6 +86,8 @@ impl From<baton_engine::control::DecideError> for ExpectedError {
 impl ExpectedError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
+            // The database as configured cannot be used: nothing was done.
+            Self::Store(e) if e.is_setup() => ExitStatus::Usage,
             Self::Read { .. }
             | Self::Invalid { .. }
             | Self::Write(_)

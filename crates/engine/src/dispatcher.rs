@@ -528,7 +528,7 @@ impl Dispatcher {
             return Ok(());
         }
         let changes = std::mem::take(&mut self.pending);
-        self.store.apply(&self.run.id, &changes).await?;
+        crate::transient::retried("a commit", || self.store.apply(&self.run.id, &changes)).await?;
         crate::fault::after_commit();
         if self.pooled && changes.iter().any(frees_slot) {
             // Tasks waiting here ask at once, and so do other runs of this process. A time, not
@@ -692,7 +692,11 @@ impl Dispatcher {
                 _ = lease.tick() => {
                     let now = now_ms();
                     let ttl = i64::try_from(self.opts.lease_ttl.as_millis()).unwrap_or(i64::MAX);
-                    self.store.acquire_lease(&self.run.id, &self.opts.owner, now, now + ttl, None).await?;
+                    // A renewal lost with the connection is made at the next tick.
+                    match self.store.acquire_lease(&self.run.id, &self.opts.owner, now, now + ttl, None).await {
+                        Err(e) if e.is_transient() => tracing::warn!(error = %e, "cannot renew the lease"),
+                        renewed => { renewed?; }
+                    }
                 }
                 () = drain => {
                     for running in self.running.values_mut() {
@@ -1053,7 +1057,9 @@ impl Dispatcher {
     }
 
     async fn poll_control(&mut self) -> Result<()> {
-        let control = self.store.control(&self.run.id).await?;
+        let control =
+            crate::transient::retried("reading requests", || self.store.control(&self.run.id))
+                .await?;
         if control.cancel_requested && !self.cancelling {
             self.cancel_all();
         }

@@ -39,6 +39,8 @@ pub struct Config {
     pub inherit_env: Vec<baton_engine::environment::EnvPattern>,
     /// Times a task's attempts may be lost to baton stopping before the task fails.
     pub interruption_limit: u32,
+    /// Where runs are recorded (default: the home's SQLite file).
+    pub database: baton_store::Database,
 }
 
 impl Config {
@@ -58,6 +60,7 @@ impl Config {
             allowed_hosts: Vec::new(),
             inherit_env: Vec::new(),
             interruption_limit: baton_engine::DEFAULT_INTERRUPTION_LIMIT,
+            database: baton_store::Database::default(),
         }
     }
 }
@@ -99,7 +102,8 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         .ok()
         .filter(|p| p.is_dir())
         .ok_or_else(|| Error::NoPipelines(config.pipelines.display().to_string()))?;
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(&config.home).await?);
+    let store: Arc<dyn Store> =
+        Arc::new(SqlStore::open_database(&config.database, &config.home, true).await?);
     let runner = Runner::new(
         Arc::clone(&store),
         Arc::new(LocalExecutor::default()),

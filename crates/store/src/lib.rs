@@ -3,12 +3,16 @@
 //! implementation for SQLite (the embedded default) and PostgreSQL.
 
 mod changes;
+mod database;
 mod error;
 mod records;
 mod sql;
 mod store;
 
 pub use changes::Changes;
+pub use database::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Database, DatabaseSettings, masked,
+};
 pub use error::{Error, Result};
 pub use records::{
     Admission, Admitted, ApprovalRecord, ApprovalWait, AttemptProcess, AttemptRecord,

@@ -27,6 +27,10 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
     let (home, server) = (&cli.home, cli.server.as_deref());
     let local = (home.as_path(), home_use(&cli.command));
     crate::backend::configure_engine(cli.interruption_limit);
+    crate::backend::configure_database(baton_store::Database {
+        url: cli.database.clone(),
+        settings: cli.database_settings.clone(),
+    });
     let traces = &cli.traces;
     match &cli.command {
         Command::Validate(args) => validate::run(args, out),
