@@ -11,7 +11,15 @@ const FIRST_PAUSE: Duration = Duration::from_millis(100);
 const MAX_PAUSE: Duration = Duration::from_secs(5);
 
 /// `op`, again while it fails with a transient error and [`PATIENCE`] lasts.
-pub(crate) async fn retried<T, Fut>(
+pub(crate) async fn retried<T, Fut>(what: &str, op: impl FnMut() -> Fut) -> baton_store::Result<T>
+where
+    Fut: Future<Output = baton_store::Result<T>>,
+{
+    retried_within(PATIENCE, what, op).await
+}
+
+async fn retried_within<T, Fut>(
+    patience: Duration,
     what: &str,
     mut op: impl FnMut() -> Fut,
 ) -> baton_store::Result<T>
@@ -22,7 +30,7 @@ where
     let mut pause = FIRST_PAUSE;
     loop {
         match op().await {
-            Err(e) if e.is_transient() && started.elapsed() + pause < PATIENCE => {
+            Err(e) if e.is_transient() && started.elapsed() + pause < patience => {
                 tracing::warn!(error = %e, "{what} failed; trying again in {pause:?}");
                 tokio::time::sleep(pause).await;
                 pause = (pause * 2).min(MAX_PAUSE);
@@ -44,7 +52,7 @@ mod tests {
         sqlx::Error::Io(std::io::Error::from(std::io::ErrorKind::ConnectionReset))
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn a_lost_connection_is_retried_until_it_works() {
         let mut calls = 0;
         let out = retried("commit", || {
@@ -56,19 +64,27 @@ mod tests {
         assert_eq!(out.ok(), Some(4));
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn retrying_stops_after_its_patience() {
+        let patience = Duration::from_millis(500);
         let started = tokio::time::Instant::now();
-        let out: baton_store::Result<()> = retried("commit", || async { Err(lost()) }).await;
+        let mut calls = 0;
+        let out: baton_store::Result<()> = retried_within(patience, "commit", || {
+            calls += 1;
+            async { Err(lost()) }
+        })
+        .await;
         assert!(out.is_err_and(|e| e.is_transient()));
+        // 100 ms, then 200 ms; 400 ms more would pass the patience.
+        assert_eq!(calls, 3);
         let took = started.elapsed();
         assert!(
-            took <= PATIENCE && took >= PATIENCE - MAX_PAUSE * 2,
+            took < patience && took >= Duration::from_millis(300),
             "{took:?}"
         );
     }
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn other_errors_are_not_retried() {
         let mut calls = 0;
         let out: baton_store::Result<()> = retried("commit", || {
