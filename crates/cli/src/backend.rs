@@ -124,8 +124,24 @@ struct Decided {
     id: RunId,
 }
 
+/// `--database` (or `BATON_DATABASE_URL`, or `[database]`), set once at start.
+static DATABASE: std::sync::OnceLock<baton_store::Database> = std::sync::OnceLock::new();
+
+/// Sets the database every command of this process opens.
+pub(crate) fn configure_database(database: baton_store::Database) {
+    let _ = DATABASE.set(database);
+}
+
+/// The database commands open: the configured one, else the home's SQLite file.
+pub(crate) fn database() -> baton_store::Database {
+    DATABASE.get().cloned().unwrap_or_default()
+}
+
+/// The store, created (with the home, for the embedded database) if needed.
 pub(crate) async fn open_store(home: &Path) -> Result<Arc<dyn Store>, ExpectedError> {
-    Ok(Arc::new(SqlStore::open_home(home).await?))
+    Ok(Arc::new(
+        SqlStore::open_database(&database(), home, true).await?,
+    ))
 }
 
 /// Whether a command may create the home it is pointed at.
@@ -145,7 +161,7 @@ pub(crate) async fn open_home(
 ) -> Result<Arc<dyn Store>, ExpectedError> {
     match usage {
         HomeUse::Create => open_store(home).await,
-        HomeUse::Existing => match SqlStore::open_existing_home(home).await {
+        HomeUse::Existing => match SqlStore::open_database(&database(), home, false).await {
             Ok(store) => Ok(Arc::new(store)),
             Err(baton_store::Error::NoHome(home)) => Err(ExpectedError::NoHome {
                 home: home.display().to_string(),

@@ -54,6 +54,19 @@ pub(crate) struct Cli {
         value_name = "URL"
     )]
     pub server: Option<String>,
+    /// The database runs are recorded in: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`
+    /// (default: `baton.db` in the home). Logs and outputs stay in the home either way.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    pub database: Option<String>,
+    /// `[database]` of the config file, besides its url.
+    #[arg(skip)]
+    pub database_settings: baton_store::DatabaseSettings,
     /// Times a task's attempts may be lost to baton itself stopping (a crash, `kill -9`)
     /// before the task fails; attempts that had ended do not count.
     #[arg(

@@ -27,6 +27,8 @@ struct ConfigFile {
     #[serde(default)]
     engine: EngineSection,
     #[serde(default)]
+    database: DatabaseSection,
+    #[serde(default)]
     traces: baton_server::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
@@ -114,6 +116,19 @@ struct ServerSection {
     allowed_hosts: Option<Vec<baton_server::guard::AllowedHost>>,
 }
 
+/// `[database]`: where runs are recorded, and how connections to it are made.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseSection {
+    /// `--database` and `BATON_DATABASE_URL` win.
+    url: Option<String>,
+    max_connections: Option<u32>,
+    #[serde(default, deserialize_with = "parsed")]
+    connect_timeout: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    statement_timeout: Option<baton_core::duration::Duration>,
+}
+
 /// `[engine]`: how runs are driven, by `baton run` and `baton server` alike.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -157,6 +172,29 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         cli.home = base.join(home);
     }
     cli.traces = file.traces;
+    let db = file.database;
+    if let Some(url) = db.url
+        && unset(matches, "database")
+    {
+        // A relative SQLite path is relative to the file, as the other paths in it are.
+        cli.database = Some(relative_sqlite(&url, base));
+    }
+    let settings = &mut cli.database_settings;
+    if let Some(n) = db.max_connections {
+        if n == 0 {
+            return Err(ExpectedError::Usage(format!(
+                "invalid config `{}`: [database] `max_connections` must be at least 1",
+                path.display()
+            )));
+        }
+        settings.max_connections = n;
+    }
+    if let Some(t) = db.connect_timeout {
+        settings.connect_timeout = t.as_std();
+    }
+    if let Some(t) = db.statement_timeout {
+        settings.statement_timeout = Some(t.as_std());
+    }
     if let Some(limit) = file.engine.interruption_limit
         && unset(matches, "interruption_limit")
     {
@@ -246,6 +284,14 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         }
     }
     Ok(())
+}
+
+/// `sqlite://PATH` with a relative `PATH` made relative to `base`; other URLs as they are.
+fn relative_sqlite(url: &str, base: &Path) -> String {
+    match url.strip_prefix("sqlite://") {
+        Some(path) if !path.starts_with('/') => format!("sqlite://{}", base.join(path).display()),
+        _ => url.to_owned(),
+    }
 }
 
 /// A value written as a string the way its flag takes it (`"30s"`).

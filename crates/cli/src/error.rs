@@ -86,6 +86,8 @@ impl From<baton_engine::control::DecideError> for ExpectedError {
 impl ExpectedError {
     pub fn exit_status(&self) -> ExitStatus {
         match self {
+            // The database as configured cannot be used: nothing was done.
+            Self::Store(e) if e.is_setup() => ExitStatus::Usage,
             Self::Read { .. }
             | Self::Invalid { .. }
             | Self::Write(_)
@@ -94,7 +96,9 @@ impl ExpectedError {
             | Self::Unreachable { .. } => ExitStatus::Failure,
             Self::Api { status, .. } => *status,
             // Not a mistake of the caller: another process drives the run now.
-            Self::Engine(baton_engine::Error::LeaseLost { .. }) => ExitStatus::Failure,
+            Self::Engine(
+                baton_engine::Error::LeaseLost { .. } | baton_engine::Error::LeaseExpired { .. },
+            ) => ExitStatus::Failure,
             Self::Engine(_) | Self::NoPipelines { .. } | Self::NoHome { .. } | Self::Usage(_) => {
                 ExitStatus::Usage
             }

@@ -19,6 +19,13 @@ pub enum Error {
         holder: String,
         epoch: baton_store::LeaseEpoch,
     },
+    /// Not a failure of the run either: the database stayed out of reach until just before
+    /// the lease would expire, after which another process may take the run over. Its
+    /// attempts were stopped and nothing more was written.
+    #[error(
+        "gave up run `{run}`: its lease could not be renewed before it expired\n(hint: is the database reachable from this host?)"
+    )]
+    LeaseExpired { run: baton_core::ids::RunId },
     #[error("the stored definition of run `{run}` no longer loads: {detail}")]
     Definition { run: String, detail: String },
     #[error("{0}")]

@@ -20,6 +20,7 @@ mod programs;
 pub mod render;
 mod run_log;
 mod subpipeline;
+mod transient;
 mod value_env;
 
 pub use backfill::{

@@ -513,7 +513,9 @@ async fn drive_children(
             match crate::execute_when_free(store, executor, &run, &opts, stop).await {
                 Ok(_) | Err(crate::Error::Leased { .. }) => {}
                 // Another process took it over and drives it now.
-                Err(e @ crate::Error::LeaseLost { .. }) => tracing::warn!(run = %run, "{e}"),
+                Err(e @ (crate::Error::LeaseLost { .. } | crate::Error::LeaseExpired { .. })) => {
+                    tracing::warn!(run = %run, "{e}");
+                }
                 Err(e) => tracing::error!(run = %run, error = %e, "child run stopped"),
             }
             driving

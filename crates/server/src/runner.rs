@@ -411,7 +411,10 @@ impl Runner {
                 Err(baton_engine::Error::Leased { .. }) => {}
                 // Another replica took the run over while this one stalled: it drives the
                 // run now, and this server goes on serving the rest.
-                Err(e @ baton_engine::Error::LeaseLost { .. }) => {
+                Err(
+                    e @ (baton_engine::Error::LeaseLost { .. }
+                    | baton_engine::Error::LeaseExpired { .. }),
+                ) => {
                     tracing::warn!(run = %run, "{e}");
                 }
                 Err(e) => tracing::error!(run = %run, error = %e, "run stopped"),

@@ -43,6 +43,8 @@ pub struct Config {
     pub leases: crate::Leases,
     /// Time between SIGTERM and SIGKILL when a task is stopped (`[engine] kill_grace`).
     pub kill_grace: std::time::Duration,
+    /// Where runs are recorded (default: the home's SQLite file).
+    pub database: baton_store::Database,
 }
 
 impl Config {
@@ -64,6 +66,7 @@ impl Config {
             interruption_limit: baton_engine::DEFAULT_INTERRUPTION_LIMIT,
             leases: crate::Leases::default(),
             kill_grace: LocalExecutor::default().kill_grace,
+            database: baton_store::Database::default(),
         }
     }
 }
@@ -105,7 +108,8 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         .ok()
         .filter(|p| p.is_dir())
         .ok_or_else(|| Error::NoPipelines(config.pipelines.display().to_string()))?;
-    let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(&config.home).await?);
+    let store: Arc<dyn Store> =
+        Arc::new(SqlStore::open_database(&config.database, &config.home, true).await?);
     let runner = Runner::new(
         Arc::clone(&store),
         Arc::new(LocalExecutor {

@@ -16,7 +16,39 @@ pub enum Error {
     #[error("no baton home at `{}`", .0.display())]
     NoHome(std::path::PathBuf),
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
+    /// The connection broke under a statement (the server restarted, the network dropped):
+    /// nothing of the transaction was kept, and doing it again on a new connection may work.
+    #[error(
+        "lost the connection to the database: {0}\n(hint: baton retries for a while; is the database up?)"
+    )]
+    ConnectionLost(sqlx::Error),
+    /// `--database`, `BATON_DATABASE_URL` or `[database] url` is not a URL baton can use.
+    #[error(
+        "invalid database url `{url}`: {detail}\n(hint: use `sqlite://PATH` or `postgres://USER:PASSWORD@HOST:PORT/DATABASE`)"
+    )]
+    BadUrl { url: String, detail: String },
+    /// Nothing answered at the database's address in the connect timeout.
+    #[error(
+        "cannot connect to the database at `{url}`: {detail}\n(hint: is PostgreSQL running and listening there? `[database] connect_timeout` says how long to wait)"
+    )]
+    Unreachable { url: String, detail: String },
+    /// The server answered and said no: an unknown database, user or password.
+    #[error(
+        "the database at `{url}` refused the connection: {detail}\n(hint: check the user, the password and the database name in the url)"
+    )]
+    Refused { url: String, detail: String },
+    /// The database has a migration this baton does not know: a newer baton migrated it.
+    #[error(
+        "the database at `{url}` was migrated by a newer baton (migration {version} is unknown to this one)\n(hint: upgrade this baton, or point it at another database)"
+    )]
+    NewerSchema { url: String, version: i64 },
+    /// A SQLite database that had to exist does not.
+    #[error("no database at `{}`\n(hint: run a pipeline with it first)", .0.display())]
+    NoDatabase(std::path::PathBuf),
+    /// A `[database]` setting out of range.
+    #[error("invalid database setting: {0}")]
+    Setting(String),
     #[error("corrupt value in column `{column}`: {detail}")]
     Corrupt {
         column: &'static str,
@@ -50,7 +82,36 @@ pub enum Error {
     BackfillNotFound(String),
 }
 
+impl From<sqlx::Error> for Error {
+    fn from(e: sqlx::Error) -> Self {
+        if crate::sql::connection_lost(&e) {
+            Self::ConnectionLost(e)
+        } else {
+            Self::Database(e)
+        }
+    }
+}
+
 impl Error {
+    /// Whether trying again later may succeed: the connection broke and nothing was kept.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::ConnectionLost(_))
+    }
+
+    /// Whether the database could not be used as configured (its url, its server, its
+    /// schema): a problem of the setup, not of a command's work.
+    pub fn is_setup(&self) -> bool {
+        matches!(
+            self,
+            Self::BadUrl { .. }
+                | Self::Unreachable { .. }
+                | Self::Refused { .. }
+                | Self::NewerSchema { .. }
+                | Self::NoDatabase(_)
+                | Self::Setting(_)
+        )
+    }
+
     /// Whether the disk is full, so callers can say so plainly.
     pub fn is_disk_full(&self) -> bool {
         self.to_string().contains("database or disk is full")

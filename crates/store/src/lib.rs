@@ -3,6 +3,7 @@
 //! implementation for SQLite (the embedded default) and PostgreSQL.
 
 mod changes;
+mod database;
 mod error;
 mod lease;
 mod records;
@@ -10,6 +11,9 @@ mod sql;
 mod store;
 
 pub use changes::Changes;
+pub use database::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Database, DatabaseSettings, masked,
+};
 pub use error::{Error, Result};
 pub use lease::{Fence, Lease, LeaseEpoch, TakenRun};
 pub use records::{

@@ -1,15 +1,12 @@
 //! [`Store`] over sqlx's `Any` driver: one implementation for SQLite (embedded default) and
 //! PostgreSQL, with a migration folder for each.
 
-use std::sync::Once;
-
 use async_trait::async_trait;
 use baton_core::ids::{BackfillId, LeaseOwner, RunId, TaskKey};
 use baton_core::spec::Overlap;
 use baton_core::state::{AttemptState, RunState, TaskState};
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::migrate::Migrator;
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
 
 use crate::changes::{CHANNEL, ChangeFeed, Changes, Kind, ListenerGuard};
 use crate::error::{Error, Result};
@@ -23,15 +20,15 @@ use crate::records::{
 };
 use crate::store::Store;
 
+mod connect;
 mod lease;
 mod pools;
 mod takeover;
 
-/// The embedded database's file in a home.
-const HOME_DATABASE: &str = "baton.db";
+pub(crate) use connect::connection_lost;
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+/// The embedded database's file in a home.
+pub(crate) const HOME_DATABASE: &str = "baton.db";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Backend {
@@ -44,8 +41,8 @@ pub struct SqlStore {
     pool: AnyPool,
     /// Writes go through one connection held for the store's life: the engine commits once
     /// per step of every run, and taking a connection from the pool each time costs as much
-    /// as a statement.
-    writer: std::sync::Arc<tokio::sync::Mutex<sqlx::pool::PoolConnection<sqlx::Any>>>,
+    /// as a statement. Replaced when it breaks (see [`connect::Writer`]).
+    writer: std::sync::Arc<connect::Writer>,
     backend: Backend,
     /// Runs this handle claimed pool slots for.
     claimed: pools::Claimed,
@@ -55,56 +52,6 @@ pub struct SqlStore {
 }
 
 impl SqlStore {
-    /// Opens (creating if needed) and migrates the database at `url`: `sqlite://PATH` or
-    /// `postgres://...`.
-    pub async fn open(url: &str) -> Result<Self> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
-        let backend = if url.starts_with("postgres") {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        };
-        let mut options = AnyPoolOptions::new();
-        if backend == Backend::Sqlite {
-            // WAL lets readers (`baton runs` in another terminal) work while a run writes;
-            // synchronous=NORMAL keeps every commit durable across a crash of the process.
-            options = options.max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    // Pages are read through a memory map rather than a `pread` each.
-                    conn.execute("PRAGMA mmap_size = 268435456").await?;
-                    Ok(())
-                })
-            });
-        } else {
-            options = options.max_connections(16);
-        }
-        let pool = options.connect(url).await.map_err(|source| Error::Open {
-            url: url.to_owned(),
-            source,
-        })?;
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-        }
-        let writer = std::sync::Arc::new(tokio::sync::Mutex::new(pool.acquire().await?));
-        let feed = ChangeFeed::new();
-        let listener =
-            (backend == Backend::Postgres).then(|| std::sync::Arc::new(feed.listen(url)));
-        Ok(Self {
-            pool,
-            writer,
-            backend,
-            claimed: pools::Claimed::default(),
-            feed,
-            _listener: listener,
-        })
-    }
-
     /// Starts a transaction that will write. SQLite needs `BEGIN IMMEDIATE`: a transaction that
     /// reads first and writes later fails at once (busy, without waiting) when another
     /// connection wrote in between.
@@ -173,56 +120,6 @@ impl SqlStore {
             }
         }
         Ok(())
-    }
-
-    /// The SQLite database of a baton home directory, created with the directory if needed.
-    pub async fn open_home(home: &std::path::Path) -> Result<Self> {
-        std::fs::create_dir_all(home).map_err(|e| Error::Open {
-            url: home.display().to_string(),
-            source: sqlx::Error::Io(e),
-        })?;
-        Self::open_home_dir(home).await
-    }
-
-    /// The SQLite database of a home that must already exist: commands that only read (or
-    /// change what is recorded) must not leave an empty home behind in the wrong directory.
-    pub async fn open_existing_home(home: &std::path::Path) -> Result<Self> {
-        if !home.join(HOME_DATABASE).is_file() {
-            return Err(Error::NoHome(home.to_path_buf()));
-        }
-        Self::open_home_dir(home).await
-    }
-
-    async fn open_home_dir(home: &std::path::Path) -> Result<Self> {
-        let path = home.join(HOME_DATABASE);
-        // Two baton processes starting on a fresh home (a run and a `baton runs` beside it)
-        // would both apply the migrations; an exclusive lock makes the second wait and then
-        // find them applied.
-        let lock_path = home.join("baton.db.lock");
-        let lock_file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| Error::Open {
-                url: lock_path.display().to_string(),
-                source: sqlx::Error::Io(e),
-            })?;
-        let lock = tokio::task::spawn_blocking(move || {
-            nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive)
-        })
-        .await
-        .map_err(|e| Error::Open {
-            url: lock_path.display().to_string(),
-            source: sqlx::Error::Io(std::io::Error::other(e)),
-        })?
-        .map_err(|(_, errno)| Error::Open {
-            url: lock_path.display().to_string(),
-            source: sqlx::Error::Io(std::io::Error::from(errno)),
-        })?;
-        let store = Self::open(&format!("sqlite://{}?mode=rwc", path.display())).await;
-        drop(lock);
-        store
     }
 }
 

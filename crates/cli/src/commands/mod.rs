@@ -28,6 +28,10 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
     let local = (home.as_path(), home_use(&cli.command));
     let engine = crate::backend::EngineSettings::of(&cli)?;
     crate::backend::configure_engine(engine);
+    crate::backend::configure_database(baton_store::Database {
+        url: cli.database.clone(),
+        settings: cli.database_settings.clone(),
+    });
     let traces = &cli.traces;
     match &cli.command {
         Command::Validate(args) => validate::run(args, out),

@@ -106,4 +106,3 @@ pub fn overlaps(ledger: &str) -> Vec<String> {
     }
     found
 }
-

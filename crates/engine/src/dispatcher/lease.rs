@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use baton_store::{Lease, RunRecord, Store};
+use baton_store::{Fence, Lease, RunRecord, Store};
 
 use super::{Dispatcher, Options};
 use crate::clock::now_ms;
@@ -41,12 +41,60 @@ pub(super) async fn acquire(store: &dyn Store, run: &RunRecord, opts: &Options) 
 
 impl Dispatcher {
     /// Extends the lease; fails with the store's `LeaseLost` when another process took it.
+    /// A renewal that fails with the database out of reach is tried again at the next tick,
+    /// until [`Dispatcher::fence_deadline`]: then the run is given up.
     pub(super) async fn renew(&mut self) -> Result<()> {
+        let asked = tokio::time::Instant::now();
         let expires_at = now_ms().saturating_add(millis(self.opts.lease_ttl));
-        self.store
-            .renew_lease(&self.run.id, &self.lease, expires_at)
-            .await?;
+        let renewal = self
+            .store
+            .renew_lease(&self.run.id, &self.lease, expires_at);
+        match self.within_lease(renewal).await? {
+            Ok(()) => {
+                self.held_until = asked + self.opts.lease_ttl;
+                Ok(())
+            }
+            Err(e) if e.is_transient() && asked < self.fence_deadline() => {
+                tracing::warn!(run = %self.run.id, error = %e, "cannot renew the run's lease; trying again");
+                Ok(())
+            }
+            Err(e) if e.is_transient() => Err(self.expired()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Commits `changes` under the lease; a lost connection is retried while the lease
+    /// lasts.
+    pub(super) async fn commit(&self, changes: &[baton_store::Change]) -> Result<()> {
+        let commit = crate::transient::retried("a commit", || {
+            self.store
+                .apply(&self.run.id, Fence::Lease(&self.lease), changes)
+        });
+        self.within_lease(commit).await??;
         Ok(())
+    }
+
+    /// `op`, or [`Error::LeaseExpired`] when it has not returned by the fence deadline: a
+    /// database cut off by a partition leaves a query waiting far longer than any lease.
+    pub(super) async fn within_lease<T>(&self, op: impl Future<Output = T>) -> Result<T> {
+        tokio::time::timeout_at(self.fence_deadline(), op)
+            .await
+            .map_err(|_| self.expired())
+    }
+
+    /// When this process stops trusting a lease it could not renew: one renewal interval
+    /// before it expires, so that its attempts are stopped (`kill_grace`, at most that
+    /// interval for no overlap) before another process may take the run over.
+    pub(super) fn fence_deadline(&self) -> tokio::time::Instant {
+        self.held_until
+            .checked_sub(self.opts.lease_renew_interval)
+            .unwrap_or(self.held_until)
+    }
+
+    fn expired(&self) -> Error {
+        Error::LeaseExpired {
+            run: self.run.id.clone(),
+        }
     }
 
     /// After the lease is lost: nothing new starts and every running attempt is stopped

@@ -229,6 +229,7 @@ pub async fn execute(
     if record.state.is_final() {
         return Ok(record.state);
     }
+    let asked = tokio::time::Instant::now();
     let lease = lease::acquire(store.as_ref(), &record, opts).await?;
     let definition = store
         .definition(&record.version)
@@ -256,6 +257,7 @@ pub async fn execute(
         opts,
         progress,
     );
+    d.held_until = asked + opts.lease_ttl;
     d.load(tasks);
     let result = d.drive(&attempts, stop).await;
     match result {
@@ -265,6 +267,13 @@ pub async fn execute(
             d.abandon().await;
             d.opts.observers.lease_lost(d.scope(), &holder);
             Err(Error::LeaseLost { run, holder, epoch })
+        }
+        // Unrenewable until just before it expires: another process may take the run over
+        // once it does, so nothing of this one's may still run then.
+        Err(e @ Error::LeaseExpired { .. }) => {
+            d.abandon().await;
+            d.opts.observers.lease_lost(d.scope(), "");
+            Err(e)
         }
         result => {
             let _ = store.release_lease(run, &d.lease).await;
@@ -279,6 +288,9 @@ struct Dispatcher {
     run: RunRecord,
     /// The run's lease, which every write names: the store refuses them once it is lost.
     lease: Lease,
+    /// Until when the lease is surely held: its last successful renewal (or acquisition),
+    /// as asked, plus its TTL.
+    held_until: tokio::time::Instant,
     pipeline: Arc<Pipeline>,
     opts: Options,
     progress: Option<mpsc::UnboundedSender<Progress>>,
@@ -385,6 +397,7 @@ impl Dispatcher {
             executor,
             run,
             lease,
+            held_until: tokio::time::Instant::now() + opts.lease_ttl,
             opts: opts.clone(),
             progress,
             ctx: RunContext { env, ..ctx },
@@ -542,9 +555,7 @@ impl Dispatcher {
             return Ok(());
         }
         let changes = std::mem::take(&mut self.pending);
-        self.store
-            .apply(&self.run.id, Fence::Lease(&self.lease), &changes)
-            .await?;
+        self.commit(&changes).await?;
         crate::fault::after_commit();
         if self.pooled && changes.iter().any(frees_slot) {
             // Tasks waiting here ask at once, and so do other runs of this process. A time, not
@@ -1065,7 +1076,11 @@ impl Dispatcher {
     }
 
     async fn poll_control(&mut self) -> Result<()> {
-        let control = self.store.control(&self.run.id).await?;
+        let control = self
+            .within_lease(crate::transient::retried("reading requests", || {
+                self.store.control(&self.run.id)
+            }))
+            .await??;
         if control.cancel_requested && !self.cancelling {
             self.cancel_all();
         }
