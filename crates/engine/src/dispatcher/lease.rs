@@ -49,7 +49,7 @@ impl Dispatcher {
         let renewal = self
             .store
             .renew_lease(&self.run.id, &self.lease, expires_at);
-        match self.within_lease(renewal).await? {
+        match within(self.fence_deadline(), &self.run.id, renewal).await? {
             Ok(()) => {
                 self.held_until = asked + self.opts.lease_ttl;
                 Ok(())
@@ -65,21 +65,13 @@ impl Dispatcher {
 
     /// Commits `changes` under the lease; a lost connection is retried while the lease
     /// lasts.
-    pub(super) async fn commit(&self, changes: &[baton_store::Change]) -> Result<()> {
+    pub(super) async fn commit(&mut self, changes: &[baton_store::Change]) -> Result<()> {
+        let (store, run, lease) = (&self.store, &self.run.id, &self.lease);
         let commit = crate::transient::retried("a commit", || {
-            self.store
-                .apply(&self.run.id, Fence::Lease(&self.lease), changes)
+            store.apply(run, Fence::Lease(lease), changes)
         });
-        self.within_lease(commit).await??;
+        within(self.fence_deadline(), run, commit).await??;
         Ok(())
-    }
-
-    /// `op`, or [`Error::LeaseExpired`] when it has not returned by the fence deadline: a
-    /// database cut off by a partition leaves a query waiting far longer than any lease.
-    pub(super) async fn within_lease<T>(&self, op: impl Future<Output = T>) -> Result<T> {
-        tokio::time::timeout_at(self.fence_deadline(), op)
-            .await
-            .map_err(|_| self.expired())
     }
 
     /// When this process stops trusting a lease it could not renew: one renewal interval
@@ -96,7 +88,9 @@ impl Dispatcher {
             run: self.run.id.clone(),
         }
     }
+}
 
+impl Dispatcher {
     /// After the lease is lost: nothing new starts and every running attempt is stopped
     /// through its executor (their results would be refused anyway, and the new owner runs
     /// them again), without a write. A sub-pipeline attempt's watch is dropped, not its child
@@ -129,4 +123,16 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// `op`, or [`Error::LeaseExpired`] for `run` when it has not returned by `deadline`: a
+/// database cut off by a partition leaves a query waiting far longer than any lease.
+pub(super) async fn within<T>(
+    deadline: tokio::time::Instant,
+    run: &baton_core::ids::RunId,
+    op: impl Future<Output = T>,
+) -> Result<T> {
+    tokio::time::timeout_at(deadline, op)
+        .await
+        .map_err(|_| Error::LeaseExpired { run: run.clone() })
 }

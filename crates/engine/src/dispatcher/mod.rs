@@ -14,9 +14,7 @@ use baton_core::ids::{LeaseOwner, PipelineId, RunId, TaskKey};
 use baton_core::model::{Action, ForEach, Pipeline, Task};
 use baton_core::rules::{Decision, decide};
 use baton_core::state::{AttemptState, RunState, TaskState};
-use baton_store::{
-    CacheSource, Change, Fence, Lease, Millis, NewTask, RunRecord, Store, TaskRecord,
-};
+use baton_store::{CacheSource, Change, Lease, Millis, NewTask, RunRecord, Store, TaskRecord};
 use serde_json::{Map, Value as Json, json};
 use tokio::sync::{mpsc, watch};
 
@@ -1076,11 +1074,9 @@ impl Dispatcher {
     }
 
     async fn poll_control(&mut self) -> Result<()> {
-        let control = self
-            .within_lease(crate::transient::retried("reading requests", || {
-                self.store.control(&self.run.id)
-            }))
-            .await??;
+        let (store, run) = (&self.store, &self.run.id);
+        let reading = crate::transient::retried("reading requests", || store.control(run));
+        let control = lease::within(self.fence_deadline(), run, reading).await??;
         if control.cancel_requested && !self.cancelling {
             self.cancel_all();
         }
