@@ -13,10 +13,8 @@ use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
 use baton_engine::Observers;
 use baton_engine::log_tail::{LogError, LogTail, Tail};
-use baton_store::{
-    AttemptRecord, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, PoolRecord, RunFilter,
-    RunRecord, SqlStore, Store, TaskRecord,
-};
+use baton_server::api_model::{Attempt, DeadLetter, Pool, Run, Task};
+use baton_store::{DeadLetterCursor, DeadLetterFilter, RunFilter, SqlStore, Store};
 use reqwest::Method;
 use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use serde::Deserialize;
@@ -67,12 +65,12 @@ struct RequeueError {
 #[derive(Debug, Clone, Deserialize)]
 pub(crate) struct RunView {
     #[serde(flatten)]
-    pub(crate) run: RunRecord,
-    pub(crate) tasks: Vec<TaskRecord>,
-    pub(crate) attempts: Vec<AttemptRecord>,
+    pub(crate) run: Run,
+    pub(crate) tasks: Vec<Task>,
+    pub(crate) attempts: Vec<Attempt>,
     /// Runs its sub-pipeline tasks started (servers before 0.2 send none).
     #[serde(default)]
-    pub(crate) children: Vec<RunRecord>,
+    pub(crate) children: Vec<Run>,
 }
 
 impl RunView {
@@ -82,10 +80,20 @@ impl RunView {
             .await?
             .ok_or_else(|| baton_store::Error::RunNotFound(id.to_string()))?;
         Ok(Self {
-            run,
-            tasks: store.tasks(id).await?,
-            attempts: store.attempts(id).await?,
-            children: store.child_runs(id).await?,
+            run: run.into(),
+            tasks: store.tasks(id).await?.into_iter().map(Task::from).collect(),
+            attempts: store
+                .attempts(id)
+                .await?
+                .into_iter()
+                .map(Attempt::from)
+                .collect(),
+            children: store
+                .child_runs(id)
+                .await?
+                .into_iter()
+                .map(Run::from)
+                .collect(),
         })
     }
 }
@@ -281,10 +289,15 @@ impl Backend {
         &self,
         pipeline: Option<&str>,
         filter: RunFilter,
-    ) -> Result<Vec<RunRecord>, ExpectedError> {
+    ) -> Result<Vec<Run>, ExpectedError> {
         let (state, limit) = (filter.state, filter.limit);
         match self {
-            Self::Local { store, .. } => Ok(store.runs(&filter.for_pipeline(pipeline)).await?),
+            Self::Local { store, .. } => Ok(store
+                .runs(&filter.for_pipeline(pipeline))
+                .await?
+                .into_iter()
+                .map(Run::from)
+                .collect()),
             Self::Remote(c) => {
                 let mut runs = Vec::new();
                 let mut cursor = None;
@@ -310,7 +323,7 @@ impl Backend {
                     if let Some(c) = cursor.take() {
                         query.push(("cursor", c));
                     }
-                    let page: Page<RunRecord> = c.get(&["runs"], &query).await?;
+                    let page: Page<Run> = c.get(&["runs"], &query).await?;
                     runs.extend(page.items);
                     match page.next_cursor {
                         Some(next) => cursor = Some(next),
@@ -391,8 +404,8 @@ impl Backend {
         &self,
         pipeline: Option<&str>,
         limit: u32,
-    ) -> Result<Vec<DeadLetterRecord>, ExpectedError> {
-        let mut letters: Vec<DeadLetterRecord> = Vec::new();
+    ) -> Result<Vec<DeadLetter>, ExpectedError> {
+        let mut letters: Vec<DeadLetter> = Vec::new();
         let mut cursor: Option<String> = None;
         while letters.len() < limit as usize {
             let want = u32::try_from(limit as usize - letters.len())
@@ -413,7 +426,7 @@ impl Backend {
                     let next = (page.len() == want as usize)
                         .then(|| page.last().map(|d| d.cursor().encode()))
                         .flatten();
-                    (page, next)
+                    (page.into_iter().map(DeadLetter::from).collect(), next)
                 }
                 Self::Remote(c) => {
                     let mut query = vec![("limit", want.to_string())];
@@ -423,7 +436,7 @@ impl Backend {
                     if let Some(c) = cursor.take() {
                         query.push(("cursor", c));
                     }
-                    let page: Page<DeadLetterRecord> = c.get(&["dead-letters"], &query).await?;
+                    let page: Page<DeadLetter> = c.get(&["dead-letters"], &query).await?;
                     (page.items, page.next_cursor)
                 }
             };
@@ -581,7 +594,7 @@ impl Backend {
                 Ok(created.id)
             }
             Self::Remote(c) => {
-                let run: RunRecord = c
+                let run: Run = c
                     .post(
                         &[
                             "pipelines",
@@ -613,9 +626,14 @@ impl Backend {
     }
 
     /// Every pool, with its slots in use and tasks waiting.
-    pub(crate) async fn pools(&self) -> Result<Vec<PoolRecord>, ExpectedError> {
+    pub(crate) async fn pools(&self) -> Result<Vec<Pool>, ExpectedError> {
         match self {
-            Self::Local { store, .. } => Ok(store.pools(baton_engine::now_ms()).await?),
+            Self::Local { store, .. } => Ok(store
+                .pools(baton_engine::now_ms())
+                .await?
+                .into_iter()
+                .map(Pool::from)
+                .collect()),
             Self::Remote(c) => c.get(&["pools"], &[]).await,
         }
     }
@@ -626,7 +644,7 @@ impl Backend {
         name: &str,
         slots: i64,
         description: Option<&str>,
-    ) -> Result<PoolRecord, ExpectedError> {
+    ) -> Result<Pool, ExpectedError> {
         match self {
             Self::Local { store, .. } => {
                 if let Some(problem) = baton_engine::pool_problem(name, slots) {
@@ -635,7 +653,11 @@ impl Backend {
                 let now = baton_engine::now_ms();
                 let slots = u32::try_from(slots).unwrap_or(0);
                 store.put_pool(name, slots, description, now).await?;
-                store.pool(name, now).await?.ok_or_else(|| no_pool(name))
+                store
+                    .pool(name, now)
+                    .await?
+                    .map(Pool::from)
+                    .ok_or_else(|| no_pool(name))
             }
             Self::Remote(c) => {
                 c.put(
@@ -648,7 +670,7 @@ impl Backend {
     }
 
     /// Deletes a pool; returns it as it was.
-    pub(crate) async fn delete_pool(&self, name: &str) -> Result<PoolRecord, ExpectedError> {
+    pub(crate) async fn delete_pool(&self, name: &str) -> Result<Pool, ExpectedError> {
         match self {
             Self::Local { store, .. } => {
                 let pool = store
@@ -658,7 +680,7 @@ impl Backend {
                 if !store.delete_pool(name).await? {
                     return Err(no_pool(name));
                 }
-                Ok(pool)
+                Ok(pool.into())
             }
             Self::Remote(c) => c.delete(&["pools", name]).await,
         }

@@ -50,7 +50,9 @@ impl From<baton_store::Error> for ApiError {
     fn from(e: baton_store::Error) -> Self {
         match e {
             baton_store::Error::RunNotFound(id) => Self::not_found(format!("run `{id}` not found")),
-            baton_store::Error::AmbiguousRun { .. } => Self::bad_request(e.to_string()),
+            baton_store::Error::AmbiguousRun { .. } => {
+                Self::new(StatusCode::CONFLICT, "ambiguous_run", e.to_string())
+            }
             baton_store::Error::IdempotencyConflict(_) => Self::conflict(e.to_string()),
             baton_store::Error::BackfillNotFound(id) => {
                 Self::not_found(format!("backfill `{id}` not found"))
@@ -138,7 +140,8 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorDetail {
     /// Stable and machine-readable: `bad_request`, `invalid_body`, `not_found`, `conflict`,
     /// `invalid_params`, `body_too_large`, `unsupported_media_type`, `invalid_signature`,
-    /// `concurrency_limit`, `invalid_backfill`, `invalid_pool`, `store_unavailable`,
+    /// `concurrency_limit`, `ambiguous_run` (409: a run-id prefix that matches several runs),
+    /// `invalid_backfill`, `invalid_pool`, `store_unavailable`,
     /// `webhook_not_configured`, `host_not_allowed` (421: the `Host` header names no allowed
     /// host), `cross_site_request` (403: a state change sent by another site's page),
     /// `internal`.

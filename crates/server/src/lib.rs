@@ -1,6 +1,7 @@
 //! The baton control plane: the REST API under `/api/v1` over the store, the pipeline catalog
 //! and the engine. `router` builds the whole app, so tests drive it without a socket.
 
+pub mod api_model;
 mod body;
 pub mod catalog;
 mod concurrency;
@@ -14,6 +15,7 @@ pub mod observers;
 mod openapi;
 pub mod outbox;
 mod page;
+mod responses;
 mod routes;
 mod runner;
 pub mod scheduler;
@@ -316,13 +318,13 @@ fn api() -> OpenApiRouter<AppState> {
 /// The OpenAPI 3.1 document of the API, as served at `GET /api/v1/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = api().into_openapi();
-    openapi::add_guard_responses(&mut doc);
+    openapi::finish(&mut doc);
     doc
 }
 
 pub fn router(state: AppState) -> Router {
     let (router, mut doc) = api().split_for_parts();
-    openapi::add_guard_responses(&mut doc);
+    openapi::finish(&mut doc);
     let json = doc
         .to_json()
         .expect("the OpenAPI document serializes to JSON");

@@ -19,6 +19,10 @@ use utoipa::OpenApi;
             `next_cursor` is absent on the last page.",
         license(name = "Apache-2.0", identifier = "Apache-2.0"),
     ),
+    components(schemas(
+        crate::routes::events::RunEvent,
+        crate::routes::events::RunEnded,
+    )),
     tags(
         (name = "pipelines", description = "Pipeline files, their versions, schedules and pausing; starting runs"),
         (name = "runs", description = "Runs, their tasks and attempts; cancel, retry, approvals"),
@@ -32,10 +36,52 @@ use utoipa::OpenApi;
 )]
 pub(crate) struct ApiDoc;
 
+/// What the handlers' annotations cannot say, added to the generated document.
+pub(crate) fn finish(doc: &mut utoipa::openapi::OpenApi) {
+    add_guard_responses(doc);
+    headers_are_never_null(doc);
+}
+
+/// utoipa gives an optional header parameter (`Option<i64>`) the type `[integer, null]`, but a
+/// header is absent or a string: `Last-Event-ID: null` is not a number, and is refused.
+fn headers_are_never_null(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::RefOr;
+    use utoipa::openapi::path::ParameterIn;
+    use utoipa::openapi::schema::{Schema, SchemaType, Type};
+    for item in doc.paths.paths.values_mut() {
+        let ops = [
+            &mut item.get,
+            &mut item.head,
+            &mut item.options,
+            &mut item.post,
+            &mut item.put,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for op in ops.into_iter().flatten() {
+            for p in op.parameters.iter_mut().flatten() {
+                let RefOr::T(p) = p else { continue };
+                if p.parameter_in != ParameterIn::Header {
+                    continue;
+                }
+                if let Some(RefOr::T(Schema::Object(o))) = &mut p.schema
+                    && let SchemaType::Array(types) = &o.schema_type
+                    && let [t] = types
+                        .iter()
+                        .filter(|t| **t != Type::Null)
+                        .collect::<Vec<_>>()[..]
+                {
+                    o.schema_type = SchemaType::Type(t.clone());
+                }
+            }
+        }
+    }
+}
+
 /// Lists, on every `/api/` operation, the refusals of [`crate::guard`], which answers before
 /// any handler: 421 for a `Host` that is not allowed, and 403 for a state change from another
 /// site.
-pub(crate) fn add_guard_responses(doc: &mut utoipa::openapi::OpenApi) {
+fn add_guard_responses(doc: &mut utoipa::openapi::OpenApi) {
     use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
     let refusal = |description: &str| -> RefOr<Response> {
         RefOr::T(

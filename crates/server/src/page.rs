@@ -1,22 +1,45 @@
-//! Cursor pagination, used by every list.
+//! Cursor pagination, used by every list: `?limit=N&cursor=C`, checked the same way
+//! everywhere (the bounds the OpenAPI document gives are the ones enforced here).
 
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-/// `?limit=N&cursor=C`: at most `limit` items (default 50, at most 500) after `cursor`.
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub(crate) struct PageQuery {
-    /// How many items at most (default 50; more than 500 counts as 500).
-    pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+use crate::error::{ApiError, ApiResult};
+
+/// Items of a page when `limit` is not given.
+pub(crate) const DEFAULT_LIMIT: u32 = 50;
+/// The most items one page holds; a larger `limit` is refused (400).
+pub(crate) const MAX_LIMIT: u32 = 500;
+
+/// The page size a `limit` parameter asks for: 1 to [`MAX_LIMIT`], [`DEFAULT_LIMIT`] when
+/// absent; anything else is a 400 naming the bounds.
+pub(crate) fn limit(given: Option<u32>) -> ApiResult<u32> {
+    match given {
+        None => Ok(DEFAULT_LIMIT),
+        Some(n @ 1..=MAX_LIMIT) => Ok(n),
+        Some(n) => Err(ApiError::bad_request(format!(
+            "`limit` must be 1 to {MAX_LIMIT}, got `{n}`"
+        ))
+        .with_details(serde_json::json!({ "minimum": 1, "maximum": MAX_LIMIT }))),
+    }
 }
 
-impl PageQuery {
-    pub(crate) fn limit(&self) -> u32 {
-        self.limit.unwrap_or(50).clamp(1, 500)
-    }
+/// A `cursor` parameter, empty meaning none (what a client sends that fills the query from
+/// an absent `next_cursor`).
+pub(crate) fn cursor(given: Option<&str>) -> Option<&str> {
+    given.filter(|c| !c.is_empty())
+}
+
+/// A 400 for a cursor that no page could have handed out.
+pub(crate) fn invalid_cursor(cursor: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "invalid cursor `{cursor}`\n(hint: pass the `next_cursor` of the previous page)"
+    ))
+}
+
+/// Whether `text` is a run id as baton makes them: a ULID (26 letters and digits).
+pub(crate) fn is_ulid(text: &str) -> bool {
+    text.len() == 26 && text.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// One page of a list; `next_cursor` is absent on the last one.
@@ -44,5 +67,31 @@ impl<T> Page<T> {
             None
         };
         Self { items, next_cursor }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limit_is_checked_against_its_documented_bounds() {
+        assert_eq!(limit(None).unwrap(), DEFAULT_LIMIT);
+        assert_eq!(limit(Some(1)).unwrap(), 1);
+        assert_eq!(limit(Some(MAX_LIMIT)).unwrap(), MAX_LIMIT);
+        for bad in [0, MAX_LIMIT + 1, u32::MAX] {
+            let e = limit(Some(bad)).unwrap_err();
+            assert_eq!(e.status, 400, "{bad}");
+            assert!(e.message.contains(&format!("`{bad}`")), "{}", e.message);
+        }
+    }
+
+    #[test]
+    fn an_empty_cursor_is_none_and_run_cursors_are_ulids() {
+        assert_eq!(cursor(Some("")), None);
+        assert_eq!(cursor(Some("x")), Some("x"));
+        assert!(is_ulid("01jd0x6z4q7m8n9p0r1s2t3v4w"));
+        assert!(!is_ulid("01jd0x6z4q7m8n9p0r1s2t3v4"));
+        assert!(!is_ulid("01jd0x6z4q7m8n9p0r1s2t3v4-"));
     }
 }

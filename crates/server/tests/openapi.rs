@@ -325,11 +325,11 @@ async fn state_enums_list_their_wire_names() {
     assert_eq!(schemas["TaskKey"]["type"], "string");
     // The records point at them rather than at free-form strings.
     assert_eq!(
-        schemas["RunRecord"]["properties"]["state"]["$ref"],
+        schemas["Run"]["properties"]["state"]["$ref"],
         "#/components/schemas/RunState"
     );
     assert_eq!(
-        schemas["TaskRecord"]["properties"]["state"]["$ref"],
+        schemas["Task"]["properties"]["state"]["$ref"],
         "#/components/schemas/TaskState"
     );
     // The runs list's `state` filter offers the same names.
@@ -354,7 +354,7 @@ async fn answers_match_their_documented_schemas() {
     ])
     .await;
     // The check can fail: a run record without its fields, or with an id that is no string.
-    let run_schema = json!({"$ref": "#/components/schemas/RunRecord"});
+    let run_schema = json!({"$ref": "#/components/schemas/Run"});
     assert!(!check(&s.doc, &run_schema, &json!({"id": 1})).is_empty());
     s.call("GET", "/healthz", "/healthz", None).await;
     s.call("GET", "/readyz", "/readyz", None).await;
@@ -597,15 +597,15 @@ async fn cache_fields_are_documented() {
         started_at: None,
         finished_at: Some(1_000),
     };
-    let schema = json!({"$ref": "#/components/schemas/TaskRecord"});
-    let value = serde_json::to_value(&task).expect("json");
+    let schema = json!({"$ref": "#/components/schemas/Task"});
+    let value = serde_json::to_value(baton_server::api_model::Task::from(task)).expect("json");
     assert_eq!(check(&s.doc, &schema, &value), Vec::<String>::new());
     let mut wrong = value;
     wrong["cached_from"] = json!({"run": 1});
     assert!(!check(&s.doc, &schema, &wrong).is_empty());
     let body = &s.doc["components"]["schemas"]["TriggerBody"]["properties"]["no_cache"];
     assert_eq!(body["type"], "boolean", "{body}");
-    let run = &s.doc["components"]["schemas"]["RunRecord"]["properties"]["no_cache"];
+    let run = &s.doc["components"]["schemas"]["Run"]["properties"]["no_cache"];
     assert_eq!(run["type"], "boolean", "{run}");
 }
 

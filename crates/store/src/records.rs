@@ -6,20 +6,18 @@ use baton_core::state::{AttemptState, RunState, TaskState};
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch. The store never reads a clock: callers pass times in,
-/// which keeps tests deterministic. (In the API's schemas a plain `i64`: utoipa would otherwise
-/// make an alias a component of its own.)
+/// which keeps tests deterministic.
 pub type Millis = i64;
 
 /// A stored version of a pipeline definition, without its text.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct VersionRecord {
     pub hash: String,
     pub path: Option<String>,
-    #[schema(value_type = i64)]
     pub created_at: Millis,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DefinitionRecord {
     pub hash: String,
     pub namespace: String,
@@ -28,8 +26,7 @@ pub struct DefinitionRecord {
     pub path: Option<String>,
 }
 
-/// Deserializable so a client of the API reads back the very records the server sends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: RunId,
     /// The pipeline's namespace.
@@ -40,7 +37,6 @@ pub struct RunRecord {
     pub version: String,
     pub state: RunState,
     /// The run's params by name, defaults filled in.
-    #[schema(value_type = Object)]
     pub params: serde_json::Value,
     /// `manual`, `schedule`, `webhook`, `pipeline` (an upstream run's success) or `parent` (a
     /// sub-pipeline task of [`RunRecord::parent`]).
@@ -49,16 +45,12 @@ pub struct RunRecord {
     /// Directory relative `working_dir`s and commands resolve against.
     pub base_dir: String,
     pub idempotency_key: Option<String>,
-    #[schema(value_type = i64)]
     pub created_at: Millis,
-    #[schema(value_type = Option<i64>)]
     pub started_at: Option<Millis>,
-    #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
     pub error: Option<String>,
     pub cancel_requested: bool,
     pub lease_owner: Option<String>,
-    #[schema(value_type = Option<i64>)]
     pub lease_expires_at: Option<Millis>,
     /// How many times the lease went to a new holder (see [`crate::Lease`]).
     #[serde(default)]
@@ -69,7 +61,6 @@ pub struct RunRecord {
     pub admission_group: Option<String>,
     pub admission_limit: Option<u32>,
     /// When it was let start; a queued run with a group and no `admitted_at` is waiting.
-    #[schema(value_type = Option<i64>)]
     pub admitted_at: Option<Millis>,
     pub backfill_id: Option<BackfillId>,
     /// Started with `--no-cache` (or the trigger's `no_cache`): tasks with `cache:` run
@@ -82,7 +73,7 @@ pub struct RunRecord {
 }
 
 /// The attempt of a sub-pipeline task that started a run (its child).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ParentRef {
     /// The parent run.
     pub run: RunId,
@@ -92,7 +83,7 @@ pub struct ParentRef {
     pub attempt: u32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaskRecord {
     pub key: TaskKey,
     pub task_id: String,
@@ -107,7 +98,6 @@ pub struct TaskRecord {
     pub interruptions: u32,
     /// Attempts made before the run was retried; they do not use up the retry budget either.
     pub retry_base: u32,
-    #[schema(value_type = Option<i64>)]
     pub next_attempt_at: Option<Millis>,
     pub outputs: Option<serde_json::Map<String, serde_json::Value>>,
     pub error: Option<String>,
@@ -116,14 +106,12 @@ pub struct TaskRecord {
     /// The earlier result this task reused instead of running (its `cache:` key matched).
     #[serde(default)]
     pub cached_from: Option<CacheSource>,
-    #[schema(value_type = Option<i64>)]
     pub started_at: Option<Millis>,
-    #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
 }
 
 /// The task instance whose stored result a cached task reused.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CacheSource {
     pub run: RunId,
     pub task: TaskKey,
@@ -140,21 +128,19 @@ pub struct CacheEntry {
 }
 
 /// CPU and memory used by one attempt, from the OS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Rusage {
     pub cpu_user_ms: i64,
     pub cpu_sys_ms: i64,
     pub max_rss_kb: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
     pub key: TaskKey,
     pub attempt: u32,
     pub state: AttemptState,
-    #[schema(value_type = i64)]
     pub started_at: Millis,
-    #[schema(value_type = Option<i64>)]
     pub finished_at: Option<Millis>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
@@ -171,7 +157,7 @@ pub struct AttemptRecord {
 
 /// The identity of an attempt's process, precise enough to find it again after the process
 /// that started it died: its group, when it started, and on which boot of which host.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttemptProcess {
     /// The process group (its leader's pid).
     pub pgid: i32,
@@ -183,10 +169,9 @@ pub struct AttemptProcess {
     pub host: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct EventRecord {
     pub seq: i64,
-    #[schema(value_type = i64)]
     pub at: Millis,
     pub kind: String,
     pub task_key: Option<TaskKey>,
@@ -227,7 +212,7 @@ pub struct Admission {
 }
 
 /// A backfill: one run per schedule tick of `[start, end]`, at most `parallelism` at once.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct BackfillRecord {
     pub id: BackfillId,
     pub namespace: String,
@@ -241,12 +226,10 @@ pub struct BackfillRecord {
     pub end: String,
     pub parallelism: u32,
     /// The params every run gets, by name.
-    #[schema(value_type = Object)]
     pub params: serde_json::Value,
     /// How many runs it created.
     pub runs: u64,
     pub idempotency_key: Option<String>,
-    #[schema(value_type = i64)]
     pub created_at: Millis,
 }
 
@@ -480,7 +463,7 @@ pub struct PipelineCount {
 
 /// A task instance that failed for good (its retries used up) in a run that has ended: it
 /// stays failed until someone requeues it.
-#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct DeadLetterRecord {
     pub run: RunId,
     pub namespace: String,
@@ -496,7 +479,6 @@ pub struct DeadLetterRecord {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub log_path: Option<String>,
-    #[schema(value_type = i64)]
     pub finished_at: Millis,
 }
 
@@ -517,12 +499,11 @@ pub struct Control {
     pub approvals: Vec<ApprovalRecord>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ApprovalRecord {
     pub key: TaskKey,
     pub approved: bool,
     pub decided_by: String,
-    #[schema(value_type = i64)]
     pub decided_at: Millis,
     pub comment: Option<String>,
 }
@@ -555,7 +536,7 @@ pub struct ApprovalWait {
 
 /// A pool: a named number of slots that the tasks naming it share, across every run and
 /// every process on the database.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolRecord {
     pub name: String,
     /// Tasks of the pool running at once at most; 0 pauses the pool.

@@ -47,7 +47,7 @@ pub(crate) async fn run(
 #[derive(Debug, serde::Deserialize)]
 struct Described {
     #[serde(flatten)]
-    record: baton_store::BackfillRecord,
+    record: baton_server::api_model::Backfill,
     counts: std::collections::BTreeMap<String, u64>,
     done: bool,
 }
@@ -97,7 +97,7 @@ async fn run_on_server(
 /// The opening line: which backfill, of what, how big.
 fn announce(
     out: &mut Output,
-    record: &baton_store::BackfillRecord,
+    record: &baton_server::api_model::Backfill,
     pipeline: &baton_core::Pipeline,
     continuing: bool,
 ) {
@@ -178,7 +178,7 @@ async fn run_here(
             .map(|r| r.id)
             .collect()
     };
-    announce(out, &record, pipeline, !created.new);
+    announce(out, &record.clone().into(), pipeline, !created.new);
     let stop = stop_on_signals();
     let parallelism = usize::try_from(record.parallelism.max(1)).unwrap_or(usize::MAX);
     let opts = crate::backend::engine_options(home, observers);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use baton_core::ids::{RunId, TaskKey};
-use baton_store::DeadLetterRecord;
+use baton_server::api_model::DeadLetter;
 
 use super::inspect::{table, timestamp};
 use super::run::drive;
@@ -132,7 +132,7 @@ pub(crate) async fn requeue(
 
 /// Groups dead letters by run, keeping the runs' order: a run is requeued once, with all of
 /// its dead letters.
-fn by_run(letters: Vec<DeadLetterRecord>) -> Vec<(String, Vec<TaskKey>)> {
+fn by_run(letters: Vec<DeadLetter>) -> Vec<(String, Vec<TaskKey>)> {
     let mut runs: Vec<(RunId, Vec<TaskKey>)> = Vec::new();
     for d in letters {
         match runs.iter_mut().find(|(id, _)| *id == d.run) {

@@ -2,7 +2,8 @@
 
 use baton_core::ids::TaskKey;
 use baton_core::state::RunState;
-use baton_store::{AttemptRecord, Millis, RunFilter, TaskRecord};
+use baton_server::api_model::{Attempt, Task};
+use baton_store::{Millis, RunFilter};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::json;
 
@@ -45,7 +46,7 @@ pub(crate) fn table() -> Table {
 }
 
 /// Tasks in pipeline order, each fan-out's instances right after it.
-fn in_pipeline_order(mut tasks: Vec<baton_store::TaskRecord>) -> Vec<baton_store::TaskRecord> {
+fn in_pipeline_order(mut tasks: Vec<Task>) -> Vec<Task> {
     let order: std::collections::HashMap<String, i64> = tasks
         .iter()
         .filter(|t| t.key.as_str() == t.task_id)
@@ -148,7 +149,7 @@ pub(crate) fn run_json(view: &RunView) -> serde_json::Value {
     let tasks: Vec<serde_json::Value> = tasks
         .iter()
         .map(|t| {
-            let mine: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.key == t.key).collect();
+            let mine: Vec<&Attempt> = attempts.iter().filter(|a| a.key == t.key).collect();
             let mut v = serde_json::to_value(t).unwrap_or_default();
             v["attempt_records"] = serde_json::to_value(mine).unwrap_or_default();
             v
@@ -161,7 +162,7 @@ pub(crate) fn run_json(view: &RunView) -> serde_json::Value {
 }
 
 /// A task's state, and whether its result came from the cache.
-fn state_label(task: &TaskRecord) -> String {
+fn state_label(task: &Task) -> String {
     if task.cached_from.is_some() {
         format!("{} (cached)", task.state)
     } else {
@@ -225,7 +226,7 @@ pub(crate) fn print_run(
         if rows >= MAX_ROWS {
             break;
         }
-        let mine: Vec<&AttemptRecord> = attempts.iter().filter(|a| a.key == task.key).collect();
+        let mine: Vec<&Attempt> = attempts.iter().filter(|a| a.key == task.key).collect();
         if detail && !mine.is_empty() {
             for a in mine {
                 let exit = match (a.exit_code, a.signal) {

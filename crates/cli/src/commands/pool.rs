@@ -1,6 +1,6 @@
 //! `baton pool set | list | delete`: pools on the home or a server.
 
-use baton_store::PoolRecord;
+use baton_server::api_model::Pool;
 
 use super::inspect::table;
 use crate::backend::Backend;
@@ -44,7 +44,7 @@ pub(crate) async fn run(
     Ok(ExitStatus::Success)
 }
 
-fn render(pools: &[PoolRecord]) -> comfy_table::Table {
+fn render(pools: &[Pool]) -> comfy_table::Table {
     let mut t = table();
     t.set_header(["name", "slots", "used", "waiting", "description"]);
     for p in pools {

@@ -7,6 +7,8 @@ use axum::http::{HeaderMap, StatusCode};
 use baton_core::ids::{BackfillId, RunId};
 use baton_core::state::RunState;
 use baton_store::{BackfillFilter, BackfillRecord};
+
+use crate::api_model::Backfill;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
@@ -14,7 +16,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::body::{Body, Query};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::page::Page;
+use crate::page::{self, Page};
+use crate::responses::{JsonBody, StoreDown};
 use crate::routes::PipelinePath;
 
 /// `/backfills/{id}/...`
@@ -33,11 +36,14 @@ pub(crate) struct BackfillBody {
     /// Inclusive; a date means the whole day.
     end: String,
     /// Runs active at once (default: the pipeline's `max_active_runs`, else 1).
+    #[serde(default, deserialize_with = "crate::body::whole::optional")]
+    #[schema(minimum = 1, maximum = 4_294_967_295_u64)]
     parallelism: Option<u32>,
     #[serde(default)]
     params: Map<String, Value>,
-    /// Which schedule's ticks (default the first).
-    #[serde(default)]
+    /// Which schedule's ticks, by index (default 0, the first).
+    #[serde(default, deserialize_with = "crate::body::whole::required")]
+    #[schema(minimum = 0, maximum = 4_294_967_295_u64)]
     schedule: usize,
     idempotency_key: Option<String>,
 }
@@ -46,7 +52,7 @@ pub(crate) struct BackfillBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct BackfillDetail {
     #[serde(flatten)]
-    backfill: BackfillRecord,
+    backfill: Backfill,
     counts: RunCounts,
     /// Every run has ended.
     done: bool,
@@ -75,7 +81,7 @@ async fn describe(state: &AppState, record: BackfillRecord) -> ApiResult<Backfil
             failed: count(RunState::Failed),
             cancelled: count(RunState::Cancelled),
         },
-        backfill: record,
+        backfill: record.into(),
         done,
     })
 }
@@ -104,13 +110,11 @@ async fn find(state: &AppState, id: &str) -> ApiResult<BackfillRecord> {
     responses(
         (status = 201, description = "A new backfill and its runs", body = BackfillDetail),
         (status = 200, description = "The earlier backfill the idempotency key matched", body = BackfillDetail),
-        (status = 400, description = "Unreadable JSON", body = ErrorBody),
         (status = 404, description = "No such pipeline", body = ErrorBody),
         (status = 409, description = "The pipeline has no valid version", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
-        (status = 422, description = "Invalid params (`invalid_params`), an unknown field, or a range that cannot be backfilled (`invalid_backfill`)", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 422, description = "Invalid params (`invalid_params`), a range that cannot be backfilled (`invalid_backfill`), or a body that is not an object of this shape (`invalid_body`)", body = ErrorBody),
+        JsonBody,
+        StoreDown,
     )
 )]
 pub(crate) async fn create(
@@ -165,9 +169,11 @@ pub(crate) async fn create(
 pub(crate) struct BackfillsQuery {
     /// Only backfills of this pipeline: `name` (any namespace) or `namespace/name`.
     pipeline: Option<String>,
-    /// How many at most (default 50; more than 500 counts as 500).
+    /// How many at most: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (a backfill id); empty is the first page.
+    #[param(pattern = "^(bf_[0-9A-Za-z]{26})?$")]
     cursor: Option<String>,
 }
 
@@ -179,28 +185,37 @@ pub(crate) struct BackfillsQuery {
     tag = "backfills",
     params(BackfillsQuery),
     responses(
-        (status = 200, description = "A page of backfills", body = Page<BackfillRecord>),
-        (status = 400, description = "Bad query string", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 200, description = "A page of backfills", body = Page<Backfill>),
+        (status = 400, description = "`limit` out of 1..=500, or a cursor that is not a backfill id", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<BackfillsQuery>,
-) -> ApiResult<Json<Page<BackfillRecord>>> {
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+) -> ApiResult<Json<Page<Backfill>>> {
+    let limit = page::limit(q.limit)?;
+    let before = match page::cursor(q.cursor.as_deref()) {
+        Some(c) if !c.strip_prefix("bf_").is_some_and(page::is_ulid) => {
+            return Err(page::invalid_cursor(c));
+        }
+        c => c.map(str::to_owned),
+    };
     let items = state
         .store
         .backfills(
             &BackfillFilter {
                 limit: limit + 1,
-                before: q.cursor.clone(),
+                before,
                 ..BackfillFilter::default()
             }
             .for_pipeline(q.pipeline.as_deref()),
         )
         .await?;
-    Ok(Json(Page::from_extra(items, limit, |b| b.id.to_string())))
+    let items = items.into_iter().map(Backfill::from).collect();
+    Ok(Json(Page::from_extra(items, limit, |b: &Backfill| {
+        b.id.to_string()
+    })))
 }
 
 /// A backfill with how many of its runs are in each state.
@@ -213,7 +228,7 @@ pub(crate) async fn list(
     responses(
         (status = 200, description = "The backfill", body = BackfillDetail),
         (status = 404, description = "No such backfill", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn get(
@@ -245,7 +260,7 @@ pub(crate) struct BackfillCancelled {
         (status = 202, description = "Waiting runs ended, active ones asked to stop", body = BackfillCancelled),
         (status = 404, description = "No such backfill", body = ErrorBody),
         (status = 409, description = "Every run of the backfill has ended", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn cancel(

@@ -6,14 +6,16 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use baton_core::ids::{RunId, TaskKey};
 use baton_engine::control::RetryError;
-use baton_store::{DeadLetterCursor, DeadLetterFilter, DeadLetterRecord};
+use baton_store::{DeadLetterCursor, DeadLetterFilter};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::api_model::DeadLetter;
 use crate::body::{OptionalBody, Query};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::page::{Page, PageQuery};
+use crate::page::{self, Page};
+use crate::responses::StoreDown;
 use crate::routes::TaskPath;
 
 /// Most dead letters one bulk request requeues; requeued ones leave the list, so repeating
@@ -25,21 +27,18 @@ pub(crate) const MAX_BULK: usize = 1000;
 pub(crate) struct DeadLettersQuery {
     /// Only dead letters of this pipeline: `name` (any namespace) or `namespace/name`.
     pub pipeline: Option<String>,
-    /// How many at most (default 50; more than 500 counts as 500).
+    /// How many at most: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (`finished_at.run.key`); empty is the first page.
+    #[param(pattern = "^(-?[0-9]{1,18}\\.[^.]+\\..+)?$")]
     pub cursor: Option<String>,
 }
 
 fn cursor(text: Option<&str>) -> ApiResult<Option<DeadLetterCursor>> {
-    text.map(|c| {
-        DeadLetterCursor::decode(c).ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "invalid cursor `{c}`\n(hint: pass the `next_cursor` of the previous page)"
-            ))
-        })
-    })
-    .transpose()
+    page::cursor(text)
+        .map(|c| DeadLetterCursor::decode(c).ok_or_else(|| page::invalid_cursor(c)))
+        .transpose()
 }
 
 /// Task instances that failed for good in runs that ended failed or cancelled, newest
@@ -51,20 +50,16 @@ fn cursor(text: Option<&str>) -> ApiResult<Option<DeadLetterCursor>> {
     tag = "dead-letters",
     params(DeadLettersQuery),
     responses(
-        (status = 200, description = "A page of dead letters", body = Page<DeadLetterRecord>),
-        (status = 400, description = "Bad query string or cursor", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 200, description = "A page of dead letters", body = Page<DeadLetter>),
+        (status = 400, description = "`limit` out of 1..=500, or a cursor no page handed out", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<DeadLettersQuery>,
-) -> ApiResult<Json<Page<DeadLetterRecord>>> {
-    let limit = PageQuery {
-        limit: q.limit,
-        cursor: None,
-    }
-    .limit();
+) -> ApiResult<Json<Page<DeadLetter>>> {
+    let limit = page::limit(q.limit)?;
     let items = state
         .store
         .dead_letters(
@@ -76,9 +71,11 @@ pub(crate) async fn list(
             .for_pipeline(q.pipeline.as_deref()),
         )
         .await?;
-    Ok(Json(Page::from_extra(items, limit, |d| {
-        d.cursor().encode()
-    })))
+    let page = Page::from_extra(items, limit, |d| d.cursor().encode());
+    Ok(Json(Page {
+        items: page.items.into_iter().map(DeadLetter::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
 fn requeue_error(e: RetryError) -> ApiError {
@@ -112,11 +109,10 @@ pub(crate) struct Requeued {
     params(TaskPath),
     responses(
         (status = 202, description = "The run is queued again", body = Requeued),
-        (status = 400, description = "The id prefix matches several runs", body = ErrorBody),
         (status = 404, description = "No such run or task", body = ErrorBody),
-        (status = 409, description = "The task is not a dead letter (the message says why)", body = ErrorBody),
+        (status = 409, description = "The task is not a dead letter (the message says why), or the id prefix matches several runs (`ambiguous_run`)", body = ErrorBody),
         (status = 500, description = "The run's pipeline version cannot be read", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn requeue_one(
@@ -152,13 +148,72 @@ pub(crate) async fn requeue_task(
 }
 
 /// Which dead letters to requeue: `items`, or every current one (of `pipeline`); not both.
-#[derive(Debug, Default, Deserialize, ToSchema)]
+/// Neither may be `null`: a body is one of the two shapes [`BulkBody::schema`] gives.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BulkBody {
-    /// At most 1000.
+    #[serde(default, deserialize_with = "present")]
     items: Option<Vec<BulkItem>>,
-    /// Every current dead letter of this pipeline (`name` or `namespace/name`).
+    #[serde(default, deserialize_with = "present")]
     pipeline: Option<String>,
+}
+
+/// A field that may be left out but, when given, is not `null`.
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
+}
+
+impl utoipa::PartialSchema for BulkBody {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{
+            AdditionalProperties, ArrayBuilder, ObjectBuilder, OneOfBuilder, Type,
+        };
+        let items = ObjectBuilder::new()
+            .description(Some("These dead letters"))
+            .property(
+                "items",
+                ArrayBuilder::new()
+                    .items(utoipa::openapi::Ref::from_schema_name("BulkItem"))
+                    .max_items(Some(MAX_BULK)),
+            )
+            .required("items")
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        let every = ObjectBuilder::new()
+            .description(Some(
+                "Every current dead letter, of `pipeline` when given (at most 1000 per request)",
+            ))
+            .property(
+                "pipeline",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("`name` (any namespace) or `namespace/name`")),
+            )
+            .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+        OneOfBuilder::new()
+            .description(Some(
+                "Which dead letters to requeue: `items`, or every current one (of `pipeline`); not both",
+            ))
+            .item(items)
+            .item(every)
+            .into()
+    }
+}
+
+impl ToSchema for BulkBody {
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        use utoipa::PartialSchema as _;
+        schemas.push((BulkItem::name().into(), BulkItem::schema()));
+        <BulkItem as ToSchema>::schemas(schemas);
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -217,9 +272,9 @@ pub(crate) struct BulkError {
     request_body(content = Option<BulkBody>, description = "Empty or `{}` for every current dead letter (at most 1000 per request)"),
     responses(
         (status = 200, description = "Each item's outcome", body = BulkOutcome),
-        (status = 400, description = "Unreadable JSON, both `items` and `pipeline`, or over 1000 items", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 400, description = "`invalid_body`: not JSON, not an object of this shape; `bad_request`: both `items` and `pipeline`, or over 1000 items", body = ErrorBody),
+        (status = 413, description = "`body_too_large`: the body is over 1 MiB", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn requeue_bulk(

@@ -9,18 +9,20 @@ use std::time::Duration;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use baton_core::ids::RunId;
+use baton_core::ids::{RunId, TaskKey};
+use baton_core::state::RunState;
 use baton_store::{Changes, EventRecord, Store};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use tokio::time::Instant;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::body::Query;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::responses::StoreDown;
 use crate::routes::RunPath;
+use crate::routes::sse::ServerSentEvent;
 
 /// The shortest time between two reads of one stream, however busy its run: a burst of
 /// commits costs one read, and a busy run is read no more often than the old poll did.
@@ -66,19 +68,19 @@ pub(crate) struct EventsQuery {
     summary = "A run's state changes as server-sent events.",
     description = "Each event's `id` is its sequence number in the run's event log and its \
         name is the kind (`run_state`, `task_state`, `task_reopened`, `attempt_started`, \
-        `attempt_finished`, `approval_asked`, `approval_decided`, `cache_hit`, `cache_miss`, `cache_saved`); its data is `{\"seq\", \"at\", \"kind\", \"task\", \"attempt\", \
-        \"data\"}`. Once the run has ended and every event is sent, one `end` event (data \
-        `{\"state\"}`) closes the stream. Reconnecting with `Last-Event-ID` resumes after it.",
+        `attempt_finished`, `approval_asked`, `approval_decided`, `cache_hit`, `cache_miss`, `cache_saved`); its data is a `RunEvent` as JSON. Once the run has ended and every event is sent, \
+        one `end` event (data: a `RunEnded` as JSON) closes the stream. Reconnecting with `Last-Event-ID` resumes after it.",
     params(
         RunPath,
         EventsQuery,
         ("Last-Event-ID" = Option<i64>, Header, description = "Resume after this sequence number"),
     ),
     responses(
-        (status = 200, description = "The event stream", content((String = "text/event-stream"))),
-        (status = 400, description = "A number that does not parse, or the id prefix matches several runs", body = ErrorBody),
+        (status = 200, description = "The event stream: each event's `data` is a `RunEvent` as JSON, the `end` event's a `RunEnded`", content((ServerSentEvent = "text/event-stream"))),
+        (status = 400, description = "A number that does not parse", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 409, description = "`ambiguous_run`: the id prefix matches several runs", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn events(
@@ -96,19 +98,13 @@ pub(crate) async fn events(
             ApiError::bad_request(format!("`{name}` must be an integer, got `{text}`"))
         })
     };
-    let after = match headers
+    // Both are checked, whichever is used: a bad `after` is refused even beside a header.
+    let from_query = q.after.as_deref().map(|a| parse("after", a)).transpose()?;
+    let from_header = headers
         .get("last-event-id")
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty())
-    {
-        Some(v) => parse("Last-Event-ID", v)?,
-        None => q
-            .after
-            .as_deref()
-            .map(|a| parse("after", a))
-            .transpose()?
-            .unwrap_or(0),
-    };
+        .map(|v| parse("Last-Event-ID", v.to_str().unwrap_or_default()))
+        .transpose()?;
+    let after = from_header.or(from_query).unwrap_or(0);
     let now = Instant::now();
     let follow = Follow {
         changes: state.store.changes(),
@@ -188,7 +184,7 @@ impl Follow {
                 frame.push_str(&format!(
                     "event: end\nid: {}\ndata: {}\n\n",
                     self.after,
-                    json!({ "state": r.state })
+                    serde_json::to_string(&RunEnded { state: r.state }).unwrap_or_default()
                 ));
             }
             if !frame.is_empty() {
@@ -199,14 +195,38 @@ impl Follow {
     }
 }
 
+/// The `data` of one event of a run's stream: an entry of its event log.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RunEvent {
+    /// Its sequence number in the run's event log (also the event's `id`).
+    seq: i64,
+    /// When it was committed, in milliseconds since the Unix epoch.
+    at: i64,
+    /// What changed (also the event's name).
+    kind: String,
+    /// The task instance it is about, if any.
+    task: Option<TaskKey>,
+    attempt: Option<u32>,
+    /// By kind: the new state, the attempt's exit, who decided, ...
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
+}
+
+/// The `data` of the `end` event, sent once the run has ended.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RunEnded {
+    state: RunState,
+}
+
 fn event_frame(e: &EventRecord) -> String {
-    let data = json!({
-        "seq": e.seq,
-        "at": e.at,
-        "kind": e.kind,
-        "task": e.task_key,
-        "attempt": e.attempt,
-        "data": e.data,
-    });
+    let data = RunEvent {
+        seq: e.seq,
+        at: e.at,
+        kind: e.kind.clone(),
+        task: e.task_key.clone(),
+        attempt: e.attempt,
+        data: e.data.clone(),
+    };
+    let data = serde_json::to_string(&data).unwrap_or_default();
     format!("id: {}\nevent: {}\ndata: {data}\n\n", e.seq, e.kind)
 }

@@ -16,7 +16,9 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::body::Query;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::responses::StoreDown;
 use crate::routes::TaskPath;
+use crate::routes::sse::ServerSentEvent;
 
 /// Idle polls (of 200 ms) between keep-alive comments on a quiet stream, so proxies do not
 /// close it.
@@ -32,7 +34,7 @@ pub(crate) struct LogQuery {
     /// Start at this byte of the log (default 0); `Last-Event-ID` wins over it.
     #[param(value_type = Option<u64>)]
     offset: Option<String>,
-    /// `true` (or `1`): a server-sent event stream while the attempt runs, like
+    /// `true`: a server-sent event stream while the attempt runs, like
     /// `Accept: text/event-stream`.
     #[param(value_type = Option<bool>)]
     follow: Option<String>,
@@ -87,12 +89,13 @@ fn number<T: std::str::FromStr>(name: &str, text: Option<&str>) -> ApiResult<Opt
     responses(
         (status = 200, description = "The log", content(
             (String = "text/plain; charset=utf-8"),
-            (String = "text/event-stream"),
+            (ServerSentEvent = "text/event-stream"),
         )),
-        (status = 400, description = "A number that does not parse, or the id prefix matches several runs", body = ErrorBody),
+        (status = 400, description = "A number that does not parse", body = ErrorBody),
         (status = 404, description = "No such run, task or attempt, or the task has not started one", body = ErrorBody),
+        (status = 409, description = "`ambiguous_run`: the id prefix matches several runs", body = ErrorBody),
         (status = 500, description = "The log cannot be read", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn log(
@@ -109,14 +112,21 @@ pub(crate) async fn log(
         "Last-Event-ID",
         headers
             .get("last-event-id")
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty()),
+            .map(|v| v.to_str().unwrap_or_default()),
     )?;
-    let offset = match resume {
-        Some(o) => o,
-        None => number::<u64>("offset", q.offset.as_deref())?.unwrap_or(0),
+    // Checked even when the header wins: a bad `offset` is refused either way.
+    let offset = number::<u64>("offset", q.offset.as_deref())?;
+    let offset = resume.or(offset).unwrap_or(0);
+    let follow = match q.follow.as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "`follow` must be `true` or `false`, got `{other}`"
+            )));
+        }
     };
-    let wants_stream = matches!(q.follow.as_deref(), Some("true" | "1"))
+    let wants_stream = follow
         || headers
             .get_all(header::ACCEPT)
             .iter()

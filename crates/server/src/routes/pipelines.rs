@@ -6,16 +6,17 @@ use axum::http::{HeaderMap, StatusCode};
 use baton_core::diagnostic::Diagnostic;
 use baton_core::graph::Graph;
 use baton_core::model::{Param, Schedule};
-use baton_store::{RunRecord, VersionRecord};
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::api_model::{Run, Version};
 use crate::body::{Body, OptionalBody, Query};
 use crate::catalog::Entry;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::page::{Page, PageQuery};
+use crate::page::{self, Page};
+use crate::responses::{JsonBody, OptionalJsonBody, StoreDown};
 use crate::routes::PipelinePath;
 use crate::routes::runs::Decision;
 use crate::{AppState, Launch};
@@ -105,6 +106,45 @@ pub(crate) struct PipelineDetail {
     source: Option<String>,
 }
 
+/// Whether `c` has the shape of a version's content hash: 64 lowercase hex digits.
+fn is_version_hash(c: &str) -> bool {
+    c.len() == 64
+        && c.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// `?limit=N&cursor=C` of the version list, whose cursors are content hashes.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct VersionsQuery {
+    /// How many at most: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page: a version's hash; empty is the first page.
+    #[param(pattern = "^([0-9a-f]{64})?$")]
+    cursor: Option<String>,
+}
+
+/// `?limit=N&cursor=C` of the pipeline list, whose cursors are pipeline ids.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct PipelinesQuery {
+    /// How many at most: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
+    limit: Option<u32>,
+    /// The `next_cursor` of the previous page: `namespace/name`, or `~path` for a file that
+    /// never validated; empty is the first page.
+    #[param(pattern = "^(~.+|[^/]+/[^/]+)?$")]
+    cursor: Option<String>,
+}
+
+/// Whether `c` has the shape of a [`sort_key`]: `namespace/name`, or `~path`.
+fn is_pipeline_cursor(c: &str) -> bool {
+    c.strip_prefix('~').is_some_and(|path| !path.is_empty())
+        || c.split_once('/')
+            .is_some_and(|(ns, name)| !ns.is_empty() && !name.is_empty() && !name.contains('/'))
+}
+
 fn sort_key(e: &Entry) -> String {
     e.active
         .as_ref()
@@ -117,25 +157,30 @@ fn sort_key(e: &Entry) -> String {
     path = "/pipelines",
     operation_id = "list_pipelines",
     tag = "pipelines",
-    params(PageQuery),
+    params(PipelinesQuery),
     responses(
         (status = 200, description = "A page of pipelines", body = Page<PipelineSummary>),
-        (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 400, description = "`limit` out of 1..=500, or a cursor that is not a pipeline id", body = ErrorBody),
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Query(q): Query<PageQuery>,
+    Query(q): Query<PipelinesQuery>,
 ) -> ApiResult<Json<Page<PipelineSummary>>> {
+    let limit = page::limit(q.limit)?;
+    let cursor = page::cursor(q.cursor.as_deref());
+    if let Some(c) = cursor.filter(|c| !is_pipeline_cursor(c)) {
+        return Err(page::invalid_cursor(c));
+    }
     let catalog = state.catalog.read().await;
     let mut entries: Vec<&Entry> = catalog.entries().collect();
     entries.sort_by_key(|e| sort_key(e));
     let items: Vec<&Entry> = entries
         .into_iter()
-        .filter(|e| q.cursor.as_ref().is_none_or(|c| sort_key(e) > *c))
-        .take(q.limit() as usize + 1)
+        .filter(|e| cursor.is_none_or(|c| sort_key(e).as_str() > c))
+        .take(limit as usize + 1)
         .collect();
-    let page = Page::from_extra(items, q.limit(), |e| sort_key(e));
+    let page = Page::from_extra(items, limit, |e| sort_key(e));
     Ok(Json(Page {
         items: page.items.into_iter().map(summary).collect(),
         next_cursor: page.next_cursor,
@@ -183,7 +228,7 @@ pub(crate) async fn lineage(
     responses(
         (status = 200, description = "The pipeline", body = PipelineDetail),
         (status = 404, description = "No such pipeline", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn get(
@@ -209,12 +254,12 @@ pub(crate) async fn get(
     path = "/pipelines/{namespace}/{name}/versions",
     operation_id = "list_pipeline_versions",
     tag = "pipelines",
-    params(PipelinePath, PageQuery),
+    params(PipelinePath, VersionsQuery),
     responses(
-        (status = 200, description = "A page of versions", body = Page<VersionRecord>),
-        (status = 400, description = "Bad query string or a cursor that is not a version of this pipeline", body = ErrorBody),
-        (status = 404, description = "No such pipeline", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 200, description = "A page of versions", body = Page<Version>),
+        (status = 400, description = "`limit` out of 1..=500, or a cursor that is not a version hash", body = ErrorBody),
+        (status = 404, description = "No such pipeline, or the cursor is not one of its versions", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn versions(
@@ -223,8 +268,8 @@ pub(crate) async fn versions(
         namespace: ns,
         name,
     }): Path<PipelinePath>,
-    Query(q): Query<PageQuery>,
-) -> ApiResult<Json<Page<VersionRecord>>> {
+    Query(q): Query<VersionsQuery>,
+) -> ApiResult<Json<Page<Version>>> {
     let all = state.store.versions(&ns, &name).await?;
     if all.is_empty() && state.catalog.read().await.find(&ns, &name).is_none() {
         return Err(ApiError::not_found(format!(
@@ -233,14 +278,17 @@ pub(crate) async fn versions(
     }
     // The cursor is the last hash of the previous page; versions are only ever added, and
     // they are listed newest first, so what follows it stays put.
-    let start = match &q.cursor {
+    let limit = page::limit(q.limit)?;
+    let start = match page::cursor(q.cursor.as_deref()) {
         None => 0,
+        Some(c) if !is_version_hash(c) => return Err(page::invalid_cursor(c)),
+        // A well-formed hash names a version, which may not be one of this pipeline's.
         Some(c) => {
             all.iter()
-                .position(|v| &v.hash == c)
+                .position(|v| v.hash == c)
                 .ok_or_else(|| {
-                    ApiError::bad_request(format!(
-                        "invalid cursor `{c}`: not a version of `{ns}/{name}`\n(hint: pass the `next_cursor` of the previous page)"
+                    ApiError::not_found(format!(
+                        "cursor `{c}` is not a version of `{ns}/{name}`\n(hint: pass the `next_cursor` of the previous page)"
                     ))
                 })?
                 + 1
@@ -249,9 +297,12 @@ pub(crate) async fn versions(
     let items = all
         .into_iter()
         .skip(start)
-        .take(q.limit() as usize + 1)
+        .take(limit as usize + 1)
+        .map(Version::from)
         .collect();
-    Ok(Json(Page::from_extra(items, q.limit(), |v| v.hash.clone())))
+    Ok(Json(Page::from_extra(items, limit, |v: &Version| {
+        v.hash.clone()
+    })))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
@@ -281,15 +332,13 @@ pub(crate) struct TriggerBody {
     ),
     request_body = TriggerBody,
     responses(
-        (status = 201, description = "A new run", body = RunRecord),
-        (status = 200, description = "The earlier run the idempotency key matched", body = RunRecord),
-        (status = 400, description = "Unreadable JSON", body = ErrorBody),
+        (status = 201, description = "A new run", body = Run),
+        (status = 200, description = "The earlier run the idempotency key matched", body = Run),
         (status = 404, description = "No such pipeline", body = ErrorBody),
         (status = 409, description = "The pipeline has no valid version, the idempotency key belongs to another pipeline, or `concurrency_limit` (overlap `skip`; `details.active_runs` names the runs in the way)", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 415, description = "Not `Content-Type: application/json`", body = ErrorBody),
-        (status = 422, description = "Invalid params (`details.problems` lists every problem) or an unknown field", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 422, description = "Invalid params (`invalid_params`: `details.problems` lists every problem), or a body that is not an object of this shape (`invalid_body`)", body = ErrorBody),
+        JsonBody,
+        StoreDown,
     )
 )]
 pub(crate) async fn trigger(
@@ -300,7 +349,7 @@ pub(crate) async fn trigger(
     }): Path<PipelinePath>,
     headers: HeaderMap,
     Body(body): Body<TriggerBody>,
-) -> ApiResult<(StatusCode, Json<RunRecord>)> {
+) -> ApiResult<(StatusCode, Json<Run>)> {
     let version = state.active_version(&ns, &name).await?;
     let launch = Launch {
         params: body.params,
@@ -317,7 +366,7 @@ pub(crate) async fn trigger(
 pub(crate) async fn created_response(
     state: &AppState,
     created: baton_engine::Created,
-) -> ApiResult<(StatusCode, Json<RunRecord>)> {
+) -> ApiResult<(StatusCode, Json<Run>)> {
     let id = created.id;
     let run = state
         .store
@@ -329,7 +378,7 @@ pub(crate) async fn created_response(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(run)))
+    Ok((status, Json(run.into())))
 }
 
 /// What a reload found, in files.
@@ -365,8 +414,9 @@ pub(crate) async fn reload(State(state): State<AppState>) -> ApiResult<Json<Relo
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct NextQuery {
-    /// How many fire times per schedule (default 5; clamped to 1..=100).
-    n: Option<usize>,
+    /// How many fire times per schedule: 1 to 100, default 5.
+    #[param(minimum = 1, maximum = 100)]
+    n: Option<u32>,
 }
 
 /// The next fire times of the pipeline's schedules.
@@ -405,7 +455,7 @@ pub(crate) struct FireTime {
     params(PipelinePath, NextQuery),
     responses(
         (status = 200, description = "Fire times per schedule", body = NextTimes),
-        (status = 400, description = "Bad query string", body = ErrorBody),
+        (status = 400, description = "`n` not an integer in 1..=100", body = ErrorBody),
         (status = 404, description = "No such pipeline", body = ErrorBody),
         (status = 409, description = "The pipeline has no valid version", body = ErrorBody),
     )
@@ -419,7 +469,16 @@ pub(crate) async fn next_times(
     Query(q): Query<NextQuery>,
 ) -> ApiResult<Json<NextTimes>> {
     let version = state.active_version(&ns, &name).await?;
-    let n = q.n.unwrap_or(5).clamp(1, 100);
+    let n = match q.n {
+        None => 5,
+        Some(n @ 1..=100) => n as usize,
+        Some(n) => {
+            return Err(
+                ApiError::bad_request(format!("`n` must be 1 to 100, got `{n}`"))
+                    .with_details(serde_json::json!({ "minimum": 1, "maximum": 100 })),
+            );
+        }
+    };
     let now = jiff::Timestamp::now();
     let schedules = version
         .pipeline
@@ -492,10 +551,9 @@ pub(crate) async fn set_paused(
     request_body(content = Option<Decision>, description = "Optional; `by` is recorded (`comment` is ignored)"),
     responses(
         (status = 200, description = "Paused", body = PauseState),
-        (status = 400, description = "Unreadable JSON", body = ErrorBody),
         (status = 404, description = "No such pipeline", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        OptionalJsonBody,
+        StoreDown,
     )
 )]
 pub(crate) async fn pause(
@@ -519,10 +577,9 @@ pub(crate) async fn pause(
     request_body(content = Option<Decision>, description = "Optional; `by` is recorded (`comment` is ignored)"),
     responses(
         (status = 200, description = "Unpaused", body = PauseState),
-        (status = 400, description = "Unreadable JSON", body = ErrorBody),
         (status = 404, description = "No such pipeline", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        OptionalJsonBody,
+        StoreDown,
     )
 )]
 pub(crate) async fn unpause(

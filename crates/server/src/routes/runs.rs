@@ -5,15 +5,17 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
-use baton_store::{AttemptRecord, RunFilter, RunRecord, TaskRecord};
+use baton_store::RunFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::api_model::{Attempt, Run, Task};
 use crate::body::{OptionalBody, Query};
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::page::Page;
+use crate::page::{self, Page};
+use crate::responses::{OptionalJsonBody, StoreDown};
 use crate::routes::{RunPath, TaskPath};
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -24,13 +26,17 @@ pub(crate) struct RunsQuery {
     /// Only runs in this state.
     #[param(value_type = Option<RunState>)]
     pub state: Option<String>,
-    /// How many runs at most (default 50; more than 500 counts as 500).
+    /// How many runs at most: 1 to 500, default 50.
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (a run id); empty is the first page.
+    #[param(pattern = "^([0-9A-Za-z]{26})?$")]
     pub cursor: Option<String>,
     /// Only runs created at or after this instant (RFC 3339, e.g. `2026-03-29T03:00:00Z`).
+    #[param(format = DateTime)]
     pub since: Option<String>,
     /// Only runs created before this instant (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
 }
 
@@ -56,15 +62,15 @@ fn instant(name: &str, text: Option<&str>) -> ApiResult<Option<baton_store::Mill
     tag = "runs",
     params(RunsQuery),
     responses(
-        (status = 200, description = "A page of runs", body = Page<RunRecord>),
-        (status = 400, description = "Unknown state, or `since` / `until` not an RFC 3339 instant", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 200, description = "A page of runs", body = Page<Run>),
+        (status = 400, description = "`limit` out of 1..=500, a cursor that is not a run id, an unknown state, or `since` / `until` not an RFC 3339 instant", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn list(
     State(state): State<AppState>,
     Query(q): Query<RunsQuery>,
-) -> ApiResult<Json<Page<RunRecord>>> {
+) -> ApiResult<Json<Page<Run>>> {
     let run_state = match &q.state {
         Some(s) => Some(RunState::from_name(s).ok_or_else(|| {
             ApiError::bad_request(format!("unknown run state `{s}`")).with_details(
@@ -73,14 +79,18 @@ pub(crate) async fn list(
         })?),
         None => None,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = page::limit(q.limit)?;
+    let before = match page::cursor(q.cursor.as_deref()) {
+        Some(c) if !page::is_ulid(c) => return Err(page::invalid_cursor(c)),
+        c => c.map(str::to_owned),
+    };
     let runs = state
         .store
         .runs(
             &RunFilter {
                 state: run_state,
                 limit: limit + 1,
-                before: q.cursor.clone(),
+                before,
                 created_after: instant("since", q.since.as_deref())?,
                 created_before: instant("until", q.until.as_deref())?,
                 ..RunFilter::default()
@@ -88,20 +98,23 @@ pub(crate) async fn list(
             .for_pipeline(q.pipeline.as_deref()),
         )
         .await?;
-    Ok(Json(Page::from_extra(runs, limit, |r| r.id.to_string())))
+    let runs = runs.into_iter().map(Run::from).collect();
+    Ok(Json(Page::from_extra(runs, limit, |r: &Run| {
+        r.id.to_string()
+    })))
 }
 
 /// A run with its task instances and their attempts.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RunDetail {
     #[serde(flatten)]
-    run: RunRecord,
+    run: Run,
     /// In pipeline order.
-    tasks: Vec<TaskRecord>,
-    attempts: Vec<AttemptRecord>,
+    tasks: Vec<Task>,
+    attempts: Vec<Attempt>,
     /// The runs its sub-pipeline tasks started (each names its task and attempt under
     /// `parent`), oldest first.
-    children: Vec<RunRecord>,
+    children: Vec<Run>,
 }
 
 /// A run with its tasks and attempts.
@@ -113,9 +126,9 @@ pub(crate) struct RunDetail {
     params(RunPath),
     responses(
         (status = 200, description = "The run", body = RunDetail),
-        (status = 400, description = "The id prefix matches several runs", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 409, description = "`ambiguous_run`: the id prefix matches several runs", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn get(
@@ -132,10 +145,10 @@ pub(crate) async fn get(
     let attempts = state.store.attempts(&id).await?;
     let children = state.store.child_runs(&id).await?;
     Ok(Json(RunDetail {
-        run,
-        tasks,
-        attempts,
-        children,
+        run: run.into(),
+        tasks: tasks.into_iter().map(Task::from).collect(),
+        attempts: attempts.into_iter().map(Attempt::from).collect(),
+        children: children.into_iter().map(Run::from).collect(),
     }))
 }
 
@@ -155,10 +168,9 @@ pub(crate) struct CancelAccepted {
     params(RunPath),
     responses(
         (status = 202, description = "Cancel requested", body = CancelAccepted),
-        (status = 400, description = "The id prefix matches several runs", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "The run already finished", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 409, description = "The run already finished, or the id prefix matches several runs (`ambiguous_run`)", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn cancel(
@@ -209,11 +221,10 @@ pub(crate) struct Reopened {
     params(RunPath),
     responses(
         (status = 202, description = "The run is queued again", body = Reopened),
-        (status = 400, description = "The id prefix matches several runs", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "The run succeeded or is still going", body = ErrorBody),
+        (status = 409, description = "The run succeeded or is still going, or the id prefix matches several runs (`ambiguous_run`)", body = ErrorBody),
         (status = 500, description = "The run's pipeline version cannot be read", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        StoreDown,
     )
 )]
 pub(crate) async fn retry(
@@ -307,11 +318,10 @@ pub(crate) struct Decided {
     request_body(content = Option<Decision>, description = "Optional: who decides and why"),
     responses(
         (status = 200, description = "Approved", body = Decided),
-        (status = 400, description = "Unreadable JSON, or the id prefix matches several runs", body = ErrorBody),
         (status = 404, description = "No such run or task", body = ErrorBody),
-        (status = 409, description = "The task is not waiting for approval (already decided, or not a gate)", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 409, description = "The task is not waiting for approval (already decided, or not a gate), or the id prefix matches several runs (`ambiguous_run`)", body = ErrorBody),
+        OptionalJsonBody,
+        StoreDown,
     )
 )]
 pub(crate) async fn approve(
@@ -332,11 +342,10 @@ pub(crate) async fn approve(
     request_body(content = Option<Decision>, description = "Optional: who decides and why"),
     responses(
         (status = 200, description = "Rejected", body = Decided),
-        (status = 400, description = "Unreadable JSON, or the id prefix matches several runs", body = ErrorBody),
         (status = 404, description = "No such run or task", body = ErrorBody),
-        (status = 409, description = "The task is not waiting for approval (already decided, or not a gate)", body = ErrorBody),
-        (status = 413, description = "Body over 1 MiB", body = ErrorBody),
-        (status = 503, description = "The database is not available", body = ErrorBody),
+        (status = 409, description = "The task is not waiting for approval (already decided, or not a gate), or the id prefix matches several runs (`ambiguous_run`)", body = ErrorBody),
+        OptionalJsonBody,
+        StoreDown,
     )
 )]
 pub(crate) async fn reject(

@@ -1,10 +1,10 @@
 //! `POST /api/v1/pipelines/{ns}/{name}/webhook`: a run per delivery, optionally signed.
 
+use crate::api_model::Run;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use baton_core::model::Trigger;
-use baton_store::RunRecord;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
 use sha2::Sha256;
@@ -58,8 +58,8 @@ fn verify(secret: &[u8], body: &[u8], signature: Option<&str>) -> bool {
     ),
     request_body(content = Option<Value>, content_type = "application/json", description = "Any JSON (or nothing): the `payload` the trigger's param templates read"),
     responses(
-        (status = 201, description = "A new run", body = RunRecord),
-        (status = 200, description = "A redelivery: the run the first delivery started", body = RunRecord),
+        (status = 201, description = "A new run", body = Run),
+        (status = 200, description = "A redelivery: the run the first delivery started", body = Run),
         (status = 400, description = "The body is not JSON", body = ErrorBody),
         (status = 401, description = "Missing or invalid signature", body = ErrorBody),
         (status = 404, description = "No such pipeline, or it has no webhook trigger", body = ErrorBody),
@@ -77,7 +77,7 @@ pub(crate) async fn deliver(
     }): Path<PipelinePath>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> ApiResult<(StatusCode, Json<RunRecord>)> {
+) -> ApiResult<(StatusCode, Json<Run>)> {
     let version = state.active_version(&ns, &name).await?;
     if state.store.is_paused(&ns, &name).await? {
         state.metrics.denied("paused");
