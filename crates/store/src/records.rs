@@ -54,7 +54,6 @@ pub struct RunRecord {
     pub lease_expires_at: Option<Millis>,
     /// How many times the lease went to a new holder (see [`crate::Lease`]).
     #[serde(default)]
-    #[schema(value_type = i64)]
     pub lease_epoch: crate::LeaseEpoch,
     /// The runs this one shares a concurrency limit with (`pipeline:ns/name`,
     /// `backfill:<id>`); none means it is never held back.
