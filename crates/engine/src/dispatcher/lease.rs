@@ -78,8 +78,10 @@ impl Dispatcher {
     /// before it expires, so that its attempts are stopped (`kill_grace`, at most that
     /// interval for no overlap) before another process may take the run over.
     pub(super) fn fence_deadline(&self) -> tokio::time::Instant {
+        // Settings keep the interval below the TTL; half the TTL bounds it where they do not.
+        let margin = self.opts.lease_renew_interval.min(self.opts.lease_ttl / 2);
         self.held_until
-            .checked_sub(self.opts.lease_renew_interval)
+            .checked_sub(margin)
             .unwrap_or(self.held_until)
     }
 
