@@ -14,6 +14,10 @@ use crate::error::{Error, Result};
 /// them (SIGTERM, its grace, SIGKILL) on its own; this only bounds the wait for the news.
 const ABANDON_WAIT: Duration = Duration::from_secs(120);
 
+/// The least time a store call gets after a stall, whatever the lease settings: enough for a
+/// busy but reachable database.
+const MIN_PROBE: Duration = Duration::from_secs(1);
+
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
@@ -49,7 +53,7 @@ impl Dispatcher {
         let renewal = self
             .store
             .renew_lease(&self.run.id, &self.lease, expires_at);
-        match within(self.fence_deadline(), &self.run.id, renewal).await? {
+        match within(self.deadline_from(asked), &self.run.id, renewal).await? {
             Ok(()) => {
                 self.held_until = asked + self.opts.lease_ttl;
                 Ok(())
@@ -70,7 +74,8 @@ impl Dispatcher {
         let commit = crate::transient::retried("a commit", || {
             store.apply(run, Fence::Lease(lease), changes)
         });
-        within(self.fence_deadline(), run, commit).await??;
+        let deadline = self.deadline_from(tokio::time::Instant::now());
+        within(deadline, run, commit).await??;
         Ok(())
     }
 
@@ -78,11 +83,25 @@ impl Dispatcher {
     /// before it expires, so that its attempts are stopped (`kill_grace`, at most that
     /// interval for no overlap) before another process may take the run over.
     pub(super) fn fence_deadline(&self) -> tokio::time::Instant {
-        // Settings keep the interval below the TTL; half the TTL bounds it where they do not.
-        let margin = self.opts.lease_renew_interval.min(self.opts.lease_ttl / 2);
         self.held_until
-            .checked_sub(margin)
+            .checked_sub(self.margin())
             .unwrap_or(self.held_until)
+    }
+
+    /// A renewal interval; settings keep it below the TTL, half the TTL bounds it where they
+    /// do not.
+    fn margin(&self) -> Duration {
+        self.opts.lease_renew_interval.min(self.opts.lease_ttl / 2)
+    }
+
+    /// How long a store call made at `asked` may take: until the fence deadline, or, made
+    /// after it (this process stalled past it: SIGSTOP, a frozen VM), one margin (a second at
+    /// least). A database in reach answers within that, and says whether the lease is still
+    /// this process's (the store fences the write either way); one out of reach gets the run
+    /// given up.
+    pub(super) fn deadline_from(&self, asked: tokio::time::Instant) -> tokio::time::Instant {
+        self.fence_deadline()
+            .max(asked + self.margin().max(MIN_PROBE))
     }
 
     fn expired(&self) -> Error {

@@ -1076,7 +1076,8 @@ impl Dispatcher {
     async fn poll_control(&mut self) -> Result<()> {
         let (store, run) = (&self.store, &self.run.id);
         let reading = crate::transient::retried("reading requests", || store.control(run));
-        let control = lease::within(self.fence_deadline(), run, reading).await??;
+        let deadline = self.deadline_from(tokio::time::Instant::now());
+        let control = lease::within(deadline, run, reading).await??;
         if control.cancel_requested && !self.cancelling {
             self.cancel_all();
         }
