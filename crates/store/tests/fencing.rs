@@ -2,6 +2,8 @@
 //! previous holder (a server that stalled past its lease) are refused and change nothing. Told
 //! to SQLite always, and to PostgreSQL when `BATON_TEST_POSTGRES_URL` names a server.
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/skip.rs"]
 mod skip;
 
@@ -314,17 +316,8 @@ async fn sqlite_stale_owner_is_fenced() {
 
 #[tokio::test]
 async fn postgres_stale_owner_is_fenced() {
-    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
-        skip::skipped(
-            "lease fencing against PostgreSQL",
-            "BATON_TEST_POSTGRES_URL",
-            "BATON_REQUIRE_POSTGRES",
-            "eval \"$(bash .ci/postgres.sh start)\" starts one and sets it",
-        );
+    let Some(store) = postgres::fresh_store("lease fencing against PostgreSQL").await else {
         return;
     };
-    let admin = SqlStore::open(&url).await.expect("connect");
-    admin.reset_for_tests().await.expect("reset");
-    let store = SqlStore::open(&url).await.expect("migrate");
     fencing(&store).await;
 }

@@ -1,6 +1,8 @@
 //! One story of a run's life, told to every backend: SQLite always, PostgreSQL when
 //! `BATON_TEST_POSTGRES_URL` names a server (`.ci/run` starts one).
 
+#[path = "support/postgres.rs"]
+mod postgres;
 #[path = "support/skip.rs"]
 mod skip;
 
@@ -2299,13 +2301,7 @@ async fn sqlite_story() {
 
 #[tokio::test]
 async fn postgres_story() {
-    let Ok(url) = std::env::var("BATON_TEST_POSTGRES_URL") else {
-        skip::skipped(
-            "the story against PostgreSQL",
-            "BATON_TEST_POSTGRES_URL",
-            "BATON_REQUIRE_POSTGRES",
-            "eval \"$(bash .ci/postgres.sh start)\" starts one and sets it",
-        );
+    let Some(url) = postgres::url("the story against PostgreSQL") else {
         return;
     };
     // A fresh schema, so the story starts from an empty database.
