@@ -78,6 +78,16 @@ pub enum Error {
         holder: String,
         epoch: crate::LeaseEpoch,
     },
+    /// An owner's commit whose number does not follow the run's last one: the owner lost
+    /// count of its commits.
+    #[error(
+        "commit {commit} of run `{run}` does not follow its last one ({last})\n(hint: this is a bug in baton; the commit was not written)"
+    )]
+    CommitGap {
+        run: baton_core::ids::RunId,
+        last: crate::CommitSeq,
+        commit: crate::CommitSeq,
+    },
     #[error("backfill `{0}` not found")]
     BackfillNotFound(String),
 }

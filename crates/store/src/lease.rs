@@ -27,19 +27,43 @@ impl std::fmt::Display for LeaseEpoch {
     }
 }
 
+/// The number of a run's owner's commit, counted over the run's life (across owners): each
+/// fenced [`crate::Store::apply`] names the one it is, so that one retried after its answer was
+/// lost (it landed, and then the connection dropped) is recognised and not written twice.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(transparent)]
+pub struct CommitSeq(pub i64);
+
+impl CommitSeq {
+    /// The commit after this one.
+    #[must_use]
+    pub fn next(self) -> Self {
+        Self(self.0 + 1)
+    }
+}
+
+impl std::fmt::Display for CommitSeq {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
 /// A run's lease as its holder got it: what every write of the holder names.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lease {
     pub owner: LeaseOwner,
     pub epoch: LeaseEpoch,
+    /// The run's last commit when the lease was taken: the holder's first is the next.
+    pub commits: CommitSeq,
 }
 
 /// Whose write [`crate::Store::apply`] makes.
 #[derive(Debug, Clone, Copy)]
 pub enum Fence<'a> {
-    /// The run's owner's: refused with [`crate::Error::LeaseLost`], in the same transaction,
-    /// unless this is still the run's lease.
-    Lease(&'a Lease),
+    /// The run's owner's commit number `commit`: refused with [`crate::Error::LeaseLost`], in
+    /// the same transaction, unless `lease` is still the run's. When the run's last commit is
+    /// already `commit` (a retry of one that landed), nothing is written and the call succeeds.
+    Lease { lease: &'a Lease, commit: CommitSeq },
     /// Not an owner's: reopening a finished run for a retry, which nobody drives. Never for
     /// a dispatcher.
     Unfenced,

@@ -15,7 +15,7 @@ pub use database::{
     DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Database, DatabaseSettings, masked,
 };
 pub use error::{Error, Result};
-pub use lease::{Fence, Lease, LeaseEpoch, TakenRun};
+pub use lease::{CommitSeq, Fence, Lease, LeaseEpoch, TakenRun};
 pub use records::{
     Admission, Admitted, ApprovalRecord, ApprovalWait, AttemptProcess, AttemptRecord,
     BackfillFilter, BackfillRecord, CacheEntry, CacheSource, Change, Control, DeadLetterCursor,

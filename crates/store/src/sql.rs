@@ -49,6 +49,8 @@ pub struct SqlStore {
     feed: ChangeFeed,
     /// PostgreSQL: the listener that brings other processes' commits into `feed`.
     _listener: Option<std::sync::Arc<ListenerGuard>>,
+    /// See [`SqlStore::lose_commit_acks`].
+    lost_acks: std::sync::Arc<std::sync::atomic::AtomicU32>,
 }
 
 impl SqlStore {
@@ -92,6 +94,24 @@ impl SqlStore {
             q.fetch_all(&mut **tx).await?;
         }
         Ok(())
+    }
+
+    /// For tests: the next `n` commits of [`Store::apply`] land but report a lost connection,
+    /// as when the database committed and its answer never came back (the network dropped,
+    /// the server was killed right then). Whoever retries such a commit must not apply it twice.
+    #[doc(hidden)]
+    pub fn lose_commit_acks(&self, n: u32) {
+        self.lost_acks.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn ack_lost(&self) -> bool {
+        self.lost_acks
+            .fetch_update(
+                std::sync::atomic::Ordering::SeqCst,
+                std::sync::atomic::Ordering::SeqCst,
+                |n| n.checked_sub(1),
+            )
+            .is_ok()
     }
 
     /// Drops every table (PostgreSQL: recreates the `public` schema), for tests that need an
@@ -752,6 +772,11 @@ async fn end_tx<T>(tx: sqlx::Transaction<'_, sqlx::Any>, result: Result<T>) -> R
     }
 }
 
+/// Whether `change` ends its run.
+fn ends_run(change: &Change) -> bool {
+    matches!(change, Change::Run { state, .. } if state.is_final())
+}
+
 /// Task states a cancellation leaves alone.
 const FINAL_TASK_STATES: &str =
     "('succeeded', 'failed', 'upstream_failed', 'skipped', 'cancelled')";
@@ -1111,8 +1136,16 @@ impl Store for SqlStore {
         let mut tx = self.begin_write(&mut writer).await?;
         // First, so a stale owner's batch is refused before any of it is written (dropping
         // `tx` rolls back).
-        if let Fence::Lease(lease) = fence {
-            lease::fence(&mut tx, run, lease).await?;
+        if let Fence::Lease { lease, commit } = fence
+            && lease::fence_commit(&mut tx, run, lease, commit).await? == lease::Commit::Landed
+        {
+            let _ = tx.rollback().await;
+            // What the lost answer skipped: telling this process's observers.
+            self.feed.committed(Kind::State, [run]);
+            if changes.iter().any(ends_run) {
+                self.claimed.forget(run);
+            }
+            return Ok(());
         }
         let mut events: Vec<PendingEvent> = Vec::with_capacity(changes.len());
         let mut attempts: Vec<AttemptRow> = Vec::new();
@@ -1137,7 +1170,7 @@ impl Store for SqlStore {
         for change in changes {
             match change {
                 Change::Run { state, at, error } => {
-                    run_ended |= state.is_final();
+                    run_ended |= ends_run(change);
                     let started = (*state == RunState::Running).then_some(*at);
                     let finished = state.is_final().then_some(*at);
                     sqlx::query(
@@ -1439,6 +1472,9 @@ impl Store for SqlStore {
         self.feed.committed(Kind::State, [run]);
         if run_ended {
             self.claimed.forget(run);
+        }
+        if self.ack_lost() {
+            return Err(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()).into());
         }
         Ok(())
     }

@@ -10,8 +10,8 @@ mod skip;
 use baton_core::ids::{LeaseOwner, RunId, TaskKey};
 use baton_core::state::{RunState, TaskState};
 use baton_store::{
-    Change, DefinitionRecord, Error, Fence, Lease, LeaseEpoch, NewRun, NewTask, OrphanClaim,
-    SlotClaim, SqlStore, Store,
+    Change, CommitSeq, DefinitionRecord, Error, Fence, Lease, LeaseEpoch, NewRun, NewTask,
+    OrphanClaim, SlotClaim, SqlStore, Store,
 };
 use serde_json::json;
 
@@ -53,6 +53,14 @@ fn task(state: TaskState, at: i64) -> Change {
         next_attempt_at: None,
         outputs: None,
         error: None,
+    }
+}
+
+/// The owner's commit number `commit` under `lease`.
+fn owner(lease: &Lease, commit: i64) -> Fence<'_> {
+    Fence::Lease {
+        lease,
+        commit: CommitSeq(commit),
     }
 }
 
@@ -119,7 +127,7 @@ async fn fencing(store: &dyn Store) {
     store
         .apply(
             &run,
-            Fence::Lease(&lease_a),
+            owner(&lease_a, 1),
             &[
                 Change::Run {
                     state: RunState::Running,
@@ -151,7 +159,8 @@ async fn fencing(store: &dyn Store) {
         lease_b,
         Lease {
             owner: b.clone(),
-            epoch: LeaseEpoch(2)
+            epoch: LeaseEpoch(2),
+            commits: CommitSeq(1),
         }
     );
 
@@ -161,7 +170,7 @@ async fn fencing(store: &dyn Store) {
     let stale = store
         .apply(
             &run,
-            Fence::Lease(&lease_a),
+            owner(&lease_a, 2),
             &[
                 task(TaskState::Succeeded, 5_001),
                 Change::Run {
@@ -174,11 +183,7 @@ async fn fencing(store: &dyn Store) {
         .await;
     assert_lost(stale, "host:2:b", 2);
     let e = store
-        .apply(
-            &run,
-            Fence::Lease(&lease_a),
-            &[task(TaskState::Failed, 5_003)],
-        )
+        .apply(&run, owner(&lease_a, 2), &[task(TaskState::Failed, 5_003)])
         .await
         .expect_err("stale");
     assert_eq!(
@@ -213,6 +218,7 @@ async fn fencing(store: &dyn Store) {
     let forged = Lease {
         owner: b.clone(),
         epoch: LeaseEpoch(1),
+        commits: CommitSeq(1),
     };
     assert_lost(
         store.renew_lease(&run, &forged, 20_000).await,
@@ -222,6 +228,7 @@ async fn fencing(store: &dyn Store) {
     let forged = Lease {
         owner: a.clone(),
         epoch: LeaseEpoch(2),
+        commits: CommitSeq(1),
     };
     assert_lost(
         store.renew_lease(&run, &forged, 20_000).await,
@@ -252,7 +259,7 @@ async fn fencing(store: &dyn Store) {
     store
         .apply(
             &run,
-            Fence::Lease(&lease_b),
+            owner(&lease_b, 2),
             &[
                 task(TaskState::Succeeded, 5_008),
                 Change::Run {
@@ -281,11 +288,7 @@ async fn fencing(store: &dyn Store) {
     // Released, the stale holder still cannot write: the next acquisition is a new epoch.
     assert_lost(
         store
-            .apply(
-                &run,
-                Fence::Lease(&lease_b),
-                &[task(TaskState::Failed, 6_000)],
-            )
+            .apply(&run, owner(&lease_b, 3), &[task(TaskState::Failed, 6_000)])
             .await,
         "nobody",
         2,
@@ -305,6 +308,121 @@ async fn fencing(store: &dyn Store) {
         "host:2:b",
         3,
     );
+}
+
+/// A commit tried again after its answer was lost is written once; a commit whose number does
+/// not follow the run's last one is refused; a new holder counts on from the run's last.
+async fn commit_numbers(store: &dyn Store) {
+    let run = store.create_run(&new_run("01count")).await.expect("create");
+    let a = LeaseOwner::from_string("host:1:a");
+    let lease = store
+        .acquire_lease(&run, &a, 1_000, 2_000, None)
+        .await
+        .expect("acquire")
+        .expect("free");
+    assert_eq!(lease.commits, CommitSeq(0));
+    let first = [
+        Change::Run {
+            state: RunState::Running,
+            at: 1_001,
+            error: None,
+        },
+        task(TaskState::Queued, 1_002),
+    ];
+    store
+        .apply(&run, owner(&lease, 1), &first)
+        .await
+        .expect("the first commit");
+    let landed = snapshot(store, &run).await;
+    store
+        .apply(&run, owner(&lease, 1), &first)
+        .await
+        .expect("the same commit again succeeds");
+    assert_eq!(
+        snapshot(store, &run).await,
+        landed,
+        "a retried commit was written twice"
+    );
+
+    let gap = store
+        .apply(&run, owner(&lease, 3), &[task(TaskState::Running, 1_003)])
+        .await
+        .expect_err("a skipped number");
+    assert!(
+        matches!(
+            gap,
+            Error::CommitGap {
+                last: CommitSeq(1),
+                commit: CommitSeq(3),
+                ..
+            }
+        ),
+        "{gap:?}"
+    );
+    assert_eq!(
+        gap.to_string(),
+        "commit 3 of run `01count` does not follow its last one (1)\n(hint: this is a bug in baton; the commit was not written)"
+    );
+    assert_eq!(
+        snapshot(store, &run).await,
+        landed,
+        "a refused commit was written"
+    );
+    store
+        .apply(&run, owner(&lease, 2), &[task(TaskState::Running, 1_004)])
+        .await
+        .expect("the next commit");
+    let again = store
+        .acquire_lease(&run, &a, 1_500, 3_000, None)
+        .await
+        .expect("acquire")
+        .expect("held by A");
+    assert_eq!((again.epoch, again.commits), (lease.epoch, CommitSeq(2)));
+
+    // B takes the run over and counts on; A's commit 2 again (its answer lost before the
+    // takeover) is refused as A's, not taken for one that landed.
+    let taken = store
+        .claim_orphans(&OrphanClaim {
+            owner: &LeaseOwner::from_string("host:2:b"),
+            now: 5_000,
+            expires_at: 9_000,
+            dead: &[],
+            unowned: &[],
+            limit: 10,
+        })
+        .await
+        .expect("claim");
+    assert_eq!(taken[0].lease.commits, CommitSeq(2));
+    assert_lost(
+        store
+            .apply(&run, owner(&lease, 2), &[task(TaskState::Running, 1_004)])
+            .await,
+        "host:2:b",
+        2,
+    );
+    store
+        .apply(
+            &run,
+            owner(&taken[0].lease, 3),
+            &[task(TaskState::Succeeded, 5_001)],
+        )
+        .await
+        .expect("the new owner's first commit");
+}
+
+#[tokio::test]
+async fn sqlite_commits_are_counted() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    commit_numbers(&store).await;
+}
+
+#[tokio::test]
+async fn postgres_commits_are_counted() {
+    let Some(store) = postgres::fresh_store("commit numbers against PostgreSQL").await else {
+        return;
+    };
+    commit_numbers(&store).await;
 }
 
 #[tokio::test]

@@ -699,6 +699,7 @@ async fn lease_of(store: &dyn Store, run: &RunId, owner: &str) -> baton_store::L
             .expect("run")
             .expect("exists")
             .lease_epoch,
+        commits: baton_store::CommitSeq::default(),
     }
 }
 

@@ -68,14 +68,18 @@ impl Dispatcher {
     }
 
     /// Commits `changes` under the lease; a lost connection is retried while the lease
-    /// lasts.
+    /// lasts. Every try names the same commit number, so one whose answer was lost after it
+    /// landed is not written again.
     pub(super) async fn commit(&mut self, changes: &[baton_store::Change]) -> Result<()> {
         let (store, run, lease) = (&self.store, &self.run.id, &self.lease);
-        let commit = crate::transient::retried("a commit", || {
-            store.apply(run, Fence::Lease(lease), changes)
-        });
+        let fence = Fence::Lease {
+            lease,
+            commit: self.commits.next(),
+        };
+        let commit = crate::transient::retried("a commit", || store.apply(run, fence, changes));
         let deadline = self.deadline_from(tokio::time::Instant::now());
         within(deadline, run, commit).await??;
+        self.commits = self.commits.next();
         Ok(())
     }
 

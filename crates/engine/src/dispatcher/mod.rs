@@ -286,6 +286,8 @@ struct Dispatcher {
     run: RunRecord,
     /// The run's lease, which every write names: the store refuses them once it is lost.
     lease: Lease,
+    /// The run's last commit: the next names the number after it.
+    commits: baton_store::CommitSeq,
     /// Until when the lease is surely held: its last successful renewal (or acquisition),
     /// as asked, plus its TTL.
     held_until: tokio::time::Instant,
@@ -394,6 +396,7 @@ impl Dispatcher {
             store,
             executor,
             run,
+            commits: lease.commits,
             lease,
             held_until: tokio::time::Instant::now() + opts.lease_ttl,
             opts: opts.clone(),

@@ -1,4 +1,6 @@
 //! What the engine's tests share: a run of a pipeline in a fresh home, and driving it.
+// Each test binary uses some of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 
@@ -19,20 +21,30 @@ pub(crate) async fn created_with(
     params: serde_json::Map<String, serde_json::Value>,
 ) -> (tempfile::TempDir, Arc<dyn Store>, RunId, Options) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let pipeline = baton_core::load(source).pipeline.expect("valid pipeline");
     let store: Arc<dyn Store> = Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
-    let run = baton_engine::create_run(
-        store.as_ref(),
+    let run = create(store.as_ref(), dir.path(), source, params).await;
+    let opts = Options::new(dir.path().to_path_buf());
+    (dir, store, run, opts)
+}
+
+/// A manual run of `source` in `store`, its tasks working in `dir`.
+pub(crate) async fn create(
+    store: &dyn Store,
+    dir: &std::path::Path,
+    source: &str,
+    params: serde_json::Map<String, serde_json::Value>,
+) -> RunId {
+    let pipeline = baton_core::load(source).pipeline.expect("valid pipeline");
+    baton_engine::create_run(
+        store,
         RunRequest {
             params,
-            ..RunRequest::new(&pipeline, source, dir.path().display().to_string())
+            ..RunRequest::new(&pipeline, source, dir.display().to_string())
         },
     )
     .await
     .expect("run created")
-    .id;
-    let opts = Options::new(dir.path().to_path_buf());
-    (dir, store, run, opts)
+    .id
 }
 
 /// Drives the run to its end (nobody asks it to stop).

@@ -144,6 +144,7 @@ impl SqlStore {
             claimed: pools::Claimed::default(),
             feed,
             _listener: listener,
+            lost_acks: std::sync::Arc::default(),
         })
     }
 

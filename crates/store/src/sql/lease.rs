@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use super::SqlStore;
 use crate::error::{Error, Result};
-use crate::lease::{Lease, LeaseEpoch};
+use crate::lease::{CommitSeq, Lease, LeaseEpoch};
 use crate::records::Millis;
 
 /// Refuses the rest of `tx` unless `lease` is still `run`'s. A no-op update rather than a
@@ -33,22 +33,96 @@ pub(super) async fn fence(
     Err(lost(&mut **tx, run).await?)
 }
 
-/// The refusal of a write to `run` by someone who no longer holds its lease, naming who does.
-async fn lost<'e, E>(conn: E, run: &RunId) -> Result<Error>
+/// What a fenced commit found: whether to write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Commit {
+    /// The run's next commit: write it.
+    Next,
+    /// The run has it already: a retry of a commit that landed although its answer was lost.
+    Landed,
+}
+
+/// [`fence`], for the owner's commit number `commit`: it also takes that number, so the same
+/// commit tried again finds it taken and is not written twice.
+pub(super) async fn fence_commit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run: &RunId,
+    lease: &Lease,
+    commit: CommitSeq,
+) -> Result<Commit> {
+    let done = sqlx::query(
+        "UPDATE runs SET commit_seq = $4 \
+         WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND commit_seq = $5",
+    )
+    .bind(run.as_str())
+    .bind(lease.owner.as_str())
+    .bind(lease.epoch.0)
+    .bind(commit.0)
+    .bind(commit.0 - 1)
+    .execute(&mut **tx)
+    .await?;
+    if done.rows_affected() == 1 {
+        return Ok(Commit::Next);
+    }
+    let now = holder(&mut **tx, run).await?;
+    if !now.holds(lease) {
+        return Err(now.refusal(run));
+    }
+    if now.commits >= commit {
+        return Ok(Commit::Landed);
+    }
+    Err(Error::CommitGap {
+        run: run.clone(),
+        last: now.commits,
+        commit,
+    })
+}
+
+/// Who holds a run's lease now, and how many commits the run has.
+struct Holder {
+    owner: Option<String>,
+    epoch: LeaseEpoch,
+    commits: CommitSeq,
+}
+
+impl Holder {
+    fn holds(&self, lease: &Lease) -> bool {
+        self.owner.as_deref() == Some(lease.owner.as_str()) && self.epoch == lease.epoch
+    }
+
+    /// The refusal of a write to `run` by someone who no longer holds its lease, naming who
+    /// does.
+    fn refusal(self, run: &RunId) -> Error {
+        Error::LeaseLost {
+            run: run.clone(),
+            holder: self.owner.unwrap_or_else(|| "nobody".into()),
+            epoch: self.epoch,
+        }
+    }
+}
+
+async fn holder<'e, E>(conn: E, run: &RunId) -> Result<Holder>
 where
     E: sqlx::Executor<'e, Database = sqlx::Any>,
 {
-    let row = sqlx::query("SELECT lease_owner, lease_epoch FROM runs WHERE id = $1")
+    let row = sqlx::query("SELECT lease_owner, lease_epoch, commit_seq FROM runs WHERE id = $1")
         .bind(run.as_str())
         .fetch_optional(conn)
         .await?
         .ok_or_else(|| Error::RunNotFound(run.to_string()))?;
-    let holder: Option<String> = row.try_get("lease_owner")?;
-    Ok(Error::LeaseLost {
-        run: run.clone(),
-        holder: holder.unwrap_or_else(|| "nobody".into()),
+    Ok(Holder {
+        owner: row.try_get("lease_owner")?,
         epoch: LeaseEpoch(row.try_get("lease_epoch")?),
+        commits: CommitSeq(row.try_get("commit_seq")?),
     })
+}
+
+/// The refusal of a write to `run` by someone who no longer holds its lease.
+async fn lost<'e, E>(conn: E, run: &RunId) -> Result<Error>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    Ok(holder(conn, run).await?.refusal(run))
 }
 
 impl SqlStore {
@@ -70,7 +144,7 @@ impl SqlStore {
                THEN lease_epoch ELSE lease_epoch + 1 END \
              WHERE id = $3 AND (lease_owner IS NULL OR lease_owner = $1 \
                OR lease_expires_at < $4 OR lease_owner = $5) \
-             RETURNING lease_epoch",
+             RETURNING lease_epoch, commit_seq",
         )
         .bind(owner.as_str())
         .bind(expires_at)
@@ -83,6 +157,7 @@ impl SqlStore {
             Ok(Lease {
                 owner: owner.clone(),
                 epoch: LeaseEpoch(row.try_get("lease_epoch")?),
+                commits: CommitSeq(row.try_get("commit_seq")?),
             })
         })
         .transpose()

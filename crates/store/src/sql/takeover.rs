@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use super::{Backend, SqlStore, end_tx, run_record};
 use crate::error::Result;
-use crate::lease::{Lease, LeaseEpoch, TakenRun};
+use crate::lease::{CommitSeq, Lease, LeaseEpoch, TakenRun};
 use crate::records::{Millis, OrphanClaim, RunRecord};
 
 /// `$first, $first+1, ...` for `n` values, or `NULL` (matching nothing) for none.
@@ -88,7 +88,8 @@ impl SqlStore {
                 let claimed = sqlx::query(
                     "UPDATE runs SET lease_owner = $1, lease_expires_at = $2, \
                      lease_epoch = lease_epoch + 1 \
-                     WHERE id = $3 AND lease_owner IS NOT DISTINCT FROM $4 RETURNING lease_epoch",
+                     WHERE id = $3 AND lease_owner IS NOT DISTINCT FROM $4 \
+                     RETURNING lease_epoch, commit_seq",
                 )
                 .bind(claim.owner.as_str())
                 .bind(claim.expires_at)
@@ -97,12 +98,12 @@ impl SqlStore {
                 .fetch_optional(&mut *tx)
                 .await?;
                 if let Some(row) = claimed {
-                    let epoch = LeaseEpoch(row.try_get("lease_epoch")?);
                     taken.push(TakenRun {
                         run: record,
                         lease: Lease {
                             owner: claim.owner.clone(),
-                            epoch,
+                            epoch: LeaseEpoch(row.try_get("lease_epoch")?),
+                            commits: CommitSeq(row.try_get("commit_seq")?),
                         },
                     });
                 }
