@@ -203,10 +203,6 @@ pub struct MapReader<'n> {
 }
 
 impl<'n> MapReader<'n> {
-    pub fn span(&self) -> Span {
-        self.node.span
-    }
-
     /// The value node of `key`, if present and not null: `description:` left empty means the
     /// same as leaving the key out.
     pub fn get(&mut self, key: &'static str) -> Option<&'n Node> {

@@ -26,10 +26,14 @@ impl Loaded {
     }
 }
 
+fn too_large(source: &str) -> bool {
+    source.len() > MAX_FILE_BYTES
+}
+
 /// Parses and decodes a file into its spec, without cross-field checks.
 pub fn parse_spec(source: &str) -> (Option<PipelineSpec>, Vec<Diagnostic>) {
     let mut diags = Vec::new();
-    if source.len() > MAX_FILE_BYTES {
+    if too_large(source) {
         diags.push(Diagnostic::error(
             Span {
                 line: 1,
@@ -112,4 +116,15 @@ pub fn duplicate_id_diagnostic(
         format!("pipeline `{id}` is already defined in `{first_path}`"),
     )
     .with_hint("pipeline names are unique within a namespace")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_file_of_exactly_the_size_limit_is_not_too_large() {
+        let mut src = "x".repeat(super::MAX_FILE_BYTES);
+        assert!(!super::too_large(&src));
+        src.push('x');
+        assert!(super::too_large(&src));
+    }
 }

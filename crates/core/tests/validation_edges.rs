@@ -297,3 +297,253 @@ fn subscripts_with_a_literal_key_are_checked_like_attributes() {
         "{problems:#?}"
     );
 }
+
+/// Each diagnostic as `line:column field: message`.
+fn located(src: &str) -> Vec<String> {
+    load(src)
+        .diagnostics
+        .into_iter()
+        .map(|d| {
+            format!(
+                "{}:{} {}: {}",
+                d.span.line, d.span.column, d.field, d.message
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_task_needed_twice_is_warned_of_once() {
+    assert_eq!(
+        located("name: p\ntasks:\n  a:\n    run: x\n  b:\n    needs: [a, a]\n    run: x\n"),
+        ["6:16 tasks.b.needs[1]: `a` is listed twice in `needs`"]
+    );
+}
+
+#[test]
+fn a_cycle_is_shown_at_the_need_that_closes_it() {
+    // `a`'s second need closes the cycle, not its first.
+    let problems = located(
+        "name: p\ntasks:\n  a:\n    needs: [c, b]\n    run: x\n  b:\n    needs: [a]\n    run: x\n  c:\n    run: x\n",
+    );
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("4:16 tasks.a.needs[1]: "),
+        "{problems:#?}"
+    );
+}
+
+#[test]
+fn a_template_error_says_its_line_only_in_a_script_of_several() {
+    assert_eq!(
+        messages("name: p\ntasks:\n  a:\n    run: echo {{ x\n"),
+        [
+            "tasks.a.run: template syntax error: unexpected end of input, expected end of variable block"
+        ]
+    );
+    assert_eq!(
+        messages("name: p\ntasks:\n  a:\n    run: |\n      echo ok\n      echo {{ x\n"),
+        [
+            "tasks.a.run: template syntax error: unexpected end of input, expected end of variable block (line 2 of the template)"
+        ]
+    );
+}
+
+#[test]
+fn a_param_range_of_one_value_is_allowed() {
+    let range = |min: i64, max: i64| {
+        format!(
+            "name: p\nparams:\n  n: {{ type: integer, min: {min}, max: {max} }}\ntasks:\n  a:\n    run: echo {{{{ params.n }}}}\n"
+        )
+    };
+    assert_eq!(messages(&range(3, 3)), Vec::<String>::new());
+    assert_eq!(
+        messages(&range(4, 3)),
+        ["params.n.max: `max` (3) is less than `min` (4)"]
+    );
+}
+
+#[test]
+fn a_bound_alone_on_a_boolean_is_refused() {
+    for bound in ["min", "max"] {
+        let problems = messages(&format!(
+            "name: p\nparams:\n  on: {{ type: boolean, {bound}: 1 }}\ntasks:\n  a:\n    run: x\n"
+        ));
+        assert_eq!(problems.len(), 1, "{bound}: {problems:#?}");
+        assert!(problems[0].starts_with("params.on"), "{problems:#?}");
+    }
+}
+
+#[test]
+fn one_webhook_may_be_notified_in_two_formats() {
+    let notify = |second: &str| {
+        format!(
+            "name: p\nnotify:\n  - on: failure\n    webhook: https://hooks.example.com/a\n  - on: success\n    webhook: {second}\n    format: slack\ntasks:\n  a:\n    run: x\n"
+        )
+    };
+    // The same webhook in another format, and another webhook in the same format: both fine.
+    assert_eq!(
+        messages(&notify("https://hooks.example.com/a")),
+        Vec::<String>::new()
+    );
+    let twice = "name: p\nnotify:\n  - on: failure\n    webhook: https://hooks.example.com/a\n  - on: success\n    webhook: https://hooks.example.com/a\ntasks:\n  a:\n    run: x\n";
+    assert_eq!(
+        messages(twice),
+        ["notify[1]: this webhook is already notified with the same format"]
+    );
+}
+
+#[test]
+fn a_max_delay_equal_to_the_delay_is_allowed() {
+    let retries = |max: &str| {
+        format!(
+            "name: p\ntasks:\n  a:\n    run: x\n    retries: {{ limit: 3, delay: 10s, max_delay: {max} }}\n"
+        )
+    };
+    assert_eq!(messages(&retries("10s")), Vec::<String>::new());
+    assert_eq!(messages(&retries("9s")).len(), 1);
+}
+
+#[test]
+fn an_environment_value_must_be_text() {
+    for value in ["[1, 2]", "{ a: 1 }", "~"] {
+        let problems = messages(&format!(
+            "name: p\nenv:\n  X: {value}\ntasks:\n  a:\n    run: x\n"
+        ));
+        assert_eq!(problems.len(), 1, "{value}: {problems:#?}");
+        assert!(problems[0].starts_with("env.X: "), "{value}: {problems:#?}");
+    }
+}
+
+#[test]
+fn a_task_with_only_inputs_or_only_outputs_is_in_the_lineage() {
+    let p = load(
+        "name: p\ntasks:\n  read:\n    run: x\n    inputs: [postgres://db/raw]\n  write:\n    run: x\n    outputs: [postgres://db/out]\n  neither:\n    run: x\n",
+    )
+    .pipeline
+    .expect("valid");
+    let lineage = baton_core::lineage::lineage(&p, []);
+    let tasks: Vec<&str> = lineage.tasks.iter().map(|t| t.task.as_str()).collect();
+    assert_eq!(tasks, ["read", "write"]);
+}
+
+#[test]
+fn the_secrets_of_a_pipeline_are_its_webhook_and_notification_variables() {
+    let p = load(
+        "name: p\ntriggers:\n  - webhook: {}\n  - webhook:\n      secret_env: HOOK_SECRET\nnotify:\n  - on: failure\n    webhook_env: SLACK_URL\n  - on: success\n    webhook: https://hooks.example.com/a\ntasks:\n  a:\n    run: x\n",
+    )
+    .pipeline
+    .expect("valid");
+    let secrets: Vec<&str> = p.secret_variables().collect();
+    assert_eq!(secrets, ["HOOK_SECRET", "SLACK_URL"]);
+}
+
+#[test]
+fn a_nul_anywhere_in_an_object_param_is_refused() {
+    use baton_core::model::ParamValueError;
+    let p =
+        load("name: p\nparams:\n  o: { type: object, default: {} }\ntasks:\n  a:\n    run: x\n")
+            .pipeline
+            .expect("valid");
+    let param = &p.params["o"];
+    for bad in [
+        serde_json::json!({ "a\u{0}": 1 }),
+        serde_json::json!({ "a": "b\u{0}" }),
+        serde_json::json!({ "a": { "b": ["\u{0}"] } }),
+    ] {
+        assert!(
+            matches!(param.check(&bad), Err(ParamValueError::Nul)),
+            "{bad}"
+        );
+    }
+    assert!(
+        param
+            .check(&serde_json::json!({ "a": { "b": ["c"] } }))
+            .is_ok()
+    );
+}
+
+#[test]
+fn a_quoted_literal_in_a_script_is_not_a_quote_of_the_script() {
+    assert_eq!(
+        messages("name: p\ntasks:\n  a:\n    run: echo {{ 'x' }} \"{{ \"y\" }}\"\n"),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn expression_source_unwraps_one_whole_expression_only() {
+    use baton_core::template::expression_source;
+    assert_eq!(expression_source(" {{ a.b }} "), "a.b");
+    assert_eq!(expression_source("a.b"), "a.b");
+    // Two templates, or braces that do not pair up, are not one wrapped expression.
+    assert_eq!(
+        expression_source("{{ a }} and {{ b }}"),
+        "{{ a }} and {{ b }}"
+    );
+    assert_eq!(expression_source("{{ a }} }}"), "{{ a }} }}");
+    assert_eq!(expression_source("{{ {{ a }}"), "{{ {{ a }}");
+}
+
+#[test]
+fn scripts_render_their_values_as_placeholders_unless_raw() {
+    let env = baton_core::template::shell_environment();
+    let out = env
+        .render_str(
+            "echo {{ v }} {{ v | raw }}",
+            minijinja::context! { v => "a b" },
+        )
+        .expect("renders");
+    let quoted = baton_core::shell::substitute(&out).expect("substitutes");
+    assert_eq!(quoted, "echo 'a b' a b");
+}
+
+#[test]
+fn an_approval_and_a_cache_keep_what_they_say() {
+    let p = load(
+        "name: p\ntasks:\n  a:\n    run: x\n    approval:\n      message: ship it?\n      timeout: 1h\n      approvers: [ana]\n    cache:\n      key: k1\n      ttl: 1d\n",
+    )
+    .pipeline
+    .expect("valid");
+    let task = serde_json::to_value(&p.tasks[0]).expect("json");
+    assert_eq!(task["approval"]["message"], "ship it?", "{task}");
+    assert_eq!(task["approval"]["approvers"], serde_json::json!(["ana"]));
+    assert!(!task["approval"]["timeout"].is_null(), "{task}");
+    assert_eq!(task["cache"]["key"], "k1", "{task}");
+    assert!(!task["cache"]["ttl"].is_null(), "{task}");
+}
+
+#[test]
+fn a_str_tag_makes_a_string_and_other_tags_do_not() {
+    let p = load("name: p\ndescription: !!str 123\ntasks:\n  a:\n    run: x\n")
+        .pipeline
+        .expect("valid");
+    assert_eq!(p.description.as_deref(), Some("123"));
+    assert_eq!(
+        messages("name: p\ndescription: !!int 123\ntasks:\n  a:\n    run: x\n").len(),
+        1
+    );
+}
+
+#[test]
+fn a_merge_key_takes_a_list_of_mappings() {
+    let src =
+        "name: p\ntasks:\n  a: &base\n    run: echo base\n  b:\n    <<: [*base]\n    needs: [a]\n";
+    assert_eq!(messages(src), Vec::<String>::new());
+    let p = load(src).pipeline.expect("valid");
+    let b = serde_json::to_value(&p.tasks[1]).expect("json");
+    assert_eq!(b["action"]["run"], "echo base", "{b}");
+}
+
+#[test]
+fn the_text_after_a_value_is_read_from_the_end_of_its_tag() {
+    // Read from two characters early, `a'}}` would open a quote that hides the here-document.
+    let problems = messages(
+        "name: p\nparams:\n  y: { default: v }\ntasks:\n  a:\n    run: |\n      echo {{ 'a'}}\n      cat <<'EOF'\n      {{ params.y }}\n      EOF\n",
+    );
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].contains("inside a quoted here-document"),
+        "{problems:#?}"
+    );
+}

@@ -346,3 +346,147 @@ fn a_backslash_escapes_a_dollar_in_an_unquoted_heredoc() {
         Ok("cat <<EOF\n\\$(x a b\nEOF\n")
     );
 }
+
+#[test]
+fn a_quoted_heredoc_body_is_text_whatever_it_holds() {
+    assert_eq!(
+        put("cat <<'EOF'\n`@` \\@ $@\nEOF\n", "$x").as_deref(),
+        Ok("cat <<'EOF'\n`$x` \\$x $$x\nEOF\n")
+    );
+}
+
+#[test]
+fn a_substitution_in_an_unquoted_heredoc_is_code() {
+    assert_eq!(
+        put("cat <<EOF\n$(echo @)\nEOF\n", "a b").as_deref(),
+        Ok("cat <<EOF\n$(echo 'a b')\nEOF\n")
+    );
+}
+
+#[test]
+fn dollar_single_quotes_are_not_special_inside_double_quotes() {
+    assert_eq!(
+        put("echo \"$'@'\"", "a\"b").as_deref(),
+        Ok("echo \"$'a\\\"b'\"")
+    );
+}
+
+#[test]
+fn a_backquote_closes_its_substitution() {
+    assert_eq!(
+        put("x=`echo @`; echo @", "$x").as_deref(),
+        Ok("x=`echo '\\$x'`; echo '$x'")
+    );
+}
+
+#[test]
+fn a_here_string_is_a_word() {
+    assert_eq!(put("cat <<< @", "a b").as_deref(), Ok("cat <<< 'a b'"));
+}
+
+#[test]
+fn a_process_substitution_ends_at_its_own_parenthesis() {
+    // Its `case` pattern's `)` ends neither it nor the `$( )` around it.
+    assert_eq!(
+        put("echo \"$(cat <(case a in a) :;; esac) @)\"", "a b").as_deref(),
+        Ok("echo \"$(cat <(case a in a) :;; esac) 'a b')\"")
+    );
+}
+
+#[test]
+fn every_let_of_a_script_takes_integers_only() {
+    assert!(put("let b=@", "1; id").is_err());
+    assert!(put("let a=1; let b=@", "1; id").is_err());
+    assert_eq!(
+        put("let a=1; let b=@", "2").as_deref(),
+        Ok("let a=1; let b=2")
+    );
+}
+
+#[test]
+fn a_closing_brace_ends_the_expansion_inside_double_quotes() {
+    assert_eq!(
+        put("echo \"${u:-x} @\"", "a}b").as_deref(),
+        Ok("echo \"${u:-x} a}b\"")
+    );
+}
+
+#[test]
+fn what_an_expansion_default_holds_is_read_as_sh_reads_it() {
+    // A backslash before a value, as everywhere, is refused.
+    assert!(put("echo ${u:-\\@}", "x").is_err());
+    // A substitution inside is code, and backquotes take their level of backslashes.
+    assert_eq!(
+        put("echo ${u:-`echo @`}", "$x").as_deref(),
+        Ok("echo ${u:-`echo '\\$x'`}")
+    );
+    // Inside `"${…}"`, a `'` is no quote.
+    assert_eq!(
+        put("echo \"${u:-'@'}\"", "$x").as_deref(),
+        Ok("echo \"${u:-'\\$x'}\"")
+    );
+}
+
+#[test]
+fn arithmetic_holds_escapes_and_substitutions() {
+    assert!(put("echo $(( \\@ + 1 ))", "1").is_err());
+    assert_eq!(
+        put("echo $(( `echo @` + 1 ))", "a b").as_deref(),
+        Ok("echo $(( `echo 'a b'` + 1 ))")
+    );
+}
+
+#[test]
+fn a_dash_after_the_operator_strips_tabs_and_nothing_else_does() {
+    assert_eq!(
+        put("cat <<-EOF\n\t@\n\tEOF\necho @", "$x").as_deref(),
+        Ok("cat <<-EOF\n\t\\$x\n\tEOF\necho '$x'")
+    );
+    assert_eq!(
+        put("cat <<EOF\n@\nEOF\necho @", "$x").as_deref(),
+        Ok("cat <<EOF\n\\$x\nEOF\necho '$x'")
+    );
+}
+
+#[test]
+fn a_value_cannot_be_an_escaped_delimiter() {
+    assert!(matches!(
+        put("cat <<\\@\nx\n", "EOF"),
+        Err(ShellError::InDelimiter { .. })
+    ));
+}
+
+#[test]
+fn the_words_after_a_let_are_not_arithmetic() {
+    assert_eq!(
+        put("let a=1; echo @", "a b").as_deref(),
+        Ok("let a=1; echo 'a b'")
+    );
+}
+
+#[test]
+fn dollar_single_quotes_take_a_value_without_quotes_or_backslashes() {
+    assert_eq!(put("echo $'@'", "a b").as_deref(), Ok("echo $'a b'"));
+    assert!(put("echo $'@'", "a'b").is_err());
+}
+
+#[test]
+fn a_here_string_starts_no_here_document() {
+    assert_eq!(
+        put("cat <<< @\necho @", "$x").as_deref(),
+        Ok("cat <<< '$x'\necho '$x'")
+    );
+}
+
+#[test]
+fn a_value_cannot_be_a_quoted_delimiter() {
+    assert!(matches!(
+        put("cat <<'@'\nx\n", "EOF"),
+        Err(ShellError::InDelimiter { .. })
+    ));
+}
+
+#[test]
+fn a_let_ends_at_its_separator() {
+    assert_eq!(put("let a=1;@", "a b").as_deref(), Ok("let a=1;'a b'"));
+}
