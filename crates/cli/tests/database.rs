@@ -10,80 +10,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use support::{Test, skip, task_states, wait_until_for};
-
-fn admin_url() -> Option<String> {
-    let url = std::env::var("BATON_TEST_POSTGRES_URL").ok();
-    if url.is_none() {
-        skip::skipped(
-            "runs recorded in PostgreSQL",
-            "BATON_TEST_POSTGRES_URL",
-            "BATON_REQUIRE_POSTGRES",
-            "eval \"$(bash .ci/postgres.sh start)\" starts one and sets it",
-        );
-    }
-    url
-}
-
-/// PostgreSQL's programs (`psql`, `initdb`, `pg_ctl`), the newest installed.
-fn pg_bin() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
-        .filter_map(|e| e.ok().map(|e| e.path().join("bin")))
-        .filter(|p| p.join("pg_ctl").is_file())
-        .collect();
-    dirs.sort();
-    dirs.pop()
-}
-
-fn with_database(url: &str, name: &str) -> String {
-    let (server, _) = url.rsplit_once('/').expect("a database in the url");
-    format!("{server}/{name}")
-}
-
-fn psql(url: &str, sql: &str) {
-    let bin = pg_bin().expect("psql");
-    let out = Command::new(bin.join("psql"))
-        .args([url, "-v", "ON_ERROR_STOP=1", "-q", "-c", sql])
-        .output()
-        .expect("psql");
-    assert!(
-        out.status.success(),
-        "{sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A new empty database, dropped when this is.
-struct Fresh {
-    admin: String,
-    name: String,
-    url: String,
-}
-
-impl Fresh {
-    fn new(admin: &str, name: &str) -> Self {
-        psql(
-            admin,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        );
-        psql(admin, &format!("CREATE DATABASE {name}"));
-        Self {
-            admin: admin.to_owned(),
-            name: name.to_owned(),
-            url: with_database(admin, name),
-        }
-    }
-}
-
-impl Drop for Fresh {
-    fn drop(&mut self) {
-        psql(
-            &self.admin,
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
-        );
-    }
-}
+use support::postgres::{Fresh, pg_bin, psql, with_database};
+use support::{Test, task_states, wait_until_for};
 
 fn hello() -> Test {
     let text = std::fs::read_to_string(support::repo().join("examples/hello.yaml")).expect("hello");
@@ -97,7 +25,9 @@ fn runs_json(out: &support::Outcome) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_run_recorded_in_postgres_is_read_back_by_other_processes() {
-    let Some(admin) = admin_url() else { return };
+    let Some(admin) = support::postgres::admin_url("runs recorded in PostgreSQL") else {
+        return;
+    };
     let db = Fresh::new(&admin, "baton_cli_read_back");
     let t = hello();
     let out = t.run(&["--database", &db.url, "run", "hello.yaml"]);
@@ -234,7 +164,7 @@ impl Drop for OwnPostgres {
 #[test]
 fn a_postgres_restart_in_the_middle_of_a_run_is_survived() {
     let Some(pg) = OwnPostgres::start() else {
-        skip::skipped(
+        support::skip::skipped(
             "a PostgreSQL restart during a run",
             "pg_ctl",
             "BATON_REQUIRE_POSTGRES",
@@ -324,7 +254,7 @@ fn a_database_that_cannot_be_used_gets_one_line_and_exit_code_2() {
             format!("postgres://baton:secret@127.0.0.1:{free}/baton"),
         ),
     ];
-    let db = admin_url().map(|admin| {
+    let db = support::postgres::admin_url("runs recorded in PostgreSQL").map(|admin| {
         let db = Fresh::new(&admin, "baton_cli_newer");
         cases.push((
             "unknown database",
@@ -347,11 +277,11 @@ fn a_database_that_cannot_be_used_gets_one_line_and_exit_code_2() {
         let out = t.run(&["--config", config, "--database", url, "runs"]);
         assert_eq!(out.code, 2, "{case}: {}", out.stderr);
         assert!(!out.stderr.contains("secret"), "{case}: {}", out.stderr);
-        let line = out
-            .stderr
-            .replace(&free.to_string(), "PORT")
-            .replace(&admin_url().unwrap_or_default(), "ADMIN");
-        let line = admin_url()
+        let line = out.stderr.replace(&free.to_string(), "PORT").replace(
+            &support::postgres::admin_url("runs recorded in PostgreSQL").unwrap_or_default(),
+            "ADMIN",
+        );
+        let line = support::postgres::admin_url("runs recorded in PostgreSQL")
             .and_then(|a| a.rsplit_once('/').map(|(server, _)| server.to_owned()))
             .map_or(line.clone(), |server| line.replace(&server, "SERVER"));
         report.push_str(&format!("{case}:\n{line}\n"));

@@ -32,10 +32,10 @@ fn pipeline() -> String {
     yaml
 }
 
-/// A replica with a 2 s lease renewed every 300 ms, looking for orphans every 200 ms; its
-/// log goes to `log`.
-fn replica(t: &Test, log: &str) -> Server {
-    let args = server_args(&[
+/// A replica with a 2 s lease renewed every 300 ms, looking for orphans every 200 ms, on
+/// `database` (else the home's SQLite); its log goes to `log`.
+fn replica(t: &Test, log: &str, database: Option<&str>) -> Server {
+    let mut args = server_args(&[
         "--lease-ttl",
         "2s",
         "--lease-renew-interval",
@@ -47,6 +47,9 @@ fn replica(t: &Test, log: &str) -> Server {
         "--shutdown-grace",
         "1s",
     ]);
+    if let Some(url) = database {
+        args.extend(["--database", url]);
+    }
     let log = std::fs::File::create(t.path().join(log)).expect("log file");
     let child = t
         .command(&args)
@@ -118,8 +121,24 @@ fn events(addr: &str, id: &str) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_server_that_stalls_past_its_lease_writes_nothing_after_the_takeover() {
+    stall_and_take_over(None);
+}
+
+#[test]
+fn a_server_on_postgres_that_stalls_past_its_lease_writes_nothing_after_the_takeover() {
+    let check = "a stalled replica fenced on PostgreSQL";
+    let Some(admin) = support::postgres::admin_url(check) else {
+        return;
+    };
+    let db = support::postgres::Fresh::new(&admin, "baton_cli_fencing");
+    stall_and_take_over(Some(&db.url));
+}
+
+/// Two replicas on one database: the owner of a running run freezes (SIGSTOP) past its lease,
+/// the other takes the run over and finishes it, and the first, woken, writes nothing.
+fn stall_and_take_over(database: Option<&str>) {
     let t = Test::new().file("pipelines/chain.yaml", &pipeline());
-    let mut first = replica(&t, "first.log");
+    let mut first = replica(&t, "first.log", database);
     let (status, run) = http(
         &first.addr,
         "POST",
@@ -131,7 +150,7 @@ fn a_server_that_stalls_past_its_lease_writes_nothing_after_the_takeover() {
     wait_until_for("t2 started", Duration::from_secs(30), || {
         t.read("ledger.txt").contains("start t2 ")
     });
-    let second = replica(&t, "second.log");
+    let second = replica(&t, "second.log", database);
 
     // The owner freezes for longer than its lease; the other replica takes the run over and
     // finishes it.

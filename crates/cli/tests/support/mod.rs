@@ -7,6 +7,7 @@ pub mod skip;
 
 pub mod ledger;
 pub mod netns;
+pub mod postgres;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
