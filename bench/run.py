@@ -15,14 +15,9 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-BATON = os.path.join(ROOT, "target", "release", "baton")
+from common import BATON, timed
 
 
-def timed(cmd, **kw):
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
-    return time.perf_counter() - start
 
 
 def baton_run(work, pipeline, *args):

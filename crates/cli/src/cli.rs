@@ -55,7 +55,8 @@ pub(crate) struct Cli {
     )]
     pub server: Option<String>,
     /// The database runs are recorded in: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`
-    /// (default: `baton.db` in the home). Logs and outputs stay in the home either way.
+    /// (default: `baton.db` in the home). Outputs stay in the home either way; logs too with
+    /// SQLite, and in the database with PostgreSQL (`[logs] store`).
     #[arg(
         long,
         global = true,
@@ -67,6 +68,9 @@ pub(crate) struct Cli {
     /// `[database]` of the config file, besides its url.
     #[arg(skip)]
     pub database_settings: baton_store::DatabaseSettings,
+    /// `[logs]` of the config file.
+    #[arg(skip)]
+    pub logs: baton_store::LogSettings,
     /// Times a task's attempts may be lost to baton itself stopping (a crash, `kill -9`)
     /// before the task fails; attempts that had ended do not count.
     #[arg(
@@ -122,7 +126,7 @@ pub(crate) struct Cli {
     pub kill_grace: baton_core::duration::Duration,
     /// `[traces]` of the config file; the `OTEL_*` variables win over it.
     #[arg(skip)]
-    pub traces: baton_server::traces::TraceSettings,
+    pub traces: baton_observe::traces::TraceSettings,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -557,7 +561,7 @@ pub(crate) struct ServerArgs {
     )]
     pub(crate) shutdown_grace: baton_core::duration::Duration,
     /// Most runs a schedule's catch-up creates at once (`catchup: all` after an outage).
-    #[arg(long, env = "BATON_CATCHUP_CAP", default_value_t = baton_server::scheduler::DEFAULT_CATCHUP_CAP, value_name = "N")]
+    #[arg(long, env = "BATON_CATCHUP_CAP", default_value_t = baton_control::scheduler::DEFAULT_CATCHUP_CAP, value_name = "N")]
     pub(crate) catchup_cap: usize,
     /// Do not reload when pipeline files change (SIGHUP and `POST /api/v1/reload` still do).
     #[arg(long, env = "BATON_NO_WATCH")]
@@ -578,7 +582,7 @@ pub(crate) struct ServerArgs {
         value_delimiter = ',',
         value_name = "HOST"
     )]
-    pub(crate) allowed_hosts: Vec<baton_server::guard::AllowedHost>,
+    pub(crate) allowed_hosts: Vec<baton_control::hosts::AllowedHost>,
     /// Pass this variable of the server's environment on to tasks (a name, or a prefix ending
     /// in `*`; repeat, or separate with commas). Tasks get only `PATH`, `HOME`, `USER`,
     /// `LOGNAME`, `LANG`, `LC_*`, `TZ` and `TMPDIR` otherwise, and never baton's secrets.
@@ -589,6 +593,10 @@ pub(crate) struct ServerArgs {
         value_name = "NAME"
     )]
     pub(crate) inherit_env: Vec<baton_engine::environment::EnvPattern>,
+    /// Threads that run the API, the dispatchers and the copying of tasks' output (default:
+    /// one per core, at least 2).
+    #[arg(long, env = "BATON_WORKER_THREADS", value_name = "N")]
+    pub(crate) worker_threads: Option<std::num::NonZeroUsize>,
     /// `[pools]` of the config file, set before the server starts.
     #[arg(skip)]
     pub(crate) pools: Vec<crate::config_file::PoolSeed>,

@@ -29,7 +29,9 @@ struct ConfigFile {
     #[serde(default)]
     database: DatabaseSection,
     #[serde(default)]
-    traces: baton_server::traces::TraceSettings,
+    logs: LogsSection,
+    #[serde(default)]
+    traces: baton_observe::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
     /// Pool sizes, set at every start of `baton server` and `baton run`.
@@ -113,7 +115,8 @@ struct ServerSection {
     #[serde(default, deserialize_with = "parsed")]
     takeover_interval: Option<baton_core::duration::Duration>,
     #[serde(default, deserialize_with = "parsed_list")]
-    allowed_hosts: Option<Vec<baton_server::guard::AllowedHost>>,
+    allowed_hosts: Option<Vec<baton_control::hosts::AllowedHost>>,
+    worker_threads: Option<std::num::NonZeroUsize>,
 }
 
 /// `[database]`: where runs are recorded, and how connections to it are made.
@@ -127,6 +130,17 @@ struct DatabaseSection {
     connect_timeout: Option<baton_core::duration::Duration>,
     #[serde(default, deserialize_with = "parsed")]
     statement_timeout: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    idle_transaction_timeout: Option<baton_core::duration::Duration>,
+}
+
+/// `[logs]`: where attempts' logs go, and how much of each is kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogsSection {
+    /// `files` or `database`; by default files with SQLite, the database with PostgreSQL.
+    store: Option<baton_store::LogStoreKind>,
+    max_bytes_per_attempt: Option<u64>,
 }
 
 /// `[engine]`: how runs are driven, by `baton run` and `baton server` alike.
@@ -194,6 +208,19 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
     }
     if let Some(t) = db.statement_timeout {
         settings.statement_timeout = Some(t.as_std());
+    }
+    if let Some(t) = db.idle_transaction_timeout {
+        settings.idle_transaction_timeout = t.as_std();
+    }
+    cli.logs.store = file.logs.store;
+    if let Some(n) = file.logs.max_bytes_per_attempt {
+        if n == 0 {
+            return Err(ExpectedError::Usage(format!(
+                "invalid config `{}`: [logs] `max_bytes_per_attempt` must be at least 1",
+                path.display()
+            )));
+        }
+        cli.logs.max_bytes_per_attempt = n;
     }
     if let Some(limit) = file.engine.interruption_limit
         && unset(matches, "interruption_limit")
@@ -282,6 +309,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         {
             args.allowed_hosts = v;
         }
+        if let Some(v) = s.worker_threads
+            && unset(m, "worker_threads")
+        {
+            args.worker_threads = Some(v);
+        }
     }
     Ok(())
 }
@@ -368,7 +400,7 @@ mod tests {
     fn errors_name_the_place_and_the_problem() {
         assert_eq!(
             error_of("home = \"h\"\n[server]\nlistn = \"127.0.0.1:1\"\n"),
-            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`"
+            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`, `worker_threads`"
         );
         assert_eq!(
             error_of("[server]\nlisten = \"localhost\"\n"),
@@ -388,7 +420,7 @@ mod tests {
     #[test]
     fn every_setting_parses() {
         let f: ConfigFile = toml::from_str(
-            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\ntakeover_interval = \"1s\"\nallowed_hosts = [\"baton.example.com\", \"[::1]:9\"]\n",
+            "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\ntakeover_interval = \"1s\"\nallowed_hosts = [\"baton.example.com\", \"[::1]:9\"]\nworker_threads = 3\n",
         )
         .expect("valid");
         assert_eq!(f.home, Some(PathBuf::from("/var/lib/baton")));
@@ -398,6 +430,10 @@ mod tests {
             Some(std::time::Duration::from_secs(1))
         );
         assert_eq!(f.server.watch, Some(false));
+        assert_eq!(
+            f.server.worker_threads.map(std::num::NonZeroUsize::get),
+            Some(3)
+        );
         let engine: ConfigFile =
             toml::from_str("[engine]\ninterruption_limit = 3\n").expect("valid");
         assert_eq!(engine.engine.interruption_limit, Some(3));
@@ -435,6 +471,17 @@ mod tests {
         assert_eq!(
             f.server.shutdown_grace.map(|d| d.as_std()),
             Some(std::time::Duration::from_secs(5))
+        );
+        let logs: ConfigFile =
+            toml::from_str("[logs]\nstore = \"database\"\nmax_bytes_per_attempt = 1048576\n")
+                .expect("valid");
+        assert_eq!(
+            (logs.logs.store, logs.logs.max_bytes_per_attempt),
+            (Some(baton_store::LogStoreKind::Database), Some(1_048_576))
+        );
+        assert_eq!(
+            error_of("[logs]\nstore = \"s3\"\n"),
+            "baton.toml:2:9: unknown variant `s3`, expected `files` or `database`"
         );
     }
 
@@ -494,9 +541,9 @@ mod tests {
         .expect("valid");
         assert_eq!(
             f.traces,
-            baton_server::traces::TraceSettings {
+            baton_observe::traces::TraceSettings {
                 otlp_endpoint: Some("http://127.0.0.1:4317".into()),
-                protocol: Some(baton_server::traces::Protocol::Grpc),
+                protocol: Some(baton_observe::traces::Protocol::Grpc),
                 service_name: Some("etl".into()),
             }
         );

@@ -58,7 +58,7 @@ fn is_yaml(p: &Path) -> bool {
 #[derive(Debug)]
 pub(crate) struct DirPipelines {
     dir: PathBuf,
-    catalog: tokio::sync::OnceCell<baton_server::Catalog>,
+    catalog: tokio::sync::OnceCell<baton_control::Catalog>,
 }
 
 impl DirPipelines {
@@ -76,7 +76,7 @@ impl baton_engine::Pipelines for DirPipelines {
         let catalog = self
             .catalog
             .get_or_init(|| async {
-                let mut catalog = baton_server::Catalog::new(self.dir.clone());
+                let mut catalog = baton_control::Catalog::new(self.dir.clone());
                 tokio::task::spawn_blocking(move || {
                     catalog.reload();
                     catalog

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use baton_engine::Observers;
-use baton_server::lineage::LineageConfig;
-use baton_server::outbox::Outbox;
+use baton_observe::lineage::LineageConfig;
+use baton_observe::outbox::Outbox;
 use serde::Deserialize;
 
 use crate::error::ExpectedError;
@@ -53,9 +53,9 @@ pub(crate) fn lineage_config() -> LineageConfig {
 
 /// The standard observers of the runs this process drives, and what to wait on before exiting.
 pub(crate) fn standard() -> Result<(Observers, Outbox), ExpectedError> {
-    baton_server::observers::standard(
+    baton_observe::observers::standard(
         &lineage_config(),
-        Arc::new(baton_server::secrets::EnvSecrets),
+        Arc::new(baton_observe::secrets::EnvSecrets),
     )
     .map_err(|e| ExpectedError::Usage(e.to_string()))
 }

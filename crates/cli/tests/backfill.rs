@@ -132,3 +132,46 @@ fn backfills_without_a_schedule_or_with_a_reversed_range_are_refused() {
     assert!(out.stderr.contains("before it starts"), "{}", out.stderr);
     assert_eq!(t.read("dates"), "", "nothing ran");
 }
+
+/// Ctrl-C stops a backfill driven here: the running tick is cancelled (its process stopped),
+/// the waiting ones end cancelled too, and nothing is left for nobody to finish.
+#[test]
+fn an_interrupted_backfill_cancels_what_runs_and_what_waits() {
+    let t = Test::new().file(
+        "slow.yaml",
+        "name: slow\nschedule:\n  - cron: \"0 0 * * *\"\ntasks:\n  a:\n    run: |\n      echo $$ >> pids\n      sleep 30\n",
+    );
+    let child = t.spawn(&[
+        "backfill",
+        "slow.yaml",
+        "--start",
+        "2026-01-01",
+        "--end",
+        "2026-01-03",
+        "--parallelism",
+        "1",
+    ]);
+    support::wait_until("the first tick's task starts", || {
+        !t.read("pids").trim().is_empty()
+    });
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid")),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("signal");
+    let out = child.wait_with_output().expect("baton exits");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(130), "{stdout}");
+    let pid: i32 = t.read("pids").trim().parse().expect("one pid");
+    assert!(!support::alive(pid), "the task's process outlived its run");
+    assert_eq!(t.read("pids").lines().count(), 1, "a waiting tick started");
+    let runs: serde_json::Value =
+        serde_json::from_str(&t.run(&["runs", "--json"]).stdout).expect("json");
+    let states: Vec<&str> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["state"].as_str().expect("state"))
+        .collect();
+    assert_eq!(states, vec!["cancelled"; 3], "{stdout}");
+}

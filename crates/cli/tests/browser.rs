@@ -475,3 +475,66 @@ async fn without_the_script_forms_still_work_through_confirm_pages() {
     b.wait_present_after_reload(r#"#run-state[data-state="succeeded"]"#)
         .await;
 }
+
+/// A run over the size the page draws is shown by its counts and a page of its task table at
+/// a time, which the links move through; a task's panel opens from its page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_run_is_shown_a_page_of_tasks_at_a_time() {
+    let mut big = String::from(
+        "name: big\ntasks:\n  gate:\n    approval: { message: go? }\n    run: \"true\"\n",
+    );
+    for i in 0..2_100 {
+        big.push_str(&format!(
+            "  t{i:04}:\n    needs: [gate]\n    run: \"true\"\n"
+        ));
+    }
+    let t = Test::new().file("pipelines/big.yaml", &big);
+    let Some((server, b)) = open(&t, "large-run").await else {
+        return;
+    };
+    let (status, run) = http(
+        &server.addr,
+        "POST",
+        "/api/v1/pipelines/default/big/runs",
+        "{}",
+    );
+    assert_eq!(status, 201, "{run}");
+    let id = run["id"].as_str().expect("id").to_owned();
+    b.goto(&format!("/runs/{id}")).await;
+    b.wait_text("p.task-counts", "2101 task instances").await;
+    b.wait(r#"tr[data-task="gate"][data-state="waiting_approval"]"#)
+        .await;
+    assert!(!b.exists("svg#dag g.node").await, "the graph is not drawn");
+    b.wait("p.too-large").await;
+    let rows = b.all("table#tasks tbody tr").await;
+    assert_eq!(rows.len(), 500);
+    // The page links sit on the page, not in the dark bar of the site's navigation.
+    let background = b
+        .eval("return getComputedStyle(document.querySelector('nav.task-pages')).backgroundColor")
+        .await;
+    assert_eq!(
+        background, "rgba(0, 0, 0, 0)",
+        "the page links are hard to read"
+    );
+    b.screenshot("large-run").await;
+
+    // The next page starts where the first one ended, in pipeline order.
+    b.click("nav.task-pages a.next-page").await;
+    b.wait_path("the second page", |p| p.contains("?tasks="))
+        .await;
+    b.wait(r#"table#tasks tbody tr:first-child[data-task="t0499"]"#)
+        .await;
+    assert_eq!(b.all("table#tasks tbody tr").await.len(), 500);
+    assert!(b.exists("nav.task-pages a.first-page").await);
+    // A task of this page opens its panel, on this page.
+    b.click(r#"tr[data-task="t0700"] a.task-link"#).await;
+    b.wait_path("the task's panel", |p| {
+        p.contains("task=t0700") && p.contains("tasks=")
+    })
+    .await;
+    b.wait(r#"#task-panel"#).await;
+    b.wait(r#"table#tasks tbody tr[data-task="t0700"]"#).await;
+    b.click("nav.task-pages a.first-page").await;
+    b.wait(r#"table#tasks tbody tr:first-child[data-task="gate"]"#)
+        .await;
+}

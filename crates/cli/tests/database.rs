@@ -6,11 +6,10 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
-use support::postgres::{Fresh, pg_bin, psql, with_database};
+use support::postgres::{Fresh, OwnPostgres, psql, with_database};
 use support::{Test, task_states, wait_until_for};
 
 fn hello() -> Test {
@@ -32,9 +31,10 @@ fn a_run_recorded_in_postgres_is_read_back_by_other_processes() {
     let t = hello();
     let out = t.run(&["--database", &db.url, "run", "hello.yaml"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    // Nothing of it is in a SQLite file of the home; the logs are.
+    // Nothing of it is in a SQLite file of the home, nor are its logs: they are in the
+    // database too (`[logs] store` defaults to it with PostgreSQL).
     assert!(!t.path().join(".baton/baton.db").exists());
-    assert!(t.path().join(".baton/logs").is_dir());
+    assert!(!t.path().join(".baton/logs").exists());
 
     let runs = runs_json(&t.run(&["--database", &db.url, "runs", "--json"]));
     assert_eq!(runs.len(), 1);
@@ -59,6 +59,17 @@ fn a_run_recorded_in_postgres_is_read_back_by_other_processes() {
     );
     let runs: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(runs.len(), 1);
+    // Its logs too, from a process on another home.
+    let mut cmd = elsewhere.command(&["logs", &id, "shout"]);
+    cmd.env("BATON_HOME", &missing)
+        .env("BATON_DATABASE_URL", &db.url);
+    let out = cmd.output().expect("logs");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "HELLO, WORLD!\n",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!missing.exists());
 
     // The settings file.
@@ -74,102 +85,9 @@ fn a_run_recorded_in_postgres_is_read_back_by_other_processes() {
     assert_eq!(runs[0]["id"].as_str(), Some(id.as_str()));
 }
 
-/// Whether this test runs as root, which PostgreSQL refuses to run as.
-fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt as _;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
-}
-
-/// A PostgreSQL of this test's own, on a free port, stopped when this is dropped.
-struct OwnPostgres {
-    bin: PathBuf,
-    data: PathBuf,
-    _dir: tempfile::TempDir,
-    url: String,
-}
-
-impl OwnPostgres {
-    fn start() -> Option<Self> {
-        let bin = pg_bin()?;
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data");
-        std::fs::create_dir(&data).expect("data dir");
-        let root = is_root();
-        if root {
-            for p in [dir.path(), data.as_path()] {
-                let status = Command::new("chown").arg("postgres").arg(p).status();
-                assert!(status.is_ok_and(|s| s.success()), "chown");
-            }
-        }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let pg = Self {
-            bin,
-            data,
-            _dir: dir,
-            url: format!("postgres://baton@127.0.0.1:{port}/postgres"),
-        };
-        pg.ctl(&["initdb", "-D"], &["-A", "trust", "-U", "baton"], "initdb");
-        let options = format!(
-            "-c listen_addresses=127.0.0.1 -p {port} -k {} -c fsync=off",
-            pg.data.display()
-        );
-        pg.pg_ctl(&["start", "-w", "-o", &options]);
-        Some(pg)
-    }
-
-    fn as_postgres(&self, program: &Path) -> Command {
-        if is_root() {
-            let mut cmd = Command::new("runuser");
-            cmd.args(["-u", "postgres", "--"]).arg(program);
-            cmd
-        } else {
-            Command::new(program)
-        }
-    }
-
-    fn ctl(&self, program: &[&str], after: &[&str], what: &str) {
-        let mut cmd = self.as_postgres(&self.bin.join(program[0]));
-        cmd.args(&program[1..]).arg(&self.data).args(after);
-        let out = cmd.output().expect(what);
-        assert!(
-            out.status.success(),
-            "{what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    fn pg_ctl(&self, args: &[&str]) {
-        let log = self.data.join("server.log");
-        let log = log.to_str().expect("utf-8 path");
-        let mut all = vec!["-l", log];
-        all.extend_from_slice(args);
-        self.ctl(&["pg_ctl", "-D"], &all, "pg_ctl");
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        let mut cmd = self.as_postgres(&self.bin.join("pg_ctl"));
-        let _ = cmd
-            .arg("-D")
-            .arg(&self.data)
-            .args(["stop", "-m", "immediate"])
-            .output();
-    }
-}
-
 #[test]
 fn a_postgres_restart_in_the_middle_of_a_run_is_survived() {
-    let Some(pg) = OwnPostgres::start() else {
-        support::skip::skipped(
-            "a PostgreSQL restart during a run",
-            "pg_ctl",
-            "BATON_REQUIRE_POSTGRES",
-            "install PostgreSQL (apt-get install postgresql)",
-        );
+    let Some(pg) = OwnPostgres::start("a PostgreSQL restart during a run", &[]) else {
         return;
     };
     let steps = 6;
@@ -182,11 +100,12 @@ fn a_postgres_restart_in_the_middle_of_a_run_is_survived() {
     }
     let t = Test::new().file("steps.yaml", &pipeline);
     let run = t.spawn(&["--database", &pg.url, "run", "steps.yaml", "--json"]);
-    // Once the second step runs, the database goes away and comes back.
+    // Once the second step runs, the database goes away and comes back. Its logs are in the
+    // database: the first step's exit record (beside its outputs) says it ended.
     wait_until_for(
         "the run reaches its second step",
         Duration::from_secs(30),
-        || t.path().join(".baton/logs").is_dir() && walk_count(&t.path().join(".baton/logs")) >= 2,
+        || walk_count(&t.path().join(".baton/runs")) >= 1,
     );
     pg.pg_ctl(&["restart", "-m", "fast", "-w"]);
     let out = run.wait_with_output().expect("run");

@@ -9,25 +9,27 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use nix::sys::signal::{Signal, kill};
-use support::{Server, Test, http, server_args, wait_until_for};
+use support::ledger::{LEDGER_SCRIPT, executions, overlaps};
+use support::{
+    Server, Test, http, run_events, server_args, stale_writes, succeeded_twice, wait_until_for,
+};
 
 const TASKS: usize = 6;
 
-/// `t1` .. `t6`, one after the other, each writing a start and an end line (task, pid, time)
-/// to the ledger around a sleep.
-fn pipeline() -> String {
-    let mut yaml = String::from("name: chain\ntasks:\n");
+/// `t1` .. `t6`, one after the other, each an execution of the ledger script (start, ticks,
+/// end: task, pid, time).
+fn pipeline(ledger: &std::path::Path) -> String {
+    let mut yaml = format!(
+        "name: chain\nenv:\n  LEDGER: {}\ntasks:\n",
+        ledger.display()
+    );
+    let script = ledger.with_file_name("ledger.sh");
     for i in 1..=TASKS {
         yaml.push_str(&format!("  t{i}:\n"));
         if i > 1 {
             yaml.push_str(&format!("    needs: [t{}]\n", i - 1));
         }
-        yaml.push_str(
-            "    run: |\n      \
-             echo \"start $BATON_TASK_KEY $$ $(date +%s%N)\" >> ../ledger.txt\n      \
-             sleep 1\n      \
-             echo \"end $BATON_TASK_KEY $$ $(date +%s%N)\" >> ../ledger.txt\n",
-        );
+        yaml.push_str(&format!("    run: sh {} t{i}\n", script.display()));
     }
     yaml
 }
@@ -35,18 +37,7 @@ fn pipeline() -> String {
 /// A replica with a 2 s lease renewed every 300 ms, looking for orphans every 200 ms, on
 /// `database` (else the home's SQLite); its log goes to `log`.
 fn replica(t: &Test, log: &str, database: Option<&str>) -> Server {
-    let mut args = server_args(&[
-        "--lease-ttl",
-        "2s",
-        "--lease-renew-interval",
-        "300ms",
-        "--takeover-interval",
-        "200ms",
-        "--kill-grace",
-        "500ms",
-        "--shutdown-grace",
-        "1s",
-    ]);
+    let mut args = server_args(support::QUICK_LEASES);
     if let Some(url) = database {
         args.extend(["--database", url]);
     }
@@ -60,63 +51,10 @@ fn replica(t: &Test, log: &str, database: Option<&str>) -> Server {
     Server::ready(child)
 }
 
-/// Executions in the ledger: task -> [(pid, start, end)], the end none for an execution
-/// killed before its end line.
-fn executions(ledger: &str) -> BTreeMap<String, Vec<(String, u128, Option<u128>)>> {
-    let mut found: BTreeMap<String, Vec<(String, u128, Option<u128>)>> = BTreeMap::new();
-    for line in ledger.lines() {
-        let parts: Vec<&str> = line.split_whitespace().collect();
-        let [what, task, pid, at] = parts[..] else {
-            panic!("bad ledger line `{line}`");
-        };
-        let at: u128 = at.parse().expect("time");
-        let runs = found.entry(task.to_owned()).or_default();
-        match what {
-            "start" => runs.push((pid.to_owned(), at, None)),
-            "end" => {
-                let run = runs
-                    .iter_mut()
-                    .find(|r| r.0 == pid)
-                    .expect("an end follows its start");
-                run.2 = Some(at);
-            }
-            other => panic!("bad ledger entry `{other}`"),
-        }
-    }
-    found
-}
-
 fn run_doc(addr: &str, id: &str) -> serde_json::Value {
     let (status, doc) = http(addr, "GET", &format!("/api/v1/runs/{id}"), "");
     assert_eq!(status, 200, "{doc}");
     doc
-}
-
-/// The run's event log, from its (ended) event stream. HTTP/1.0, so the body is not chunked.
-fn events(addr: &str, id: &str) -> Vec<serde_json::Value> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).expect("connect");
-    write!(
-        s,
-        "GET /api/v1/runs/{id}/events HTTP/1.0\r\nHost: {addr}\r\n\r\n"
-    )
-    .expect("send");
-    let mut body = String::new();
-    s.read_to_string(&mut body).expect("read");
-    let mut found = Vec::new();
-    let mut end = false;
-    for line in body.lines() {
-        if line == "event: end" {
-            end = true;
-        }
-        if let Some(data) = line.strip_prefix("data: ")
-            && !end
-        {
-            found.push(serde_json::from_str(data).expect("event data"));
-        }
-    }
-    assert!(end, "the stream of an ended run ends: {body}");
-    found
 }
 
 #[test]
@@ -137,7 +75,9 @@ fn a_server_on_postgres_that_stalls_past_its_lease_writes_nothing_after_the_take
 /// Two replicas on one database: the owner of a running run freezes (SIGSTOP) past its lease,
 /// the other takes the run over and finishes it, and the first, woken, writes nothing.
 fn stall_and_take_over(database: Option<&str>) {
-    let t = Test::new().file("pipelines/chain.yaml", &pipeline());
+    let t = Test::new().file("ledger.sh", LEDGER_SCRIPT);
+    let ledger = t.path().join("ledger.txt");
+    let t = t.file("pipelines/chain.yaml", &pipeline(&ledger));
     let mut first = replica(&t, "first.log", database);
     let (status, run) = http(
         &first.addr,
@@ -148,7 +88,7 @@ fn stall_and_take_over(database: Option<&str>) {
     assert_eq!(status, 201, "{run}");
     let id = run["id"].as_str().expect("id").to_owned();
     wait_until_for("t2 started", Duration::from_secs(30), || {
-        t.read("ledger.txt").contains("start t2 ")
+        t.read("ledger.txt").contains(" t2 ")
     });
     let second = replica(&t, "second.log", database);
 
@@ -163,34 +103,43 @@ fn stall_and_take_over(database: Option<&str>) {
     );
     // Longer than the lease, whatever the takeover took.
     std::thread::sleep(Duration::from_secs(3).saturating_sub(frozen.elapsed()));
-    let before = events(&second.addr, &id);
-    // Who started what: the API shows no lease owners, the attempts' events do.
-    let owners: Vec<&str> = before
+    let before = run_events(&second.addr, &id);
+    // Who started what: the API shows no lease owners, the epoch of each owner's events does.
+    let owners: Vec<i64> = before
         .iter()
         .filter(|e| e["kind"] == "attempt_started")
-        .map(|e| e["data"]["owner"].as_str().expect("owner"))
+        .map(|e| e["epoch"].as_i64().expect("an owner's epoch"))
         .collect();
-    let owner = owners.first().expect("t1 started").to_string();
-    let taker = owners.last().expect("attempts").to_string();
-    assert_ne!(owner, taker, "the replica took the run over: {owners:?}");
+    let owner = *owners.first().expect("t1 started");
+    let taker = *owners.last().expect("attempts");
+    assert!(taker > owner, "the replica took the run over: {owners:?}");
+    assert_eq!(stale_writes(&before), Vec::<String>::new());
     let ledger_before = t.read("ledger.txt");
 
-    // The first one wakes up: its renewal is refused, and it stops.
+    // The first one wakes up and stops: its renewal is refused (it lost the run to the
+    // replica), or, when a call of its was already waiting as it froze, that call's deadline
+    // has passed and it gives the run up without asking (its lease expired). Which one comes
+    // first is a matter of timing; either way it must write nothing more.
     kill(first.pid(), Signal::SIGCONT).expect("SIGCONT");
-    let noticed = format!("lost ownership of run `{id}`");
+    let lost = format!("lost ownership of run `{id}`");
+    let expired = format!("gave up run `{id}`: its lease could not be renewed before it expired");
+    let noticed = || {
+        let log = t.read("first.log");
+        log.contains(&lost) || log.contains(&expired)
+    };
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !t.read("first.log").contains(&noticed) && std::time::Instant::now() < deadline {
+    while !noticed() && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     // Time for anything it would still have done to land.
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(
-        events(&second.addr, &id),
+        run_events(&second.addr, &id),
         before,
         "the server that lost the run wrote to it after waking up"
     );
     assert!(
-        t.read("first.log").contains(&noticed),
+        noticed(),
         "it did not log the loss:\n{}",
         t.read("first.log")
     );
@@ -216,51 +165,38 @@ fn stall_and_take_over(database: Option<&str>) {
             .count()
     };
     assert_eq!(succeeded("run_state"), 1, "the run succeeded twice");
-    let mut per_task: BTreeMap<String, usize> = BTreeMap::new();
-    for e in before
+    assert_eq!(
+        succeeded_twice(&before),
+        Vec::new(),
+        "a task succeeded twice"
+    );
+    let succeeded_tasks = before
         .iter()
         .filter(|e| e["kind"] == "task_state" && e["data"]["state"] == "succeeded")
-    {
-        *per_task
-            .entry(e["task"].as_str().expect("task").to_owned())
-            .or_default() += 1;
-    }
-    assert_eq!(per_task.len(), TASKS);
-    assert!(
-        per_task.values().all(|&n| n == 1),
-        "a task succeeded twice: {per_task:?}"
-    );
+        .count();
+    assert_eq!(succeeded_tasks, TASKS);
 
     // Its task processes were stopped, and no two executions of a task overlapped.
-    let executions = executions(&ledger_before);
-    for (task, runs) in &executions {
-        for (pid, _, end) in runs {
-            if end.is_none() {
-                let pid: i32 = pid.parse().expect("pid");
-                assert!(!support::alive(pid), "`{task}`'s process {pid} still runs");
-            }
+    let mut cut_short: BTreeMap<String, Vec<(u128, bool)>> = BTreeMap::new();
+    for (task, pid, start, _, ended) in executions(&ledger_before) {
+        if !ended {
+            let pid: i32 = pid.parse().expect("pid");
+            assert!(!support::alive(pid), "`{task}`'s process {pid} still runs");
         }
-        // One execution at most was cut short (by the takeover), and it came first.
-        let cut: Vec<_> = runs.iter().filter(|r| r.2.is_none()).collect();
+        cut_short.entry(task).or_default().push((start, !ended));
+    }
+    // One execution at most was cut short (by the takeover), and it came first.
+    for (task, runs) in &cut_short {
+        let cut: Vec<_> = runs.iter().filter(|r| r.1).collect();
         assert!(cut.len() <= 1, "`{task}` was cut short twice: {runs:?}");
         if let Some(cut) = cut.first() {
             assert!(
-                runs.iter().all(|r| r.1 >= cut.1),
+                runs.iter().all(|r| r.0 >= cut.0),
                 "`{task}` ran before the execution the takeover cut short: {runs:?}"
             );
         }
-        let mut spans: Vec<(u128, u128)> = runs
-            .iter()
-            .filter_map(|(_, start, end)| end.map(|end| (*start, end)))
-            .collect();
-        spans.sort_unstable();
-        for w in spans.windows(2) {
-            assert!(
-                w[1].0 > w[0].1,
-                "two executions of `{task}` overlap: {runs:?}"
-            );
-        }
     }
+    assert_eq!(overlaps(&ledger_before), Vec::<String>::new());
 
     // It keeps serving, and counts what it lost.
     let metrics = support::http_text(&first.addr, "/metrics");

@@ -481,6 +481,43 @@ fn logs_by_attempt_and_prefix_ids() {
 }
 
 #[test]
+fn logs_kept_in_the_database_are_capped_and_read_back() {
+    let t = Test::new()
+        .file(
+            "baton.toml",
+            "[logs]\nstore = \"database\"\nmax_bytes_per_attempt = 100\n",
+        )
+        .file(
+            "p.yaml",
+            "name: p\ntasks:\n  a:\n    run: for i in $(seq 1 30); do echo line$i; done\n",
+        );
+    let run = t.run(&["run", "p.yaml"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        !t.path().join(".baton/logs").exists(),
+        "the log is in the database, not in the home"
+    );
+    let kept: String = (1..=30).map(|i| format!("line{i}\n")).collect();
+    let expected = format!(
+        "{}\n[baton: log truncated after 100 bytes; {} more bytes dropped]\n",
+        &kept[..100],
+        kept.len() - 100
+    );
+    for args in [
+        &["logs", &t.last_run(), "a"][..],
+        &["logs", &t.last_run(), "a", "--follow"][..],
+    ] {
+        let logs = t.run(args);
+        assert_eq!(
+            (logs.code, logs.stdout.as_str()),
+            (0, expected.as_str()),
+            "{}",
+            logs.stderr
+        );
+    }
+}
+
+#[test]
 fn logs_follow_a_running_task_to_its_end() {
     let t = Test::new().file(
         "p.yaml",

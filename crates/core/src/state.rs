@@ -50,6 +50,24 @@ keyword_enum!(
     }
 );
 
+keyword_enum!(
+    /// What started a run.
+    RunTrigger, "run trigger" {
+        /// Asked for: `baton run`, `baton trigger`, the API or the UI.
+        Manual = "manual",
+        /// A due cron tick.
+        Schedule = "schedule",
+        /// A signed webhook delivery.
+        Webhook = "webhook",
+        /// An upstream pipeline's success (`triggers: - pipeline:`).
+        Pipeline = "pipeline",
+        /// A sub-pipeline task of its parent run.
+        Parent = "parent",
+        /// One tick of a backfill.
+        Backfill = "backfill",
+    }
+);
+
 impl RunState {
     pub fn is_final(self) -> bool {
         matches!(self, Self::Succeeded | Self::Failed | Self::Cancelled)

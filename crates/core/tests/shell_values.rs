@@ -97,6 +97,8 @@ const HOSTILE: &[&str] = &[
     "\r",
     "a[$(touch canary)]",
     "<<EOF",
+    "<(",
+    ">(touch canary",
     "$'",
     "!",
     "-n",
@@ -136,7 +138,9 @@ fn expected(name: &str, value: &str) -> Option<String> {
     if value.contains('\0') {
         return None;
     }
-    if name == "default-double" && value.contains('\'') {
+    if name == "default-double"
+        && (value.contains('\'') || value.contains("<(") || value.contains(">("))
+    {
         return None;
     }
     if name == "heredoc-top" {

@@ -191,7 +191,7 @@ pub async fn create_backfill(
                 path: req.path.clone(),
                 base_dir: req.base_dir.clone(),
                 params: params.clone(),
-                trigger: "backfill",
+                trigger: baton_core::state::RunTrigger::Backfill,
                 logical_date: Some(tick.strftime("%Y-%m-%dT%H:%M:%S%:z").to_string()),
                 idempotency_key: Some(format!(
                     "backfill:{id}:{}",

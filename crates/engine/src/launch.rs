@@ -19,7 +19,7 @@ pub struct RunRequest<'a> {
     /// Directory commands and relative `working_dir`s resolve against.
     pub base_dir: String,
     pub params: Map<String, Value>,
-    pub trigger: &'a str,
+    pub trigger: baton_core::state::RunTrigger,
     pub logical_date: Option<String>,
     pub idempotency_key: Option<String>,
     /// The concurrency group the run joins (see [`pipeline_admission`]); `None` for a run
@@ -41,7 +41,7 @@ impl<'a> RunRequest<'a> {
             path: None,
             base_dir: base_dir.into(),
             params: Map::new(),
-            trigger: "manual",
+            trigger: baton_core::state::RunTrigger::Manual,
             logical_date: None,
             idempotency_key: None,
             admission: None,
@@ -110,7 +110,7 @@ pub(crate) fn new_run(req: RunRequest<'_>, id: RunId, created_at: i64) -> Result
             path: req.path,
         },
         params: Value::Object(params),
-        trigger: req.trigger.to_owned(),
+        trigger: req.trigger.as_str().to_owned(),
         logical_date: req.logical_date,
         base_dir: req.base_dir,
         idempotency_key: req.idempotency_key,

@@ -6,12 +6,14 @@ mod clock;
 pub mod control;
 mod direct;
 mod dispatcher;
+mod engine;
 pub mod environment;
 mod error;
 pub mod executor;
 mod fault;
 mod launch;
 pub mod log_tail;
+pub mod memory;
 pub mod observer;
 pub mod outputs;
 mod patient;
@@ -29,15 +31,15 @@ pub use backfill::{
 pub use clock::now_ms;
 pub use dispatcher::{
     DEFAULT_CONTROL_INTERVAL, DEFAULT_INTERRUPTION_LIMIT, DEFAULT_LEASE_RENEW_INTERVAL,
-    DEFAULT_LEASE_TTL, Options, Progress, Stop, execute,
+    DEFAULT_LEASE_TTL, Options, Progress, Stop,
 };
+pub use engine::Engine;
 pub use environment::TaskEnvironment;
 pub use error::{Error, Result};
 pub use launch::{Created, RunRequest, create_run, pipeline_admission};
 pub use observer::{Observer, Observers, RunScope};
-pub use patient::execute_when_free;
 pub use pools::{MAX_SLOTS, pool_problem};
-pub use subpipeline::{ChildRunner, Definition, PARENT_TRIGGER, Pipelines, execute_with_children};
+pub use subpipeline::{ChildRunner, Definition, Pipelines};
 
 /// This process's identity as a lease owner: `host:pid:nonce`.
 pub fn owner_id() -> baton_core::ids::LeaseOwner {

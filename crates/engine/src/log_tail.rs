@@ -1,24 +1,20 @@
 //! Reading an attempt's log from a byte offset while it is still being written: the one
 //! tailing loop behind `baton logs -f` and the API's log stream.
 //!
-//! The executor creates a log on the first byte of output, so a missing file reads as empty.
+//! A log holds nothing until the attempt's first output, so a missing one reads as empty.
 //! The attempt's record in the store says when the log is complete: the executor finishes
-//! copying output before the attempt's end is committed, so once the store says the attempt
-//! ended, whatever the file holds then is all there will be.
+//! writing output before the attempt's end is committed, so once the store says the attempt
+//! ended, whatever the log holds then is all there will be.
 
-use std::io::SeekFrom;
 use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::AttemptState;
-use baton_store::{AttemptRecord, Store};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use baton_store::{AttemptLog, AttemptRecord, LogStore, MAX_READ, Store};
 
 /// How often a quiet log and the attempt's state are looked at again.
 const POLL: Duration = Duration::from_millis(200);
-/// The most one step hands out, so a huge log streams instead of filling memory.
-const MAX_CHUNK: usize = 256 * 1024;
 
 /// Why a log cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +32,8 @@ pub enum LogError {
         key: TaskKey,
         hint: String,
     },
-    #[error("cannot read `{path}`: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Log(#[from] baton_store::LogError),
     #[error("{0}")]
     Store(#[from] baton_store::Error),
 }
@@ -61,10 +53,10 @@ pub enum Tail {
 #[derive(Debug)]
 pub struct LogTail {
     store: Arc<dyn Store>,
+    logs: Arc<dyn LogStore>,
     run: RunId,
     attempt: AttemptRecord,
     offset: u64,
-    file: Option<tokio::fs::File>,
     ended: bool,
 }
 
@@ -73,6 +65,7 @@ impl LogTail {
     /// byte `offset`.
     pub async fn open(
         store: Arc<dyn Store>,
+        logs: Arc<dyn LogStore>,
         run: &RunId,
         key: &TaskKey,
         attempt: Option<u32>,
@@ -112,8 +105,8 @@ impl LogTail {
             attempt: chosen.clone(),
             ended: chosen.state != AttemptState::Running,
             store,
+            logs,
             offset,
-            file: None,
         })
     }
 
@@ -132,53 +125,18 @@ impl LogTail {
         self.ended
     }
 
-    /// Reads up to one chunk of what the log holds past the offset now, without waiting;
-    /// empty when there is nothing new.
+    /// Reads up to one chunk ([`MAX_READ`] bytes) of what the log holds past the offset now,
+    /// without waiting; empty when there is nothing new. A log of any size is read through in
+    /// bounded pieces, never whole.
     pub async fn read_available(&mut self) -> Result<Vec<u8>, LogError> {
-        let path = self.attempt.log_path.clone();
-        let read_err = |source| LogError::Read {
-            path: path.clone(),
-            source,
+        let log = AttemptLog {
+            run: self.run.clone(),
+            key: self.attempt.key.clone(),
+            attempt: self.attempt.attempt,
         };
-        if self.file.is_none() {
-            match tokio::fs::File::open(&self.attempt.log_path).await {
-                Ok(mut f) => {
-                    f.seek(SeekFrom::Start(self.offset))
-                        .await
-                        .map_err(read_err)?;
-                    self.file = Some(f);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-                Err(e) => return Err(read_err(e)),
-            }
-        }
-        let Some(file) = self.file.as_mut() else {
-            return Ok(Vec::new());
-        };
-        let mut buf = vec![0; MAX_CHUNK];
-        let mut filled = 0;
-        while filled < buf.len() {
-            let n = file.read(&mut buf[filled..]).await.map_err(read_err)?;
-            if n == 0 {
-                break;
-            }
-            filled += n;
-        }
-        buf.truncate(filled);
-        self.offset += filled as u64;
-        Ok(buf)
-    }
-
-    /// Reads everything the log holds past the offset now.
-    pub async fn read_to_end(&mut self) -> Result<Vec<u8>, LogError> {
-        let mut all = Vec::new();
-        loop {
-            let chunk = self.read_available().await?;
-            if chunk.is_empty() {
-                return Ok(all);
-            }
-            all.extend_from_slice(&chunk);
-        }
+        let chunk = self.logs.read(&log, self.offset, MAX_READ).await?;
+        self.offset += chunk.len() as u64;
+        Ok(chunk)
     }
 
     /// The next step of following the log: new bytes as soon as they are there, `Idle` after

@@ -2,46 +2,33 @@
 //! whose owner looks alive (another replica, a process that died on another host, a
 //! dispatcher of this process still winding down) is waited out, then tried again.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use baton_core::ids::RunId;
 use baton_core::state::RunState;
-use baton_store::Store;
 use tokio::sync::watch;
 
 use crate::clock::now_ms;
-use crate::dispatcher::{Options, Stop, execute};
-use crate::executor::Executor;
-use crate::{Error, Result};
+use crate::dispatcher::Stop;
+use crate::{Engine, Error, Result};
 
 /// Tries at most this many times before leaving the run to its holder.
 const TRIES: usize = 10;
 
-/// [`execute`], waiting for the lease of a run another process holds to run out (at most
+/// [`Engine::execute`], waiting for the lease of a run another process holds to run out (at most
 /// [`TRIES`] times, and not past a stop request). Gives up with [`Error::Leased`].
-pub async fn execute_when_free(
-    store: Arc<dyn Store>,
-    executor: Arc<dyn Executor>,
+pub(crate) async fn execute_when_free(
+    engine: &Engine,
     run: &RunId,
-    opts: &Options,
     mut stop: watch::Receiver<Option<Stop>>,
 ) -> Result<RunState> {
     let mut last = None;
     for _ in 0..TRIES {
-        match execute(
-            Arc::clone(&store),
-            Arc::clone(&executor),
-            run,
-            opts,
-            None,
-            stop.clone(),
-        )
-        .await
-        {
+        match engine.execute(run, stop.clone()).await {
             Err(e @ Error::Leased { .. }) => {
                 last = Some(e);
-                let expires = store
+                let expires = engine
+                    .store()
                     .run(run)
                     .await
                     .ok()

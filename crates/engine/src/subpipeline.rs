@@ -5,8 +5,6 @@
 //! of an attempt is found by its parent link before anything is created, and it is created
 //! with an idempotency key made of parent run, task and attempt.
 
-use std::io::Write;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,15 +17,13 @@ use serde_json::{Map, Value as Json};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::clock::now_ms;
-use crate::dispatcher::{Options, Progress, Stop};
-use crate::executor::{CancelHandle, Executor, Finished, Outcome};
+use crate::dispatcher::{Progress, Stop};
+use crate::executor::{CancelHandle, Finished, LogSink, Outcome};
 
 /// How often a parent reads its child's state when nothing announces a change, with the
 /// store's listener for other processes connected (PostgreSQL) and without it.
 const QUIET_FALLBACK: Duration = Duration::from_secs(5);
 const LOCAL_FALLBACK: Duration = Duration::from_secs(1);
-/// The trigger kind of a run a sub-pipeline task started.
-pub const PARENT_TRIGGER: &str = "parent";
 
 /// A pipeline a sub-pipeline task can start, as its source defines it now.
 #[derive(Debug, Clone)]
@@ -74,12 +70,10 @@ pub(crate) struct Call {
     pub(crate) started_at: i64,
     pub(crate) pipeline: PipelineId,
     pub(crate) params: Map<String, Json>,
-    pub(crate) log_path: PathBuf,
+    pub(crate) log: LogSink,
     pub(crate) timeout: Option<Duration>,
-    /// The task's declared outputs, taken from the child's tasks when it succeeds, and the
-    /// attempt's outputs file they are written to (read back as a command's would be).
+    /// The task's declared outputs, taken from the child's tasks when it succeeds.
     pub(crate) outputs: Vec<Identifier>,
-    pub(crate) outputs_path: PathBuf,
 }
 
 /// What an attempt's watch needs from its dispatcher.
@@ -102,52 +96,72 @@ pub(crate) fn start(
 ) -> (CancelHandle, tokio::task::AbortHandle) {
     let (handle, cancel) = CancelHandle::new();
     let task = tokio::spawn(async move {
-        let outcome = attend(&ctx, &call, cancel).await;
+        let mut outputs = String::new();
+        let outcome = attend(&ctx, &call, cancel, &mut outputs).await;
         let _ = done.send(Finished {
             key: call.key,
             attempt: call.attempt,
             outcome,
             rusage: None,
+            outputs,
         });
     });
     (handle, task.abort_handle())
 }
 
 /// The attempt's log: what happened to its child run, in words.
-struct Log(Option<std::fs::File>);
+/// A few lines, so neither batched nor capped; a line that cannot be kept is only missed.
+struct Log<'a> {
+    sink: &'a LogSink,
+    /// The log's length: a resumed watch goes on after what an earlier one wrote.
+    len: u64,
+}
 
-impl Log {
-    fn open(path: &std::path::Path) -> Self {
-        Self(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-                .ok(),
-        )
+impl<'a> Log<'a> {
+    async fn open(sink: &'a LogSink) -> Self {
+        let len = sink.store.len(&sink.log).await.unwrap_or_default();
+        Self { sink, len }
     }
 
-    fn line(&mut self, text: &str) {
-        if let Some(f) = &mut self.0 {
-            let _ = writeln!(f, "baton: {text}");
+    async fn line(&mut self, text: &str) {
+        let line = format!("baton: {text}\n");
+        let appended = self
+            .sink
+            .store
+            .append(
+                &self.sink.log,
+                self.sink.lease.as_ref(),
+                self.len,
+                line.as_bytes(),
+            )
+            .await;
+        match appended {
+            Ok(()) => self.len += line.len() as u64,
+            Err(e) => tracing::warn!(error = %e, "cannot write a sub-pipeline task's log"),
         }
     }
 }
 
-async fn attend(ctx: &Context, call: &Call, mut cancel: oneshot::Receiver<()>) -> Outcome {
-    let mut log = Log::open(&call.log_path);
+/// Watches the attempt's child run to its end; its outputs, on success, go to `outputs`.
+async fn attend(
+    ctx: &Context,
+    call: &Call,
+    mut cancel: oneshot::Receiver<()>,
+    outputs: &mut String,
+) -> Outcome {
+    let mut log = Log::open(&call.log).await;
     let Some(runner) = ctx.runner.clone() else {
         let e = format!(
             "sub-pipeline `{}` cannot run here: nothing drives child runs in this process",
             call.pipeline
         );
-        log.line(&e);
+        log.line(&e).await;
         return Outcome::Error(e);
     };
     let child = match find_or_create(ctx, call, runner.as_ref(), &mut log).await {
         Ok(child) => child,
         Err(e) => {
-            log.line(&e);
+            log.line(&e).await;
             return Outcome::Error(e);
         }
     };
@@ -179,7 +193,7 @@ async fn attend(ctx: &Context, call: &Call, mut cancel: oneshot::Receiver<()>) -
             Ok(Some(_)) => {}
             Ok(None) => {
                 let e = format!("sub-pipeline run `{id}` no longer exists");
-                log.line(&e);
+                log.line(&e).await;
                 return Outcome::Error(e);
             }
             // The database may be back at the next look; the child goes on meanwhile.
@@ -201,24 +215,27 @@ async fn attend(ctx: &Context, call: &Call, mut cancel: oneshot::Receiver<()>) -
                 // A dropped handle is not a request: only a message is.
                 if r.is_ok() && !timed_out {
                     cancelled = true;
-                    log.line(&format!("cancelling run {id}: this task was cancelled"));
+                    log.line(&format!("cancelling run {id}: this task was cancelled")).await;
                     stop_child(ctx, runner.as_ref(), &id).await;
                 }
             }
             () = timer, if !timed_out && !cancelled => {
                 timed_out = true;
-                log.line(&format!("cancelling run {id}: this task timed out"));
+                log.line(&format!("cancelling run {id}: this task timed out")).await;
                 stop_child(ctx, runner.as_ref(), &id).await;
             }
         }
     };
     tell(ctx, call, &id, ended.state);
-    log.line(&format!("run {id} {}", ended.state));
+    log.line(&format!("run {id} {}", ended.state)).await;
     match ended.state {
         RunState::Succeeded if !timed_out => {
-            if let Err(e) = pass_outputs(ctx, call, &id).await {
-                log.line(&e);
-                return Outcome::Error(e);
+            match pass_outputs(ctx, call, &id).await {
+                Ok(text) => *outputs = text,
+                Err(e) => {
+                    log.line(&e).await;
+                    return Outcome::Error(e);
+                }
             }
             Outcome::Exited {
                 exit_code: Some(0),
@@ -234,12 +251,12 @@ async fn attend(ctx: &Context, call: &Call, mut cancel: oneshot::Receiver<()>) -
     }
 }
 
-/// Writes the task's declared outputs, as the child's tasks produced them, to the attempt's
-/// outputs file. A name several child tasks output is taken from the last of them in the
+/// The task's declared outputs, as the child's tasks produced them, in `$BATON_OUTPUTS`
+/// syntax (parsed as a command's would be). A name several child tasks output is taken from the last of them in the
 /// child's order (usually the most downstream); a name none outputs stays unset.
-async fn pass_outputs(ctx: &Context, call: &Call, child: &RunId) -> Result<(), String> {
+async fn pass_outputs(ctx: &Context, call: &Call, child: &RunId) -> Result<String, String> {
     if call.outputs.is_empty() {
-        return Ok(());
+        return Ok(String::new());
     }
     let mut tasks = ctx
         .store
@@ -260,12 +277,7 @@ async fn pass_outputs(ctx: &Context, call: &Call, child: &RunId) -> Result<(), S
         };
         text.push_str(&output_line(name.as_str(), &value));
     }
-    std::fs::write(&call.outputs_path, text).map_err(|e| {
-        format!(
-            "cannot write the outputs of run `{child}` to `{}`: {e}",
-            call.outputs_path.display()
-        )
-    })
+    Ok(text)
 }
 
 /// One output in `$BATON_OUTPUTS` syntax: `name=value`, or a heredoc when the value spans
@@ -307,7 +319,7 @@ async fn find_or_create(
     ctx: &Context,
     call: &Call,
     runner: &dyn ChildRunner,
-    log: &mut Log,
+    log: &mut Log<'_>,
 ) -> Result<RunRecord, String> {
     let store = ctx.store.as_ref();
     let children = store
@@ -322,7 +334,8 @@ async fn find_or_create(
         log.line(&format!(
             "following run {} of {}/{} (started earlier)",
             child.id, child.namespace, child.pipeline
-        ));
+        ))
+        .await;
         return Ok(child);
     }
     let id = &call.pipeline;
@@ -353,7 +366,7 @@ async fn find_or_create(
             path: def.path.clone(),
             base_dir: def.base_dir.clone(),
             params,
-            trigger: PARENT_TRIGGER,
+            trigger: baton_core::state::RunTrigger::Parent,
             logical_date: call.parent_logical_date.clone(),
             idempotency_key: Some(format!(
                 "parent:{}:{}:{}",
@@ -380,7 +393,7 @@ async fn find_or_create(
     })?;
     // A crash from here on must find this run again, not start a second one.
     crate::fault::after_commit();
-    log.line(&format!("started run {created} of {id}"));
+    log.line(&format!("started run {created} of {id}")).await;
     store
         .run(&created)
         .await
@@ -457,39 +470,32 @@ impl ChildRunner for LocalChildren {
     }
 }
 
-/// [`crate::execute`], with the child runs of its sub-pipeline tasks (and theirs) driven in
-/// this process too, next to it, as `baton run` does. They share its store, executor, options
-/// and `stop`; their progress is not reported, only their start and end (as
-/// [`Progress::Child`]).
-pub async fn execute_with_children(
-    store: Arc<dyn Store>,
-    executor: Arc<dyn Executor>,
-    run: &RunId,
-    opts: &Options,
-    progress: Option<mpsc::UnboundedSender<Progress>>,
-    stop: watch::Receiver<Option<Stop>>,
-) -> crate::Result<RunState> {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let mut opts = opts.clone();
-    opts.child_runner = Some(Arc::new(LocalChildren { tx }));
-    let children = tokio::spawn(drive_children(
-        rx,
-        Arc::clone(&store),
-        Arc::clone(&executor),
-        opts.clone(),
-        stop.clone(),
-    ));
-    let result = crate::execute(store, executor, run, &opts, progress, stop).await;
-    // A parent ends after its children; what is left belongs to a run handed back.
-    children.abort();
-    result
+impl crate::Engine {
+    /// [`crate::Engine::execute_reporting`], with the child runs of its sub-pipeline tasks
+    /// (and theirs) driven in this process too, next to it, as `baton run` does. They share
+    /// its store, executor, options and `stop`; their progress is not reported, only their
+    /// start and end (as [`Progress::Child`]).
+    pub async fn execute_with_children(
+        &self,
+        run: &RunId,
+        progress: Option<mpsc::UnboundedSender<Progress>>,
+        stop: watch::Receiver<Option<Stop>>,
+    ) -> crate::Result<RunState> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut opts = self.options().clone();
+        opts.child_runner = Some(Arc::new(LocalChildren { tx }));
+        let engine = self.with_options(opts);
+        let children = tokio::spawn(drive_children(rx, engine.clone(), stop.clone()));
+        let result = crate::dispatcher::execute(&engine, run, progress, stop).await;
+        // A parent ends after its children; what is left belongs to a run handed back.
+        children.abort();
+        result
+    }
 }
 
 async fn drive_children(
     mut rx: mpsc::UnboundedReceiver<RunId>,
-    store: Arc<dyn Store>,
-    executor: Arc<dyn Executor>,
-    opts: Options,
+    engine: crate::Engine,
     stop: watch::Receiver<Option<Stop>>,
 ) {
     let driving: Arc<std::sync::Mutex<std::collections::HashSet<RunId>>> = Arc::default();
@@ -501,16 +507,10 @@ async fn drive_children(
         {
             continue;
         }
-        let (store, executor, opts, stop, driving) = (
-            Arc::clone(&store),
-            Arc::clone(&executor),
-            opts.clone(),
-            stop.clone(),
-            Arc::clone(&driving),
-        );
+        let (engine, stop, driving) = (engine.clone(), stop.clone(), Arc::clone(&driving));
         tokio::spawn(async move {
             // Leased by a live process: that one drives it, until its lease runs out.
-            match crate::execute_when_free(store, executor, &run, &opts, stop).await {
+            match engine.execute_when_free(&run, stop).await {
                 Ok(_) | Err(crate::Error::Leased { .. }) => {}
                 // Another process took it over and drives it now.
                 Err(e @ (crate::Error::LeaseLost { .. } | crate::Error::LeaseExpired { .. })) => {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{RunState, TaskState};
 use baton_engine::executor::LocalExecutor;
-use baton_engine::{Options, RunRequest};
+use baton_engine::{Engine, Options, RunRequest};
 use baton_store::{CacheSource, SqlStore, Store, TaskRecord};
 use serde_json::{Map, Value, json};
 
@@ -40,14 +40,12 @@ impl Home {
         .expect("run created")
         .id;
         let (_stop_tx, stop) = tokio::sync::watch::channel(None);
-        let state = baton_engine::execute(
+        let state = Engine::new(
             self.store.clone(),
             Arc::new(LocalExecutor::default()),
-            &id,
-            &Options::new(self.dir.path().to_path_buf()),
-            None,
-            stop,
+            Options::new(self.dir.path().to_path_buf()),
         )
+        .execute(&id, stop)
         .await
         .expect("run driven");
         assert_ne!(state, RunState::Running);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use baton_core::ids::{LeaseOwner, RunId};
 use baton_core::state::{RunState, TaskState};
 use baton_engine::executor::LocalExecutor;
-use baton_engine::{Error, Options, Stop};
+use baton_engine::{Engine, Error, Options, Stop};
 use baton_store::{Lease, LeaseEpoch, OrphanClaim, Store};
 
 /// Its first attempt records its process and sleeps; the next one succeeds at once.
@@ -27,7 +27,9 @@ fn execute(
         let executor = LocalExecutor {
             kill_grace: Duration::from_millis(200),
         };
-        baton_engine::execute(store, Arc::new(executor), &run, &opts, None, stop_rx).await
+        Engine::new(store, Arc::new(executor), opts)
+            .execute(&run, stop_rx)
+            .await
     })
 }
 

@@ -52,6 +52,30 @@ async fn driven(lose: u32) -> (RunState, Vec<String>) {
     (state, history(store.as_ref(), &run).await)
 }
 
+/// A run with a cached task, driven in a fresh home with each of the dispatcher's first
+/// `lose` reads of it failing once, as in a PostgreSQL restart.
+async fn driven_through_lost_reads(lose: u32) -> (RunState, Vec<String>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let sql = Arc::new(SqlStore::open_home(dir.path()).await.expect("store"));
+    let store: Arc<dyn Store> = sql.clone();
+    let cached = format!("{PIPELINE}    cache:\n      key: b\n");
+    let run = support::create(store.as_ref(), dir.path(), &cached, Default::default()).await;
+    sql.lose_reads(lose);
+    let opts = Options::new(dir.path().to_path_buf());
+    let state = support::drive(&store, &run, &opts).await;
+    sql.lose_reads(0);
+    (state, history(store.as_ref(), &run).await)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_that_lose_their_connection_are_tried_again() {
+    // The run, its definition, tasks and attempts, and the cache lookup: each fails once.
+    let (state, lost) = driven_through_lost_reads(5).await;
+    let (_, clean) = driven_through_lost_reads(0).await;
+    assert_eq!(state, RunState::Succeeded, "{lost:#?}");
+    assert_eq!(lost, clean);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_whose_answer_was_lost_is_written_once() {
     let (state, lost) = driven(1).await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use baton_core::ids::{PipelineId, RunId};
 use baton_core::state::{RunState, TaskState};
 use baton_engine::executor::LocalExecutor;
-use baton_engine::{Definition, Options, Pipelines, RunRequest, Stop};
+use baton_engine::{Definition, Engine, Options, Pipelines, RunRequest, Stop};
 use baton_store::{RunRecord, SqlStore, Store, TaskRecord};
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
@@ -85,14 +85,12 @@ impl Home {
     }
 
     async fn drive(&self, run: &RunId, stop: watch::Receiver<Option<Stop>>) -> RunState {
-        baton_engine::execute_with_children(
+        Engine::new(
             self.store.clone(),
             Arc::new(LocalExecutor::default()),
-            run,
-            &self.opts,
-            None,
-            stop,
+            self.opts.clone(),
         )
+        .execute_with_children(run, None, stop)
         .await
         .expect("run driven")
     }

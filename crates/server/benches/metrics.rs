@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_engine::{Observer, RunScope};
-use baton_server::metrics::{Metrics, RunObserver, openmetrics};
+use baton_observe::metrics::{Metrics, RunObserver, openmetrics};
 use baton_store::{Change, SqlStore, Store};
 
 fn arg(name: &str, default: usize) -> usize {
@@ -105,7 +105,7 @@ async fn run(pipelines: usize, runs: usize) {
         let created = baton_engine::create_run(
             store.as_ref(),
             baton_engine::RunRequest {
-                trigger: "schedule",
+                trigger: baton_core::state::RunTrigger::Schedule,
                 ..baton_engine::RunRequest::new(&pipeline, &source, "/tmp")
             },
         )

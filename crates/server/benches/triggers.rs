@@ -15,9 +15,10 @@ mod support;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use baton_control::Runner;
+use baton_control::scheduler::Scheduler;
 use baton_engine::executor::{AttemptSpec, CancelHandle, Executor, Finished, Outcome};
-use baton_server::scheduler::Scheduler;
-use baton_server::{AppState, Runner};
+use baton_server::AppState;
 use baton_store::{RunFilter, SqlStore, Store};
 use support::arg;
 use tokio::sync::mpsc;
@@ -36,6 +37,7 @@ impl Executor for Instant0 {
                 signal: None,
             },
             rusage: None,
+            outputs: String::new(),
         });
         CancelHandle::new().0
     }
@@ -77,12 +79,15 @@ async fn run(pipelines: usize, minutes: usize) {
         Arc::clone(&store),
         runner.clone(),
         flows,
-        Arc::new(baton_server::secrets::EnvSecrets),
+        Arc::new(baton_observe::secrets::EnvSecrets),
     );
     let loaded = state.reload().await;
     assert_eq!(loaded.loaded, pipelines, "{loaded:?}");
     let mut finished = runner.subscribe();
-    let scheduler = Scheduler::new(state.clone(), baton_server::scheduler::DEFAULT_CATCHUP_CAP);
+    let scheduler = Scheduler::new(
+        state.control.clone(),
+        baton_control::scheduler::DEFAULT_CATCHUP_CAP,
+    );
 
     let t0: jiff::Timestamp = "2026-11-01T00:00:00Z".parse().unwrap();
     scheduler.tick(t0).await.unwrap(); // first sight: schedules start counting

@@ -18,11 +18,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
+use baton_control::Runner;
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{RunState, TaskState};
 use baton_engine::executor::LocalExecutor;
-use baton_server::secrets::StaticSecrets;
-use baton_server::{AppState, Runner, router};
+use baton_observe::secrets::StaticSecrets;
+use baton_server::{AppState, router};
 use baton_store::{Change, DefinitionRecord, NewRun, NewTask, SqlStore, Store};
 use http_body_util::BodyExt;
 use support::arg;

@@ -8,6 +8,9 @@ use serde::Serialize;
 use serde_json::json;
 use utoipa::ToSchema;
 
+/// The error code of a run `overlap: skip` refused.
+const CONCURRENCY_LIMIT: &str = "concurrency_limit";
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -44,6 +47,12 @@ impl ApiError {
     pub fn conflict(message: impl Into<String>) -> Self {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
+
+    /// 409 `concurrency_limit`: `overlap: skip` refused a run, because of `active` in `group`.
+    fn concurrency_limit(message: String, group: &str, active: &[baton_core::ids::RunId]) -> Self {
+        Self::new(StatusCode::CONFLICT, CONCURRENCY_LIMIT, message)
+            .with_details(json!({ "group": group, "active_runs": active }))
+    }
 }
 
 impl From<baton_store::Error> for ApiError {
@@ -60,15 +69,7 @@ impl From<baton_store::Error> for ApiError {
             baton_store::Error::Skipped {
                 ref group,
                 ref active,
-            } => {
-                let details = json!({ "group": group, "active_runs": active });
-                Self::new(
-                    StatusCode::CONFLICT,
-                    crate::concurrency::CONCURRENCY_LIMIT,
-                    e.to_string(),
-                )
-                .with_details(details)
-            }
+            } => Self::concurrency_limit(e.to_string(), group, active),
             other => {
                 tracing::error!(error = %other, "store error");
                 Self::new(
@@ -102,6 +103,21 @@ impl From<baton_engine::Error> for ApiError {
                     "something went wrong",
                 )
             }
+        }
+    }
+}
+
+impl From<baton_control::LaunchError> for ApiError {
+    fn from(e: baton_control::LaunchError) -> Self {
+        use baton_control::LaunchError;
+        match e {
+            LaunchError::UnknownPipeline(_) => Self::not_found(e.to_string()),
+            LaunchError::NoValidVersion(_) => Self::conflict(e.to_string()),
+            LaunchError::ConcurrencyLimit {
+                ref group,
+                ref active,
+            } => Self::concurrency_limit(e.to_string(), group, active),
+            LaunchError::Engine(e) => e.into(),
         }
     }
 }

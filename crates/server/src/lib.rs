@@ -1,31 +1,17 @@
-//! The baton control plane: the REST API under `/api/v1` over the store, the pipeline catalog
-//! and the engine. `router` builds the whole app, so tests drive it without a socket.
+//! baton's HTTP face: the REST API under `/api/v1` and the web UI over a [`Control`], and
+//! `serve`, which runs them with the control plane's background work. `router` builds the
+//! whole app, so tests drive it without a socket.
 
-pub mod api_model;
 mod body;
-pub mod catalog;
-mod concurrency;
-pub mod delivery;
 mod error;
 pub mod guard;
-pub mod lineage;
-pub mod metrics;
-pub mod notify;
-pub mod observers;
+mod http_metrics;
 mod openapi;
-pub mod outbox;
 mod page;
 mod responses;
 mod routes;
-mod runner;
-pub mod scheduler;
-pub mod secrets;
 pub mod serve;
-pub mod takeover;
-pub mod traces;
 mod ui;
-pub mod upstream;
-pub mod watch;
 
 use std::sync::Arc;
 
@@ -33,28 +19,24 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::{Extension, Router};
-use baton_core::spec::Overlap;
-use tokio::sync::RwLock;
+use baton_control::Control;
+use baton_observe::secrets::Secrets;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub use catalog::Catalog;
 pub use error::ApiError;
 pub use routes::events::EventsFallback;
-pub use runner::{Leases, Runner};
 
 /// Requests larger than this are refused with 413.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The HTTP app's state: the control plane it fronts, and what only HTTP needs. It derefs to
+/// its [`Control`], so handlers reach the store, catalog, runner and metrics directly.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub store: Arc<dyn baton_store::Store>,
-    pub catalog: Arc<RwLock<Catalog>>,
-    pub runner: Runner,
-    pub secrets: Arc<dyn secrets::Secrets>,
-    /// This app's own registry, scraped at `GET /metrics`.
-    pub metrics: metrics::Metrics,
+    pub control: Control,
+    pub secrets: Arc<dyn Secrets>,
     /// When a run's event stream reads the store without an announced commit.
     pub events_fallback: EventsFallback,
     /// The `Host` values answered (see [`guard`]); loopback names on any port unless
@@ -62,44 +44,25 @@ pub struct AppState {
     pub allowed_hosts: Arc<guard::AllowedHosts>,
 }
 
-/// How a run of a catalog pipeline starts; the rest comes from the version.
-#[derive(Debug, Default)]
-pub struct Launch {
-    pub params: serde_json::Map<String, serde_json::Value>,
-    /// `manual`, `schedule`, `webhook`, `pipeline` (`parent` is a sub-pipeline task's).
-    pub trigger: &'static str,
-    pub logical_date: Option<String>,
-    pub idempotency_key: Option<String>,
-    /// Tasks with `cache:` run instead of reusing earlier results (the run keeps the choice).
-    pub no_cache: bool,
+impl std::ops::Deref for AppState {
+    type Target = Control;
+
+    fn deref(&self) -> &Control {
+        &self.control
+    }
 }
 
 impl AppState {
-    /// An app over `pipelines` (loaded by the first [`AppState::reload`]), with a fresh metrics
-    /// registry that hears every run `runner` drives, and sub-pipeline tasks that start the
-    /// catalog's pipelines: use `state.runner` from here on, since a clone of `runner` taken
-    /// before this call does neither.
+    /// An app over `pipelines`: see [`Control::new`] (use `state.runner` from here on).
     pub fn new(
         store: Arc<dyn baton_store::Store>,
-        runner: Runner,
+        runner: baton_control::Runner,
         pipelines: impl Into<std::path::PathBuf>,
-        secrets: Arc<dyn secrets::Secrets>,
+        secrets: Arc<dyn Secrets>,
     ) -> Self {
-        let metrics = metrics::Metrics::new();
-        let pipelines: std::path::PathBuf = pipelines.into();
-        let catalog = Arc::new(RwLock::new(Catalog::new(pipelines.clone())));
-        let runner = runner
-            .with_observer(Arc::new(metrics::RunObserver::new(metrics.clone())))
-            .with_pipelines(Arc::new(catalog::CatalogPipelines::new(
-                Arc::clone(&catalog),
-                pipelines,
-            )));
         Self {
-            store,
-            catalog,
-            runner,
+            control: Control::new(store, runner, pipelines),
             secrets,
-            metrics,
             events_fallback: EventsFallback::ByStore,
             allowed_hosts: Arc::new(guard::AllowedHosts::any_port()),
         }
@@ -110,164 +73,6 @@ impl AppState {
     pub fn with_allowed_hosts(mut self, hosts: guard::AllowedHosts) -> Self {
         self.allowed_hosts = Arc::new(hosts);
         self
-    }
-
-    /// Creates a run of `version` and starts driving it (once admitted, under the pipeline's
-    /// `concurrency`). When the idempotency key matches an earlier run, that run is returned as
-    /// it is (`new: false`) and not started again. `overlap: skip` at the limit fails with 409
-    /// `concurrency_limit`.
-    pub async fn launch(
-        &self,
-        version: &catalog::Version,
-        launch: Launch,
-    ) -> Result<baton_engine::Created, ApiError> {
-        let admission = baton_engine::pipeline_admission(&version.pipeline);
-        let created = baton_engine::create_run(
-            self.store.as_ref(),
-            baton_engine::RunRequest {
-                pipeline: &version.pipeline,
-                source: &version.source,
-                path: Some(version.file.display().to_string()),
-                base_dir: version.base_dir(),
-                params: launch.params,
-                trigger: launch.trigger,
-                logical_date: launch.logical_date,
-                idempotency_key: launch.idempotency_key,
-                admission: admission.clone(),
-                backfill_id: None,
-                no_cache: launch.no_cache,
-            },
-        )
-        .await
-        .map_err(concurrency::skipped)
-        .inspect_err(|e| {
-            if e.code == concurrency::CONCURRENCY_LIMIT {
-                self.metrics.denied("concurrency_skip");
-            }
-        })?;
-        if created.new {
-            if let Some(a) = admission.filter(|a| a.overlap == Overlap::CancelPrevious) {
-                concurrency::cancel_flagged(self, &a.group, &created.id).await;
-            }
-            self.runner.start(created.id.clone());
-        }
-        Ok(created)
-    }
-
-    /// The version runs of `namespace/name` start with: 404 for an unknown pipeline, 409 when
-    /// it has never validated.
-    pub async fn active_version(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<catalog::Version, ApiError> {
-        self.catalog
-            .read()
-            .await
-            .find(namespace, name)
-            .ok_or_else(|| ApiError::not_found(format!("pipeline `{namespace}/{name}` not found")))?
-            .active
-            .clone()
-            .ok_or_else(|| {
-                ApiError::conflict(format!(
-                    "pipeline `{namespace}/{name}` has no valid version"
-                ))
-            })
-    }
-
-    /// A pipeline's datasets, and the pipelines linked to it through them (among the valid
-    /// versions loaded now).
-    pub async fn lineage(
-        &self,
-        namespace: &str,
-        name: &str,
-    ) -> Result<baton_core::lineage::PipelineLineage, ApiError> {
-        let version = self.active_version(namespace, name).await?;
-        let catalog = self.catalog.read().await;
-        let others = catalog
-            .entries()
-            .filter_map(|e| e.active.as_ref())
-            .map(|v| v.pipeline.as_ref());
-        Ok(baton_core::lineage::lineage(&version.pipeline, others))
-    }
-
-    /// Reloads the pipelines directory, recording each new valid version in the store.
-    ///
-    /// Files are read and parsed on a copy of the catalog, off the async threads, so the API
-    /// and the scheduler keep reading the current one meanwhile; the copy then replaces it.
-    pub async fn reload(&self) -> catalog::Reload {
-        let mut next = self.catalog.read().await.clone();
-        let (next, report) = match tokio::task::spawn_blocking(move || {
-            let report = next.reload();
-            (next, report)
-        })
-        .await
-        {
-            Ok(done) => done,
-            Err(e) => {
-                tracing::error!(error = %e, "pipeline reload failed");
-                return catalog::Reload::default();
-            }
-        };
-        let mut catalog = self.catalog.write().await;
-        *catalog = next;
-        let catalog = catalog.downgrade();
-        let broken = catalog.entries().filter(|e| !e.errors.is_empty()).count();
-        #[allow(clippy::cast_precision_loss)] // a count of files
-        self.metrics
-            .gauge("baton_definition_load_errors", &[], broken as f64);
-        self.metrics
-            .counter("baton_definition_reloads_total", &[], 1);
-        for v in catalog.entries().filter_map(|e| e.active.as_ref()) {
-            self.metrics.known_pipeline(&v.pipeline);
-        }
-        self.withhold_secrets(&catalog);
-        for path in &report.changed {
-            let Some(entry) = catalog.entry(path) else {
-                continue;
-            };
-            let Some(v) = &entry.active else { continue };
-            let def = baton_store::DefinitionRecord {
-                hash: v.pipeline.version.to_string(),
-                namespace: v.pipeline.id.namespace.to_string(),
-                name: v.pipeline.id.name.to_string(),
-                source: v.source.to_string(),
-                path: Some(entry.path.clone()),
-            };
-            if let Err(e) = self
-                .store
-                .put_definition(&def, baton_engine::now_ms())
-                .await
-            {
-                tracing::error!(error = %e, path = %entry.path, "cannot record pipeline version");
-            }
-        }
-        report
-    }
-}
-
-impl AppState {
-    /// Keeps every loaded pipeline's secret variables out of every task's environment, not
-    /// only out of its own pipeline's tasks.
-    fn withhold_secrets(&self, catalog: &Catalog) {
-        let secrets: std::collections::BTreeSet<String> = catalog
-            .entries()
-            .filter_map(|e| e.active.as_ref())
-            .flat_map(|v| {
-                v.pipeline
-                    .secret_variables()
-                    .map(str::to_owned)
-                    .collect::<Vec<_>>()
-            })
-            .collect();
-        let environment = self.runner.environment();
-        for name in environment.allowed_secrets(secrets.iter().map(String::as_str)) {
-            tracing::warn!(
-                variable = name,
-                "`[engine] inherit_env` names a pipeline's secret variable: tasks do not get it"
-            );
-        }
-        environment.withheld().set(secrets);
     }
 }
 
@@ -292,6 +97,7 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::pipelines::reload))
         .routes(routes!(routes::runs::list))
         .routes(routes!(routes::runs::get))
+        .routes(routes!(routes::run_tasks::list))
         .routes(routes!(routes::runs::cancel))
         .routes(routes!(routes::runs::retry))
         .routes(routes!(routes::runs::approve))
@@ -348,7 +154,7 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
-            metrics::http::track,
+            http_metrics::track,
         ))
         .with_state(state)
 }

@@ -43,3 +43,14 @@ pub(crate) enum OptionalJsonBody {
     #[response(status = 413)]
     TooLarge(ErrorBody),
 }
+
+/// 409 `ambiguous_run`: what an operation on one run answers when the id prefix it was given
+/// matches several runs. Operations whose 409 also means something else describe both in one
+/// row of their own instead (a status has one description).
+#[derive(IntoResponses)]
+#[allow(dead_code)] // Only its OpenAPI description is used.
+pub(crate) enum AmbiguousRun {
+    /// `ambiguous_run`: the id prefix matches several runs
+    #[response(status = 409)]
+    Ambiguous(ErrorBody),
+}

@@ -9,7 +9,9 @@ use baton_engine::Observers;
 use baton_engine::executor::LocalExecutor;
 use baton_store::{RunFilter, SqlStore, Store};
 
-use crate::{AppState, Runner, router};
+use baton_control::Runner;
+
+use crate::{AppState, router};
 
 /// How the server is started.
 #[derive(Debug, Clone)]
@@ -28,8 +30,8 @@ pub struct Config {
     /// Told of every run the server drives, besides the standard observers (traces).
     pub observers: Observers,
     /// Where OpenLineage events go (nowhere by default).
-    pub lineage: crate::lineage::LineageConfig,
-    /// How often to look for runs nobody drives (see [`crate::takeover`]).
+    pub lineage: baton_observe::lineage::LineageConfig,
+    /// How often to look for runs nobody drives (see [`baton_control::takeover`]).
     pub takeover_interval: std::time::Duration,
     /// Host names answered besides the loopback ones and the listening IP (see
     /// [`crate::guard`]).
@@ -40,11 +42,13 @@ pub struct Config {
     /// Times a task's attempts may be lost to baton stopping before the task fails.
     pub interruption_limit: u32,
     /// How the runs it drives hold their leases (`[engine] lease_ttl`, ...).
-    pub leases: crate::Leases,
+    pub leases: baton_control::Leases,
     /// Time between SIGTERM and SIGKILL when a task is stopped (`[engine] kill_grace`).
     pub kill_grace: std::time::Duration,
     /// Where runs are recorded (default: the home's SQLite file).
     pub database: baton_store::Database,
+    /// Where attempts' logs go, and how much of each is kept (`[logs]`).
+    pub logs: baton_store::LogSettings,
 }
 
 impl Config {
@@ -56,17 +60,18 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             allow_remote: false,
             shutdown_grace: std::time::Duration::from_secs(30),
-            catchup_cap: crate::scheduler::DEFAULT_CATCHUP_CAP,
+            catchup_cap: baton_control::scheduler::DEFAULT_CATCHUP_CAP,
             watch: true,
             observers: Observers::default(),
-            lineage: crate::lineage::LineageConfig::default(),
-            takeover_interval: crate::takeover::DEFAULT_INTERVAL,
+            lineage: baton_observe::lineage::LineageConfig::default(),
+            takeover_interval: baton_control::takeover::DEFAULT_INTERVAL,
             allowed_hosts: Vec::new(),
             inherit_env: Vec::new(),
             interruption_limit: baton_engine::DEFAULT_INTERRUPTION_LIMIT,
-            leases: crate::Leases::default(),
+            leases: baton_control::Leases::default(),
             kill_grace: LocalExecutor::default().kill_grace,
             database: baton_store::Database::default(),
+            logs: baton_store::LogSettings::default(),
         }
     }
 }
@@ -87,13 +92,13 @@ pub enum Error {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Watch(#[from] crate::watch::WatchError),
+    Watch(#[from] baton_control::watch::WatchError),
     #[error("cannot handle SIGHUP: {0}")]
     Signal(std::io::Error),
     #[error("{0}")]
     Store(#[from] baton_store::Error),
     #[error(transparent)]
-    Delivery(#[from] crate::delivery::SetupError),
+    Delivery(#[from] baton_observe::delivery::SetupError),
 }
 
 /// Runs until SIGINT or SIGTERM, then stops accepting requests and drains: running attempts
@@ -104,12 +109,16 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         return Err(Error::NotLoopback(config.listen));
     }
     // Absolute, so that runs resolve their files the same way after a restart from elsewhere.
-    let pipelines = std::fs::canonicalize(&config.pipelines)
-        .ok()
-        .filter(|p| p.is_dir())
-        .ok_or_else(|| Error::NoPipelines(config.pipelines.display().to_string()))?;
-    let store: Arc<dyn Store> =
-        Arc::new(SqlStore::open_database(&config.database, &config.home, true).await?);
+    let pipelines = match tokio::fs::canonicalize(&config.pipelines).await {
+        Ok(p) if tokio::fs::metadata(&p).await.is_ok_and(|m| m.is_dir()) => p,
+        _ => return Err(Error::NoPipelines(config.pipelines.display().to_string())),
+    };
+    let sql = SqlStore::open_database(&config.database, &config.home, true).await?;
+    let logs = baton_engine::executor::Logs {
+        store: sql.logs(config.logs.store, &config.home),
+        max_bytes_per_attempt: config.logs.max_bytes_per_attempt,
+    };
+    let store: Arc<dyn Store> = Arc::new(sql);
     let runner = Runner::new(
         Arc::clone(&store),
         Arc::new(LocalExecutor {
@@ -124,9 +133,12 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     })
     .with_interruption_limit(config.interruption_limit)
     .with_leases(config.leases)
+    .with_logs(logs)
     .with_observer(Arc::new(config.observers.clone()));
-    let secrets: Arc<dyn crate::secrets::Secrets> = Arc::new(crate::secrets::EnvSecrets);
-    let (observers, outbox) = crate::observers::standard(&config.lineage, Arc::clone(&secrets))?;
+    let secrets: Arc<dyn baton_observe::secrets::Secrets> =
+        Arc::new(baton_observe::secrets::EnvSecrets);
+    let (observers, outbox) =
+        baton_observe::observers::standard(&config.lineage, Arc::clone(&secrets))?;
     let runner = runner.with_observer(Arc::new(observers));
     let state = AppState::new(Arc::clone(&store), runner, pipelines, secrets);
     state.metrics.install_global();
@@ -141,15 +153,17 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     );
     // Kept alive until the server stops.
     let _watch = if config.watch {
-        Some(crate::watch::watch(state.clone()).await?)
+        Some(baton_control::watch::watch(state.control.clone()).await?)
     } else {
         None
     };
-    crate::watch::reload_on_sighup(state.clone()).map_err(Error::Signal)?;
-    crate::upstream::watch(state.clone());
+    baton_control::watch::reload_on_sighup(state.control.clone()).map_err(Error::Signal)?;
+    baton_control::upstream::watch(state.control.clone());
     resume_unfinished(store.as_ref(), &runner).await?;
-    crate::takeover::Takeover::new(state.clone()).spawn(config.takeover_interval);
-    tokio::spawn(crate::scheduler::Scheduler::new(state.clone(), config.catchup_cap).run());
+    baton_control::takeover::Takeover::new(state.control.clone()).spawn(config.takeover_interval);
+    tokio::spawn(
+        baton_control::scheduler::Scheduler::new(state.control.clone(), config.catchup_cap).run(),
+    );
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use baton_core::state::RunState;
 use baton_engine::Observers;
-use baton_server::delivery::{Delivery, Settings};
-use baton_server::lineage::{Lineage, LineageConfig, SCHEMA_URL, attempt_uuid, run_uuid};
+use baton_observe::delivery::{Delivery, Settings};
+use baton_observe::lineage::{Lineage, LineageConfig, SCHEMA_URL, attempt_uuid, run_uuid};
 use observe::{Receiver, drive, record_metrics, wait_counter};
 use serde_json::Value;
 

@@ -383,3 +383,67 @@ async fn streams_end_when_the_server_stops_so_it_can_drain() {
     let (_, doc) = s.json("GET", &format!("/api/v1/runs/{run}")).await;
     assert_eq!(doc["attempts"][0]["state"], "running", "{doc}");
 }
+
+/// An app over `pipelines` whose runner keeps logs in the database of `store`, with `home` as
+/// its home.
+async fn database_app(
+    store: &baton_store::SqlStore,
+    home: std::path::PathBuf,
+    pipelines: &std::path::Path,
+) -> AppState {
+    let logs = baton_engine::executor::Logs {
+        store: std::sync::Arc::new(store.log_store()),
+        max_bytes_per_attempt: baton_store::DEFAULT_MAX_BYTES_PER_ATTEMPT,
+    };
+    let store: std::sync::Arc<dyn baton_store::Store> = std::sync::Arc::new(store.clone());
+    let runner = baton_control::Runner::new(
+        std::sync::Arc::clone(&store),
+        std::sync::Arc::new(baton_engine::executor::LocalExecutor::default()),
+        home,
+    )
+    .with_logs(logs);
+    let state = AppState::new(
+        store,
+        runner,
+        pipelines,
+        std::sync::Arc::new(baton_observe::secrets::StaticSecrets(Default::default())),
+    );
+    state.reload().await;
+    state
+}
+
+#[tokio::test]
+async fn a_log_kept_in_the_database_is_read_from_a_replica_without_the_home() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let pipelines = dir.path().join("pipelines");
+    std::fs::create_dir_all(&pipelines).expect("mkdir");
+    std::fs::write(pipelines.join("echo.yaml"), ECHO).expect("write");
+    let sql = baton_store::SqlStore::open_home(&dir.path().join("db"))
+        .await
+        .expect("store");
+    let ran = Server {
+        _dir: tempfile::tempdir().expect("temp dir"),
+        state: database_app(&sql, dir.path().join("a"), &pipelines).await,
+    };
+    let run = ran.trigger("echo").await;
+    ran.wait_for(&run, |d| {
+        d["tasks"].as_array().is_some_and(|ts| {
+            ts.iter()
+                .any(|t| t["key"] == "say" && t["state"] == "succeeded")
+        })
+    })
+    .await;
+    assert!(!dir.path().join("a/logs").exists(), "no log file");
+    let replica = Server {
+        _dir: tempfile::tempdir().expect("temp dir"),
+        state: database_app(&sql, dir.path().join("b"), &pipelines).await,
+    };
+    let uri = format!("/api/v1/runs/{run}/tasks/say/log");
+    assert_eq!(replica.text(&uri, &[]).await.2, "one\ntwo\nno newline");
+    assert_eq!(
+        replica.text(&format!("{uri}?offset=4"), &[]).await.2,
+        "two\nno newline"
+    );
+    let page = replica.text(&format!("/runs/{run}?task=say"), &[]).await.2;
+    assert!(page.contains("no newline"), "{page}");
+}

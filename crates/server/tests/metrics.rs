@@ -15,13 +15,17 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
+use baton_control::scheduler::Scheduler;
 use baton_server::AppState;
-use baton_server::scheduler::Scheduler;
 use serde_json::{Value, json};
 
-/// Metrics another part of baton (notifications, deadlines) exports, which the alerts and
-/// dashboards may name too.
-const ELSEWHERE: &[&str] = &["baton_notifications_total", "baton_deadline_missed_total"];
+/// Metrics another part of baton (notifications, deadlines, the log cap) exports, which the
+/// alerts and dashboards may name too.
+const ELSEWHERE: &[&str] = &[
+    "baton_notifications_total",
+    "baton_deadline_missed_total",
+    baton_engine::executor::LOG_BYTES_DROPPED_TOTAL,
+];
 
 const FLAKY: &str = "name: flaky\ntasks:\n  a:\n    retries: { limit: 1, delay: 0s }\n    run: exit 1\n  b:\n    run: \"true\"\n";
 const QUICK: &str = "name: quick\nschedule:\n  - cron: \"* * * * *\"\n    catchup: all\ntasks:\n  a:\n    run: \"true\"\n";
@@ -468,7 +472,7 @@ async fn scheduler_lag_and_definition_load_errors() {
 
     // First sight records the schedule; the next pass, 90.5 s later, finds its due ticks and
     // acts on each late by the time since its minute began.
-    let scheduler = Scheduler::new(app.state.clone(), 100);
+    let scheduler = Scheduler::new(app.state.control.clone(), 100);
     let t0 = jiff::Timestamp::from_second(1_800_000_000).expect("time"); // on a minute
     scheduler.tick(t0).await.expect("first pass");
     let now = t0 + jiff::SignedDuration::from_millis(90_500);
@@ -733,7 +737,7 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
         .json("PUT", "/api/v1/pools/gpu", Some(json!({ "slots": 2 })))
         .await;
     assert_eq!(status, StatusCode::OK);
-    let scheduler = Scheduler::new(app.state.clone(), 100);
+    let scheduler = Scheduler::new(app.state.control.clone(), 100);
     let t0 = jiff::Timestamp::from_second(1_800_000_000).expect("time");
     scheduler.tick(t0).await.expect("first pass");
     scheduler
@@ -748,7 +752,7 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
     )
     .await;
     let orphan = orphaned_run(&app).await;
-    let taken = baton_server::takeover::Takeover::new(app.state.clone())
+    let taken = baton_control::takeover::Takeover::new(app.state.control.clone())
         .pass()
         .await
         .expect("takeover");
@@ -802,7 +806,7 @@ async fn every_listed_metric_is_exported_and_deploy_files_name_only_those() {
         .filter_map(|l| l.strip_prefix("# TYPE "))
         .filter_map(|l| l.split_once(' ').map(|(n, _)| n.to_owned()))
         .collect();
-    let listed: BTreeSet<String> = baton_server::metrics::METRICS
+    let listed: BTreeSet<String> = baton_observe::metrics::METRICS
         .iter()
         .map(|(n, ..)| (*n).to_owned())
         .collect();
@@ -1005,7 +1009,7 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
     use baton_core::ids::TaskKey;
     use baton_core::state::{AttemptState, RunState, TaskState};
     use baton_engine::{Observer, RunScope};
-    use baton_server::metrics::{Metrics, RunObserver};
+    use baton_observe::metrics::{Metrics, RunObserver};
     use baton_store::{Change, Store};
 
     let dir = tempfile::tempdir().expect("temp dir");
@@ -1019,7 +1023,7 @@ async fn a_resumed_run_is_reported_from_where_it_resumed() {
     let created = baton_engine::create_run(
         store.as_ref(),
         baton_engine::RunRequest {
-            trigger: "schedule",
+            trigger: baton_core::state::RunTrigger::Schedule,
             ..baton_engine::RunRequest::new(&pipeline, source, "/tmp")
         },
     )

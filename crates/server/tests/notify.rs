@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use baton_core::state::RunState;
 use baton_engine::{Observers, Stop};
-use baton_server::delivery::{Delivery, Settings};
-use baton_server::notify::Notifier;
-use baton_server::secrets::StaticSecrets;
+use baton_observe::delivery::{Delivery, Settings};
+use baton_observe::notify::Notifier;
+use baton_observe::secrets::StaticSecrets;
 use observe::{Receiver, counter, counter_exists, drive, execute, record_metrics, wait_counter};
 
 fn notifier(secrets: HashMap<String, String>) -> Observers {

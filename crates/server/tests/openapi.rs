@@ -33,6 +33,7 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST", "/api/v1/reload"),
     ("GET", "/api/v1/runs"),
     ("GET", "/api/v1/runs/{id}"),
+    ("GET", "/api/v1/runs/{id}/tasks"),
     ("POST", "/api/v1/runs/{id}/cancel"),
     ("POST", "/api/v1/runs/{id}/retry"),
     ("POST", "/api/v1/runs/{id}/tasks/{key}/approve"),
@@ -598,7 +599,7 @@ async fn cache_fields_are_documented() {
         finished_at: Some(1_000),
     };
     let schema = json!({"$ref": "#/components/schemas/Task"});
-    let value = serde_json::to_value(baton_server::api_model::Task::from(task)).expect("json");
+    let value = serde_json::to_value(baton_api::Task::from(task)).expect("json");
     assert_eq!(check(&s.doc, &schema, &value), Vec::<String>::new());
     let mut wrong = value;
     wrong["cached_from"] = json!({"run": 1});

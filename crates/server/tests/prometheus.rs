@@ -16,10 +16,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use baton_control::Runner;
+use baton_control::scheduler::Scheduler;
 use baton_engine::executor::LocalExecutor;
-use baton_server::scheduler::Scheduler;
-use baton_server::secrets::StaticSecrets;
-use baton_server::{AppState, Runner};
+use baton_observe::secrets::StaticSecrets;
+use baton_server::AppState;
 use serde_json::{Value, json};
 
 use grafana::{Dashboard, Target, VariableQuery};
@@ -359,7 +360,7 @@ async fn dashboards_and_rules_work_in_a_real_prometheus() {
     )
     .await;
     let two = replica(dir.path()).await;
-    let scheduler = Scheduler::new(one.clone(), 100);
+    let scheduler = Scheduler::new(one.control.clone(), 100);
     let targets = [serve(one).await, serve(two).await];
     let alerts_file = deploy().join("prometheus/alerts.yaml");
     let prom = Prometheus::start(&targets, &alerts_file).await;

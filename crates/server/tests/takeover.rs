@@ -5,9 +5,9 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use baton_control::takeover::Takeover;
 use baton_core::spec::Overlap;
 use baton_core::state::RunState;
-use baton_server::takeover::Takeover;
 use baton_store::{Admission, Store};
 
 const SOURCE: &str = "name: limited\ntasks:\n  a:\n    run: \"true\"\n";
@@ -46,7 +46,7 @@ async fn runs_a_dead_server_admitted_or_kept_waiting_are_driven() {
     let r = store.run(&second).await.expect("read").expect("run");
     assert!(r.admitted_at.is_none(), "the group is full: it waits");
 
-    let mut takeover = Takeover::new(state.clone());
+    let mut takeover = Takeover::new(state.control.clone());
     assert_eq!(
         takeover.pass().await.expect("pass"),
         0,
@@ -85,7 +85,7 @@ async fn a_waiting_run_asked_to_cancel_by_a_dead_server_is_ended() {
         .request_cancel(&waiting)
         .await
         .expect("cancel request");
-    let mut takeover = Takeover::new(state.clone());
+    let mut takeover = Takeover::new(state.control.clone());
     takeover.pass().await.expect("pass");
     takeover.pass().await.expect("pass");
     let deadline = Instant::now() + Duration::from_secs(20);

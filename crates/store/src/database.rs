@@ -10,6 +10,12 @@ use crate::error::{Error, Result};
 pub const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 /// How long opening waits for PostgreSQL to accept a connection (it may be starting up).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a PostgreSQL session may sit in a transaction doing nothing before the server ends
+/// it. baton's transactions never wait on anything but the database, so one idle this long
+/// belongs to a process that froze or lost the network mid-commit; ending it frees the rows it
+/// locked (the run a survivor must take over, a pool's slots) instead of holding them until the
+/// process wakes or TCP gives up, hours later.
+pub const DEFAULT_IDLE_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a SQLite statement waits for another process's write to end, unless
 /// `statement_timeout` says otherwise.
 pub(crate) const DEFAULT_SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -24,6 +30,9 @@ pub struct DatabaseSettings {
     /// PostgreSQL: `SET statement_timeout` on every connection (none by default). SQLite: how
     /// long a statement waits for another writer (its busy timeout).
     pub statement_timeout: Option<Duration>,
+    /// PostgreSQL: `SET idle_in_transaction_session_timeout` on every connection (see
+    /// [`DEFAULT_IDLE_TRANSACTION_TIMEOUT`]).
+    pub idle_transaction_timeout: Duration,
 }
 
 impl Default for DatabaseSettings {
@@ -32,6 +41,7 @@ impl Default for DatabaseSettings {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             statement_timeout: None,
+            idle_transaction_timeout: DEFAULT_IDLE_TRANSACTION_TIMEOUT,
         }
     }
 }

@@ -176,6 +176,8 @@ pub struct EventRecord {
     pub task_key: Option<TaskKey>,
     pub attempt: Option<u32>,
     pub data: serde_json::Value,
+    /// The lease epoch of the owner whose commit wrote it; none for writes no owner makes.
+    pub epoch: Option<crate::LeaseEpoch>,
 }
 
 /// A run to create, with its first task instances.
@@ -411,6 +413,46 @@ impl DeadLetterFilter {
     pub fn for_pipeline(mut self, pipeline: Option<&str>) -> Self {
         set_pipeline(&mut self.namespace, &mut self.pipeline, pipeline);
         self
+    }
+}
+
+/// Which of a run's task instances a page holds: in pipeline order (position, then key),
+/// after [`TaskPageFilter::after`], at most `limit`, optionally only those in one state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TaskPageFilter {
+    pub after: Option<TaskCursor>,
+    pub state: Option<TaskState>,
+    pub limit: u32,
+}
+
+/// A place in a run's task listing, which is ordered by position then key: unique, and stable
+/// while a fan-out adds instances (they sort after the task that made them).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskCursor {
+    pub position: i64,
+    pub key: TaskKey,
+}
+
+impl TaskCursor {
+    /// The cursor just after `task`.
+    pub fn after(task: &TaskRecord) -> Self {
+        Self {
+            position: task.position,
+            key: task.key.clone(),
+        }
+    }
+
+    /// `position.key`: a position holds no `.`, task keys may, so the key comes last.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.position, self.key)
+    }
+
+    pub fn decode(text: &str) -> Option<Self> {
+        let (position, key) = text.split_once('.')?;
+        Some(Self {
+            position: position.parse().ok()?,
+            key: TaskKey::from_string(Some(key).filter(|k| !k.is_empty())?),
+        })
     }
 }
 

@@ -2,7 +2,7 @@
 
 use async_trait::async_trait;
 use baton_core::ids::{BackfillId, LeaseOwner, RunId, TaskKey};
-use baton_core::state::RunState;
+use baton_core::state::{RunState, TaskState};
 
 use crate::changes::Changes;
 use crate::error::Result;
@@ -11,7 +11,7 @@ use crate::records::{
     Admitted, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change,
     Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
     OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, SlotClaim, TaskCount,
-    TaskRecord, VersionRecord,
+    TaskPageFilter, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -87,6 +87,13 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn active_task_counts(&self) -> Result<Vec<TaskCount>>;
     async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>>;
     async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>>;
+    /// One page of a run's task instances, in the order of [`Store::tasks`]: what a listing
+    /// of a large run reads instead of all of them.
+    async fn task_page(&self, run: &RunId, filter: &TaskPageFilter) -> Result<Vec<TaskRecord>>;
+    /// The attempts of some of a run's tasks, ordered as [`Store::attempts`].
+    async fn attempts_of(&self, run: &RunId, tasks: &[TaskKey]) -> Result<Vec<AttemptRecord>>;
+    /// How many of a run's task instances are in each state (states with none left out).
+    async fn task_counts(&self, run: &RunId) -> Result<Vec<(TaskState, u64)>>;
     async fn events(&self, run: &RunId, after_seq: i64) -> Result<Vec<EventRecord>>;
 
     /// Takes ownership of a run until `expires_at`, if nobody else holds a live lease (or the
@@ -201,14 +208,15 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// (claims of runs whose lease has expired, or moved to another owner, do not).
     async fn pools(&self, now: Millis) -> Result<Vec<PoolRecord>>;
     async fn pool(&self, name: &str, now: Millis) -> Result<Option<PoolRecord>>;
-    /// Creates a pool or changes its slots; `description` none keeps the current one.
+    /// Creates a pool or changes its slots; `description` none keeps the current one. Returns
+    /// the pool as set, with its counts at `at`.
     async fn put_pool(
         &self,
         name: &str,
         slots: u32,
         description: Option<&str>,
         at: Millis,
-    ) -> Result<()>;
+    ) -> Result<PoolRecord>;
     /// Deletes a pool; returns whether it existed. Claims on it stay until their tasks end,
     /// and tasks that ask it for a slot afterwards find no pool.
     async fn delete_pool(&self, name: &str) -> Result<bool>;

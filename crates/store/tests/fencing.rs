@@ -2,6 +2,8 @@
 //! previous holder (a server that stalled past its lease) are refused and change nothing. Told
 //! to SQLite always, and to PostgreSQL when `BATON_TEST_POSTGRES_URL` names a server.
 
+#[path = "support/one_task_run.rs"]
+mod one_task_run;
 #[path = "support/postgres.rs"]
 mod postgres;
 #[path = "support/skip.rs"]
@@ -10,39 +12,13 @@ mod skip;
 use baton_core::ids::{LeaseOwner, RunId, TaskKey};
 use baton_core::state::{RunState, TaskState};
 use baton_store::{
-    Change, CommitSeq, DefinitionRecord, Error, Fence, Lease, LeaseEpoch, NewRun, NewTask,
-    OrphanClaim, SlotClaim, SqlStore, Store,
+    Change, CommitSeq, Error, Fence, Lease, LeaseEpoch, NewRun, OrphanClaim, SlotClaim, SqlStore,
+    Store,
 };
 use serde_json::json;
 
 fn new_run(id: &str) -> NewRun {
-    NewRun {
-        id: RunId::from_string(id),
-        definition: DefinitionRecord {
-            hash: "hf".into(),
-            namespace: "data".into(),
-            name: "fenced".into(),
-            source: "name: fenced\ntasks:\n  a:\n    run: x\n".into(),
-            path: None,
-        },
-        params: json!({}),
-        trigger: "manual".into(),
-        logical_date: None,
-        base_dir: "/tmp".into(),
-        idempotency_key: None,
-        created_at: 1_000,
-        tasks: vec![NewTask {
-            key: TaskKey::from_string("a"),
-            task_id: "a".into(),
-            position: 0,
-            item: None,
-            state: TaskState::Pending,
-        }],
-        admission: None,
-        backfill_id: None,
-        no_cache: false,
-        parent: None,
-    }
+    one_task_run::new_run(id, "fenced")
 }
 
 fn task(state: TaskState, at: i64) -> Change {
@@ -436,4 +412,63 @@ async fn postgres_stale_owner_is_fenced_and_commits_are_counted() {
         return;
     };
     commit_numbers(&store).await;
+    let Some(store) = postgres::fresh_store("an owner frozen mid-commit on PostgreSQL").await
+    else {
+        return;
+    };
+    drop(store);
+    frozen_mid_commit(&postgres::url("an owner frozen mid-commit").expect("url")).await;
+}
+
+/// An owner that freezes (or loses the network) in the middle of a commit holds its run's row
+/// lock in an open transaction. The server ends that transaction once it has sat idle for
+/// `idle_transaction_timeout`, so a survivor can take the run over; without it, the lock, and
+/// the run, would stay the frozen process's until it woke.
+async fn frozen_mid_commit(url: &str) {
+    let settings = baton_store::DatabaseSettings {
+        idle_transaction_timeout: std::time::Duration::from_secs(1),
+        ..Default::default()
+    };
+    let a = SqlStore::open_with(url, &settings).await.expect("open");
+    let b = SqlStore::open_with(url, &settings).await.expect("open");
+    let run = a.create_run(&new_run("01frozen")).await.expect("create");
+    let owner_a = LeaseOwner::from_string("host:1:a");
+    a.acquire_lease(&run, &owner_a, 1_000, 2_000, None)
+        .await
+        .expect("acquire")
+        .expect("free");
+    let frozen = {
+        let run = run.clone();
+        tokio::spawn(async move {
+            a.stall_in_commit(&run, std::time::Duration::from_secs(10))
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    let owner_b = LeaseOwner::from_string("host:2:b");
+    loop {
+        let taken = b
+            .claim_orphans(&OrphanClaim {
+                owner: &owner_b,
+                now: 5_000,
+                expires_at: 9_000,
+                dead: &[],
+                unowned: &[],
+                limit: 10,
+            })
+            .await
+            .expect("claim");
+        if !taken.is_empty() {
+            assert_eq!(taken[0].lease.epoch, LeaseEpoch(2));
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "the frozen owner's open transaction kept the run from the survivor"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let ended = frozen.await.expect("join");
+    assert!(ended.is_err(), "the frozen commit landed: {ended:?}");
 }

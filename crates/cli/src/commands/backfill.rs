@@ -1,19 +1,20 @@
 //! `baton backfill`: creates a backfill in the local home and drives its runs in this
-//! process, at most `parallelism` at once, printing each run as it ends.
+//! process, at most `parallelism` at once (the server's runner admits them), printing each
+//! run as it ends.
 //!
 //! Like `baton run` this is a direct run: the runs go through the backfill's own admission
 //! group (so its parallelism holds even with another `baton backfill` continuing it), but a
 //! pipeline's `concurrency` is the server's to enforce.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::Arc;
 
 use baton_core::ids::{Namespace, PipelineId, RunId};
 use baton_core::state::RunState;
-use baton_engine::{BackfillError, BackfillRequest, Observers, Options, Stop};
+use baton_engine::{BackfillError, BackfillRequest, Observers, Stop};
 use baton_store::Store;
 use tokio::sync::watch;
-use tokio::task::JoinSet;
 
 use super::run::runnable_file;
 use super::run::{parse_params, stop_on_signals};
@@ -22,9 +23,8 @@ use crate::cli::BackfillArgs;
 use crate::error::{ExitStatus, ExpectedError};
 use crate::output::Output;
 
-/// How long to wait before asking again when the store admits none of our runs (another
-/// process drives some of the backfill's runs).
-const ADMISSION_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+/// How often the store is asked about runs that may have ended without this process.
+const ENDED_ELSEWHERE: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How often a backfill on a server is looked at until all its runs have ended.
 const POLL: std::time::Duration = std::time::Duration::from_millis(500);
@@ -47,7 +47,7 @@ pub(crate) async fn run(
 #[derive(Debug, serde::Deserialize)]
 struct Described {
     #[serde(flatten)]
-    record: baton_server::api_model::Backfill,
+    record: baton_api::Backfill,
     counts: std::collections::BTreeMap<String, u64>,
     done: bool,
 }
@@ -97,7 +97,7 @@ async fn run_on_server(
 /// The opening line: which backfill, of what, how big.
 fn announce(
     out: &mut Output,
-    record: &baton_server::api_model::Backfill,
+    record: &baton_api::Backfill,
     pipeline: &baton_core::Pipeline,
     continuing: bool,
 ) {
@@ -180,9 +180,11 @@ async fn run_here(
     };
     announce(out, &record.clone().into(), pipeline, !created.new);
     let stop = stop_on_signals();
-    let parallelism = usize::try_from(record.parallelism.max(1)).unwrap_or(usize::MAX);
-    let opts = crate::backend::engine_options(home, observers);
-    let outcome = drive_all(&opts, &store, runs, parallelism, stop.clone(), out).await?;
+    let engine = crate::backend::engine(
+        Arc::clone(&store),
+        crate::backend::engine_options(home, observers),
+    );
+    let outcome = drive_all(engine, &runs, stop.clone(), out).await?;
     if stop.borrow().is_some() {
         // Interrupted: what never started ends now rather than waiting for nobody.
         store.cancel_waiting(&group, baton_engine::now_ms()).await?;
@@ -199,70 +201,76 @@ async fn run_here(
     })
 }
 
-/// Drives `runs` in order, at most `parallelism` at once, each once the store admits it.
-/// Returns whether every run this call drove succeeded.
+/// Drives the unfinished of `runs` through the one admission runner the server uses too
+/// (oldest first, as the store admits them), printing each as it ends. Returns whether every
+/// run this call saw end succeeded.
 async fn drive_all(
-    opts: &Options,
-    store: &Arc<dyn Store>,
-    runs: Vec<RunId>,
-    parallelism: usize,
-    stop: watch::Receiver<Option<Stop>>,
+    engine: baton_engine::Engine,
+    runs: &[RunId],
+    mut stop: watch::Receiver<Option<Stop>>,
     out: &mut Output,
 ) -> Result<bool, ExpectedError> {
-    let executor = Arc::new(crate::backend::executor());
-    let mut pending = runs.into_iter().peekable();
-    let mut driving: JoinSet<(RunId, Result<RunState, baton_engine::Error>)> = JoinSet::new();
-    let mut all_ok = true;
-    loop {
-        // Start what the store admits, up to our parallelism.
-        while driving.len() < parallelism && stop.borrow().is_none() {
-            let Some(next) = pending.peek().cloned() else {
-                break;
-            };
-            if !store
-                .admit(&next, baton_engine::now_ms())
-                .await?
-                .is_admitted()
-            {
-                let ended = store.run(&next).await?.is_none_or(|r| r.state.is_final());
-                if !ended {
-                    break;
-                }
-            }
-            pending.next();
-            let (store, executor, opts, stop) = (
-                Arc::clone(store),
-                Arc::clone(&executor),
-                opts.clone(),
-                stop.clone(),
-            );
-            driving.spawn(async move {
-                let state = baton_engine::execute(store, executor, &next, &opts, None, stop).await;
-                (next, state)
-            });
+    let store = Arc::clone(engine.store());
+    let runner = baton_control::Runner::from_engine(engine);
+    let mut finished = runner.subscribe();
+    let mut left = HashSet::new();
+    for id in runs {
+        if let Some(record) = store.run(id).await?
+            && !record.state.is_final()
+        {
+            left.insert(id.clone());
+            runner.resume(&record);
         }
-        if driving.is_empty() {
-            if pending.peek().is_none() || stop.borrow().is_some() {
-                return Ok(all_ok);
-            }
-            // None of ours runs, yet none is admitted: another process holds the slots.
-            tokio::time::sleep(ADMISSION_RETRY).await;
-            continue;
-        }
-        let Some(joined) = driving.join_next().await else {
-            continue;
-        };
-        let (id, state) = joined.map_err(|e| ExpectedError::Usage(e.to_string()))?;
-        let state = state?;
-        all_ok &= state == RunState::Succeeded;
-        let logical_date = store
-            .run(&id)
-            .await?
-            .and_then(|r| r.logical_date)
-            .unwrap_or_default();
-        out.print(&format!(
-            "{logical_date}  {:<9}  run {id}\n",
-            state.as_str()
-        ))?;
     }
+    let mut all_ok = true;
+    let mut look = tokio::time::interval(ENDED_ELSEWHERE);
+    while !left.is_empty() {
+        let ended: Vec<(RunId, RunState)> = tokio::select! {
+            announced = finished.recv() => match announced {
+                Ok((id, state)) => vec![(id, state)],
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => ended_of(store.as_ref(), &left).await?,
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            },
+            // Runs can end without this runner: cancelled by another process while waiting, or
+            // driven to their end by another `baton backfill` continuing this one.
+            _ = look.tick() => ended_of(store.as_ref(), &left).await?,
+            r = stop.wait_for(Option::is_some) => {
+                let how = r.ok().and_then(|s| *s).unwrap_or(Stop::Cancel);
+                runner.stop_all(how).await;
+                break;
+            }
+        };
+        for (id, state) in ended {
+            if !left.remove(&id) {
+                continue;
+            }
+            all_ok &= state == RunState::Succeeded;
+            let logical_date = store
+                .run(&id)
+                .await?
+                .and_then(|r| r.logical_date)
+                .unwrap_or_default();
+            out.print(&format!(
+                "{logical_date}  {:<9}  run {id}\n",
+                state.as_str()
+            ))?;
+        }
+    }
+    Ok(all_ok)
+}
+
+/// Those of `runs` the store has in a final state.
+async fn ended_of(
+    store: &dyn Store,
+    runs: &HashSet<RunId>,
+) -> Result<Vec<(RunId, RunState)>, ExpectedError> {
+    let mut ended = Vec::new();
+    for id in runs {
+        if let Some(r) = store.run(id).await?
+            && r.state.is_final()
+        {
+            ended.push((id.clone(), r.state));
+        }
+    }
+    Ok(ended)
 }

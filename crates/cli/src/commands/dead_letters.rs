@@ -4,8 +4,8 @@
 
 use std::sync::Arc;
 
+use baton_api::DeadLetter;
 use baton_core::ids::{RunId, TaskKey};
-use baton_server::api_model::DeadLetter;
 
 use super::inspect::{table, timestamp};
 use super::run::drive;

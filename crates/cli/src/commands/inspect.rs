@@ -1,8 +1,8 @@
 //! `baton runs`, `baton show`, `baton logs`: reading runs back from the home or a server.
 
+use baton_api::{Attempt, Task};
 use baton_core::ids::TaskKey;
 use baton_core::state::RunState;
-use baton_server::api_model::{Attempt, Task};
 use baton_store::{Millis, RunFilter};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::json;
@@ -145,6 +145,7 @@ pub(crate) fn run_json(view: &RunView) -> serde_json::Value {
         tasks,
         attempts,
         children,
+        ..
     } = view;
     let tasks: Vec<serde_json::Value> = tasks
         .iter()
@@ -338,7 +339,7 @@ pub(crate) async fn logs(
                 .max_by_key(|a| a.attempt)
             {
                 out.print(&format!("==> {} (attempt {}) <==\n", t.key, a.attempt))?;
-                out.print_bytes(&backend.log(id, &t.key, Some(a.attempt)).await?)?;
+                backend.print_log(id, &t.key, Some(a.attempt), out).await?;
             }
         }
         return Ok(ExitStatus::Success);
@@ -355,7 +356,7 @@ pub(crate) async fn logs(
     if args.follow {
         backend.follow_log(id, &key, attempt, out).await?;
     } else {
-        out.print_bytes(&backend.log(id, &key, args.attempt).await?)?;
+        backend.print_log(id, &key, args.attempt, out).await?;
     }
     Ok(ExitStatus::Success)
 }

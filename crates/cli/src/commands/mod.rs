@@ -9,14 +9,16 @@ mod pool;
 mod run;
 mod schedule;
 mod schema;
+#[cfg(feature = "server")]
 mod server;
 mod trigger;
 mod validate;
 
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use baton_engine::Observers;
-use baton_server::traces::{TraceSettings, Traces};
+use baton_observe::traces::{TraceSettings, Traces};
 
 use crate::backend::{Backend, HomeUse};
 use crate::cli::{Cli, Command, PoolCommand};
@@ -33,54 +35,76 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         settings: cli.database_settings.clone(),
     });
     let traces = &cli.traces;
+    let threads = Threads::of(&cli.command);
     match &cli.command {
         Command::Validate(args) => validate::run(args, out),
         Command::Schema => schema::run(out),
         Command::Graph(args) => graph::run(args, out),
-        Command::Run(args) => with_engine(traces, Standard::Here, async |o| {
+        Command::Run(args) => with_engine(threads, traces, Standard::Here, async |o| {
             run::run(home, args, o, out).await
         }),
-        Command::Resume(args) => with_engine(traces, Standard::Here, async |o| {
+        Command::Resume(args) => with_engine(threads, traces, Standard::Here, async |o| {
             run::resume(home, args, o, out).await
         }),
-        Command::Trigger(args) => with_backend(local, server, traces, out, async |b, out| {
-            trigger::run(b, args, out).await
-        }),
-        Command::Retry(args) => with_backend(local, server, traces, out, async |b, out| {
-            run::retry(b, args, out).await
-        }),
-        Command::Runs(args) => with_backend(local, server, traces, out, async |b, out| {
+        Command::Trigger(args) => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                trigger::run(b, args, out).await
+            })
+        }
+        Command::Retry(args) => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                run::retry(b, args, out).await
+            })
+        }
+        Command::Runs(args) => with_backend(threads, local, server, traces, out, async |b, out| {
             inspect::runs(b, args, out).await
         }),
-        Command::DeadLetters(args) => with_backend(local, server, traces, out, async |b, out| {
-            dead_letters::run(b, args, out).await
-        }),
-        Command::Show(args) => with_backend(local, server, traces, out, async |b, out| {
+        Command::DeadLetters(args) => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                dead_letters::run(b, args, out).await
+            })
+        }
+        Command::Show(args) => with_backend(threads, local, server, traces, out, async |b, out| {
             inspect::show(b, args, out).await
         }),
-        Command::Logs(args) => with_backend(local, server, traces, out, async |b, out| {
+        Command::Logs(args) => with_backend(threads, local, server, traces, out, async |b, out| {
             inspect::logs(b, args, out).await
         }),
-        Command::Cancel(args) => with_backend(local, server, traces, out, async |b, out| {
-            run::cancel(b, args, out).await
-        }),
+        Command::Cancel(args) => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                run::cancel(b, args, out).await
+            })
+        }
         // The server builds the standard observers itself.
-        Command::Server(args) => with_engine(traces, Standard::InServer, async |o| {
+        #[cfg(feature = "server")]
+        Command::Server(args) => with_engine(threads, traces, Standard::InServer, async |o| {
             server::run(home, engine, args, o, out).await
         }),
+        #[cfg(not(feature = "server"))]
+        Command::Server(_) => Err(ExpectedError::Usage(
+            "this baton was built without `baton server` (hint: build it with the default `server` feature)".into(),
+        )),
         Command::Schedule(crate::cli::ScheduleCommand::Next(args)) => schedule::next(args, out),
-        Command::Approve(args) => with_backend(local, server, traces, out, async |b, out| {
-            run::decide(b, args, true, out).await
-        }),
-        Command::Reject(args) => with_backend(local, server, traces, out, async |b, out| {
-            run::decide(b, args, false, out).await
-        }),
-        Command::Backfill(args) => with_backend(local, server, traces, out, async |b, out| {
-            backfill::run(b, args, out).await
-        }),
-        Command::Pool(command) => with_backend(local, server, traces, out, async |b, out| {
-            pool::run(b, command, out).await
-        }),
+        Command::Approve(args) => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                run::decide(b, args, true, out).await
+            })
+        }
+        Command::Reject(args) => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                run::decide(b, args, false, out).await
+            })
+        }
+        Command::Backfill(args) => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                backfill::run(b, args, out).await
+            })
+        }
+        Command::Pool(command) => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                pool::run(b, command, out).await
+            })
+        }
     }
 }
 
@@ -96,10 +120,49 @@ fn home_use(command: &Command) -> HomeUse {
     }
 }
 
+/// The threads of a command's runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Threads {
+    /// For a one-shot answer, which starts soonest with no thread to start but the caller.
+    One,
+    /// For a command that drives runs, serves or follows: copying tasks' output, spawning
+    /// processes and answering requests go on side by side, so one busy run does not hold up
+    /// the rest (or the API). `None` is as many as there are cores, at least 2.
+    Many(Option<NonZeroUsize>),
+}
+
+impl Threads {
+    fn of(command: &Command) -> Self {
+        match command {
+            Command::Server(args) => Self::Many(args.worker_threads),
+            Command::Run(_)
+            | Command::Resume(_)
+            | Command::Trigger(_)
+            | Command::Retry(_)
+            | Command::Backfill(_) => Self::Many(None),
+            Command::Logs(args) if args.follow => Self::Many(None),
+            _ => Self::One,
+        }
+    }
+}
+
 fn with_runtime(
+    threads: Threads,
     f: impl std::future::Future<Output = Result<ExitStatus, ExpectedError>>,
 ) -> Result<ExitStatus, ExpectedError> {
-    tokio::runtime::Builder::new_current_thread()
+    let mut builder = match threads {
+        Threads::One => tokio::runtime::Builder::new_current_thread(),
+        Threads::Many(n) => {
+            let n = n.map_or_else(
+                || std::thread::available_parallelism().map_or(2, NonZeroUsize::get),
+                NonZeroUsize::get,
+            );
+            let mut b = tokio::runtime::Builder::new_multi_thread();
+            b.worker_threads(n.max(2)).thread_name("baton-worker");
+            b
+        }
+    };
+    builder
         .enable_all()
         .build()
         .map_err(ExpectedError::Write)?
@@ -108,6 +171,7 @@ fn with_runtime(
 
 /// Runs a command that works on the home or, with `--server`, on a server.
 fn with_backend(
+    threads: Threads,
     (home, usage): (&std::path::Path, HomeUse),
     server: Option<&str>,
     traces: &TraceSettings,
@@ -120,8 +184,8 @@ fn with_backend(
     };
     match server {
         // A server drives the runs, and traces them.
-        Some(_) => with_runtime(open(&Observers::default())),
-        None => with_engine(traces, Standard::Here, open),
+        Some(_) => with_runtime(threads, open(&Observers::default())),
+        None => with_engine(threads, traces, Standard::Here, open),
     }
 }
 
@@ -134,6 +198,7 @@ enum Standard {
     /// This command, for the runs it drives.
     Here,
     /// The server it starts, which builds them for the runs it drives.
+    #[cfg_attr(not(feature = "server"), allow(dead_code))]
     InServer,
 }
 
@@ -141,6 +206,7 @@ enum Standard {
 /// configured, notifications, deadlines, lineage) running while it does, and what they queued
 /// sent before it returns.
 fn with_engine(
+    threads: Threads,
     traces: &TraceSettings,
     standard: Standard,
     f: impl AsyncFnOnce(&Observers) -> Result<ExitStatus, ExpectedError>,
@@ -150,7 +216,7 @@ fn with_engine(
     if let Err(e) = baton_engine::executor::become_subreaper() {
         tracing::debug!("cannot become a child subreaper: {e}");
     }
-    with_runtime(async move {
+    with_runtime(threads, async move {
         let traces = Traces::start(traces).map_err(|e| ExpectedError::Usage(e.to_string()))?;
         let mut observers = traces
             .as_ref()

@@ -1,6 +1,6 @@
 //! `baton pool set | list | delete`: pools on the home or a server.
 
-use baton_server::api_model::Pool;
+use baton_api::Pool;
 
 use super::inspect::table;
 use crate::backend::Backend;

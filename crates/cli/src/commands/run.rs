@@ -120,7 +120,7 @@ pub(crate) async fn run(
             path: Some(file.path.clone()),
             base_dir: file.base_dir,
             params: file.params,
-            trigger: "manual",
+            trigger: baton_core::state::RunTrigger::Manual,
             logical_date: None,
             idempotency_key: args.idempotency_key.clone(),
             // A direct run in the foreground: `concurrency` is the server's to enforce.
@@ -221,16 +221,9 @@ pub(crate) async fn drive(
     let total = store.tasks(id).await?.len();
     let (tx, rx) = mpsc::unbounded_channel();
     let view = tokio::spawn(live::watch(rx, total));
-    let executor = Arc::new(crate::backend::executor());
-    let result = baton_engine::execute_with_children(
-        store.clone(),
-        executor,
-        id,
-        &opts,
-        Some(tx),
-        stop_on_signals(),
-    )
-    .await;
+    let result = crate::backend::engine(store.clone(), opts)
+        .execute_with_children(id, Some(tx), stop_on_signals())
+        .await;
     let _ = view.await;
     result?;
     finish(&RunView::load(store.as_ref(), id).await?, json, out)

@@ -35,6 +35,7 @@ pub(crate) async fn run(
         allowed_hosts: args.allowed_hosts.clone(),
         inherit_env: args.inherit_env.clone(),
         database: crate::backend::database(),
+        logs: engine.logs,
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.

@@ -66,8 +66,26 @@ impl Test {
 
     pub fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_baton"));
-        cmd.args(args)
-            .current_dir(self.dir.path())
+        cmd.args(args);
+        self.prepare(&mut cmd);
+        cmd
+    }
+
+    /// `baton` run on `host` of `net`, with `host`'s name as its host name, so that baton
+    /// tells the processes it started from other hosts' as it would on separate machines.
+    /// Its pid is baton's own (each step execs the next).
+    pub fn command_on(&self, net: &netns::Network, host: &netns::Host, args: &[&str]) -> Command {
+        let mut cmd = net.command(host, Path::new("unshare"));
+        cmd.args(["--uts", "--", "sh", "-c", "hostname \"$0\" && exec \"$@\""])
+            .arg(&host.name)
+            .arg(env!("CARGO_BIN_EXE_baton"))
+            .args(args);
+        self.prepare(&mut cmd);
+        cmd
+    }
+
+    fn prepare(&self, cmd: &mut Command) {
+        cmd.current_dir(self.dir.path())
             .env("BATON_HOME", self.dir.path().join(".baton"))
             .env_remove("BATON_FAULT_CRASH_AFTER_COMMITS")
             .env_remove("BATON_FAULT_CRASH_AFTER_EXIT_RECORD")
@@ -75,7 +93,6 @@ impl Test {
         if self.default_home {
             cmd.env_remove("BATON_HOME").env_remove("BATON_CONFIG");
         }
-        cmd
     }
 
     pub fn run(&self, args: &[&str]) -> Outcome {
@@ -128,16 +145,25 @@ impl Drop for Server {
 
 impl Server {
     /// Waits for a started server's ready line, which names its address.
-    pub fn ready(mut child: Child) -> Self {
+    pub fn ready(child: Child) -> Self {
+        Self::ready_logging_to(child, None)
+    }
+
+    /// [`Self::ready`] for a server whose stderr goes to `log`, shown if it does not start.
+    pub fn ready_logging_to(mut child: Child, log: Option<&Path>) -> Self {
         let mut line = String::new();
         BufReader::new(child.stdout.take().expect("stdout"))
             .read_line(&mut line)
             .expect("ready line");
-        let url = line
-            .trim()
-            .strip_prefix("baton listening on ")
-            .expect("address")
-            .to_owned();
+        let Some(url) = line.trim().strip_prefix("baton listening on ") else {
+            let status = child.wait().expect("wait");
+            let log = log.map(std::fs::read_to_string).and_then(Result::ok);
+            panic!(
+                "the server did not start ({status}): {line}{}",
+                log.unwrap_or_default()
+            );
+        };
+        let url = url.to_owned();
         let addr = url.strip_prefix("http://").expect("http URL").to_owned();
         Self { child, addr, url }
     }
@@ -160,6 +186,21 @@ impl Test {
         Server::ready(self.spawn(&server_args(&["--takeover-interval", "200ms"])))
     }
 }
+
+/// Server flags for failover tests: a 2 s lease renewed every 300 ms, orphans looked for every
+/// 200 ms, and short kill and shutdown graces.
+pub const QUICK_LEASES: &[&str] = &[
+    "--lease-ttl",
+    "2s",
+    "--lease-renew-interval",
+    "300ms",
+    "--takeover-interval",
+    "200ms",
+    "--kill-grace",
+    "500ms",
+    "--shutdown-grace",
+    "1s",
+];
 
 /// `baton server` over `pipelines/` on a free loopback port, then `extra`.
 pub fn server_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -268,4 +309,65 @@ pub fn http_text(addr: &str, path: &str) -> String {
     s.read_to_string(&mut resp).expect("read");
     resp.split_once("\r\n\r\n")
         .map_or_else(String::new, |(_, b)| b.to_owned())
+}
+
+/// A run's event log, from its (ended) event stream. HTTP/1.0, so the body is not chunked.
+pub fn run_events(addr: &str, id: &str) -> Vec<serde_json::Value> {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    write!(
+        s,
+        "GET /api/v1/runs/{id}/events HTTP/1.0\r\nHost: {addr}\r\n\r\n"
+    )
+    .expect("send");
+    let mut body = String::new();
+    s.read_to_string(&mut body).expect("read");
+    let mut found = Vec::new();
+    let mut end = false;
+    for line in body.lines() {
+        if line == "event: end" {
+            end = true;
+        }
+        if let Some(data) = line.strip_prefix("data: ")
+            && !end
+        {
+            found.push(serde_json::from_str(data).expect("event data"));
+        }
+    }
+    assert!(end, "the stream of an ended run ends: {body}");
+    found
+}
+
+/// Events of `events` (a run's, in order) that an owner wrote under an older lease epoch than
+/// one before it: writes of an owner that had lost the run, which fencing must refuse.
+pub fn stale_writes(events: &[serde_json::Value]) -> Vec<String> {
+    let mut newest = 0;
+    let mut stale = Vec::new();
+    for e in events {
+        let Some(epoch) = e["epoch"].as_i64() else {
+            continue;
+        };
+        if epoch < newest {
+            stale.push(format!(
+                "event {} under epoch {epoch} after {newest}: {e}",
+                e["seq"]
+            ));
+        }
+        newest = newest.max(epoch);
+    }
+    stale
+}
+
+/// How many times each task instance was recorded succeeded, for those recorded so more
+/// than once.
+pub fn succeeded_twice(events: &[serde_json::Value]) -> Vec<(String, usize)> {
+    let mut per_task: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e["kind"] == "task_state" && e["data"]["state"] == "succeeded")
+    {
+        *per_task
+            .entry(e["task"].as_str().unwrap_or_default().to_owned())
+            .or_default() += 1;
+    }
+    per_task.into_iter().filter(|(_, n)| *n > 1).collect()
 }

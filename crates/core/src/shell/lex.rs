@@ -574,7 +574,12 @@ impl Lexer {
             Context::Double => quote::double(&value, false),
             Context::DoubleBraces => {
                 // bash pairs `'` inside `"${…}"`, dash does not: no quoting means the same to both.
-                if self.strict && value.contains('\'') {
+                // bash also reads `<(` and `>(` there as the start of a process substitution and
+                // looks for its `)`, so an unbalanced one ends the script in a syntax error; a
+                // backslash before it would stay in the value under every shell.
+                if self.strict
+                    && (value.contains('\'') || value.contains("<(") || value.contains(">("))
+                {
                     return Err(ShellError::QuoteInBraces { line });
                 }
                 quote::double(&value, true)

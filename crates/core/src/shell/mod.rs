@@ -33,7 +33,7 @@ pub enum ShellError {
     )]
     DollarSingle { line: usize },
     #[error(
-        "a value with `'` cannot be quoted inside `\"${{…}}\"` for every shell (line {line} of the script)"
+        "a value with `'`, `<(` or `>(` cannot be quoted inside `\"${{…}}\"` for every shell (line {line} of the script)"
     )]
     QuoteInBraces { line: usize },
     #[error(

@@ -31,10 +31,9 @@ pub(super) async fn acquire(store: &dyn Store, run: &RunRecord, opts: &Options) 
         .as_deref()
         .filter(|owner| crate::owner_is_dead(owner));
     let expires_at = now.saturating_add(millis(opts.lease_ttl));
-    match store
-        .acquire_lease(&run.id, &opts.owner, now, expires_at, stale)
-        .await?
-    {
+    // Taking a lease one holds already keeps it: a retry after a lost answer is harmless.
+    let acquiring = || store.acquire_lease(&run.id, &opts.owner, now, expires_at, stale);
+    match crate::transient::retried("taking the run's lease", acquiring).await? {
         Some(lease) => Ok(lease),
         None => Err(Error::Leased {
             run: run.id.to_string(),
@@ -76,11 +75,17 @@ impl Dispatcher {
             lease,
             commit: self.commits.next(),
         };
-        let commit = crate::transient::retried("a commit", || store.apply(run, fence, changes));
-        let deadline = self.deadline_from(tokio::time::Instant::now());
-        within(deadline, run, commit).await??;
+        patiently(self.store_deadline(), run, "a commit", || {
+            store.apply(run, fence, changes)
+        })
+        .await?;
         self.commits = self.commits.next();
         Ok(())
+    }
+
+    /// Until when a store call made now may take, retries included (see [`patiently`]).
+    pub(super) fn store_deadline(&self) -> tokio::time::Instant {
+        self.deadline_from(tokio::time::Instant::now())
     }
 
     /// When this process stops trusting a lease it could not renew: one renewal interval
@@ -148,6 +153,22 @@ impl Dispatcher {
             }
         }
     }
+}
+
+/// `op` on the store, tried again across a lost connection until `deadline` (while the lease
+/// lasts), and given up with [`Error::LeaseExpired`] then: a database cut off by a partition
+/// leaves a query waiting far longer than any lease, and a dispatcher waiting on one would not
+/// stop its attempts in time for the owner after it.
+pub(super) async fn patiently<T, Fut>(
+    deadline: tokio::time::Instant,
+    run: &baton_core::ids::RunId,
+    what: &str,
+    op: impl FnMut() -> Fut,
+) -> Result<T>
+where
+    Fut: Future<Output = baton_store::Result<T>>,
+{
+    Ok(within(deadline, run, crate::transient::retried(what, op)).await??)
 }
 
 /// `op`, or [`Error::LeaseExpired`] for `run` when it has not returned by `deadline`: a

@@ -1,23 +1,21 @@
 //! Attempts as local processes, each in its own process group so that timeouts and
 //! cancellation reach every descendant.
 
-use std::fs::OpenOptions;
-use std::os::unix::process::CommandExt;
 use std::pin::Pin;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use baton_store::Rusage;
+use baton_store::{AttemptProcess, Rusage};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::{mpsc, oneshot};
 
 use baton_core::ids::RunId;
 
+use super::log_sink::LogWriter;
 use super::wait::{WaitStatus, pidfd_open, try_wait4, wait4, watch};
 use super::{
-    AttemptSpec, CancelHandle, Executor, Finished, Leftover, Outcome, Spawned, exit_record,
-    identity, leftovers, parent_death, reaper,
+    AttemptSpec, CancelHandle, Executor, Finished, Leftover, LogSink, Outcome, Spawned, Unseen,
+    exit_record, identity, leftovers, parent_death, reaper,
 };
 
 #[derive(Debug, Clone)]
@@ -39,12 +37,15 @@ fn signal_group(pgid: i32, signal: Signal) {
     let _ = killpg(Pid::from_raw(pgid), signal);
 }
 
-/// A started process and the copier moving its output into the log.
+/// A started process, who it is when asked, and the copier moving its output into the log.
 struct Started {
     pid: i32,
+    identity: Option<std::io::Result<AttemptProcess>>,
     copier: tokio::task::JoinHandle<Result<(), String>>,
 }
 
+/// Blocks on the file system and on `fork`/`exec`, so it runs on a blocking thread (from which
+/// the copier still goes onto the runtime).
 fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
     match std::fs::metadata(&spec.cwd) {
         Ok(m) if m.is_dir() => {}
@@ -61,7 +62,7 @@ fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
             ));
         }
     }
-    let (program, args) = spec
+    let (program, _) = spec
         .argv
         .split_first()
         .ok_or_else(|| "empty command".to_owned())?;
@@ -71,77 +72,77 @@ fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
     let err_writer = writer
         .try_clone()
         .map_err(|e| format!("cannot create a pipe: {e}"))?;
-    let mut command = Command::new(program);
-    command
-        .args(args)
-        .env_clear()
-        .envs(spec.env.iter().map(|(k, v)| (k, v)))
-        .current_dir(&spec.cwd)
-        .stdin(Stdio::null())
-        .stdout(writer)
-        .stderr(err_writer)
-        .process_group(0);
-    let child =
-        parent_death::spawn(command).map_err(|e| format!("cannot start `{program}`: {e}"))?;
-    let copier = tokio::spawn(copy_log(reader, spec.log_path.clone()));
-    // Reaped by `wait4`, not by `Child::wait`, to get its resource usage.
-    let pid = i32::try_from(child.id()).map_err(|_| "process id out of range".to_owned())?;
-    Ok(Started { pid, copier })
+    let mut env: std::collections::BTreeMap<std::ffi::OsString, std::ffi::OsString> =
+        spec.env.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    env.insert(
+        "BATON_OUTPUTS".into(),
+        spec.outputs_path.clone().into_os_string(),
+    );
+    let pid = parent_death::spawn(parent_death::Spawn {
+        argv: spec.argv.iter().map(Into::into).collect(),
+        env,
+        cwd: spec.cwd.clone(),
+        stdout: writer.into(),
+        stderr: err_writer.into(),
+    })
+    .map_err(|e| format!("cannot start `{program}`: {e}"))?;
+    let copier = tokio::spawn(copy_log(reader, spec.log.clone()));
+    // Reaped by `wait4`, to get its resource usage.
+    // Read before anything can reap it: until then even a zombie's stat names it.
+    let identity = spec.spawned.is_some().then(|| identity::of_leader(pid));
+    Ok(Started {
+        pid,
+        identity,
+        copier,
+    })
 }
 
-/// Copies everything the attempt writes into its log, creating the file on the first byte.
-/// Ends when every process holding the pipe has exited.
-async fn copy_log(reader: std::io::PipeReader, path: std::path::PathBuf) -> Result<(), String> {
-    use std::io::Write;
+/// Copies everything the attempt writes into its log. Ends when every process holding the
+/// pipe has exited.
+async fn copy_log(reader: std::io::PipeReader, sink: LogSink) -> Result<(), String> {
     use tokio::io::AsyncReadExt;
     let mut pipe =
         tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(reader))
             .map_err(|e| format!("cannot read the attempt's output: {e}"))?;
     let mut buf = vec![0u8; 64 * 1024];
-    let mut file: Option<std::fs::File> = None;
-    let mut failure = None;
+    let mut log = LogWriter::new(sink);
     loop {
-        let n = match pipe.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(format!("cannot read the attempt's output: {e}")),
-        };
-        // Keep draining after a write error so the process is never blocked on a full pipe.
-        if failure.is_some() {
-            continue;
-        }
-        if file.is_none() {
-            match open_log(&path) {
-                Ok(f) => file = Some(f),
-                Err(e) => {
-                    failure = Some(e);
-                    continue;
-                }
+        let due = log.due();
+        let flush = async {
+            match due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
             }
-        }
-        if let Some(f) = file.as_mut()
-            && let Err(e) = f.write_all(&buf[..n])
-        {
-            failure = Some(format!("cannot write log file `{}`: {e}", path.display()));
-        }
+        };
+        // Reading a pipe is cancel-safe: bytes are taken only when the read completes.
+        let n = tokio::select! {
+            read = pipe.read(&mut buf) => match read {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(format!("cannot read the attempt's output: {e}")),
+            },
+            () = flush => {
+                log.flush().await;
+                continue;
+            }
+        };
+        log.write(&buf[..n]).await;
     }
-    failure.map_or(Ok(()), Err)
+    log.finish().await
 }
 
-fn open_log(path: &std::path::Path) -> Result<std::fs::File, String> {
-    let open = || OpenOptions::new().create(true).append(true).open(path);
-    match open() {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            if let Some(dir) = path.parent() {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| format!("cannot create log directory `{}`: {e}", dir.display()))?;
-            }
-            open()
-        }
-        other => other,
-    }
-    .map_err(|e| format!("cannot create log file `{}`: {e}", path.display()))
+/// What the attempt wrote to `$BATON_OUTPUTS` (empty when it wrote nothing), read only up to
+/// just past the size [`crate::outputs::parse`] accepts.
+fn read_outputs(path: &std::path::Path) -> String {
+    use std::io::Read;
+    let Ok(file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let mut bytes = Vec::new();
+    let limit = crate::outputs::MAX_OUTPUTS_BYTES as u64 + 1;
+    let _ = file.take(limit).read_to_end(&mut bytes);
+    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 /// How long to wait for output after the process group is gone: a process that left the group
@@ -153,22 +154,45 @@ impl Executor for LocalExecutor {
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let grace = self.kill_grace;
         tokio::spawn(async move {
-            let report = |outcome, rusage| Finished {
+            let (key, attempt) = (spec.key.clone(), spec.attempt);
+            let started = tokio::task::spawn_blocking(move || {
+                let started = spawn(&spec);
+                (spec, started)
+            })
+            .await;
+            let (spec, started) = match started {
+                Ok(done) => done,
+                Err(e) => {
+                    let _ = done.send(Finished {
+                        key,
+                        attempt,
+                        outcome: Outcome::Error(format!("starting the attempt failed: {e}")),
+                        rusage: None,
+                        outputs: String::new(),
+                    });
+                    return;
+                }
+            };
+            let report = |outcome, rusage, outputs| Finished {
                 key: spec.key.clone(),
                 attempt: spec.attempt,
                 outcome,
                 rusage,
+                outputs,
             };
-            let Started { pid, copier } = match spawn(&spec) {
+            let Started {
+                pid,
+                identity,
+                copier,
+            } = match started {
                 Ok(started) => started,
                 Err(e) => {
-                    let _ = done.send(report(Outcome::Error(e), None));
+                    let _ = done.send(report(Outcome::Error(e), None, String::new()));
                     return;
                 }
             };
-            if let Some(spawned) = &spec.spawned {
-                // Read before anything can reap it: until then even a zombie's stat names it.
-                match identity::of_leader(pid) {
+            if let (Some(spawned), Some(identity)) = (&spec.spawned, identity) {
+                match identity {
                     Ok(process) => {
                         let _ = spawned.send(Spawned {
                             key: spec.key.clone(),
@@ -237,11 +261,27 @@ impl Executor for LocalExecutor {
                 (Outcome::Exited { .. }, Err(e)) => Outcome::Error(e),
                 (outcome, _) => outcome,
             };
-            if let Some(path) = &spec.exit_path {
-                exit_record::write(path, &outcome, rusage);
+            if let Some(path) = spec.exit_path.clone() {
+                let kept = outcome.clone();
+                let written = tokio::task::spawn_blocking(move || {
+                    exit_record::write(&path, &kept, rusage);
+                })
+                .await;
+                if let Err(e) = written {
+                    tracing::warn!("recording the exit of process {pid} failed: {e}");
+                }
                 crate::fault::after_exit_recorded();
             }
-            let _ = done.send(report(outcome, rusage));
+            let outputs = match &outcome {
+                Outcome::Exited { .. } => {
+                    let path = spec.outputs_path.clone();
+                    tokio::task::spawn_blocking(move || read_outputs(&path))
+                        .await
+                        .unwrap_or_default()
+                }
+                _ => String::new(),
+            };
+            let _ = done.send(report(outcome, rusage, outputs));
         });
         CancelHandle(Some(cancel_tx))
     }
@@ -252,6 +292,36 @@ impl Executor for LocalExecutor {
         attempts: Vec<Leftover>,
     ) -> Pin<Box<dyn std::future::Future<Output = ()> + Send + 'static>> {
         Box::pin(leftovers::stop(run.clone(), attempts, self.kill_grace))
+    }
+
+    /// Reads back what [`exit_record`] kept of each exit, and the outputs file beside it.
+    fn recover(
+        &self,
+        attempts: Vec<Unseen>,
+    ) -> Pin<Box<dyn std::future::Future<Output = Vec<Option<Finished>>> + Send + 'static>> {
+        Box::pin(async move {
+            let n = attempts.len();
+            tokio::task::spawn_blocking(move || {
+                // Each run's journal read once, however many of its attempts are unseen.
+                let paths: Vec<_> = attempts.iter().map(|a| Some(a.exit_path.clone())).collect();
+                attempts
+                    .into_iter()
+                    .zip(exit_record::read_all(&paths))
+                    .map(|(a, exit)| {
+                        let (outcome, rusage) = exit?;
+                        Some(Finished {
+                            outputs: read_outputs(&a.outputs_path),
+                            key: a.key,
+                            attempt: a.attempt,
+                            outcome,
+                            rusage,
+                        })
+                    })
+                    .collect()
+            })
+            .await
+            .unwrap_or_else(|_| (0..n).map(|_| None).collect())
+        })
     }
 }
 
@@ -292,23 +362,39 @@ async fn terminate(
 
 #[cfg(test)]
 mod tests {
-    use baton_core::ids::TaskKey;
+    use baton_core::ids::{RunId, TaskKey};
+    use baton_store::AttemptLog;
 
     use super::*;
+    use crate::executor::Logs;
 
-    async fn run(
+    /// Runs an attempt whose log goes to files under `home`, keeping at most `max_bytes`.
+    async fn run_capped(
         argv: &[&str],
-        log_path: std::path::PathBuf,
+        home: &std::path::Path,
         timeout: Option<Duration>,
+        max_bytes: u64,
     ) -> Finished {
         let (done_tx, mut done_rx) = mpsc::unbounded_channel();
+        let logs = Logs {
+            max_bytes_per_attempt: max_bytes,
+            ..Logs::files(home)
+        };
         let spec = AttemptSpec {
             key: TaskKey::from_string("t"),
             attempt: 1,
             argv: argv.iter().map(|s| (*s).to_owned()).collect(),
             env: vec![("BATON_TEST".into(), "yes".into())],
             cwd: std::env::temp_dir(),
-            log_path,
+            log: logs.sink(
+                AttemptLog {
+                    run: RunId::from_string("r"),
+                    key: TaskKey::from_string("t"),
+                    attempt: 1,
+                },
+                None,
+            ),
+            outputs_path: home.join("outputs"),
             timeout,
             spawned: None,
             exit_path: None,
@@ -320,17 +406,24 @@ mod tests {
         done_rx.recv().await.expect("a report")
     }
 
+    async fn run(argv: &[&str], home: &std::path::Path, timeout: Option<Duration>) -> Finished {
+        run_capped(argv, home, timeout, u64::MAX).await
+    }
+
+    fn log_of(home: &std::path::Path) -> std::path::PathBuf {
+        home.join("logs/r/t.1.log")
+    }
+
     #[tokio::test]
     async fn output_goes_to_the_log_and_usage_is_measured() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("a/b/1.log");
         let f = run(
             &[
                 "sh",
                 "-c",
                 "echo out; echo err >&2; echo $BATON_TEST; exit 3",
             ],
-            log.clone(),
+            dir.path(),
             None,
         )
         .await;
@@ -342,17 +435,24 @@ mod tests {
             }
         );
         assert_eq!(
-            std::fs::read_to_string(&log).expect("log"),
+            std::fs::read_to_string(log_of(dir.path())).expect("log"),
             "out\nerr\nyes\n"
         );
         assert!(f.rusage.expect("rusage").max_rss_kb > 0);
     }
 
-    #[tokio::test]
-    async fn silent_attempts_leave_no_log_file() {
+    #[test]
+    fn attempts_outlive_the_blocking_thread_that_started_them() {
+        // Started from a blocking thread that ends 50 ms after, idle: a parent-death signal
+        // tied to that thread would kill the attempt long before it is done.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_keep_alive(Duration::from_millis(50))
+            .enable_all()
+            .build()
+            .expect("runtime");
         let dir = tempfile::tempdir().expect("temp dir");
-        let log = dir.path().join("1.log");
-        let f = run(&["true"], log.clone(), None).await;
+        let f = runtime.block_on(run(&["sleep", "0.5"], dir.path(), None));
         assert_eq!(
             f.outcome,
             Outcome::Exited {
@@ -360,24 +460,89 @@ mod tests {
                 signal: None
             }
         );
-        assert!(!log.exists());
+    }
+
+    #[tokio::test]
+    async fn outputs_travel_in_the_report() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let f = run(
+            &["sh", "-c", "echo rows=42 >> \"$BATON_OUTPUTS\""],
+            dir.path(),
+            None,
+        )
+        .await;
+        assert_eq!(f.outputs, "rows=42\n");
+        let silent = tempfile::tempdir().expect("temp dir");
+        assert_eq!(run(&["true"], silent.path(), None).await.outputs, "");
+    }
+
+    #[tokio::test]
+    async fn a_chatty_task_keeps_only_the_cap_and_is_never_blocked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        // Far more than a pipe holds: the task ends only if the pipe is drained past the cap.
+        let f = run_capped(
+            &[
+                "sh",
+                "-c",
+                "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo done",
+            ],
+            dir.path(),
+            Some(Duration::from_secs(60)),
+            1000,
+        )
+        .await;
+        assert_eq!(
+            f.outcome,
+            Outcome::Exited {
+                exit_code: Some(0),
+                signal: None
+            }
+        );
+        let log = std::fs::read_to_string(log_of(dir.path())).expect("log");
+        assert_eq!(
+            log,
+            format!(
+                "{}\n[baton: log truncated after 1000 bytes; 2999006 more bytes dropped]\n",
+                "x".repeat(1000)
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn silent_attempts_leave_no_log_file() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let f = run(&["true"], dir.path(), None).await;
+        assert_eq!(
+            f.outcome,
+            Outcome::Exited {
+                exit_code: Some(0),
+                signal: None
+            }
+        );
+        assert!(!log_of(dir.path()).exists());
+        assert!(!dir.path().join("logs").exists());
     }
 
     #[tokio::test]
     async fn a_full_disk_fails_the_attempt_with_a_clear_error() {
-        let f = run(&["sh", "-c", "echo some output"], "/dev/full".into(), None).await;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log = log_of(dir.path());
+        std::fs::create_dir_all(log.parent().expect("dir")).expect("log dir");
+        std::os::unix::fs::symlink("/dev/full", &log).expect("symlink");
+        let f = run(&["sh", "-c", "echo some output"], dir.path(), None).await;
         assert_eq!(
             f.outcome,
-            Outcome::Error(
-                "cannot write log file `/dev/full`: No space left on device (os error 28)".into()
-            )
+            Outcome::Error(format!(
+                "cannot write log file `{}`: No space left on device (os error 28)",
+                log.display()
+            ))
         );
     }
 
     #[tokio::test]
     async fn missing_programs_and_directories_fail_to_start() {
         let dir = tempfile::tempdir().expect("temp dir");
-        let f = run(&["no-such-program-xyz"], dir.path().join("1.log"), None).await;
+        let f = run(&["no-such-program-xyz"], dir.path(), None).await;
         assert_eq!(
             f.outcome,
             Outcome::Error(
@@ -392,7 +557,7 @@ mod tests {
         let started = std::time::Instant::now();
         let f = run(
             &["sh", "-c", "trap '' TERM; sleep 30"],
-            dir.path().join("1.log"),
+            dir.path(),
             Some(Duration::from_millis(100)),
         )
         .await;

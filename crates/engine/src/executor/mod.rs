@@ -5,6 +5,7 @@ pub mod exit_record;
 mod identity;
 mod leftovers;
 mod local;
+mod log_sink;
 mod parent_death;
 mod reaper;
 mod wait;
@@ -20,6 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use leftovers::Leftover;
 pub use local::LocalExecutor;
+pub use log_sink::{LOG_BYTES_DROPPED_TOTAL, LogSink, Logs};
 pub use reaper::become_subreaper;
 
 /// Everything needed to run one attempt, already rendered.
@@ -34,7 +36,10 @@ pub struct AttemptSpec {
     pub env: Vec<(String, String)>,
     pub cwd: PathBuf,
     /// Where stdout and stderr go.
-    pub log_path: PathBuf,
+    pub log: LogSink,
+    /// Where the local executor has the task write its outputs (`$BATON_OUTPUTS`), read back
+    /// into its [`Finished`]. Another executor keeps them where its tasks run.
+    pub outputs_path: PathBuf,
     pub timeout: Option<Duration>,
     /// Told who runs the attempt as soon as its process exists, before its `Finished`.
     pub spawned: Option<mpsc::UnboundedSender<Spawned>>,
@@ -73,6 +78,19 @@ pub struct Finished {
     pub attempt: u32,
     pub outcome: Outcome,
     pub rusage: Option<Rusage>,
+    /// What the attempt wrote as its outputs (`$BATON_OUTPUTS` syntax), parsed by the
+    /// dispatcher against the task's declared names; empty when it wrote none.
+    pub outputs: String,
+}
+
+/// An attempt a process now gone started and did not see end, with where its executor was
+/// told to keep its outputs and exit (the same paths as its [`AttemptSpec`]).
+#[derive(Debug, Clone)]
+pub struct Unseen {
+    pub key: TaskKey,
+    pub attempt: u32,
+    pub outputs_path: PathBuf,
+    pub exit_path: PathBuf,
 }
 
 /// Stops a running attempt: terminate gracefully, then kill.
@@ -108,5 +126,17 @@ pub trait Executor: Send + Sync + std::fmt::Debug {
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let _ = (run, attempts);
         Box::pin(std::future::ready(()))
+    }
+
+    /// The reports of those of `attempts` (stopped by [`Executor::stop_leftovers`] first)
+    /// that ended before their starter could commit it, in their order; `None` for one the
+    /// executor knows nothing of, which counts as interrupted. The report is the one the
+    /// executor would have sent, outputs included, so a task that had succeeded is not run
+    /// again. An executor that keeps no such record knows nothing of any.
+    fn recover(
+        &self,
+        attempts: Vec<Unseen>,
+    ) -> Pin<Box<dyn Future<Output = Vec<Option<Finished>>> + Send + 'static>> {
+        Box::pin(std::future::ready(attempts.iter().map(|_| None).collect()))
     }
 }

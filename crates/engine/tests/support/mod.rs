@@ -7,7 +7,7 @@ use std::sync::Arc;
 use baton_core::ids::RunId;
 use baton_core::state::RunState;
 use baton_engine::executor::LocalExecutor;
-use baton_engine::{Options, RunRequest, Stop};
+use baton_engine::{Engine, Options, RunRequest, Stop};
 use baton_store::{SqlStore, Store};
 
 /// A manual run of `source` created in a fresh home, and default options for that home.
@@ -50,14 +50,12 @@ pub(crate) async fn create(
 /// Drives the run to its end (nobody asks it to stop).
 pub(crate) async fn drive(store: &Arc<dyn Store>, run: &RunId, opts: &Options) -> RunState {
     let (_stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
-    baton_engine::execute(
+    Engine::new(
         Arc::clone(store),
         Arc::new(LocalExecutor::default()),
-        run,
-        opts,
-        None,
-        stop_rx,
+        opts.clone(),
     )
+    .execute(run, stop_rx)
     .await
     .expect("run driven")
 }

@@ -8,7 +8,7 @@ use baton_core::ids::{BackfillId, RunId};
 use baton_core::state::RunState;
 use baton_store::{BackfillFilter, BackfillRecord};
 
-use crate::api_model::Backfill;
+use baton_api::Backfill;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};

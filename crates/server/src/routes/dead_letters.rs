@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::api_model::DeadLetter;
 use crate::body::{OptionalBody, Query};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::page::{self, Page};
 use crate::responses::StoreDown;
 use crate::routes::TaskPath;
+use baton_api::DeadLetter;
 
 /// Most dead letters one bulk request requeues; requeued ones leave the list, so repeating
 /// the request handles the rest.

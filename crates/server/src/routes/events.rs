@@ -20,7 +20,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::AppState;
 use crate::body::Query;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::responses::StoreDown;
+use crate::responses::{AmbiguousRun, StoreDown};
 use crate::routes::RunPath;
 use crate::routes::sse::ServerSentEvent;
 
@@ -79,7 +79,7 @@ pub(crate) struct EventsQuery {
         (status = 200, description = "The event stream: each event's `data` is a `RunEvent` as JSON, the `end` event's a `RunEnded`", content((ServerSentEvent = "text/event-stream"))),
         (status = 400, description = "A number that does not parse", body = ErrorBody),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`ambiguous_run`: the id prefix matches several runs", body = ErrorBody),
+        AmbiguousRun,
         StoreDown,
     )
 )]
@@ -210,6 +210,12 @@ pub(crate) struct RunEvent {
     /// By kind: the new state, the attempt's exit, who decided, ...
     #[schema(value_type = Object)]
     data: serde_json::Value,
+    /// The lease epoch of the run's owner that wrote it: it grows at each takeover, so it tells
+    /// one owner's tenure from the next. Absent for what no owner writes (the run's creation, a
+    /// cancel or retry asked through the API).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 0)]
+    epoch: Option<i64>,
 }
 
 /// The `data` of the `end` event, sent once the run has ended.
@@ -226,6 +232,7 @@ fn event_frame(e: &EventRecord) -> String {
         task: e.task_key.clone(),
         attempt: e.attempt,
         data: e.data.clone(),
+        epoch: e.epoch.map(|e| e.0),
     };
     let data = serde_json::to_string(&data).unwrap_or_default();
     format!("id: {}\nevent: {}\ndata: {data}\n\n", e.seq, e.kind)

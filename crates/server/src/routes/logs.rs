@@ -16,7 +16,7 @@ use utoipa::IntoParams;
 use crate::AppState;
 use crate::body::Query;
 use crate::error::{ApiError, ApiResult, ErrorBody};
-use crate::responses::StoreDown;
+use crate::responses::{AmbiguousRun, StoreDown};
 use crate::routes::TaskPath;
 use crate::routes::sse::ServerSentEvent;
 
@@ -93,7 +93,7 @@ fn number<T: std::str::FromStr>(name: &str, text: Option<&str>) -> ApiResult<Opt
         )),
         (status = 400, description = "A number that does not parse", body = ErrorBody),
         (status = 404, description = "No such run, task or attempt, or the task has not started one", body = ErrorBody),
-        (status = 409, description = "`ambiguous_run`: the id prefix matches several runs", body = ErrorBody),
+        AmbiguousRun,
         (status = 500, description = "The log cannot be read", body = ErrorBody),
         StoreDown,
     )
@@ -132,7 +132,15 @@ pub(crate) async fn log(
             .iter()
             .filter_map(|v| v.to_str().ok())
             .any(|v| v.contains("text/event-stream"));
-    let tail = LogTail::open(Arc::clone(&state.store), &id, &key, attempt, offset).await?;
+    let tail = LogTail::open(
+        Arc::clone(&state.store),
+        Arc::clone(&state.runner.logs().store),
+        &id,
+        &key,
+        attempt,
+        offset,
+    )
+    .await?;
     if !wants_stream || tail.ended() {
         return Ok(plain(tail));
     }

@@ -5,7 +5,7 @@ use axum::http::{HeaderMap, header};
 use axum::response::IntoResponse;
 
 use crate::AppState;
-use crate::metrics::openmetrics;
+use baton_observe::metrics::openmetrics;
 
 /// The control plane's metrics (docs/observability.md lists them). Gauges of tasks, approvals
 /// and dead letters are read from the database, at most once a second.

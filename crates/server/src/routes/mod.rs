@@ -24,6 +24,7 @@ pub(crate) mod logs;
 pub(crate) mod metrics;
 pub(crate) mod pipelines;
 pub(crate) mod pools;
+pub(crate) mod run_tasks;
 pub(crate) mod runs;
 pub(crate) mod sse;
 pub(crate) mod webhook;

@@ -11,15 +11,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api_model::{Run, Version};
 use crate::body::{Body, OptionalBody, Query};
-use crate::catalog::Entry;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::page::{self, Page};
 use crate::responses::{JsonBody, OptionalJsonBody, StoreDown};
 use crate::routes::PipelinePath;
 use crate::routes::runs::Decision;
-use crate::{AppState, Launch};
+use baton_api::{Run, Version};
+use baton_control::Launch;
+use baton_control::catalog::Entry;
+
+use crate::AppState;
 
 /// A pipeline file: the pipeline of its active version (the last one that validated) and the
 /// file's current problems. A file that never validated has only `id` (null), `path`, `valid`
@@ -187,7 +189,11 @@ pub(crate) async fn list(
     }))
 }
 
-fn find<'a>(catalog: &'a crate::catalog::Catalog, ns: &str, name: &str) -> ApiResult<&'a Entry> {
+fn find<'a>(
+    catalog: &'a baton_control::catalog::Catalog,
+    ns: &str,
+    name: &str,
+) -> ApiResult<&'a Entry> {
     catalog
         .find(ns, name)
         .ok_or_else(|| ApiError::not_found(format!("pipeline `{ns}/{name}` not found")))
@@ -353,7 +359,7 @@ pub(crate) async fn trigger(
     let version = state.active_version(&ns, &name).await?;
     let launch = Launch {
         params: body.params,
-        trigger: "manual",
+        trigger: baton_core::state::RunTrigger::Manual,
         logical_date: None,
         idempotency_key: super::idempotency_key(body.idempotency_key, &headers),
         no_cache: body.no_cache,

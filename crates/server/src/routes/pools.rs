@@ -1,10 +1,10 @@
 //! Pools: named numbers of slots shared by the tasks that name them, across every run and
 //! every replica on the database. Listed with their slots in use and tasks waiting.
 
-use crate::api_model::Pool;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use baton_api::Pool;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -104,12 +104,11 @@ pub(crate) async fn put(
     }
     let slots = u32::try_from(body.slots).unwrap_or(0);
     let now = baton_engine::now_ms();
-    state
+    let pool = state
         .store
         .put_pool(&name, slots, body.description.as_deref(), now)
         .await?;
-    let pool = state.store.pool(&name, now).await?;
-    Ok(Json(pool.ok_or_else(|| not_found(&name))?.into()))
+    Ok(Json(pool.into()))
 }
 
 /// Deletes a pool. Tasks holding its slots finish; tasks that ask it for a slot afterwards

@@ -1,22 +1,26 @@
-//! Runs: list (filters, cursor), get (tasks and attempts), cancel, approve / reject.
+//! Runs: list (filters, cursor), get (task counts, the first page of tasks and attempts),
+//! cancel, approve / reject.
+
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::RunState;
-use baton_store::RunFilter;
+use baton_store::{RunFilter, TaskCursor, TaskPageFilter};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
-use crate::api_model::{Attempt, Run, Task};
 use crate::body::{OptionalBody, Query};
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::page::{self, Page};
-use crate::responses::{OptionalJsonBody, StoreDown};
+use crate::responses::{AmbiguousRun, OptionalJsonBody, StoreDown};
+use crate::routes::run_tasks::{self, TaskSlice};
 use crate::routes::{RunPath, TaskPath};
+use baton_api::{Attempt, Run, Task};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -104,20 +108,29 @@ pub(crate) async fn list(
     })))
 }
 
-/// A run with its task instances and their attempts.
+/// A run with the first page of its task instances and their attempts.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RunDetail {
     #[serde(flatten)]
     run: Run,
-    /// In pipeline order.
+    /// How many task instances are in each state (states with none left out), all pages
+    /// counted.
+    task_counts: BTreeMap<String, u64>,
+    /// In pipeline order: the first 500 (all of a run that size or smaller); the rest from
+    /// `GET /runs/{id}/tasks` with `cursor` = `tasks_next_cursor`.
     tasks: Vec<Task>,
+    /// The attempts of the tasks in `tasks`.
     attempts: Vec<Attempt>,
+    /// Pass as `cursor` to `GET /runs/{id}/tasks` for the tasks after `tasks`; absent when
+    /// `tasks` holds them all.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tasks_next_cursor: Option<String>,
     /// The runs its sub-pipeline tasks started (each names its task and attempt under
     /// `parent`), oldest first.
     children: Vec<Run>,
 }
 
-/// A run with its tasks and attempts.
+/// A run with its task counts and the first page of its tasks and their attempts.
 #[utoipa::path(
     get,
     path = "/runs/{id}",
@@ -127,7 +140,7 @@ pub(crate) struct RunDetail {
     responses(
         (status = 200, description = "The run", body = RunDetail),
         (status = 404, description = "No such run", body = ErrorBody),
-        (status = 409, description = "`ambiguous_run`: the id prefix matches several runs", body = ErrorBody),
+        AmbiguousRun,
         StoreDown,
     )
 )]
@@ -141,13 +154,23 @@ pub(crate) async fn get(
         .run(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("run `{id}` not found")))?;
-    let tasks = state.store.tasks(&id).await?;
-    let attempts = state.store.attempts(&id).await?;
-    let children = state.store.child_runs(&id).await?;
+    let store = state.store.as_ref();
+    let first = TaskSlice::read(
+        store,
+        &id,
+        TaskPageFilter {
+            limit: run_tasks::FIRST_PAGE,
+            ..TaskPageFilter::default()
+        },
+    )
+    .await?;
+    let children = store.child_runs(&id).await?;
     Ok(Json(RunDetail {
         run: run.into(),
-        tasks: tasks.into_iter().map(Task::from).collect(),
-        attempts: attempts.into_iter().map(Attempt::from).collect(),
+        task_counts: run_tasks::counts(store, &id).await?,
+        tasks_next_cursor: first.next.as_ref().map(TaskCursor::encode),
+        tasks: first.tasks.into_iter().map(Task::from).collect(),
+        attempts: first.attempts.into_iter().map(Attempt::from).collect(),
         children: children.into_iter().map(Run::from).collect(),
     }))
 }

@@ -1,9 +1,9 @@
 //! `POST /api/v1/pipelines/{ns}/{name}/webhook`: a run per delivery, optionally signed.
 
-use crate::api_model::Run;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
+use baton_api::Run;
 use baton_core::model::Trigger;
 use hmac::{Hmac, Mac};
 use serde_json::{Map, Value};
@@ -12,7 +12,9 @@ use sha2::Sha256;
 use crate::body::RawBody;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::routes::PipelinePath;
-use crate::{AppState, Launch};
+use baton_control::Launch;
+
+use crate::AppState;
 
 /// Headers carrying `sha256=<hex HMAC of the body>`; GitHub's name is accepted too.
 const SIGNATURE_HEADERS: &[&str] = &["x-baton-signature-256", "x-hub-signature-256"];
@@ -163,7 +165,7 @@ pub(crate) async fn deliver(
     }
     let launch = Launch {
         params,
-        trigger: "webhook",
+        trigger: baton_core::state::RunTrigger::Webhook,
         logical_date: None,
         idempotency_key: header(&headers, DELIVERY_HEADERS)
             .map(|d| format!("webhook:{ns}/{name}:{d}")),

@@ -141,6 +141,7 @@ mod tests {
             task_key: Some(TaskKey::from_string("a")),
             attempt: None,
             data: json!({"state": "queued"}),
+            epoch: None,
         };
         let b = bars(
             &[attempt("a", 1, 100, Some(200)), attempt("a", 2, 500, None)],

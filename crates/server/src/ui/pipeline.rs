@@ -24,9 +24,11 @@ use super::error::{UiError, UiResult};
 use super::shell;
 use super::widgets::{encode, fire_time, icon};
 use super::{cron_words, pipelines};
-use crate::catalog::{Entry, Version};
 use crate::routes::PipelinePath;
-use crate::{AppState, Launch};
+use baton_control::Launch;
+use baton_control::catalog::{Entry, Version};
+
+use crate::{ApiError, AppState};
 
 /// Runs (columns) of the grid.
 const GRID_RUNS: u32 = 20;
@@ -446,7 +448,10 @@ pub(crate) async fn trigger(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> UiResult<Response> {
     csrf::check(&headers)?;
-    let version = state.active_version(&namespace, &name).await?;
+    let version = state
+        .active_version(&namespace, &name)
+        .await
+        .map_err(ApiError::from)?;
     let params = match read_params(&version.pipeline.params, &fields) {
         Ok(p) => p,
         Err(form) => {
@@ -462,7 +467,7 @@ pub(crate) async fn trigger(
     };
     let launch = Launch {
         params,
-        trigger: "manual",
+        trigger: baton_core::state::RunTrigger::Manual,
         logical_date: None,
         idempotency_key: None,
         no_cache: false,
@@ -470,6 +475,7 @@ pub(crate) async fn trigger(
     match state.launch(&version, launch).await {
         Ok(created) => Ok(Redirect::to(&format!("/runs/{}", created.id)).into_response()),
         Err(e) => {
+            let e = ApiError::from(e);
             let mut form = FormState {
                 values: fields.into_iter().collect(),
                 ..FormState::default()

@@ -15,7 +15,7 @@ use super::shell;
 use super::stats::Stats;
 use super::widgets::{duration, encode, fire_time};
 use crate::AppState;
-use crate::catalog::Entry;
+use baton_control::catalog::Entry;
 
 /// Runs shown as squares per pipeline.
 const LAST_RUNS: u32 = 10;

@@ -1,7 +1,9 @@
 //! `/runs/{id}`: the DAG coloured by task state, the Gantt timeline of attempts, the tasks,
 //! and with `?task=KEY` a task's panel (attempts, outputs, log). While the run goes, the
 //! script follows `/api/v1/runs/{id}/events` and re-fetches the fragments it names
-//! (`?fragment=dag|gantt|tasks|summary`).
+//! (`?fragment=dag|gantt|tasks|summary`). A run of more than [`DRAW_OVER`] tasks is shown
+//! by its counts and a page of its task table at a time (`?tasks=CURSOR`), without the graph
+//! and timeline, which would draw them all.
 
 use std::collections::BTreeMap;
 
@@ -10,10 +12,11 @@ use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use baton_core::Pipeline;
 use baton_core::state::{AttemptState, RunState, TaskState};
-use baton_store::{ApprovalRecord, AttemptRecord, RunRecord, TaskRecord};
+use baton_store::{
+    ApprovalRecord, AttemptRecord, RunRecord, TaskCursor, TaskPageFilter, TaskRecord,
+};
 use maud::{Markup, html};
 use serde::Deserialize;
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 use super::actions::{approve_action, cancel_action, reject_action, requeue_action, retry_action};
 use super::confirm;
@@ -23,6 +26,7 @@ use super::gantt;
 use super::shell;
 use super::widgets::{duration, encode, icon, kib, state as state_badge, task_href, time};
 use crate::AppState;
+use crate::routes::run_tasks::TaskSlice;
 
 /// Fan-outs with more instances than this are drawn as one group node with counts.
 pub(crate) const GROUP_OVER: usize = 20;
@@ -30,12 +34,19 @@ pub(crate) const GROUP_OVER: usize = 20;
 const LOG_BYTES: u64 = 1024 * 1024;
 /// Fan-out instances listed in their task's panel.
 const MAX_INSTANCES: usize = 500;
+/// Runs with more task instances than this are shown a page of tasks at a time, without the
+/// graph and the timeline.
+pub(crate) const DRAW_OVER: u64 = 2_000;
+/// Rows of a page of a large run's task table.
+const TABLE_PAGE: u32 = 500;
 
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct RunQuery {
     task: Option<String>,
     attempt: Option<u32>,
     fragment: Option<String>,
+    /// Of a large run, the page of the task table after this task (a `TaskCursor`).
+    tasks: Option<String>,
 }
 
 /// Everything the page is made of.
@@ -47,15 +58,60 @@ struct Loaded {
     bars: Vec<gantt::Bar>,
     /// Runs its sub-pipeline tasks started.
     children: Vec<RunRecord>,
+    /// Task instances by state, all of them counted.
+    counts: Vec<(TaskState, u64)>,
+    /// Of a large run, which page of its tasks `tasks` is; `None` for a run shown whole.
+    paged: Option<TablePage>,
 }
 
-async fn load(state: &AppState, id: &str) -> UiResult<Loaded> {
+/// Where a page of a large run's task table is.
+struct TablePage {
+    /// The cursor it starts after (none on the first page).
+    after: Option<String>,
+    next: Option<String>,
+}
+
+impl Loaded {
+    fn total(&self) -> u64 {
+        self.counts.iter().map(|(_, n)| n).sum()
+    }
+}
+
+async fn load(state: &AppState, id: &str, tasks_after: Option<&str>) -> UiResult<Loaded> {
     let id = state.store.resolve_run(id).await?;
     let run = state
         .store
         .run(&id)
         .await?
         .ok_or_else(|| UiError::not_found(format!("run `{id}` not found")))?;
+    let counts = state.store.task_counts(&id).await?;
+    let children = state.store.child_runs(&id).await?;
+    if counts.iter().map(|(_, n)| n).sum::<u64>() > DRAW_OVER {
+        let after = crate::routes::run_tasks::cursor(tasks_after)?;
+        let slice = TaskSlice::read(
+            state.store.as_ref(),
+            &id,
+            TaskPageFilter {
+                after,
+                state: None,
+                limit: TABLE_PAGE,
+            },
+        )
+        .await?;
+        return Ok(Loaded {
+            run,
+            tasks: slice.tasks,
+            attempts: slice.attempts,
+            pipeline: None,
+            bars: Vec::new(),
+            children,
+            counts,
+            paged: Some(TablePage {
+                after: crate::page::cursor(tasks_after).map(str::to_owned),
+                next: slice.next.as_ref().map(TaskCursor::encode),
+            }),
+        });
+    }
     let tasks = state.store.tasks(&id).await?;
     let attempts = state.store.attempts(&id).await?;
     let events = state.store.events(&id, 0).await?;
@@ -65,7 +121,6 @@ async fn load(state: &AppState, id: &str) -> UiResult<Loaded> {
         .await?
         .and_then(|d| baton_core::load(&d.source).pipeline);
     let bars = gantt::bars(&attempts, &events);
-    let children = state.store.child_runs(&id).await?;
     Ok(Loaded {
         run,
         tasks,
@@ -73,6 +128,8 @@ async fn load(state: &AppState, id: &str) -> UiResult<Loaded> {
         pipeline,
         bars,
         children,
+        counts,
+        paged: None,
     })
 }
 
@@ -81,12 +138,12 @@ pub(crate) async fn page(
     Path(crate::routes::RunPath { id }): Path<crate::routes::RunPath>,
     Query(q): Query<RunQuery>,
 ) -> UiResult<Response> {
-    let l = load(&state, &id).await?;
+    let l = load(&state, &id, q.tasks.as_deref()).await?;
     let id = l.run.id.to_string();
     let now = baton_engine::now_ms();
     match q.fragment.as_deref() {
         Some("dag") => return Ok(fragment(dag(&l))),
-        Some("gantt") => return Ok(fragment(gantt::render(&id, &l.bars, now))),
+        Some("gantt") => return Ok(fragment(timeline(&l, &id, now))),
         Some("tasks") => return Ok(fragment(task_table(&l, now))),
         Some("summary") => return Ok(fragment(summary(&l, &id, now))),
         Some(other) => {
@@ -100,7 +157,8 @@ pub(crate) async fn page(
     let panel = match &q.task {
         Some(key) => {
             let decisions = state.store.control(&l.run.id).await?.approvals;
-            Some(task_panel(&l, key, q.attempt, &decisions, now).await?)
+            let logs = state.runner.logs().store.as_ref();
+            Some(task_panel(&l, logs, key, q.attempt, &decisions, now).await?)
         }
         None => None,
     };
@@ -125,7 +183,7 @@ pub(crate) async fn page(
         section {
             h2 { "Timeline" }
             p.legend { span.legend-wait { "queue wait" } " " span.legend-run { "running" } }
-            div #gantt-wrap { (gantt::render(&id, &l.bars, now)) }
+            div #gantt-wrap { (timeline(&l, &id, now)) }
         }
         section {
             h2 { "Tasks" }
@@ -183,8 +241,28 @@ fn fragment(m: Markup) -> Response {
         .into_response()
 }
 
+/// What stands for the graph or timeline of a run too large to draw.
+fn too_large(l: &Loaded, what: &str) -> Markup {
+    html! {
+        p.note.too-large {
+            "This run has " (l.total()) " task instances: the " (what) " is drawn for runs of up to "
+            (DRAW_OVER) ". The counts and the task table below cover them all."
+        }
+    }
+}
+
+fn timeline(l: &Loaded, id: &str, now: i64) -> Markup {
+    if l.paged.is_some() {
+        return too_large(l, "timeline");
+    }
+    gantt::render(id, &l.bars, now)
+}
+
 /// The run's DAG: one node per task instance, a fan-out with many instances as one group.
 fn dag(l: &Loaded) -> Markup {
+    if l.paged.is_some() {
+        return too_large(l, "graph");
+    }
     let id = l.run.id.as_str();
     let mut nodes: Vec<Node> = Vec::new();
     let mut edges = Vec::new();
@@ -280,13 +358,29 @@ fn dag(l: &Loaded) -> Markup {
 
 fn task_table(l: &Loaded, now: i64) -> Markup {
     let id = l.run.id.as_str();
+    // A task's link keeps the page it is on, whose tasks are the ones a panel can show.
+    let href = |key: &str| match l.paged.as_ref().and_then(|p| p.after.as_deref()) {
+        Some(after) => format!("{}&tasks={}", task_href(id, key), encode(after)),
+        None => task_href(id, key),
+    };
     html! {
+        p.task-counts {
+            (l.total()) " task instances"
+            @for (s, n) in &l.counts { " · " span data-state=(s) { (s.as_str().replace('_', " ")) " " (n) } }
+        }
+        @if let Some(p) = &l.paged {
+            nav.task-pages.pager {
+                "Showing " (l.tasks.len()) " of " (l.total()) " in pipeline order. "
+                @if p.after.is_some() { a.first-page href={ "/runs/" (id) } { "First page" } " " }
+                @if let Some(next) = &p.next { a.next-page href={ "/runs/" (id) "?tasks=" (encode(next)) } { "Next page" } }
+            }
+        }
         table #tasks {
             thead { tr { th { "Task" } th { "State" } th { "Attempts" } th { "Duration" } th { "Error" } } }
             tbody {
                 @for t in &l.tasks {
                     tr data-task=(t.key) data-state=(t.state) {
-                        td { a.task-link href=(task_href(id, t.key.as_str())) { (t.key) } }
+                        td { a.task-link href=(href(t.key.as_str())) { (t.key) } }
                         td { (state_badge(t.state.as_str())) @if t.cached_from.is_some() { " " span.cached { "cached" } } }
                         td { (t.attempts) }
                         td { @if let Some(s) = t.started_at { (duration(t.finished_at.unwrap_or(now) - s)) } }
@@ -301,6 +395,7 @@ fn task_table(l: &Loaded, now: i64) -> Markup {
 /// `#task-panel`: one task's attempts, outputs and log.
 async fn task_panel(
     l: &Loaded,
+    logs: &dyn baton_store::LogStore,
     key: &str,
     attempt: Option<u32>,
     decisions: &[ApprovalRecord],
@@ -308,8 +403,13 @@ async fn task_panel(
 ) -> UiResult<Markup> {
     let id = l.run.id.as_str();
     let Some(t) = l.tasks.iter().find(|t| t.key.as_str() == key) else {
+        let hint = if l.paged.is_some() {
+            "\n(hint: the run is shown a page at a time: open the task from its page of the table)"
+        } else {
+            ""
+        };
         return Err(UiError::not_found(format!(
-            "run `{id}` has no task `{key}`"
+            "run `{id}` has no task `{key}`{hint}"
         )));
     };
     let mut attempts: Vec<&AttemptRecord> = l
@@ -323,7 +423,14 @@ async fn task_panel(
         None => attempts.last().copied(),
     };
     let log = match shown {
-        Some(a) => Some((a, read_log(&a.log_path).await)),
+        Some(a) => {
+            let log = baton_store::AttemptLog {
+                run: l.run.id.clone(),
+                key: a.key.clone(),
+                attempt: a.attempt,
+            };
+            Some((a, read_log(logs, &log).await))
+        }
         None => None,
     };
     let instances: Vec<&TaskRecord> = l
@@ -435,23 +542,22 @@ async fn task_panel(
 }
 
 /// The end of a log (at most [`LOG_BYTES`], from a line start): text, bytes skipped, size.
-async fn read_log(path: &str) -> (String, u64, u64) {
-    let Ok(mut file) = tokio::fs::File::open(path).await else {
+async fn read_log(
+    logs: &dyn baton_store::LogStore,
+    log: &baton_store::AttemptLog,
+) -> (String, u64, u64) {
+    let Ok(size) = logs.len(log).await else {
         return (String::new(), 0, 0);
     };
-    let size = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let mut skipped = size.saturating_sub(LOG_BYTES);
-    if skipped > 0 && file.seek(std::io::SeekFrom::Start(skipped)).await.is_err() {
-        return (String::new(), 0, size);
-    }
     let mut bytes = Vec::new();
-    if file
-        .take(size - skipped)
-        .read_to_end(&mut bytes)
-        .await
-        .is_err()
-    {
-        return (String::new(), 0, size);
+    while (bytes.len() as u64) < size - skipped {
+        let left = usize::try_from(size - skipped).unwrap_or(usize::MAX) - bytes.len();
+        match logs.read(log, skipped + bytes.len() as u64, left).await {
+            Ok(piece) if !piece.is_empty() => bytes.extend_from_slice(&piece),
+            Ok(_) => break,
+            Err(_) => return (String::new(), 0, size),
+        }
     }
     if skipped > 0
         && let Some(nl) = bytes.iter().position(|&b| b == b'\n')

@@ -12,7 +12,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use baton_core::state::RunState;
 use baton_engine::executor::LocalExecutor;
-use baton_engine::{Observers, Options, RunRequest, Stop};
+use baton_engine::{Engine, Observers, Options, RunRequest, Stop};
 use baton_store::{SqlStore, Store};
 use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
 use tokio::sync::watch;
@@ -93,9 +93,9 @@ pub async fn drive(source: &str, observers: Observers, logical_date: Option<&str
         store.as_ref(),
         RunRequest {
             trigger: if logical_date.is_some() {
-                "schedule"
+                baton_core::state::RunTrigger::Schedule
             } else {
-                "manual"
+                baton_core::state::RunTrigger::Manual
             },
             logical_date: logical_date.map(str::to_owned),
             ..RunRequest::new(&pipeline, source, dir.path().display().to_string())
@@ -132,16 +132,10 @@ pub fn execute(
     let (stop, stop_rx) = watch::channel(None::<Stop>);
     let (s, id) = (Arc::clone(store), run.clone());
     let handle = tokio::spawn(async move {
-        baton_engine::execute(
-            s,
-            Arc::new(LocalExecutor::default()),
-            &id,
-            &opts,
-            None,
-            stop_rx,
-        )
-        .await
-        .expect("run driven")
+        Engine::new(s, Arc::new(LocalExecutor::default()), opts)
+            .execute(&id, stop_rx)
+            .await
+            .expect("run driven")
     });
     (handle, stop)
 }

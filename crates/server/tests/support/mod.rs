@@ -6,9 +6,10 @@ pub mod skip;
 
 use std::sync::Arc;
 
+use baton_control::Runner;
 use baton_engine::executor::LocalExecutor;
-use baton_server::secrets::StaticSecrets;
-use baton_server::{AppState, Runner};
+use baton_observe::secrets::StaticSecrets;
+use baton_server::AppState;
 use baton_store::SqlStore;
 
 /// An app whose `pipelines/` holds `files` (name, text), already loaded, with `secrets` as the

@@ -16,8 +16,10 @@ use super::{Backend, ChangeFeed, HOME_DATABASE, SqlStore, pools};
 use crate::database::{DEFAULT_SQLITE_BUSY_TIMEOUT, Database, DatabaseSettings, Target, masked};
 use crate::error::{Error, Result};
 
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
+pub(super) static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("migrations/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("migrations/postgres");
+
+mod template;
 
 /// The advisory lock PostgreSQL migrations run under ("baton" in ASCII): ten servers
 /// starting on an empty database take turns, and the nine after the first find it migrated.
@@ -122,8 +124,7 @@ impl SqlStore {
 
     /// [`SqlStore::open`] with `settings`.
     pub async fn open_with(url: &str, settings: &DatabaseSettings) -> Result<Self> {
-        static DRIVERS: Once = Once::new();
-        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        install_drivers();
         if settings.max_connections == 0 {
             return Err(Error::Setting(
                 "`max_connections` must be at least 1".to_owned(),
@@ -145,6 +146,8 @@ impl SqlStore {
             feed,
             _listener: listener,
             lost_acks: std::sync::Arc::default(),
+            lost_reads: std::sync::Arc::default(),
+            read_count: std::sync::Arc::default(),
         })
     }
 
@@ -209,6 +212,11 @@ impl SqlStore {
     }
 }
 
+pub(super) fn install_drivers() {
+    static DRIVERS: Once = Once::new();
+    DRIVERS.call_once(sqlx::any::install_default_drivers);
+}
+
 /// Two baton processes starting on a fresh file (a run and a `baton runs` beside it) would
 /// both apply the migrations; an exclusive lock on `PATH.lock` makes the second wait and then
 /// find them applied.
@@ -232,6 +240,12 @@ async fn open_sqlite_file(path: &Path, url: &str, settings: &DatabaseSettings) -
     .await
     .map_err(|e| lock_error(std::io::Error::other(e)))?
     .map_err(|(_, errno)| lock_error(std::io::Error::from(errno)))?;
+    if url.contains("mode=rwc") && !path.exists() {
+        template::create(path).await.map_err(|source| Error::Open {
+            url: masked(url),
+            source,
+        })?;
+    }
     let store = SqlStore::open_with(url, settings).await;
     drop(lock);
     store
@@ -249,13 +263,14 @@ async fn sqlite_pool(url: &str, settings: &DatabaseSettings) -> Result<AnyPool> 
         .acquire_timeout(settings.connect_timeout.max(Duration::from_secs(1)))
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                conn.execute(sqlx::AssertSqlSafe(format!("PRAGMA busy_timeout = {busy}")))
-                    .await?;
-                conn.execute("PRAGMA journal_mode = WAL").await?;
-                conn.execute("PRAGMA synchronous = NORMAL").await?;
-                conn.execute("PRAGMA foreign_keys = ON").await?;
-                // Pages are read through a memory map rather than a `pread` each.
-                conn.execute("PRAGMA mmap_size = 268435456").await?;
+                // One script, one round trip to the connection's thread. Pages are read
+                // through a memory map rather than a `pread` each (`mmap_size`).
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "PRAGMA busy_timeout = {busy}; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                     PRAGMA mmap_size = 268435456"
+                )))
+                .await?;
                 Ok(())
             })
         })
@@ -279,6 +294,7 @@ async fn postgres_pool(url: &str, settings: &DatabaseSettings) -> Result<AnyPool
     let _ = conn.close().await;
     migrated.map_err(|e| migrate_error(url, e))?;
     let statement_timeout = settings.statement_timeout.map(|t| t.as_millis());
+    let idle_timeout = settings.idle_transaction_timeout.as_millis().max(1);
     AnyPoolOptions::new()
         .max_connections(settings.max_connections)
         .acquire_timeout(settings.connect_timeout)
@@ -288,6 +304,10 @@ async fn postgres_pool(url: &str, settings: &DatabaseSettings) -> Result<AnyPool
                     conn.execute(sqlx::AssertSqlSafe(format!("SET statement_timeout = {ms}")))
                         .await?;
                 }
+                conn.execute(sqlx::AssertSqlSafe(format!(
+                    "SET idle_in_transaction_session_timeout = {idle_timeout}"
+                )))
+                .await?;
                 Ok(())
             })
         })

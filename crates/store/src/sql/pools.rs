@@ -6,7 +6,8 @@ use baton_core::ids::{RunId, TaskKey};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::{Backend, SqlStore, end_tx, to_u32};
+use super::rows::to_u32;
+use super::{Backend, SqlStore, end_tx};
 use crate::error::Result;
 use crate::lease::Lease;
 use crate::records::{Millis, PoolRecord, SlotClaim};
@@ -82,21 +83,33 @@ impl SqlStore {
         slots: u32,
         description: Option<&str>,
         at: Millis,
-    ) -> Result<()> {
+    ) -> Result<PoolRecord> {
         let mut writer = self.writer.lock().await;
-        sqlx::query(
-            "INSERT INTO pools (name, slots, description, updated_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, \
-             description = COALESCE(excluded.description, pools.description), \
-             updated_at = excluded.updated_at",
-        )
-        .bind(name)
-        .bind(i64::from(slots))
-        .bind(description)
-        .bind(at)
-        .execute(&mut **writer)
-        .await?;
-        Ok(())
+        let mut tx = self.begin_write(&mut writer).await?;
+        // Read back in the same transaction, which holds the row: a delete that comes right
+        // after waits for it, so the answer is the pool as set, never "no such pool".
+        let result = async {
+            sqlx::query(
+                "INSERT INTO pools (name, slots, description, updated_at) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (name) DO UPDATE SET slots = excluded.slots, \
+                 description = COALESCE(excluded.description, pools.description), \
+                 updated_at = excluded.updated_at",
+            )
+            .bind(name)
+            .bind(i64::from(slots))
+            .bind(description)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+            let row = sqlx::query(sqlx::AssertSqlSafe(pools_sql()))
+                .bind(at)
+                .bind(name)
+                .fetch_one(&mut *tx)
+                .await?;
+            pool_record(&row)
+        }
+        .await;
+        end_tx(tx, result).await
     }
 
     pub(super) async fn delete_pool_row(&self, name: &str) -> Result<bool> {
@@ -268,7 +281,7 @@ pub(super) async fn release(
     run: &RunId,
     keys: &[TaskKey],
 ) -> Result<()> {
-    for chunk in keys.chunks(super::TASK_ROWS_PER_INSERT) {
+    for chunk in keys.chunks(super::tasks::TASK_ROWS_PER_INSERT) {
         let list = super::placeholders(chunk.len(), 1, 2).replace(['(', ')'], "");
         let sql = format!("DELETE FROM pool_claims WHERE run_id = $1 AND task_key IN ({list})");
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run.as_str());

@@ -5,7 +5,8 @@
 use baton_core::ids::RunId;
 use sqlx::Row;
 
-use super::{Backend, SqlStore, end_tx, run_record};
+use super::rows::run_record;
+use super::{Backend, SqlStore, end_tx};
 use crate::error::Result;
 use crate::lease::{CommitSeq, Lease, LeaseEpoch, TakenRun};
 use crate::records::{Millis, OrphanClaim, RunRecord};

@@ -50,6 +50,14 @@ echo"#,
         put("echo \"${u:-@}\"", "'"),
         Err(ShellError::QuoteInBraces { .. })
     ));
+    // bash would read an unbalanced process substitution there and fail the whole script.
+    for v in ["<(", "a>(b"] {
+        assert!(matches!(
+            put("echo \"${u:-@}\"", v),
+            Err(ShellError::QuoteInBraces { .. })
+        ));
+    }
+    assert_eq!(put("echo ${u:-@}", "<(").as_deref(), Ok("echo ${u:-'<('}"));
 }
 
 #[test]

@@ -124,7 +124,10 @@
       if (pending[what]) return;
       pending[what] = setTimeout(function () {
         pending[what] = null;
-        fetch(location.pathname + '?fragment=' + what, { headers: { Accept: 'text/html' } })
+        // The same page of a large run's task table as the one shown.
+        var query = new URLSearchParams(location.search);
+        query.set('fragment', what);
+        fetch(location.pathname + '?' + query.toString(), { headers: { Accept: 'text/html' } })
           .then(function (r) { return r.ok ? r.text() : null; })
           .then(function (html) {
             var wrap = document.getElementById(what + '-wrap');
