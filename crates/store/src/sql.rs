@@ -14,6 +14,7 @@ use crate::error::Result;
 mod admission;
 mod apply;
 mod backfills;
+mod batch;
 mod cache;
 mod connect;
 mod control;

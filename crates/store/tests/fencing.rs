@@ -12,8 +12,8 @@ mod skip;
 use baton_core::ids::{LeaseOwner, RunId, TaskKey};
 use baton_core::state::{RunState, TaskState};
 use baton_store::{
-    Change, CommitSeq, Error, Fence, Lease, LeaseEpoch, NewRun, OrphanClaim, SlotClaim, SqlStore,
-    Store,
+    Change, CommitSeq, Error, Fence, Lease, LeaseEpoch, NewRun, NewTask, OrphanClaim, SlotClaim,
+    SqlStore, Store,
 };
 use serde_json::json;
 
@@ -384,6 +384,31 @@ async fn commit_numbers(store: &dyn Store) {
         )
         .await
         .expect("the new owner's first commit");
+
+    // A retried commit that adds tasks. On SQLite its script runs before the fence's answer
+    // is known, and fails on the rows the first try wrote: it is still the commit that
+    // landed, not an error, and nothing is written twice.
+    let add = [Change::AddTasks(vec![NewTask {
+        key: TaskKey::from_string("later"),
+        task_id: "later".into(),
+        position: 9,
+        item: None,
+        state: TaskState::Queued,
+    }])];
+    store
+        .apply(&run, owner(&taken[0].lease, 4), &add)
+        .await
+        .expect("commit 4");
+    let landed = snapshot(store, &run).await;
+    store
+        .apply(&run, owner(&taken[0].lease, 4), &add)
+        .await
+        .expect("commit 4 again succeeds");
+    assert_eq!(
+        snapshot(store, &run).await,
+        landed,
+        "a retried commit was written twice"
+    );
 }
 
 #[tokio::test]

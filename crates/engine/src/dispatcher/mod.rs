@@ -497,7 +497,13 @@ impl Dispatcher {
         // Subscribed before the first read of control rows, so no request falls in between.
         let mut changes = self.store.changes();
         let mut next_control = tokio::time::Instant::now();
-        let mut lease = tokio::time::interval(self.opts.lease_renew_interval);
+        // The first renewal one interval after the lease was taken (at once if setting up
+        // took longer), not at once whatever the time: a round trip that extends nothing.
+        let taken = self.held_until - self.opts.lease_ttl;
+        let mut lease = tokio::time::interval_at(
+            taken + self.opts.lease_renew_interval,
+            self.opts.lease_renew_interval,
+        );
         lease.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             self.start_ready().await?;

@@ -5,6 +5,7 @@ use baton_core::ids::RunId;
 use baton_core::state::RunState;
 use sqlx::Row;
 
+use super::batch::Batch;
 use super::events::{PendingEvent, insert_event_rows};
 use super::rows::{opt_i64, run_record, state};
 use super::runs::RUN_ROWS_PER_INSERT;
@@ -196,7 +197,9 @@ impl SqlStore {
                 .map(|_| PendingEvent::new(at, "run_state", None, None, data.clone()))
                 .collect();
             let rows: Vec<(&RunId, &PendingEvent)> = ids.iter().zip(&events).collect();
-            insert_event_rows(&mut tx, &rows).await?;
+            let mut b = Batch::new(self.backend);
+            insert_event_rows(&mut b, &mut tx, &rows).await?;
+            b.finish(&mut tx).await?;
             // Requests as well: asked to cancel, by whoever reads that.
             self.notify(&mut tx, Kind::Request, &ids.iter().collect::<Vec<_>>())
                 .await?;

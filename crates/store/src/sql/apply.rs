@@ -4,11 +4,12 @@
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::{AttemptState, RunState, TaskState};
 
+use super::batch::Batch;
 use super::cache::key_hash;
 use super::events::{PendingEvent, insert_events};
 use super::rows::json_text;
 use super::tasks::insert_tasks;
-use super::{SqlStore, lease, placeholders, pools};
+use super::{Backend, SqlStore, lease, placeholders, pools};
 use crate::changes::Kind;
 use crate::error::Result;
 use crate::lease::Fence;
@@ -54,6 +55,7 @@ const ATTEMPT_ROWS_PER_STATEMENT: usize = 50;
 /// sets only the fields a finish changes, so its placeholder log path and owner are never
 /// stored.
 async fn write_attempts(
+    b: &mut Batch,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
     rows: &[AttemptRow],
@@ -71,12 +73,11 @@ async fn write_attempts(
              cpu_sys_ms = excluded.cpu_sys_ms, max_rss_kb = excluded.max_rss_kb, \
              error = excluded.error",
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        b.sql(&sql);
         for r in chunk {
             let f = r.finish.as_ref();
             let usage = f.and_then(|f| f.rusage);
-            q = q
-                .bind(run.as_str())
+            b.bind(run.as_str())
                 .bind(r.key.as_str().to_owned())
                 .bind(i64::from(r.attempt))
                 .bind(r.state.as_str())
@@ -91,7 +92,7 @@ async fn write_attempts(
                 .bind(usage.map(|u| u.max_rss_kb))
                 .bind(f.and_then(|f| f.error.clone()));
         }
-        q.execute(&mut **tx).await?;
+        b.end(tx).await?;
     }
     Ok(())
 }
@@ -102,6 +103,7 @@ const TASK_UPDATES_PER_STATEMENT: usize = 50;
 /// Applies every task's update in one statement per chunk: each column takes its new value
 /// from a `CASE` on the task key.
 async fn write_tasks(
+    b: &mut Batch,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
     updates: &[(TaskKey, TaskUpdate)],
@@ -151,10 +153,9 @@ async fn write_tasks(
             sets.join(", "),
             keys.join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run.as_str());
+        b.sql(&sql).bind(run.as_str());
         for (key, u) in chunk {
-            q = q
-                .bind(key.as_str().to_owned())
+            b.bind(key.as_str().to_owned())
                 .bind(u.state.map(TaskState::as_str))
                 .bind(i64::from(u.state.is_some()))
                 .bind(u.next_attempt_at)
@@ -165,7 +166,7 @@ async fn write_tasks(
                 .bind(u.attempts.map(i64::from))
                 .bind(u.interruptions);
         }
-        q.execute(&mut **tx).await?;
+        b.end(tx).await?;
     }
     Ok(())
 }
@@ -182,24 +183,105 @@ impl SqlStore {
         fence: Fence<'_>,
         changes: &[Change],
     ) -> Result<()> {
-        // Fewest statements per commit: one UPDATE per task however many of its changes the
-        // batch holds, and all events in multi-row INSERTs. Each statement is a round trip to
-        // the database, and the dispatcher commits once per step of the run.
+        let lease = match fence {
+            Fence::Lease { lease, commit } => Some((lease, commit)),
+            Fence::Unfenced => None,
+        };
         let mut writer = self.writer.lock().await;
         let mut tx = self.begin_write(&mut writer).await?;
-        // First, so a stale owner's batch is refused before any of it is written (dropping
-        // `tx` rolls back).
-        if let Fence::Lease { lease, commit } = fence
-            && lease::fence_commit(&mut tx, run, lease, commit).await? == lease::Commit::Landed
-        {
-            let _ = tx.rollback().await;
-            // What the lost answer skipped: telling this process's observers.
-            self.feed.committed(Kind::State, [run]);
-            if changes.iter().any(ends_run) {
-                self.claimed.forget(run);
+        let mut b = Batch::new(self.backend);
+        // First, so a stale owner's batch is refused before any of it lands. On PostgreSQL on
+        // its own, taking the run's row lock before anything is written; on SQLite (one
+        // writer) at the head of the batch's script, whose writes are rolled back with the
+        // transaction when it matched no row.
+        if let Some((lease, commit)) = lease {
+            match self.backend {
+                Backend::Postgres => {
+                    if lease::fence_commit(&mut tx, run, lease, commit).await?
+                        == lease::Commit::Landed
+                    {
+                        let _ = tx.rollback().await;
+                        self.landed(run, changes);
+                        return Ok(());
+                    }
+                }
+                Backend::Sqlite => lease::fence_commit_first(&mut b, run, lease, commit),
             }
-            return Ok(());
         }
+        let written = match self
+            .write_changes(&mut b, &mut tx, run, lease, changes)
+            .await
+        {
+            Ok(run_ended) => b.finish(&mut tx).await.map(|rows| (rows, run_ended)),
+            Err(e) => Err(e),
+        };
+        let run_ended = match written {
+            Ok((rows, run_ended)) => {
+                if let Some((lease, commit)) = lease
+                    && self.backend == Backend::Sqlite
+                    && rows.is_empty()
+                {
+                    let _ = tx.rollback().await;
+                    if lease::unmatched(&mut **writer, run, lease, commit).await?
+                        == lease::Commit::Landed
+                    {
+                        self.landed(run, changes);
+                    }
+                    return Ok(());
+                }
+                run_ended
+            }
+            Err(e) => {
+                let _ = tx.rollback().await;
+                // On SQLite the fence ran in the same script: the batch of a stale owner, or
+                // the retry of a commit that landed (its new tasks there already), may have
+                // failed on what is in the database. The fence's answer comes first.
+                if let Some((lease, commit)) = lease
+                    && self.backend == Backend::Sqlite
+                {
+                    match lease::unmatched(&mut **writer, run, lease, commit).await {
+                        Ok(lease::Commit::Landed) => {
+                            self.landed(run, changes);
+                            return Ok(());
+                        }
+                        Err(refusal @ crate::Error::LeaseLost { .. }) => return Err(refusal),
+                        Ok(lease::Commit::Next) | Err(_) => {}
+                    }
+                }
+                return Err(e);
+            }
+        };
+        self.notify(&mut tx, Kind::State, &[run]).await?;
+        tx.commit().await?;
+        self.feed.committed(Kind::State, [run]);
+        if run_ended {
+            self.claimed.forget(run);
+        }
+        if self.ack_lost() {
+            return Err(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()).into());
+        }
+        Ok(())
+    }
+
+    /// What the lost answer of a commit that landed skipped: telling this process's
+    /// observers.
+    fn landed(&self, run: &RunId, changes: &[Change]) {
+        self.feed.committed(Kind::State, [run]);
+        if changes.iter().any(ends_run) {
+            self.claimed.forget(run);
+        }
+    }
+
+    /// Adds `changes` to `b`: one UPDATE per task however many of its changes the batch
+    /// holds, and all events in multi-row INSERTs. Returns whether they end the run.
+    async fn write_changes(
+        &self,
+        b: &mut Batch,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        run: &RunId,
+        lease: Option<(&crate::lease::Lease, crate::lease::CommitSeq)>,
+        changes: &[Change],
+    ) -> Result<bool> {
         let mut events: Vec<PendingEvent> = Vec::with_capacity(changes.len());
         let mut attempts: Vec<AttemptRow> = Vec::new();
         let mut spawned: Vec<(&TaskKey, u32, &AttemptProcess)> = Vec::new();
@@ -226,7 +308,7 @@ impl SqlStore {
                     run_ended |= ends_run(change);
                     let started = (*state == RunState::Running).then_some(*at);
                     let finished = state.is_final().then_some(*at);
-                    sqlx::query(
+                    b.sql(
                         "UPDATE runs SET state = $1, error = $2, \
                          started_at = COALESCE(started_at, $3), finished_at = $4, \
                          cancel_requested = CASE WHEN $1 = 'queued' THEN 0 ELSE cancel_requested END, \
@@ -237,13 +319,12 @@ impl SqlStore {
                     .bind(error.as_deref())
                     .bind(started)
                     .bind(finished)
-                    .bind(run.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(run.as_str());
+                    b.end(tx).await?;
                     let data = serde_json::json!({ "state": state, "error": error });
                     events.push(PendingEvent::new(*at, "run_state", None, None, data));
                 }
-                Change::AddTasks(new) => insert_tasks(&mut tx, run, new).await?,
+                Change::AddTasks(new) => insert_tasks(b, tx, run, new).await?,
                 Change::Task {
                     key,
                     state,
@@ -270,7 +351,7 @@ impl SqlStore {
                     events.push(PendingEvent::new(*at, "task_state", Some(key), None, data));
                 }
                 Change::Reopen { key, state, at } => {
-                    sqlx::query(
+                    b.sql(
                         "UPDATE tasks SET state = $1, error = NULL, finished_at = NULL, \
                          next_attempt_at = NULL, retry_base = attempts, approval_message = NULL, \
                          cached_from_run = NULL, cached_from_task = NULL \
@@ -278,15 +359,13 @@ impl SqlStore {
                     )
                     .bind(state.as_str())
                     .bind(run.as_str())
-                    .bind(key.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(key.as_str());
+                    b.end(tx).await?;
                     // A gate asks again.
-                    sqlx::query("DELETE FROM approvals WHERE run_id = $1 AND task_key = $2")
+                    b.sql("DELETE FROM approvals WHERE run_id = $1 AND task_key = $2")
                         .bind(run.as_str())
-                        .bind(key.as_str())
-                        .execute(&mut *tx)
-                        .await?;
+                        .bind(key.as_str());
+                    b.end(tx).await?;
                     let data = serde_json::json!({ "state": state });
                     events.push(PendingEvent::new(
                         *at,
@@ -394,15 +473,14 @@ impl SqlStore {
                 }
                 // Gates are few: one statement each, outside the batched task updates.
                 Change::Asked { key, message, at } => {
-                    sqlx::query(
+                    b.sql(
                         "UPDATE tasks SET approval_message = $1 \
                          WHERE run_id = $2 AND task_key = $3",
                     )
                     .bind(message.as_str())
                     .bind(run.as_str())
-                    .bind(key.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(key.as_str());
+                    b.end(tx).await?;
                     let data = serde_json::json!({ "message": message });
                     events.push(PendingEvent::new(
                         *at,
@@ -419,16 +497,15 @@ impl SqlStore {
                     at,
                 } => {
                     if let Some(hit) = hit {
-                        sqlx::query(
+                        b.sql(
                             "UPDATE tasks SET cached_from_run = $1, cached_from_task = $2 \
                              WHERE run_id = $3 AND task_key = $4",
                         )
                         .bind(hit.run.as_str())
                         .bind(hit.task.as_str())
                         .bind(run.as_str())
-                        .bind(key.as_str())
-                        .execute(&mut *tx)
-                        .await?;
+                        .bind(key.as_str());
+                        b.end(tx).await?;
                     }
                     let (kind, data) = match hit {
                         Some(hit) => (
@@ -448,7 +525,7 @@ impl SqlStore {
                     outputs,
                     at,
                 } => {
-                    sqlx::query(
+                    b.sql(
                         "INSERT INTO task_cache (namespace, pipeline, task_id, key_hash, cache_key, \
                          run_id, task_key, outputs, created_at) \
                          SELECT r.namespace, r.pipeline, t.task_id, $1, $2, r.id, t.task_key, $3, $4 \
@@ -464,9 +541,8 @@ impl SqlStore {
                     .bind(json_text(outputs))
                     .bind(*at)
                     .bind(run.as_str())
-                    .bind(key.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    .bind(key.as_str());
+                    b.end(tx).await?;
                     let data = serde_json::json!({ "cache_key": cache_key });
                     events.push(PendingEvent::new(*at, "cache_saved", Some(key), None, data));
                 }
@@ -490,10 +566,10 @@ impl SqlStore {
                 }
             }
         }
-        write_attempts(&mut tx, run, &attempts).await?;
+        write_attempts(b, tx, run, &attempts).await?;
         // After the upsert: a start and its spawn could share a commit.
         for (key, attempt, process) in spawned {
-            sqlx::query(
+            b.sql(
                 "UPDATE attempts SET pid = $1, proc_start = $2, boot_id = $3, host = $4 \
                  WHERE run_id = $5 AND task_key = $6 AND attempt = $7",
             )
@@ -503,39 +579,29 @@ impl SqlStore {
             .bind(process.host.clone())
             .bind(run.as_str())
             .bind(key.as_str())
-            .bind(i64::from(attempt))
-            .execute(&mut *tx)
-            .await?;
+            .bind(i64::from(attempt));
+            b.end(tx).await?;
         }
-        write_tasks(&mut tx, run, &tasks).await?;
+        write_tasks(b, tx, run, &tasks).await?;
         // Only the run's owner's claims count, and it made them through this handle: a run it
         // never claimed for costs no statement here.
         if self.claimed.has(run) {
             if run_ended {
-                pools::release_run(&mut tx, run).await?;
+                pools::release_run(b, tx, run).await?;
             } else {
                 let freed: Vec<TaskKey> = releases
                     .into_iter()
                     .filter_map(|(k, free)| free.then_some(k))
                     .collect();
-                pools::release(&mut tx, run, &freed).await?;
+                pools::release(b, tx, run, &freed).await?;
             }
         }
-        if let Fence::Lease { lease, .. } = fence {
+        if let Some((lease, _)) = lease {
             for e in &mut events {
                 e.epoch = Some(lease.epoch);
             }
         }
-        insert_events(&mut tx, run, &events).await?;
-        self.notify(&mut tx, Kind::State, &[run]).await?;
-        tx.commit().await?;
-        self.feed.committed(Kind::State, [run]);
-        if run_ended {
-            self.claimed.forget(run);
-        }
-        if self.ack_lost() {
-            return Err(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()).into());
-        }
-        Ok(())
+        insert_events(b, tx, run, &events).await?;
+        Ok(run_ended)
     }
 }

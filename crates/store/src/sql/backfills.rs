@@ -4,6 +4,7 @@ use baton_core::ids::{BackfillId, RunId};
 use baton_core::state::RunState;
 use sqlx::Row;
 
+use super::batch::Batch;
 use super::definitions::insert_definition;
 use super::events::{PendingEvent, insert_event_rows};
 use super::rows::{backfill_record, state};
@@ -76,11 +77,13 @@ impl SqlStore {
                 .iter()
                 .flat_map(|r| r.tasks.iter().map(move |t| (&r.id, t)))
                 .collect();
-            insert_task_rows(&mut tx, &tasks).await?;
+            let mut b = Batch::new(self.backend);
+            insert_task_rows(&mut b, &mut tx, &tasks).await?;
             let events: Vec<PendingEvent> = runs.iter().map(run_created_event).collect();
             let rows: Vec<(&RunId, &PendingEvent)> =
                 runs.iter().map(|r| &r.id).zip(&events).collect();
-            insert_event_rows(&mut tx, &rows).await?;
+            insert_event_rows(&mut b, &mut tx, &rows).await?;
+            b.finish(&mut tx).await?;
             let ids: Vec<&RunId> = runs.iter().map(|r| &r.id).collect();
             self.notify(&mut tx, Kind::State, &ids).await?;
             Ok(backfill.id.clone())

@@ -251,6 +251,9 @@ async fn open_sqlite_file(path: &Path, url: &str, settings: &DatabaseSettings) -
     store
 }
 
+/// Connections to one SQLite file: the writer's and one for reads.
+const SQLITE_CONNECTIONS: u32 = 2;
+
 async fn sqlite_pool(url: &str, settings: &DatabaseSettings) -> Result<AnyPool> {
     let busy = settings
         .statement_timeout
@@ -258,16 +261,21 @@ async fn sqlite_pool(url: &str, settings: &DatabaseSettings) -> Result<AnyPool> 
         .as_millis();
     // WAL lets readers (`baton runs` in another terminal) work while a run writes;
     // synchronous=NORMAL keeps every commit durable across a crash of the process.
+    // Two connections: the writer's and one for reads. Each connection is a thread of its own
+    // and compiles the whole schema on its first statement; a one-task `baton run` opened
+    // four, a millisecond or more each, because its reads overlap by a hair. Reads are short
+    // and take turns on one connection; in WAL mode they never wait for the writer.
     let pool = AnyPoolOptions::new()
-        .max_connections(4)
+        .max_connections(SQLITE_CONNECTIONS)
         .acquire_timeout(settings.connect_timeout.max(Duration::from_secs(1)))
         .after_connect(move |conn, _| {
             Box::pin(async move {
                 // One script, one round trip to the connection's thread. Pages are read
-                // through a memory map rather than a `pread` each (`mmap_size`).
+                // through a memory map rather than a `pread` each (`mmap_size`). The
+                // journal mode is the file's, set once below; sqlx's own start-up already
+                // turned `foreign_keys` on.
                 conn.execute(sqlx::AssertSqlSafe(format!(
-                    "PRAGMA busy_timeout = {busy}; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                    "PRAGMA busy_timeout = {busy}; PRAGMA synchronous = NORMAL; \
                      PRAGMA mmap_size = 268435456"
                 )))
                 .await?;
@@ -275,6 +283,16 @@ async fn sqlite_pool(url: &str, settings: &DatabaseSettings) -> Result<AnyPool> 
             })
         })
         .connect(url)
+        .await
+        .map_err(|source| Error::Open {
+            url: masked(url),
+            source,
+        })?;
+    // WAL lets readers work while a run writes. It is stored in the file, so one connection
+    // setting it sets it for all; a file made from the template has it already, and then
+    // this changes nothing.
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .fetch_optional(&pool)
         .await
         .map_err(|source| Error::Open {
             url: masked(url),

@@ -3,6 +3,7 @@
 use baton_core::ids::{RunId, TaskKey};
 use sqlx::Row;
 
+use super::batch::Batch;
 use super::rows::{json_col, opt_i64, to_u32};
 use super::{SqlStore, placeholders};
 use crate::error::Result;
@@ -43,28 +44,28 @@ impl PendingEvent {
 const EVENT_ROWS_PER_INSERT: usize = 200;
 
 pub(super) async fn insert_events(
+    b: &mut Batch,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
     events: &[PendingEvent],
 ) -> Result<()> {
     let rows: Vec<(&RunId, &PendingEvent)> = events.iter().map(|e| (run, e)).collect();
-    insert_event_rows(tx, &rows).await
+    insert_event_rows(b, tx, &rows).await
 }
 
 /// Appends events of any number of runs, in multi-row statements.
 pub(super) async fn insert_event_rows(
+    b: &mut Batch,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[(&RunId, &PendingEvent)],
 ) -> Result<()> {
     for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
-        let sql = format!(
+        b.sql(&format!(
             "INSERT INTO events (run_id, at, kind, task_key, attempt, data, epoch) VALUES {}",
             placeholders(chunk.len(), 7, 1)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        ));
         for (run, e) in chunk {
-            q = q
-                .bind(run.as_str())
+            b.bind(run.as_str())
                 .bind(e.at)
                 .bind(e.kind)
                 .bind(e.key.as_ref().map(|k| k.as_str().to_owned()))
@@ -72,7 +73,7 @@ pub(super) async fn insert_event_rows(
                 .bind(e.data.clone())
                 .bind(e.epoch.map(|e| e.0));
         }
-        q.execute(&mut **tx).await?;
+        b.end(tx).await?;
     }
     Ok(())
 }

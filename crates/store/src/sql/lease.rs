@@ -5,6 +5,7 @@ use baton_core::ids::{LeaseOwner, RunId};
 use sqlx::Row;
 
 use super::SqlStore;
+use super::batch::Batch;
 use crate::error::{Error, Result};
 use crate::lease::{CommitSeq, Lease, LeaseEpoch};
 use crate::records::Millis;
@@ -42,29 +43,57 @@ pub(super) enum Commit {
     Landed,
 }
 
-/// [`fence`], for the owner's commit number `commit`: it also takes that number, so the same
-/// commit tried again finds it taken and is not written twice.
+/// The fence of an owner's commit number `$4` (its lease `$2`, `$3` on run `$1`): it also
+/// takes that number, so the same commit tried again finds it taken and is not written twice.
+const FENCE_COMMIT: &str = "UPDATE runs SET commit_seq = $4 \
+     WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND commit_seq = $5";
+
+/// [`fence`], for the owner's commit number `commit`, run on its own (PostgreSQL, where it
+/// also takes the run's row lock before anything else is written).
 pub(super) async fn fence_commit(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
     lease: &Lease,
     commit: CommitSeq,
 ) -> Result<Commit> {
-    let done = sqlx::query(
-        "UPDATE runs SET commit_seq = $4 \
-         WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3 AND commit_seq = $5",
-    )
-    .bind(run.as_str())
-    .bind(lease.owner.as_str())
-    .bind(lease.epoch.0)
-    .bind(commit.0)
-    .bind(commit.0 - 1)
-    .execute(&mut **tx)
-    .await?;
+    let done = sqlx::query(FENCE_COMMIT)
+        .bind(run.as_str())
+        .bind(lease.owner.as_str())
+        .bind(lease.epoch.0)
+        .bind(commit.0)
+        .bind(commit.0 - 1)
+        .execute(&mut **tx)
+        .await?;
     if done.rows_affected() == 1 {
         return Ok(Commit::Next);
     }
-    let now = holder(&mut **tx, run).await?;
+    unmatched(&mut **tx, run, lease, commit).await
+}
+
+/// [`fence_commit`] as the first statement of a batch (SQLite), returning a row when it
+/// matched. The statements after it run whatever it found: when it returns no row, the
+/// caller rolls them back with the transaction and asks [`unmatched`] why.
+pub(super) fn fence_commit_first(b: &mut Batch, run: &RunId, lease: &Lease, commit: CommitSeq) {
+    b.sql(&format!("{FENCE_COMMIT} RETURNING commit_seq"))
+        .bind(run.as_str())
+        .bind(lease.owner.as_str())
+        .bind(lease.epoch.0)
+        .bind(commit.0)
+        .bind(commit.0 - 1);
+}
+
+/// Why the fence of commit `commit` matched no row: the lease is gone (an error naming who
+/// holds it), or the commit landed already (its answer was lost), or commits are missing.
+pub(super) async fn unmatched<'e, E>(
+    conn: E,
+    run: &RunId,
+    lease: &Lease,
+    commit: CommitSeq,
+) -> Result<Commit>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Any>,
+{
+    let now = holder(conn, run).await?;
     if !now.holds(lease) {
         return Err(now.refusal(run));
     }
@@ -184,24 +213,33 @@ impl SqlStore {
     }
 
     pub(super) async fn release(&self, run: &RunId, lease: &Lease) -> Result<()> {
+        // The fence is the statement's own condition: one statement, atomic on its own, and
+        // the transaction only when pool claims go with it.
+        const RELEASE: &str = "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = $1 AND lease_owner = $2 AND lease_epoch = $3";
         let mut writer = self.writer.lock().await;
+        let release = sqlx::query(RELEASE)
+            .bind(run.as_str())
+            .bind(lease.owner.as_str())
+            .bind(lease.epoch.0);
+        if !self.claimed.has(run) {
+            let done = release.execute(&mut **writer).await?;
+            if done.rows_affected() == 1 {
+                return Ok(());
+            }
+            return Err(lost(&mut **writer, run).await?);
+        }
         let mut tx = self.begin_write(&mut writer).await?;
         let result = async {
-            fence(&mut tx, run, lease).await?;
-            sqlx::query(
-                "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL WHERE id = $1",
-            )
-            .bind(run.as_str())
-            .execute(&mut *tx)
-            .await?;
-            // Tasks waiting for a slot when the run was handed back wait no more.
-            if self.claimed.has(run) {
-                sqlx::query("DELETE FROM pool_claims WHERE run_id = $1 AND owner = $2")
-                    .bind(run.as_str())
-                    .bind(lease.owner.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+            if release.execute(&mut *tx).await?.rows_affected() != 1 {
+                return Err(lost(&mut *tx, run).await?);
             }
+            // Tasks waiting for a slot when the run was handed back wait no more.
+            sqlx::query("DELETE FROM pool_claims WHERE run_id = $1 AND owner = $2")
+                .bind(run.as_str())
+                .bind(lease.owner.as_str())
+                .execute(&mut *tx)
+                .await?;
             Ok(())
         }
         .await;

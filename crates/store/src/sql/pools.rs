@@ -6,6 +6,7 @@ use baton_core::ids::{RunId, TaskKey};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::batch::Batch;
 use super::rows::to_u32;
 use super::{Backend, SqlStore, end_tx};
 use crate::error::Result;
@@ -277,30 +278,32 @@ async fn ahead(
 
 /// Releases the claims of `keys` of `run` inside a commit of [`crate::Store::apply`].
 pub(super) async fn release(
+    b: &mut Batch,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
     keys: &[TaskKey],
 ) -> Result<()> {
     for chunk in keys.chunks(super::tasks::TASK_ROWS_PER_INSERT) {
         let list = super::placeholders(chunk.len(), 1, 2).replace(['(', ')'], "");
-        let sql = format!("DELETE FROM pool_claims WHERE run_id = $1 AND task_key IN ({list})");
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run.as_str());
+        b.sql(&format!(
+            "DELETE FROM pool_claims WHERE run_id = $1 AND task_key IN ({list})"
+        ))
+        .bind(run.as_str());
         for k in chunk {
-            q = q.bind(k.as_str().to_owned());
+            b.bind(k.as_str().to_owned());
         }
-        q.execute(&mut **tx).await?;
+        b.end(tx).await?;
     }
     Ok(())
 }
 
 /// Releases every claim of `run` (it ended).
 pub(super) async fn release_run(
+    b: &mut Batch,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
 ) -> Result<()> {
-    sqlx::query("DELETE FROM pool_claims WHERE run_id = $1")
-        .bind(run.as_str())
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    b.sql("DELETE FROM pool_claims WHERE run_id = $1")
+        .bind(run.as_str());
+    b.end(tx).await
 }

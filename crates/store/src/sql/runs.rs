@@ -6,6 +6,7 @@ use baton_core::state::RunState;
 use sqlx::Row;
 
 use super::admission::{group_members, lock_group};
+use super::batch::Batch;
 use super::definitions::insert_definition;
 use super::events::{PendingEvent, insert_events};
 use super::rows::{run_brief, run_record};
@@ -139,8 +140,10 @@ impl SqlStore {
         };
         insert_definition(tx, self.backend, &run.definition, run.created_at).await?;
         insert_run_rows(tx, &[(run, admitted_at)]).await?;
-        insert_tasks(tx, &run.id, &run.tasks).await?;
-        insert_events(tx, &run.id, &[run_created_event(run)]).await?;
+        let mut b = Batch::new(self.backend);
+        insert_tasks(&mut b, tx, &run.id, &run.tasks).await?;
+        insert_events(&mut b, tx, &run.id, &[run_created_event(run)]).await?;
+        b.finish(tx).await?;
         self.notify(tx, Kind::Request, &cancelled.iter().collect::<Vec<_>>())
             .await?;
         self.notify(tx, Kind::State, &[&run.id]).await?;

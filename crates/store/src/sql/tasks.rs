@@ -2,6 +2,7 @@
 
 use baton_core::ids::RunId;
 
+use super::batch::Batch;
 use super::rows::{attempt_record, json_text, task_record};
 use super::{SqlStore, placeholders};
 use crate::error::Result;
@@ -11,35 +12,35 @@ use crate::records::{AttemptRecord, NewTask, TaskRecord};
 pub(super) const TASK_ROWS_PER_INSERT: usize = 200;
 
 pub(super) async fn insert_tasks(
+    b: &mut Batch,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     run: &RunId,
     tasks: &[NewTask],
 ) -> Result<()> {
     let rows: Vec<(&RunId, &NewTask)> = tasks.iter().map(|t| (run, t)).collect();
-    insert_task_rows(tx, &rows).await
+    insert_task_rows(b, tx, &rows).await
 }
 
 /// Inserts the tasks of any number of runs, in multi-row statements.
 pub(super) async fn insert_task_rows(
+    b: &mut Batch,
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rows: &[(&RunId, &NewTask)],
 ) -> Result<()> {
     for chunk in rows.chunks(TASK_ROWS_PER_INSERT) {
-        let sql = format!(
+        b.sql(&format!(
             "INSERT INTO tasks (run_id, task_key, task_id, position, item, state) VALUES {}",
             placeholders(chunk.len(), 6, 1)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        ));
         for (run, t) in chunk {
-            q = q
-                .bind(run.as_str())
+            b.bind(run.as_str())
                 .bind(t.key.as_str().to_owned())
                 .bind(t.task_id.clone())
                 .bind(t.position)
                 .bind(t.item.as_ref().map(json_text))
                 .bind(t.state.as_str());
         }
-        q.execute(&mut **tx).await?;
+        b.end(tx).await?;
     }
     Ok(())
 }
