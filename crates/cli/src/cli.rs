@@ -124,6 +124,16 @@ pub(crate) struct Cli {
         value_name = "DURATION"
     )]
     pub kill_grace: baton_core::duration::Duration,
+    /// A file holding the secret (at least 32 bytes) that signs `http:` steps' requests
+    /// (`X-Baton-Signature`); unsigned without one.
+    #[arg(
+        long,
+        global = true,
+        env = "BATON_HTTP_SIGNING_SECRET_FILE",
+        hide_env_values = true,
+        value_name = "PATH"
+    )]
+    pub http_signing_secret_file: Option<std::path::PathBuf>,
     /// `[traces]` of the config file; the `OTEL_*` variables win over it.
     #[arg(skip)]
     pub traces: baton_observe::traces::TraceSettings,

@@ -31,6 +31,8 @@ struct ConfigFile {
     #[serde(default)]
     logs: LogsSection,
     #[serde(default)]
+    http: HttpSection,
+    #[serde(default)]
     traces: baton_observe::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
@@ -143,6 +145,14 @@ struct LogsSection {
     max_bytes_per_attempt: Option<u64>,
 }
 
+/// `[http]`: how `http:` steps call out.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpSection {
+    /// The file of the secret that signs requests (relative to the config file).
+    signing_secret_file: Option<PathBuf>,
+}
+
 /// `[engine]`: how runs are driven, by `baton run` and `baton server` alike.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -253,6 +263,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         {
             *setting = v;
         }
+    }
+    if let Some(secret) = &file.http.signing_secret_file
+        && unset(matches, "http_signing_secret_file")
+    {
+        cli.http_signing_secret_file = Some(base.join(secret));
     }
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {

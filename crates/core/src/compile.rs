@@ -19,11 +19,13 @@ use crate::spec::{
 };
 
 mod fields;
+mod http;
 mod shell;
 mod templates;
 mod triggers;
 
 use fields::*;
+use http::check_http_fields;
 use templates::{Scope, TaskAccess};
 
 /// Checks a decoded spec. Returns the pipeline when there are no errors, and every diagnostic
@@ -389,14 +391,15 @@ impl<'s> Compiler<'s> {
                 ShellSpec::Program(p) => vec![p.clone(), "-c".to_owned()],
                 ShellSpec::Argv(argv) => argv.clone(),
             });
-        let action = match (&t.run, &t.pipeline) {
-            (Some(run), None) => d.at("run", |d| {
+        let http_fields_ok = check_http_fields(d, id, t);
+        let action = match (&t.run, &t.pipeline, &t.http) {
+            (Some(run), None, None) => d.at("run", |d| {
                 let run = self.template(d, run.span, &run.value, scope).inspect(|_| {
                     shell::check_script(d, run.span, &run.value, &shell);
                 })?;
                 Some(Action::Command { run, shell })
             }),
-            (None, Some(p)) => d
+            (None, Some(p), None) => d
                 .at("pipeline", |d| {
                     let ns = self
                         .spec
@@ -421,21 +424,44 @@ impl<'s> Compiler<'s> {
                     });
                     Action::Pipeline { pipeline, params }
                 }),
-            (Some(run), Some(_)) => {
-                d.error(run.span, "a task has either `run` or `pipeline`, not both")
-                    .hint = Some("split it into two tasks, one needing the other".into());
-                None
-            }
-            (None, None) if t.approval.is_some() => Some(Action::Gate),
-            (None, None) => {
+            (None, None, Some(h)) => d
+                .at("http", |d| {
+                    self.http_call(d, h, t.outputs_from.as_ref().map(|o| o.value), scope)
+                })
+                .map(Action::Http),
+            (None, None, None) if t.approval.is_some() => Some(Action::Gate),
+            (None, None, None) => {
                 d.error(id.span, format!("task `{}` has nothing to do", id.value))
                     .hint = Some(
-                    "add `run` (a command), `pipeline` (a sub-pipeline) or `approval` (a gate)"
+                    "add `run` (a command), `http` (a request), `pipeline` (a sub-pipeline) \
+                     or `approval` (a gate)"
                         .into(),
                 );
                 None
             }
+            (run, pipeline, http) => {
+                let set: Vec<&str> = [
+                    run.is_some().then_some("`run`"),
+                    pipeline.is_some().then_some("`pipeline`"),
+                    http.is_some().then_some("`http`"),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                let span = run
+                    .as_ref()
+                    .map(|r| r.span)
+                    .or(pipeline.as_ref().map(|p| p.span))
+                    .unwrap_or(id.span);
+                d.error(
+                    span,
+                    format!("a task does one thing: {} are set", set.join(" and ")),
+                )
+                .hint = Some("split it into two tasks, one needing the other".into());
+                None
+            }
         };
+        let action = action.filter(|_| http_fields_ok);
         if t.pipeline.is_none() && !t.params.is_empty() {
             d.at("params", |d| {
                 let span = t.params.keys().next().map_or(id.span, |k| k.span);

@@ -79,7 +79,7 @@ impl Duration {
         Self(std::time::Duration::from_millis(ms))
     }
 
-    pub fn from_secs(s: u64) -> Self {
+    pub const fn from_secs(s: u64) -> Self {
         Self(std::time::Duration::from_secs(s))
     }
 

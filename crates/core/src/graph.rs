@@ -14,6 +14,7 @@ fn badges(t: &Task) -> Vec<String> {
     match &t.action {
         Action::Pipeline { pipeline, .. } => out.push(format!("pipeline {pipeline}")),
         Action::Gate => out.push("gate".into()),
+        Action::Http(call) => out.push(format!("http {}", call.method)),
         Action::Command { .. } => {}
     }
     if t.for_each.is_some() {
@@ -157,6 +158,7 @@ pub enum TaskKind {
     Command,
     Pipeline,
     Gate,
+    Http,
 }
 
 impl Graph {
@@ -173,6 +175,7 @@ impl Graph {
                     Action::Command { .. } => TaskKind::Command,
                     Action::Pipeline { .. } => TaskKind::Pipeline,
                     Action::Gate => TaskKind::Gate,
+                    Action::Http(_) => TaskKind::Http,
                 },
                 trigger_rule: t.trigger_rule,
                 fan_out: t.for_each.is_some(),

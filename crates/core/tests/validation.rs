@@ -304,7 +304,7 @@ case!(
         4,
         10,
         "tasks.a",
-        "a task has either `run` or `pipeline`, not both"
+        "a task does one thing: `run` and `pipeline` are set"
     )
 );
 case!(
@@ -568,4 +568,84 @@ fn an_overlap_policy_alone_limits_to_one_active_run() {
         limit("concurrency: { max_active_runs: 3 }\n"),
         (Some(3), Overlap::Queue)
     );
+}
+
+#[test]
+fn every_problem_of_an_http_step_is_reported_where_it_is() {
+    let src = "name: p\ntasks:\n  a:\n    http:\n      url: ftp://x\n      method: GET\n      body: { a: 1 }\n      headers: { \"Bad Header\": x }\n      expect: { status: [200, 700] }\n      poll: { interval: 0s }\n    shell: bash\n  b:\n    run: x\n    http: { url: \"https://x\" }\n  c:\n    run: x\n    outputs_from: json\n  d:\n    http: { url: \"https://x/{{ params.nope }}\", method: FETCH }\n";
+    let p = problems(src);
+    let found: Vec<(u32, u32, &str, &str)> = p
+        .iter()
+        .map(|(l, c, f, m)| (*l, *c, f.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (
+                5,
+                12,
+                "tasks.a.http.url",
+                "`ftp://x` is not an `http://` or `https://` URL"
+            ),
+            (7, 13, "tasks.a.http.body", "a `GET` request has no body"),
+            (
+                8,
+                18,
+                "tasks.a.http.headers.Bad Header",
+                "`Bad Header` is not a header name"
+            ),
+            (
+                9,
+                31,
+                "tasks.a.http.expect.status",
+                "700 is not an HTTP status code"
+            ),
+            (
+                10,
+                25,
+                "tasks.a.http.poll.interval",
+                "`interval` must be greater than zero"
+            ),
+            (
+                11,
+                12,
+                "tasks.a.shell",
+                "`shell` is not used by an `http` step"
+            ),
+            (
+                13,
+                10,
+                "tasks.b",
+                "a task does one thing: `run` and `http` are set"
+            ),
+            (
+                17,
+                19,
+                "tasks.c.outputs_from",
+                "`outputs_from` is only used with `http`"
+            ),
+            (19, 18, "tasks.d.http.url", "unknown param `nope`"),
+            (19, 57, "tasks.d.http.method", "unknown HTTP method `FETCH`"),
+        ]
+    );
+}
+
+#[test]
+fn an_http_step_compiles_to_its_request() {
+    let src = "name: p\nparams:\n  r: { type: string }\ntasks:\n  a:\n    http:\n      url: \"https://api.example.com/{{ params.r }}\"\n      body: { region: \"{{ params.r }}\" }\n      expect: { status: 202 }\n      poll: true\n    outputs_from: json\n    outputs: [id]\n";
+    let loaded = load(src);
+    assert!(loaded.diagnostics.is_empty(), "{:#?}", loaded.diagnostics);
+    let pipeline = loaded.pipeline.expect("valid");
+    let baton_core::model::Action::Http(call) = &pipeline.tasks[0].action else {
+        panic!("not an http step: {:?}", pipeline.tasks[0].action);
+    };
+    assert_eq!(
+        call.method,
+        baton_core::spec::HttpMethod::Post,
+        "a body means POST"
+    );
+    assert_eq!(call.expect_status, [202]);
+    assert_eq!(call.poll, Some(baton_core::model::HttpCall::DEFAULT_POLL));
+    assert_eq!(call.outputs_from, Some(baton_core::spec::OutputsFrom::Json));
+    assert!(call.expects(202) && !call.expects(200));
 }

@@ -16,6 +16,36 @@ use serde_json::{Map, Value};
 /// templates, not a channel for data.
 pub const MAX_OUTPUTS_BYTES: usize = 1024 * 1024;
 
+/// The outputs an attempt reported: its `$BATON_OUTPUTS` text parsed, or of the values it
+/// returned those declared, as text (a value that is not a string as JSON).
+pub fn from_report(
+    report: &crate::executor::Outputs,
+    declared: &[Identifier],
+) -> Result<Map<String, Value>, String> {
+    match report {
+        crate::executor::Outputs::Text(text) => parse(text, declared),
+        crate::executor::Outputs::Values(values) => {
+            let mut out = Map::new();
+            for name in declared {
+                if let Some(v) = values.get(name.as_str()) {
+                    let text = match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    };
+                    out.insert(name.to_string(), Value::String(text));
+                }
+            }
+            let size: usize = out.values().map(|v| v.as_str().map_or(0, str::len)).sum();
+            if size > MAX_OUTPUTS_BYTES {
+                return Err(format!(
+                    "outputs are {size} bytes, more than the limit of {MAX_OUTPUTS_BYTES}"
+                ));
+            }
+            Ok(out)
+        }
+    }
+}
+
 /// Parses an outputs file, accepting only declared names.
 pub fn parse(text: &str, declared: &[Identifier]) -> Result<Map<String, Value>, String> {
     if text.len() > MAX_OUTPUTS_BYTES {

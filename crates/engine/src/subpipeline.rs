@@ -103,7 +103,7 @@ pub(crate) fn start(
             attempt: call.attempt,
             outcome,
             rusage: None,
-            outputs,
+            outputs: crate::executor::Outputs::Text(outputs),
         });
     });
     (handle, task.abort_handle())

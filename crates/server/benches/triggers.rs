@@ -37,7 +37,7 @@ impl Executor for Instant0 {
                 signal: None,
             },
             rusage: None,
-            outputs: String::new(),
+            outputs: baton_engine::executor::Outputs::default(),
         });
         CancelHandle::new().0
     }

@@ -49,6 +49,8 @@ pub struct Config {
     pub database: baton_store::Database,
     /// Where attempts' logs go, and how much of each is kept (`[logs]`).
     pub logs: baton_store::LogSettings,
+    /// Sends the requests of `http:` steps (signed with `[http] signing_secret_file`).
+    pub http: baton_engine::executor::HttpExecutor,
 }
 
 impl Config {
@@ -72,6 +74,7 @@ impl Config {
             kill_grace: LocalExecutor::default().kill_grace,
             database: baton_store::Database::default(),
             logs: baton_store::LogSettings::default(),
+            http: baton_engine::executor::HttpExecutor::default(),
         }
     }
 }
@@ -121,9 +124,12 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     let store: Arc<dyn Store> = Arc::new(sql);
     let runner = Runner::new(
         Arc::clone(&store),
-        Arc::new(LocalExecutor {
-            kill_grace: config.kill_grace,
-        }),
+        Arc::new(baton_engine::executor::Executors::new(
+            Arc::new(LocalExecutor {
+                kill_grace: config.kill_grace,
+            }),
+            config.http.clone(),
+        )),
         config.home.clone(),
     )
     .with_drain_grace(config.shutdown_grace)

@@ -109,12 +109,14 @@ pub(crate) fn log_error(e: LogError) -> ExpectedError {
 static ENGINE: std::sync::OnceLock<EngineSettings> = std::sync::OnceLock::new();
 
 /// How every run this process drives is driven, as configured.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct EngineSettings {
     pub(crate) interruption_limit: u32,
     pub(crate) logs: baton_store::LogSettings,
     pub(crate) leases: baton_control::Leases,
     pub(crate) kill_grace: std::time::Duration,
+    /// Signs the requests of `http:` steps (`[http] signing_secret_file`).
+    pub(crate) http_signing_secret: Option<Vec<u8>>,
 }
 
 impl EngineSettings {
@@ -142,8 +144,46 @@ impl EngineSettings {
                 control_interval: cli.control_interval.as_std(),
             },
             kill_grace: cli.kill_grace.as_std(),
+            http_signing_secret: cli
+                .http_signing_secret_file
+                .as_deref()
+                .map(read_signing_secret)
+                .transpose()?,
         })
     }
+}
+
+/// HMAC keys shorter than this are guessable; 32 bytes is what SHA-256 gives back.
+const MIN_SIGNING_SECRET: usize = 32;
+
+/// The secret in `path`, without the line end an editor adds.
+fn read_signing_secret(path: &Path) -> Result<Vec<u8>, ExpectedError> {
+    let mut bytes = std::fs::read(path).map_err(|e| {
+        ExpectedError::Usage(format!(
+            "cannot read the HTTP signing secret `{}`: {e}",
+            path.display()
+        ))
+    })?;
+    while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.len() < MIN_SIGNING_SECRET {
+        return Err(ExpectedError::Usage(format!(
+            "the HTTP signing secret `{}` has {} bytes, fewer than {MIN_SIGNING_SECRET}\n\
+             (hint: make one with `head -c 32 /dev/urandom | base64 > {}`)",
+            path.display(),
+            bytes.len(),
+            path.display()
+        )));
+    }
+    Ok(bytes)
+}
+
+/// Sends `http:` steps' requests, as configured.
+pub(crate) fn http_executor() -> baton_engine::executor::HttpExecutor {
+    baton_engine::executor::HttpExecutor::new(
+        ENGINE.get().and_then(|s| s.http_signing_secret.clone()),
+    )
 }
 
 /// Sets what every run this process drives takes from the settings.
@@ -168,7 +208,8 @@ pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine
 
 /// What drives the runs this process drives: the configured executor, over `store`.
 pub(crate) fn engine(store: Arc<dyn Store>, opts: baton_engine::Options) -> baton_engine::Engine {
-    baton_engine::Engine::new(store, Arc::new(executor()), opts)
+    let executors = baton_engine::executor::Executors::new(Arc::new(executor()), http_executor());
+    baton_engine::Engine::new(store, Arc::new(executors), opts)
 }
 
 /// The executor of the attempts this process starts, as configured.

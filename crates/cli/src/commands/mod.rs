@@ -29,7 +29,7 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
     let (home, server) = (&cli.home, cli.server.as_deref());
     let local = (home.as_path(), home_use(&cli.command));
     let engine = crate::backend::EngineSettings::of(&cli)?;
-    crate::backend::configure_engine(engine);
+    crate::backend::configure_engine(engine.clone());
     crate::backend::configure_database(baton_store::Database {
         url: cli.database.clone(),
         settings: cli.database_settings.clone(),

@@ -36,6 +36,7 @@ pub(crate) async fn run(
         inherit_env: args.inherit_env.clone(),
         database: crate::backend::database(),
         logs: engine.logs,
+        http: crate::backend::http_executor(),
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.

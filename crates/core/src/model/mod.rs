@@ -1,6 +1,7 @@
 //! The checked model (`Pipeline`): what the engine, store and API work with.
 
 mod dataset;
+mod http;
 mod notify;
 mod param;
 mod pipeline;
@@ -9,6 +10,7 @@ mod schedule;
 mod task;
 
 pub use dataset::{Dataset, DatasetError};
+pub use http::{HttpBody, HttpCall};
 pub use notify::{Notify, WebhookUrl, check_webhook_url};
 pub use param::{Param, ParamValueError, json_kind, resolve_params};
 pub use pipeline::{Concurrency, DefinitionHash, Pipeline, Trigger};

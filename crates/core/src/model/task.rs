@@ -32,6 +32,8 @@ pub enum Action {
     },
     /// Nothing to run: the task only waits for its approval.
     Gate,
+    /// Make an HTTP request.
+    Http(crate::model::HttpCall),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]

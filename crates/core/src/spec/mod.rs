@@ -6,6 +6,7 @@
 mod concurrency;
 mod dataset;
 mod defaults;
+mod http;
 mod kinds;
 mod notify;
 mod param;
@@ -18,6 +19,7 @@ mod task;
 pub use concurrency::ConcurrencySpec;
 pub use dataset::{DatasetNameSpec, DatasetSpec};
 pub use defaults::TaskDefaultsSpec;
+pub use http::{ExpectSpec, HttpMethod, HttpSpec, OutputsFrom, PollSpec};
 pub use kinds::{Backoff, Catchup, Jitter, Overlap, ParamType, TriggerRule};
 pub use notify::{NotifyEvent, NotifyFormat, NotifySpec};
 pub use param::ParamSpec;

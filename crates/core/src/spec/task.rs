@@ -4,6 +4,7 @@ use indexmap::IndexMap;
 use schemars::JsonSchema;
 
 use super::dataset::DatasetSpec;
+use super::http::{HttpSpec, OutputsFrom};
 use super::kinds::TriggerRule;
 use super::retry::RetrySpec;
 use super::schema_helpers::{ExpressionSchema, NeedsSchema, OrTrue, ScalarText};
@@ -26,6 +27,11 @@ pub struct TaskSpec {
     pub description: Option<String>,
     /// Shell command (run with `sh -c` unless `shell` says otherwise); a template.
     pub run: Option<TemplateText>,
+    /// Call a service or a serverless function instead of running a process.
+    pub http: Option<HttpSpec>,
+    /// Take the outputs from the `http` response (`json`: its members named under
+    /// `outputs:`).
+    pub outputs_from: Option<Spanned<OutputsFrom>>,
     /// Run another pipeline (`name` or `namespace/name`) as this task.
     pub pipeline: Option<Spanned<String>>,
     /// Parameters for the sub-pipeline; string values are templates.
@@ -141,6 +147,8 @@ impl Decode for TaskSpec {
         let task = Self {
             description: m.opt(d, "description", Decode::decode),
             run: m.opt(d, "run", Decode::decode),
+            http: m.opt(d, "http", Decode::decode),
+            outputs_from: m.opt(d, "outputs_from", Decode::decode),
             pipeline: m.opt(d, "pipeline", Decode::decode),
             params: m.opt(d, "params", Decode::decode).unwrap_or_default(),
             needs: m.opt(d, "needs", decode_needs).unwrap_or_default(),

@@ -11,7 +11,7 @@ use serde_json::{Map, Value as Json};
 use super::Dispatcher;
 use super::state::TaskRef;
 use crate::clock::now_ms;
-use crate::executor::{AttemptSpec, CancelHandle, Spawned};
+use crate::executor::{AttemptSpec, CancelHandle, HttpRequest, Spawned, Work};
 use crate::observer::Observer;
 use crate::render;
 use crate::subpipeline;
@@ -99,28 +99,31 @@ impl Dispatcher {
         let inst = &self.insts[i];
         let task = self.task(i);
         let scope = self.scope_item(inst.item.as_ref());
-        let argv = match &task.action {
-            Action::Command { run, shell } => {
-                let script = render::render_script(&run.0, &scope, shell)
-                    .map_err(|e| format!("cannot render `run`: {e}"))?;
-                let default_shell = *shell == baton_core::model::default_shell();
-                let mut programs = self.programs.borrow_mut();
-                match crate::direct::simple_command(&script).filter(|_| default_shell) {
-                    // Only when the program is really there; otherwise `sh` reports it.
-                    Some(mut words) if programs.find(&words[0]).is_some() => {
-                        words[0] = programs.resolve(&words[0]);
-                        words
-                    }
-                    _ => {
-                        let mut argv = shell.clone();
-                        if let Some(program) = argv.first_mut() {
-                            *program = programs.resolve(program);
+        let work = match &task.action {
+            Action::Command { run, shell } => Work::Process {
+                argv: {
+                    let script = render::render_script(&run.0, &scope, shell)
+                        .map_err(|e| format!("cannot render `run`: {e}"))?;
+                    let default_shell = *shell == baton_core::model::default_shell();
+                    let mut programs = self.programs.borrow_mut();
+                    match crate::direct::simple_command(&script).filter(|_| default_shell) {
+                        // Only when the program is really there; otherwise `sh` reports it.
+                        Some(mut words) if programs.find(&words[0]).is_some() => {
+                            words[0] = programs.resolve(&words[0]);
+                            words
                         }
-                        argv.push(script);
-                        argv
+                        _ => {
+                            let mut argv = shell.clone();
+                            if let Some(program) = argv.first_mut() {
+                                *program = programs.resolve(program);
+                            }
+                            argv.push(script);
+                            argv
+                        }
                     }
-                }
-            }
+                },
+            },
+            Action::Http(call) => Work::Http(http_request(call, &scope, &self.run.id, &inst.key)?),
             Action::Pipeline { .. } => return Err("a sub-pipeline task has no command".into()),
             Action::Gate => return Err("a gate has no command".into()),
         };
@@ -185,7 +188,7 @@ impl Dispatcher {
         Ok(AttemptSpec {
             key: inst.key.clone(),
             attempt,
-            argv,
+            work,
             env,
             cwd,
             log: self.log_sink(i, attempt),
@@ -249,3 +252,67 @@ impl Dispatcher {
 /// `BATON_*` variables in their environment, as it does after a crash between the spawn
 /// and any commit.
 pub(super) const IDENTITY_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// Renders an `http:` step's request: its URL, headers and body (a JSON body's strings one
+/// by one, so no value can break the document).
+fn http_request(
+    call: &baton_core::model::HttpCall,
+    scope: &render::Scope<'_>,
+    run: &baton_core::ids::RunId,
+    key: &baton_core::ids::TaskKey,
+) -> std::result::Result<HttpRequest, String> {
+    use baton_core::model::HttpBody;
+    let url =
+        render::render(&call.url.0, scope).map_err(|e| format!("cannot render `url`: {e}"))?;
+    let mut headers = Vec::with_capacity(call.headers.len());
+    for (name, value) in &call.headers {
+        let value = render::render(&value.0, scope)
+            .map_err(|e| format!("cannot render header `{name}`: {e}"))?;
+        headers.push((name.clone(), value));
+    }
+    let body = match &call.body {
+        None => None,
+        Some(HttpBody::Text(t)) => Some(crate::executor::RequestBody {
+            bytes: render::render(&t.0, scope)
+                .map_err(|e| format!("cannot render `body`: {e}"))?
+                .into_bytes(),
+            json: false,
+        }),
+        Some(HttpBody::Json(json)) => Some(crate::executor::RequestBody {
+            bytes: render_json(json, scope)?.to_string().into_bytes(),
+            json: true,
+        }),
+    };
+    Ok(HttpRequest {
+        method: call.method,
+        url,
+        headers,
+        body,
+        expect: call.expect_status.clone(),
+        poll: call.poll.map(baton_core::duration::Duration::as_std),
+        outputs_json: call.outputs_from == Some(baton_core::spec::OutputsFrom::Json),
+        idempotency_key: format!("{run}:{key}"),
+    })
+}
+
+fn render_json(json: &Json, scope: &render::Scope<'_>) -> std::result::Result<Json, String> {
+    Ok(match json {
+        Json::String(t) => Json::String(
+            render::render(t, scope).map_err(|e| format!("cannot render `body`: {e}"))?,
+        ),
+        Json::Array(items) => Json::Array(
+            items
+                .iter()
+                .map(|v| render_json(v, scope))
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        Json::Object(members) => {
+            let mut out = Map::new();
+            for (k, v) in members {
+                out.insert(k.clone(), render_json(v, scope)?);
+            }
+            Json::Object(out)
+        }
+        other => other.clone(),
+    })
+}

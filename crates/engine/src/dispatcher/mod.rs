@@ -472,7 +472,7 @@ impl Dispatcher {
                         attempt,
                         outcome: Outcome::Error(e),
                         rusage: None,
-                        outputs: String::new(),
+                        outputs: crate::executor::Outputs::default(),
                     });
                 }
             }

@@ -50,7 +50,7 @@ impl Dispatcher {
             Outcome::Exited {
                 exit_code: Some(0),
                 signal: None,
-            } => match crate::outputs::parse(&f.outputs, &task.outputs) {
+            } => match crate::outputs::from_report(&f.outputs, &task.outputs) {
                 Ok(outputs) => {
                     self.insts[i].outputs = outputs;
                     (AttemptState::Succeeded, None, Some(0), None)

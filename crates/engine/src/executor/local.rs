@@ -14,8 +14,8 @@ use baton_core::ids::RunId;
 use super::log_sink::LogWriter;
 use super::wait::{WaitStatus, pidfd_open, try_wait4, wait4, watch};
 use super::{
-    AttemptSpec, CancelHandle, Executor, Finished, Leftover, LogSink, Outcome, Spawned, Unseen,
-    exit_record, identity, leftovers, parent_death, reaper,
+    AttemptSpec, CancelHandle, Executor, Finished, Leftover, LogSink, Outcome, Outputs, Spawned,
+    Unseen, Work, exit_record, identity, leftovers, parent_death, reaper,
 };
 
 #[derive(Debug, Clone)]
@@ -62,8 +62,10 @@ fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
             ));
         }
     }
-    let (program, _) = spec
-        .argv
+    let Work::Process { argv } = &spec.work else {
+        return Err("the local executor runs processes, not this attempt's work".to_owned());
+    };
+    let (program, _) = argv
         .split_first()
         .ok_or_else(|| "empty command".to_owned())?;
     // Output goes through a pipe so the log file is created only when there is output: most
@@ -79,7 +81,7 @@ fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
         spec.outputs_path.clone().into_os_string(),
     );
     let pid = parent_death::spawn(parent_death::Spawn {
-        argv: spec.argv.iter().map(Into::into).collect(),
+        argv: argv.iter().map(Into::into).collect(),
         env,
         cwd: spec.cwd.clone(),
         stdout: writer.into(),
@@ -134,15 +136,15 @@ async fn copy_log(reader: std::io::PipeReader, sink: LogSink) -> Result<(), Stri
 
 /// What the attempt wrote to `$BATON_OUTPUTS` (empty when it wrote nothing), read only up to
 /// just past the size [`crate::outputs::parse`] accepts.
-fn read_outputs(path: &std::path::Path) -> String {
+fn read_outputs(path: &std::path::Path) -> Outputs {
     use std::io::Read;
     let Ok(file) = std::fs::File::open(path) else {
-        return String::new();
+        return Outputs::default();
     };
     let mut bytes = Vec::new();
     let limit = crate::outputs::MAX_OUTPUTS_BYTES as u64 + 1;
     let _ = file.take(limit).read_to_end(&mut bytes);
-    String::from_utf8_lossy(&bytes).into_owned()
+    Outputs::Text(String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// How long to wait for output after the process group is gone: a process that left the group
@@ -168,7 +170,7 @@ impl Executor for LocalExecutor {
                         attempt,
                         outcome: Outcome::Error(format!("starting the attempt failed: {e}")),
                         rusage: None,
-                        outputs: String::new(),
+                        outputs: Outputs::default(),
                     });
                     return;
                 }
@@ -187,7 +189,7 @@ impl Executor for LocalExecutor {
             } = match started {
                 Ok(started) => started,
                 Err(e) => {
-                    let _ = done.send(report(Outcome::Error(e), None, String::new()));
+                    let _ = done.send(report(Outcome::Error(e), None, Outputs::default()));
                     return;
                 }
             };
@@ -279,7 +281,7 @@ impl Executor for LocalExecutor {
                         .await
                         .unwrap_or_default()
                 }
-                _ => String::new(),
+                _ => Outputs::default(),
             };
             let _ = done.send(report(outcome, rusage, outputs));
         });
@@ -383,7 +385,9 @@ mod tests {
         let spec = AttemptSpec {
             key: TaskKey::from_string("t"),
             attempt: 1,
-            argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            work: Work::Process {
+                argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+            },
             env: vec![("BATON_TEST".into(), "yes".into())],
             cwd: std::env::temp_dir(),
             log: logs.sink(
@@ -471,9 +475,12 @@ mod tests {
             None,
         )
         .await;
-        assert_eq!(f.outputs, "rows=42\n");
+        assert_eq!(f.outputs, Outputs::Text("rows=42\n".into()));
         let silent = tempfile::tempdir().expect("temp dir");
-        assert_eq!(run(&["true"], silent.path(), None).await.outputs, "");
+        assert_eq!(
+            run(&["true"], silent.path(), None).await.outputs,
+            Outputs::default()
+        );
     }
 
     #[tokio::test]

@@ -2,12 +2,14 @@
 //! an executor never touches run state.
 
 pub mod exit_record;
+mod http;
 mod identity;
 mod leftovers;
 mod local;
 mod log_sink;
 mod parent_death;
 mod reaper;
+mod set;
 mod wait;
 
 use std::future::Future;
@@ -19,18 +21,20 @@ use baton_core::ids::{RunId, TaskKey};
 use baton_store::{AttemptProcess, Rusage};
 use tokio::sync::{mpsc, oneshot};
 
+pub use http::{HttpExecutor, HttpRequest, RequestBody, sign};
 pub use leftovers::Leftover;
 pub use local::LocalExecutor;
 pub use log_sink::{LOG_BYTES_DROPPED_TOTAL, LogSink, Logs};
 pub use reaper::become_subreaper;
+pub use set::Executors;
 
 /// Everything needed to run one attempt, already rendered.
 #[derive(Debug, Clone)]
 pub struct AttemptSpec {
     pub key: TaskKey,
     pub attempt: u32,
-    /// Program and arguments (`sh -c SCRIPT`).
-    pub argv: Vec<String>,
+    /// What to run.
+    pub work: Work,
     /// The whole environment: nothing of the executor's own process is inherited
     /// ([`crate::TaskEnvironment`] chose what of it the task gets).
     pub env: Vec<(String, String)>,
@@ -46,6 +50,32 @@ pub struct AttemptSpec {
     /// Where to record how the process exited as soon as it is reaped, before reporting it
     /// (see [`exit_record`]).
     pub exit_path: Option<PathBuf>,
+}
+
+/// What an attempt runs.
+#[derive(Debug, Clone)]
+pub enum Work {
+    /// A process: program and arguments (`sh -c SCRIPT`).
+    Process { argv: Vec<String> },
+    /// An HTTP request (an `http:` step).
+    Http(HttpRequest),
+}
+
+/// What an attempt reported as its outputs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outputs {
+    /// What it wrote to `$BATON_OUTPUTS` (`key=value` lines), parsed by the dispatcher
+    /// against the task's declared names; empty when it wrote none.
+    Text(String),
+    /// Values it returned (the members of a JSON response), of which the dispatcher keeps
+    /// the declared ones.
+    Values(serde_json::Map<String, serde_json::Value>),
+}
+
+impl Default for Outputs {
+    fn default() -> Self {
+        Self::Text(String::new())
+    }
 }
 
 /// An executor's report that an attempt's process started, and who it is.
@@ -78,9 +108,7 @@ pub struct Finished {
     pub attempt: u32,
     pub outcome: Outcome,
     pub rusage: Option<Rusage>,
-    /// What the attempt wrote as its outputs (`$BATON_OUTPUTS` syntax), parsed by the
-    /// dispatcher against the task's declared names; empty when it wrote none.
-    pub outputs: String,
+    pub outputs: Outputs,
 }
 
 /// An attempt a process now gone started and did not see end, with where its executor was
