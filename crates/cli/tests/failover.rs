@@ -77,6 +77,19 @@ struct Replica {
     fault: Option<Fault>,
 }
 
+/// Whether the server at `addr` answers `/readyz` with 200 (its database answers).
+fn ready(addr: &str) -> bool {
+    std::net::TcpStream::connect(addr).is_ok() && support::http(addr, "GET", "/readyz", "").0 == 200
+}
+
+/// The last lines of `host`'s server log.
+fn log_tail(t: &Test, host: &Host) -> String {
+    let log =
+        std::fs::read_to_string(t.path().join(format!("{}.log", host.name))).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 fn start(t: &Test, net: &Network, host: &Host, database: &str) -> Server {
     let listen = format!("{}:0", host.addr);
     let args = [
@@ -183,7 +196,13 @@ fn runs_survive_randomized_failovers_across_hosts() {
                 "/api/v1/pipelines/default/chain/runs",
                 "{}",
             );
-            assert_eq!(status, 201, "{run}");
+            assert_eq!(
+                status,
+                201,
+                "{run} from {}; its log ends:\n{}",
+                via.host.name,
+                log_tail(&t, &via.host)
+            );
             launched.push(run["id"].as_str().expect("id").to_owned());
         }
         std::thread::sleep(chaos.moment());
@@ -256,6 +275,14 @@ fn runs_survive_randomized_failovers_across_hosts() {
             Fault::Stop => kill(r.server.pid(), Signal::SIGCONT).expect("SIGCONT"),
             Fault::Cut => net.heal(&r.host),
         }
+        // Back in service once it says it is ready, as a load balancer would see it: its
+        // connections to the database may have died while it was away.
+        let addr = r.server.addr.clone();
+        wait_until_for(
+            &format!("{} ready again after {fault:?}", r.host.name),
+            Duration::from_secs(20),
+            || ready(&addr),
+        );
         r.fault = None;
     }
     let chaos_time = began.elapsed();

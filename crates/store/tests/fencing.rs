@@ -437,6 +437,10 @@ async fn postgres_stale_owner_is_fenced_and_commits_are_counted() {
         return;
     };
     commit_numbers(&store).await;
+    let Some(store) = postgres::fresh_store("failed commits on PostgreSQL").await else {
+        return;
+    };
+    failed_commits_leave_nothing(&store).await;
     let Some(store) = postgres::fresh_store("an owner frozen mid-commit on PostgreSQL").await
     else {
         return;
@@ -496,4 +500,48 @@ async fn frozen_mid_commit(url: &str) {
     }
     let ended = frozen.await.expect("join");
     assert!(ended.is_err(), "the frozen commit landed: {ended:?}");
+}
+
+/// A commit that fails part-way leaves nothing behind: not its first statements, and not
+/// an open transaction that would refuse the next commit.
+async fn failed_commits_leave_nothing(store: &dyn Store) {
+    let run = store
+        .create_run(&new_run("01failing"))
+        .await
+        .expect("create");
+    let a = LeaseOwner::from_string("host:1:a");
+    let lease = store
+        .acquire_lease(&run, &a, 1_000, 2_000, None)
+        .await
+        .expect("acquire")
+        .expect("free");
+    let before = snapshot(store, &run).await;
+    // A task the run has already: its row is refused after the first change was written.
+    let failing = [
+        task(TaskState::Running, 1_001),
+        Change::AddTasks(vec![NewTask {
+            key: TaskKey::from_string("a"),
+            task_id: "a".into(),
+            position: 0,
+            item: None,
+            state: TaskState::Queued,
+        }]),
+    ];
+    let e = store
+        .apply(&run, owner(&lease, 1), &failing)
+        .await
+        .expect_err("a duplicate task");
+    assert!(matches!(e, Error::Database(_)), "{e:?}");
+    assert_eq!(snapshot(store, &run).await, before, "a failed commit wrote");
+    store
+        .apply(&run, owner(&lease, 1), &[task(TaskState::Running, 1_002)])
+        .await
+        .expect("the same commit number, now valid");
+}
+
+#[tokio::test]
+async fn sqlite_failed_commits_leave_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = SqlStore::open_home(dir.path()).await.expect("open");
+    failed_commits_leave_nothing(&store).await;
 }

@@ -9,10 +9,10 @@ use super::cache::key_hash;
 use super::events::{PendingEvent, insert_events};
 use super::rows::json_text;
 use super::tasks::insert_tasks;
-use super::{Backend, SqlStore, lease, placeholders, pools};
+use super::{Backend, SqlStore, connect, lease, placeholders, pools};
 use crate::changes::Kind;
 use crate::error::Result;
-use crate::lease::Fence;
+use crate::lease::{CommitSeq, Fence, Lease};
 use crate::records::{AttemptProcess, Change, Millis, Rusage};
 
 /// Everything a batch changes about one task, written with one UPDATE.
@@ -56,7 +56,7 @@ const ATTEMPT_ROWS_PER_STATEMENT: usize = 50;
 /// stored.
 async fn write_attempts(
     b: &mut Batch,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     run: &RunId,
     rows: &[AttemptRow],
 ) -> Result<()> {
@@ -92,7 +92,7 @@ async fn write_attempts(
                 .bind(usage.map(|u| u.max_rss_kb))
                 .bind(f.and_then(|f| f.error.clone()));
         }
-        b.end(tx).await?;
+        b.end(conn).await?;
     }
     Ok(())
 }
@@ -104,7 +104,7 @@ const TASK_UPDATES_PER_STATEMENT: usize = 50;
 /// from a `CASE` on the task key.
 async fn write_tasks(
     b: &mut Batch,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     run: &RunId,
     updates: &[(TaskKey, TaskUpdate)],
 ) -> Result<()> {
@@ -166,7 +166,7 @@ async fn write_tasks(
                 .bind(u.attempts.map(i64::from))
                 .bind(u.interruptions);
         }
-        b.end(tx).await?;
+        b.end(conn).await?;
     }
     Ok(())
 }
@@ -187,72 +187,16 @@ impl SqlStore {
             Fence::Lease { lease, commit } => Some((lease, commit)),
             Fence::Unfenced => None,
         };
-        let mut writer = self.writer.lock().await;
-        let mut tx = self.begin_write(&mut writer).await?;
-        let mut b = Batch::new(self.backend);
-        // First, so a stale owner's batch is refused before any of it lands. On PostgreSQL on
-        // its own, taking the run's row lock before anything is written; on SQLite (one
-        // writer) at the head of the batch's script, whose writes are rolled back with the
-        // transaction when it matched no row.
-        if let Some((lease, commit)) = lease {
-            match self.backend {
-                Backend::Postgres => {
-                    if lease::fence_commit(&mut tx, run, lease, commit).await?
-                        == lease::Commit::Landed
-                    {
-                        let _ = tx.rollback().await;
-                        self.landed(run, changes);
-                        return Ok(());
-                    }
-                }
-                Backend::Sqlite => lease::fence_commit_first(&mut b, run, lease, commit),
-            }
-        }
-        let written = match self
-            .write_changes(&mut b, &mut tx, run, lease, changes)
-            .await
-        {
-            Ok(run_ended) => b.finish(&mut tx).await.map(|rows| (rows, run_ended)),
-            Err(e) => Err(e),
+        let run_ended = match self.backend {
+            Backend::Postgres => match self.apply_on_postgres(run, lease, changes).await? {
+                Some(run_ended) => run_ended,
+                None => return Ok(()),
+            },
+            Backend::Sqlite => match self.apply_on_sqlite(run, lease, changes).await? {
+                Some(run_ended) => run_ended,
+                None => return Ok(()),
+            },
         };
-        let run_ended = match written {
-            Ok((rows, run_ended)) => {
-                if let Some((lease, commit)) = lease
-                    && self.backend == Backend::Sqlite
-                    && rows.is_empty()
-                {
-                    let _ = tx.rollback().await;
-                    if lease::unmatched(&mut **writer, run, lease, commit).await?
-                        == lease::Commit::Landed
-                    {
-                        self.landed(run, changes);
-                    }
-                    return Ok(());
-                }
-                run_ended
-            }
-            Err(e) => {
-                let _ = tx.rollback().await;
-                // On SQLite the fence ran in the same script: the batch of a stale owner, or
-                // the retry of a commit that landed (its new tasks there already), may have
-                // failed on what is in the database. The fence's answer comes first.
-                if let Some((lease, commit)) = lease
-                    && self.backend == Backend::Sqlite
-                {
-                    match lease::unmatched(&mut **writer, run, lease, commit).await {
-                        Ok(lease::Commit::Landed) => {
-                            self.landed(run, changes);
-                            return Ok(());
-                        }
-                        Err(refusal @ crate::Error::LeaseLost { .. }) => return Err(refusal),
-                        Ok(lease::Commit::Next) | Err(_) => {}
-                    }
-                }
-                return Err(e);
-            }
-        };
-        self.notify(&mut tx, Kind::State, &[run]).await?;
-        tx.commit().await?;
         self.feed.committed(Kind::State, [run]);
         if run_ended {
             self.claimed.forget(run);
@@ -261,6 +205,79 @@ impl SqlStore {
             return Err(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()).into());
         }
         Ok(())
+    }
+
+    /// PostgreSQL: the fence first, on its own, taking the run's row lock before anything
+    /// is written, then each statement in turn. Whether the changes ended the run; `None`
+    /// for a commit that had landed already.
+    async fn apply_on_postgres(
+        &self,
+        run: &RunId,
+        lease: Option<(&Lease, CommitSeq)>,
+        changes: &[Change],
+    ) -> Result<Option<bool>> {
+        let mut writer = self.writer.lock().await;
+        let mut tx = self.begin_write(&mut writer).await?;
+        if let Some((lease, commit)) = lease
+            && lease::fence_commit(&mut tx, run, lease, commit).await? == lease::Commit::Landed
+        {
+            let _ = tx.rollback().await;
+            self.landed(run, changes);
+            return Ok(None);
+        }
+        let mut b = Batch::new(self.backend);
+        let run_ended = self
+            .write_changes(&mut b, &mut tx, run, lease, changes)
+            .await?;
+        b.finish(&mut tx).await?;
+        self.notify(&mut tx, Kind::State, &[run]).await?;
+        tx.commit().await?;
+        Ok(Some(run_ended))
+    }
+
+    /// SQLite: the whole commit as one script, one round trip to the connection's thread:
+    /// `BEGIN IMMEDIATE`, the fence, the changes, `COMMIT`. A fence that matched no row
+    /// stops the script at once (an insert of NULL into `baton_fence`, which refuses it),
+    /// before any change, and the transaction is rolled back. Whether the changes ended the
+    /// run; `None` for a commit that had landed already.
+    async fn apply_on_sqlite(
+        &self,
+        run: &RunId,
+        lease: Option<(&Lease, CommitSeq)>,
+        changes: &[Change],
+    ) -> Result<Option<bool>> {
+        let mut writer = self.writer.lock().await;
+        let mut b = Batch::new(self.backend);
+        b.sql("BEGIN IMMEDIATE");
+        if let Some((lease, commit)) = lease {
+            lease::fence_commit_first(&mut b, run, lease, commit);
+            b.sql("INSERT INTO temp.baton_fence (refused) SELECT NULL WHERE changes() = 0");
+        }
+        // Nothing runs while the script is built: the connection is not used.
+        let run_ended = self
+            .write_changes(&mut b, &mut writer, run, lease, changes)
+            .await?;
+        b.sql("COMMIT");
+        let (sql, args) = b.into_script()?;
+        let Err(e) = writer.run_script(sql, args).await else {
+            return Ok(Some(run_ended));
+        };
+        // Rolled back. The fence's answer comes first: a stale owner's changes, or the retry
+        // of a commit that landed (its new tasks there already), may also have failed on
+        // what is in the database.
+        if let Some((lease, commit)) = lease {
+            match lease::unmatched(&mut **writer, run, lease, commit).await {
+                Ok(lease::Commit::Landed) => {
+                    self.landed(run, changes);
+                    return Ok(None);
+                }
+                // Why the fence refused: the lease is gone, or commits are missing.
+                Err(why) if connect::fence_refused(&e) => return Err(why),
+                Err(refusal @ crate::Error::LeaseLost { .. }) => return Err(refusal),
+                Ok(lease::Commit::Next) | Err(_) => {}
+            }
+        }
+        Err(e)
     }
 
     /// What the lost answer of a commit that landed skipped: telling this process's
@@ -277,7 +294,7 @@ impl SqlStore {
     async fn write_changes(
         &self,
         b: &mut Batch,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        conn: &mut sqlx::AnyConnection,
         run: &RunId,
         lease: Option<(&crate::lease::Lease, crate::lease::CommitSeq)>,
         changes: &[Change],
@@ -320,11 +337,11 @@ impl SqlStore {
                     .bind(started)
                     .bind(finished)
                     .bind(run.as_str());
-                    b.end(tx).await?;
+                    b.end(conn).await?;
                     let data = serde_json::json!({ "state": state, "error": error });
                     events.push(PendingEvent::new(*at, "run_state", None, None, data));
                 }
-                Change::AddTasks(new) => insert_tasks(b, tx, run, new).await?,
+                Change::AddTasks(new) => insert_tasks(b, conn, run, new).await?,
                 Change::Task {
                     key,
                     state,
@@ -360,12 +377,12 @@ impl SqlStore {
                     .bind(state.as_str())
                     .bind(run.as_str())
                     .bind(key.as_str());
-                    b.end(tx).await?;
+                    b.end(conn).await?;
                     // A gate asks again.
                     b.sql("DELETE FROM approvals WHERE run_id = $1 AND task_key = $2")
                         .bind(run.as_str())
                         .bind(key.as_str());
-                    b.end(tx).await?;
+                    b.end(conn).await?;
                     let data = serde_json::json!({ "state": state });
                     events.push(PendingEvent::new(
                         *at,
@@ -480,7 +497,7 @@ impl SqlStore {
                     .bind(message.as_str())
                     .bind(run.as_str())
                     .bind(key.as_str());
-                    b.end(tx).await?;
+                    b.end(conn).await?;
                     let data = serde_json::json!({ "message": message });
                     events.push(PendingEvent::new(
                         *at,
@@ -505,7 +522,7 @@ impl SqlStore {
                         .bind(hit.task.as_str())
                         .bind(run.as_str())
                         .bind(key.as_str());
-                        b.end(tx).await?;
+                        b.end(conn).await?;
                     }
                     let (kind, data) = match hit {
                         Some(hit) => (
@@ -542,7 +559,7 @@ impl SqlStore {
                     .bind(*at)
                     .bind(run.as_str())
                     .bind(key.as_str());
-                    b.end(tx).await?;
+                    b.end(conn).await?;
                     let data = serde_json::json!({ "cache_key": cache_key });
                     events.push(PendingEvent::new(*at, "cache_saved", Some(key), None, data));
                 }
@@ -566,7 +583,7 @@ impl SqlStore {
                 }
             }
         }
-        write_attempts(b, tx, run, &attempts).await?;
+        write_attempts(b, conn, run, &attempts).await?;
         // After the upsert: a start and its spawn could share a commit.
         for (key, attempt, process) in spawned {
             b.sql(
@@ -580,20 +597,20 @@ impl SqlStore {
             .bind(run.as_str())
             .bind(key.as_str())
             .bind(i64::from(attempt));
-            b.end(tx).await?;
+            b.end(conn).await?;
         }
-        write_tasks(b, tx, run, &tasks).await?;
+        write_tasks(b, conn, run, &tasks).await?;
         // Only the run's owner's claims count, and it made them through this handle: a run it
         // never claimed for costs no statement here.
         if self.claimed.has(run) {
             if run_ended {
-                pools::release_run(b, tx, run).await?;
+                pools::release_run(b, conn, run).await?;
             } else {
                 let freed: Vec<TaskKey> = releases
                     .into_iter()
                     .filter_map(|(k, free)| free.then_some(k))
                     .collect();
-                pools::release(b, tx, run, &freed).await?;
+                pools::release(b, conn, run, &freed).await?;
             }
         }
         if let Some((lease, _)) = lease {
@@ -601,7 +618,7 @@ impl SqlStore {
                 e.epoch = Some(lease.epoch);
             }
         }
-        insert_events(b, tx, run, &events).await?;
+        insert_events(b, conn, run, &events).await?;
         Ok(run_ended)
     }
 }

@@ -58,23 +58,32 @@ impl Batch {
 
     /// Ends the statement: on PostgreSQL it runs now; on SQLite it waits for
     /// [`Batch::finish`].
-    pub(super) async fn end(&mut self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<()> {
+    pub(super) async fn end(&mut self, conn: &mut sqlx::AnyConnection) -> Result<()> {
         if self.backend == Backend::Postgres {
-            self.run(tx).await?;
+            self.run(conn).await?;
         }
         Ok(())
     }
 
     /// Runs what is left, and returns the rows it returned (on SQLite, of every statement of
     /// the script).
-    pub(super) async fn finish(
-        mut self,
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    ) -> Result<Vec<AnyRow>> {
-        self.run(tx).await
+    pub(super) async fn finish(mut self, conn: &mut sqlx::AnyConnection) -> Result<Vec<AnyRow>> {
+        self.run(conn).await
     }
 
-    async fn run(&mut self, tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<Vec<AnyRow>> {
+    /// SQLite: the script and its values, for a caller that runs it itself.
+    pub(super) fn into_script(self) -> Result<(String, AnyArguments)> {
+        debug_assert!(
+            self.backend == Backend::Sqlite,
+            "PostgreSQL runs statements as they end"
+        );
+        match self.error {
+            Some(e) => Err(sqlx::Error::Encode(e).into()),
+            None => Ok((self.sql, self.args)),
+        }
+    }
+
+    async fn run(&mut self, conn: &mut sqlx::AnyConnection) -> Result<Vec<AnyRow>> {
         if let Some(e) = self.error.take() {
             return Err(sqlx::Error::Encode(e).into());
         }
@@ -84,7 +93,7 @@ impl Batch {
         let sql = std::mem::take(&mut self.sql);
         let args = std::mem::take(&mut self.args);
         Ok(sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
-            .fetch_all(&mut **tx)
+            .fetch_all(conn)
             .await?)
     }
 }

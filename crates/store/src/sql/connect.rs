@@ -64,6 +64,20 @@ struct Slot {
     conn: PoolConnection<Any>,
     /// [`LOSSES`] when `conn` was last known good.
     seen: u64,
+    /// A script that opens its own transaction was sent and its end not seen (the caller
+    /// was dropped while it ran): the transaction may still be open.
+    in_doubt: bool,
+}
+
+/// SQLite: the table a commit's script inserts a NULL into, failing on purpose, when its
+/// fence matched no row.
+pub(super) const FENCE_TABLE: &str =
+    "CREATE TEMP TABLE IF NOT EXISTS baton_fence (refused INTEGER NOT NULL)";
+
+/// Whether `e` is that failure.
+pub(super) fn fence_refused(e: &crate::Error) -> bool {
+    matches!(e, crate::Error::Database(sqlx::Error::Database(db))
+        if db.message().contains("baton_fence.refused"))
 }
 
 /// The writer connection, held until dropped.
@@ -82,6 +96,29 @@ impl std::ops::DerefMut for WriterGuard<'_> {
     }
 }
 
+impl WriterGuard<'_> {
+    /// Runs `script`, which opens and ends its own transaction, and rolls back what it may
+    /// have left open when it fails. A caller dropped in between leaves the connection in
+    /// doubt, and the next [`Writer::lock`] rolls back first.
+    pub(super) async fn run_script(
+        &mut self,
+        sql: String,
+        args: sqlx::any::AnyArguments,
+    ) -> Result<Vec<sqlx::any::AnyRow>> {
+        self.0.in_doubt = true;
+        let result = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
+            .fetch_all(&mut *self.0.conn)
+            .await;
+        if result.is_err() {
+            // Nothing open (the script failed before `BEGIN`, or at `COMMIT` after it
+            // ended) makes this fail, harmlessly.
+            let _ = self.0.conn.execute("ROLLBACK").await;
+        }
+        self.0.in_doubt = false;
+        Ok(result?)
+    }
+}
+
 impl Writer {
     async fn new(pool: &AnyPool) -> Result<Self> {
         Ok(Self {
@@ -89,6 +126,7 @@ impl Writer {
             slot: tokio::sync::Mutex::new(Slot {
                 conn: pool.acquire().await?,
                 seen: LOSSES.load(Ordering::Relaxed),
+                in_doubt: false,
             }),
         })
     }
@@ -99,6 +137,10 @@ impl Writer {
     /// [`Error::ConnectionLost`], and the next one checks again.
     pub(crate) async fn lock(&self) -> WriterGuard<'_> {
         let mut slot = self.slot.lock().await;
+        if slot.in_doubt {
+            let _ = slot.conn.execute("ROLLBACK").await;
+            slot.in_doubt = false;
+        }
         let losses = LOSSES.load(Ordering::Relaxed);
         if slot.seen != losses {
             if slot.conn.ping().await.is_ok() {
@@ -274,9 +316,11 @@ async fn sqlite_pool(url: &str, settings: &DatabaseSettings) -> Result<AnyPool> 
                 // through a memory map rather than a `pread` each (`mmap_size`). The
                 // journal mode is the file's, set once below; sqlx's own start-up already
                 // turned `foreign_keys` on.
+                // The temporary table is where a commit's script stops when its fence
+                // matched nothing (see `apply.rs`); it is the connection's own.
                 conn.execute(sqlx::AssertSqlSafe(format!(
                     "PRAGMA busy_timeout = {busy}; PRAGMA synchronous = NORMAL; \
-                     PRAGMA mmap_size = 268435456"
+                     PRAGMA mmap_size = 268435456; {FENCE_TABLE}"
                 )))
                 .await?;
                 Ok(())

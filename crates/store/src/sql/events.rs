@@ -45,18 +45,18 @@ const EVENT_ROWS_PER_INSERT: usize = 200;
 
 pub(super) async fn insert_events(
     b: &mut Batch,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     run: &RunId,
     events: &[PendingEvent],
 ) -> Result<()> {
     let rows: Vec<(&RunId, &PendingEvent)> = events.iter().map(|e| (run, e)).collect();
-    insert_event_rows(b, tx, &rows).await
+    insert_event_rows(b, conn, &rows).await
 }
 
 /// Appends events of any number of runs, in multi-row statements.
 pub(super) async fn insert_event_rows(
     b: &mut Batch,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     rows: &[(&RunId, &PendingEvent)],
 ) -> Result<()> {
     for chunk in rows.chunks(EVENT_ROWS_PER_INSERT) {
@@ -73,7 +73,7 @@ pub(super) async fn insert_event_rows(
                 .bind(e.data.clone())
                 .bind(e.epoch.map(|e| e.0));
         }
-        b.end(tx).await?;
+        b.end(conn).await?;
     }
     Ok(())
 }

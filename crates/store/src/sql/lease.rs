@@ -70,11 +70,10 @@ pub(super) async fn fence_commit(
     unmatched(&mut **tx, run, lease, commit).await
 }
 
-/// [`fence_commit`] as the first statement of a batch (SQLite), returning a row when it
-/// matched. The statements after it run whatever it found: when it returns no row, the
-/// caller rolls them back with the transaction and asks [`unmatched`] why.
+/// [`fence_commit`] as a statement of a batch (SQLite); the caller stops its script when it
+/// changed no row, and asks [`unmatched`] why.
 pub(super) fn fence_commit_first(b: &mut Batch, run: &RunId, lease: &Lease, commit: CommitSeq) {
-    b.sql(&format!("{FENCE_COMMIT} RETURNING commit_seq"))
+    b.sql(FENCE_COMMIT)
         .bind(run.as_str())
         .bind(lease.owner.as_str())
         .bind(lease.epoch.0)

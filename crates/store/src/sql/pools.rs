@@ -279,7 +279,7 @@ async fn ahead(
 /// Releases the claims of `keys` of `run` inside a commit of [`crate::Store::apply`].
 pub(super) async fn release(
     b: &mut Batch,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     run: &RunId,
     keys: &[TaskKey],
 ) -> Result<()> {
@@ -292,7 +292,7 @@ pub(super) async fn release(
         for k in chunk {
             b.bind(k.as_str().to_owned());
         }
-        b.end(tx).await?;
+        b.end(conn).await?;
     }
     Ok(())
 }
@@ -300,10 +300,10 @@ pub(super) async fn release(
 /// Releases every claim of `run` (it ended).
 pub(super) async fn release_run(
     b: &mut Batch,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     run: &RunId,
 ) -> Result<()> {
     b.sql("DELETE FROM pool_claims WHERE run_id = $1")
         .bind(run.as_str());
-    b.end(tx).await
+    b.end(conn).await
 }

@@ -13,18 +13,18 @@ pub(super) const TASK_ROWS_PER_INSERT: usize = 200;
 
 pub(super) async fn insert_tasks(
     b: &mut Batch,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     run: &RunId,
     tasks: &[NewTask],
 ) -> Result<()> {
     let rows: Vec<(&RunId, &NewTask)> = tasks.iter().map(|t| (run, t)).collect();
-    insert_task_rows(b, tx, &rows).await
+    insert_task_rows(b, conn, &rows).await
 }
 
 /// Inserts the tasks of any number of runs, in multi-row statements.
 pub(super) async fn insert_task_rows(
     b: &mut Batch,
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    conn: &mut sqlx::AnyConnection,
     rows: &[(&RunId, &NewTask)],
 ) -> Result<()> {
     for chunk in rows.chunks(TASK_ROWS_PER_INSERT) {
@@ -40,7 +40,7 @@ pub(super) async fn insert_task_rows(
                 .bind(t.item.as_ref().map(json_text))
                 .bind(t.state.as_str());
         }
-        b.end(tx).await?;
+        b.end(conn).await?;
     }
     Ok(())
 }
