@@ -50,8 +50,10 @@ const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Sends the requests of HTTP steps.
 #[derive(Clone)]
 pub struct HttpExecutor {
-    /// Or why there is none: every attempt fails saying so.
-    client: Result<reqwest::Client, String>,
+    /// Made at the first request, not at start: it reads the system's trust store (hundreds
+    /// of files), a third of a one-task `baton run` that makes no request. An error makes
+    /// every attempt fail saying so.
+    client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     signing: Option<Arc<[u8]>>,
 }
 
@@ -72,19 +74,21 @@ impl Default for HttpExecutor {
 impl HttpExecutor {
     /// An executor signing its requests with `signing_secret`, when there is one.
     pub fn new(signing_secret: Option<Vec<u8>>) -> Self {
-        // reqwest is built with rustls but leaves the choice of crypto to the binary.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            // A redirect is an answer like any other: a signed POST is not re-sent elsewhere.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)));
         Self {
-            client,
+            client: Arc::default(),
             signing: signing_secret.map(Into::into),
         }
+    }
+
+    /// The client, made on a blocking thread the first time.
+    async fn client(&self) -> Result<reqwest::Client, String> {
+        if let Some(made) = self.client.get() {
+            return made.clone();
+        }
+        let cell = Arc::clone(&self.client);
+        tokio::task::spawn_blocking(move || cell.get_or_init(make_client).clone())
+            .await
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?
     }
 
     pub(super) fn start(
@@ -210,7 +214,7 @@ impl HttpExecutor {
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("`{url}` is not an `http://` or `https://` URL"));
         }
-        let client = self.client.as_ref().map_err(Clone::clone)?;
+        let client = self.client().await?;
         let headers = self.headers(request, body, attempt)?;
         log.write(format!("> {method} {url}\n").as_bytes()).await;
         let started = Instant::now();
@@ -304,6 +308,18 @@ impl HttpExecutor {
         }
         Ok(headers)
     }
+}
+
+fn make_client() -> Result<reqwest::Client, String> {
+    // reqwest is built with rustls but leaves the choice of crypto to the binary.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(Duration::from_secs(30))
+        // A redirect is an answer like any other: a signed POST is not re-sent elsewhere.
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))
 }
 
 /// What came back from one request.
