@@ -6,7 +6,7 @@ mod support;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use support::{Test, http, task_states, wait_until};
+use support::{Server, Test, http, task_states, wait_until};
 
 /// The README's opening block, which must stay these two commands.
 const OPENING: [&str; 2] = [
@@ -66,7 +66,8 @@ fn a_relative_home_flag_is_the_directory_baton_was_started_in() {
 /// none needs an outside system (the `kubectl`, registry and warehouse steps only echo; the
 /// notifications of `lineage-notify.yaml` are logged as not sent without `ALERTS_URL`), and
 /// the pools they name come from the root's `baton.toml`. Approval gates are approved from
-/// another terminal, as a person would.
+/// another terminal, as a person would. `http.yaml` calls a `baton server`, started here as
+/// its comment says.
 #[test]
 fn every_example_runs_from_the_repository_root() {
     let t = Test::fresh_clone();
@@ -82,10 +83,24 @@ fn every_example_runs_from_the_repository_root() {
     // An approval is a request the running `baton run` takes up on its next turn, so a gate
     // can still read `waiting_approval` just after it was approved: approve each gate once.
     let mut approved = HashSet::new();
+    let service = Server::ready(t.spawn(&[
+        "--home",
+        "service-home",
+        "server",
+        "--pipelines",
+        "examples",
+        "--listen",
+        "127.0.0.1:0",
+    ]));
+    let base = format!("base={}", service.url);
     for name in &examples {
         let path = format!("examples/{name}");
         let runs_before = run_count(&t);
-        let mut child = t.spawn(&["run", &path]);
+        let mut args = vec!["run", path.as_str()];
+        if name == "http.yaml" {
+            args.extend(["--param", &base]);
+        }
+        let mut child = t.spawn(&args);
         let deadline = Instant::now() + Duration::from_secs(180);
         let status = loop {
             if let Some(status) = child.try_wait().expect("wait") {
