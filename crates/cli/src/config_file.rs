@@ -433,6 +433,20 @@ mod tests {
     }
 
     #[test]
+    fn the_http_section_names_a_signing_secret() {
+        let f: ConfigFile =
+            toml::from_str("[http]\nsigning_secret_file = \"secrets/http\"\n").expect("valid");
+        assert_eq!(
+            f.http.signing_secret_file.as_deref(),
+            Some(Path::new("secrets/http"))
+        );
+        assert_eq!(
+            error_of("[http]\nsigning_secret = \"x\"\n"),
+            "baton.toml:2:1: unknown field `signing_secret`, expected `signing_secret_file`"
+        );
+    }
+
+    #[test]
     fn every_setting_parses() {
         let f: ConfigFile = toml::from_str(
             "home = \"/var/lib/baton\"\n[server]\npipelines = \"p\"\nlisten = \"127.0.0.1:9\"\nallow_remote_unauthenticated = true\nshutdown_grace = \"5s\"\ncatchup_cap = 7\nwatch = false\ntakeover_interval = \"1s\"\nallowed_hosts = [\"baton.example.com\", \"[::1]:9\"]\nworker_threads = 3\n",

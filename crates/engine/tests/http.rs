@@ -360,3 +360,32 @@ tasks:
         error("rendered_badly")
     );
 }
+
+#[tokio::test]
+async fn cancelling_a_run_drops_its_request() {
+    let seen = Shared::default();
+    let base = server(Arc::clone(&seen)).await;
+    let source = format!("name: cancelled\ntasks:\n  call:\n    http: {{ url: {base}/slow }}\n");
+    let (_dir, store, run, opts) = support::created(&source).await;
+    let (stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
+    let executors = Executors::new(Arc::new(LocalExecutor::default()), HttpExecutor::default());
+    let engine = Engine::new(Arc::clone(&store), Arc::new(executors), opts.clone());
+    let driven = tokio::spawn({
+        let run = run.clone();
+        async move { engine.execute(&run, stop_rx).await }
+    });
+    // Cancelled once the request is out, not before.
+    while store.attempts(&run).await.expect("attempts").is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let asked = std::time::Instant::now();
+    stop.send(Some(Stop::Cancel)).expect("send");
+    let state = driven.await.expect("join").expect("driven");
+    assert_eq!(state, RunState::Cancelled);
+    assert!(
+        asked.elapsed() < std::time::Duration::from_secs(5),
+        "the 30 s request was waited for"
+    );
+    let attempts = store.attempts(&run).await.expect("attempts");
+    assert_eq!(attempts[0].state, AttemptState::Cancelled);
+}

@@ -263,26 +263,26 @@ impl Executor for LocalExecutor {
                 (Outcome::Exited { .. }, Err(e)) => Outcome::Error(e),
                 (outcome, _) => outcome,
             };
-            if let Some(path) = spec.exit_path.clone() {
-                let kept = outcome.clone();
-                let written = tokio::task::spawn_blocking(move || {
+            // One trip to a blocking thread for both: each is a hand-off between threads,
+            // which costs more than the file work of a short task.
+            let exit_path = spec.exit_path.clone();
+            let outputs_path = spec.outputs_path.clone();
+            let kept = outcome.clone();
+            let files = tokio::task::spawn_blocking(move || {
+                if let Some(path) = exit_path {
                     exit_record::write(&path, &kept, rusage);
-                })
-                .await;
-                if let Err(e) = written {
-                    tracing::warn!("recording the exit of process {pid} failed: {e}");
+                    crate::fault::after_exit_recorded();
                 }
-                crate::fault::after_exit_recorded();
-            }
-            let outputs = match &outcome {
-                Outcome::Exited { .. } => {
-                    let path = spec.outputs_path.clone();
-                    tokio::task::spawn_blocking(move || read_outputs(&path))
-                        .await
-                        .unwrap_or_default()
+                match kept {
+                    Outcome::Exited { .. } => read_outputs(&outputs_path),
+                    _ => Outputs::default(),
                 }
-                _ => Outputs::default(),
-            };
+            })
+            .await;
+            let outputs = files.unwrap_or_else(|e| {
+                tracing::warn!("recording the exit of process {pid} failed: {e}");
+                Outputs::default()
+            });
             let _ = done.send(report(outcome, rusage, outputs));
         });
         CancelHandle(Some(cancel_tx))
