@@ -171,6 +171,18 @@ async fn write_tasks(
     Ok(())
 }
 
+/// Changes too many for one script: more rows than one multi-row statement takes.
+fn large(changes: &[Change]) -> bool {
+    let added: usize = changes
+        .iter()
+        .map(|c| match c {
+            Change::AddTasks(new) => new.len(),
+            _ => 0,
+        })
+        .sum();
+    changes.len() + added > super::tasks::TASK_ROWS_PER_INSERT
+}
+
 /// Whether `change` ends its run.
 fn ends_run(change: &Change) -> bool {
     matches!(change, Change::Run { state, .. } if state.is_final())
@@ -187,15 +199,16 @@ impl SqlStore {
             Fence::Lease { lease, commit } => Some((lease, commit)),
             Fence::Unfenced => None,
         };
-        let run_ended = match self.backend {
-            Backend::Postgres => match self.apply_on_postgres(run, lease, changes).await? {
-                Some(run_ended) => run_ended,
-                None => return Ok(()),
-            },
-            Backend::Sqlite => match self.apply_on_sqlite(run, lease, changes).await? {
-                Some(run_ended) => run_ended,
-                None => return Ok(()),
-            },
+        // A commit as one script is for a run's steps; a large one (a fan-out adding
+        // thousands of tasks) goes statement by statement, a bounded batch at a time.
+        let as_script = self.backend == Backend::Sqlite && !large(changes);
+        let applied = if as_script {
+            self.apply_as_script(run, lease, changes).await?
+        } else {
+            self.apply_by_statements(run, lease, changes).await?
+        };
+        let Some(run_ended) = applied else {
+            return Ok(());
         };
         self.feed.committed(Kind::State, [run]);
         if run_ended {
@@ -207,10 +220,10 @@ impl SqlStore {
         Ok(())
     }
 
-    /// PostgreSQL: the fence first, on its own, taking the run's row lock before anything
-    /// is written, then each statement in turn. Whether the changes ended the run; `None`
-    /// for a commit that had landed already.
-    async fn apply_on_postgres(
+    /// The fence first, on its own (on PostgreSQL taking the run's row lock before anything
+    /// is written), then the statements in bounded batches. Whether the changes ended the
+    /// run; `None` for a commit that had landed already.
+    async fn apply_by_statements(
         &self,
         run: &RunId,
         lease: Option<(&Lease, CommitSeq)>,
@@ -240,14 +253,14 @@ impl SqlStore {
     /// stops the script at once (an insert of NULL into `baton_fence`, which refuses it),
     /// before any change, and the transaction is rolled back. Whether the changes ended the
     /// run; `None` for a commit that had landed already.
-    async fn apply_on_sqlite(
+    async fn apply_as_script(
         &self,
         run: &RunId,
         lease: Option<(&Lease, CommitSeq)>,
         changes: &[Change],
     ) -> Result<Option<bool>> {
         let mut writer = self.writer.lock().await;
-        let mut b = Batch::new(self.backend);
+        let mut b = Batch::script();
         b.sql("BEGIN IMMEDIATE");
         if let Some((lease, commit)) = lease {
             lease::fence_commit_first(&mut b, run, lease, commit);
