@@ -32,6 +32,17 @@ fn task(state: TaskState, at: i64) -> Change {
     }
 }
 
+/// A commit's change adding the queued task `id` at `position`.
+fn added(id: &str, position: i64) -> Change {
+    Change::AddTasks(vec![NewTask {
+        key: TaskKey::from_string(id),
+        task_id: id.into(),
+        position,
+        item: None,
+        state: TaskState::Queued,
+    }])
+}
+
 /// The owner's commit number `commit` under `lease`.
 fn owner(lease: &Lease, commit: i64) -> Fence<'_> {
     Fence::Lease {
@@ -388,13 +399,7 @@ async fn commit_numbers(store: &dyn Store) {
     // A retried commit that adds tasks. On SQLite its script runs before the fence's answer
     // is known, and fails on the rows the first try wrote: it is still the commit that
     // landed, not an error, and nothing is written twice.
-    let add = [Change::AddTasks(vec![NewTask {
-        key: TaskKey::from_string("later"),
-        task_id: "later".into(),
-        position: 9,
-        item: None,
-        state: TaskState::Queued,
-    }])];
+    let add = [added("later", 9)];
     store
         .apply(&run, owner(&taken[0].lease, 4), &add)
         .await
@@ -517,16 +522,7 @@ async fn failed_commits_leave_nothing(store: &dyn Store) {
         .expect("free");
     let before = snapshot(store, &run).await;
     // A task the run has already: its row is refused after the first change was written.
-    let failing = [
-        task(TaskState::Running, 1_001),
-        Change::AddTasks(vec![NewTask {
-            key: TaskKey::from_string("a"),
-            task_id: "a".into(),
-            position: 0,
-            item: None,
-            state: TaskState::Queued,
-        }]),
-    ];
+    let failing = [task(TaskState::Running, 1_001), added("a", 0)];
     let e = store
         .apply(&run, owner(&lease, 1), &failing)
         .await

@@ -187,7 +187,7 @@ impl HttpExecutor {
             Ok(other) => {
                 let e = format!(
                     "`outputs_from: json` needs a JSON object, and `{method} {url}` answered {}",
-                    json_kind(&other)
+                    baton_core::model::json_kind(&other)
                 );
                 (Outcome::Error(e), Outputs::default())
             }
@@ -376,17 +376,6 @@ fn reason(status: u16) -> String {
         .and_then(|s| s.canonical_reason())
         .map(|r| format!(" {r}"))
         .unwrap_or_default()
-}
-
-fn json_kind(v: &serde_json::Value) -> &'static str {
-    match v {
-        serde_json::Value::Null => "null",
-        serde_json::Value::Bool(_) => "a boolean",
-        serde_json::Value::Number(_) => "a number",
-        serde_json::Value::String(_) => "a string",
-        serde_json::Value::Array(_) => "an array",
-        serde_json::Value::Object(_) => "an object",
-    }
 }
 
 fn reqwest_method(m: HttpMethod) -> reqwest::Method {
