@@ -137,6 +137,9 @@ pub(crate) struct Cli {
     /// `[traces]` of the config file; the `OTEL_*` variables win over it.
     #[arg(skip)]
     pub traces: baton_observe::traces::TraceSettings,
+    /// `[executors.NAME]` of the config file.
+    #[arg(skip)]
+    pub executors: crate::executors_config::Instances,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -36,6 +36,9 @@ struct ConfigFile {
     traces: baton_observe::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
+    /// Executor instances a task's `executor:` names.
+    #[serde(default)]
+    executors: std::collections::BTreeMap<String, crate::executors_config::ExecutorSection>,
     /// Pool sizes, set at every start of `baton server` and `baton run`.
     #[serde(default)]
     pools: std::collections::BTreeMap<String, PoolEntry>,
@@ -269,6 +272,7 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
     {
         cli.http_signing_secret_file = Some(base.join(secret));
     }
+    cli.executors = crate::executors_config::instances(&path, file.executors, cli.kill_grace)?;
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {
         Command::Run(args) => args.pools = seeds,
@@ -342,7 +346,7 @@ fn relative_sqlite(url: &str, base: &Path) -> String {
 }
 
 /// A value written as a string the way its flag takes it (`"30s"`).
-fn parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+pub(crate) fn parsed<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: std::str::FromStr,

@@ -10,6 +10,7 @@ mod commands;
 mod config_file;
 mod discover;
 mod error;
+mod executors_config;
 mod logging;
 mod observers;
 mod output;

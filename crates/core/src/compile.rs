@@ -8,7 +8,7 @@ use crate::ancestry::Ancestry;
 use crate::dag::{Dag, TaskIndex};
 use crate::decode::Decoder;
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::ids::{Identifier, Namespace, PipelineId, PipelineName, PoolName, TaskId};
+use crate::ids::{ExecutorName, Identifier, Namespace, PipelineId, PipelineName, PoolName, TaskId};
 use crate::model::{
     Action, Approval, Cache, DefinitionHash, ForEach, Param, Pipeline, Resources, Task, Template,
     default_shell,
@@ -18,6 +18,7 @@ use crate::spec::{
     ForEachSpec, PipelineSpec, RetryPolicySpec, ShellSpec, TaskDefaultsSpec, TaskSpec, TriggerRule,
 };
 
+mod container;
 mod fields;
 mod http;
 mod shell;
@@ -137,6 +138,12 @@ impl<'s> Compiler<'s> {
             }
             if let Some(p) = &defaults.pool {
                 d.at("pool", |d| pool_name(d, p));
+            }
+            if let Some(c) = &defaults.container {
+                d.at("container", |d| self.container_image(d, &c.value, base));
+            }
+            if let Some(e) = &defaults.executor {
+                d.at("executor", |d| container::executor_name(d, e));
             }
         });
 
@@ -392,12 +399,27 @@ impl<'s> Compiler<'s> {
                 ShellSpec::Argv(argv) => argv.clone(),
             });
         let http_fields_ok = check_http_fields(d, id, t);
+        // A task's own `container` beside a request or a sub-pipeline is a conflict; the one of
+        // `defaults` applies to commands only.
+        let own_container = t
+            .container
+            .as_ref()
+            .filter(|_| t.http.is_none() && t.pipeline.is_none());
+        let container = own_container.map(|c| (c, false)).or_else(|| {
+            t.run
+                .as_ref()
+                .and(defaults.container.as_ref())
+                .map(|c| (c, true))
+        });
         let action = match (&t.run, &t.pipeline, &t.http) {
             (Some(run), None, None) => d.at("run", |d| {
                 let run = self.template(d, run.span, &run.value, scope).inspect(|_| {
                     shell::check_script(d, run.span, &run.value, &shell);
                 })?;
-                Some(Action::Command { run, shell })
+                Some(Action::Command {
+                    run,
+                    shell: shell.clone(),
+                })
             }),
             (None, Some(p), None) => d
                 .at("pipeline", |d| {
@@ -429,6 +451,7 @@ impl<'s> Compiler<'s> {
                     self.http_call(d, h, t.outputs_from.as_ref().map(|o| o.value), scope)
                 })
                 .map(Action::Http),
+            (None, None, None) if own_container.is_some() => Some(Action::Gate),
             (None, None, None) if t.approval.is_some() => Some(Action::Gate),
             (None, None, None) => {
                 d.error(id.span, format!("task `{}` has nothing to do", id.value))
@@ -442,6 +465,7 @@ impl<'s> Compiler<'s> {
             (run, pipeline, http) => {
                 let set: Vec<&str> = [
                     run.is_some().then_some("`run`"),
+                    t.container.is_some().then_some("`container`"),
                     pipeline.is_some().then_some("`pipeline`"),
                     http.is_some().then_some("`http`"),
                 ]
@@ -461,7 +485,29 @@ impl<'s> Compiler<'s> {
                 None
             }
         };
-        let action = action.filter(|_| http_fields_ok);
+        let conflict = t.container.is_some() && own_container.is_none();
+        if conflict && t.run.is_none() && (t.http.is_some() != t.pipeline.is_some()) {
+            let c = t.container.as_ref().map_or(id.span, |c| c.span);
+            let other = if t.http.is_some() { "http" } else { "pipeline" };
+            d.at("container", |d| {
+                d.error(
+                    c,
+                    format!("a task does one thing: `container` and `{other}` are set"),
+                )
+                .hint = Some("split it into two tasks, one needing the other".into());
+            });
+        }
+        // A command, or nothing but its own container (the image's command), runs in it.
+        let action = match (action, container) {
+            (Some(Action::Command { run, shell }), Some((c, inherited))) => self
+                .container_call(d, c, inherited, Some(run), shell, scope)
+                .map(Action::Container),
+            (Some(Action::Gate), Some((c, false))) => self
+                .container_call(d, c, false, None, shell, scope)
+                .map(Action::Container),
+            (action, _) => action,
+        };
+        let action = action.filter(|_| http_fields_ok && !conflict);
         if t.pipeline.is_none() && !t.params.is_empty() {
             d.at("params", |d| {
                 let span = t.params.keys().next().map_or(id.span, |k| k.span);
@@ -653,6 +699,12 @@ impl<'s> Compiler<'s> {
                 .collect(),
             resources,
             cache,
+            // Inherited from `defaults.executor`, which was checked there.
+            executor: match (&t.executor, &defaults.executor) {
+                (Some(e), _) => d.at("executor", |d| container::executor_name(d, e)),
+                (None, Some(e)) => ExecutorName::new(e.value.clone()).ok(),
+                (None, None) => None,
+            },
         })
     }
 }

@@ -15,6 +15,7 @@ fn badges(t: &Task) -> Vec<String> {
         Action::Pipeline { pipeline, .. } => out.push(format!("pipeline {pipeline}")),
         Action::Gate => out.push("gate".into()),
         Action::Http(call) => out.push(format!("http {}", call.method)),
+        Action::Container(c) => out.push(format!("container {}", c.image.0)),
         Action::Command { .. } => {}
     }
     if t.for_each.is_some() {
@@ -159,6 +160,7 @@ pub enum TaskKind {
     Pipeline,
     Gate,
     Http,
+    Container,
 }
 
 impl Graph {
@@ -176,6 +178,7 @@ impl Graph {
                     Action::Pipeline { .. } => TaskKind::Pipeline,
                     Action::Gate => TaskKind::Gate,
                     Action::Http(_) => TaskKind::Http,
+                    Action::Container(_) => TaskKind::Container,
                 },
                 trigger_rule: t.trigger_rule,
                 fan_out: t.for_each.is_some(),

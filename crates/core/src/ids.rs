@@ -109,6 +109,13 @@ name_type!(
     check_pool_name
 );
 
+name_type!(
+    /// An executor instance's name (`[executors.NAME]`, a task's `executor:`).
+    ExecutorName,
+    "executor name",
+    check_pool_name
+);
+
 /// Longest pool name accepted.
 pub const MAX_POOL_NAME_LEN: usize = 100;
 

@@ -242,29 +242,10 @@ async fn an_accepted_request_is_polled_until_done() {
     assert_eq!(outputs["state"], "done");
     assert_eq!(outputs["polls"], "3");
     // The relative `Location` resolved against the request's URL; each answer in the log.
-    let log = read_log(&store, dir.path(), &run).await;
+    let log = support::first_log(&store, dir.path(), &run).await;
     assert!(log.contains(&format!("> GET {base}/status/7")), "{log}");
     assert_eq!(log.matches("< 202 Accepted").count(), 3, "{log}");
     assert!(log.contains("< 200 OK"), "{log}");
-}
-
-async fn read_log(store: &Arc<dyn Store>, home: &std::path::Path, run: &RunId) -> String {
-    let attempts = store.attempts(run).await.expect("attempts");
-    let logs = baton_engine::executor::Logs::files(home);
-    let bytes = logs
-        .store
-        .read(
-            &baton_store::AttemptLog {
-                run: run.clone(),
-                key: attempts[0].key.clone(),
-                attempt: attempts[0].attempt,
-            },
-            0,
-            1 << 20,
-        )
-        .await
-        .expect("log");
-    String::from_utf8_lossy(&bytes).into_owned()
 }
 
 #[tokio::test]

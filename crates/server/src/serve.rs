@@ -51,6 +51,11 @@ pub struct Config {
     pub logs: baton_store::LogSettings,
     /// Sends the requests of `http:` steps (signed with `[http] signing_secret_file`).
     pub http: baton_engine::executor::HttpExecutor,
+    /// The `[executors.NAME]` instances tasks may name.
+    pub executors: std::collections::BTreeMap<
+        baton_core::ids::ExecutorName,
+        baton_engine::executor::ExecutorInstance,
+    >,
 }
 
 impl Config {
@@ -75,6 +80,7 @@ impl Config {
             database: baton_store::Database::default(),
             logs: baton_store::LogSettings::default(),
             http: baton_engine::executor::HttpExecutor::default(),
+            executors: std::collections::BTreeMap::new(),
         }
     }
 }
@@ -124,12 +130,16 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     let store: Arc<dyn Store> = Arc::new(sql);
     let runner = Runner::new(
         Arc::clone(&store),
-        Arc::new(baton_engine::executor::Executors::new(
-            Arc::new(LocalExecutor {
-                kill_grace: config.kill_grace,
-            }),
-            config.http.clone(),
-        )),
+        Arc::new(
+            baton_engine::executor::Executors::new(
+                Arc::new(LocalExecutor {
+                    kill_grace: config.kill_grace,
+                }),
+                config.http.clone(),
+            )
+            .with_stop_grace(config.kill_grace)
+            .with_instances(config.executors.clone()),
+        ),
         config.home.clone(),
     )
     .with_drain_grace(config.shutdown_grace)

@@ -117,6 +117,8 @@ pub(crate) struct EngineSettings {
     pub(crate) kill_grace: std::time::Duration,
     /// Signs the requests of `http:` steps (`[http] signing_secret_file`).
     pub(crate) http_signing_secret: Option<Vec<u8>>,
+    /// `[executors.NAME]`.
+    pub(crate) executors: crate::executors_config::Instances,
 }
 
 impl EngineSettings {
@@ -149,6 +151,7 @@ impl EngineSettings {
                 .as_deref()
                 .map(read_signing_secret)
                 .transpose()?,
+            executors: cli.executors.clone(),
         })
     }
 }
@@ -208,7 +211,16 @@ pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine
 
 /// What drives the runs this process drives: the configured executor, over `store`.
 pub(crate) fn engine(store: Arc<dyn Store>, opts: baton_engine::Options) -> baton_engine::Engine {
-    let executors = baton_engine::executor::Executors::new(Arc::new(executor()), http_executor());
+    let local = executor();
+    let grace = local.kill_grace;
+    let executors = baton_engine::executor::Executors::new(Arc::new(local), http_executor())
+        .with_stop_grace(grace)
+        .with_instances(
+            ENGINE
+                .get()
+                .map(|s| s.executors.clone())
+                .unwrap_or_default(),
+        );
     baton_engine::Engine::new(store, Arc::new(executors), opts)
 }
 

@@ -37,6 +37,7 @@ pub(crate) async fn run(
         database: crate::backend::database(),
         logs: engine.logs,
         http: crate::backend::http_executor(),
+        executors: engine.executors.clone(),
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.

@@ -2,6 +2,8 @@
 //! one invocation at a time, output and exit code captured.
 #![allow(dead_code, unreachable_pub)]
 
+#[path = "../../../store/tests/support/docker.rs"]
+pub mod docker;
 #[path = "../../../store/tests/support/skip.rs"]
 pub mod skip;
 

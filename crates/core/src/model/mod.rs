@@ -1,5 +1,6 @@
 //! The checked model (`Pipeline`): what the engine, store and API work with.
 
+mod container;
 mod dataset;
 mod http;
 mod notify;
@@ -9,6 +10,7 @@ mod retry;
 mod schedule;
 mod task;
 
+pub use container::{ContainerCall, check_image_reference};
 pub use dataset::{Dataset, DatasetError};
 pub use http::{HttpBody, HttpCall};
 pub use notify::{Notify, WebhookUrl, check_webhook_url};

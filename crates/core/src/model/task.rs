@@ -4,7 +4,7 @@ use indexmap::IndexMap;
 use serde::Serialize;
 
 use crate::duration::Duration;
-use crate::ids::{Identifier, PipelineId, PoolName, TaskId};
+use crate::ids::{ExecutorName, Identifier, PipelineId, PoolName, TaskId};
 use crate::model::dataset::Dataset;
 use crate::model::retry::RetryPolicy;
 use crate::spec::TriggerRule;
@@ -34,6 +34,8 @@ pub enum Action {
     Gate,
     /// Make an HTTP request.
     Http(crate::model::HttpCall),
+    /// Run a command (or an image's own) in a container.
+    Container(crate::model::ContainerCall),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -105,6 +107,9 @@ pub struct Task {
     pub priority: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolName>,
+    /// The `[executors.NAME]` instance that runs it; none for the default of its kind.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor: Option<ExecutorName>,
     #[serde(skip_serializing_if = "IndexMap::is_empty")]
     pub labels: IndexMap<String, String>,
     pub resources: Resources,

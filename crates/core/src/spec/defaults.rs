@@ -3,6 +3,7 @@
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 
+use super::container::ContainerSpec;
 use super::retry::RetrySpec;
 use super::schema_helpers::ScalarText;
 use super::task::{EnvSpec, ShellSpec, TemplateText};
@@ -31,6 +32,11 @@ pub struct TaskDefaultsSpec {
     pub pool: Option<Spanned<String>>,
     /// Priority for every task.
     pub priority: Option<i32>,
+    /// The container every `run` task runs in, unless it names its own.
+    pub container: Option<Spanned<ContainerSpec>>,
+    /// The executor instance of every task that names none.
+    #[schemars(regex(pattern = "^[A-Za-z0-9._-]{1,100}$"))]
+    pub executor: Option<Spanned<String>>,
 }
 
 impl Decode for TaskDefaultsSpec {
@@ -44,6 +50,8 @@ impl Decode for TaskDefaultsSpec {
             env: m.opt(d, "env", Decode::decode).unwrap_or_default(),
             pool: m.opt(d, "pool", Decode::decode),
             priority: m.opt(d, "priority", Decode::decode),
+            container: m.opt(d, "container", Decode::decode),
+            executor: m.opt(d, "executor", Decode::decode),
         };
         m.finish(d);
         Some(spec)

@@ -4,6 +4,7 @@
 //! generated from them, so the two cannot drift apart.
 
 mod concurrency;
+mod container;
 mod dataset;
 mod defaults;
 mod http;
@@ -17,6 +18,7 @@ mod schema_helpers;
 mod task;
 
 pub use concurrency::ConcurrencySpec;
+pub use container::{ContainerNetwork, ContainerSpec, PullPolicy};
 pub use dataset::{DatasetNameSpec, DatasetSpec};
 pub use defaults::TaskDefaultsSpec;
 pub use http::{ExpectSpec, HttpMethod, HttpSpec, OutputsFrom, PollSpec};

@@ -3,6 +3,7 @@
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 
+use super::container::ContainerSpec;
 use super::dataset::DatasetSpec;
 use super::http::{HttpSpec, OutputsFrom};
 use super::kinds::TriggerRule;
@@ -32,6 +33,12 @@ pub struct TaskSpec {
     /// Take the outputs from the `http` response (`json`: its members named under
     /// `outputs:`).
     pub outputs_from: Option<Spanned<OutputsFrom>>,
+    /// Run `run` (or the image's own command) in a container.
+    pub container: Option<Spanned<ContainerSpec>>,
+    /// The executor instance that runs the task, one `[executors.NAME]` of `baton.toml`
+    /// (default: `local` for a command, `docker` for a `container`).
+    #[schemars(regex(pattern = "^[A-Za-z0-9._-]{1,100}$"))]
+    pub executor: Option<Spanned<String>>,
     /// Run another pipeline (`name` or `namespace/name`) as this task.
     pub pipeline: Option<Spanned<String>>,
     /// Parameters for the sub-pipeline; string values are templates.
@@ -149,6 +156,8 @@ impl Decode for TaskSpec {
             run: m.opt(d, "run", Decode::decode),
             http: m.opt(d, "http", Decode::decode),
             outputs_from: m.opt(d, "outputs_from", Decode::decode),
+            container: m.opt(d, "container", Decode::decode),
+            executor: m.opt(d, "executor", Decode::decode),
             pipeline: m.opt(d, "pipeline", Decode::decode),
             params: m.opt(d, "params", Decode::decode).unwrap_or_default(),
             needs: m.opt(d, "needs", decode_needs).unwrap_or_default(),

@@ -124,6 +124,26 @@ impl Dispatcher {
                 },
             },
             Action::Http(call) => Work::Http(http_request(call, &scope, &self.run.id, &inst.key)?),
+            Action::Container(call) => Work::Container(crate::executor::ContainerRun {
+                run: self.run.id.clone(),
+                epoch: Some(self.lease.epoch),
+                image: render::render(&call.image.0, &scope)
+                    .map_err(|e| format!("cannot render `container.image`: {e}"))?,
+                command: match &call.run {
+                    Some(run) => {
+                        let script = render::render_script(&run.0, &scope, &call.shell)
+                            .map_err(|e| format!("cannot render `run`: {e}"))?;
+                        let mut argv = call.shell.clone();
+                        argv.push(script);
+                        Some(argv)
+                    }
+                    None => None,
+                },
+                pull: call.pull,
+                user: call.user.clone(),
+                network: call.network,
+                resources: task.resources.clone(),
+            }),
             Action::Pipeline { .. } => return Err("a sub-pipeline task has no command".into()),
             Action::Gate => return Err("a gate has no command".into()),
         };
@@ -131,8 +151,11 @@ impl Dispatcher {
         let outputs_path = self.outputs_path(i, attempt);
         // The whole environment: the executor passes nothing of baton's own.
         let mut env: Vec<(String, String)> = Vec::new();
-        for (k, v) in &self.ctx.env {
-            env.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+        // A container has its image's environment (`PATH`, `HOME`), not this host's.
+        if !matches!(work, Work::Container(_)) {
+            for (k, v) in &self.ctx.env {
+                env.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
+            }
         }
         for (k, v) in &task.env {
             let value = render::render(&v.0, &scope)
@@ -189,6 +212,7 @@ impl Dispatcher {
             key: inst.key.clone(),
             attempt,
             work,
+            executor: task.executor.clone(),
             env,
             cwd,
             log: self.log_sink(i, attempt),

@@ -85,7 +85,9 @@ impl Dispatcher {
                 )
             }
             Outcome::Cancelled => (AttemptState::Cancelled, None, None, None),
-            Outcome::Error(e) => (AttemptState::Failed, Some(e.clone()), None, None),
+            Outcome::Error(e) | Outcome::Refused(e) => {
+                (AttemptState::Failed, Some(e.clone()), None, None)
+            }
         };
         self.pending.push(Change::AttemptFinished {
             key: f.key.clone(),
@@ -115,7 +117,7 @@ impl Dispatcher {
                     Outcome::Exited {
                         exit_code: Some(0),
                         ..
-                    }
+                    } | Outcome::Refused(_)
                 );
                 if !self.cancelling
                     && retryable

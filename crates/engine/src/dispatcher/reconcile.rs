@@ -23,6 +23,7 @@ impl Dispatcher {
             .filter_map(|a| {
                 let &i = self.by_key.get(&a.key)?;
                 Some(Unseen {
+                    run: self.run.id.clone(),
                     key: a.key.clone(),
                     attempt: a.attempt,
                     outputs_path: self.outputs_path(i, a.attempt),

@@ -91,7 +91,7 @@ impl HttpExecutor {
             .map_err(|e| format!("cannot set up the HTTP client: {e}"))?
     }
 
-    pub(super) fn start(
+    fn run_request(
         &self,
         spec: AttemptSpec,
         done: mpsc::UnboundedSender<Finished>,
@@ -307,6 +307,12 @@ impl HttpExecutor {
             put("x-baton-signature", &format!("v1={signature}"))?;
         }
         Ok(headers)
+    }
+}
+
+impl super::Executor for HttpExecutor {
+    fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle {
+        self.run_request(spec, done)
     }
 }
 

@@ -27,7 +27,7 @@ pub struct LocalExecutor {
 impl Default for LocalExecutor {
     fn default() -> Self {
         Self {
-            kill_grace: Duration::from_secs(10),
+            kill_grace: super::DEFAULT_STOP_GRACE,
         }
     }
 }
@@ -136,7 +136,7 @@ async fn copy_log(reader: std::io::PipeReader, sink: LogSink) -> Result<(), Stri
 
 /// What the attempt wrote to `$BATON_OUTPUTS` (empty when it wrote nothing), read only up to
 /// just past the size [`crate::outputs::parse`] accepts.
-fn read_outputs(path: &std::path::Path) -> Outputs {
+pub(super) fn read_outputs(path: &std::path::Path) -> Outputs {
     use std::io::Read;
     let Ok(file) = std::fs::File::open(path) else {
         return Outputs::default();
@@ -388,6 +388,7 @@ mod tests {
             work: Work::Process {
                 argv: argv.iter().map(|s| (*s).to_owned()).collect(),
             },
+            executor: None,
             env: vec![("BATON_TEST".into(), "yes".into())],
             cwd: std::env::temp_dir(),
             log: logs.sink(

@@ -1,6 +1,7 @@
 //! Executors run attempts and report back by message. The dispatcher never touches a process;
 //! an executor never touches run state.
 
+mod docker;
 pub mod exit_record;
 mod http;
 mod identity;
@@ -17,16 +18,20 @@ use std::path::PathBuf;
 use std::pin::Pin;
 use std::time::Duration;
 
-use baton_core::ids::{RunId, TaskKey};
+use baton_core::ids::{ExecutorName, RunId, TaskKey};
 use baton_store::{AttemptProcess, Rusage};
 use tokio::sync::{mpsc, oneshot};
 
+pub use docker::{ContainerRun, DEFAULT_PIDS_LIMIT, DockerExecutor, DockerHost, DockerSettings};
 pub use http::{HttpExecutor, HttpRequest, RequestBody, sign};
 pub use leftovers::Leftover;
 pub use local::LocalExecutor;
 pub use log_sink::{LOG_BYTES_DROPPED_TOTAL, LogSink, Logs};
 pub use reaper::become_subreaper;
-pub use set::Executors;
+pub use set::{ExecutorInstance, Executors};
+
+/// Between SIGTERM and SIGKILL when an attempt is stopped, unless configured.
+pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
 
 /// Everything needed to run one attempt, already rendered.
 #[derive(Debug, Clone)]
@@ -35,6 +40,8 @@ pub struct AttemptSpec {
     pub attempt: u32,
     /// What to run.
     pub work: Work,
+    /// The `[executors.NAME]` the task names; none for the default of its kind of work.
+    pub executor: Option<ExecutorName>,
     /// The whole environment: nothing of the executor's own process is inherited
     /// ([`crate::TaskEnvironment`] chose what of it the task gets).
     pub env: Vec<(String, String)>,
@@ -59,6 +66,8 @@ pub enum Work {
     Process { argv: Vec<String> },
     /// An HTTP request (an `http:` step).
     Http(HttpRequest),
+    /// A container (a `container:` task).
+    Container(ContainerRun),
 }
 
 /// What an attempt reported as its outputs.
@@ -97,8 +106,11 @@ pub enum Outcome {
     TimedOut,
     Cancelled,
     /// It could not be started (missing program, unreadable directory), or its output could
-    /// not be kept (no space for the log).
+    /// not be kept (no space for the log): retried as the task's `retries` say.
     Error(String),
+    /// It cannot run as written, and trying again cannot help (an image that is not there
+    /// and may not be pulled, a reference the engine rejects): the task fails at once.
+    Refused(String),
 }
 
 /// An executor's report on an attempt.
@@ -115,6 +127,7 @@ pub struct Finished {
 /// told to keep its outputs and exit (the same paths as its [`AttemptSpec`]).
 #[derive(Debug, Clone)]
 pub struct Unseen {
+    pub run: RunId,
     pub key: TaskKey,
     pub attempt: u32,
     pub outputs_path: PathBuf,
@@ -139,7 +152,7 @@ impl CancelHandle {
     }
 }
 
-/// Something that can run attempts: local processes now; containers and remote workers later.
+/// Something that can run attempts: local processes, requests, containers.
 pub trait Executor: Send + Sync + std::fmt::Debug {
     /// Starts an attempt; its outcome arrives on `done`.
     fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle;

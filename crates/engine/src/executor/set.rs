@@ -1,51 +1,204 @@
-//! The executors of one engine, each attempt handed to the one for its kind of work: a
-//! process to the local executor, a request to the HTTP one. Workers, containers and
-//! Kubernetes Jobs join them the same way.
+//! The executors of one engine, each attempt handed to the one for its kind of work and the
+//! `executor:` it names: a process to the local executor, a request to the HTTP one, a
+//! container to a Docker engine. Workers and Kubernetes Jobs join them the same way.
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use baton_core::ids::RunId;
+use baton_core::ids::{ExecutorName, RunId};
 use tokio::sync::mpsc;
 
-use super::{AttemptSpec, CancelHandle, Executor, Finished, HttpExecutor, Leftover, Unseen, Work};
+use super::docker::{DockerExecutor, DockerSettings};
+use super::{
+    AttemptSpec, CancelHandle, Executor, Finished, HttpExecutor, Leftover, Outcome, Outputs,
+    Unseen, Work,
+};
+
+/// One `[executors.NAME]` of `baton.toml`.
+#[derive(Debug, Clone)]
+pub enum ExecutorInstance {
+    /// Processes on this host.
+    Local,
+    /// Containers on a Docker engine.
+    Docker(DockerSettings),
+}
+
+impl ExecutorInstance {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Docker(_) => "docker",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Instance {
+    Local,
+    Docker(DockerExecutor),
+}
 
 #[derive(Debug, Clone)]
 pub struct Executors {
     processes: Arc<dyn Executor>,
     http: HttpExecutor,
+    /// Containers of tasks that name no executor.
+    docker: DockerExecutor,
+    named: Arc<BTreeMap<ExecutorName, Instance>>,
 }
 
 impl Executors {
-    /// `processes` runs processes (the local executor); requests go to `http`.
+    /// `processes` runs processes (the local executor); requests go to `http`; containers to
+    /// the local Docker engine (`DOCKER_HOST`).
     pub fn new(processes: Arc<dyn Executor>, http: HttpExecutor) -> Self {
-        Self { processes, http }
+        Self {
+            processes,
+            http,
+            docker: DockerExecutor::new(DockerSettings::default_instance(
+                super::DEFAULT_STOP_GRACE,
+            )),
+            named: Arc::default(),
+        }
+    }
+
+    /// Containers are given `grace` between SIGTERM and SIGKILL, as processes are.
+    #[must_use]
+    pub fn with_stop_grace(mut self, grace: std::time::Duration) -> Self {
+        let mut settings = self.docker.settings().clone();
+        settings.stop_grace = grace;
+        self.docker = DockerExecutor::new(settings);
+        self
+    }
+
+    /// Containers of tasks that name no executor run on `settings`' engine.
+    #[must_use]
+    pub fn with_default_docker(mut self, settings: DockerSettings) -> Self {
+        self.docker = DockerExecutor::new(settings);
+        self
+    }
+
+    /// The `[executors.NAME]` instances a task's `executor:` may name. A `docker` instance
+    /// named `docker` is also the default for containers.
+    #[must_use]
+    pub fn with_instances(mut self, instances: BTreeMap<ExecutorName, ExecutorInstance>) -> Self {
+        let mut named = BTreeMap::new();
+        for (name, instance) in instances {
+            let instance = match instance {
+                ExecutorInstance::Local => Instance::Local,
+                ExecutorInstance::Docker(settings) => {
+                    let docker = DockerExecutor::new(settings);
+                    if name.as_str() == "docker" {
+                        self.docker = docker.clone();
+                    }
+                    Instance::Docker(docker)
+                }
+            };
+            named.insert(name, instance);
+        }
+        self.named = Arc::new(named);
+        self
+    }
+
+    /// Every Docker engine attempts may have run on, each once.
+    fn engines(&self) -> Vec<DockerExecutor> {
+        let mut out = vec![self.docker.clone()];
+        for instance in self.named.values() {
+            if let Instance::Docker(d) = instance
+                && d.settings().name != self.docker.settings().name
+            {
+                out.push(d.clone());
+            }
+        }
+        out
+    }
+
+    /// Who runs `spec`, or why nobody can.
+    fn route(&self, spec: &AttemptSpec) -> Result<&dyn Executor, String> {
+        let named = match &spec.executor {
+            None => None,
+            Some(name) => Some((
+                name,
+                self.named.get(name).ok_or_else(|| {
+                    let known: Vec<String> = self.named.keys().map(|k| format!("`{k}`")).collect();
+                    format!(
+                        "no executor `{name}` is configured: add `[executors.{name}]` to \
+                         baton.toml{}",
+                        if known.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" (configured: {})", known.join(", "))
+                        }
+                    )
+                })?,
+            )),
+        };
+        match (&spec.work, named) {
+            (Work::Http(_), _) => Ok(&self.http),
+            (Work::Process { .. }, None | Some((_, Instance::Local))) => Ok(&*self.processes),
+            (Work::Process { .. }, Some((name, Instance::Docker(_)))) => Err(format!(
+                "executor `{name}` runs containers, and the task has no `container`: add \
+                 `container: {{ image: … }}`"
+            )),
+            (Work::Container(_), None) => Ok(&self.docker),
+            (Work::Container(_), Some((_, Instance::Docker(d)))) => Ok(d),
+            (Work::Container(_), Some((name, Instance::Local))) => Err(format!(
+                "executor `{name}` runs local processes, not containers: name a `docker` \
+                 executor, or remove `container`"
+            )),
+        }
     }
 }
 
 impl Executor for Executors {
     fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle {
-        match spec.work {
-            Work::Process { .. } => self.processes.start(spec, done),
-            Work::Http(_) => self.http.start(spec, done),
+        match self.route(&spec) {
+            Ok(executor) => executor.start(spec, done),
+            Err(e) => {
+                let _ = done.send(Finished {
+                    key: spec.key,
+                    attempt: spec.attempt,
+                    outcome: Outcome::Refused(e),
+                    rusage: None,
+                    outputs: Outputs::default(),
+                });
+                CancelHandle::new().0
+            }
         }
     }
 
     // A request leaves nothing behind to stop, and no record of how it ended: an HTTP
-    // attempt a crash interrupted is tried again, with the same idempotency key.
+    // attempt a crash interrupted is tried again, with the same idempotency key. Containers
+    // go first: what is left of one is stopped by its engine, not by a signal from here.
     fn stop_leftovers(
         &self,
         run: &RunId,
         attempts: Vec<Leftover>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
-        self.processes.stop_leftovers(run, attempts)
+        let engines = self.engines();
+        let processes = Arc::clone(&self.processes);
+        let run = run.clone();
+        Box::pin(async move {
+            for engine in engines {
+                engine.stop_leftovers(&run, attempts.clone()).await;
+            }
+            processes.stop_leftovers(&run, attempts).await;
+        })
     }
 
     fn recover(
         &self,
         attempts: Vec<Unseen>,
     ) -> Pin<Box<dyn Future<Output = Vec<Option<Finished>>> + Send + 'static>> {
-        self.processes.recover(attempts)
+        let engines = self.engines();
+        let local = self.processes.recover(attempts.clone());
+        Box::pin(async move {
+            let mut found = local.await;
+            for engine in engines {
+                found = engine.settle(attempts.clone(), found).await;
+            }
+            found
+        })
     }
 }

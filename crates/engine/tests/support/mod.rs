@@ -2,6 +2,11 @@
 // Each test binary uses some of it.
 #![allow(dead_code)]
 
+#[path = "../../../store/tests/support/docker.rs"]
+pub(crate) mod docker;
+#[path = "../../../store/tests/support/skip.rs"]
+pub(crate) mod skip;
+
 use std::sync::Arc;
 
 use baton_core::ids::RunId;
@@ -68,4 +73,38 @@ pub(crate) fn driving(
 ) -> tokio::task::JoinHandle<RunState> {
     let (store, run, opts) = (Arc::clone(store), run.clone(), opts.clone());
     tokio::spawn(async move { drive(&store, &run, &opts).await })
+}
+
+/// The log of the run's first attempt.
+pub(crate) async fn first_log(
+    store: &Arc<dyn Store>,
+    home: &std::path::Path,
+    run: &RunId,
+) -> String {
+    let attempts = store.attempts(run).await.expect("attempts");
+    attempt_log(home, run, &attempts[0].key, attempts[0].attempt).await
+}
+
+/// The log of attempt `attempt` of `key`, in the files under `home`.
+pub(crate) async fn attempt_log(
+    home: &std::path::Path,
+    run: &RunId,
+    key: &baton_core::ids::TaskKey,
+    attempt: u32,
+) -> String {
+    let logs = baton_engine::executor::Logs::files(home);
+    let bytes = logs
+        .store
+        .read(
+            &baton_store::AttemptLog {
+                run: run.clone(),
+                key: key.clone(),
+                attempt,
+            },
+            0,
+            1 << 20,
+        )
+        .await
+        .expect("log");
+    String::from_utf8_lossy(&bytes).into_owned()
 }

@@ -1,0 +1,168 @@
+//! What a dead baton left on the engine. Before an interrupted attempt is tried again, its
+//! container, if it still runs, is stopped (SIGTERM, the grace, SIGKILL) and removed: two
+//! copies of one attempt never run at once. A container that had exited on its own is the
+//! attempt's true end: its exit code and outputs are read back ([`recover`]) and the task is
+//! not run again. Containers are found by the labels of their run, one list per run.
+
+use std::collections::HashMap;
+
+use baton_core::ids::RunId;
+use bollard::models::ContainerSummaryStateEnum;
+use bollard::query_parameters::ListContainersOptions;
+
+use super::attempt::{attempt_dir, keep_outputs, message, remove, stop_container};
+use super::{Inner, naming};
+use crate::executor::{Finished, Leftover, Outcome, Unseen};
+
+/// A container of one run: its name, keyed by task key and attempt.
+type Found = HashMap<(String, u32), (String, bool)>;
+
+/// The containers of `run` this executor made: (task, attempt) → (name, still running).
+async fn containers_of(inner: &Inner, run: &RunId) -> Option<Found> {
+    let docker = match inner.client.get().await {
+        Ok(docker) => docker,
+        Err(e) => {
+            tracing::debug!(run = %run, error = %e, "no Docker engine to look for leftover containers on");
+            return None;
+        }
+    };
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![
+            format!("{}={}", naming::EXECUTOR, inner.settings.name),
+            format!("{}={run}", naming::RUN),
+        ],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let list = match docker.list_containers(Some(options)).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::warn!(run = %run, error = %message(&e), "cannot list the run's containers");
+            return None;
+        }
+    };
+    let mut found = Found::new();
+    for c in list {
+        let labels = c.labels.unwrap_or_default();
+        let (Some(task), Some(attempt), Some(name)) = (
+            labels.get(naming::TASK),
+            labels.get(naming::ATTEMPT).and_then(|a| a.parse().ok()),
+            c.names.and_then(|n| n.into_iter().next()),
+        ) else {
+            continue;
+        };
+        let running = matches!(
+            c.state,
+            Some(
+                ContainerSummaryStateEnum::RUNNING
+                    | ContainerSummaryStateEnum::PAUSED
+                    | ContainerSummaryStateEnum::RESTARTING
+            )
+        );
+        found.insert(
+            (task.clone(), attempt),
+            (name.trim_start_matches('/').to_owned(), running),
+        );
+    }
+    Some(found)
+}
+
+/// Stops and removes the running containers of `attempts`; exited ones are left for
+/// [`recover`].
+pub(super) async fn stop(inner: &Inner, run: &RunId, attempts: &[Leftover]) {
+    if attempts.is_empty() {
+        return;
+    }
+    let Some(found) = containers_of(inner, run).await else {
+        return;
+    };
+    let Ok(docker) = inner.client.get().await else {
+        return;
+    };
+    for a in attempts {
+        let Some((name, true)) = found.get(&(a.key.to_string(), a.attempt)) else {
+            continue;
+        };
+        tracing::warn!(
+            run = %run, task = %a.key, attempt = a.attempt, container = name,
+            "stopping the container of an interrupted attempt before trying it again"
+        );
+        stop_container(docker, name, inner.settings.stop_grace).await;
+        remove(docker, name).await;
+    }
+}
+
+/// The ends of those of `attempts` whose container exited before its starter could report
+/// it; `None` for one this executor knows nothing of.
+pub(super) async fn recover(inner: &Inner, attempts: Vec<Unseen>) -> Vec<Option<Finished>> {
+    let known = attempts.iter().map(|_| None).collect();
+    settle(inner, attempts, known).await
+}
+
+/// As [`recover`], for attempts of which `known` already holds what another record told
+/// (an exit record written before the container could be removed): their containers are
+/// removed all the same.
+pub(super) async fn settle(
+    inner: &Inner,
+    attempts: Vec<Unseen>,
+    mut known: Vec<Option<Finished>>,
+) -> Vec<Option<Finished>> {
+    let mut runs: HashMap<RunId, Option<Found>> = HashMap::new();
+    for a in &attempts {
+        if !runs.contains_key(&a.run) {
+            let found = containers_of(inner, &a.run).await;
+            runs.insert(a.run.clone(), found);
+        }
+    }
+    let Ok(docker) = inner.client.get().await else {
+        return known;
+    };
+    for (a, slot) in attempts.iter().zip(known.iter_mut()) {
+        let Some(Some(found)) = runs.get(&a.run) else {
+            continue;
+        };
+        let Some((name, _)) = found.get(&(a.key.to_string(), a.attempt)) else {
+            continue;
+        };
+        let dir = attempt_dir(&a.outputs_path);
+        if slot.is_none()
+            && let Ok(info) = docker.inspect_container(name, None).await
+            && let Some(state) = info.state
+            && state.running == Some(false)
+            && state
+                .finished_at
+                .as_deref()
+                .is_some_and(|f| !f.starts_with("0001"))
+        {
+            let code = state.exit_code.unwrap_or(-1);
+            let outcome = if state.oom_killed == Some(true) {
+                Outcome::Error(format!(
+                    "the container ran out of memory and was killed (exit code {code})"
+                ))
+            } else {
+                Outcome::Exited {
+                    exit_code: Some(i32::try_from(code).unwrap_or(i32::MAX)),
+                    signal: None,
+                }
+            };
+            tracing::info!(
+                task = %a.key, attempt = a.attempt, container = name.as_str(),
+                "an interrupted attempt's container had exited; its end is kept"
+            );
+            *slot = Some(Finished {
+                key: a.key.clone(),
+                attempt: a.attempt,
+                outcome,
+                rusage: None,
+                outputs: keep_outputs(&dir, &a.outputs_path),
+            });
+        }
+        remove(docker, name).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    known
+}
