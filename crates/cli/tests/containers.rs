@@ -123,11 +123,24 @@ fn named_executors_come_from_baton_toml() {
             ),
         )
         .file(
+            "unknown.yaml",
+            "name: unknown\ntasks:\n  t:\n    executor: gpu\n    run: \"true\"\n",
+        )
+        .file(
             "wrong.yaml",
             &format!(
                 "name: wrong\ntasks:\n  boxed:\n    executor: here\n    container: {{ image: \"{IMAGE}\" }}\n    run: \"true\"\n  away:\n    executor: nowhere\n    container: {{ image: \"{IMAGE}\" }}\n    run: \"true\"\n"
             ),
         );
+    let unknown = t.run(&["run", "unknown.yaml"]);
+    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains(
+            "unknown.yaml: task `t` names executor `gpu`, which baton.toml does not configure (configured: `boxes`, `here`, `nowhere`)"
+        ),
+        "{}",
+        unknown.stderr
+    );
     let out = t.run(&["run", "ok.yaml"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let out = t.run(&["run", "wrong.yaml"]);

@@ -67,7 +67,8 @@ fn a_relative_home_flag_is_the_directory_baton_was_started_in() {
 /// notifications of `lineage-notify.yaml` are logged as not sent without `ALERTS_URL`), and
 /// the pools they name come from the root's `baton.toml`. Approval gates are approved from
 /// another terminal, as a person would. `http.yaml` calls a `baton server`, started here as
-/// its comment says.
+/// its comment says, and `container.yaml` runs on the Docker engine with the image its comment
+/// builds.
 #[test]
 fn every_example_runs_from_the_repository_root() {
     let t = Test::fresh_clone();
@@ -99,6 +100,10 @@ fn every_example_runs_from_the_repository_root() {
         let mut args = vec!["run", path.as_str()];
         if name == "http.yaml" {
             args.extend(["--param", &base]);
+        }
+        // Its comment says to build the image first; without an engine it cannot run.
+        if name == "container.yaml" && !support::docker::available("examples/container.yaml runs") {
+            continue;
         }
         let mut child = t.spawn(&args);
         let deadline = Instant::now() + Duration::from_secs(180);

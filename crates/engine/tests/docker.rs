@@ -220,3 +220,21 @@ async fn a_task_naming_an_unknown_executor_fails_and_says_which() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_fan_out_runs_one_container_per_item() {
+    if !available("a fan-out of containers") {
+        return;
+    }
+    let source = format!(
+        "name: fanned\ntasks:\n  t:\n    for_each: [eu, us, ap]\n    container: {{ image: \"{IMAGE}\", pull: never }}\n    run: echo \"$BATON_TASK_KEY\" > /workspace/out-{{{{ item }}}}.txt\n"
+    );
+    let (dir, store, run, opts) = support::created(&source).await;
+    assert_eq!(drive(&store, &run, &opts).await, RunState::Succeeded);
+    for item in ["eu", "us", "ap"] {
+        let written =
+            std::fs::read_to_string(dir.path().join(format!("out-{item}.txt"))).unwrap_or_default();
+        assert_eq!(written.trim(), format!("t[{item}]"));
+    }
+    assert!(containers_of(run.as_str()).is_empty());
+}

@@ -232,3 +232,40 @@ fn executor() -> baton_engine::executor::LocalExecutor {
     }
     executor
 }
+
+/// Refuses, before a run is created, a pipeline whose tasks name an executor that
+/// `[executors.NAME]` of `baton.toml` does not configure: it could only fail there.
+pub(crate) fn check_executors(
+    pipeline: &baton_core::model::Pipeline,
+    path: &str,
+) -> Result<(), ExpectedError> {
+    let configured = ENGINE.get().map(|s| &s.executors);
+    let tasks = pipeline
+        .tasks
+        .iter()
+        .chain(pipeline.on_success.as_ref())
+        .chain(pipeline.on_failure.as_ref());
+    for task in tasks {
+        let Some(name) = &task.executor else {
+            continue;
+        };
+        if configured.is_some_and(|c| c.contains_key(name)) {
+            continue;
+        }
+        let known: Vec<String> = configured
+            .into_iter()
+            .flat_map(|c| c.keys().map(|k| format!("`{k}`")))
+            .collect();
+        let known = if known.is_empty() {
+            "none is configured".to_owned()
+        } else {
+            format!("configured: {}", known.join(", "))
+        };
+        return Err(ExpectedError::Usage(format!(
+            "{path}: task `{}` names executor `{name}`, which baton.toml does not configure ({known})\n\
+             (hint: add `[executors.{name}]` with `kind = \"docker\"` or `\"local\"`)",
+            task.id
+        )));
+    }
+    Ok(())
+}
