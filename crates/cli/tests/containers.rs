@@ -123,6 +123,10 @@ fn named_executors_come_from_baton_toml() {
             ),
         )
         .file(
+            "remote.yaml",
+            "name: remote\ntasks:\n  t:\n    runs_on: [gpu, eu]\n    run: \"true\"\n",
+        )
+        .file(
             "unknown.yaml",
             "name: unknown\ntasks:\n  t:\n    executor: gpu\n    run: \"true\"\n",
         )
@@ -140,6 +144,15 @@ fn named_executors_come_from_baton_toml() {
         ),
         "{}",
         unknown.stderr
+    );
+    let remote = t.run(&["run", "remote.yaml"]);
+    assert_eq!(remote.code, 2, "{}", remote.stderr);
+    assert!(
+        remote
+            .stderr
+            .contains("remote.yaml: task `t`: the task runs on workers labelled `gpu, eu`"),
+        "{}",
+        remote.stderr
     );
     let out = t.run(&["run", "ok.yaml"]);
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);

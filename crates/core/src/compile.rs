@@ -21,6 +21,7 @@ use crate::spec::{
 mod container;
 mod fields;
 mod http;
+mod runs_on;
 mod shell;
 mod templates;
 mod triggers;
@@ -141,6 +142,9 @@ impl<'s> Compiler<'s> {
             }
             if let Some(c) = &defaults.container {
                 d.at("container", |d| self.container_image(d, &c.value, base));
+            }
+            if let Some(r) = &defaults.runs_on {
+                d.at("runs_on", |d| runs_on::runs_on(d, r));
             }
             if let Some(e) = &defaults.executor {
                 d.at("executor", |d| container::executor_name(d, e));
@@ -508,6 +512,7 @@ impl<'s> Compiler<'s> {
             (action, _) => action,
         };
         let action = action.filter(|_| http_fields_ok && !conflict);
+        let action_kind = runs_on::placement(action.as_ref());
         if t.pipeline.is_none() && !t.params.is_empty() {
             d.at("params", |d| {
                 let span = t.params.keys().next().map_or(id.span, |k| k.span);
@@ -699,6 +704,7 @@ impl<'s> Compiler<'s> {
                 .collect(),
             resources,
             cache,
+            runs_on: runs_on::of_task(d, t, defaults, action_kind),
             // Inherited from `defaults.executor`, which was checked there.
             executor: match (&t.executor, &defaults.executor) {
                 (Some(e), _) => d.at("executor", |d| container::executor_name(d, e)),

@@ -5,6 +5,7 @@ mod diagnostics;
 mod graph;
 mod lineage_notify;
 mod robustness;
+mod runs_on;
 mod schedule;
 mod schema;
 mod shell_values;

@@ -238,3 +238,60 @@ async fn a_fan_out_runs_one_container_per_item() {
     }
     assert!(containers_of(run.as_str()).is_empty());
 }
+
+#[tokio::test]
+async fn a_task_for_workers_fails_at_once_without_any() {
+    let source =
+        "name: remote\ntasks:\n  t:\n    runs_on: [gpu]\n    run: \"true\"\n    retries: 2\n";
+    let (_dir, store, run, opts) = support::created(source).await;
+    assert_eq!(drive(&store, &run, &opts).await, RunState::Failed);
+    let attempts = store.attempts(&run).await.expect("attempts");
+    assert_eq!(attempts.len(), 1, "{attempts:#?}");
+    let error = attempts[0].error.clone().unwrap_or_default();
+    assert!(error.contains("runs on workers labelled `gpu`"), "{error}");
+}
+
+#[tokio::test]
+async fn a_sweep_removes_the_containers_of_runs_that_are_over_and_keeps_the_others() {
+    if !available("a sweep of leftover containers") {
+        return;
+    }
+    let source = format!(
+        "name: swept\ntasks:\n  t:\n    container: {{ image: \"{IMAGE}\", pull: never }}\n    run: \"true\"\n"
+    );
+    let (dir, store, over, opts) = support::created(&source).await;
+    assert_eq!(drive(&store, &over, &opts).await, RunState::Succeeded);
+    let unfinished = support::create(store.as_ref(), dir.path(), &source, Default::default()).await;
+    // What a dead baton could leave: a container of each, made as the executor makes them.
+    for run in [&over, &unfinished] {
+        let made = std::process::Command::new("docker")
+            .args([
+                "create",
+                "--label",
+                "dev.baton.executor=docker",
+                "--label",
+                &format!("dev.baton.run={run}"),
+                IMAGE,
+                "true",
+            ])
+            .output()
+            .expect("docker create");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    let removed = executors().sweep(store.as_ref()).await;
+    assert!(removed >= 1, "{removed}");
+    assert!(containers_of(over.as_str()).is_empty());
+    let kept = containers_of(unfinished.as_str());
+    assert_eq!(
+        kept.len(),
+        1,
+        "the unfinished run's container is its resumer's"
+    );
+    let _ = std::process::Command::new("docker")
+        .args(["rm", "-f", &kept[0]])
+        .output();
+}

@@ -128,29 +128,34 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         max_bytes_per_attempt: config.logs.max_bytes_per_attempt,
     };
     let store: Arc<dyn Store> = Arc::new(sql);
-    let runner = Runner::new(
-        Arc::clone(&store),
-        Arc::new(
-            baton_engine::executor::Executors::new(
-                Arc::new(LocalExecutor {
-                    kill_grace: config.kill_grace,
-                }),
-                config.http.clone(),
-            )
-            .with_stop_grace(config.kill_grace)
-            .with_instances(config.executors.clone()),
-        ),
-        config.home.clone(),
+    let executors = baton_engine::executor::Executors::new(
+        Arc::new(LocalExecutor {
+            kill_grace: config.kill_grace,
+        }),
+        config.http.clone(),
     )
-    .with_drain_grace(config.shutdown_grace)
-    .with_environment(baton_engine::TaskEnvironment::Clean {
-        allow: config.inherit_env.clone(),
-        except: baton_engine::environment::Withheld::default(),
-    })
-    .with_interruption_limit(config.interruption_limit)
-    .with_leases(config.leases)
-    .with_logs(logs)
-    .with_observer(Arc::new(config.observers.clone()));
+    .with_stop_grace(config.kill_grace)
+    .with_instances(config.executors.clone());
+    // In the background: an engine that does not answer must not hold the server's start.
+    tokio::spawn({
+        let (executors, store) = (executors.clone(), Arc::clone(&store));
+        async move {
+            let removed = executors.sweep(store.as_ref()).await;
+            if removed > 0 {
+                tracing::info!(removed, "removed the containers of runs that are over");
+            }
+        }
+    });
+    let runner = Runner::new(Arc::clone(&store), Arc::new(executors), config.home.clone())
+        .with_drain_grace(config.shutdown_grace)
+        .with_environment(baton_engine::TaskEnvironment::Clean {
+            allow: config.inherit_env.clone(),
+            except: baton_engine::environment::Withheld::default(),
+        })
+        .with_interruption_limit(config.interruption_limit)
+        .with_leases(config.leases)
+        .with_logs(logs)
+        .with_observer(Arc::new(config.observers.clone()));
     let secrets: Arc<dyn baton_observe::secrets::Secrets> =
         Arc::new(baton_observe::secrets::EnvSecrets);
     let (observers, outbox) =

@@ -246,6 +246,13 @@ pub(crate) fn check_executors(
         .chain(pipeline.on_success.as_ref())
         .chain(pipeline.on_failure.as_ref());
     for task in tasks {
+        if let Some(r) = &task.runs_on {
+            return Err(ExpectedError::Usage(format!(
+                "{path}: task `{}`: {}",
+                task.id,
+                baton_engine::executor::no_workers(r)
+            )));
+        }
         let Some(name) = &task.executor else {
             continue;
         };

@@ -7,6 +7,7 @@ mod notify;
 mod param;
 mod pipeline;
 mod retry;
+mod runs_on;
 mod schedule;
 mod task;
 
@@ -17,6 +18,7 @@ pub use notify::{Notify, WebhookUrl, check_webhook_url};
 pub use param::{Param, ParamValueError, json_kind, resolve_params};
 pub use pipeline::{Concurrency, DefinitionHash, Pipeline, Trigger};
 pub use retry::RetryPolicy;
+pub use runs_on::{RunsOn, check_worker_label};
 pub use schedule::{Missed, ON_TIME, Schedule, parse_cron, parse_timezone};
 pub use task::{
     Action, Approval, Cache, Expression, ForEach, Resources, Task, Template, default_shell,

@@ -107,6 +107,9 @@ pub struct Task {
     pub priority: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pool: Option<PoolName>,
+    /// The workers that may run it; none for the control plane's own executors.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub runs_on: Option<crate::model::RunsOn>,
     /// The `[executors.NAME]` instance that runs it; none for the default of its kind.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub executor: Option<ExecutorName>,

@@ -5,6 +5,7 @@ use schemars::JsonSchema;
 
 use super::container::ContainerSpec;
 use super::retry::RetrySpec;
+use super::runs_on::RunsOnSpec;
 use super::schema_helpers::ScalarText;
 use super::task::{EnvSpec, ShellSpec, TemplateText};
 use crate::decode::{Decode, Decoder};
@@ -34,6 +35,8 @@ pub struct TaskDefaultsSpec {
     pub priority: Option<i32>,
     /// The container every `run` task runs in, unless it names its own.
     pub container: Option<Spanned<ContainerSpec>>,
+    /// The workers every `run` task goes to, unless it names its own.
+    pub runs_on: Option<Spanned<RunsOnSpec>>,
     /// The executor instance of every task that names none.
     #[schemars(regex(pattern = "^[A-Za-z0-9._-]{1,100}$"))]
     pub executor: Option<Spanned<String>>,
@@ -52,6 +55,7 @@ impl Decode for TaskDefaultsSpec {
             priority: m.opt(d, "priority", Decode::decode),
             container: m.opt(d, "container", Decode::decode),
             executor: m.opt(d, "executor", Decode::decode),
+            runs_on: m.opt(d, "runs_on", Decode::decode),
         };
         m.finish(d);
         Some(spec)

@@ -13,6 +13,7 @@ mod notify;
 mod param;
 mod pipeline;
 mod retry;
+mod runs_on;
 mod schedule;
 mod schema_helpers;
 mod task;
@@ -27,6 +28,7 @@ pub use notify::{NotifyEvent, NotifyFormat, NotifySpec};
 pub use param::ParamSpec;
 pub use pipeline::PipelineSpec;
 pub use retry::{RetryPolicySpec, RetrySpec};
+pub use runs_on::RunsOnSpec;
 pub use schedule::{ScheduleSpec, TriggerSpec, WebhookSpec};
 pub use task::{
     ApprovalSpec, CacheSpec, EnvSpec, ForEachSpec, ResourcesSpec, ShellSpec, TaskSpec, TemplateText,

@@ -8,6 +8,7 @@ use super::dataset::DatasetSpec;
 use super::http::{HttpSpec, OutputsFrom};
 use super::kinds::TriggerRule;
 use super::retry::RetrySpec;
+use super::runs_on::RunsOnSpec;
 use super::schema_helpers::{ExpressionSchema, NeedsSchema, OrTrue, ScalarText};
 use crate::decode::{Decode, Decoder, Text};
 use crate::duration::Duration;
@@ -35,6 +36,8 @@ pub struct TaskSpec {
     pub outputs_from: Option<Spanned<OutputsFrom>>,
     /// Run `run` (or the image's own command) in a container.
     pub container: Option<Spanned<ContainerSpec>>,
+    /// Run on a `baton worker` carrying these labels.
+    pub runs_on: Option<Spanned<RunsOnSpec>>,
     /// The executor instance that runs the task, one `[executors.NAME]` of `baton.toml`
     /// (default: `local` for a command, `docker` for a `container`).
     #[schemars(regex(pattern = "^[A-Za-z0-9._-]{1,100}$"))]
@@ -158,6 +161,7 @@ impl Decode for TaskSpec {
             outputs_from: m.opt(d, "outputs_from", Decode::decode),
             container: m.opt(d, "container", Decode::decode),
             executor: m.opt(d, "executor", Decode::decode),
+            runs_on: m.opt(d, "runs_on", Decode::decode),
             pipeline: m.opt(d, "pipeline", Decode::decode),
             params: m.opt(d, "params", Decode::decode).unwrap_or_default(),
             needs: m.opt(d, "needs", decode_needs).unwrap_or_default(),

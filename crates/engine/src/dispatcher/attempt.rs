@@ -213,6 +213,7 @@ impl Dispatcher {
             attempt,
             work,
             executor: task.executor.clone(),
+            runs_on: task.runs_on.clone(),
             env,
             cwd,
             log: self.log_sink(i, attempt),

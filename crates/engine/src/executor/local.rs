@@ -389,6 +389,7 @@ mod tests {
                 argv: argv.iter().map(|s| (*s).to_owned()).collect(),
             },
             executor: None,
+            runs_on: None,
             env: vec![("BATON_TEST".into(), "yes".into())],
             cwd: std::env::temp_dir(),
             log: logs.sink(

@@ -28,7 +28,7 @@ pub use leftovers::Leftover;
 pub use local::LocalExecutor;
 pub use log_sink::{LOG_BYTES_DROPPED_TOTAL, LogSink, Logs};
 pub use reaper::become_subreaper;
-pub use set::{ExecutorInstance, Executors};
+pub use set::{ExecutorInstance, Executors, no_workers};
 
 /// Between SIGTERM and SIGKILL when an attempt is stopped, unless configured.
 pub const DEFAULT_STOP_GRACE: Duration = Duration::from_secs(10);
@@ -42,6 +42,8 @@ pub struct AttemptSpec {
     pub work: Work,
     /// The `[executors.NAME]` the task names; none for the default of its kind of work.
     pub executor: Option<ExecutorName>,
+    /// The labels of the workers that may run it (`runs_on`); none for this host.
+    pub runs_on: Option<baton_core::model::RunsOn>,
     /// The whole environment: nothing of the executor's own process is inherited
     /// ([`crate::TaskEnvironment`] chose what of it the task gets).
     pub env: Vec<(String, String)>,

@@ -101,6 +101,16 @@ impl Executors {
         self
     }
 
+    /// Removes what runs that are over left on every Docker engine (see
+    /// [`DockerExecutor::sweep`]); the number of containers removed.
+    pub async fn sweep(&self, store: &dyn baton_store::Store) -> usize {
+        let mut removed = 0;
+        for engine in self.engines() {
+            removed += engine.sweep(store).await;
+        }
+        removed
+    }
+
     /// Every Docker engine attempts may have run on, each once.
     fn engines(&self) -> Vec<DockerExecutor> {
         let mut out = vec![self.docker.clone()];
@@ -116,6 +126,9 @@ impl Executors {
 
     /// Who runs `spec`, or why nobody can.
     fn route(&self, spec: &AttemptSpec) -> Result<&dyn Executor, String> {
+        if let Some(r) = &spec.runs_on {
+            return Err(no_workers(r));
+        }
         let named = match &spec.executor {
             None => None,
             Some(name) => Some((
@@ -149,6 +162,15 @@ impl Executors {
             )),
         }
     }
+}
+
+/// Why a `runs_on` task cannot run here.
+pub fn no_workers(r: &baton_core::model::RunsOn) -> String {
+    format!(
+        "the task runs on workers labelled `{}` (`runs_on`), and this baton has none to send it \
+         to: `baton worker` agents are not built yet (remove `runs_on` to run it on this host)",
+        r.labels.join(", ")
+    )
 }
 
 impl Executor for Executors {

@@ -24,6 +24,8 @@ const BATON_DIR: &str = "/baton";
 const OUTPUTS_IN_CONTAINER: &str = "/baton/outputs";
 /// The pause between two looks at a container whose wait was cut (the engine restarted).
 const REWAIT: Duration = Duration::from_secs(1);
+/// How long past its grace a stopped container may take to be seen gone.
+const STOPPED_WAIT: Duration = Duration::from_secs(30);
 
 /// Why the control plane stopped an attempt.
 #[derive(Debug, Clone, Copy)]
@@ -115,7 +117,11 @@ pub(super) async fn run(
         stop = &mut stop => {
             stopped = Some(stop);
             stop_container(docker, &name, inner.settings.stop_grace).await;
-            wait_exit(docker, &name).await
+            // An engine that stopped answering must not hold the cancel forever.
+            let limit = inner.settings.stop_grace + STOPPED_WAIT;
+            tokio::time::timeout(limit, wait_exit(docker, &name))
+                .await
+                .unwrap_or_else(|_| Err(format!("container `{name}` did not stop within {limit:?}")))
         }
     };
     let oom_killed = docker

@@ -166,3 +166,54 @@ pub(super) async fn settle(
     }
     known
 }
+
+/// The runs with containers of this executor on its engine, each with its containers'
+/// names; none when the engine cannot be reached.
+pub(super) async fn runs(inner: &Inner) -> Vec<(RunId, Vec<String>)> {
+    let Ok(docker) = inner.client.get().await else {
+        return Vec::new();
+    };
+    let filters = HashMap::from([(
+        "label".to_owned(),
+        vec![format!("{}={}", naming::EXECUTOR, inner.settings.name)],
+    )]);
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(filters),
+        ..Default::default()
+    };
+    let list = match docker.list_containers(Some(options)).await {
+        Ok(list) => list,
+        Err(e) => {
+            tracing::warn!(error = %message(&e), "cannot list baton's containers");
+            return Vec::new();
+        }
+    };
+    let mut by_run: HashMap<String, Vec<String>> = HashMap::new();
+    for c in list {
+        let run = c.labels.as_ref().and_then(|l| l.get(naming::RUN)).cloned();
+        let name = c.names.and_then(|n| n.into_iter().next());
+        if let (Some(run), Some(name)) = (run, name) {
+            by_run
+                .entry(run)
+                .or_default()
+                .push(name.trim_start_matches('/').to_owned());
+        }
+    }
+    by_run
+        .into_iter()
+        .map(|(run, names)| (RunId::from_string(run), names))
+        .collect()
+}
+
+/// Stops and removes `names`, containers of a run that is over.
+pub(super) async fn remove_all(inner: &Inner, run: &RunId, names: &[String]) {
+    let Ok(docker) = inner.client.get().await else {
+        return;
+    };
+    for name in names {
+        tracing::warn!(run = %run, container = name.as_str(), "removing a container of a run that is over");
+        stop_container(docker, name, inner.settings.stop_grace).await;
+        remove(docker, name).await;
+    }
+}

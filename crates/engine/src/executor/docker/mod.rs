@@ -91,6 +91,24 @@ impl DockerExecutor {
         &self.inner.settings
     }
 
+    /// Removes the containers of runs that are over (a run cancelled or failed elsewhere
+    /// while its baton was dead); those of runs still unfinished are left to whoever resumes
+    /// them, and those of runs the store does not know to another baton. Returns how many
+    /// were removed.
+    pub async fn sweep(&self, store: &dyn baton_store::Store) -> usize {
+        let mut removed = 0;
+        for (run, names) in leftovers::runs(&self.inner).await {
+            // A run this store does not know may be another baton's on the same engine:
+            // only runs known to be over are swept.
+            let over = matches!(store.run(&run).await, Ok(Some(r)) if r.state.is_final());
+            if over {
+                leftovers::remove_all(&self.inner, &run, &names).await;
+                removed += names.len();
+            }
+        }
+        removed
+    }
+
     /// [`Executor::recover`], for attempts of which `known` holds what another record told
     /// already: their containers are removed all the same.
     pub(super) async fn settle(
