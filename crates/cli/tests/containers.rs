@@ -136,12 +136,20 @@ fn named_executors_come_from_baton_toml() {
                 "name: wrong\ntasks:\n  boxed:\n    executor: here\n    container: {{ image: \"{IMAGE}\" }}\n    run: \"true\"\n  away:\n    executor: nowhere\n    container: {{ image: \"{IMAGE}\" }}\n    run: \"true\"\n"
             ),
         );
-    let unknown = t.run(&["run", "unknown.yaml"]);
-    assert_eq!(unknown.code, 2, "{}", unknown.stderr);
+    // Checked against baton.toml when the file is loaded, with its position.
+    let unknown = t.run(&["validate", "unknown.yaml"]);
+    assert_eq!(unknown.code, 1, "{}", unknown.stdout);
     assert!(
-        unknown.stderr.contains(
-            "unknown.yaml: task `t` names executor `gpu`, which baton.toml does not configure (configured: `boxes`, `here`, `nowhere`)"
+        unknown.stdout.contains(
+            "unknown.yaml:4:15: error: no executor `gpu` is configured (configured: `boxes`, `here`, `nowhere`)"
         ),
+        "{}",
+        unknown.stdout
+    );
+    let unknown = t.run(&["run", "unknown.yaml"]);
+    assert_eq!(unknown.code, 1, "{}", unknown.stderr);
+    assert!(
+        unknown.stderr.contains("no executor `gpu` is configured"),
         "{}",
         unknown.stderr
     );

@@ -26,6 +26,7 @@ mod shell;
 mod templates;
 mod triggers;
 
+pub use container::unknown_executors;
 use fields::*;
 use http::check_http_fields;
 use templates::{Scope, TaskAccess};

@@ -28,5 +28,5 @@ pub mod template;
 pub mod yaml;
 
 pub use diagnostic::{Diagnostic, Severity};
-pub use load::{Loaded, load};
+pub use load::{Loaded, Setting, load, load_in};
 pub use model::Pipeline;

@@ -58,8 +58,21 @@ pub fn parse_spec(source: &str) -> (Option<PipelineSpec>, Vec<Diagnostic>) {
     (spec, diags)
 }
 
+/// What a pipeline is checked against beyond its own file: the setting it will run in.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Setting<'a> {
+    /// The `[executors.NAME]` instances configured; `None` checks no `executor:` name (a
+    /// recorded run read back, a file checked without a configuration).
+    pub executors: Option<&'a [crate::ids::ExecutorName]>,
+}
+
 /// Loads a pipeline from its source text. Never panics, whatever the input.
 pub fn load(source: &str) -> Loaded {
+    load_in(source, Setting::default())
+}
+
+/// [`load`], checking the file against `setting` too.
+pub fn load_in(source: &str, setting: Setting<'_>) -> Loaded {
     let (spec, mut diagnostics) = parse_spec(source);
     let mut pipeline = None;
     let mut name_span = Span {
@@ -71,6 +84,9 @@ pub fn load(source: &str) -> Loaded {
         name_span = spec.name.span;
         let (p, more) = compile(&spec, DefinitionHash::of(source.as_bytes()));
         diagnostics.extend(more);
+        if let Some(known) = setting.executors {
+            diagnostics.extend(crate::compile::unknown_executors(&spec, known));
+        }
         pipeline = p;
     }
     let has_errors = diagnostics.iter().any(Diagnostic::is_error);

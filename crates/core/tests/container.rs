@@ -179,3 +179,41 @@ tasks:
         .collect();
     assert_eq!(problems(src), expected);
 }
+
+#[test]
+fn executor_names_are_checked_against_the_setting_when_one_is_given() {
+    let src = "name: p\ndefaults:\n  executor: eu\ntasks:\n  a: { run: echo, executor: gpu }\n  b: { run: echo }\n";
+    assert!(
+        load(src).diagnostics.is_empty(),
+        "without a setting, any name"
+    );
+    let known = [baton_core::ids::ExecutorName::new("eu").expect("name")];
+    let loaded = baton_core::load_in(
+        src,
+        baton_core::Setting {
+            executors: Some(&known),
+        },
+    );
+    let got: Vec<(u32, u32, String, String)> = loaded
+        .diagnostics
+        .iter()
+        .map(|d| {
+            (
+                d.span.line,
+                d.span.column,
+                d.field.clone(),
+                d.message.clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [(
+            5,
+            29,
+            "tasks.a.executor".to_owned(),
+            "no executor `gpu` is configured (configured: `eu`)".to_owned()
+        )]
+    );
+    assert!(loaded.pipeline.is_none());
+}

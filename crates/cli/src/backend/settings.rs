@@ -233,13 +233,20 @@ fn executor() -> baton_engine::executor::LocalExecutor {
     executor
 }
 
-/// Refuses, before a run is created, a pipeline whose tasks name an executor that
-/// `[executors.NAME]` of `baton.toml` does not configure: it could only fail there.
-pub(crate) fn check_executors(
+/// The names of the `[executors.NAME]` of `baton.toml`, which pipelines are checked against.
+pub(crate) fn executor_names() -> Vec<baton_core::ids::ExecutorName> {
+    ENGINE
+        .get()
+        .map(|s| s.executors.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Refuses, before a run is created, a pipeline with tasks for workers: there are none yet
+/// (`executor:` names were checked when the file was loaded, with their position).
+pub(crate) fn check_placement(
     pipeline: &baton_core::model::Pipeline,
     path: &str,
 ) -> Result<(), ExpectedError> {
-    let configured = ENGINE.get().map(|s| &s.executors);
     let tasks = pipeline
         .tasks
         .iter()
@@ -253,26 +260,6 @@ pub(crate) fn check_executors(
                 baton_engine::executor::no_workers(r)
             )));
         }
-        let Some(name) = &task.executor else {
-            continue;
-        };
-        if configured.is_some_and(|c| c.contains_key(name)) {
-            continue;
-        }
-        let known: Vec<String> = configured
-            .into_iter()
-            .flat_map(|c| c.keys().map(|k| format!("`{k}`")))
-            .collect();
-        let known = if known.is_empty() {
-            "none is configured".to_owned()
-        } else {
-            format!("configured: {}", known.join(", "))
-        };
-        return Err(ExpectedError::Usage(format!(
-            "{path}: task `{}` names executor `{name}`, which baton.toml does not configure ({known})\n\
-             (hint: add `[executors.{name}]` with `kind = \"docker\"` or `\"local\"`)",
-            task.id
-        )));
     }
     Ok(())
 }

@@ -88,7 +88,7 @@ pub(crate) fn runnable_file(
         out.eprint("\n");
         return Err(ExpectedError::Invalid { path: file.path });
     };
-    crate::backend::check_executors(&pipeline, &file.path)?;
+    crate::backend::check_placement(&pipeline, &file.path)?;
     let params = parse_params(&pipeline, params)?;
     let base_dir = std::fs::canonicalize(path)
         .ok()

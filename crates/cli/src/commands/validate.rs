@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use baton_core::diagnostic::Diagnostic;
-use baton_core::load::{Loaded, load};
+use baton_core::load::Loaded;
 use baton_core::render::render_diagnostics;
 use serde_json::json;
 
@@ -36,7 +36,15 @@ pub(super) fn load_file(path: &Path) -> Result<LoadedFile, ExpectedError> {
     match String::from_utf8(bytes) {
         Ok(source) => Ok(LoadedFile {
             path: display,
-            loaded: load(&source),
+            loaded: {
+                let executors = crate::backend::executor_names();
+                baton_core::load_in(
+                    &source,
+                    baton_core::Setting {
+                        executors: Some(&executors),
+                    },
+                )
+            },
             source: Some(source),
         }),
         Err(e) => {

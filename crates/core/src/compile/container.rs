@@ -81,3 +81,54 @@ pub(super) fn executor_name(d: &mut Decoder, name: &Spanned<String>) -> Option<E
         })
         .ok()
 }
+
+/// Every `executor:` of `spec` (tasks, hooks, `defaults`) that names none of `known`.
+pub fn unknown_executors(
+    spec: &crate::spec::PipelineSpec,
+    known: &[ExecutorName],
+) -> Vec<crate::Diagnostic> {
+    let named = spec
+        .defaults
+        .iter()
+        .map(|d| ("defaults".to_owned(), &d.executor))
+        .chain(
+            spec.tasks
+                .iter()
+                .map(|(id, t)| (format!("tasks.{}", id.value), &t.executor)),
+        )
+        .chain(
+            spec.on_success
+                .iter()
+                .map(|h| ("on_success".to_owned(), &h.value.executor)),
+        )
+        .chain(
+            spec.on_failure
+                .iter()
+                .map(|h| ("on_failure".to_owned(), &h.value.executor)),
+        );
+    let mut out = Vec::new();
+    for (at, name) in named {
+        let Some(name) = name else { continue };
+        if known.iter().any(|k| k.as_str() == name.value) {
+            continue;
+        }
+        let configured = if known.is_empty() {
+            "none is configured".to_owned()
+        } else {
+            let names: Vec<String> = known.iter().map(|k| format!("`{k}`")).collect();
+            format!("configured: {}", names.join(", "))
+        };
+        out.push(
+            crate::Diagnostic::error(
+                name.span,
+                format!("{at}.executor"),
+                format!("no executor `{}` is configured ({configured})", name.value),
+            )
+            .with_hint(format!(
+                "add `[executors.{}]` to baton.toml, with `kind = \"docker\"` or `\"local\"`",
+                name.value
+            )),
+        );
+    }
+    out
+}
