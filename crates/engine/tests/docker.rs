@@ -295,3 +295,19 @@ async fn a_sweep_removes_the_containers_of_runs_that_are_over_and_keeps_the_othe
         .args(["rm", "-f", &kept[0]])
         .output();
 }
+
+#[tokio::test]
+async fn a_missing_working_directory_is_told_not_made() {
+    if !available("a missing working directory") {
+        return;
+    }
+    let source = format!(
+        "name: nowhere\ntasks:\n  t:\n    container: {{ image: \"{IMAGE}\", pull: never }}\n    working_dir: not-here\n    run: \"true\"\n"
+    );
+    let (dir, store, run, opts) = support::created(&source).await;
+    assert_eq!(drive(&store, &run, &opts).await, RunState::Failed);
+    let attempts = store.attempts(&run).await.expect("attempts");
+    let error = attempts[0].error.clone().unwrap_or_default();
+    assert!(error.contains("cannot use working directory"), "{error}");
+    assert!(!dir.path().join("not-here").exists(), "the engine made it");
+}

@@ -47,21 +47,7 @@ struct Started {
 /// Blocks on the file system and on `fork`/`exec`, so it runs on a blocking thread (from which
 /// the copier still goes onto the runtime).
 fn spawn(spec: &AttemptSpec) -> Result<Started, String> {
-    match std::fs::metadata(&spec.cwd) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(format!(
-                "working directory `{}` is not a directory",
-                spec.cwd.display()
-            ));
-        }
-        Err(e) => {
-            return Err(format!(
-                "cannot use working directory `{}`: {e}",
-                spec.cwd.display()
-            ));
-        }
-    }
+    check_working_dir(&spec.cwd)?;
     let Work::Process { argv } = &spec.work else {
         return Err("the local executor runs processes, not this attempt's work".to_owned());
     };
@@ -136,6 +122,22 @@ async fn copy_log(reader: std::io::PipeReader, sink: LogSink) -> Result<(), Stri
 
 /// What the attempt wrote to `$BATON_OUTPUTS` (empty when it wrote nothing), read only up to
 /// just past the size [`crate::outputs::parse`] accepts.
+/// Why an attempt cannot start in `cwd`, if it cannot: it must be a directory that exists (a
+/// container's engine would make a missing one, empty, and run the task in it).
+pub(super) fn check_working_dir(cwd: &std::path::Path) -> Result<(), String> {
+    match std::fs::metadata(cwd) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(format!(
+            "working directory `{}` is not a directory",
+            cwd.display()
+        )),
+        Err(e) => Err(format!(
+            "cannot use working directory `{}`: {e}",
+            cwd.display()
+        )),
+    }
+}
+
 pub(super) fn read_outputs(path: &std::path::Path) -> Outputs {
     use std::io::Read;
     let Ok(file) = std::fs::File::open(path) else {

@@ -195,6 +195,7 @@ async fn prepare<'a>(
 ) -> Result<&'a Docker, Outcome> {
     let docker = inner.client.get().await.map_err(Outcome::Error)?;
     baton_core::model::check_image_reference(&c.image).map_err(Outcome::Refused)?;
+    local::check_working_dir(&spec.cwd).map_err(Outcome::Error)?;
     ensure_image(inner, docker, c, log).await?;
     make_attempt_dir(dir).map_err(|e| {
         Outcome::Error(format!(
