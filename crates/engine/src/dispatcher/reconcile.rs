@@ -28,6 +28,7 @@ impl Dispatcher {
                     attempt: a.attempt,
                     outputs_path: self.outputs_path(i, a.attempt),
                     exit_path: self.exit_path(i, a.attempt),
+                    container: self.in_container(i),
                 })
             })
             .collect()
@@ -134,7 +135,13 @@ impl Dispatcher {
                 key: a.key.clone(),
                 attempt: a.attempt,
                 process: a.process.clone(),
+                container: self.by_key.get(&a.key).is_some_and(|&i| self.in_container(i)),
             })
             .collect()
+    }
+
+    /// Whether instance `i`'s attempts run in containers.
+    fn in_container(&self, i: usize) -> bool {
+        matches!(self.task(i).action, Action::Container(_))
     }
 }

@@ -27,6 +27,8 @@ pub struct Leftover {
     pub attempt: u32,
     /// Who runs it, if its spawn was committed.
     pub process: Option<AttemptProcess>,
+    /// Whether it ran in a container: only then is a container engine asked about it.
+    pub container: bool,
 }
 
 /// How long SIGKILLed processes get to disappear before the next attempt starts anyway (only
@@ -175,6 +177,7 @@ mod tests {
             key: TaskKey::from_string(key),
             attempt,
             process,
+            container: false,
         }
     }
 

@@ -134,6 +134,8 @@ pub struct Unseen {
     pub attempt: u32,
     pub outputs_path: PathBuf,
     pub exit_path: PathBuf,
+    /// Whether it ran in a container: only then is a container engine asked about it.
+    pub container: bool,
 }
 
 /// Stops a running attempt: terminate gracefully, then kill.

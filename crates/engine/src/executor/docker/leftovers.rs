@@ -74,7 +74,8 @@ async fn containers_of(inner: &Inner, run: &RunId) -> Option<Found> {
 /// Stops and removes the running containers of `attempts`; exited ones are left for
 /// [`recover`].
 pub(super) async fn stop(inner: &Inner, run: &RunId, attempts: &[Leftover]) {
-    if attempts.is_empty() {
+    // A run without container tasks never waits on an engine (which may not answer).
+    if !attempts.iter().any(|a| a.container) {
         return;
     }
     let Some(found) = containers_of(inner, run).await else {
@@ -83,7 +84,7 @@ pub(super) async fn stop(inner: &Inner, run: &RunId, attempts: &[Leftover]) {
     let Ok(docker) = inner.client.get().await else {
         return;
     };
-    for a in attempts {
+    for a in attempts.iter().filter(|a| a.container) {
         let Some((name, true)) = found.get(&(a.key.to_string(), a.attempt)) else {
             continue;
         };
@@ -111,8 +112,11 @@ pub(super) async fn settle(
     attempts: Vec<Unseen>,
     mut known: Vec<Option<Finished>>,
 ) -> Vec<Option<Finished>> {
+    if !attempts.iter().any(|a| a.container) {
+        return known;
+    }
     let mut runs: HashMap<RunId, Option<Found>> = HashMap::new();
-    for a in &attempts {
+    for a in attempts.iter().filter(|a| a.container) {
         if !runs.contains_key(&a.run) {
             let found = containers_of(inner, &a.run).await;
             runs.insert(a.run.clone(), found);
@@ -122,6 +126,9 @@ pub(super) async fn settle(
         return known;
     };
     for (a, slot) in attempts.iter().zip(known.iter_mut()) {
+        if !a.container {
+            continue;
+        }
         let Some(Some(found)) = runs.get(&a.run) else {
             continue;
         };
