@@ -1,16 +1,10 @@
 //! `container:` tasks: what they compile to, and every problem reported where it is.
 
 use baton_core::load;
+
+use crate::validation::problems;
 use baton_core::model::Action;
 use baton_core::spec::{ContainerNetwork, PullPolicy};
-
-fn problems(src: &str) -> Vec<(u32, u32, String, String)> {
-    load(src)
-        .diagnostics
-        .into_iter()
-        .map(|d| (d.span.line, d.span.column, d.field, d.message))
-        .collect()
-}
 
 #[test]
 fn a_container_task_compiles_to_its_image_command_and_executor() {

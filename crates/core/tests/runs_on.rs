@@ -1,15 +1,9 @@
 //! `runs_on:`: worker labels, the wait, `defaults`, and the tasks that cannot go to a worker.
 
 use baton_core::load;
-use baton_core::model::RunsOn;
 
-fn problems(src: &str) -> Vec<(u32, u32, String, String)> {
-    load(src)
-        .diagnostics
-        .into_iter()
-        .map(|d| (d.span.line, d.span.column, d.field, d.message))
-        .collect()
-}
+use crate::validation::problems;
+use baton_core::model::RunsOn;
 
 #[test]
 fn runs_on_compiles_with_its_defaults() {

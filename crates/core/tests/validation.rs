@@ -3,7 +3,7 @@
 use baton_core::load;
 
 /// `(line, column, field, message)` of every diagnostic, in reading order.
-fn problems(src: &str) -> Vec<(u32, u32, String, String)> {
+pub(crate) fn problems(src: &str) -> Vec<(u32, u32, String, String)> {
     load(src)
         .diagnostics
         .into_iter()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_engine::executor::{DockerHost, DockerSettings, Executors, HttpExecutor, LocalExecutor};
 use baton_engine::{Engine, Options, Stop};
-use baton_store::{Store, TaskRecord};
+use baton_store::Store;
 use support::docker::{IMAGE, available, containers_of};
 
 fn executors() -> Executors {
@@ -30,18 +30,7 @@ fn engine(store: &Arc<dyn Store>, opts: &Options) -> Engine {
 }
 
 async fn drive(store: &Arc<dyn Store>, run: &baton_core::ids::RunId, opts: &Options) -> RunState {
-    let (_stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
-    engine(store, opts)
-        .execute(run, stop_rx)
-        .await
-        .expect("run driven")
-}
-
-fn task<'a>(tasks: &'a [TaskRecord], id: &str) -> &'a TaskRecord {
-    tasks
-        .iter()
-        .find(|t| t.task_id == id)
-        .unwrap_or_else(|| panic!("no task `{id}`"))
+    support::drive_on(store, run, opts, Arc::new(executors())).await
 }
 
 #[tokio::test]
@@ -78,7 +67,7 @@ tasks:
         "{tasks:#?}\n{}",
         support::first_log(&store, dir.path(), &run).await
     );
-    let build = task(&tasks, "build");
+    let build = support::task(&tasks, "build");
     let rows = build.outputs.as_ref().and_then(|o| o.get("rows")).cloned();
     assert_eq!(rows, Some(serde_json::json!("3")), "{build:#?}");
     let log = support::first_log(&store, dir.path(), &run).await;
@@ -108,7 +97,7 @@ async fn a_failing_container_is_retried_and_its_exit_code_told() {
         "{attempts:#?}"
     );
     let tasks = store.tasks(&run).await.expect("tasks");
-    let error = task(&tasks, "t").error.clone().unwrap_or_default();
+    let error = support::task(&tasks, "t").error.clone().unwrap_or_default();
     assert!(error.contains("exited with code 3"), "{error}");
     assert!(containers_of(run.as_str()).is_empty());
 }
@@ -183,7 +172,7 @@ async fn cancelling_a_run_stops_its_container() {
     let attempts = store.attempts(&run).await.expect("attempts");
     assert_eq!(attempts[0].state, AttemptState::Cancelled);
     let tasks = store.tasks(&run).await.expect("tasks");
-    assert_eq!(task(&tasks, "t").state, TaskState::Cancelled);
+    assert_eq!(support::task(&tasks, "t").state, TaskState::Cancelled);
     assert!(containers_of(run.as_str()).is_empty());
 }
 

@@ -18,7 +18,7 @@ use baton_core::ids::RunId;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_engine::executor::{Executors, HttpExecutor, LocalExecutor};
 use baton_engine::{Engine, Options, Stop};
-use baton_store::{Store, TaskRecord};
+use baton_store::Store;
 
 /// What the server saw: each request's path, headers and body.
 #[derive(Default)]
@@ -114,19 +114,8 @@ async fn drive(
     opts: &Options,
     http: HttpExecutor,
 ) -> RunState {
-    let (_stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
     let executors = Executors::new(Arc::new(LocalExecutor::default()), http);
-    Engine::new(Arc::clone(store), Arc::new(executors), opts.clone())
-        .execute(run, stop_rx)
-        .await
-        .expect("run driven")
-}
-
-fn task<'a>(tasks: &'a [TaskRecord], id: &str) -> &'a TaskRecord {
-    tasks
-        .iter()
-        .find(|t| t.task_id == id)
-        .unwrap_or_else(|| panic!("no task `{id}`"))
+    support::drive_on(store, run, opts, Arc::new(executors)).await
 }
 
 #[tokio::test]
@@ -161,14 +150,17 @@ tasks:
         RunState::Succeeded
     );
     let tasks = store.tasks(&run).await.expect("tasks");
-    let call = task(&tasks, "call");
+    let call = support::task(&tasks, "call");
     assert_eq!(call.state, TaskState::Succeeded);
     let outputs = call.outputs.clone().expect("outputs");
     assert_eq!(outputs["id"], "job-eu");
     assert_eq!(outputs["rows"], "42");
     assert!(!outputs.contains_key("undeclared"), "{outputs:?}");
     assert_eq!(
-        task(&tasks, "use").outputs.clone().expect("outputs")["got"],
+        support::task(&tasks, "use")
+            .outputs
+            .clone()
+            .expect("outputs")["got"],
         "job-eu/42"
     );
 
@@ -238,7 +230,10 @@ async fn an_accepted_request_is_polled_until_done() {
         RunState::Succeeded
     );
     let tasks = store.tasks(&run).await.expect("tasks");
-    let outputs = task(&tasks, "call").outputs.clone().expect("outputs");
+    let outputs = support::task(&tasks, "call")
+        .outputs
+        .clone()
+        .expect("outputs");
     assert_eq!(outputs["state"], "done");
     assert_eq!(outputs["polls"], "3");
     // The relative `Location` resolved against the request's URL; each answer in the log.
@@ -314,7 +309,7 @@ tasks:
         RunState::Failed
     );
     let tasks = store.tasks(&run).await.expect("tasks");
-    let error = |id: &str| task(&tasks, id).error.clone().unwrap_or_default();
+    let error = |id: &str| support::task(&tasks, id).error.clone().unwrap_or_default();
     assert_eq!(
         error("status"),
         format!("`GET {base}/broken` answered 500 Internal Server Error, expected 200 or 204")

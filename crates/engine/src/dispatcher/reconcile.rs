@@ -135,7 +135,10 @@ impl Dispatcher {
                 key: a.key.clone(),
                 attempt: a.attempt,
                 process: a.process.clone(),
-                container: self.by_key.get(&a.key).is_some_and(|&i| self.in_container(i)),
+                container: self
+                    .by_key
+                    .get(&a.key)
+                    .is_some_and(|&i| self.in_container(i)),
             })
             .collect()
     }

@@ -95,13 +95,7 @@ async fn copy_log(reader: std::io::PipeReader, sink: LogSink) -> Result<(), Stri
     let mut buf = vec![0u8; 64 * 1024];
     let mut log = LogWriter::new(sink);
     loop {
-        let due = log.due();
-        let flush = async {
-            match due {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let flush = log.flush_due();
         // Reading a pipe is cancel-safe: bytes are taken only when the read completes.
         let n = tokio::select! {
             read = pipe.read(&mut buf) => match read {

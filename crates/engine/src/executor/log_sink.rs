@@ -134,6 +134,18 @@ impl LogWriter {
         self.since.map(|t| t + FLUSH_AFTER)
     }
 
+    /// Resolves when what is waiting must be written; never while nothing waits. Taken
+    /// before a `select!` that also writes (the future holds no borrow of the writer).
+    pub(crate) fn flush_due(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let due = self.due();
+        async move {
+            match due {
+                Some(t) => tokio::time::sleep_until(t).await,
+                None => std::future::pending().await,
+            }
+        }
+    }
+
     /// Writes what is waiting. After a failure the rest is dropped: one error is reported.
     pub(crate) async fn flush(&mut self) {
         self.since = None;

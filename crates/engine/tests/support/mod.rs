@@ -52,17 +52,34 @@ pub(crate) async fn create(
     .id
 }
 
+/// The task `id` among a run's `tasks`.
+pub(crate) fn task<'a>(
+    tasks: &'a [baton_store::TaskRecord],
+    id: &str,
+) -> &'a baton_store::TaskRecord {
+    tasks
+        .iter()
+        .find(|t| t.task_id == id)
+        .unwrap_or_else(|| panic!("no task `{id}`"))
+}
+
 /// Drives the run to its end (nobody asks it to stop).
 pub(crate) async fn drive(store: &Arc<dyn Store>, run: &RunId, opts: &Options) -> RunState {
+    drive_on(store, run, opts, Arc::new(LocalExecutor::default())).await
+}
+
+/// [`drive`], with `executor`.
+pub(crate) async fn drive_on(
+    store: &Arc<dyn Store>,
+    run: &RunId,
+    opts: &Options,
+    executor: Arc<dyn baton_engine::executor::Executor>,
+) -> RunState {
     let (_stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
-    Engine::new(
-        Arc::clone(store),
-        Arc::new(LocalExecutor::default()),
-        opts.clone(),
-    )
-    .execute(run, stop_rx)
-    .await
-    .expect("run driven")
+    Engine::new(Arc::clone(store), executor, opts.clone())
+        .execute(run, stop_rx)
+        .await
+        .expect("run driven")
 }
 
 /// Drives the run in a task of its own, for tests that act on it while it goes.

@@ -124,13 +124,7 @@ pub(super) async fn run(
                 .unwrap_or_else(|_| Err(format!("container `{name}` did not stop within {limit:?}")))
         }
     };
-    let oom_killed = docker
-        .inspect_container(&name, None)
-        .await
-        .ok()
-        .and_then(|i| i.state)
-        .and_then(|s| s.oom_killed)
-        .unwrap_or(false);
+    let oom_killed = ended(docker, &name).await.is_some_and(|(_, oom)| oom);
     let log_result = pump
         .await
         .unwrap_or_else(|e| Err(format!("the log copy failed: {e}")));
@@ -138,17 +132,7 @@ pub(super) async fn run(
     let outcome = match (stopped, exit_code) {
         (Some(stop), _) => stop.outcome(),
         (None, Err(e)) => Outcome::Error(e),
-        (None, Ok(code)) if oom_killed => Outcome::Error(format!(
-            "the container ran out of memory{} and was killed (exit code {code})",
-            c.resources
-                .memory_bytes
-                .map(|m| format!(" (limit {})", human_bytes(m)))
-                .unwrap_or_default()
-        )),
-        (None, Ok(code)) => Outcome::Exited {
-            exit_code: Some(i32::try_from(code).unwrap_or(i32::MAX)),
-            signal: None,
-        },
+        (None, Ok(code)) => end_outcome(code, oom_killed, c.resources.memory_bytes),
     };
     let outcome = match (log_result, outcome) {
         (Err(e), Outcome::Exited { .. }) => {
@@ -404,16 +388,43 @@ async fn wait_exit(docker: &Docker, name: &str) -> Result<i64, String> {
             None => {}
         }
         tokio::time::sleep(REWAIT).await;
-        if let Ok(info) = docker.inspect_container(name, None).await
-            && let Some(state) = info.state
-            && state.running == Some(false)
-            && state
-                .finished_at
-                .as_deref()
-                .is_some_and(|f| !f.starts_with("0001"))
-        {
-            return Ok(state.exit_code.unwrap_or(-1));
+        if let Some((code, _)) = ended(docker, name).await {
+            return Ok(code);
         }
+    }
+}
+
+/// How a container that ran and stopped ended: its exit code, and whether the kernel killed it
+/// for its memory; none while it runs, or when it was created and never started.
+pub(super) async fn ended(docker: &Docker, name: &str) -> Option<(i64, bool)> {
+    let state = docker.inspect_container(name, None).await.ok()?.state?;
+    // An engine writes `0001-01-01T00:00:00Z` for a container that never finished.
+    let finished = state.running == Some(false)
+        && state
+            .finished_at
+            .as_deref()
+            .is_some_and(|f| !f.starts_with("0001"));
+    finished.then(|| {
+        (
+            state.exit_code.unwrap_or(-1),
+            state.oom_killed == Some(true),
+        )
+    })
+}
+
+/// What a container's end means for its attempt; `memory` is its limit, when known.
+pub(super) fn end_outcome(code: i64, oom_killed: bool, memory: Option<u64>) -> Outcome {
+    if oom_killed {
+        return Outcome::Error(format!(
+            "the container ran out of memory{} and was killed (exit code {code})",
+            memory
+                .map(|m| format!(" (limit {})", human_bytes(m)))
+                .unwrap_or_default()
+        ));
+    }
+    Outcome::Exited {
+        exit_code: Some(i32::try_from(code).unwrap_or(i32::MAX)),
+        signal: None,
     }
 }
 
@@ -450,13 +461,7 @@ where
     S: futures_util::Stream<Item = Result<bollard::container::LogOutput, DockerError>> + Unpin,
 {
     loop {
-        let due = log.due();
-        let flush = async {
-            match due {
-                Some(t) => tokio::time::sleep_until(t).await,
-                None => std::future::pending().await,
-            }
-        };
+        let flush = log.flush_due();
         tokio::select! {
             item = logs.next() => match item {
                 Some(Ok(chunk)) => log.write(&chunk.into_bytes()).await,

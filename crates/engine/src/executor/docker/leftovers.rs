@@ -7,44 +7,21 @@
 use std::collections::HashMap;
 
 use baton_core::ids::RunId;
-use bollard::models::ContainerSummaryStateEnum;
+use bollard::models::{ContainerSummary, ContainerSummaryStateEnum};
 use bollard::query_parameters::ListContainersOptions;
 
-use super::attempt::{attempt_dir, keep_outputs, message, remove, stop_container};
+use super::attempt::{
+    attempt_dir, end_outcome, ended, keep_outputs, message, remove, stop_container,
+};
 use super::{Inner, naming};
-use crate::executor::{Finished, Leftover, Outcome, Unseen};
+use crate::executor::{Finished, Leftover, Unseen};
 
 /// A container of one run: its name, keyed by task key and attempt.
 type Found = HashMap<(String, u32), (String, bool)>;
 
 /// The containers of `run` this executor made: (task, attempt) → (name, still running).
 async fn containers_of(inner: &Inner, run: &RunId) -> Option<Found> {
-    let docker = match inner.client.get().await {
-        Ok(docker) => docker,
-        Err(e) => {
-            tracing::debug!(run = %run, error = %e, "no Docker engine to look for leftover containers on");
-            return None;
-        }
-    };
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("{}={}", naming::EXECUTOR, inner.settings.name),
-            format!("{}={run}", naming::RUN),
-        ],
-    )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let list = match docker.list_containers(Some(options)).await {
-        Ok(list) => list,
-        Err(e) => {
-            tracing::warn!(run = %run, error = %message(&e), "cannot list the run's containers");
-            return None;
-        }
-    };
+    let list = list(inner, Some(run)).await?;
     let mut found = Found::new();
     for c in list {
         let labels = c.labels.unwrap_or_default();
@@ -69,6 +46,30 @@ async fn containers_of(inner: &Inner, run: &RunId) -> Option<Found> {
         );
     }
     Some(found)
+}
+
+/// The containers this executor made (of `run` only, when given), stopped ones too; none
+/// when the engine cannot be reached or listed.
+async fn list(inner: &Inner, run: Option<&RunId>) -> Option<Vec<ContainerSummary>> {
+    let docker = match inner.client.get().await {
+        Ok(docker) => docker,
+        Err(e) => {
+            tracing::debug!(error = %e, "no Docker engine to look for baton's containers on");
+            return None;
+        }
+    };
+    let mut labels = vec![format!("{}={}", naming::EXECUTOR, inner.settings.name)];
+    labels.extend(run.map(|run| format!("{}={run}", naming::RUN)));
+    let options = ListContainersOptions {
+        all: true,
+        filters: Some(HashMap::from([("label".to_owned(), labels)])),
+        ..Default::default()
+    };
+    docker
+        .list_containers(Some(options))
+        .await
+        .map_err(|e| tracing::warn!(error = %message(&e), "cannot list baton's containers"))
+        .ok()
 }
 
 /// Stops and removes the running containers of `attempts`; exited ones are left for
@@ -137,25 +138,9 @@ pub(super) async fn settle(
         };
         let dir = attempt_dir(&a.outputs_path);
         if slot.is_none()
-            && let Ok(info) = docker.inspect_container(name, None).await
-            && let Some(state) = info.state
-            && state.running == Some(false)
-            && state
-                .finished_at
-                .as_deref()
-                .is_some_and(|f| !f.starts_with("0001"))
+            && let Some((code, oom_killed)) = ended(docker, name).await
         {
-            let code = state.exit_code.unwrap_or(-1);
-            let outcome = if state.oom_killed == Some(true) {
-                Outcome::Error(format!(
-                    "the container ran out of memory and was killed (exit code {code})"
-                ))
-            } else {
-                Outcome::Exited {
-                    exit_code: Some(i32::try_from(code).unwrap_or(i32::MAX)),
-                    signal: None,
-                }
-            };
+            let outcome = end_outcome(code, oom_killed, None);
             tracing::info!(
                 task = %a.key, attempt = a.attempt, container = name.as_str(),
                 "an interrupted attempt's container had exited; its end is kept"
@@ -177,24 +162,8 @@ pub(super) async fn settle(
 /// The runs with containers of this executor on its engine, each with its containers'
 /// names; none when the engine cannot be reached.
 pub(super) async fn runs(inner: &Inner) -> Vec<(RunId, Vec<String>)> {
-    let Ok(docker) = inner.client.get().await else {
+    let Some(list) = list(inner, None).await else {
         return Vec::new();
-    };
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![format!("{}={}", naming::EXECUTOR, inner.settings.name)],
-    )]);
-    let options = ListContainersOptions {
-        all: true,
-        filters: Some(filters),
-        ..Default::default()
-    };
-    let list = match docker.list_containers(Some(options)).await {
-        Ok(list) => list,
-        Err(e) => {
-            tracing::warn!(error = %message(&e), "cannot list baton's containers");
-            return Vec::new();
-        }
     };
     let mut by_run: HashMap<String, Vec<String>> = HashMap::new();
     for c in list {
