@@ -154,9 +154,14 @@ impl Server {
     /// [`Self::ready`] for a server whose stderr goes to `log`, shown if it does not start.
     pub fn ready_logging_to(mut child: Child, log: Option<&Path>) -> Self {
         let mut line = String::new();
-        BufReader::new(child.stdout.take().expect("stdout"))
-            .read_line(&mut line)
-            .expect("ready line");
+        let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+        stdout.read_line(&mut line).expect("ready line");
+        // Read what it writes from now on: a server blocked on a full pipe (a slow statement
+        // logged whole, say) stops answering and hangs the test.
+        std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+        if let Some(mut stderr) = child.stderr.take() {
+            std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+        }
         let Some(url) = line.trim().strip_prefix("baton listening on ") else {
             let status = child.wait().expect("wait");
             let log = log.map(std::fs::read_to_string).and_then(Result::ok);
