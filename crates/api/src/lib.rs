@@ -11,6 +11,7 @@ mod pool;
 mod run;
 mod task;
 mod version;
+pub mod worker;
 
 pub use attempt::{Attempt, Rusage};
 pub use backfill::Backfill;

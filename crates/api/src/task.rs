@@ -34,6 +34,10 @@ pub struct Task {
     pub cached_from: Option<CacheSource>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// Running, and no worker has taken its attempt yet: `waiting for a worker (labels …)`,
+    /// and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_for: Option<String>,
 }
 
 /// A task instance with its attempts, oldest first: one item of a page of a run's tasks.
@@ -71,6 +75,7 @@ impl From<TaskRecord> for Task {
             }),
             started_at: t.started_at,
             finished_at: t.finished_at,
+            waiting_for: None,
         }
     }
 }

@@ -45,7 +45,7 @@ pub(crate) struct Cli {
     )]
     pub log_format: crate::logging::LogFormat,
     /// Talk to this `baton server` instead of the home (trigger, runs, show, logs, cancel,
-    /// retry, approve, reject, pool).
+    /// retry, approve, reject, pool, workers), or work for it (worker).
     #[arg(
         long,
         global = true,
@@ -232,6 +232,48 @@ pub(crate) enum Command {
         after_help = "Examples:\n  baton pool set gpu --slots 2 --description \"the two GPU boxes\"\n  baton pool list\n  baton pool set gpu --slots 0    # pause: its tasks wait\n  baton pool delete gpu\n\nA pool's slots are shared by every run and every process on the same home or database."
     )]
     Pool(PoolCommand),
+    /// Run tasks for a server on this host: a `baton worker` agent.
+    #[command(
+        after_help = "Examples:\n  baton worker --server http://10.0.0.5:8080 --secret-file /etc/baton/worker-secret --labels gpu,eu --slots 4\n\nThe server runs a task here when every one of its `runs_on` labels is among --labels.\nOn SIGTERM or Ctrl-C the worker stops claiming, lets running tasks finish within\n--drain-grace, then stops the rest (they run again elsewhere)."
+    )]
+    Worker(WorkerArgs),
+    /// List a server's workers and the tasks waiting for one.
+    #[command(
+        after_help = "Examples:\n  baton --server http://127.0.0.1:8080 workers\n  baton workers --json"
+    )]
+    Workers(WorkersArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkerArgs {
+    /// A file holding the server's worker secret (its `[workers] secret_file`).
+    #[arg(long, env = "BATON_WORKER_SECRET_FILE", value_name = "PATH")]
+    pub(crate) secret_file: Option<PathBuf>,
+    /// What this worker offers (repeat, or separate with commas): a task runs here when its
+    /// `runs_on` labels are all among them.
+    #[arg(long, value_delimiter = ',', value_name = "LABEL")]
+    pub(crate) labels: Vec<String>,
+    /// Tasks run at once.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub(crate) slots: u32,
+    /// The worker's name in `baton workers` (default: the host name).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) name: Option<String>,
+    /// Where tasks' working directories go while they run (default: `worker/` in the home).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) dir: Option<PathBuf>,
+    /// On SIGTERM, how long running tasks may take to finish before they are stopped.
+    #[arg(long, default_value = "5m", value_name = "DURATION")]
+    pub(crate) drain_grace: baton_core::duration::Duration,
+    /// A PEM file of CA certificates to trust for an `https://` server, besides the system's.
+    #[arg(long, value_name = "PATH")]
+    pub(crate) ca_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct WorkersArgs {
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -613,4 +655,15 @@ pub(crate) struct ServerArgs {
     /// `[pools]` of the config file, set before the server starts.
     #[arg(skip)]
     pub(crate) pools: Vec<crate::config_file::PoolSeed>,
+    /// Serve the worker API, to `baton worker` agents sending the secret in this file (at
+    /// least 32 bytes; `[workers] secret_file`). Without it, the worker API is off.
+    #[arg(long, env = "BATON_WORKER_SECRET_FILE", value_name = "PATH")]
+    pub(crate) worker_secret_file: Option<PathBuf>,
+    /// How often workers send heartbeats (`[workers] heartbeat`).
+    #[arg(long, default_value = "3s", value_name = "DURATION")]
+    pub(crate) worker_heartbeat: baton_core::duration::Duration,
+    /// How long a worker's lease lasts without a heartbeat: a worker not heard from this long
+    /// is given up, and its tasks run elsewhere (`[workers] lease`).
+    #[arg(long, default_value = "10s", value_name = "DURATION")]
+    pub(crate) worker_lease: baton_core::duration::Duration,
 }

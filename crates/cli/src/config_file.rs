@@ -33,6 +33,8 @@ struct ConfigFile {
     #[serde(default)]
     http: HttpSection,
     #[serde(default)]
+    workers: WorkersSection,
+    #[serde(default)]
     traces: baton_observe::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
     lineage: Option<crate::observers::LineageSection>,
@@ -154,6 +156,18 @@ struct LogsSection {
 struct HttpSection {
     /// The file of the secret that signs requests (relative to the config file).
     signing_secret_file: Option<PathBuf>,
+}
+
+/// `[workers]`: the worker API of `baton server`, and the secret `baton worker` sends.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkersSection {
+    /// The file of the shared worker secret (relative to the config file).
+    secret_file: Option<PathBuf>,
+    #[serde(default, deserialize_with = "parsed")]
+    heartbeat: Option<baton_core::duration::Duration>,
+    #[serde(default, deserialize_with = "parsed")]
+    lease: Option<baton_core::duration::Duration>,
 }
 
 /// `[engine]`: how runs are driven, by `baton run` and `baton server` alike.
@@ -333,6 +347,29 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         {
             args.worker_threads = Some(v);
         }
+        let w = &file.workers;
+        if let Some(v) = &w.secret_file
+            && unset(m, "worker_secret_file")
+        {
+            args.worker_secret_file = Some(base.join(v));
+        }
+        if let Some(v) = w.heartbeat
+            && unset(m, "worker_heartbeat")
+        {
+            args.worker_heartbeat = v;
+        }
+        if let Some(v) = w.lease
+            && unset(m, "worker_lease")
+        {
+            args.worker_lease = v;
+        }
+    }
+    if let Command::Worker(args) = &mut cli.command
+        && let Some(m) = matches.subcommand_matches("worker")
+        && let Some(v) = &file.workers.secret_file
+        && unset(m, "secret_file")
+    {
+        args.secret_file = Some(base.join(v));
     }
     Ok(())
 }

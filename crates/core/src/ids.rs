@@ -412,6 +412,12 @@ stored_id!(
     BackfillId
 );
 
+stored_id!(
+    /// One registration of a `baton worker` agent: its name and a nonce, so an agent that
+    /// restarts is a new worker and nothing it held before is mistaken for its own.
+    WorkerId
+);
+
 impl BackfillId {
     /// The admission group its runs share, so they respect the backfill's parallelism.
     pub fn admission_group(&self) -> String {

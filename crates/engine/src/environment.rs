@@ -20,9 +20,9 @@ pub const SECRET_VARIABLES: [&str; 3] = [
 
 /// What a clean environment keeps of baton's: enough to find programs, a home, a locale and a
 /// time zone, and who the user is.
-const BASICS: [&str; 7] = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"];
+pub const BASICS: [&str; 7] = ["PATH", "HOME", "USER", "LOGNAME", "LANG", "TZ", "TMPDIR"];
 /// Locale categories (`LC_ALL`, `LC_TIME`, …) go with `LANG`.
-const BASIC_PREFIX: &str = "LC_";
+pub const BASIC_PREFIX: &str = "LC_";
 
 /// Where a task's environment starts.
 #[derive(Debug, Clone)]

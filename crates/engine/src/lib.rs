@@ -24,6 +24,7 @@ mod run_log;
 mod subpipeline;
 mod transient;
 mod value_env;
+pub mod workers;
 
 pub use backfill::{
     BackfillError, BackfillRequest, CreatedBackfill, MAX_BACKFILL_RUNS, create_backfill,

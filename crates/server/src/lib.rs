@@ -12,6 +12,7 @@ mod responses;
 mod routes;
 pub mod serve;
 mod ui;
+pub mod worker_api;
 
 use std::sync::Arc;
 
@@ -42,6 +43,8 @@ pub struct AppState {
     /// The `Host` values answered (see [`guard`]); loopback names on any port unless
     /// [`AppState::with_allowed_hosts`] says otherwise.
     pub allowed_hosts: Arc<guard::AllowedHosts>,
+    /// The worker API, where `[workers] secret_file` is set.
+    pub workers: Option<worker_api::WorkerApi>,
 }
 
 impl std::ops::Deref for AppState {
@@ -65,7 +68,15 @@ impl AppState {
             secrets,
             events_fallback: EventsFallback::ByStore,
             allowed_hosts: Arc::new(guard::AllowedHosts::any_port()),
+            workers: None,
         }
+    }
+
+    /// Serves the worker API over `api`'s hub (the one the runner's executors queue on).
+    #[must_use]
+    pub fn with_workers(mut self, api: worker_api::WorkerApi) -> Self {
+        self.workers = Some(api);
+        self
     }
 
     /// Answers only requests whose `Host` is in `hosts`.
@@ -111,6 +122,12 @@ fn api() -> OpenApiRouter<AppState> {
             routes::pools::put,
             routes::pools::delete
         ))
+        .routes(routes!(routes::workers::register, routes::workers::list))
+        .routes(routes!(routes::workers::deregister))
+        .routes(routes!(routes::workers::claim))
+        .routes(routes!(routes::workers::heartbeat))
+        .routes(routes!(routes::workers::log))
+        .routes(routes!(routes::workers::finish))
         .routes(routes!(routes::logs::log))
         .routes(routes!(routes::events::events))
         .routes(routes!(routes::health::openapi));

@@ -30,6 +30,7 @@ use utoipa::OpenApi;
         (name = "dead-letters", description = "Task instances that failed for good, and requeueing them"),
         (name = "pools", description = "Pools: slots shared by the tasks that name them"),
         (name = "webhooks", description = "Deliveries of pipelines' webhook triggers"),
+        (name = "workers", description = "`baton worker` agents: registration, held claims, heartbeats, logs and reports under lease epochs (with the worker secret); the worker list"),
         (name = "health", description = "Liveness and readiness"),
         (name = "meta", description = "This document"),
     )
@@ -40,6 +41,23 @@ pub(crate) struct ApiDoc;
 pub(crate) fn finish(doc: &mut utoipa::openapi::OpenApi) {
     add_guard_responses(doc);
     headers_are_never_null(doc);
+    add_worker_secret(doc);
+}
+
+/// The worker API's requests carry the shared worker secret as a bearer token.
+fn add_worker_secret(doc: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    doc.components.get_or_insert_with(Default::default).add_security_scheme(
+        "worker_secret",
+        SecurityScheme::Http(
+            HttpBuilder::new()
+                .scheme(HttpAuthScheme::Bearer)
+                .description(Some(
+                    "The shared worker secret: the content of the file `[workers] secret_file` names",
+                ))
+                .build(),
+        ),
+    );
 }
 
 /// utoipa gives an optional header parameter (`Option<i64>`) the type `[integer, null]`, but a

@@ -56,6 +56,23 @@ pub struct Config {
         baton_core::ids::ExecutorName,
         baton_engine::executor::ExecutorInstance,
     >,
+    /// The worker API (`[workers]`): off without a secret.
+    pub workers: Option<WorkersConfig>,
+}
+
+/// `[workers]`: the secret every `baton worker` sends, and how often they must be heard.
+#[derive(Clone)]
+pub struct WorkersConfig {
+    pub secret: String,
+    pub hub: baton_engine::workers::HubSettings,
+}
+
+impl std::fmt::Debug for WorkersConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkersConfig")
+            .field("hub", &self.hub)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Config {
@@ -81,6 +98,7 @@ impl Config {
             logs: baton_store::LogSettings::default(),
             http: baton_engine::executor::HttpExecutor::default(),
             executors: std::collections::BTreeMap::new(),
+            workers: None,
         }
     }
 }
@@ -136,6 +154,16 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     )
     .with_stop_grace(config.kill_grace)
     .with_instances(config.executors.clone());
+    let hub = config.workers.as_ref().map(|w| {
+        baton_engine::workers::WorkerHub::new(baton_engine::workers::HubSettings {
+            stop_grace: config.kill_grace,
+            ..w.hub
+        })
+    });
+    let executors = match &hub {
+        Some(hub) => executors.with_workers(hub.clone()),
+        None => executors,
+    };
     // In the background: an engine that does not answer must not hold the server's start.
     tokio::spawn({
         let (executors, store) = (executors.clone(), Arc::clone(&store));
@@ -161,7 +189,11 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
     let (observers, outbox) =
         baton_observe::observers::standard(&config.lineage, Arc::clone(&secrets))?;
     let runner = runner.with_observer(Arc::new(observers));
-    let state = AppState::new(Arc::clone(&store), runner, pipelines, secrets);
+    let mut state = AppState::new(Arc::clone(&store), runner, pipelines, secrets);
+    if let (Some(hub), Some(w)) = (hub, &config.workers) {
+        state = state.with_workers(crate::worker_api::WorkerApi::new(hub, &w.secret));
+        tracing::info!("the worker API is on");
+    }
     state.metrics.install_global();
     state.metrics.spawn_upkeep();
     // The state's runner reports to its metrics; the one built above does not.

@@ -93,13 +93,21 @@ pub enum LogError {
     },
     #[error(transparent)]
     Database(#[from] crate::Error),
+    /// The log lives on another host (a worker's output goes to its control plane), which
+    /// did not answer: the same append may work later.
+    #[error("cannot send the log to `{to}`: {reason}")]
+    Unreachable { to: String, reason: String },
 }
 
 impl LogError {
     /// Whether the same append may work later: the database connection broke, and an append
     /// that landed anyway is recognised by its offset when it is tried again.
     pub fn is_transient(&self) -> bool {
-        matches!(self, Self::Database(e) if e.is_transient())
+        match self {
+            Self::Database(e) => e.is_transient(),
+            Self::Unreachable { .. } => true,
+            _ => false,
+        }
     }
 }
 

@@ -149,30 +149,27 @@ impl EngineSettings {
             http_signing_secret: cli
                 .http_signing_secret_file
                 .as_deref()
-                .map(read_signing_secret)
+                .map(|p| read_secret(p, "HTTP signing secret"))
                 .transpose()?,
             executors: cli.executors.clone(),
         })
     }
 }
 
-/// HMAC keys shorter than this are guessable; 32 bytes is what SHA-256 gives back.
-const MIN_SIGNING_SECRET: usize = 32;
+/// Secrets shorter than this are guessable; 32 bytes is what SHA-256 gives back.
+const MIN_SECRET: usize = 32;
 
-/// The secret in `path`, without the line end an editor adds.
-fn read_signing_secret(path: &Path) -> Result<Vec<u8>, ExpectedError> {
+/// The secret in `path` (`what` names it in errors), without the line end an editor adds.
+pub(crate) fn read_secret(path: &Path, what: &str) -> Result<Vec<u8>, ExpectedError> {
     let mut bytes = std::fs::read(path).map_err(|e| {
-        ExpectedError::Usage(format!(
-            "cannot read the HTTP signing secret `{}`: {e}",
-            path.display()
-        ))
+        ExpectedError::Usage(format!("cannot read the {what} `{}`: {e}", path.display()))
     })?;
     while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
         bytes.pop();
     }
-    if bytes.len() < MIN_SIGNING_SECRET {
+    if bytes.len() < MIN_SECRET {
         return Err(ExpectedError::Usage(format!(
-            "the HTTP signing secret `{}` has {} bytes, fewer than {MIN_SIGNING_SECRET}\n\
+            "the {what} `{}` has {} bytes, fewer than {MIN_SECRET}\n\
              (hint: make one with `head -c 32 /dev/urandom | base64 > {}`)",
             path.display(),
             bytes.len(),
@@ -180,6 +177,21 @@ fn read_signing_secret(path: &Path) -> Result<Vec<u8>, ExpectedError> {
         )));
     }
     Ok(bytes)
+}
+
+/// A secret sent as text (a bearer token): [`read_secret`], and printable.
+pub(crate) fn read_text_secret(path: &Path, what: &str) -> Result<String, ExpectedError> {
+    let bytes = read_secret(path, what)?;
+    String::from_utf8(bytes)
+        .ok()
+        .filter(|s| s.chars().all(|c| c.is_ascii_graphic()))
+        .ok_or_else(|| {
+            ExpectedError::Usage(format!(
+                "the {what} `{}` must be printable text without spaces\n(hint: make one with `head -c 32 /dev/urandom | base64 > {}`)",
+                path.display(),
+                path.display()
+            ))
+        })
 }
 
 /// Sends `http:` steps' requests, as configured.
@@ -209,19 +221,23 @@ pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine
     opts
 }
 
-/// What drives the runs this process drives: the configured executor, over `store`.
+/// What drives the runs this process drives: the configured executors, over `store`.
 pub(crate) fn engine(store: Arc<dyn Store>, opts: baton_engine::Options) -> baton_engine::Engine {
+    baton_engine::Engine::new(store, Arc::new(executors()), opts)
+}
+
+/// The executors of the attempts this process starts (its `baton run`s, or as a worker).
+pub(crate) fn executors() -> baton_engine::executor::Executors {
     let local = executor();
     let grace = local.kill_grace;
-    let executors = baton_engine::executor::Executors::new(Arc::new(local), http_executor())
+    baton_engine::executor::Executors::new(Arc::new(local), http_executor())
         .with_stop_grace(grace)
         .with_instances(
             ENGINE
                 .get()
                 .map(|s| s.executors.clone())
                 .unwrap_or_default(),
-        );
-    baton_engine::Engine::new(store, Arc::new(executors), opts)
+        )
 }
 
 /// The executor of the attempts this process starts, as configured.

@@ -2,7 +2,7 @@
 
 use baton_api::{Attempt, Task};
 use baton_core::ids::TaskKey;
-use baton_core::state::RunState;
+use baton_core::state::{AttemptState, RunState};
 use baton_store::{Millis, RunFilter};
 use comfy_table::{ContentArrangement, Table, presets};
 use serde_json::json;
@@ -253,7 +253,14 @@ pub(crate) fn print_run(
                     duration(Some(a.started_at), a.finished_at),
                     cpu,
                     rss,
-                    a.error.clone().unwrap_or_default(),
+                    a.error
+                        .clone()
+                        .or_else(|| {
+                            (a.state == AttemptState::Running)
+                                .then(|| task.waiting_for.clone())
+                                .flatten()
+                        })
+                        .unwrap_or_default(),
                 ]);
                 rows += 1;
             }
@@ -263,7 +270,10 @@ pub(crate) fn print_run(
                 state_label(task),
                 task.attempts.to_string(),
                 duration(task.started_at, task.finished_at),
-                task.error.clone().unwrap_or_default(),
+                task.error
+                    .clone()
+                    .or_else(|| task.waiting_for.clone())
+                    .unwrap_or_default(),
             ]);
             rows += 1;
         }

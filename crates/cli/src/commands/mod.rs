@@ -13,6 +13,7 @@ mod schema;
 mod server;
 mod trigger;
 mod validate;
+mod worker;
 
 use std::num::NonZeroUsize;
 use std::time::Duration;
@@ -105,6 +106,24 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
                 pool::run(b, command, out).await
             })
         }
+        Command::Worker(args) => with_runtime(threads, worker::work(home, server, args, out)),
+        Command::Workers(args) => with_runtime(threads, worker::list(server, args, out)),
+    }
+}
+
+/// Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
     }
 }
 
@@ -139,7 +158,8 @@ impl Threads {
             | Command::Resume(_)
             | Command::Trigger(_)
             | Command::Retry(_)
-            | Command::Backfill(_) => Self::Many(None),
+            | Command::Backfill(_)
+            | Command::Worker(_) => Self::Many(None),
             Command::Logs(args) if args.follow => Self::Many(None),
             _ => Self::One,
         }

@@ -52,15 +52,7 @@ pub(crate) fn parse_params(
 pub(crate) fn stop_on_signals() -> watch::Receiver<Option<Stop>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        let Ok(mut term) =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        else {
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
+        super::shutdown_signal().await;
         let _ = tx.send(Some(Stop::Cancel));
     });
     rx

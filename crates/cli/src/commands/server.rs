@@ -20,6 +20,27 @@ pub(crate) async fn run(
         let store = crate::backend::open_store(home).await?;
         crate::config_file::seed_pools(store.as_ref(), &args.pools).await?;
     }
+    let workers = match &args.worker_secret_file {
+        None => None,
+        Some(path) => {
+            let (heartbeat, lease) = (args.worker_heartbeat, args.worker_lease);
+            if heartbeat.as_millis() == 0 || heartbeat >= lease {
+                return Err(ExpectedError::Usage(format!(
+                    "`[workers] heartbeat` ({heartbeat}) must be above zero and shorter than \
+                     `[workers] lease` ({lease})\n(hint: a few heartbeats per lease, e.g. \
+                     heartbeat = \"3s\" and lease = \"10s\")"
+                )));
+            }
+            Some(baton_server::serve::WorkersConfig {
+                secret: crate::backend::read_text_secret(path, "worker secret")?,
+                hub: baton_engine::workers::HubSettings {
+                    heartbeat: heartbeat.as_std(),
+                    lease: lease.as_std(),
+                    stop_grace: engine.kill_grace,
+                },
+            })
+        }
+    };
     let config = Config {
         listen: args.listen,
         allow_remote: args.allow_remote_unauthenticated,
@@ -38,6 +59,7 @@ pub(crate) async fn run(
         logs: engine.logs,
         http: crate::backend::http_executor(),
         executors: engine.executors.clone(),
+        workers,
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.

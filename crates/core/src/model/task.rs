@@ -55,7 +55,7 @@ pub struct Approval {
     pub approvers: Vec<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, serde::Deserialize, utoipa::ToSchema)]
 pub struct Resources {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cpu: Option<f64>,

@@ -157,6 +157,7 @@ impl Dispatcher {
                 env.push((k.clone(), v.as_str().unwrap_or_default().to_owned()));
             }
         }
+        let host_env = env.len();
         for (k, v) in &task.env {
             let value = render::render(&v.0, &scope)
                 .map_err(|e| format!("cannot render env `{k}`: {e}"))?;
@@ -215,6 +216,7 @@ impl Dispatcher {
             executor: task.executor.clone(),
             runs_on: task.runs_on.clone(),
             env,
+            host_env,
             cwd,
             log: self.log_sink(i, attempt),
             outputs_path,

@@ -42,6 +42,10 @@ impl Dispatcher {
             });
             return;
         }
+        if let Outcome::Interrupted(why) = &f.outcome {
+            self.on_interrupted(i, f.attempt, started_at, f.rusage, why);
+            return;
+        }
         let now = now_ms();
         // Through its own `Arc`, so the task is not copied (a fan-out's item list can be big).
         let pipeline = Arc::clone(&self.pipeline);
@@ -85,7 +89,7 @@ impl Dispatcher {
                 )
             }
             Outcome::Cancelled => (AttemptState::Cancelled, None, None, None),
-            Outcome::Error(e) | Outcome::Refused(e) => {
+            Outcome::Error(e) | Outcome::Refused(e) | Outcome::Interrupted(e) => {
                 (AttemptState::Failed, Some(e.clone()), None, None)
             }
         };
@@ -155,6 +159,46 @@ impl Dispatcher {
         if self.insts[i].state.is_final() {
             self.settle(vec![i]);
         }
+    }
+
+    /// An attempt lost with its worker: the task runs again (not a retry), unless it was lost
+    /// too often or the run is being cancelled.
+    fn on_interrupted(
+        &mut self,
+        i: usize,
+        attempt: u32,
+        started_at: baton_store::Millis,
+        rusage: Option<baton_store::Rusage>,
+        why: &str,
+    ) {
+        self.insts[i].interruptions += 1;
+        self.pending.push(Change::AttemptFinished {
+            key: self.insts[i].key.clone(),
+            attempt,
+            state: AttemptState::Interrupted,
+            started_at,
+            at: now_ms(),
+            exit_code: None,
+            signal: None,
+            rusage,
+            error: Some(why.to_owned()),
+        });
+        let n = self.insts[i].interruptions;
+        if self.cancelling {
+            self.set(i, TaskState::Cancelled, None);
+        } else if n >= self.opts.interruption_limit {
+            self.set(
+                i,
+                TaskState::Failed,
+                Some(format!("interrupted {n} times; the last time: {why}")),
+            );
+        } else {
+            self.insts[i].after_interruption = true;
+            self.set(i, TaskState::Queued, None);
+            self.push_ready(i);
+            return;
+        }
+        self.settle(vec![i]);
     }
 
     /// Ends the run once nothing is left to do, after running its hook.

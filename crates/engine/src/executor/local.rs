@@ -387,6 +387,7 @@ mod tests {
             executor: None,
             runs_on: None,
             env: vec![("BATON_TEST".into(), "yes".into())],
+            host_env: 0,
             cwd: std::env::temp_dir(),
             log: logs.sink(
                 AttemptLog {

@@ -47,6 +47,9 @@ pub struct AttemptSpec {
     /// The whole environment: nothing of the executor's own process is inherited
     /// ([`crate::TaskEnvironment`] chose what of it the task gets).
     pub env: Vec<(String, String)>,
+    /// How many of `env`'s first entries are this host's own (`PATH`, `HOME`, …): where the
+    /// task runs on another host, that host's take their place.
+    pub host_env: usize,
     pub cwd: PathBuf,
     /// Where stdout and stderr go.
     pub log: LogSink,
@@ -113,6 +116,11 @@ pub enum Outcome {
     /// It cannot run as written, and trying again cannot help (an image that is not there
     /// and may not be pulled, a reference the engine rejects): the task fails at once.
     Refused(String),
+    /// It was lost, not failed: the worker running it stopped answering or was shut down.
+    /// Like an attempt a crash of baton interrupted, the task runs again with the same
+    /// idempotency key, without spending one of its `retries`, up to `[engine]
+    /// interruption_limit` times.
+    Interrupted(String),
 }
 
 /// An executor's report on an attempt.

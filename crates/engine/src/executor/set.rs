@@ -10,11 +10,14 @@ use std::sync::Arc;
 use baton_core::ids::{ExecutorName, RunId};
 use tokio::sync::mpsc;
 
+use baton_core::model::RunsOn;
+
 use super::docker::{DockerExecutor, DockerSettings};
 use super::{
     AttemptSpec, CancelHandle, Executor, Finished, HttpExecutor, Leftover, Outcome, Outputs,
     Unseen, Work,
 };
+use crate::workers::{WorkerExecutor, WorkerHub};
 
 /// One `[executors.NAME]` of `baton.toml`.
 #[derive(Debug, Clone)]
@@ -23,6 +26,8 @@ pub enum ExecutorInstance {
     Local,
     /// Containers on a Docker engine.
     Docker(DockerSettings),
+    /// `baton worker` agents carrying every one of `labels` (besides the task's `runs_on`).
+    Workers { labels: Vec<String> },
 }
 
 impl ExecutorInstance {
@@ -30,6 +35,7 @@ impl ExecutorInstance {
         match self {
             Self::Local => "local",
             Self::Docker(_) => "docker",
+            Self::Workers { .. } => "workers",
         }
     }
 }
@@ -38,6 +44,8 @@ impl ExecutorInstance {
 enum Instance {
     Local,
     Docker(DockerExecutor),
+    /// Labels of the instance, until a hub is given.
+    Workers(Vec<String>),
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +55,8 @@ pub struct Executors {
     /// Containers of tasks that name no executor.
     docker: DockerExecutor,
     named: Arc<BTreeMap<ExecutorName, Instance>>,
+    /// Where `runs_on` tasks go: none where no worker can connect (`baton run`).
+    workers: Option<WorkerHub>,
 }
 
 impl Executors {
@@ -60,7 +70,15 @@ impl Executors {
                 super::DEFAULT_STOP_GRACE,
             )),
             named: Arc::default(),
+            workers: None,
         }
+    }
+
+    /// `runs_on` tasks, and those naming a `workers` executor, go to `hub`'s workers.
+    #[must_use]
+    pub fn with_workers(mut self, hub: WorkerHub) -> Self {
+        self.workers = Some(hub);
+        self
     }
 
     /// Containers are given `grace` between SIGTERM and SIGKILL, as processes are.
@@ -87,6 +105,7 @@ impl Executors {
         for (name, instance) in instances {
             let instance = match instance {
                 ExecutorInstance::Local => Instance::Local,
+                ExecutorInstance::Workers { labels } => Instance::Workers(labels),
                 ExecutorInstance::Docker(settings) => {
                     let docker = DockerExecutor::new(settings);
                     if name.as_str() == "docker" {
@@ -125,10 +144,7 @@ impl Executors {
     }
 
     /// Who runs `spec`, or why nobody can.
-    fn route(&self, spec: &AttemptSpec) -> Result<&dyn Executor, String> {
-        if let Some(r) = &spec.runs_on {
-            return Err(no_workers(r));
-        }
+    fn route(&self, spec: &AttemptSpec) -> Result<Route<'_>, String> {
         let named = match &spec.executor {
             None => None,
             Some(name) => Some((
@@ -147,15 +163,50 @@ impl Executors {
                 })?,
             )),
         };
-        match (&spec.work, named) {
-            (Work::Http(_), _) => Ok(&self.http),
-            (Work::Process { .. }, None | Some((_, Instance::Local))) => Ok(&*self.processes),
+        let to_workers = |labels: &[String]| match &self.workers {
+            Some(hub) => Ok(Route::Workers(WorkerExecutor::new(
+                hub.clone(),
+                labels.to_vec(),
+            ))),
+            None => Err(no_workers(&spec.runs_on.clone().unwrap_or(RunsOn {
+                labels: labels.to_vec(),
+                wait: RunsOn::DEFAULT_WAIT,
+            }))),
+        };
+        match (&spec.work, named, &spec.runs_on) {
+            (Work::Http(_), Some((name, Instance::Workers(_))), _) => Err(format!(
+                "executor `{name}` runs tasks on workers, and an `http` step is a request this \
+                 baton makes: remove `executor`"
+            )),
+            (Work::Http(_), _, _) => Ok(Route::Here(&self.http)),
+            (_, Some((_, Instance::Workers(labels))), _) => to_workers(labels),
+            (_, None, Some(_)) => to_workers(&[]),
+            (_, Some((name, _)), Some(_)) => Err(format!(
+                "the task runs on workers (`runs_on`), and executor `{name}` runs on this \
+                 host: remove one of them"
+            )),
+            (_, named, None) => self.route_here(&spec.work, named),
+        }
+    }
+
+    fn route_here<'a>(
+        &'a self,
+        work: &Work,
+        named: Option<(&ExecutorName, &'a Instance)>,
+    ) -> Result<Route<'a>, String> {
+        fn here(e: &dyn Executor) -> Result<Route<'_>, String> {
+            Ok(Route::Here(e))
+        }
+        match (work, named) {
+            (Work::Http(_), _) => here(&self.http),
+            (_, Some((_, Instance::Workers(_)))) => unreachable!("routed to workers"),
+            (Work::Process { .. }, None | Some((_, Instance::Local))) => here(&*self.processes),
             (Work::Process { .. }, Some((name, Instance::Docker(_)))) => Err(format!(
                 "executor `{name}` runs containers, and the task has no `container`: add \
                  `container: {{ image: … }}`"
             )),
-            (Work::Container(_), None) => Ok(&self.docker),
-            (Work::Container(_), Some((_, Instance::Docker(d)))) => Ok(d),
+            (Work::Container(_), None) => here(&self.docker),
+            (Work::Container(_), Some((_, Instance::Docker(d)))) => here(d),
             (Work::Container(_), Some((name, Instance::Local))) => Err(format!(
                 "executor `{name}` runs local processes, not containers: name a `docker` \
                  executor, or remove `container`"
@@ -164,19 +215,28 @@ impl Executors {
     }
 }
 
-/// Why a `runs_on` task cannot run here.
-pub fn no_workers(r: &baton_core::model::RunsOn) -> String {
+/// Who runs an attempt: an executor of this host, or the workers.
+enum Route<'a> {
+    Here(&'a dyn Executor),
+    Workers(WorkerExecutor),
+}
+
+/// Why a task for workers cannot run here.
+pub fn no_workers(r: &RunsOn) -> String {
     format!(
-        "the task runs on workers labelled `{}` (`runs_on`), and this baton has none to send it \
-         to: `baton worker` agents are not built yet (remove `runs_on` to run it on this host)",
-        r.labels.join(", ")
+        "the task runs on workers labelled `{}`, and this baton has none to send it to: run the \
+         pipeline on a `baton server` with `[workers] secret_file` set, where `baton worker \
+         --server URL --labels {}` agents connect (or remove `runs_on` to run it on this host)",
+        r.labels.join(", "),
+        r.labels.join(",")
     )
 }
 
 impl Executor for Executors {
     fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle {
         match self.route(&spec) {
-            Ok(executor) => executor.start(spec, done),
+            Ok(Route::Here(executor)) => executor.start(spec, done),
+            Ok(Route::Workers(workers)) => workers.start(spec, done),
             Err(e) => {
                 let _ = done.send(Finished {
                     key: spec.key,

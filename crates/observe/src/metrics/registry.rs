@@ -117,6 +117,36 @@ pub const METRICS: &[(&str, Kind, &str, &str)] = &[
         "Tasks that failed for good in ended runs and were not requeued (read from the database at scrape).",
     ),
     (
+        "baton_workers",
+        Kind::Gauge,
+        "state",
+        "`baton worker` agents registered, by state (`live`, `draining`, `lost`).",
+    ),
+    (
+        "baton_worker_slots",
+        Kind::Gauge,
+        "state",
+        "Slots of live and draining workers, `busy` (running an attempt) or `free`.",
+    ),
+    (
+        "baton_worker_queue",
+        Kind::Gauge,
+        "",
+        "Attempts waiting for a worker now.",
+    ),
+    (
+        "baton_worker_leases_expired_total",
+        Kind::Counter,
+        "",
+        "Attempts given back because their worker was not heard from within its lease.",
+    ),
+    (
+        "baton_worker_stale_reports_total",
+        Kind::Counter,
+        "",
+        "Worker reports refused because their lease had ended (a fenced-off worker).",
+    ),
+    (
         "baton_pool_slots",
         Kind::Gauge,
         "pool",
@@ -290,6 +320,13 @@ impl Metrics {
         self.recorder
             .register_counter(&key(name, labels), &META)
             .increment(by);
+    }
+
+    /// Sets a counter kept elsewhere to its total.
+    pub fn counter_total(&self, name: &'static str, labels: &[(&'static str, String)], total: u64) {
+        self.recorder
+            .register_counter(&key(name, labels), &META)
+            .absolute(total);
     }
 
     pub fn gauge(&self, name: &'static str, labels: &[(&'static str, String)], value: f64) {

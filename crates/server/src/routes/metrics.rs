@@ -45,6 +45,26 @@ pub(crate) async fn metrics(
         .metrics
         .refresh_live(state.store.as_ref(), known)
         .await;
+    if let Some(api) = &state.workers {
+        let c = api.hub.counts();
+        let m = &state.metrics;
+        for (s, n) in [("live", c.live), ("draining", c.draining), ("lost", c.lost)] {
+            m.gauge("baton_workers", &[("state", s.to_owned())], n as f64);
+        }
+        m.gauge(
+            "baton_worker_slots",
+            &[("state", "busy".to_owned())],
+            c.busy as f64,
+        );
+        m.gauge(
+            "baton_worker_slots",
+            &[("state", "free".to_owned())],
+            c.slots.saturating_sub(c.busy) as f64,
+        );
+        m.gauge("baton_worker_queue", &[], c.waiting as f64);
+        m.counter_total("baton_worker_leases_expired_total", &[], c.leases_expired);
+        m.counter_total("baton_worker_stale_reports_total", &[], c.stale_reports);
+    }
     let text = state.metrics.render();
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     if openmetrics::wanted(accept) {

@@ -156,8 +156,7 @@ pub(crate) async fn list(
     }
     let slice = TaskSlice::read(state.store.as_ref(), &id, filter).await?;
     let next_cursor = slice.next.as_ref().map(TaskCursor::encode);
-    Ok(Json(Page {
-        items: slice.entries(),
-        next_cursor,
-    }))
+    let mut items = slice.entries();
+    crate::routes::workers::mark_waiting(&state, &id, items.iter_mut().map(|e| &mut e.task));
+    Ok(Json(Page { items, next_cursor }))
 }

@@ -165,11 +165,13 @@ pub(crate) async fn get(
     )
     .await?;
     let children = store.child_runs(&id).await?;
+    let mut tasks: Vec<Task> = first.tasks.into_iter().map(Task::from).collect();
+    crate::routes::workers::mark_waiting(&state, &id, &mut tasks);
     Ok(Json(RunDetail {
         run: run.into(),
         task_counts: run_tasks::counts(store, &id).await?,
         tasks_next_cursor: first.next.as_ref().map(TaskCursor::encode),
-        tasks: first.tasks.into_iter().map(Task::from).collect(),
+        tasks,
         attempts: first.attempts.into_iter().map(Attempt::from).collect(),
         children: children.into_iter().map(Run::from).collect(),
     }))

@@ -23,6 +23,7 @@ mod runs;
 mod shell;
 mod stats;
 mod widgets;
+mod workers;
 
 use axum::Router;
 use axum::routing::{get, post};
@@ -58,5 +59,6 @@ pub(crate) fn routes() -> Router<AppState> {
         )
         .route("/approvals", get(approvals::page))
         .route("/dead-letters", get(dead_letters::page))
+        .route("/workers", get(workers::page))
         .route("/assets/{file}", get(assets::serve))
 }

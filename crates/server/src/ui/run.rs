@@ -62,6 +62,8 @@ struct Loaded {
     counts: Vec<(TaskState, u64)>,
     /// Of a large run, which page of its tasks `tasks` is; `None` for a run shown whole.
     paged: Option<TablePage>,
+    /// What tasks waiting for a worker wait for, by key.
+    waiting: std::collections::HashMap<baton_core::ids::TaskKey, String>,
 }
 
 /// Where a page of a large run's task table is.
@@ -86,6 +88,7 @@ async fn load(state: &AppState, id: &str, tasks_after: Option<&str>) -> UiResult
         .ok_or_else(|| UiError::not_found(format!("run `{id}` not found")))?;
     let counts = state.store.task_counts(&id).await?;
     let children = state.store.child_runs(&id).await?;
+    let waiting = crate::routes::workers::waiting_in(state, &id);
     if counts.iter().map(|(_, n)| n).sum::<u64>() > DRAW_OVER {
         let after = crate::routes::run_tasks::cursor(tasks_after)?;
         let slice = TaskSlice::read(
@@ -110,6 +113,7 @@ async fn load(state: &AppState, id: &str, tasks_after: Option<&str>) -> UiResult
                 after: crate::page::cursor(tasks_after).map(str::to_owned),
                 next: slice.next.as_ref().map(TaskCursor::encode),
             }),
+            waiting,
         });
     }
     let tasks = state.store.tasks(&id).await?;
@@ -130,6 +134,7 @@ async fn load(state: &AppState, id: &str, tasks_after: Option<&str>) -> UiResult
         children,
         counts,
         paged: None,
+        waiting,
     })
 }
 
@@ -384,7 +389,10 @@ fn task_table(l: &Loaded, now: i64) -> Markup {
                         td { (state_badge(t.state.as_str())) @if t.cached_from.is_some() { " " span.cached { "cached" } } }
                         td { (t.attempts) }
                         td { @if let Some(s) = t.started_at { (duration(t.finished_at.unwrap_or(now) - s)) } }
-                        td.error { @if let Some(e) = &t.error { (e) } }
+                        td.error {
+                            @if let Some(e) = &t.error { (e) }
+                            @if let Some(w) = l.waiting.get(&t.key) { span.waiting { (w) } }
+                        }
                     }
                 }
             }
@@ -446,6 +454,7 @@ async fn task_panel(
             h2 { "Task " code { (t.key) } " " (state_badge(t.state.as_str())) " " a.close href={ "/runs/" (id) } { "close" } }
             @if let Some(item) = &t.item { p { "Item: " code { (item) } } }
             @if let Some(e) = &t.error { p.error-message { (e) } }
+            @if let Some(w) = l.waiting.get(&t.key) { p.waiting { (w) } }
             @if let Some(m) = &t.approval_message { p.approval-message { (m) } }
             @if let Some(c) = &t.cached_from {
                 p.cached-from {

@@ -25,6 +25,7 @@ pub(crate) fn page(title: &str, heading: Markup, body: Markup) -> Markup {
                     a href="/runs" { "Runs" }
                     a href="/approvals" { "Approvals" }
                     a href="/dead-letters" { "Dead letters" }
+                    a href="/workers" { "Workers" }
                 }
                 main {
                     h1 { (heading) }
