@@ -29,6 +29,11 @@ pub(crate) fn resolve(cli: &mut Cli) -> Result<(), ExpectedError> {
     if let Command::Server(args) = &mut cli.command {
         args.pipelines = absolute(&args.pipelines)?;
     }
+    if let Command::Worker(args) = &mut cli.command
+        && let Some(dir) = &mut args.dir
+    {
+        *dir = absolute(dir)?;
+    }
     Ok(())
 }
 

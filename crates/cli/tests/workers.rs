@@ -1,0 +1,407 @@
+//! `baton worker` end to end: real agents (processes) working for a real `baton server` over
+//! HTTP, with the shared secret; a worker killed with `kill -9` is found by its lease ending
+//! and its task runs on another; cancel and drain stop what a worker runs; a task no worker can
+//! take says so while it waits, then fails.
+
+mod support;
+
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use support::{Server, Test, alive, http, server_args, wait_until, wait_until_for};
+
+const SECRET: &str = "0123456789abcdef0123456789abcdef-test-secret";
+
+/// A worker process, killed when the test ends.
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Worker {
+    fn pid(&self) -> nix::unistd::Pid {
+        nix::unistd::Pid::from_raw(i32::try_from(self.0.id()).expect("pid"))
+    }
+}
+
+fn with_secret(t: Test) -> Test {
+    t.file("secret", SECRET)
+}
+
+/// A server with the worker API on: leases of 2 s, heartbeats every 300 ms.
+fn server(t: &Test) -> Server {
+    Server::ready(t.spawn(&server_args(&[
+        "--shutdown-grace",
+        "1s",
+        "--kill-grace",
+        "500ms",
+        "--worker-secret-file",
+        "secret",
+        "--worker-lease",
+        "2s",
+        "--worker-heartbeat",
+        "300ms",
+    ])))
+}
+
+fn worker(t: &Test, s: &Server, name: &str, labels: &str, extra: &[&str]) -> Worker {
+    let dir = format!("w-{name}");
+    let mut args = vec![
+        "--server",
+        &s.url,
+        "worker",
+        "--secret-file",
+        "secret",
+        "--labels",
+        labels,
+        "--name",
+        name,
+        "--dir",
+        &dir,
+    ];
+    args.extend_from_slice(extra);
+    let child = t
+        .command(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
+    let w = Worker(child);
+    wait_until("the worker registers", || {
+        workers(t, s)["workers"]
+            .as_array()
+            .is_some_and(|ws| ws.iter().any(|w| w["name"] == name && w["state"] == "live"))
+    });
+    w
+}
+
+fn workers(t: &Test, s: &Server) -> serde_json::Value {
+    let out = t.run(&["--server", &s.url, "workers", "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("json")
+}
+
+fn trigger(t: &Test, s: &Server, pipeline: &str) -> String {
+    let out = t.run(&["--server", &s.url, "trigger", pipeline]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    out.stdout.trim().to_owned()
+}
+
+fn show(t: &Test, s: &Server, run: &str) -> serde_json::Value {
+    let out = t.run(&["--server", &s.url, "show", run, "--json"]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    serde_json::from_str(&out.stdout).expect("json")
+}
+
+fn run_state(t: &Test, s: &Server, run: &str) -> String {
+    show(t, s, run)["state"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+const PLACED: &str = r#"name: placed
+tasks:
+  remote:
+    runs_on: [linux]
+    outputs: [where]
+    env: { GREETING: hello }
+    run: |
+      echo "$GREETING from $BATON_TASK_ID, home $HOME"
+      echo "where=$PWD" >> "$BATON_OUTPUTS"
+  local:
+    needs: [remote]
+    run: echo "remote ran in {{ tasks.remote.outputs.where }}" > local.txt
+"#;
+
+#[test]
+fn a_task_runs_on_a_worker_with_its_log_outputs_and_the_worker_listed() {
+    let t = with_secret(Test::new().file("pipelines/placed.yaml", PLACED));
+    let s = server(&t);
+    let _w = worker(&t, &s, "w1", "linux,eu", &["--slots", "2"]);
+    let out = t.run(&["--server", &s.url, "trigger", "placed", "--wait"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let run = out.stdout.lines().next().expect("run id").trim().to_owned();
+    let logs = t.run(&["--server", &s.url, "logs", &run, "remote"]);
+    let home = std::env::var("HOME").unwrap_or_default();
+    assert!(
+        logs.stdout
+            .contains(&format!("hello from remote, home {home}")),
+        "the task's env, and the worker's own HOME: {}",
+        logs.stdout
+    );
+    // The worker ran it in a directory of its own, and the value came back.
+    let local = t.read("pipelines/local.txt");
+    assert!(local.contains("/w-w1/work/"), "{local}");
+    let list = workers(&t, &s);
+    let w = &list["workers"][0];
+    assert_eq!(w["name"], "w1");
+    assert_eq!(w["labels"], serde_json::json!(["linux", "eu"]));
+    assert_eq!(w["slots"], 2);
+    let text = t.run(&["--server", &s.url, "workers"]);
+    assert!(
+        text.stdout.contains("w1") && text.stdout.contains("live"),
+        "{}",
+        text.stdout
+    );
+    let metrics = support::http_text(&s.addr, "/metrics");
+    assert!(
+        metrics.contains("baton_workers{state=\"live\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("baton_worker_slots{state=\"free\"} 2"),
+        "{metrics}"
+    );
+}
+
+const LONG: &str = r#"name: long
+tasks:
+  long:
+    runs_on: [linux]
+    run: |
+      echo $$ > "$OLDPWD_MARK"
+      echo "$PWD" >> ran.txt
+      sleep 3
+"#;
+
+#[test]
+fn a_worker_killed_mid_task_is_given_up_within_its_lease_and_the_task_runs_on_another() {
+    // The task says where it runs (its worker's directory) and its pid, in the test's dir.
+    let pipeline = LONG.replace("\"$OLDPWD_MARK\"", "\"$MARK/pid.$BATON_ATTEMPT\"");
+    let pipeline = pipeline.replace("ran.txt", "\"$MARK/ran.txt\"");
+    let t = with_secret(Test::new().file("pipelines/long.yaml", &pipeline));
+    let mark = t.path().display().to_string();
+    let pipeline = pipeline.replace(
+        "runs_on: [linux]",
+        &format!("runs_on: [linux]\n    env: {{ MARK: \"{mark}\" }}"),
+    );
+    let t = t.file("pipelines/long.yaml", &pipeline);
+    let s = server(&t);
+    let doomed = worker(&t, &s, "doomed", "linux", &[]);
+    let run = trigger(&t, &s, "long");
+    wait_until("the first attempt runs", || !t.read("pid.1").is_empty());
+    let pid: i32 = t.read("pid.1").trim().parse().expect("pid");
+    nix::sys::signal::kill(doomed.pid(), nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+    let killed = Instant::now();
+    // The task's process dies with its worker.
+    wait_until("the task dies with its worker", || !alive(pid));
+    let _other = worker(&t, &s, "other", "linux", &[]);
+    wait_until_for("the run ends", Duration::from_secs(30), || {
+        run_state(&t, &s, &run) == "succeeded"
+    });
+    let detected = killed.elapsed();
+    eprintln!("worker loss to the task's success elsewhere: {detected:?}");
+    let view = show(&t, &s, &run);
+    let attempts = view["tasks"][0]["attempt_records"]
+        .as_array()
+        .expect("attempts");
+    let states: Vec<&str> = attempts
+        .iter()
+        .map(|a| a["state"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(states, vec!["interrupted", "succeeded"], "{view}");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("worker `doomed` was not heard from")),
+        "{view}"
+    );
+    let ran = t.read("ran.txt");
+    assert!(
+        ran.lines().next().is_some_and(|l| l.contains("/w-doomed/")),
+        "{ran}"
+    );
+    assert!(
+        ran.lines().nth(1).is_some_and(|l| l.contains("/w-other/")),
+        "{ran}"
+    );
+    assert!(
+        detected < Duration::from_secs(15),
+        "found lost in {detected:?}"
+    );
+    let listed = workers(&t, &s);
+    let doomed_state = listed["workers"]
+        .as_array()
+        .expect("workers")
+        .iter()
+        .find(|w| w["name"] == "doomed")
+        .map(|w| w["state"].clone());
+    assert_eq!(doomed_state, Some(serde_json::json!("lost")));
+}
+
+const SLEEPER: &str = r#"name: sleeper
+tasks:
+  sleeper:
+    runs_on: [linux]
+    run: |
+      echo $$ > "$MARK/pid"
+      exec sleep 60
+"#;
+
+fn sleeper(t: Test) -> Test {
+    let mark = t.path().display().to_string();
+    let p = SLEEPER.replace(
+        "runs_on: [linux]",
+        &format!("runs_on: [linux]\n    env: {{ MARK: \"{mark}\" }}"),
+    );
+    t.file("pipelines/sleeper.yaml", &p)
+}
+
+#[test]
+fn cancelling_a_run_stops_its_task_on_the_worker() {
+    let t = sleeper(with_secret(Test::new()));
+    let s = server(&t);
+    let _w = worker(&t, &s, "w1", "linux", &[]);
+    let run = trigger(&t, &s, "sleeper");
+    wait_until("the task runs", || !t.read("pid").is_empty());
+    let pid: i32 = t.read("pid").trim().parse().expect("pid");
+    let out = t.run(&["--server", &s.url, "cancel", &run]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    wait_until("the task's process stops", || !alive(pid));
+    wait_until("the run is cancelled", || {
+        run_state(&t, &s, &run) == "cancelled"
+    });
+    let view = show(&t, &s, &run);
+    assert_eq!(
+        view["tasks"][0]["attempt_records"][0]["state"], "cancelled",
+        "{view}"
+    );
+}
+
+#[test]
+fn a_drained_worker_lets_short_work_finish_and_gives_long_work_back() {
+    let t = sleeper(with_secret(Test::new()));
+    let s = server(&t);
+    let w1 = worker(&t, &s, "w1", "linux", &["--drain-grace", "300ms"]);
+    let run = trigger(&t, &s, "sleeper");
+    wait_until("the task runs", || !t.read("pid").is_empty());
+    let pid: i32 = t.read("pid").trim().parse().expect("pid");
+    std::fs::remove_file(t.path().join("pid")).expect("rm");
+    nix::sys::signal::kill(w1.pid(), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    wait_until("the task is stopped after the grace", || !alive(pid));
+    let mut w1 = w1;
+    let status = w1.0.wait().expect("wait");
+    assert!(status.success(), "a drained worker exits 0: {status}");
+    // Interrupted, not failed: the next worker runs it.
+    let _w2 = worker(&t, &s, "w2", "linux", &[]);
+    wait_until("it runs again", || !t.read("pid").is_empty());
+    let view = show(&t, &s, &run);
+    let attempts = view["tasks"][0]["attempt_records"]
+        .as_array()
+        .expect("attempts");
+    assert_eq!(attempts[0]["state"], "interrupted", "{view}");
+    assert!(
+        attempts[0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("worker `w1` was shut down")),
+        "{view}"
+    );
+    assert!(
+        workers(&t, &s)["workers"]
+            .as_array()
+            .expect("workers")
+            .iter()
+            .all(|w| w["name"] != "w1"),
+        "a drained worker leaves the list"
+    );
+}
+
+#[test]
+fn a_task_no_worker_can_take_shows_what_it_waits_for_then_fails() {
+    let t = with_secret(Test::new().file(
+        "pipelines/gpu.yaml",
+        "name: gpu\ntasks:\n  train:\n    runs_on: { labels: [gpu], wait: 3s }\n    run: train\n",
+    ));
+    let s = server(&t);
+    let _cpu = worker(&t, &s, "cpu", "cpu", &[]);
+    let run = trigger(&t, &s, "gpu");
+    let waiting = "waiting for a worker (labels gpu): none is connected";
+    wait_until("the task waits", || {
+        show(&t, &s, &run)["tasks"][0]["waiting_for"] == waiting
+    });
+    let text = t.run(&["--server", &s.url, "show", &run]);
+    assert!(text.stdout.contains(waiting), "{}", text.stdout);
+    let list = t.run(&["--server", &s.url, "workers"]);
+    assert!(
+        list.stdout.contains("1 task(s) waiting for a worker"),
+        "{}",
+        list.stdout
+    );
+    let page = support::http_text(&s.addr, "/workers");
+    assert!(page.contains(waiting), "{page}");
+    let page = support::http_text(&s.addr, &format!("/runs/{run}"));
+    assert!(page.contains(waiting), "{page}");
+    wait_until("the run fails", || run_state(&t, &s, &run) == "failed");
+    let view = show(&t, &s, &run);
+    assert!(
+        view["tasks"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no worker with labels `gpu` was connected for 3s")),
+        "{view}"
+    );
+}
+
+#[test]
+fn the_worker_api_takes_only_requests_with_the_secret() {
+    let t = with_secret(Test::new().file("pipelines/placed.yaml", PLACED))
+        .file("wrong", "a-wrong-secret-that-is-long-enough-to-pass");
+    let s = server(&t);
+    let hello = r#"{"name":"x","labels":[],"slots":1,"version":"0","host":"h"}"#;
+    let (status, body) = http(&s.addr, "POST", "/api/v1/workers", hello);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("bad_worker_secret"))
+    );
+    let out = t.run(&[
+        "--server",
+        &s.url,
+        "worker",
+        "--secret-file",
+        "wrong",
+        "--labels",
+        "linux",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("the worker secret is wrong"),
+        "{}",
+        out.stderr
+    );
+    let out = t.run(&["--server", &s.url, "worker", "--labels", "linux"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("--secret-file"), "{}", out.stderr);
+    let out = t.run(&["worker", "--secret-file", "secret"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("pass --server URL"), "{}", out.stderr);
+    let out = t.run(&[
+        "--server",
+        &s.url,
+        "worker",
+        "--secret-file",
+        "secret",
+        "--labels",
+        "a b",
+    ]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("invalid worker label `a b`"),
+        "{}",
+        out.stderr
+    );
+    // A server without a secret has no worker API at all.
+    let plain = Server::ready(t.spawn(&server_args(&[])));
+    let (status, body) = http(&plain.addr, "POST", "/api/v1/workers", hello);
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (503, Some("workers_disabled"))
+    );
+    let short = Test::new().file("secret", "short");
+    let out = short.run(&server_args(&["--worker-secret-file", "secret"]));
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("fewer than 32"), "{}", out.stderr);
+}
