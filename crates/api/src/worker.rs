@@ -160,6 +160,20 @@ pub enum WorkerOutcome {
     Interrupted { message: String },
 }
 
+/// A log chunk kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct LogAppended {
+    /// The log's length now: where the next chunk starts.
+    pub length: u64,
+}
+
+/// A worker's registration ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Deregistered {
+    /// Attempts it still held, given back to run elsewhere.
+    pub released: u32,
+}
+
 /// A worker as the server sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Worker {

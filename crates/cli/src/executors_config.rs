@@ -8,7 +8,9 @@
 //! pids_limit = 1024              # default: 4096
 //! ```
 //!
-//! A `docker` instance named `docker` also runs the containers of tasks that name none.
+//! A `docker` instance named `docker` also runs the containers of tasks that name none. A
+//! `workers` instance (`labels = ["gpu"]`) sends its tasks to `baton worker` agents carrying
+//! those labels.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -35,6 +37,11 @@ pub(crate) enum ExecutorSection {
         stop_grace: Option<baton_core::duration::Duration>,
         pids_limit: Option<i64>,
     },
+    /// `baton worker` agents of the server, with these labels.
+    Workers {
+        #[serde(default)]
+        labels: Vec<String>,
+    },
 }
 
 /// The instances of `sections`, checked; `kill_grace` is the stop grace of those that set
@@ -55,6 +62,12 @@ pub(crate) fn instances(
         let id = ExecutorName::new(name.clone()).map_err(|e| invalid(&name, e.to_string()))?;
         let instance = match section {
             ExecutorSection::Local {} => ExecutorInstance::Local,
+            ExecutorSection::Workers { labels } => {
+                for label in &labels {
+                    baton_core::model::check_worker_label(label).map_err(|e| invalid(&name, e))?;
+                }
+                ExecutorInstance::Workers { labels }
+            }
             ExecutorSection::Docker {
                 host,
                 stop_grace,
@@ -116,6 +129,15 @@ mod tests {
 
     #[test]
     fn bad_instances_say_what_and_where() {
+        let workers = parse("[executors.gpu]\nkind = \"workers\"\nlabels = [\"gpu\", \"eu\"]\n")
+            .expect("workers");
+        assert!(matches!(
+            &workers[&ExecutorName::new("gpu").expect("name")],
+            ExecutorInstance::Workers { labels } if labels == &["gpu", "eu"]
+        ));
+        let label = parse("[executors.gpu]\nkind = \"workers\"\nlabels = [\"a b\"]\n")
+            .expect_err("bad label");
+        assert!(label.contains("invalid worker label `a b`"), "{label}");
         let kind = parse("[executors.x]\nkind = \"lambda\"\n").expect_err("bad kind");
         assert!(kind.contains("unknown variant `lambda`"), "{kind}");
         let host = parse("[executors.x]\nkind = \"docker\"\nhost = \"ssh://me@h\"\n")

@@ -405,3 +405,23 @@ fn the_worker_api_takes_only_requests_with_the_secret() {
     assert_eq!(out.code, 2);
     assert!(out.stderr.contains("fewer than 32"), "{}", out.stderr);
 }
+
+#[test]
+fn the_worker_example_runs_on_a_worker_and_baton_run_says_where_it_can_run() {
+    let t = with_secret(Test::new());
+    support::copy_tree(
+        &support::repo().join("examples/workers"),
+        &t.path().join("pipelines"),
+    );
+    let s = server(&t);
+    let _w = worker(&t, &s, "w1", "linux", &[]);
+    let out = t.run(&["--server", &s.url, "trigger", "remote-build", "--wait"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let out = t.run(&["run", "pipelines/remote-build.yaml"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("task `compile`") && out.stderr.contains("`baton server`"),
+        "{}",
+        out.stderr
+    );
+}

@@ -147,9 +147,20 @@ async fn a_silent_worker_loses_its_lease_and_the_task_runs_again_elsewhere_once(
     let (_stop, driving) = start(&store, &run, &opts, &hub);
     let first = claim_one(&hub, &silent).await;
     assert_eq!(first.attempt.attempt, 1);
-    // No heartbeat: the lease ends, and the attempt comes back to be claimed again.
+    // No heartbeat: the lease ends, and the attempt comes back to be claimed again by a
+    // worker that keeps sending them (a held claim alone is no sign of life).
     let other = register(&hub, "other", &["linux"]);
+    let beating = tokio::spawn({
+        let (hub, other) = (hub.clone(), other.clone());
+        async move {
+            loop {
+                let _ = hub.heartbeat(&other, &[], false);
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
     let second = claim_one(&hub, &other).await;
+    beating.abort();
     assert_eq!(second.attempt.attempt, 2, "a new attempt of the same task");
     assert!(second.epoch > first.epoch, "epochs only grow");
     assert_eq!(
@@ -359,4 +370,44 @@ async fn a_held_claim_is_answered_when_work_arrives_and_a_draining_one_at_once()
         hub.heartbeat(&unknown, &[Epoch(1)], false),
         Err(HubError::UnknownWorker(_))
     ));
+}
+
+#[tokio::test]
+async fn a_held_claim_of_a_worker_gone_silent_or_claiming_again_takes_nothing() {
+    let (_dir, store, run, opts) =
+        created("name: void\ntasks:\n  t:\n    runs_on: [linux]\n    run: x\n").await;
+    let hub = hub(300, 100, 1_000);
+    // Cut off after claiming: the claim is still held on this side, its answer would reach
+    // nobody.
+    let cut = register(&hub, "cut", &["linux"]);
+    let held = tokio::spawn({
+        let (hub, cut) = (hub.clone(), cut.clone());
+        async move { hub.claim(&cut, 1, Duration::from_secs(3)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        hub.workers()[0].state,
+        baton_engine::workers::WorkerState::Lost
+    );
+    // Claims again after its connection died unseen: the older claim is done for.
+    let back = register(&hub, "back", &["linux"]);
+    let stale = tokio::spawn({
+        let (hub, back) = (hub.clone(), back.clone());
+        async move { hub.claim(&back, 1, Duration::from_secs(3)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let fresh = tokio::spawn({
+        let (hub, back) = (hub.clone(), back.clone());
+        async move { hub.claim(&back, 1, Duration::from_secs(3)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    hub.heartbeat(&back, &[], false).expect("beat");
+    let (_stop, driving) = start(&store, &run, &opts, &hub);
+    let got = fresh.await.expect("joined").expect("claim");
+    assert_eq!(got.len(), 1, "the newest claim of a live worker takes it");
+    hub.finish(&back, got[0].epoch, exited(0, ""))
+        .expect("report");
+    assert_eq!(driving.await.expect("joined"), RunState::Succeeded);
+    assert!(stale.await.expect("joined").expect("claim").is_empty());
+    assert!(held.await.expect("joined").expect("claim").is_empty());
 }

@@ -47,6 +47,13 @@ const EXPECTED: &[(&str, &str)] = &[
     ("GET", "/api/v1/pools/{name}"),
     ("PUT", "/api/v1/pools/{name}"),
     ("DELETE", "/api/v1/pools/{name}"),
+    ("GET", "/api/v1/workers"),
+    ("POST", "/api/v1/workers"),
+    ("DELETE", "/api/v1/workers/{id}"),
+    ("POST", "/api/v1/workers/{id}/claim"),
+    ("POST", "/api/v1/workers/{id}/heartbeat"),
+    ("POST", "/api/v1/workers/{id}/leases/{epoch}/log"),
+    ("POST", "/api/v1/workers/{id}/leases/{epoch}/finish"),
 ];
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -154,6 +161,7 @@ fn instance(path: &str) -> String {
         .replace("{name}", "nope")
         .replace("{id}", "01NOSUCHRUN")
         .replace("{key}", "nope")
+        .replace("{epoch}", "1")
 }
 
 const HELLO: &str = "name: hello\nparams:\n  who: { type: string, default: world }\ntasks:\n  greet:\n    run: echo hi {{ params.who }}\n";

@@ -279,7 +279,7 @@ fn start(shared: &Arc<Shared>, me: &WorkerId, a: wire::Assignment, attempts: &mu
             (Some(p), handle)
         }
         Err(refused) => {
-            let _ = done_tx.send(refused);
+            let _ = done_tx.send(*refused);
             (None, CancelHandle::new().0)
         }
     };

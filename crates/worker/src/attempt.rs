@@ -42,13 +42,15 @@ pub(crate) fn prepare(
     worker: &WorkerId,
     dir: &Path,
     a: wire::Assignment,
-) -> Result<Prepared, Finished> {
-    let refused = |outcome: Outcome| Finished {
-        key: a.task.clone(),
-        attempt: a.attempt,
-        outcome,
-        rusage: None,
-        outputs: Outputs::default(),
+) -> Result<Prepared, Box<Finished>> {
+    let refused = |outcome: Outcome| {
+        Box::new(Finished {
+            key: a.task.clone(),
+            attempt: a.attempt,
+            outcome,
+            rusage: None,
+            outputs: Outputs::default(),
+        })
     };
     let name = format!(
         "{}.{}.{}",

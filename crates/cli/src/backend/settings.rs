@@ -257,8 +257,8 @@ pub(crate) fn executor_names() -> Vec<baton_core::ids::ExecutorName> {
         .unwrap_or_default()
 }
 
-/// Refuses, before a run is created, a pipeline with tasks for workers: there are none yet
-/// (`executor:` names were checked when the file was loaded, with their position).
+/// Refuses, before a run is created, a pipeline with tasks for workers, which only a server
+/// has (`executor:` names were checked when the file was loaded, with their position).
 pub(crate) fn check_placement(
     pipeline: &baton_core::model::Pipeline,
     path: &str,
@@ -268,14 +268,27 @@ pub(crate) fn check_placement(
         .iter()
         .chain(pipeline.on_success.as_ref())
         .chain(pipeline.on_failure.as_ref());
+    let instances = ENGINE.get().map(|s| &s.executors);
     for task in tasks {
-        if let Some(r) = &task.runs_on {
-            return Err(ExpectedError::Usage(format!(
-                "{path}: task `{}`: {}",
-                task.id,
-                baton_engine::executor::no_workers(r)
-            )));
-        }
+        let named = task
+            .executor
+            .as_ref()
+            .and_then(|n| instances.and_then(|i| i.get(n)));
+        let labels = match (&task.runs_on, named) {
+            (Some(r), _) => r.clone(),
+            (None, Some(baton_engine::executor::ExecutorInstance::Workers { labels })) => {
+                baton_core::model::RunsOn {
+                    labels: labels.clone(),
+                    wait: baton_core::model::RunsOn::DEFAULT_WAIT,
+                }
+            }
+            _ => continue,
+        };
+        return Err(ExpectedError::Usage(format!(
+            "{path}: task `{}`: {}",
+            task.id,
+            baton_engine::executor::no_workers(&labels)
+        )));
     }
     Ok(())
 }

@@ -100,6 +100,9 @@ struct Worker {
     draining: bool,
     lost: bool,
     leases: BTreeSet<Epoch>,
+    /// The newest claim's number: an older claim still held (its connection died unseen,
+    /// and the worker claims again) takes nothing, since its answer would reach nobody.
+    claim: u64,
 }
 
 impl Worker {
@@ -283,6 +286,7 @@ impl WorkerHub {
                 draining: false,
                 lost: false,
                 leases: BTreeSet::new(),
+                claim: 0,
             },
         );
         // Work that waited for a worker like this one may go now.
@@ -294,15 +298,17 @@ impl WorkerHub {
         })
     }
 
-    /// Ends a worker's registration: what it still holds goes back as interrupted.
-    pub fn deregister(&self, worker: &WorkerId) -> Result<(), HubError> {
+    /// Ends a worker's registration: what it still holds goes back as interrupted; how many.
+    pub fn deregister(&self, worker: &WorkerId) -> Result<u32, HubError> {
         let mut state = self.lock();
         let w = state
             .workers
             .remove(worker)
             .ok_or_else(|| HubError::UnknownWorker(worker.clone()))?;
+        let mut released = 0;
         for epoch in w.leases {
             if let Some(l) = state.leases.remove(&epoch) {
+                released += 1;
                 state.attempts.remove(&l.attempt);
                 let outcome = l.stop.map_or_else(
                     || Outcome::Interrupted(format!("worker `{}` left", w.info.name)),
@@ -311,7 +317,7 @@ impl WorkerHub {
                 l.finish(outcome, None);
             }
         }
-        Ok(())
+        Ok(released)
     }
 
     /// Up to `free` attempts for `worker`, waiting up to `wait` (at most [`MAX_CLAIM_WAIT`])
@@ -323,27 +329,30 @@ impl WorkerHub {
         wait: Duration,
     ) -> Result<Vec<Assignment>, HubError> {
         let until = Instant::now() + wait.min(MAX_CLAIM_WAIT);
+        // The request is the worker's sign of life; a claim waking up later is not (its
+        // worker may have been cut off meanwhile: then its heartbeats stop, it is marked
+        // lost, and its held claim takes nothing).
+        let claim = self.touch(worker)?;
         loop {
             // Registered before looking, so work queued in between wakes this claim.
             let woken = self.inner.work.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
             // A draining worker's claim ends at once: it is waiting to stop.
-            let Some(taken) = self.take(worker, free)? else {
+            let Some(taken) = self.take(worker, free, claim)? else {
                 return Ok(Vec::new());
             };
             if !taken.is_empty() {
                 return Ok(taken);
             }
             if tokio::time::timeout_at(until, woken).await.is_err() {
-                // Seen now, so a worker between claims is not taken for lost.
-                self.touch(worker)?;
                 return Ok(Vec::new());
             }
         }
     }
 
-    fn touch(&self, worker: &WorkerId) -> Result<(), HubError> {
+    /// Records a new claim of `worker`, and returns its number.
+    fn touch(&self, worker: &WorkerId) -> Result<u64, HubError> {
         let mut state = self.lock();
         let w = state
             .workers
@@ -352,11 +361,18 @@ impl WorkerHub {
         w.seen = Instant::now();
         w.seen_at = now_ms();
         w.lost = false;
-        Ok(())
+        w.claim += 1;
+        Ok(w.claim)
     }
 
-    /// What `worker` may take now; `None` when it is draining.
-    fn take(&self, worker: &WorkerId, free: u32) -> Result<Option<Vec<Assignment>>, HubError> {
+    /// What `worker`'s claim number `claim` may take now; `None` when it is draining, or a
+    /// newer claim replaced it.
+    fn take(
+        &self,
+        worker: &WorkerId,
+        free: u32,
+        claim: u64,
+    ) -> Result<Option<Vec<Assignment>>, HubError> {
         let settings = self.inner.settings;
         let mut state = self.lock();
         let state = &mut *state;
@@ -365,18 +381,15 @@ impl WorkerHub {
             .get_mut(worker)
             .ok_or_else(|| HubError::UnknownWorker(worker.clone()))?;
         let now = Instant::now();
-        w.seen = now;
-        w.seen_at = now_ms();
-        w.lost = false;
         let room = w
             .info
             .slots
             .saturating_sub(u32::try_from(w.leases.len()).unwrap_or(u32::MAX))
             .min(free);
-        if w.draining {
+        if w.draining || w.claim != claim {
             return Ok(None);
         }
-        if room == 0 {
+        if room == 0 || w.lost {
             return Ok(Some(Vec::new()));
         }
         let chosen: Vec<u64> = state
@@ -493,14 +506,15 @@ impl WorkerHub {
     }
 
     /// Appends output of the attempt under lease `epoch` to its log, whose length before it
-    /// is `at` (an append tried again after a lost answer is recognised by its offset).
+    /// is `at` (an append tried again after a lost answer is recognised by its offset); the
+    /// log's length after it.
     pub async fn append_log(
         &self,
         worker: &WorkerId,
         epoch: Epoch,
         at: u64,
         bytes: &[u8],
-    ) -> Result<(), HubError> {
+    ) -> Result<u64, HubError> {
         let held = self.held(worker, epoch)?;
         let end = at.saturating_add(bytes.len() as u64);
         // The worker caps its output; one that does not is not trusted to.
@@ -516,14 +530,20 @@ impl WorkerHub {
             .await
             .map_err(|source| HubError::Log {
                 attempt: held.attempt,
-                source,
-            })
+                source: Box::new(source),
+            })?;
+        Ok(end)
     }
 
     /// How the attempt under lease `epoch` ended, as its worker saw it. A stop the control
     /// plane asked for decides the outcome (a cancelled attempt that exited 0 was still
     /// cancelled).
-    pub fn finish(&self, worker: &WorkerId, epoch: Epoch, report: Report) -> Result<(), HubError> {
+    pub fn finish(
+        &self,
+        worker: &WorkerId,
+        epoch: Epoch,
+        report: Report,
+    ) -> Result<AttemptRef, HubError> {
         let leased = {
             let mut state = self.lock();
             let state = &mut *state;
@@ -552,8 +572,9 @@ impl WorkerHub {
             Some((why, _)) => why.outcome(),
             None => report.outcome.clone(),
         };
+        let attempt = leased.attempt.clone();
         leased.finish(outcome, Some(report));
-        Ok(())
+        Ok(attempt)
     }
 
     /// The workers, by name.

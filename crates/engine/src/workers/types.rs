@@ -201,6 +201,6 @@ pub enum HubError {
     Log {
         attempt: AttemptRef,
         #[source]
-        source: LogError,
+        source: Box<LogError>,
     },
 }

@@ -45,8 +45,13 @@ pub(crate) async fn metrics(
         .metrics
         .refresh_live(state.store.as_ref(), known)
         .await;
-    if let Some(api) = &state.workers {
-        let c = api.hub.counts();
+    // Zeros where the worker API is off, so a dashboard's series exist either way.
+    {
+        let c = state
+            .workers
+            .as_ref()
+            .map(|api| api.hub.counts())
+            .unwrap_or_default();
         let m = &state.metrics;
         for (s, n) in [("live", c.live), ("draining", c.draining), ("lost", c.lost)] {
             m.gauge("baton_workers", &[("state", s.to_owned())], n as f64);

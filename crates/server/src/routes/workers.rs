@@ -28,11 +28,12 @@ impl From<HubError> for ApiError {
             HubError::UnknownWorker(_) => {
                 ApiError::new(StatusCode::NOT_FOUND, UNKNOWN_WORKER, message)
             }
-            HubError::Stale { .. }
-            | HubError::Log {
-                source: baton_store::LogError::Stale { .. },
-                ..
-            } => ApiError::new(StatusCode::CONFLICT, STALE_LEASE, message),
+            HubError::Stale { .. } => ApiError::new(StatusCode::CONFLICT, STALE_LEASE, message),
+            HubError::Log { source, .. }
+                if matches!(*source, baton_store::LogError::Stale { .. }) =>
+            {
+                ApiError::new(StatusCode::CONFLICT, STALE_LEASE, message)
+            }
             HubError::InvalidWorker(_) => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_worker", message)
             }
@@ -125,7 +126,7 @@ pub(crate) async fn register(
     params(WorkerPath),
     security(("worker_secret" = [])),
     responses(
-        (status = 204, description = "Gone"),
+        (status = 200, description = "Gone", body = wire::Deregistered),
         (status = 401, description = "`bad_worker_secret`", body = ErrorBody),
         (status = 404, description = "`unknown_worker`", body = ErrorBody),
         (status = 503, description = "`workers_disabled`", body = ErrorBody),
@@ -134,9 +135,9 @@ pub(crate) async fn register(
 pub(crate) async fn deregister(
     Agent(hub): Agent,
     Path(WorkerPath { id }): Path<WorkerPath>,
-) -> ApiResult<StatusCode> {
-    hub.deregister(&WorkerId::from_string(id))?;
-    Ok(StatusCode::NO_CONTENT)
+) -> ApiResult<Json<wire::Deregistered>> {
+    let released = hub.deregister(&WorkerId::from_string(id))?;
+    Ok(Json(wire::Deregistered { released }))
 }
 
 /// Holds the request open (up to `wait_ms`, at most 30 s) until work the worker's labels
@@ -225,7 +226,7 @@ pub(crate) async fn heartbeat(
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     security(("worker_secret" = [])),
     responses(
-        (status = 204, description = "Kept"),
+        (status = 200, description = "Kept", body = wire::LogAppended),
         (status = 401, description = "`bad_worker_secret`", body = ErrorBody),
         (status = 404, description = "`unknown_worker`", body = ErrorBody),
         (status = 409, description = "`stale_lease`: the lease ended; stop the attempt", body = ErrorBody),
@@ -238,10 +239,11 @@ pub(crate) async fn log(
     Path(LeasePath { id, epoch }): Path<LeasePath>,
     Query(LogQuery { at }): Query<LogQuery>,
     bytes: Bytes,
-) -> ApiResult<StatusCode> {
-    hub.append_log(&WorkerId::from_string(id), Epoch(epoch), at, &bytes)
+) -> ApiResult<Json<wire::LogAppended>> {
+    let length = hub
+        .append_log(&WorkerId::from_string(id), Epoch(epoch), at, &bytes)
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(wire::LogAppended { length }))
 }
 
 /// Reports how the attempt ended, with its outputs; the lease ends.
@@ -254,7 +256,7 @@ pub(crate) async fn log(
     request_body = wire::FinishReport,
     security(("worker_secret" = [])),
     responses(
-        (status = 204, description = "Recorded"),
+        (status = 200, description = "Recorded, for this attempt", body = wire::WorkerAttempt),
         (status = 401, description = "`bad_worker_secret`", body = ErrorBody),
         (status = 404, description = "`unknown_worker`", body = ErrorBody),
         (status = 409, description = "`stale_lease`: the lease ended before the report", body = ErrorBody),
@@ -266,7 +268,7 @@ pub(crate) async fn finish(
     Agent(hub): Agent,
     Path(LeasePath { id, epoch }): Path<LeasePath>,
     Body(report): Body<wire::FinishReport>,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<wire::WorkerAttempt>> {
     let outcome = match report.outcome {
         wire::WorkerOutcome::Exited { exit_code, signal } => Outcome::Exited { exit_code, signal },
         // What was asked for decides; a stop nobody asked for is a loss.
@@ -277,7 +279,7 @@ pub(crate) async fn finish(
         wire::WorkerOutcome::Refused { message } => Outcome::Refused(message),
         wire::WorkerOutcome::Interrupted { message } => Outcome::Interrupted(message),
     };
-    hub.finish(
+    let a = hub.finish(
         &WorkerId::from_string(id),
         Epoch(epoch),
         hub::Report {
@@ -290,7 +292,11 @@ pub(crate) async fn finish(
             }),
         },
     )?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(wire::WorkerAttempt {
+        run: a.run,
+        task: a.key,
+        attempt: a.attempt,
+    }))
 }
 
 /// The workers (live, draining, and lost ones for a few minutes), and the attempts waiting
