@@ -51,11 +51,11 @@ def run_to_end(server, pipeline):
     run = created["id"]
     while True:
         _, _, view = fetch(f"{server.api}/runs/{run}")
-        if view["run"]["state"] in ("succeeded", "failed", "cancelled"):
+        if view["state"] in ("succeeded", "failed", "cancelled"):
             break
         time.sleep(0.05)
-    if view["run"]["state"] != "succeeded":
-        sys.exit(f"run {run} of {pipeline} ended {view['run']['state']}")
+    if view["state"] != "succeeded":
+        sys.exit(f"run {run} of {pipeline} ended {view['state']}")
     return run, view
 
 
@@ -117,7 +117,7 @@ def main():
             for _ in range(repeat):
                 for name, into in (("wide_remote", remote), ("wide_local", local)):
                     _, view = run_to_end(server, name)
-                    seconds = (view["run"]["finished_at"] - view["run"]["started_at"]) / 1000
+                    seconds = (view["finished_at"] - view["started_at"]) / 1000
                     into.append(m / seconds)
             print(f"load average {load_average():.2f}; {n}-task chain and {m} tasks, {repeat} runs each")
             print(f"claim-to-start, attempt recorded started -> task running on a worker "
