@@ -395,11 +395,17 @@ fn the_worker_api_takes_only_requests_with_the_secret() {
     );
     // A server without a secret has no worker API at all.
     let plain = Server::ready(t.spawn(&server_args(&[])));
-    let (status, body) = http(&plain.addr, "POST", "/api/v1/workers", hello);
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (503, Some("workers_disabled"))
-    );
+    let out = t.run(&[
+        "--server",
+        &plain.url,
+        "worker",
+        "--secret-file",
+        "secret",
+        "--labels",
+        "linux",
+    ]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(out.stderr.contains("worker API is off"), "{}", out.stderr);
     let short = Test::new().file("secret", "short");
     let out = short.run(&server_args(&["--worker-secret-file", "secret"]));
     assert_eq!(out.code, 2);
@@ -421,6 +427,158 @@ fn the_worker_example_runs_on_a_worker_and_baton_run_says_where_it_can_run() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert!(
         out.stderr.contains("task `compile`") && out.stderr.contains("`baton server`"),
+        "{}",
+        out.stderr
+    );
+}
+
+/// The tasks record where they ran (`$MARK/ran.txt`) and the pid of a child they leave
+/// running in their process group (`$MARK/child.pid`).
+const SPREAD: &str = r#"name: spread
+tasks:
+  fan:
+    for_each: [1, 2, 3, 4, 5, 6]
+    runs_on: [linux]
+    outputs: [square]
+    run: |
+      echo "$BATON_ITEM $PWD" >> "$MARK/ran.txt"
+      echo "square=$(($BATON_ITEM * $BATON_ITEM))" >> "$BATON_OUTPUTS"
+      sleep 0.5
+  slow:
+    runs_on: [linux]
+    timeout: 1s
+    run: |
+      sleep 60 &
+      echo $! > "$MARK/child.pid"
+      wait
+"#;
+
+#[test]
+fn a_fan_out_spreads_over_workers_and_a_timeout_stops_the_whole_group() {
+    let t = with_secret(Test::new());
+    let mark = t.path().display().to_string();
+    let t = t.file(
+        "pipelines/spread.yaml",
+        &SPREAD.replace(
+            "runs_on: [linux]",
+            &format!("runs_on: [linux]\n    env: {{ MARK: \"{mark}\" }}"),
+        ),
+    );
+    let s = server(&t);
+    let _a = worker(&t, &s, "a", "linux", &["--slots", "2"]);
+    let _b = worker(&t, &s, "b", "linux", &["--slots", "2"]);
+    let run = trigger(&t, &s, "spread");
+    wait_until_for("the run ends", Duration::from_secs(30), || {
+        matches!(run_state(&t, &s, &run).as_str(), "failed" | "succeeded")
+    });
+    let view = show(&t, &s, &run);
+    let tasks = view["tasks"].as_array().expect("tasks");
+    let fan: Vec<&serde_json::Value> = tasks
+        .iter()
+        .filter(|t| t["task_id"] == "fan" && t["key"] != "fan")
+        .collect();
+    assert_eq!(fan.len(), 6, "{view}");
+    for f in &fan {
+        assert_eq!(f["state"], "succeeded", "{view}");
+        let item: i64 = f["item"].as_i64().expect("item");
+        assert_eq!(f["outputs"]["square"], (item * item).to_string(), "{view}");
+    }
+    let ran = t.read("ran.txt");
+    assert!(
+        ran.contains("/w-a/") && ran.contains("/w-b/"),
+        "both workers took some: {ran}"
+    );
+    let slow = tasks.iter().find(|t| t["key"] == "slow").expect("slow");
+    assert_eq!(slow["attempt_records"][0]["state"], "timed_out", "{view}");
+    let child: i32 = t.read("child.pid").trim().parse().expect("pid");
+    wait_until("the timed-out task's child is gone too", || !alive(child));
+}
+
+#[test]
+fn a_server_killed_while_a_worker_runs_a_task_resumes_it_on_a_worker() {
+    let t = sleeper(with_secret(Test::new()));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let listen = format!("127.0.0.1:{port}");
+    let start = || {
+        Server::ready(t.spawn(&[
+            "server",
+            "--pipelines",
+            "pipelines",
+            "--listen",
+            &listen,
+            "--worker-secret-file",
+            "secret",
+            "--worker-lease",
+            "2s",
+            "--worker-heartbeat",
+            "300ms",
+        ]))
+    };
+    let s = start();
+    let _w = worker(&t, &s, "w1", "linux", &[]);
+    let run = trigger(&t, &s, "sleeper");
+    wait_until("the task runs", || !t.read("pid").is_empty());
+    let first: i32 = t.read("pid").trim().parse().expect("pid");
+    std::fs::remove_file(t.path().join("pid")).expect("rm");
+    let mut s = s;
+    nix::sys::signal::kill(s.pid(), nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+    let _ = s.child.wait();
+    drop(s);
+    let s = start();
+    // The new server resumes the run; the worker learns it is unknown, stops what it held
+    // and registers again, and the attempt after the interruption runs on it.
+    wait_until("the old attempt's process stops", || !alive(first));
+    wait_until("the task runs again", || !t.read("pid").is_empty());
+    let view = show(&t, &s, &run);
+    let attempts = view["tasks"][0]["attempt_records"]
+        .as_array()
+        .expect("attempts");
+    assert_eq!(attempts[0]["state"], "interrupted", "{view}");
+    assert_eq!(attempts[1]["state"], "running", "{view}");
+    let out = t.run(&["--server", &s.url, "cancel", &run]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+}
+
+#[test]
+fn baton_toml_sets_the_secret_and_a_named_pool_of_workers() {
+    let t = with_secret(Test::new())
+        .file(
+            "baton.toml",
+            "[workers]\nsecret_file = \"secret\"\nlease = \"2s\"\nheartbeat = \"300ms\"\n\n\
+             [executors.gpus]\nkind = \"workers\"\nlabels = [\"gpu\"]\n",
+        )
+        .file(
+            "pipelines/named.yaml",
+            "name: named\ntasks:\n  train:\n    executor: gpus\n    run: echo trained on $BATON_TASK_ID\n",
+        );
+    let s = Server::ready(t.spawn(&server_args(&[])));
+    // Neither is given the secret's file: both read it from baton.toml.
+    let child = t
+        .command(&[
+            "--server", &s.url, "worker", "--labels", "gpu", "--name", "g1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn worker");
+    let _g = Worker(child);
+    wait_until("the worker registers", || {
+        workers(&t, &s)["workers"]
+            .as_array()
+            .is_some_and(|ws| ws.iter().any(|w| w["name"] == "g1"))
+    });
+    let out = t.run(&["--server", &s.url, "trigger", "named", "--wait"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let run = out.stdout.lines().next().expect("run id").trim().to_owned();
+    let logs = t.run(&["--server", &s.url, "logs", &run, "train"]);
+    assert!(logs.stdout.contains("trained on train"), "{}", logs.stdout);
+    let out = t.run(&["run", "pipelines/named.yaml"]);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("workers labelled `gpu`"),
         "{}",
         out.stderr
     );

@@ -20,7 +20,7 @@ pub const BAD_WORKER_SECRET: &str = "bad_worker_secret";
 pub const STALE_LEASE: &str = "stale_lease";
 /// The `code` of a request from a worker the server does not know (404): it registers again.
 pub const UNKNOWN_WORKER: &str = "unknown_worker";
-/// The `code` of a worker request to a server whose worker API is off (503).
+/// The `code` of a worker request to a server whose worker API is off (403).
 pub const WORKERS_DISABLED: &str = "workers_disabled";
 
 #[derive(Clone)]
@@ -57,30 +57,33 @@ impl FromRequestParts<AppState> for Agent {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let Some(api) = &state.workers else {
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                WORKERS_DISABLED,
-                "this server's worker API is off\n(hint: set `[workers] secret_file` in baton.toml, and give workers the same secret)",
-            ));
-        };
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        match token {
-            Some(t) if api.admits(t.trim()) => Ok(Self(api.hub.clone())),
-            Some(_) => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                BAD_WORKER_SECRET,
-                "the worker secret is wrong\n(hint: give the worker the file `[workers] secret_file` names)",
-            )),
-            None => Err(ApiError::new(
+        let Some(token) = token else {
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 BAD_WORKER_SECRET,
                 "a worker request needs `Authorization: Bearer <worker secret>`",
-            )),
+            ));
+        };
+        let Some(api) = &state.workers else {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                WORKERS_DISABLED,
+                "this server's worker API is off\n(hint: set `[workers] secret_file` in baton.toml, and give workers the same secret)",
+            ));
+        };
+        if api.admits(token.trim()) {
+            Ok(Self(api.hub.clone()))
+        } else {
+            Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                BAD_WORKER_SECRET,
+                "the worker secret is wrong\n(hint: give the worker the file `[workers] secret_file` names)",
+            ))
         }
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use baton_api::worker as wire;
 use baton_core::ids::WorkerId;
+use baton_engine::executor::error_chain;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode, Url};
 use serde::de::DeserializeOwned;
@@ -299,19 +300,4 @@ impl Client {
         )
         .await
     }
-}
-
-/// An error and its causes, on one line (reqwest's own message hides the cause).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }

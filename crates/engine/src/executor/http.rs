@@ -227,7 +227,7 @@ impl HttpExecutor {
         let mut response = builder
             .send()
             .await
-            .map_err(|e| format!("`{method} {url}` failed: {}", chain(&e)))?;
+            .map_err(|e| format!("`{method} {url}` failed: {}", error_chain(&e)))?;
         let status = response.status().as_u16();
         let location = response
             .headers()
@@ -248,7 +248,7 @@ impl HttpExecutor {
                 Err(e) => {
                     return Err(format!(
                         "reading the answer of `{method} {url}` failed: {}",
-                        chain(&e)
+                        error_chain(&e)
                     ));
                 }
             }
@@ -325,7 +325,7 @@ fn make_client() -> Result<reqwest::Client, String> {
         // A redirect is an answer like any other: a signed POST is not re-sent elsewhere.
         .redirect(reqwest::redirect::Policy::none())
         .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {}", chain(&e)))
+        .map_err(|e| format!("cannot set up the HTTP client: {}", error_chain(&e)))
 }
 
 /// What came back from one request.
@@ -397,7 +397,7 @@ fn reqwest_method(m: HttpMethod) -> reqwest::Method {
 
 /// An error and its causes, which reqwest keeps apart (`error sending request` alone does
 /// not say that the connection was refused).
-fn chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

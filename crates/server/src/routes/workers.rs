@@ -90,7 +90,7 @@ pub(crate) struct LogQuery {
         (status = 201, description = "Registered", body = wire::WorkerRegistered),
         (status = 401, description = "`bad_worker_secret`: no or the wrong worker secret", body = ErrorBody),
         (status = 422, description = "`invalid_worker`: no slots, a bad label or name; or `invalid_body`", body = ErrorBody),
-        (status = 503, description = "`workers_disabled`: the server has no worker secret", body = ErrorBody),
+        (status = 403, description = "`workers_disabled`: the server has no worker secret; or `cross_site_request`", body = ErrorBody),
         JsonBody,
     )
 )]
@@ -129,7 +129,7 @@ pub(crate) async fn register(
         (status = 200, description = "Gone", body = wire::Deregistered),
         (status = 401, description = "`bad_worker_secret`", body = ErrorBody),
         (status = 404, description = "`unknown_worker`", body = ErrorBody),
-        (status = 503, description = "`workers_disabled`", body = ErrorBody),
+        (status = 403, description = "`workers_disabled`: the server has no worker secret; or `cross_site_request`", body = ErrorBody),
     )
 )]
 pub(crate) async fn deregister(
@@ -154,7 +154,7 @@ pub(crate) async fn deregister(
         (status = 200, description = "The attempts leased; none when the wait ended first", body = wire::ClaimResponse),
         (status = 401, description = "`bad_worker_secret`", body = ErrorBody),
         (status = 404, description = "`unknown_worker`: register again", body = ErrorBody),
-        (status = 503, description = "`workers_disabled`", body = ErrorBody),
+        (status = 403, description = "`workers_disabled`: the server has no worker secret; or `cross_site_request`", body = ErrorBody),
         JsonBody,
     )
 )]
@@ -189,7 +189,7 @@ pub(crate) async fn claim(
         (status = 200, description = "What to stop", body = wire::HeartbeatReply),
         (status = 401, description = "`bad_worker_secret`", body = ErrorBody),
         (status = 404, description = "`unknown_worker`: register again (and stop what was held)", body = ErrorBody),
-        (status = 503, description = "`workers_disabled`", body = ErrorBody),
+        (status = 403, description = "`workers_disabled`: the server has no worker secret; or `cross_site_request`", body = ErrorBody),
         JsonBody,
     )
 )]
@@ -231,7 +231,8 @@ pub(crate) async fn heartbeat(
         (status = 404, description = "`unknown_worker`", body = ErrorBody),
         (status = 409, description = "`stale_lease`: the lease ended; stop the attempt", body = ErrorBody),
         (status = 413, description = "`log_too_large`: past the attempt's cap; or `body_too_large`", body = ErrorBody),
-        (status = 503, description = "`workers_disabled`, or `log_unavailable`: send it again", body = ErrorBody),
+        (status = 403, description = "`workers_disabled`: the server has no worker secret; or `cross_site_request`", body = ErrorBody),
+        (status = 503, description = "`log_unavailable`: the log store did not answer; send it again", body = ErrorBody),
     )
 )]
 pub(crate) async fn log(
@@ -260,7 +261,7 @@ pub(crate) async fn log(
         (status = 401, description = "`bad_worker_secret`", body = ErrorBody),
         (status = 404, description = "`unknown_worker`", body = ErrorBody),
         (status = 409, description = "`stale_lease`: the lease ended before the report", body = ErrorBody),
-        (status = 503, description = "`workers_disabled`", body = ErrorBody),
+        (status = 403, description = "`workers_disabled`: the server has no worker secret; or `cross_site_request`", body = ErrorBody),
         JsonBody,
     )
 )]
