@@ -29,6 +29,9 @@ pub(crate) fn resolve(cli: &mut Cli) -> Result<(), ExpectedError> {
     if let Command::Server(args) = &mut cli.command {
         args.pipelines = absolute(&args.pipelines)?;
     }
+    if let Some(ca) = &mut cli.ca_file {
+        *ca = absolute(ca)?;
+    }
     if let Command::Worker(args) = &mut cli.command
         && let Some(dir) = &mut args.dir
     {

@@ -54,6 +54,10 @@ pub(crate) struct Cli {
         value_name = "URL"
     )]
     pub server: Option<String>,
+    /// A PEM file of CA certificates to trust for an `https://` --server, besides the system's
+    /// (a server with a certificate of its own CA).
+    #[arg(long, global = true, env = "BATON_CA_FILE", value_name = "PATH")]
+    pub ca_file: Option<std::path::PathBuf>,
     /// The database runs are recorded in: `sqlite://PATH` or `postgres://USER:PASSWORD@HOST/DB`
     /// (default: `baton.db` in the home). Outputs stay in the home either way; logs too with
     /// SQLite, and in the database with PostgreSQL (`[logs] store`).
@@ -265,9 +269,6 @@ pub(crate) struct WorkerArgs {
     /// On SIGTERM, how long running tasks may take to finish before they are stopped.
     #[arg(long, default_value = "5m", value_name = "DURATION")]
     pub(crate) drain_grace: baton_core::duration::Duration,
-    /// A PEM file of CA certificates to trust for an `https://` server, besides the system's.
-    #[arg(long, value_name = "PATH")]
-    pub(crate) ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -659,6 +660,13 @@ pub(crate) struct ServerArgs {
     /// least 32 bytes; `[workers] secret_file`). Without it, the worker API is off.
     #[arg(long, env = "BATON_WORKER_SECRET_FILE", value_name = "PATH")]
     pub(crate) worker_secret_file: Option<PathBuf>,
+    /// Serve HTTPS with the certificate chain in this PEM file (with --tls-key-file;
+    /// `[server] tls_cert_file`).
+    #[arg(long, env = "BATON_TLS_CERT_FILE", value_name = "PATH")]
+    pub(crate) tls_cert_file: Option<PathBuf>,
+    /// The private key of --tls-cert-file, a PEM file (`[server] tls_key_file`).
+    #[arg(long, env = "BATON_TLS_KEY_FILE", value_name = "PATH")]
+    pub(crate) tls_key_file: Option<PathBuf>,
     /// How often workers send heartbeats (`[workers] heartbeat`).
     #[arg(long, default_value = "3s", value_name = "DURATION")]
     pub(crate) worker_heartbeat: baton_core::duration::Duration,

@@ -9,6 +9,19 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{ExitStatus, ExpectedError};
 
+/// `--ca-file`: CAs every client of a server trusts besides the system's; set once at start.
+static CA_FILE: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Trust the CAs of `path` in every client made from now on.
+pub(crate) fn trust_ca_file(path: &std::path::Path) {
+    let _ = CA_FILE.set(path.to_path_buf());
+}
+
+/// The CA file set with [`trust_ca_file`].
+pub(crate) fn ca_file() -> Option<&'static std::path::Path> {
+    CA_FILE.get().map(std::path::PathBuf::as_path)
+}
+
 #[derive(Debug, Clone)]
 pub(crate) struct Client {
     /// As the user wrote it, for messages.
@@ -32,9 +45,15 @@ impl Client {
             })?;
         // TLS uses ring; installing it again (a second client) is harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")))
+            .user_agent(concat!("baton/", env!("CARGO_PKG_VERSION")));
+        if let Some(ca) = ca_file() {
+            for cert in baton_engine::executor::read_ca_file(ca).map_err(ExpectedError::Usage)? {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
             .build()
             .map_err(|e| ExpectedError::Usage(format!("cannot set up an HTTP client: {e}")))?;
         Ok(Self {

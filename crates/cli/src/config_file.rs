@@ -124,6 +124,9 @@ struct ServerSection {
     #[serde(default, deserialize_with = "parsed_list")]
     allowed_hosts: Option<Vec<baton_control::hosts::AllowedHost>>,
     worker_threads: Option<std::num::NonZeroUsize>,
+    /// Serve HTTPS (relative to the config file).
+    tls_cert_file: Option<PathBuf>,
+    tls_key_file: Option<PathBuf>,
 }
 
 /// `[database]`: where runs are recorded, and how connections to it are made.
@@ -346,6 +349,16 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
             && unset(m, "worker_threads")
         {
             args.worker_threads = Some(v);
+        }
+        if let Some(v) = s.tls_cert_file
+            && unset(m, "tls_cert_file")
+        {
+            args.tls_cert_file = Some(base.join(v));
+        }
+        if let Some(v) = s.tls_key_file
+            && unset(m, "tls_key_file")
+        {
+            args.tls_key_file = Some(base.join(v));
         }
         let w = &file.workers;
         if let Some(v) = &w.secret_file

@@ -101,8 +101,10 @@ fn the_server_keeps_its_openapi_contract_under_schemathesis() {
             "25",
             "--seed",
             "20261202",
+            // One: with two, hypothesis' lambda-source cache races between the threads and a
+            // run can end in its own `AST constructor recursion depth mismatch`.
             "--workers",
-            "2",
+            "1",
             "--request-timeout",
             "10",
             "--report",

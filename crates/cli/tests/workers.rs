@@ -583,3 +583,71 @@ fn baton_toml_sets_the_secret_and_a_named_pool_of_workers() {
         out.stderr
     );
 }
+
+#[test]
+fn a_worker_and_the_cli_reach_a_server_over_tls() {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("certificate");
+    let t = with_secret(Test::new().file("pipelines/placed.yaml", PLACED))
+        .file("tls/cert.pem", &key.cert.pem())
+        .file("tls/key.pem", &key.signing_key.serialize_pem());
+    let child = t.spawn(&server_args(&[
+        "--worker-secret-file",
+        "secret",
+        "--tls-cert-file",
+        "tls/cert.pem",
+        "--tls-key-file",
+        "tls/key.pem",
+    ]));
+    let mut child = child;
+    let mut line = String::new();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("ready line");
+    // Read to the end, so the server never blocks on a full pipe.
+    std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    let mut stderr = child.stderr.take().expect("stderr");
+    std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
+    let url = line
+        .trim()
+        .strip_prefix("baton listening on ")
+        .unwrap_or_else(|| panic!("not ready: {line}"))
+        .to_owned();
+    let _server = Worker(child);
+    assert!(url.starts_with("https://127.0.0.1:"), "{url}");
+    // Without the CA, the certificate is refused.
+    let out = t.run(&["--server", &url, "workers"]);
+    assert_ne!(out.code, 0, "{}", out.stdout);
+    let ca = ["--ca-file", "tls/cert.pem", "--server", &url];
+    let worker_args: Vec<&str> = ca
+        .iter()
+        .copied()
+        .chain([
+            "worker",
+            "--secret-file",
+            "secret",
+            "--labels",
+            "linux",
+            "--name",
+            "tls1",
+        ])
+        .collect();
+    let _w = Worker(
+        t.command(&worker_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn worker"),
+    );
+    wait_until("the worker registers over TLS", || {
+        let args: Vec<&str> = ca.iter().copied().chain(["workers", "--json"]).collect();
+        let out = t.run(&args);
+        out.stdout.contains("\"tls1\"")
+    });
+    let args: Vec<&str> = ca
+        .iter()
+        .copied()
+        .chain(["trigger", "placed", "--wait"])
+        .collect();
+    let out = t.run(&args);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+}

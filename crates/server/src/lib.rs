@@ -11,6 +11,7 @@ mod page;
 mod responses;
 mod routes;
 pub mod serve;
+pub mod tls;
 mod ui;
 pub mod worker_api;
 

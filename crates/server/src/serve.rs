@@ -58,6 +58,8 @@ pub struct Config {
     >,
     /// The worker API (`[workers]`): off without a secret.
     pub workers: Option<WorkersConfig>,
+    /// Serve HTTPS with this identity (`[server] tls_cert_file`, `tls_key_file`).
+    pub tls: Option<crate::tls::TlsFiles>,
 }
 
 /// `[workers]`: the secret every `baton worker` sends, and how often they must be heard.
@@ -99,6 +101,7 @@ impl Config {
             http: baton_engine::executor::HttpExecutor::default(),
             executors: std::collections::BTreeMap::new(),
             workers: None,
+            tls: None,
         }
     }
 }
@@ -126,15 +129,22 @@ pub enum Error {
     Store(#[from] baton_store::Error),
     #[error(transparent)]
     Delivery(#[from] baton_observe::delivery::SetupError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// Runs until SIGINT or SIGTERM, then stops accepting requests and drains: running attempts
 /// get a grace period to finish, the rest are recorded interrupted, and the next start resumes
 /// every unfinished run (as it does after a crash).
-pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<(), Error> {
+pub async fn serve(
+    config: Config,
+    on_ready: impl FnOnce(SocketAddr, &'static str),
+) -> Result<(), Error> {
     if !config.listen.ip().is_loopback() && !config.allow_remote {
         return Err(Error::NotLoopback(config.listen));
     }
+    // Read before anything starts: a bad certificate stops the server at once.
+    let tls = config.tls.as_ref().map(crate::tls::acceptor).transpose()?;
     // Absolute, so that runs resolve their files the same way after a restart from elsewhere.
     let pipelines = match tokio::fs::canonicalize(&config.pipelines).await {
         Ok(p) if tokio::fs::metadata(&p).await.is_ok_and(|m| m.is_dir()) => p,
@@ -238,16 +248,20 @@ pub async fn serve(config: Config, on_ready: impl FnOnce(SocketAddr)) -> Result<
         tracing::info!(allowed_hosts = ?hosts.names(), "answering requests for these hosts");
     }
     let state = state.with_allowed_hosts(hosts);
-    on_ready(addr);
+    on_ready(addr, if tls.is_some() { "https" } else { "http" });
     // Open log streams end at the signal; graceful shutdown would wait for them otherwise.
     let streams = runner.clone();
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(async move {
-            shutdown_signal().await;
-            streams.close_streams();
-        })
-        .await
-        .map_err(|source| Error::Listen { addr, source })?;
+    let stop = async move {
+        shutdown_signal().await;
+        streams.close_streams();
+    };
+    match tls {
+        Some(acceptor) => crate::tls::serve(listener, router(state), acceptor, stop).await,
+        None => axum::serve(listener, router(state))
+            .with_graceful_shutdown(stop)
+            .await
+            .map_err(|source| Error::Listen { addr, source })?,
+    }
     // Stop accepting work first (above), then hand runs back for the next start to resume.
     tracing::info!("draining runs");
     runner.drain().await;

@@ -76,16 +76,7 @@ impl Client {
             .connect_timeout(Duration::from_secs(5))
             .user_agent(concat!("baton-worker/", env!("CARGO_PKG_VERSION")));
         if let Some(ca) = ca {
-            let pem = std::fs::read(ca).map_err(|e| {
-                ClientError::Setup(format!("cannot read the CA file `{}`: {e}", ca.display()))
-            })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
-                ClientError::Setup(format!(
-                    "the CA file `{}` holds no PEM certificate: {e}",
-                    ca.display()
-                ))
-            })?;
-            for cert in certs {
+            for cert in baton_engine::executor::read_ca_file(ca).map_err(ClientError::Setup)? {
                 builder = builder.add_root_certificate(cert);
             }
         }

@@ -35,6 +35,9 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         url: cli.database.clone(),
         settings: cli.database_settings.clone(),
     });
+    if let Some(ca) = &cli.ca_file {
+        crate::client::trust_ca_file(ca);
+    }
     let traces = &cli.traces;
     let threads = Threads::of(&cli.command);
     match &cli.command {

@@ -60,11 +60,13 @@ pub(crate) async fn run(
         http: crate::backend::http_executor(),
         executors: engine.executors.clone(),
         workers,
+        tls: baton_server::tls::files(args.tls_cert_file.as_deref(), args.tls_key_file.as_deref())
+            .map_err(ExpectedError::Usage)?,
         ..Config::new(args.pipelines.clone(), home.to_path_buf())
     };
     // Scripts and tests wait for this line before talking to the server.
-    serve(config, |addr| {
-        let _ = out.print(&format!("baton listening on http://{addr}\n"));
+    serve(config, |addr, scheme| {
+        let _ = out.print(&format!("baton listening on {scheme}://{addr}\n"));
     })
     .await
     .map_err(|e| ExpectedError::Usage(e.to_string()))?;

@@ -39,7 +39,7 @@ pub(crate) async fn work(
             "`--slots` must be at least 1: a worker without slots runs nothing".into(),
         ));
     }
-    let client = baton_worker::Client::new(server, &secret, args.ca_file.as_deref())
+    let client = baton_worker::Client::new(server, &secret, crate::client::ca_file())
         .map_err(|e| ExpectedError::Usage(e.to_string()))?;
     let host = nix_hostname();
     let name = args.name.clone().unwrap_or_else(|| host.clone());

@@ -395,6 +395,22 @@ fn reqwest_method(m: HttpMethod) -> reqwest::Method {
     }
 }
 
+/// The certificates of a PEM file of CAs to trust besides the system's (`--ca-file`), for a
+/// server whose certificate its own CA signed.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|e| format!("cannot read the CA file `{}`: {e}", path.display()))?;
+    let certs = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("the CA file `{}` is not PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "the CA file `{}` holds no PEM certificate",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
 /// An error and its causes, which reqwest keeps apart (`error sending request` alone does
 /// not say that the connection was refused).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
