@@ -17,6 +17,15 @@ pub struct WorkerHello {
     pub labels: Vec<String>,
     /// How many attempts it runs at once.
     pub slots: u32,
+    /// CPUs its attempts may ask for in all (`resources.cpu`); absent: not counted.
+    #[serde(default)]
+    pub cpu: Option<f64>,
+    /// Bytes of memory its attempts may ask for in all; absent: not counted.
+    #[serde(default)]
+    pub memory_bytes: Option<u64>,
+    /// GPUs it has (a task asking for one runs only where one is free).
+    #[serde(default)]
+    pub gpu: u32,
     /// The agent's version.
     pub version: String,
     /// The host it runs on.
@@ -175,13 +184,16 @@ pub struct Deregistered {
 }
 
 /// A worker as the server sees it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Worker {
     #[schema(value_type = String)]
     pub id: WorkerId,
     pub name: String,
     pub labels: Vec<String>,
     pub slots: u32,
+    pub cpu: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub gpu: u32,
     /// `live`, `draining` (finishing, claiming nothing) or `lost` (not heard from within its
     /// lease; what it ran was given back).
     pub state: String,
@@ -203,7 +215,7 @@ pub struct WorkerAttempt {
 }
 
 /// The workers, and the attempts no worker has taken yet.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct WorkerList {
     pub workers: Vec<Worker>,
     pub waiting: Vec<WaitingAttempt>,

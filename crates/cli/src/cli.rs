@@ -260,6 +260,16 @@ pub(crate) struct WorkerArgs {
     /// Tasks run at once.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub(crate) slots: u32,
+    /// CPUs the tasks here may ask for in all (`resources.cpu`; default: this host's).
+    #[arg(long, value_name = "N")]
+    pub(crate) cpus: Option<f64>,
+    /// Memory the tasks here may ask for in all (`resources.memory`, `8Gi`; default: this
+    /// host's).
+    #[arg(long, value_name = "SIZE")]
+    pub(crate) memory: Option<String>,
+    /// GPUs here (`resources.gpu`); tasks asking for one run only where one is free.
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub(crate) gpus: u32,
     /// The worker's name in `baton workers` (default: the host name).
     #[arg(long, value_name = "NAME")]
     pub(crate) name: Option<String>,

@@ -469,7 +469,7 @@ mod tests {
     fn errors_name_the_place_and_the_problem() {
         assert_eq!(
             error_of("home = \"h\"\n[server]\nlistn = \"127.0.0.1:1\"\n"),
-            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`, `worker_threads`"
+            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`, `worker_threads`, `tls_cert_file`, `tls_key_file`"
         );
         assert_eq!(
             error_of("[server]\nlisten = \"localhost\"\n"),
@@ -565,6 +565,24 @@ mod tests {
         assert_eq!(
             error_of("[logs]\nstore = \"s3\"\n"),
             "baton.toml:2:9: unknown variant `s3`, expected `files` or `database`"
+        );
+        let workers: ConfigFile = toml::from_str(
+            "[workers]\nsecret_file = \"s\"\nheartbeat = \"1s\"\nlease = \"5s\"\n[server]\ntls_cert_file = \"c.pem\"\ntls_key_file = \"k.pem\"\n",
+        )
+        .expect("valid");
+        let w = &workers.workers;
+        assert_eq!(
+            (
+                w.secret_file.clone(),
+                w.heartbeat.map(|d| d.as_millis()),
+                w.lease.map(|d| d.as_millis())
+            ),
+            (Some(PathBuf::from("s")), Some(1_000), Some(5_000))
+        );
+        assert_eq!(workers.server.tls_key_file, Some(PathBuf::from("k.pem")));
+        assert_eq!(
+            error_of("[workers]\nsecret = \"x\"\n"),
+            "baton.toml:2:1: unknown field `secret`, expected one of `secret_file`, `heartbeat`, `lease`"
         );
     }
 

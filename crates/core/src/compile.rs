@@ -20,6 +20,7 @@ use crate::spec::{
 
 mod container;
 mod fields;
+pub use fields::parse_memory;
 mod http;
 mod runs_on;
 mod shell;

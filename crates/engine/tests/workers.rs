@@ -13,7 +13,7 @@ use baton_core::ids::WorkerId;
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_engine::executor::{Executors, HttpExecutor, LocalExecutor, Outcome, Outputs, Work};
 use baton_engine::workers::{
-    Assignment, Epoch, HubError, HubSettings, Report, StopReason, WorkerHub, WorkerInfo,
+    Assignment, Capacity, Epoch, HubError, HubSettings, Report, StopReason, WorkerHub, WorkerInfo,
 };
 use baton_engine::{Engine, Stop};
 
@@ -35,10 +35,15 @@ fn executors(hub: &WorkerHub) -> Arc<Executors> {
 }
 
 fn register(hub: &WorkerHub, name: &str, labels: &[&str]) -> WorkerId {
+    register_with(hub, name, labels, Capacity::default())
+}
+
+fn register_with(hub: &WorkerHub, name: &str, labels: &[&str], capacity: Capacity) -> WorkerId {
     hub.register(WorkerInfo {
         name: name.into(),
         labels: labels.iter().map(|l| (*l).to_owned()).collect(),
         slots: 4,
+        capacity,
         version: "test".into(),
         host: "test-host".into(),
     })
@@ -410,4 +415,62 @@ async fn a_held_claim_of_a_worker_gone_silent_or_claiming_again_takes_nothing() 
     assert_eq!(driving.await.expect("joined"), RunState::Succeeded);
     assert!(stale.await.expect("joined").expect("claim").is_empty());
     assert!(held.await.expect("joined").expect("claim").is_empty());
+}
+
+#[tokio::test]
+async fn a_worker_takes_only_what_its_free_resources_can_hold() {
+    let (_dir, store, run, opts) = created(
+        "name: gpus\ntasks:\n  \
+           a:\n    runs_on: [linux]\n    resources: { gpu: 1, cpu: 2 }\n    run: x\n  \
+           b:\n    runs_on: [linux]\n    resources: { gpu: 1 }\n    run: x\n  \
+           big:\n    runs_on: { labels: [linux], wait: 500ms }\n    resources: { gpu: 2 }\n    run: x\n",
+    )
+    .await;
+    let hub = hub(10_000, 3_000, 1_000);
+    let w = register_with(
+        &hub,
+        "one-gpu",
+        &["linux"],
+        Capacity {
+            cpu: Some(4.0),
+            memory_bytes: None,
+            gpu: 1,
+        },
+    );
+    let (_stop, driving) = start(&store, &run, &opts, &hub);
+    // Four slots, one GPU: one GPU task at a time.
+    let first = claim_one(&hub, &w).await;
+    let held = hub
+        .claim(&w, 4, Duration::from_millis(300))
+        .await
+        .expect("claim");
+    assert!(held.is_empty(), "no GPU left: {held:?}");
+    let waiting = hub.waiting();
+    let other = waiting
+        .iter()
+        .find(|q| q.attempt.key != first.attempt.key && q.attempt.key.as_str() != "big")
+        .expect("the other GPU task waits");
+    assert_eq!(
+        other.reason(),
+        format!(
+            "waiting for a worker (labels linux; {}): every matching worker is busy",
+            if other.attempt.key.as_str() == "a" {
+                "cpu 2, gpu 1"
+            } else {
+                "gpu 1"
+            }
+        )
+    );
+    hub.finish(&w, first.epoch, exited(0, "")).expect("report");
+    let second = claim_one(&hub, &w).await;
+    assert_ne!(second.attempt.key, first.attempt.key);
+    hub.finish(&w, second.epoch, exited(0, "")).expect("report");
+    // Two GPUs fit on no worker connected: it fails after its wait.
+    assert_eq!(driving.await.expect("joined"), RunState::Failed);
+    let tasks = store.tasks(&run).await.expect("tasks");
+    let error = task(&tasks, "big").error.clone().unwrap_or_default();
+    assert!(
+        error.starts_with("no worker with labels `linux` and room for gpu 2 was connected"),
+        "{error}"
+    );
 }

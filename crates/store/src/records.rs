@@ -93,7 +93,8 @@ pub struct TaskRecord {
     pub state: TaskState,
     /// Attempts started, interrupted ones included.
     pub attempts: u32,
-    /// Attempts lost to a crash of baton itself; they do not use up the retry budget.
+    /// Attempts lost to a crash of baton itself or with their worker; they do not use up the
+    /// retry budget.
     pub interruptions: u32,
     /// Attempts made before the run was retried; they do not use up the retry budget either.
     pub retry_base: u32,

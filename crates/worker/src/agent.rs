@@ -30,6 +30,10 @@ pub struct AgentSettings {
     pub name: String,
     pub labels: Vec<String>,
     pub slots: u32,
+    /// What its attempts may ask for in all (`resources`).
+    pub cpu: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub gpu: u32,
     /// Where attempts' working directories and output files go while they run.
     pub dir: PathBuf,
     /// On shutdown, how long running attempts may take to finish before they are stopped.
@@ -173,6 +177,9 @@ async fn register(
         name: s.name.clone(),
         labels: s.labels.clone(),
         slots: s.slots,
+        cpu: s.cpu,
+        memory_bytes: s.memory_bytes,
+        gpu: s.gpu,
         version: env!("CARGO_PKG_VERSION").to_owned(),
         host: s.host.clone(),
     };

@@ -127,6 +127,7 @@ pub(crate) fn prepare(
             work,
             executor: None,
             runs_on: None,
+            resources: baton_core::model::Resources::default(),
             env,
             host_env: 0,
             cwd,

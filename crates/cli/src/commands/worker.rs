@@ -43,22 +43,42 @@ pub(crate) async fn work(
         .map_err(|e| ExpectedError::Usage(e.to_string()))?;
     let host = nix_hostname();
     let name = args.name.clone().unwrap_or_else(|| host.clone());
+    let cpu = match args.cpus {
+        Some(c) if !c.is_finite() || c <= 0.0 => {
+            return Err(ExpectedError::Usage(format!(
+                "`--cpus` must be above zero, not {c}"
+            )));
+        }
+        Some(c) => c,
+        #[allow(clippy::cast_precision_loss)] // a count of CPUs
+        None => std::thread::available_parallelism().map_or(1, std::num::NonZero::get) as f64,
+    };
+    let memory_bytes = match &args.memory {
+        Some(m) => Some(baton_core::compile::parse_memory(m).map_err(|e| {
+            ExpectedError::Usage(format!("`--memory`: {e} (hint: `8Gi`, `512Mi`)"))
+        })?),
+        None => host_memory(),
+    };
     let settings = baton_worker::AgentSettings {
         name: name.clone(),
         labels: args.labels.clone(),
         slots: args.slots,
+        cpu: Some(cpu),
+        memory_bytes,
+        gpu: args.gpus,
         dir: args.dir.clone().unwrap_or_else(|| home.join("worker")),
         drain_grace: args.drain_grace.as_std(),
         host,
     };
     out.print(&format!(
-        "baton worker `{name}` working for {server} (labels: {}; {} slot(s))\n",
+        "baton worker `{name}` working for {server} (labels: {}; {} slot(s), {cpu} cpu, {} gpu)\n",
         if args.labels.is_empty() {
             "none".to_owned()
         } else {
             args.labels.join(", ")
         },
-        args.slots
+        args.slots,
+        args.gpus
     ))?;
     baton_worker::run(
         client,
@@ -69,6 +89,14 @@ pub(crate) async fn work(
     .await
     .map_err(|e| ExpectedError::Usage(e.to_string()))?;
     Ok(ExitStatus::Success)
+}
+
+/// `MemTotal` of `/proc/meminfo`, in bytes.
+fn host_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 fn nix_hostname() -> String {

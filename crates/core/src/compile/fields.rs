@@ -335,7 +335,7 @@ pub(super) fn concurrency(d: &mut Decoder, spec: &PipelineSpec) -> Concurrency {
 }
 
 /// Parses `512Mi`, `2Gi`, `1G`, `1000` into bytes.
-pub(super) fn parse_memory(text: &str) -> Result<u64, String> {
+pub fn parse_memory(text: &str) -> Result<u64, String> {
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);

@@ -215,6 +215,7 @@ impl Dispatcher {
             work,
             executor: task.executor.clone(),
             runs_on: task.runs_on.clone(),
+            resources: task.resources.clone(),
             env,
             host_env,
             cwd,

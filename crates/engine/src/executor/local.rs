@@ -386,6 +386,7 @@ mod tests {
             },
             executor: None,
             runs_on: None,
+            resources: baton_core::model::Resources::default(),
             env: vec![("BATON_TEST".into(), "yes".into())],
             host_env: 0,
             cwd: std::env::temp_dir(),

@@ -44,6 +44,9 @@ pub struct AttemptSpec {
     pub executor: Option<ExecutorName>,
     /// The labels of the workers that may run it (`runs_on`); none for this host.
     pub runs_on: Option<baton_core::model::RunsOn>,
+    /// What it asks of the host that runs it (`resources`): a worker takes it only with that
+    /// much room left.
+    pub resources: baton_core::model::Resources,
     /// The whole environment: nothing of the executor's own process is inherited
     /// ([`crate::TaskEnvironment`] chose what of it the task gets).
     pub env: Vec<(String, String)>,

@@ -116,12 +116,17 @@ impl Worker {
         }
     }
 
-    fn takes(&self, labels: &[String]) -> bool {
+    /// Whether it could take an attempt of `labels` asking for `ask`, were it idle.
+    fn takes(&self, labels: &[String], ask: &baton_core::model::Resources) -> bool {
         !self.lost
             && !self.draining
             && labels
                 .iter()
                 .all(|l| self.info.labels.iter().any(|have| have == l))
+            && self
+                .info
+                .capacity
+                .fits(&baton_core::model::Resources::default(), ask)
     }
 }
 
@@ -392,13 +397,25 @@ impl WorkerHub {
         if room == 0 || w.lost {
             return Ok(Some(Vec::new()));
         }
-        let chosen: Vec<u64> = state
-            .queue
-            .iter()
-            .filter(|(_, q)| w.takes(&q.labels))
-            .take(room as usize)
-            .map(|(seq, _)| *seq)
-            .collect();
+        // What its running attempts asked for; each attempt handed out now adds its own.
+        let mut used = baton_core::model::Resources::default();
+        for e in &w.leases {
+            if let Some(l) = state.leases.get(e) {
+                super::types::add(&mut used, &l.spec.resources);
+            }
+        }
+        let mut chosen: Vec<u64> = Vec::new();
+        for (seq, q) in &state.queue {
+            if chosen.len() >= room as usize {
+                break;
+            }
+            if w.takes(&q.labels, &q.spec.resources)
+                && w.info.capacity.fits(&used, &q.spec.resources)
+            {
+                super::types::add(&mut used, &q.spec.resources);
+                chosen.push(*seq);
+            }
+        }
         let mut out = Vec::with_capacity(chosen.len());
         for seq in chosen {
             let Some(q) = state.queue.remove(&seq) else {
@@ -609,8 +626,12 @@ impl WorkerHub {
             .map(|q| Waiting {
                 attempt: q.attempt.clone(),
                 labels: q.labels.clone(),
+                asks: super::types::describe(&q.spec.resources),
                 since: q.since,
-                matched: state.workers.values().any(|w| w.takes(&q.labels)),
+                matched: state
+                    .workers
+                    .values()
+                    .any(|w| w.takes(&q.labels, &q.spec.resources)),
             })
             .collect()
     }
@@ -719,7 +740,11 @@ fn sweep(state: &mut State, inner: &Inner, now: Instant) -> bool {
         .retain(|_, w| !(w.lost && w.leases.is_empty() && now >= w.seen + FORGET_AFTER));
     let mut too_long = Vec::new();
     for (seq, q) in &mut state.queue {
-        if state.workers.values().any(|w| w.takes(&q.labels)) {
+        if state
+            .workers
+            .values()
+            .any(|w| w.takes(&q.labels, &q.spec.resources))
+        {
             q.unmatched_since = None;
             continue;
         }
@@ -731,10 +756,12 @@ fn sweep(state: &mut State, inner: &Inner, now: Instant) -> bool {
     for seq in too_long {
         if let Some(q) = state.queue.remove(&seq) {
             state.attempts.remove(&q.attempt);
-            let labels = if q.labels.is_empty() {
-                "any".to_owned()
-            } else {
-                format!("`{}`", q.labels.join(", "))
+            let asks = super::types::describe(&q.spec.resources);
+            let labels = match (q.labels.is_empty(), asks.is_empty()) {
+                (true, true) => "any".to_owned(),
+                (false, true) => format!("`{}`", q.labels.join(", ")),
+                (true, false) => format!("any and room for {asks}"),
+                (false, false) => format!("`{}` and room for {asks}", q.labels.join(", ")),
             };
             ended(
                 &q.done,

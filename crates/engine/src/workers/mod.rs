@@ -9,6 +9,6 @@ mod types;
 pub use executor::WorkerExecutor;
 pub use hub::{DEFAULT_HEARTBEAT, DEFAULT_LEASE, HubSettings, MAX_CLAIM_WAIT, WorkerHub};
 pub use types::{
-    Assignment, AttemptRef, Epoch, HeartbeatReply, HubCounts, HubError, Registration, Report,
-    StopReason, Waiting, WorkerInfo, WorkerState, WorkerView,
+    Assignment, AttemptRef, Capacity, Epoch, HeartbeatReply, HubCounts, HubError, Registration,
+    Report, StopReason, Waiting, WorkerInfo, WorkerState, WorkerView,
 };

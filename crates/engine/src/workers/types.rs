@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use baton_core::ids::{PipelineId, RunId, TaskKey, WorkerId};
+use baton_core::model::Resources;
 use baton_store::{LogError, Millis, Rusage};
 
 use crate::executor::{Outcome, Outputs, Work};
@@ -39,6 +40,64 @@ impl std::fmt::Display for Epoch {
     }
 }
 
+/// What a worker offers its attempts besides slots: an attempt is handed to it only while what
+/// its running attempts asked for (`resources`) leaves room for the new one's request.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Capacity {
+    /// CPUs; `None`: not counted.
+    pub cpu: Option<f64>,
+    /// Bytes of memory; `None`: not counted.
+    pub memory_bytes: Option<u64>,
+    /// GPUs (a task asking for one runs only on a worker that has one).
+    pub gpu: u32,
+}
+
+impl Capacity {
+    /// Whether `ask` fits in what is left once `used` is taken out.
+    pub(crate) fn fits(&self, used: &Resources, ask: &Resources) -> bool {
+        let cpu = self
+            .cpu
+            .is_none_or(|c| ask.cpu.unwrap_or(0.0) <= c - used.cpu.unwrap_or(0.0) + 1e-9);
+        let memory = self.memory_bytes.is_none_or(|m| {
+            ask.memory_bytes.unwrap_or(0) <= m.saturating_sub(used.memory_bytes.unwrap_or(0))
+        });
+        let gpu = ask.gpu.unwrap_or(0) <= self.gpu.saturating_sub(used.gpu.unwrap_or(0));
+        cpu && memory && gpu
+    }
+}
+
+/// `ask` as people write it (`cpu 2, memory 4Gi, gpu 1`); empty when it asks for nothing.
+pub(crate) fn describe(ask: &Resources) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = ask.cpu {
+        parts.push(format!("cpu {c}"));
+    }
+    if let Some(m) = ask.memory_bytes {
+        parts.push(if m % (1 << 20) == 0 {
+            format!("memory {}Mi", m >> 20)
+        } else {
+            format!("memory {m}")
+        });
+    }
+    if let Some(g) = ask.gpu {
+        parts.push(format!("gpu {g}"));
+    }
+    parts.join(", ")
+}
+
+/// What `used` plus `ask` comes to.
+pub(crate) fn add(used: &mut Resources, ask: &Resources) {
+    if let Some(c) = ask.cpu {
+        used.cpu = Some(used.cpu.unwrap_or(0.0) + c);
+    }
+    if let Some(m) = ask.memory_bytes {
+        used.memory_bytes = Some(used.memory_bytes.unwrap_or(0).saturating_add(m));
+    }
+    if let Some(g) = ask.gpu {
+        used.gpu = Some(used.gpu.unwrap_or(0).saturating_add(g));
+    }
+}
+
 /// What a worker says of itself when it registers.
 #[derive(Debug, Clone)]
 pub struct WorkerInfo {
@@ -47,6 +106,7 @@ pub struct WorkerInfo {
     pub labels: Vec<String>,
     /// How many attempts it runs at once.
     pub slots: u32,
+    pub capacity: Capacity,
     pub version: String,
     pub host: String,
 }
@@ -145,6 +205,8 @@ pub struct WorkerView {
 pub struct Waiting {
     pub attempt: AttemptRef,
     pub labels: Vec<String>,
+    /// What it asks for (`resources`), as written.
+    pub asks: String,
     pub since: Millis,
     /// Whether a live worker could take it (all of them are busy) or none matches.
     pub matched: bool,
@@ -158,10 +220,19 @@ impl Waiting {
         } else {
             self.labels.join(", ")
         };
-        if self.matched {
-            format!("waiting for a worker (labels {labels}): every matching worker is busy")
+        let asks = if self.asks.is_empty() {
+            String::new()
         } else {
+            format!("; {}", self.asks)
+        };
+        if self.matched {
+            format!("waiting for a worker (labels {labels}{asks}): every matching worker is busy")
+        } else if asks.is_empty() {
             format!("waiting for a worker (labels {labels}): none is connected")
+        } else {
+            format!(
+                "waiting for a worker (labels {labels}{asks}): none is connected that has that much"
+            )
         }
     }
 }

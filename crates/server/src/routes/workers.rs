@@ -103,6 +103,11 @@ pub(crate) async fn register(
         name: hello.name,
         labels: hello.labels,
         slots: hello.slots,
+        capacity: hub::Capacity {
+            cpu: hello.cpu.filter(|c| c.is_finite() && *c >= 0.0),
+            memory_bytes: hello.memory_bytes,
+            gpu: hello.gpu,
+        },
         version: hello.version,
         host: hello.host,
     })?;
@@ -333,6 +338,9 @@ pub(crate) fn worker_list(state: &AppState) -> wire::WorkerList {
                 name: w.info.name,
                 labels: w.info.labels,
                 slots: w.info.slots,
+                cpu: w.info.capacity.cpu,
+                memory_bytes: w.info.capacity.memory_bytes,
+                gpu: w.info.capacity.gpu,
                 state: w.state.as_str().to_owned(),
                 version: w.info.version,
                 host: w.info.host,
