@@ -651,3 +651,34 @@ fn a_worker_and_the_cli_reach_a_server_over_tls() {
     let out = t.run(&args);
     assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
 }
+
+#[test]
+fn a_server_that_drains_still_hears_its_workers_report() {
+    let t = with_secret(Test::new());
+    let mark = t.path().display().to_string();
+    let t = t.file(
+        "pipelines/short.yaml",
+        &format!(
+            "name: short\ntasks:\n  short:\n    runs_on: [linux]\n    env: {{ MARK: \"{mark}\" }}\n    run: |\n      touch \"$MARK/started\"\n      sleep 1\n      echo finished\n"
+        ),
+    );
+    let mut s = Server::ready(t.spawn(&server_args(&[
+        "--shutdown-grace",
+        "10s",
+        "--worker-secret-file",
+        "secret",
+    ])));
+    let _w = worker(&t, &s, "w1", "linux", &[]);
+    let run = trigger(&t, &s, "short");
+    wait_until("the task runs", || t.path().join("started").exists());
+    nix::sys::signal::kill(s.pid(), nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+    let status = s.child.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    // Read from the home the server left: the attempt ended within the grace, and counted.
+    let view = t.show(&run);
+    assert_eq!(
+        view["tasks"][0]["attempt_records"][0]["state"], "succeeded",
+        "{view}"
+    );
+    assert_eq!(view["state"], "succeeded", "{view}");
+}

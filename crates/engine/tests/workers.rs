@@ -366,6 +366,20 @@ async fn a_held_claim_is_answered_when_work_arrives_and_a_draining_one_at_once()
         .expect("joined")
         .expect("claim");
     assert!(got.is_empty());
+    // A stopping server ends every held claim, so none holds its shutdown.
+    let other = register(&hub, "other", &["linux"]);
+    let held = tokio::spawn({
+        let (hub, other) = (hub.clone(), other.clone());
+        async move { hub.claim(&other, 1, Duration::from_secs(20)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    hub.close();
+    let got = tokio::time::timeout(Duration::from_secs(5), held)
+        .await
+        .expect("answered when the hub closed")
+        .expect("joined")
+        .expect("claim");
+    assert!(got.is_empty());
     let unknown = WorkerId::from_string("nobody-1");
     assert!(matches!(
         hub.claim(&unknown, 1, Duration::from_millis(1)).await,

@@ -251,9 +251,20 @@ pub async fn serve(
     on_ready(addr, if tls.is_some() { "https" } else { "http" });
     // Open log streams end at the signal; graceful shutdown would wait for them otherwise.
     let streams = runner.clone();
+    // Workers report over HTTP: with a worker API, runs drain while it still answers, so an
+    // attempt on a worker that ends within the grace is recorded rather than cut off.
+    let drain_first = state
+        .workers
+        .as_ref()
+        .map(|api| (runner.clone(), api.hub.clone()));
     let stop = async move {
         shutdown_signal().await;
         streams.close_streams();
+        if let Some((runner, hub)) = drain_first {
+            tracing::info!("draining runs; the worker API answers until they are handed back");
+            runner.drain().await;
+            hub.close();
+        }
     };
     match tls {
         Some(acceptor) => crate::tls::serve(listener, router(state), acceptor, stop).await,
@@ -262,7 +273,8 @@ pub async fn serve(
             .await
             .map_err(|source| Error::Listen { addr, source })?,
     }
-    // Stop accepting work first (above), then hand runs back for the next start to resume.
+    // Stop accepting work first (above), then hand runs back for the next start to resume
+    // (already done with a worker API).
     tracing::info!("draining runs");
     runner.drain().await;
     if !outbox.settle(OUTBOX_GRACE).await {

@@ -232,6 +232,7 @@ async fn claim_loop(
                 () = shutdown.as_mut() => return Ok(()),
             }
         }
+        let asked = Instant::now();
         let claim = shared.client.claim(&me.id, free, CLAIM_WAIT);
         tokio::pin!(claim);
         let (result, stop) = tokio::select! {
@@ -246,7 +247,16 @@ async fn claim_loop(
         };
         match result {
             Ok(assignments) => {
-                backoff = Backoff::default();
+                // Nothing long before the wait was up: the server is stopping (or answers
+                // early); asking again at once would only spin.
+                if assignments.is_empty() && !stop && asked.elapsed() < Duration::from_secs(1) {
+                    tokio::select! {
+                        () = backoff.pause() => {}
+                        () = shutdown.as_mut() => return Ok(()),
+                    }
+                } else {
+                    backoff = Backoff::default();
+                }
                 for a in assignments {
                     start(shared, &me.id, a, attempts);
                 }

@@ -72,6 +72,8 @@ struct Inner {
     next_epoch: AtomicU64,
     stale_reports: AtomicU64,
     leases_expired: AtomicU64,
+    /// Set when the server stops: held claims end at once, so they do not hold its shutdown.
+    closed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -189,6 +191,7 @@ impl WorkerHub {
             next_epoch: AtomicU64::new(start),
             stale_reports: AtomicU64::new(0),
             leases_expired: AtomicU64::new(0),
+            closed: std::sync::atomic::AtomicBool::new(false),
         });
         tokio::spawn(tick(Arc::downgrade(&inner)));
         Self { inner }
@@ -196,6 +199,13 @@ impl WorkerHub {
 
     pub fn settings(&self) -> HubSettings {
         self.inner.settings
+    }
+
+    /// Ends every held claim now, and answers later ones at once with nothing: the server is
+    /// stopping, and a long poll would hold its shutdown for up to [`MAX_CLAIM_WAIT`].
+    pub fn close(&self) {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        self.inner.work.notify_waiters();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -343,6 +353,9 @@ impl WorkerHub {
             let woken = self.inner.work.notified();
             tokio::pin!(woken);
             woken.as_mut().enable();
+            if self.inner.closed.load(Ordering::SeqCst) {
+                return Ok(Vec::new());
+            }
             // A draining worker's claim ends at once: it is waiting to stop.
             let Some(taken) = self.take(worker, free, claim)? else {
                 return Ok(Vec::new());

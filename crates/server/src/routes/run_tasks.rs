@@ -106,8 +106,9 @@ pub(crate) async fn counts(store: &dyn Store, run: &RunId) -> ApiResult<BTreeMap
 
 /// The `state` parameter of a task listing.
 pub(crate) fn state_filter(given: Option<&str>) -> ApiResult<Option<TaskState>> {
+    // An empty `state=` is no state either (the document lists the states): refused, not read
+    // as "any".
     given
-        .filter(|s| !s.is_empty())
         .map(|s| {
             TaskState::from_name(s).ok_or_else(|| {
                 ApiError::bad_request(format!("unknown task state `{s}`")).with_details(json!({

@@ -96,6 +96,11 @@ async fn a_large_run_comes_with_its_first_page_and_the_rest_pages_through() {
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     assert_eq!(err["error"]["message"], "unknown task state `nope`");
+    // Found by schemathesis: an empty state is not one of the documented states either.
+    let (status, err) = s
+        .call("GET", &format!("/api/v1/runs/{id}/tasks?state="), None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{err}");
     let (status, err) = s
         .call("GET", &format!("/api/v1/runs/{id}/tasks?cursor=nope"), None)
         .await;
