@@ -32,20 +32,32 @@ fn with_secret(t: Test) -> Test {
     t.file("secret", SECRET)
 }
 
-/// A server with the worker API on: leases of 2 s, heartbeats every 300 ms.
+/// The worker API on, with leases of 2 s and heartbeats every 300 ms.
+const WORKER_API: &[&str] = &[
+    "--worker-secret-file",
+    "secret",
+    "--worker-lease",
+    "2s",
+    "--worker-heartbeat",
+    "300ms",
+];
+
+/// A server with [`WORKER_API`] and short graces.
 fn server(t: &Test) -> Server {
-    Server::ready(t.spawn(&server_args(&[
-        "--shutdown-grace",
-        "1s",
-        "--kill-grace",
-        "500ms",
-        "--worker-secret-file",
-        "secret",
-        "--worker-lease",
-        "2s",
-        "--worker-heartbeat",
-        "300ms",
-    ])))
+    let mut args = vec!["--shutdown-grace", "1s", "--kill-grace", "500ms"];
+    args.extend_from_slice(WORKER_API);
+    Server::ready(t.spawn(&server_args(&args)))
+}
+
+/// `baton ARGS` in the background, its output dropped, killed when the test ends.
+fn quiet(t: &Test, args: &[&str]) -> Worker {
+    Worker(
+        t.command(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn baton"),
+    )
 }
 
 fn worker(t: &Test, s: &Server, name: &str, labels: &str, extra: &[&str]) -> Worker {
@@ -64,13 +76,7 @@ fn worker(t: &Test, s: &Server, name: &str, labels: &str, extra: &[&str]) -> Wor
         &dir,
     ];
     args.extend_from_slice(extra);
-    let child = t
-        .command(&args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn worker");
-    let w = Worker(child);
+    let w = quiet(t, &args);
     wait_until("the worker registers", || {
         workers(t, s)["workers"]
             .as_array()
@@ -503,19 +509,9 @@ fn a_server_killed_while_a_worker_runs_a_task_resumes_it_on_a_worker() {
         .port();
     let listen = format!("127.0.0.1:{port}");
     let start = || {
-        Server::ready(t.spawn(&[
-            "server",
-            "--pipelines",
-            "pipelines",
-            "--listen",
-            &listen,
-            "--worker-secret-file",
-            "secret",
-            "--worker-lease",
-            "2s",
-            "--worker-heartbeat",
-            "300ms",
-        ]))
+        let mut args = vec!["server", "--pipelines", "pipelines", "--listen", &listen];
+        args.extend_from_slice(WORKER_API);
+        Server::ready(t.spawn(&args))
     };
     let s = start();
     let _w = worker(&t, &s, "w1", "linux", &[]);
@@ -556,15 +552,12 @@ fn baton_toml_sets_the_secret_and_a_named_pool_of_workers() {
         );
     let s = Server::ready(t.spawn(&server_args(&[])));
     // Neither is given the secret's file: both read it from baton.toml.
-    let child = t
-        .command(&[
+    let _g = quiet(
+        &t,
+        &[
             "--server", &s.url, "worker", "--labels", "gpu", "--name", "g1",
-        ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn worker");
-    let _g = Worker(child);
+        ],
+    );
     wait_until("the worker registers", || {
         workers(&t, &s)["workers"]
             .as_array()
@@ -631,13 +624,7 @@ fn a_worker_and_the_cli_reach_a_server_over_tls() {
             "tls1",
         ])
         .collect();
-    let _w = Worker(
-        t.command(&worker_args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn worker"),
-    );
+    let _w = quiet(&t, &worker_args);
     wait_until("the worker registers over TLS", || {
         let args: Vec<&str> = ca.iter().copied().chain(["workers", "--json"]).collect();
         let out = t.run(&args);
