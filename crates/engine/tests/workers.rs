@@ -488,3 +488,26 @@ async fn a_worker_takes_only_what_its_free_resources_can_hold() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn cancelling_a_run_ends_an_attempt_no_worker_took_yet() {
+    let (_dir, store, run, opts) =
+        created("name: unclaimed\ntasks:\n  t:\n    runs_on: [gpu]\n    run: x\n").await;
+    let hub = hub(10_000, 3_000, 1_000);
+    let (stop, driving) = start(&store, &run, &opts, &hub);
+    while hub.waiting().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.send(Some(Stop::Cancel)).expect("stop");
+    assert_eq!(driving.await.expect("joined"), RunState::Cancelled);
+    assert!(hub.waiting().is_empty(), "it left the queue");
+    // A worker that comes now finds nothing of it.
+    let w = register(&hub, "late", &["gpu"]);
+    let got = hub
+        .claim(&w, 1, Duration::from_millis(200))
+        .await
+        .expect("claim");
+    assert!(got.is_empty());
+    let attempts = store.attempts(&run).await.expect("attempts");
+    assert_eq!(attempts[0].state, AttemptState::Cancelled);
+}

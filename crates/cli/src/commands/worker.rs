@@ -129,6 +129,19 @@ pub(crate) async fn list(
     Ok(ExitStatus::Success)
 }
 
+/// What a worker offers its tasks' `resources`: `16 cpu, 64Gi, 2 gpu`.
+fn offers(w: &baton_api::worker::Worker) -> String {
+    let mut parts = Vec::new();
+    if let Some(c) = w.cpu {
+        parts.push(format!("{c} cpu"));
+    }
+    if let Some(m) = w.memory_bytes {
+        parts.push(format!("{}Gi", m >> 30));
+    }
+    parts.push(format!("{} gpu", w.gpu));
+    parts.join(", ")
+}
+
 fn render(list: &WorkerList) -> String {
     let mut text = String::new();
     if list.workers.is_empty() {
@@ -140,6 +153,7 @@ fn render(list: &WorkerList) -> String {
             "state",
             "labels",
             "slots",
+            "offers",
             "running",
             "last heartbeat",
             "host",
@@ -150,6 +164,7 @@ fn render(list: &WorkerList) -> String {
                 w.state.clone(),
                 w.labels.join(","),
                 format!("{}/{}", w.running.len(), w.slots),
+                offers(w),
                 w.running
                     .iter()
                     .map(|a| format!("{} {}#{}", a.run, a.task, a.attempt))
@@ -171,4 +186,49 @@ fn render(list: &WorkerList) -> String {
         }
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use baton_api::worker::{WaitingAttempt, Worker, WorkerAttempt, WorkerList};
+    use baton_core::ids::{RunId, TaskKey, WorkerId};
+
+    #[test]
+    fn workers_and_waiting_tasks_render_as_a_table_and_a_list() {
+        let list = WorkerList {
+            workers: vec![Worker {
+                id: WorkerId::from_string("gpu-1-0a1b2c3d"),
+                name: "gpu-1".into(),
+                labels: vec!["gpu".into(), "eu".into()],
+                slots: 4,
+                cpu: Some(16.0),
+                memory_bytes: Some(64 << 30),
+                gpu: 2,
+                state: "live".into(),
+                version: "0.1.0".into(),
+                host: "gpu-host-1".into(),
+                registered_at: 1_796_300_000_000,
+                last_heartbeat: 1_796_300_003_000,
+                running: vec![WorkerAttempt {
+                    run: RunId::from_string("01m8y4tss6h9s1z72gfpxxfvke"),
+                    task: TaskKey::from_string("train[eu]"),
+                    attempt: 2,
+                }],
+            }],
+            waiting: vec![WaitingAttempt {
+                run: RunId::from_string("01m8y56hq2pe8jdnpeemdfam0b"),
+                task: TaskKey::from_string("render"),
+                attempt: 1,
+                labels: vec!["arm64".into()],
+                since: 1_796_300_001_000,
+                reason: "waiting for a worker (labels arm64): none is connected".into(),
+            }],
+        };
+        insta::assert_snapshot!(super::render(&list));
+        let empty = WorkerList {
+            workers: Vec::new(),
+            waiting: Vec::new(),
+        };
+        insta::assert_snapshot!("no_workers", super::render(&empty));
+    }
 }
