@@ -13,6 +13,7 @@ pub mod hosts;
 mod launch;
 mod runner;
 pub mod scheduler;
+pub mod shutdown;
 pub mod takeover;
 pub mod upstream;
 pub mod watch;

@@ -258,7 +258,7 @@ pub async fn serve(
         .as_ref()
         .map(|api| (runner.clone(), api.hub.clone()));
     let stop = async move {
-        shutdown_signal().await;
+        baton_control::shutdown::shutdown_signal().await;
         streams.close_streams();
         if let Some((runner, hub)) = drain_first {
             tracing::info!("draining runs; the worker API answers until they are handed back");
@@ -313,17 +313,4 @@ async fn resume_unfinished(store: &dyn Store, runner: &Runner) -> Result<(), Err
         }
     }
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        {
-            s.recv().await;
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = term => {}
-    }
 }

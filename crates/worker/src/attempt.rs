@@ -117,10 +117,7 @@ pub(crate) fn prepare(
         pipeline: None,
     };
     Ok(Prepared {
-        files: vec![
-            dir.join("work").join(a.run.as_str()).join(&name),
-            outputs_path.clone(),
-        ],
+        files: vec![cwd.clone(), outputs_path.clone()],
         spec: AttemptSpec {
             key: a.task,
             attempt: a.attempt,

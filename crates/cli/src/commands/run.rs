@@ -52,7 +52,7 @@ pub(crate) fn parse_params(
 pub(crate) fn stop_on_signals() -> watch::Receiver<Option<Stop>> {
     let (tx, rx) = watch::channel(None);
     tokio::spawn(async move {
-        super::shutdown_signal().await;
+        baton_control::shutdown::shutdown_signal().await;
         let _ = tx.send(Some(Stop::Cancel));
     });
     rx

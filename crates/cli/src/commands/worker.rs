@@ -41,7 +41,7 @@ pub(crate) async fn work(
     }
     let client = baton_worker::Client::new(server, &secret, crate::client::ca_file())
         .map_err(|e| ExpectedError::Usage(e.to_string()))?;
-    let host = nix_hostname();
+    let host = baton_engine::executor::host_name().to_owned();
     let name = args.name.clone().unwrap_or_else(|| host.clone());
     let cpu = match args.cpus {
         Some(c) if !c.is_finite() || c <= 0.0 => {
@@ -84,7 +84,7 @@ pub(crate) async fn work(
         client,
         crate::backend::executors(),
         settings,
-        crate::commands::shutdown_signal(),
+        baton_control::shutdown::shutdown_signal(),
     )
     .await
     .map_err(|e| ExpectedError::Usage(e.to_string()))?;
@@ -97,14 +97,6 @@ fn host_memory() -> Option<u64> {
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     kib.checked_mul(1024)
-}
-
-fn nix_hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "localhost".into())
 }
 
 pub(crate) async fn list(

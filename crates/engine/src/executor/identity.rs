@@ -34,7 +34,8 @@ pub(crate) fn boot_id() -> &'static str {
     })
 }
 
-pub(crate) fn host() -> &'static str {
+/// This host's name (`localhost` where it has none).
+pub fn host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
     HOST.get_or_init(|| {
         nix::unistd::gethostname()

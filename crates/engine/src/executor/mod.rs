@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use docker::{ContainerRun, DEFAULT_PIDS_LIMIT, DockerExecutor, DockerHost, DockerSettings};
 pub use http::{HttpExecutor, HttpRequest, RequestBody, error_chain, read_ca_file, sign};
+pub use identity::host as host_name;
 pub use leftovers::Leftover;
 pub use local::LocalExecutor;
 pub use log_sink::{LOG_BYTES_DROPPED_TOTAL, LogSink, Logs};

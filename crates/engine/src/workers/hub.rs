@@ -108,6 +108,12 @@ struct Worker {
 }
 
 impl Worker {
+    /// A request of it arrived at `now`.
+    fn heard(&mut self, now: Instant) {
+        self.seen = now;
+        self.seen_at = now_ms();
+    }
+
     fn state(&self) -> WorkerState {
         if self.lost {
             WorkerState::Lost
@@ -372,12 +378,8 @@ impl WorkerHub {
     /// Records a new claim of `worker`, and returns its number.
     fn touch(&self, worker: &WorkerId) -> Result<u64, HubError> {
         let mut state = self.lock();
-        let w = state
-            .workers
-            .get_mut(worker)
-            .ok_or_else(|| HubError::UnknownWorker(worker.clone()))?;
-        w.seen = Instant::now();
-        w.seen_at = now_ms();
+        let w = registered(&mut state.workers, worker)?;
+        w.heard(Instant::now());
         w.lost = false;
         w.claim += 1;
         Ok(w.claim)
@@ -394,10 +396,7 @@ impl WorkerHub {
         let settings = self.inner.settings;
         let mut state = self.lock();
         let state = &mut *state;
-        let w = state
-            .workers
-            .get_mut(worker)
-            .ok_or_else(|| HubError::UnknownWorker(worker.clone()))?;
+        let w = registered(&mut state.workers, worker)?;
         let now = Instant::now();
         let room = w
             .info
@@ -476,13 +475,9 @@ impl WorkerHub {
         let lease = self.inner.settings.lease;
         let mut state = self.lock();
         let state = &mut *state;
-        let w = state
-            .workers
-            .get_mut(worker)
-            .ok_or_else(|| HubError::UnknownWorker(worker.clone()))?;
+        let w = registered(&mut state.workers, worker)?;
         let now = Instant::now();
-        w.seen = now;
-        w.seen_at = now_ms();
+        w.heard(now);
         w.lost = false;
         if draining && !w.draining {
             // Its held claim ends now rather than at the end of its wait.
@@ -512,11 +507,7 @@ impl WorkerHub {
         let lease = self.inner.settings.lease;
         let mut state = self.lock();
         let state = &mut *state;
-        let Some(w) = state.workers.get_mut(worker) else {
-            return Err(HubError::UnknownWorker(worker.clone()));
-        };
-        w.seen = Instant::now();
-        w.seen_at = now_ms();
+        registered(&mut state.workers, worker)?.heard(Instant::now());
         match state.leases.get_mut(&epoch) {
             Some(l) if &l.worker == worker => {
                 l.expires = Instant::now() + lease;
@@ -591,8 +582,7 @@ impl WorkerHub {
             state.attempts.remove(&l.attempt);
             if let Some(w) = state.workers.get_mut(worker) {
                 w.leases.remove(&epoch);
-                w.seen = Instant::now();
-                w.seen_at = now_ms();
+                w.heard(Instant::now());
             }
             l
         };
@@ -671,6 +661,16 @@ impl WorkerHub {
         }
         c
     }
+}
+
+/// The registered worker `id`.
+fn registered<'a>(
+    workers: &'a mut HashMap<WorkerId, Worker>,
+    id: &WorkerId,
+) -> Result<&'a mut Worker, HubError> {
+    workers
+        .get_mut(id)
+        .ok_or_else(|| HubError::UnknownWorker(id.clone()))
 }
 
 struct Held {
