@@ -1,6 +1,6 @@
 //! The executors of one engine, each attempt handed to the one for its kind of work and the
 //! `executor:` it names: a process to the local executor, a request to the HTTP one, a
-//! container to a Docker engine. Workers and Kubernetes Jobs join them the same way.
+//! container to a Docker engine or a Kubernetes cluster, a `runs_on` task to the workers.
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -13,6 +13,7 @@ use tokio::sync::mpsc;
 use baton_core::model::RunsOn;
 
 use super::docker::{DockerExecutor, DockerSettings};
+use super::kubernetes::{KubernetesExecutor, KubernetesSettings};
 use super::{
     AttemptSpec, CancelHandle, Executor, Finished, HttpExecutor, Leftover, Outcome, Outputs,
     Unseen, Work,
@@ -26,6 +27,8 @@ pub enum ExecutorInstance {
     Local,
     /// Containers on a Docker engine.
     Docker(DockerSettings),
+    /// Jobs on a Kubernetes cluster.
+    Kubernetes(KubernetesSettings),
     /// `baton worker` agents carrying every one of `labels` (besides the task's `runs_on`).
     Workers { labels: Vec<String> },
 }
@@ -35,6 +38,7 @@ impl ExecutorInstance {
         match self {
             Self::Local => "local",
             Self::Docker(_) => "docker",
+            Self::Kubernetes(_) => "kubernetes",
             Self::Workers { .. } => "workers",
         }
     }
@@ -44,6 +48,7 @@ impl ExecutorInstance {
 enum Instance {
     Local,
     Docker(DockerExecutor),
+    Kubernetes(KubernetesExecutor),
     /// Labels of the instance, until a hub is given.
     Workers(Vec<String>),
 }
@@ -113,6 +118,9 @@ impl Executors {
                     }
                     Instance::Docker(docker)
                 }
+                ExecutorInstance::Kubernetes(settings) => {
+                    Instance::Kubernetes(KubernetesExecutor::new(settings))
+                }
             };
             named.insert(name, instance);
         }
@@ -120,14 +128,29 @@ impl Executors {
         self
     }
 
-    /// Removes what runs that are over left on every Docker engine (see
-    /// [`DockerExecutor::sweep`]); the number of containers removed.
+    /// Removes what runs that are over left on every Docker engine and cluster (see
+    /// [`DockerExecutor::sweep`], [`KubernetesExecutor::sweep`]); the number of containers
+    /// and Jobs removed.
     pub async fn sweep(&self, store: &dyn baton_store::Store) -> usize {
         let mut removed = 0;
         for engine in self.engines() {
             removed += engine.sweep(store).await;
         }
+        for cluster in self.clusters() {
+            removed += cluster.sweep(store).await;
+        }
         removed
+    }
+
+    /// Every Kubernetes instance.
+    fn clusters(&self) -> Vec<KubernetesExecutor> {
+        self.named
+            .values()
+            .filter_map(|instance| match instance {
+                Instance::Kubernetes(k) => Some(k.clone()),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Every Docker engine attempts may have run on, each once.
@@ -201,15 +224,18 @@ impl Executors {
             (Work::Http(_), _) => here(&self.http),
             (_, Some((_, Instance::Workers(_)))) => unreachable!("routed to workers"),
             (Work::Process { .. }, None | Some((_, Instance::Local))) => here(&*self.processes),
-            (Work::Process { .. }, Some((name, Instance::Docker(_)))) => Err(format!(
-                "executor `{name}` runs containers, and the task has no `container`: add \
-                 `container: {{ image: … }}`"
-            )),
+            (Work::Process { .. }, Some((name, Instance::Docker(_) | Instance::Kubernetes(_)))) => {
+                Err(format!(
+                    "executor `{name}` runs containers, and the task has no `container`: add \
+                     `container: {{ image: … }}`"
+                ))
+            }
             (Work::Container(_), None) => here(&self.docker),
             (Work::Container(_), Some((_, Instance::Docker(d)))) => here(d),
+            (Work::Container(_), Some((_, Instance::Kubernetes(k)))) => here(k),
             (Work::Container(_), Some((name, Instance::Local))) => Err(format!(
-                "executor `{name}` runs local processes, not containers: name a `docker` \
-                 executor, or remove `container`"
+                "executor `{name}` runs local processes, not containers: name a `docker` or \
+                 `kubernetes` executor, or remove `container`"
             )),
         }
     }
@@ -259,11 +285,15 @@ impl Executor for Executors {
         attempts: Vec<Leftover>,
     ) -> Pin<Box<dyn Future<Output = ()> + Send + 'static>> {
         let engines = self.engines();
+        let clusters = self.clusters();
         let processes = Arc::clone(&self.processes);
         let run = run.clone();
         Box::pin(async move {
             for engine in engines {
                 engine.stop_leftovers(&run, attempts.clone()).await;
+            }
+            for cluster in clusters {
+                cluster.stop_leftovers(&run, attempts.clone()).await;
             }
             processes.stop_leftovers(&run, attempts).await;
         })
@@ -274,11 +304,15 @@ impl Executor for Executors {
         attempts: Vec<Unseen>,
     ) -> Pin<Box<dyn Future<Output = Vec<Option<Finished>>> + Send + 'static>> {
         let engines = self.engines();
+        let clusters = self.clusters();
         let local = self.processes.recover(attempts.clone());
         Box::pin(async move {
             let mut found = local.await;
             for engine in engines {
                 found = engine.settle(attempts.clone(), found).await;
+            }
+            for cluster in clusters {
+                found = cluster.settle(attempts.clone(), found).await;
             }
             found
         })

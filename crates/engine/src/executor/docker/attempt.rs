@@ -17,6 +17,7 @@ use tokio::sync::oneshot;
 
 use super::{ContainerRun, Inner, naming};
 use crate::executor::log_sink::LogWriter;
+use crate::executor::stopping::stop_when;
 use crate::executor::{AttemptSpec, Finished, Outcome, Outputs, Work, exit_record, local};
 
 /// Where the attempt's own directory is mounted, and the outputs file in it.
@@ -26,22 +27,6 @@ const OUTPUTS_IN_CONTAINER: &str = "/baton/outputs";
 const REWAIT: Duration = Duration::from_secs(1);
 /// How long past its grace a stopped container may take to be seen gone.
 const STOPPED_WAIT: Duration = Duration::from_secs(30);
-
-/// Why the control plane stopped an attempt.
-#[derive(Debug, Clone, Copy)]
-enum Stop {
-    TimedOut,
-    Cancelled,
-}
-
-impl Stop {
-    fn outcome(self) -> Outcome {
-        match self {
-            Self::TimedOut => Outcome::TimedOut,
-            Self::Cancelled => Outcome::Cancelled,
-        }
-    }
-}
 
 pub(super) async fn run(
     inner: &Inner,
@@ -63,19 +48,7 @@ pub(super) async fn run(
     };
     let name = naming::container_name(&c.run, &spec.key, spec.attempt);
     let dir = attempt_dir(&spec.outputs_path);
-    let timeout = spec.timeout;
-    let stop = async move {
-        let deadline = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = deadline => Stop::TimedOut,
-            _ = cancel => Stop::Cancelled,
-        }
-    };
+    let stop = stop_when(spec.timeout, cancel);
     tokio::pin!(stop);
     let mut log = LogWriter::new(spec.log.clone());
 
@@ -413,7 +386,11 @@ pub(super) async fn ended(docker: &Docker, name: &str) -> Option<(i64, bool)> {
 }
 
 /// What a container's end means for its attempt; `memory` is its limit, when known.
-pub(super) fn end_outcome(code: i64, oom_killed: bool, memory: Option<u64>) -> Outcome {
+pub(in crate::executor) fn end_outcome(
+    code: i64,
+    oom_killed: bool,
+    memory: Option<u64>,
+) -> Outcome {
     if oom_killed {
         return Outcome::Error(format!(
             "the container ran out of memory{} and was killed (exit code {code})",

@@ -23,6 +23,8 @@ use tokio::sync::mpsc;
 
 use super::{AttemptSpec, CancelHandle, Executor, Finished, Leftover, Unseen};
 
+/// How a container's exit reads as an outcome, for every container executor.
+pub(super) use attempt::end_outcome;
 pub use client::DockerHost;
 
 /// What a `container:` attempt runs, rendered.
