@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, watch as signal};
 use super::client::Connected;
 use super::errors::{KubeError, PodFailure, status};
 use super::logs::{self, Progress};
-use super::watch::{Ended, Seen, Terminated, Tracker};
+use super::watch::{Ended, Reconnect, Seen, Terminated, Tracker};
 use super::{Inner, job, naming};
 use crate::executor::log_sink::LogWriter;
 use crate::executor::stopping::{Stop, stop_when};
@@ -187,18 +187,19 @@ async fn follow(
     tracker: &mut Tracker,
     progress: &signal::Sender<Progress>,
 ) -> Watched {
-    // The watcher relists on 410 Gone and its backoff reconnects a cut stream; bookmarks
-    // keep its resourceVersion fresh, so a reconnect rarely needs the relist.
+    // The watcher relists on 410 Gone and, after the backoff, starts a cut stream again from
+    // its last resourceVersion; bookmarks keep that fresh, so a reconnect rarely needs the
+    // relist.
     let jobs = watcher::watcher(
         conn.jobs(),
         watcher::Config::default().fields(&format!("metadata.name={name}")),
     )
-    .default_backoff();
+    .backoff(Reconnect::default());
     let pods = watcher::watcher(
         conn.pods(),
         watcher::Config::default().labels(&format!("{}={name}", naming::JOB_NAME)),
     )
-    .default_backoff();
+    .backoff(Reconnect::default());
     let mut jobs = std::pin::pin!(jobs);
     let mut pods = std::pin::pin!(pods);
     loop {

@@ -71,7 +71,7 @@ pub(super) async fn pump(
             container: Some(CONTAINER.into()),
             follow: !last_pass,
             timestamps: true,
-            since_time: position.last.map(|(t, _)| t),
+            since_time: position.last.map(|(t, _)| whole_second(t)),
             ..Default::default()
         };
         match pods.log_stream(&pod, &params).await {
@@ -154,6 +154,15 @@ async fn copy(
     }
 }
 
+/// The second `at` falls in: `kube` rounds `sinceTime` to the nearest second, which past
+/// the half would skip the rest of the last line's second.
+fn whole_second(at: Timestamp) -> Timestamp {
+    let round = jiff::TimestampRound::new()
+        .smallest(jiff::Unit::Second)
+        .mode(jiff::RoundMode::Floor);
+    at.round(round).unwrap_or(at)
+}
+
 /// `2026-01-02T03:04:05.123456789Z text` → the timestamp and the text.
 fn split_timestamp(line: &[u8]) -> (Option<Timestamp>, &[u8]) {
     let Some(space) = line.iter().position(|&b| b == b' ') else {
@@ -181,5 +190,7 @@ mod tests {
         );
         assert_eq!(text, b"hello world\n");
         assert_eq!(split_timestamp(b"no stamp\n"), (None, &b"no stamp\n"[..]));
+        let late: Timestamp = "2026-01-02T03:04:05.9Z".parse().expect("timestamp");
+        assert_eq!(whole_second(late).to_string(), "2026-01-02T03:04:05Z");
     }
 }

@@ -1,6 +1,8 @@
 //! What the Job and its pod say of an attempt, event by event: still waiting (and for how
 //! long, for the limits on a failing pull and a pod no node takes), started, or ended and how.
 
+use std::time::Duration;
+
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use tokio::time::Instant;
@@ -16,6 +18,42 @@ const PULLING: [&str; 2] = ["ErrImagePull", "ImagePullBackOff"];
 const CONFIG: [&str; 2] = ["CreateContainerConfigError", "CreateContainerError"];
 /// Waiting reasons no wait can mend.
 const HOPELESS: [&str; 2] = ["InvalidImageName", "ErrImageNeverPull"];
+
+/// The pause before a failed or cut watch starts again: short at first (an attempt's end
+/// must not wait out kube's backoff for controllers, which grows to 30 s and resets only
+/// after two quiet minutes), doubled up to [`RECONNECT_LONGEST`] while failures follow one
+/// another, and back to the start at the next event.
+#[derive(Debug, Clone)]
+pub(super) struct Reconnect {
+    next: Duration,
+}
+
+const RECONNECT_FIRST: Duration = Duration::from_millis(100);
+const RECONNECT_LONGEST: Duration = Duration::from_secs(5);
+
+impl Default for Reconnect {
+    fn default() -> Self {
+        Self {
+            next: RECONNECT_FIRST,
+        }
+    }
+}
+
+impl Iterator for Reconnect {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        let pause = self.next;
+        self.next = (self.next * 2).min(RECONNECT_LONGEST);
+        Some(pause)
+    }
+}
+
+impl kube::runtime::utils::Backoff for Reconnect {
+    fn reset(&mut self) {
+        self.next = RECONNECT_FIRST;
+    }
+}
 
 /// How the attempt's container ended, as the kubelet told it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +109,8 @@ struct Since {
 pub(super) struct Tracker {
     job: String,
     image: String,
-    image_pull_limit: std::time::Duration,
-    unschedulable_limit: std::time::Duration,
+    image_pull_limit: Duration,
+    unschedulable_limit: Duration,
     pulling: Option<Since>,
     unschedulable: Option<Since>,
 }
@@ -226,7 +264,7 @@ impl Tracker {
     }
 }
 
-fn human(d: std::time::Duration) -> String {
+fn human(d: Duration) -> String {
     baton_core::duration::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .to_string()
 }
@@ -234,7 +272,6 @@ fn human(d: std::time::Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     fn pod(status: serde_json::Value) -> Pod {
         serde_json::from_value(serde_json::json!({
