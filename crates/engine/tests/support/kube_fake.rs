@@ -22,6 +22,9 @@ use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use serde_json::{Value, json};
 
+/// How often an idle watch gets a bookmark (the real server's is about a minute).
+const BOOKMARK_EVERY: Duration = Duration::from_millis(300);
+
 /// The namespace the fake has, and its kubeconfig's context names.
 pub(crate) const NAMESPACE: &str = "baton";
 
@@ -54,7 +57,7 @@ pub(crate) struct Switches {
     /// (as the real server answers a resourceVersion etcd compacted away).
     pub(crate) gone_pod_watches: usize,
     /// Every watch stream is cut (the connection dropped, no end chunk) once it has sent this
-    /// many events; 0 never.
+    /// many events, bookmarks included; 0 never.
     pub(crate) cut_watches_after: usize,
     /// The first log stream of every pod is cut after this many lines; 0 never.
     pub(crate) cut_first_log_after: usize,
@@ -85,6 +88,8 @@ struct Cluster {
     logs: HashMap<String, PodLog>,
     /// The process group of each running Job's container, and its stop.
     running: HashMap<String, (i32, Option<tokio::sync::oneshot::Sender<u64>>)>,
+    /// Jobs asked to go: their kubelet removes them once their container has stopped.
+    deleting: BTreeSet<String>,
     switches: Switches,
     pod_seq: u64,
 }
@@ -475,6 +480,7 @@ fn watch(shared: Arc<Shared>, kind: Kind, q: &HashMap<String, String>) -> Respon
         }
         let mut changed = shared.changed.subscribe();
         let deadline = tokio::time::Instant::now() + timeout;
+        let mut next_bookmark = tokio::time::Instant::now() + BOOKMARK_EVERY;
         let mut cursor = from;
         let mut sent = 0;
         loop {
@@ -508,14 +514,21 @@ fn watch(shared: Arc<Shared>, kind: Kind, q: &HashMap<String, String>) -> Respon
             }
             tokio::select! {
                 _ = changed.changed() => {}
-                () = tokio::time::sleep(Duration::from_millis(500)) => {
-                    if bookmarks && now > cursor {
-                        cursor = now;
+                () = tokio::time::sleep_until(next_bookmark) => {
+                    next_bookmark += BOOKMARK_EVERY;
+                    if bookmarks {
+                        cursor = cursor.max(now);
                         let mark = json!({"type": "BOOKMARK", "object": {
                             "kind": kind.name(), "apiVersion": kind.api_version(),
-                            "metadata": {"resourceVersion": now.to_string()},
+                            "metadata": {"resourceVersion": cursor.to_string()},
                         }});
                         if tx.send(line(mark)).await.is_err() {
+                            return;
+                        }
+                        sent += 1;
+                        if cut_after > 0 && sent >= cut_after {
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            let _ = tx.send(Err(cut())).await;
                             return;
                         }
                     }
@@ -562,21 +575,23 @@ fn delete(shared: &Shared, name: &str, body: &[u8], q: &HashMap<String, String>)
         return not_found(Kind::Job, name);
     };
     let grace = options["gracePeriodSeconds"].as_u64().unwrap_or(30);
-    let stop = shared
-        .lock()
-        .running
-        .get_mut(name)
-        .and_then(|(_, stop)| stop.take());
-    match stop {
-        // The kubelet stops the container, then the pod and the Job go.
+    let running = {
+        let mut c = shared.lock();
+        c.deleting.insert(name.to_owned());
+        c.running.get_mut(name).map(|(_, stop)| stop.take())
+    };
+    match running {
+        // The kubelet stops the container (if it is not stopping already), then the pod and
+        // the Job go.
         Some(stop) => {
-            let _ = stop.send(grace);
+            if let Some(stop) = stop {
+                let _ = stop.send(grace);
+            }
             job["metadata"]["deletionTimestamp"] = json!(jiff::Timestamp::now().to_string());
             job["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
             let job = shared.emit(Kind::Job, "MODIFIED", job);
             json_response(StatusCode::OK, &job)
         }
-        None if shared.lock().running.contains_key(name) => json_response(StatusCode::OK, &job),
         None => {
             remove_job(shared, name);
             json_response(StatusCode::OK, &job)
@@ -794,14 +809,19 @@ async fn run_container(
     // Descendants that kept the pipe open go with the pod.
     let _ = killpg(Pid::from_raw(pgid), Signal::SIGKILL);
     let _ = tokio::task::spawn_blocking(move || copier.join()).await;
-    {
+    let deleting = {
         let mut c = shared.lock();
         c.running.remove(name);
         if let Some(log) = c.logs.get_mut(pod_name) {
             log.done = true;
         }
-    }
+        c.deleting.contains(name)
+    };
     shared.bump();
+    if deleting {
+        remove_job(&shared, name);
+        return;
+    }
     match end {
         End::Deleted => remove_job(&shared, name),
         End::Deadline => {
