@@ -8,15 +8,32 @@
 //! pids_limit = 1024              # default: 4096
 //! ```
 //!
+//! ```toml
+//! [executors.k8s-eu]
+//! kind = "kubernetes"
+//! kubeconfig = "/etc/baton/eu.kubeconfig"  # default: KUBECONFIG, ~/.kube/config, in-cluster
+//! context = "eu-prod"                      # default: the kubeconfig's current context
+//! namespace = "pipelines"                  # default: the context's, else `default`
+//! service_account = "baton-tasks"          # default: the namespace's `default`
+//! ttl_seconds_after_finished = 3600        # how long the cluster keeps a Job baton kept
+//! on_finish = "keep_failed"                # `delete` (default), `keep_failed` or `keep`
+//! unschedulable_limit = "5m"               # a pod no node takes fails (retryably) after it
+//! image_pull_limit = "1m"                  # an image that will not pull is refused after it
+//! stop_grace = "30s"                       # default: [engine] kill_grace
+//! ```
+//!
 //! A `docker` instance named `docker` also runs the containers of tasks that name none. A
 //! `workers` instance (`labels = ["gpu"]`) sends its tasks to `baton worker` agents carrying
 //! those labels.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use baton_core::duration::Duration;
 use baton_core::ids::ExecutorName;
-use baton_engine::executor::{DEFAULT_PIDS_LIMIT, DockerHost, DockerSettings, ExecutorInstance};
+use baton_engine::executor::{
+    DEFAULT_PIDS_LIMIT, DockerHost, DockerSettings, ExecutorInstance, KubernetesSettings, OnFinish,
+};
 use serde::Deserialize;
 
 use crate::error::ExpectedError;
@@ -34,8 +51,24 @@ pub(crate) enum ExecutorSection {
         #[serde(default, deserialize_with = "crate::config_file::parsed")]
         host: Option<DockerHost>,
         #[serde(default, deserialize_with = "crate::config_file::parsed")]
-        stop_grace: Option<baton_core::duration::Duration>,
+        stop_grace: Option<Duration>,
         pids_limit: Option<i64>,
+    },
+    /// Jobs on a Kubernetes cluster.
+    Kubernetes {
+        namespace: Option<String>,
+        service_account: Option<String>,
+        kubeconfig: Option<PathBuf>,
+        context: Option<String>,
+        ttl_seconds_after_finished: Option<i64>,
+        #[serde(default, deserialize_with = "crate::config_file::parsed")]
+        on_finish: Option<OnFinish>,
+        #[serde(default, deserialize_with = "crate::config_file::parsed")]
+        unschedulable_limit: Option<Duration>,
+        #[serde(default, deserialize_with = "crate::config_file::parsed")]
+        image_pull_limit: Option<Duration>,
+        #[serde(default, deserialize_with = "crate::config_file::parsed")]
+        stop_grace: Option<Duration>,
     },
     /// `baton worker` agents of the server, with these labels.
     Workers {
@@ -49,7 +82,7 @@ pub(crate) enum ExecutorSection {
 pub(crate) fn instances(
     path: &Path,
     sections: BTreeMap<String, ExecutorSection>,
-    kill_grace: baton_core::duration::Duration,
+    kill_grace: Duration,
 ) -> Result<Instances, ExpectedError> {
     let invalid = |name: &str, why: String| {
         ExpectedError::Usage(format!(
@@ -88,10 +121,108 @@ pub(crate) fn instances(
                     pids_limit: Some(pids_limit.unwrap_or(DEFAULT_PIDS_LIMIT)),
                 })
             }
+            ExecutorSection::Kubernetes {
+                namespace,
+                service_account,
+                kubeconfig,
+                context,
+                ttl_seconds_after_finished,
+                on_finish,
+                unschedulable_limit,
+                image_pull_limit,
+                stop_grace,
+            } => {
+                let mut settings = KubernetesSettings::new(
+                    name.clone(),
+                    stop_grace.unwrap_or(kill_grace).as_std(),
+                );
+                for (key, value) in [
+                    ("namespace", &namespace),
+                    ("service_account", &service_account),
+                ] {
+                    if let Some(value) = value {
+                        check_dns_label(key, value).map_err(|e| invalid(&name, e))?;
+                    }
+                }
+                settings.namespace = namespace;
+                settings.service_account = service_account;
+                settings.context = context;
+                if let Some(file) = kubeconfig {
+                    // Relative to the file that names it, as the other paths of baton.toml.
+                    let file = path.parent().unwrap_or(Path::new(".")).join(file);
+                    if !file.is_file() {
+                        return Err(invalid(
+                            &name,
+                            format!("`kubeconfig` `{}` is not a file", file.display()),
+                        ));
+                    }
+                    settings.kubeconfig = Some(file);
+                }
+                if let Some(ttl) = ttl_seconds_after_finished {
+                    settings.ttl_seconds_after_finished = Some(
+                        i32::try_from(ttl)
+                            .ok()
+                            .filter(|&t| t >= MIN_TTL_SECONDS)
+                            .ok_or_else(|| {
+                                invalid(
+                                    &name,
+                                    format!(
+                                        "`ttl_seconds_after_finished` must be at least \
+                                         {MIN_TTL_SECONDS}, not {ttl}: a resumed baton reads how \
+                                         an attempt ended from its Job"
+                                    ),
+                                )
+                            })?,
+                    );
+                }
+                settings.on_finish = on_finish.unwrap_or_default();
+                for (key, limit, slot) in [
+                    (
+                        "unschedulable_limit",
+                        unschedulable_limit,
+                        &mut settings.unschedulable_limit,
+                    ),
+                    (
+                        "image_pull_limit",
+                        image_pull_limit,
+                        &mut settings.image_pull_limit,
+                    ),
+                ] {
+                    if let Some(limit) = limit {
+                        if limit.as_std().is_zero() {
+                            return Err(invalid(&name, format!("`{key}` must be more than 0s")));
+                        }
+                        *slot = limit.as_std();
+                    }
+                }
+                ExecutorInstance::Kubernetes(settings)
+            }
         };
         out.insert(id, instance);
     }
     Ok(out)
+}
+
+/// The least `ttl_seconds_after_finished`: the Job must outlive a restart of baton.
+const MIN_TTL_SECONDS: i32 = 60;
+
+/// A namespace or service account name: a DNS-1123 label.
+fn check_dns_label(key: &str, value: &str) -> Result<(), String> {
+    let valid = !value.is_empty()
+        && value.len() <= 63
+        && value
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && !value.starts_with('-')
+        && !value.ends_with('-');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{key}` `{value}` is not a Kubernetes name: at most 63 lowercase letters, digits \
+             and `-`, a letter or digit at each end"
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -153,5 +284,63 @@ mod tests {
         let pids =
             parse("[executors.x]\nkind = \"docker\"\npids_limit = 0\n").expect_err("bad pids");
         assert!(pids.contains("`pids_limit` must be at least 1"), "{pids}");
+    }
+
+    #[test]
+    fn kubernetes_instances_are_read_and_checked() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("kc"), "").expect("write");
+        let file = dir.path().join("baton.toml");
+        let read = |text: &str| -> Result<Instances, String> {
+            let parsed: File = toml::from_str(text).map_err(|e| e.message().to_owned())?;
+            instances(&file, parsed.executors, "10s".parse().expect("duration"))
+                .map_err(|e| e.to_string())
+        };
+        let got = read(
+            "[executors.k8s]\nkind = \"kubernetes\"\nkubeconfig = \"kc\"\nnamespace = \"jobs\"\non_finish = \"keep_failed\"\nunschedulable_limit = \"2m\"\nttl_seconds_after_finished = 600\n",
+        )
+        .expect("valid");
+        let ExecutorInstance::Kubernetes(k) = &got[&ExecutorName::new("k8s").expect("name")] else {
+            panic!("not kubernetes: {got:?}");
+        };
+        assert_eq!(
+            k.kubeconfig.as_deref(),
+            Some(dir.path().join("kc").as_path())
+        );
+        assert_eq!(k.namespace.as_deref(), Some("jobs"));
+        assert_eq!(k.on_finish, OnFinish::KeepFailed);
+        assert_eq!(k.unschedulable_limit, std::time::Duration::from_secs(120));
+        assert_eq!(
+            k.image_pull_limit,
+            KubernetesSettings::DEFAULT_IMAGE_PULL_LIMIT
+        );
+        assert_eq!(k.ttl_seconds_after_finished, Some(600));
+        assert_eq!(k.stop_grace, std::time::Duration::from_secs(10));
+
+        let cases = [
+            (
+                "on_finish = \"never\"",
+                "`never` is not an `on_finish`: use `delete`, `keep_failed` or `keep`",
+            ),
+            (
+                "namespace = \"Prod_1\"",
+                "`namespace` `Prod_1` is not a Kubernetes name",
+            ),
+            ("kubeconfig = \"nope\"", "`kubeconfig` `"),
+            (
+                "ttl_seconds_after_finished = 5",
+                "`ttl_seconds_after_finished` must be at least 60, not 5",
+            ),
+            (
+                "image_pull_limit = \"0s\"",
+                "`image_pull_limit` must be more than 0s",
+            ),
+            ("host = \"tcp://x:1\"", "unknown field `host`"),
+        ];
+        for (line, want) in cases {
+            let e =
+                read(&format!("[executors.k8s]\nkind = \"kubernetes\"\n{line}\n")).expect_err(line);
+            assert!(e.contains(want), "{line}: {e}");
+        }
     }
 }
