@@ -56,9 +56,27 @@ fn pipeline(name: &str, image: &str, extra: &str, run: &str) -> String {
     )
 }
 
-async fn error_of(store: &Arc<dyn Store>, run: &RunId, n: usize) -> String {
-    let attempts = store.attempts(run).await.expect("attempts");
-    attempts[n].error.clone().unwrap_or_default()
+/// A run of `source` driven to its end, which must be `end`.
+async fn ran(
+    source: &str,
+    settings: KubernetesSettings,
+    end: RunState,
+) -> (tempfile::TempDir, Arc<dyn Store>, RunId) {
+    let (dir, store, run, opts) = support::created(source).await;
+    let state = drive(&store, &run, &opts, settings).await;
+    let tasks = store.tasks(&run).await.expect("tasks");
+    assert_eq!(state, end, "{tasks:#?}");
+    (dir, store, run)
+}
+
+/// Drives `source` to its failure: the errors of its attempts, in order.
+async fn failure(source: &str, settings: KubernetesSettings) -> Vec<String> {
+    let (_dir, store, run) = ran(source, settings, RunState::Failed).await;
+    let attempts = store.attempts(&run).await.expect("attempts");
+    attempts
+        .into_iter()
+        .map(|a| a.error.unwrap_or_default())
+        .collect()
 }
 
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
@@ -177,11 +195,7 @@ async fn a_failing_job_is_retried_with_a_job_per_attempt_and_its_exit_code_told(
         "    retries: { limit: 1, delay: 10ms }\n",
         "echo no; exit 3",
     );
-    let (_dir, store, run, opts) = support::created(&source).await;
-    assert_eq!(
-        drive(&store, &run, &opts, settings(&fake)).await,
-        RunState::Failed
-    );
+    let (_dir, store, run) = ran(&source, settings(&fake), RunState::Failed).await;
     let attempts = store.attempts(&run).await.expect("attempts");
     assert_eq!(attempts.len(), 2, "{attempts:#?}");
     assert!(
@@ -274,12 +288,8 @@ async fn an_oom_kill_is_told_with_the_limit() {
         "    resources: { memory: 16Mi }\n",
         "echo eating",
     );
-    let (_dir, store, run, opts) = support::created(&source).await;
-    assert_eq!(
-        drive(&store, &run, &opts, settings(&fake)).await,
-        RunState::Failed
-    );
-    let error = error_of(&store, &run, 0).await;
+    let errors = failure(&source, settings(&fake)).await;
+    let error = &errors[0];
     assert!(
         error.contains("ran out of memory (limit 16 MiB) and was killed (exit code 137)"),
         "{error}"
@@ -297,11 +307,9 @@ async fn an_image_that_cannot_be_pulled_is_refused_without_retries() {
         "    retries: { limit: 3, delay: 10ms }\n",
         "\"true\"",
     );
-    let (_dir, store, run, opts) = support::created(&source).await;
-    assert_eq!(drive(&store, &run, &opts, s).await, RunState::Failed);
-    let attempts = store.attempts(&run).await.expect("attempts");
-    assert_eq!(attempts.len(), 1, "retrying cannot help: {attempts:#?}");
-    let error = attempts[0].error.clone().unwrap_or_default();
+    let errors = failure(&source, s).await;
+    assert_eq!(errors.len(), 1, "retrying cannot help: {errors:#?}");
+    let error = &errors[0];
     assert!(
         error.contains("image `registry.example/pull-fails:1` cannot be pulled (ImagePullBackOff)")
             && error.contains("Back-off pulling image"),
@@ -325,20 +333,14 @@ async fn a_pod_no_node_takes_fails_past_its_limit_with_the_schedulers_words() {
         "    retries: { limit: 1, delay: 10ms }\n",
         "\"true\"",
     );
-    let (_dir, store, run, opts) = support::created(&source).await;
     let started = Instant::now();
-    assert_eq!(drive(&store, &run, &opts, s).await, RunState::Failed);
+    let errors = failure(&source, s).await;
     assert!(
         started.elapsed() >= Duration::from_millis(1400),
         "each attempt waited its limit"
     );
-    let attempts = store.attempts(&run).await.expect("attempts");
-    assert_eq!(
-        attempts.len(),
-        2,
-        "it may find a node next time: {attempts:#?}"
-    );
-    let error = attempts[1].error.clone().unwrap_or_default();
+    assert_eq!(errors.len(), 2, "it may find a node next time: {errors:#?}");
+    let error = &errors[1];
     assert!(
         error.contains("found no node for")
             && error.contains("0/3 nodes are available: 3 Insufficient nvidia.com/gpu."),
@@ -357,11 +359,7 @@ async fn a_watch_answered_410_gone_is_relisted_and_the_attempt_finishes() {
         "    outputs: [n]\n",
         "'sleep 1.5; echo n=7 >> \"$BATON_OUTPUTS\"'",
     );
-    let (_dir, store, run, opts) = support::created(&source).await;
-    assert_eq!(
-        drive(&store, &run, &opts, settings(&fake)).await,
-        RunState::Succeeded
-    );
+    let (_dir, store, run) = ran(&source, settings(&fake), RunState::Succeeded).await;
     assert_eq!(fake.gone_served(), 1);
     let pod_lists = fake
         .requests()
@@ -395,11 +393,7 @@ async fn cut_log_and_watch_streams_lose_no_line_and_double_none() {
         "",
         "'for i in $(seq 1 30); do echo line $i; sleep 0.05; done'",
     );
-    let (dir, store, run, opts) = support::created(&source).await;
-    assert_eq!(
-        drive(&store, &run, &opts, settings(&fake)).await,
-        RunState::Succeeded
-    );
+    let (dir, store, run) = ran(&source, settings(&fake), RunState::Succeeded).await;
     let log = support::first_log(&store, dir.path(), &run).await;
     let want: String = (1..=30).map(|i| format!("line {i}\n")).collect();
     assert_eq!(log, want);
@@ -435,11 +429,7 @@ async fn cut_log_and_watch_streams_lose_no_line_and_double_none() {
 async fn a_fan_out_runs_one_job_per_item() {
     let fake = FakeCluster::start().await;
     let source = "name: fanned\ntasks:\n  t:\n    for_each: [eu, us, ap]\n    executor: k8s\n    container: { image: \"busybox:1\" }\n    outputs: [key]\n    run: echo \"key=$BATON_TASK_KEY\" >> \"$BATON_OUTPUTS\"\n";
-    let (_dir, store, run, opts) = support::created(source).await;
-    assert_eq!(
-        drive(&store, &run, &opts, settings(&fake)).await,
-        RunState::Succeeded
-    );
+    let (_dir, store, run) = ran(source, settings(&fake), RunState::Succeeded).await;
     let tasks = store.tasks(&run).await.expect("tasks");
     for item in ["eu", "us", "ap"] {
         let key = format!("t[{item}]");
@@ -469,14 +459,9 @@ async fn a_process_task_naming_a_kubernetes_executor_is_refused_with_a_hint() {
     let fake = FakeCluster::start().await;
     let source =
         "name: plain\ntasks:\n  t:\n    executor: k8s\n    run: \"true\"\n    retries: 2\n";
-    let (_dir, store, run, opts) = support::created(source).await;
-    assert_eq!(
-        drive(&store, &run, &opts, settings(&fake)).await,
-        RunState::Failed
-    );
-    let attempts = store.attempts(&run).await.expect("attempts");
-    assert_eq!(attempts.len(), 1);
-    let error = attempts[0].error.clone().unwrap_or_default();
+    let errors = failure(source, settings(&fake)).await;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let error = &errors[0];
     assert!(
         error.contains("executor `k8s` runs containers, and the task has no `container`: add `container: { image: … }`"),
         "{error}"
@@ -490,11 +475,9 @@ async fn a_missing_namespace_is_refused_and_named() {
     let mut s = settings(&fake);
     s.namespace = Some("nope".into());
     let source = pipeline("lost", "busybox:1", "    retries: 2\n", "\"true\"");
-    let (_dir, store, run, opts) = support::created(&source).await;
-    assert_eq!(drive(&store, &run, &opts, s).await, RunState::Failed);
-    let attempts = store.attempts(&run).await.expect("attempts");
-    assert_eq!(attempts.len(), 1, "{attempts:#?}");
-    let error = attempts[0].error.clone().unwrap_or_default();
+    let errors = failure(&source, s).await;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    let error = &errors[0];
     assert!(
         error.contains(
             "namespace `nope` does not exist (create it, or set `namespace` in [executors.k8s])"
@@ -522,11 +505,9 @@ async fn an_unreachable_api_server_is_a_retryable_error() {
         "    retries: { limit: 1, delay: 10ms }\n",
         "\"true\"",
     );
-    let (_dir, store, run, opts) = support::created(&source).await;
-    assert_eq!(drive(&store, &run, &opts, s).await, RunState::Failed);
-    let attempts = store.attempts(&run).await.expect("attempts");
-    assert_eq!(attempts.len(), 2, "{attempts:#?}");
-    let error = attempts[0].error.clone().unwrap_or_default();
+    let errors = failure(&source, s).await;
+    assert_eq!(errors.len(), 2, "{errors:#?}");
+    let error = &errors[0];
     assert!(
         error.contains(&format!(
             "cannot reach the Kubernetes API server at `http://127.0.0.1:{port}/`"

@@ -140,6 +140,20 @@ pub struct Finished {
     pub outputs: Outputs,
 }
 
+impl Finished {
+    /// The report on `spec`'s attempt, with no resource usage (a process baton did not
+    /// reap).
+    pub(crate) fn of(spec: &AttemptSpec, outcome: Outcome, outputs: Outputs) -> Self {
+        Self {
+            key: spec.key.clone(),
+            attempt: spec.attempt,
+            outcome,
+            rusage: None,
+            outputs,
+        }
+    }
+}
+
 /// An attempt a process now gone started and did not see end, with where its executor was
 /// told to keep its outputs and exit (the same paths as its [`AttemptSpec`]).
 #[derive(Debug, Clone)]

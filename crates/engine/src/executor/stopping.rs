@@ -1,11 +1,44 @@
-//! Why the control plane stops an attempt whose process it does not own (a container, a
-//! Kubernetes Job), and when: the attempt's own timeout or a cancel, whichever comes first.
+//! Attempts whose process baton does not own (a container, a Kubernetes Job): each driven by
+//! a task of its own, and stopped by the control plane at the attempt's own timeout or a
+//! cancel, whichever comes first.
 
+use std::future::Future;
 use std::time::Duration;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
-use super::Outcome;
+use super::{AttemptSpec, CancelHandle, ContainerRun, Finished, Outcome, Outputs, Work};
+
+/// Drives the attempt `drive` makes of its cancel in a task of its own, its report sent to
+/// `done`.
+pub(super) fn spawn_attempt<F, Fut>(done: mpsc::UnboundedSender<Finished>, drive: F) -> CancelHandle
+where
+    F: FnOnce(oneshot::Receiver<()>) -> Fut,
+    Fut: Future<Output = Finished> + Send + 'static,
+{
+    let (handle, cancel) = CancelHandle::new();
+    let attempt = drive(cancel);
+    tokio::spawn(async move {
+        let _ = done.send(attempt.await);
+    });
+    handle
+}
+
+/// The container `spec` runs, or the report refusing it for `executor`, which runs nothing
+/// else.
+pub(super) fn container_of<'a>(
+    spec: &'a AttemptSpec,
+    executor: &str,
+) -> Result<&'a ContainerRun, Finished> {
+    match &spec.work {
+        Work::Container(c) => Ok(c),
+        _ => Err(Finished::of(
+            spec,
+            Outcome::Refused(format!("the {executor} executor runs containers only")),
+            Outputs::default(),
+        )),
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Stop {

@@ -17,8 +17,8 @@ use tokio::sync::oneshot;
 
 use super::{ContainerRun, Inner, naming};
 use crate::executor::log_sink::LogWriter;
-use crate::executor::stopping::stop_when;
-use crate::executor::{AttemptSpec, Finished, Outcome, Outputs, Work, exit_record, local};
+use crate::executor::stopping::{container_of, stop_when};
+use crate::executor::{AttemptSpec, Finished, Outcome, Outputs, exit_record, local};
 
 /// Where the attempt's own directory is mounted, and the outputs file in it.
 const BATON_DIR: &str = "/baton";
@@ -33,19 +33,11 @@ pub(super) async fn run(
     spec: AttemptSpec,
     cancel: oneshot::Receiver<()>,
 ) -> Finished {
-    let report = |outcome, outputs| Finished {
-        key: spec.key.clone(),
-        attempt: spec.attempt,
-        outcome,
-        rusage: None,
-        outputs,
+    let c = match container_of(&spec, "container") {
+        Ok(c) => c,
+        Err(refused) => return refused,
     };
-    let Work::Container(c) = &spec.work else {
-        return report(
-            Outcome::Refused("the container executor runs containers only".into()),
-            Outputs::default(),
-        );
-    };
+    let report = |outcome, outputs| Finished::of(&spec, outcome, outputs);
     let name = naming::container_name(&c.run, &spec.key, spec.attempt);
     let dir = attempt_dir(&spec.outputs_path);
     let stop = stop_when(spec.timeout, cancel);

@@ -19,8 +19,8 @@ use super::logs::{self, Progress};
 use super::watch::{Ended, Reconnect, Seen, Terminated, Tracker};
 use super::{Inner, job, naming};
 use crate::executor::log_sink::LogWriter;
-use crate::executor::stopping::{Stop, stop_when};
-use crate::executor::{AttemptSpec, ContainerRun, Finished, Outcome, Outputs, Work, exit_record};
+use crate::executor::stopping::{Stop, container_of, stop_when};
+use crate::executor::{AttemptSpec, ContainerRun, Finished, Outcome, Outputs, exit_record};
 
 /// How long past its grace a deleted Job may take to be seen gone.
 const DELETED_WAIT: Duration = Duration::from_secs(30);
@@ -40,19 +40,11 @@ pub(super) async fn run(
     spec: AttemptSpec,
     cancel: oneshot::Receiver<()>,
 ) -> Finished {
-    let report = |outcome, outputs| Finished {
-        key: spec.key.clone(),
-        attempt: spec.attempt,
-        outcome,
-        rusage: None,
-        outputs,
+    let c = match container_of(&spec, "kubernetes") {
+        Ok(c) => c,
+        Err(refused) => return refused,
     };
-    let Work::Container(c) = &spec.work else {
-        return report(
-            Outcome::Refused("the kubernetes executor runs containers only".into()),
-            Outputs::default(),
-        );
-    };
+    let report = |outcome, outputs| Finished::of(&spec, outcome, outputs);
     let name = naming::job_name(&c.run, &spec.key, spec.attempt);
     let stop = stop_when(spec.timeout, cancel);
     tokio::pin!(stop);

@@ -156,13 +156,10 @@ impl KubernetesExecutor {
 
 impl Executor for KubernetesExecutor {
     fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle {
-        let (handle, cancel) = CancelHandle::new();
         let this = self.clone();
-        tokio::spawn(async move {
-            let finished = attempt::run(&this.inner, spec, cancel).await;
-            let _ = done.send(finished);
-        });
-        handle
+        super::stopping::spawn_attempt(done, |cancel| async move {
+            attempt::run(&this.inner, spec, cancel).await
+        })
     }
 
     fn stop_leftovers(
