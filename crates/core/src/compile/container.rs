@@ -125,7 +125,8 @@ pub fn unknown_executors(
                 format!("no executor `{}` is configured ({configured})", name.value),
             )
             .with_hint(format!(
-                "add `[executors.{}]` to baton.toml, with `kind = \"docker\"` or `\"local\"`",
+                "add `[executors.{}]` to baton.toml, with `kind = \"docker\"`, `\"kubernetes\"`, \
+                 `\"workers\"` or `\"local\"`",
                 name.value
             )),
         );
