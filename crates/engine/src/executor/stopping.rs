@@ -29,14 +29,14 @@ where
 pub(super) fn container_of<'a>(
     spec: &'a AttemptSpec,
     executor: &str,
-) -> Result<&'a ContainerRun, Finished> {
+) -> Result<&'a ContainerRun, Box<Finished>> {
     match &spec.work {
         Work::Container(c) => Ok(c),
-        _ => Err(Finished::of(
+        _ => Err(Box::new(Finished::of(
             spec,
             Outcome::Refused(format!("the {executor} executor runs containers only")),
             Outputs::default(),
-        )),
+        ))),
     }
 }
 

@@ -42,7 +42,7 @@ pub(super) async fn run(
 ) -> Finished {
     let c = match container_of(&spec, "kubernetes") {
         Ok(c) => c,
-        Err(refused) => return refused,
+        Err(refused) => return *refused,
     };
     let report = |outcome, outputs| Finished::of(&spec, outcome, outputs);
     let name = naming::job_name(&c.run, &spec.key, spec.attempt);
