@@ -79,6 +79,18 @@ async fn failure(source: &str, settings: KubernetesSettings) -> Vec<String> {
         .collect()
 }
 
+/// The lists of pods the watcher made (paged, unlike the executor's own look at a pod).
+fn watcher_pod_lists(fake: &FakeCluster) -> usize {
+    fake.requests()
+        .iter()
+        .filter(|r| {
+            r.starts_with("GET /api/v1/namespaces/baton/pods?")
+                && r.contains("limit=")
+                && !r.contains("watch=true")
+        })
+        .count()
+}
+
 async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !done() {
@@ -361,13 +373,7 @@ async fn a_watch_answered_410_gone_is_relisted_and_the_attempt_finishes() {
     );
     let (_dir, store, run) = ran(&source, settings(&fake), RunState::Succeeded).await;
     assert_eq!(fake.gone_served(), 1);
-    let pod_lists = fake
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.starts_with("GET /api/v1/namespaces/baton/pods?") && !r.contains("watch=true")
-        })
-        .count();
+    let pod_lists = watcher_pod_lists(&fake);
     assert!(
         pod_lists >= 2,
         "the first list and one after the 410: {pod_lists}"
@@ -412,13 +418,7 @@ async fn cut_log_and_watch_streams_lose_no_line_and_double_none() {
         "cut watches were started again: {watches} {:#?}",
         fake.requests()
     );
-    let pod_lists = fake
-        .requests()
-        .iter()
-        .filter(|r| {
-            r.starts_with("GET /api/v1/namespaces/baton/pods?") && !r.contains("watch=true")
-        })
-        .count();
+    let pod_lists = watcher_pod_lists(&fake);
     assert_eq!(
         pod_lists, 1,
         "a cut watch goes on from its bookmark, without a relist"

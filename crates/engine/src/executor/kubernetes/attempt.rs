@@ -199,8 +199,13 @@ async fn follow(
         tokio::select! {
             event = jobs.next() => match event {
                 Some(Ok(Event::Apply(j) | Event::InitApply(j))) => {
-                    if let Some(ended) = tracker.job(&j) {
-                        return settle_failed_job(conn, name, ended).await;
+                    // A Job that ended is read from its pod at once: a pod watch that fell
+                    // behind must not keep it waiting.
+                    let failed = tracker.job(&j);
+                    if (failed.is_some() || finished(&j))
+                        && let Some(watched) = settle_job(conn, name, failed, progress).await
+                    {
+                        return watched;
                     }
                 }
                 Some(Ok(Event::Delete(_))) => {
@@ -287,19 +292,29 @@ fn gone_stream(conn: &Connected, name: &str) -> KubeError {
     }
 }
 
-/// A Job that failed: its pod's exit, when the pod holds one, says more than the Job.
-async fn settle_failed_job(conn: &Connected, name: &str, ended: Ended) -> Watched {
-    if matches!(ended, Ended::DeadlineExceeded) {
-        return Watched::Ended(ended);
+/// A Job that ended: its pod's exit, when the pod holds one, says more than the Job (and
+/// the log's follower is told of the pod); else how it `failed`, if it did.
+async fn settle_job(
+    conn: &Connected,
+    name: &str,
+    failed: Option<Ended>,
+    progress: &signal::Sender<Progress>,
+) -> Option<Watched> {
+    if let Some(Ended::DeadlineExceeded) = failed {
+        return Some(Watched::Ended(Ended::DeadlineExceeded));
     }
-    if let Some(t) = terminated_pod(conn, name).await {
-        return Watched::Ended(Ended::Terminated(t));
+    if let Some((pod, t)) = terminated_pod(conn, name).await {
+        progress.send_modify(|p| {
+            p.pod = Some(pod);
+            p.started = true;
+        });
+        return Some(Watched::Ended(Ended::Terminated(t)));
     }
-    Watched::Ended(ended)
+    failed.map(Watched::Ended)
 }
 
-/// How the container of `job`'s pod ended, if it has.
-pub(super) async fn terminated_pod(conn: &Connected, job: &str) -> Option<Terminated> {
+/// The pod of `job` whose container has ended, and how.
+pub(super) async fn terminated_pod(conn: &Connected, job: &str) -> Option<(String, Terminated)> {
     let pods = conn
         .pods()
         .list(&ListParams::default().labels(&format!("{}={job}", naming::JOB_NAME)))
@@ -309,7 +324,7 @@ pub(super) async fn terminated_pod(conn: &Connected, job: &str) -> Option<Termin
     pods.items
         .iter()
         .find_map(|p| match tracker.pod(p, tokio::time::Instant::now()) {
-            Seen::Ended(Ended::Terminated(t)) => Some(t),
+            Seen::Ended(Ended::Terminated(t)) => Some((p.metadata.name.clone()?, t)),
             _ => None,
         })
 }

@@ -76,7 +76,7 @@ pub(super) async fn settle(
         };
         if slot.is_none()
             && finished(&job)
-            && let Some(t) = terminated_pod(conn, &name).await
+            && let Some((_, t)) = terminated_pod(conn, &name).await
         {
             tracing::info!(
                 task = %a.key, attempt = a.attempt, job = name,

@@ -54,9 +54,10 @@ pub(super) async fn pump(
 ) -> Result<(), String> {
     let pod = loop {
         let now = progress.borrow_and_update().clone();
-        match now.pod {
-            Some(pod) if now.started || now.ended => break pod,
-            _ if now.ended => return log.finish().await,
+        match (now.pod, now.started, now.ended) {
+            (Some(pod), true, _) => break pod,
+            // A container that never started (no node, no image) has no log.
+            (_, false, true) => return log.finish().await,
             _ => {}
         }
         if progress.changed().await.is_err() {
