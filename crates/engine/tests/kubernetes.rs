@@ -487,6 +487,34 @@ async fn a_missing_namespace_is_refused_and_named() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_failed_keeps_the_failed_job_only() {
+    let fake = FakeCluster::start().await;
+    let mut s = settings(&fake);
+    s.on_finish = OnFinish::KeepFailed;
+    let source = "name: kept\ntasks:\n  ok:\n    executor: k8s\n    container: { image: \"busybox:1\" }\n    run: \"true\"\n  bad:\n    executor: k8s\n    container: { image: \"busybox:1\" }\n    run: exit 1\n";
+    let (_dir, _store, _run) = ran(source, s, RunState::Failed).await;
+    let left = fake.jobs();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("-bad-1-"), "{left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_permission_is_refused_naming_the_verb_and_resource() {
+    let fake = FakeCluster::start().await;
+    fake.switch(|s| s.forbid_job_create = true);
+    let source = pipeline("denied", "busybox:1", "    retries: 2\n", "\"true\"");
+    let errors = failure(&source, settings(&fake)).await;
+    assert_eq!(errors.len(), 1, "an administrator must act: {errors:#?}");
+    assert!(
+        errors[0].starts_with(
+            "baton may not `create` `jobs` in namespace `baton`: jobs.batch is forbidden"
+        ) && errors[0].contains("bind a Role granting it"),
+        "{}",
+        errors[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_server_is_a_retryable_error() {
     let mut s = KubernetesSettings::new("k8s", Duration::from_secs(1));
     let dir = tempfile::tempdir().expect("tempdir");

@@ -61,6 +61,8 @@ pub(crate) struct Switches {
     pub(crate) cut_watches_after: usize,
     /// The first log stream of every pod is cut after this many lines; 0 never.
     pub(crate) cut_first_log_after: usize,
+    /// Job creates are forbidden (403), as to an identity without the RBAC verb.
+    pub(crate) forbid_job_create: bool,
 }
 
 #[derive(Debug, Default)]
@@ -367,6 +369,14 @@ async fn handle(
             watch(shared, kind, &q)
         }
         (&Method::GET, _, []) => list(&shared, kind, &q),
+        (&Method::POST, Kind::Job, []) if shared.lock().switches.forbid_job_create => status(
+            403,
+            "Forbidden",
+            format!(
+                "jobs.batch is forbidden: User \"system:serviceaccount:{ns}:baton\" cannot create \
+                 resource \"jobs\" in API group \"batch\" in the namespace \"{ns}\""
+            ),
+        ),
         (&Method::POST, Kind::Job, []) => create(shared, &body),
         (&Method::GET, _, [name]) => match shared.get(kind, name) {
             Some(object) => json_response(StatusCode::OK, &object),
