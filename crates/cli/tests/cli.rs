@@ -45,7 +45,11 @@ fn validate_json_gives_the_same_diagnostics() {
 
 #[test]
 fn validate_accepts_the_examples() {
-    let out = Test::new().run(&["validate", repo().join("examples").to_str().expect("utf-8")]);
+    // With the repository's baton.toml, as they are run (its `[executors.k8s]`, its pools).
+    let settings = std::fs::read_to_string(repo().join("baton.toml")).expect("baton.toml");
+    let out = Test::new()
+        .file("baton.toml", &settings)
+        .run(&["validate", repo().join("examples").to_str().expect("utf-8")]);
     assert_eq!(out.code, 0, "{}", out.stdout);
     assert!(out.stdout.starts_with("ok: "), "{}", out.stdout);
 }
