@@ -263,7 +263,7 @@ async fn a_timeout_deletes_the_job_and_its_process() {
 async fn cancelling_a_run_deletes_its_job() {
     let fake = FakeCluster::start().await;
     let source = pipeline("cancelled", "busybox:1", "", "echo started; sleep 60");
-    let (_dir, store, run, opts) = support::created(&source).await;
+    let (dir, store, run, opts) = support::created(&source).await;
     let (stop, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
     let engine = Engine::new(
         Arc::clone(&store),
@@ -274,7 +274,12 @@ async fn cancelling_a_run_deletes_its_job() {
         let run = run.clone();
         async move { engine.execute(&run, stop_rx).await }
     });
-    wait_for("a job runs", || !fake.running_jobs().is_empty()).await;
+    wait_for("a job says it started", || {
+        fake.running_jobs()
+            .iter()
+            .any(|job| fake.logged(job) == ["started"])
+    })
+    .await;
     let asked = Instant::now();
     stop.send(Some(Stop::Cancel)).expect("send");
     let state = driven.await.expect("join").expect("driven");
@@ -289,6 +294,9 @@ async fn cancelling_a_run_deletes_its_job() {
     assert_eq!(support::task(&tasks, "t").state, TaskState::Cancelled);
     assert!(fake.jobs().is_empty() && fake.running_jobs().is_empty());
     assert_eq!(fake.deletes()[0].1["propagationPolicy"], "Foreground");
+    // The pod went with its log: what was followed is the whole of it, and no complaint.
+    let log = support::first_log(&store, dir.path(), &run).await;
+    assert_eq!(log, "started\n");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

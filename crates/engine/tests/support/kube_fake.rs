@@ -275,6 +275,17 @@ impl FakeCluster {
             .sum()
     }
 
+    /// The lines the containers of `job`'s pods have written.
+    pub(crate) fn logged(&self, job: &str) -> Vec<String> {
+        self.shared
+            .lock()
+            .logs
+            .iter()
+            .filter(|(pod, _)| pod.starts_with(job))
+            .flat_map(|(_, l)| l.lines.iter().map(|(_, text)| text.clone()))
+            .collect()
+    }
+
     /// Whether the container of `job` runs now.
     pub(crate) fn running(&self, job: &str) -> bool {
         self.shared.lock().running.contains_key(job)

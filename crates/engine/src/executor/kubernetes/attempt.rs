@@ -65,7 +65,7 @@ pub(super) async fn run(
     };
 
     let (progress, progress_rx) = signal::channel(Progress::default());
-    let pump = tokio::spawn(logs::pump(
+    let mut pump = tokio::spawn(logs::pump(
         conn.pods(),
         progress_rx,
         LogWriter::new(spec.log.clone()),
@@ -99,21 +99,25 @@ pub(super) async fn run(
         Watched::Ended(Ended::DeadlineExceeded) => (Outcome::TimedOut, Outputs::default(), false),
         Watched::Ended(Ended::Failed(f)) => (f.outcome(), Outputs::default(), false),
         Watched::Failed(e) => (e.outcome(), Outputs::default(), false),
-        Watched::Stopped(stop) => {
-            // Gone before the next attempt may start: two copies of one attempt never run.
-            if let Err(e) = delete(conn, &name, Some(inner.settings.stop_grace), true).await {
-                tracing::warn!(job = name, error = %e, "cannot delete a stopped attempt's job");
-            }
-            (stop.outcome(), Outputs::default(), false)
+        Watched::Stopped(stop) => (stop.outcome(), Outputs::default(), false),
+    };
+    let stopped = matches!(outcome, Outcome::Cancelled | Outcome::TimedOut);
+    // Read to its end while the pod is there: a stopped one goes with its log.
+    progress.send_modify(|p| p.ended = true);
+    let log_result = match tokio::time::timeout(LOG_TAIL_WAIT, &mut pump).await {
+        Ok(joined) => joined.unwrap_or_else(|e| Err(format!("the log copy failed: {e}"))),
+        Err(_) => {
+            // A follow the server never ends must not outlive its attempt.
+            pump.abort();
+            Err(format!(
+                "the log of job `{name}` did not end within {LOG_TAIL_WAIT:?}"
+            ))
         }
     };
-    progress.send_modify(|p| p.ended = true);
-    let log_result = match tokio::time::timeout(LOG_TAIL_WAIT, pump).await {
-        Ok(joined) => joined.unwrap_or_else(|e| Err(format!("the log copy failed: {e}"))),
-        Err(_) => Err(format!(
-            "the log of job `{name}` did not end within {LOG_TAIL_WAIT:?}"
-        )),
-    };
+    // Gone before the next attempt may start: two copies of one attempt never run.
+    if stopped && let Err(e) = delete(conn, &name, Some(inner.settings.stop_grace), true).await {
+        tracing::warn!(job = name, error = %e, "cannot delete a stopped attempt's job");
+    }
     let outcome = match (log_result, outcome) {
         (Err(e), Outcome::Exited { .. }) => {
             Outcome::Error(format!("cannot keep the attempt's log: {e}"))

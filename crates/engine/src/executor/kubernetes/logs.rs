@@ -13,7 +13,7 @@ use kube::Api;
 use kube::api::LogParams;
 use tokio::sync::watch;
 
-use super::errors::message;
+use super::errors::{message, status};
 use super::job::CONTAINER;
 use crate::executor::log_sink::LogWriter;
 
@@ -55,9 +55,10 @@ pub(super) async fn pump(
     let pod = loop {
         let now = progress.borrow_and_update().clone();
         match (now.pod, now.started, now.ended) {
-            (Some(pod), true, _) => break pod,
-            // A container that never started (no node, no image) has no log.
-            (_, false, true) => return log.finish().await,
+            // An attempt stopped before its start was seen may have written already: one
+            // read says (a container that never started has no log, and says so).
+            (Some(pod), true, _) | (Some(pod), _, true) => break pod,
+            (None, _, true) => return log.finish().await,
             _ => {}
         }
         if progress.changed().await.is_err() {
@@ -76,13 +77,17 @@ pub(super) async fn pump(
             ..Default::default()
         };
         match pods.log_stream(&pod, &params).await {
-            Ok(stream) => match copy(stream, &mut position, &mut log).await {
-                Ok(true) => pause = FIRST_PAUSE,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::debug!(pod, error = %e, "the pod's log stream was cut; following again")
+            Ok(stream) => {
+                match copy(stream, &mut position, &mut log, &mut progress, !last_pass).await {
+                    Ok(true) => pause = FIRST_PAUSE,
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(pod, error = %e, "the pod's log stream was cut; following again")
+                    }
                 }
-            },
+            }
+            // A pod gone took its log along; one that never started has none.
+            Err(e) if last_pass && matches!(status(&e), Some(400 | 404)) => {}
             Err(e) if last_pass => {
                 let line = format!(
                     "[baton] cannot read the rest of pod `{pod}`'s log: {}\n",
@@ -107,11 +112,14 @@ pub(super) async fn pump(
     log.finish().await
 }
 
-/// Copies one stream's lines past `position` into `log`; whether it brought any new one.
+/// Copies one stream's lines past `position` into `log`, until it ends or the attempt is
+/// over (the last read takes the rest); whether it brought any new line.
 async fn copy(
     stream: impl AsyncBufRead,
     position: &mut Position,
     log: &mut LogWriter,
+    progress: &mut watch::Receiver<Progress>,
+    following: bool,
 ) -> std::io::Result<bool> {
     let mut stream = std::pin::pin!(stream);
     // The stream starts at the second of the last kept line: those before it and the ones
@@ -129,6 +137,13 @@ async fn copy(
                 log.flush().await;
                 // What the cancelled read took is in `line` already: read on after it.
                 stream.read_until(b'\n', &mut line).await?;
+            }
+            // A line cut here was not kept: the last read takes it whole.
+            changed = progress.changed(), if following => {
+                if changed.is_err() || progress.borrow().ended {
+                    return Ok(any);
+                }
+                continue;
             }
         }
         if line.is_empty() {
