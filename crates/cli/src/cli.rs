@@ -144,6 +144,9 @@ pub(crate) struct Cli {
     /// `[executors.NAME]` of the config file.
     #[arg(skip)]
     pub executors: crate::executors_config::Instances,
+    /// `[artifacts]` of the config file.
+    #[arg(skip)]
+    pub artifacts: baton_engine::artifacts::StoreConfig,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -34,6 +34,9 @@ struct ConfigFile {
     http: HttpSection,
     #[serde(default)]
     workers: WorkersSection,
+    /// Where attempts' artifacts are kept.
+    #[serde(default)]
+    artifacts: crate::artifacts_config::ArtifactsSection,
     #[serde(default)]
     traces: baton_observe::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
@@ -290,6 +293,7 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         cli.http_signing_secret_file = Some(base.join(secret));
     }
     cli.executors = crate::executors_config::instances(&path, file.executors, cli.kill_grace)?;
+    cli.artifacts = crate::artifacts_config::store(&path, &base, file.artifacts)?;
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {
         Command::Run(args) => args.pools = seeds,

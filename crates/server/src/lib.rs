@@ -129,6 +129,10 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::workers::heartbeat))
         .routes(routes!(routes::workers::log))
         .routes(routes!(routes::workers::finish))
+        .routes(routes!(
+            routes::worker_artifacts::fetch,
+            routes::worker_artifacts::upload
+        ))
         .routes(routes!(routes::logs::log))
         .routes(routes!(routes::events::events))
         .routes(routes!(routes::health::openapi));

@@ -60,6 +60,8 @@ pub struct Config {
     pub workers: Option<WorkersConfig>,
     /// Serve HTTPS with this identity (`[server] tls_cert_file`, `tls_key_file`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Where attempts' artifacts are kept (`[artifacts]`; default: under the home).
+    pub artifacts: baton_engine::artifacts::StoreConfig,
 }
 
 /// `[workers]`: the secret every `baton worker` sends, and how often they must be heard.
@@ -102,6 +104,7 @@ impl Config {
             executors: std::collections::BTreeMap::new(),
             workers: None,
             tls: None,
+            artifacts: baton_engine::artifacts::StoreConfig::default(),
         }
     }
 }
@@ -131,6 +134,8 @@ pub enum Error {
     Delivery(#[from] baton_observe::delivery::SetupError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0}\n(hint: check `[artifacts]` in baton.toml)")]
+    Artifacts(String),
 }
 
 /// Runs until SIGINT or SIGTERM, then stops accepting requests and drains: running attempts
@@ -164,11 +169,18 @@ pub async fn serve(
     )
     .with_stop_grace(config.kill_grace)
     .with_instances(config.executors.clone());
+    let artifacts = config
+        .artifacts
+        .open(&config.home)
+        .map_err(Error::Artifacts)?;
+    let executors = executors.with_artifacts(artifacts.clone());
     let hub = config.workers.as_ref().map(|w| {
-        baton_engine::workers::WorkerHub::new(baton_engine::workers::HubSettings {
+        let hub = baton_engine::workers::WorkerHub::new(baton_engine::workers::HubSettings {
             stop_grace: config.kill_grace,
             ..w.hub
-        })
+        });
+        hub.set_artifacts(artifacts.clone());
+        hub
     });
     let executors = match &hub {
         Some(hub) => executors.with_workers(hub.clone()),

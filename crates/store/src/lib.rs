@@ -23,7 +23,7 @@ pub use logs::{
     LogSettings, LogStore, LogStoreKind, MAX_READ, sanitize,
 };
 pub use records::{
-    Admission, Admitted, ApprovalRecord, ApprovalWait, AttemptProcess, AttemptRecord,
+    Admission, Admitted, ApprovalRecord, ArtifactFile, ArtifactRecord, ApprovalWait, AttemptProcess, AttemptRecord,
     BackfillFilter, BackfillRecord, CacheEntry, CacheSource, Change, Control, DeadLetterCursor,
     DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask,
     OrphanClaim, ParentRef, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, Rusage,

@@ -59,6 +59,7 @@ pub(crate) async fn run(
         logs: engine.logs,
         http: crate::backend::http_executor(),
         executors: engine.executors.clone(),
+        artifacts: engine.artifacts.clone(),
         workers,
         tls: baton_server::tls::files(args.tls_cert_file.as_deref(), args.tls_key_file.as_deref())
             .map_err(ExpectedError::Usage)?,

@@ -3,6 +3,7 @@
 //! These types define the file format: the decoder reads them from YAML and the JSON Schema is
 //! generated from them, so the two cannot drift apart.
 
+mod artifacts;
 mod concurrency;
 mod container;
 mod dataset;
@@ -18,6 +19,7 @@ mod schedule;
 mod schema_helpers;
 mod task;
 
+pub use artifacts::ArtifactsSpec;
 pub use concurrency::ConcurrencySpec;
 pub use container::{ContainerNetwork, ContainerSpec, PullPolicy};
 pub use dataset::{DatasetNameSpec, DatasetSpec};

@@ -224,6 +224,7 @@ impl Dispatcher {
             timeout: task.timeout.map(baton_core::duration::Duration::as_std),
             spawned: Some(self.spawned_tx.clone()),
             exit_path: Some(self.exit_path(i, attempt)),
+            artifacts: self.artifact_plan(i)?,
         })
     }
 

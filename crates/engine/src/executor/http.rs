@@ -106,6 +106,7 @@ impl HttpExecutor {
                     outcome: Outcome::Error("the HTTP executor runs requests only".into()),
                     rusage: None,
                     outputs: Outputs::default(),
+                    artifacts: None,
                 });
                 return;
             };
@@ -133,6 +134,7 @@ impl HttpExecutor {
                 outcome,
                 rusage: None,
                 outputs,
+                artifacts: None,
             });
         });
         handle

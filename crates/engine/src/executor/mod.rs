@@ -11,6 +11,7 @@ mod log_sink;
 mod parent_death;
 mod reaper;
 mod set;
+mod staged;
 mod wait;
 
 use std::future::Future;
@@ -66,6 +67,9 @@ pub struct AttemptSpec {
     /// Where to record how the process exited as soon as it is reaped, before reporting it
     /// (see [`exit_record`]).
     pub exit_path: Option<PathBuf>,
+    /// Files to place in `cwd` before it starts, and patterns of those to keep after it
+    /// succeeded.
+    pub artifacts: crate::artifacts::ArtifactPlan,
 }
 
 /// What an attempt runs.
@@ -135,6 +139,9 @@ pub struct Finished {
     pub outcome: Outcome,
     pub rusage: Option<Rusage>,
     pub outputs: Outputs,
+    /// The files it uploaded (`artifacts.upload`), once stored; none for a task that keeps
+    /// none, or an attempt that did not succeed.
+    pub artifacts: Option<crate::artifacts::StoredArtifacts>,
 }
 
 /// An attempt a process now gone started and did not see end, with where its executor was

@@ -28,6 +28,7 @@ pub(crate) mod run_tasks;
 pub(crate) mod runs;
 pub(crate) mod sse;
 pub(crate) mod webhook;
+pub(crate) mod worker_artifacts;
 pub(crate) mod workers;
 
 /// `/pipelines/{namespace}/{name}/...`

@@ -54,6 +54,7 @@ pub(super) async fn run(
         outcome,
         rusage: None,
         outputs,
+        artifacts: None,
     };
     let Work::Container(c) = &spec.work else {
         return report(
