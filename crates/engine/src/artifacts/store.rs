@@ -79,6 +79,8 @@ impl ArtifactStore {
         if bucket.is_empty() {
             return Err(format!("artifact store `{}` names no bucket", s.url));
         }
+        // The one crypto provider of the process (reqwest is built without its own).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut b = object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(e) = &s.endpoint {
             b = b.with_endpoint(e).with_virtual_hosted_style_request(false);
@@ -93,6 +95,19 @@ impl ArtifactStore {
         if s.allow_http {
             b = b.with_allow_http(true);
         }
+        // A few quick retries, not object_store's three minutes: the attempt is retried as
+        // the task says, and a store that is down should say so while someone watches.
+        b = b
+            .with_retry(object_store::RetryConfig {
+                max_retries: 3,
+                retry_timeout: std::time::Duration::from_secs(20),
+                ..object_store::RetryConfig::default()
+            })
+            .with_client_options(
+                object_store::ClientOptions::new()
+                    .with_connect_timeout(std::time::Duration::from_secs(5))
+                    .with_allow_http(s.allow_http),
+            );
         let s3 = b
             .build()
             .map_err(|e| format!("artifact store `{}`: {e}", s.url))?;
@@ -117,19 +132,19 @@ impl ArtifactStore {
         self.kind
     }
 
-    /// Whether the store holds content `digest` already.
-    pub async fn contains(&self, digest: &str) -> Result<bool, ArtifactError> {
+    /// Whether the store holds content `digest` (of the file at `path`, for messages).
+    pub async fn contains(&self, path: &str, digest: &str) -> Result<bool, ArtifactError> {
         let key = key_of(digest)?;
         match self.inner.head(&key).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(e) => Err(self.failed(Op::Upload, digest, e)),
+            Err(e) => Err(self.failed(Op::Upload, path, e)),
         }
     }
 
     /// Stores the content of `path`, which hashes to `file.digest`, unless it is there.
     pub async fn put_file(&self, path: &Path, file: &ArtifactFile) -> Result<(), ArtifactError> {
-        if self.contains(&file.digest).await? {
+        if self.contains(&file.path, &file.digest).await? {
             return Ok(());
         }
         let f = tokio::fs::File::open(path)

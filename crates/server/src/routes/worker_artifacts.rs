@@ -138,7 +138,7 @@ pub(crate) async fn upload(
         return Err(not_leased(&digest));
     }
     let store = store_of(&hub)?;
-    if store.contains(&digest).await? {
+    if store.contains(&path, &digest).await? {
         return Ok(StatusCode::NO_CONTENT);
     }
     let stream = body.into_data_stream().map_err(|e| e.to_string());
@@ -174,7 +174,7 @@ pub(crate) async fn reported(
         let f: ArtifactFile = f.into();
         baton_engine::artifacts::destination(std::path::Path::new("/"), &f.path)
             .map_err(|e| e.to_string())?;
-        match store.contains(&f.digest).await {
+        match store.contains(&f.path, &f.digest).await {
             Ok(true) => out.push(f),
             Ok(false) => {
                 return Err(ArtifactError::Missing {
