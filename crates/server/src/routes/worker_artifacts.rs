@@ -3,6 +3,7 @@
 //! what its lease's attempt names, and what it sends is stored only once it hashes to the
 //! digest it was sent under: a worker cannot read other runs' files or plant a forgery.
 
+use axum::Json;
 use axum::body::Body;
 use axum::extract::{Path, Query};
 use axum::http::{StatusCode, header};
@@ -12,8 +13,8 @@ use baton_engine::artifacts::{ArtifactError, ArtifactStore, Op};
 use baton_engine::workers::{Epoch, WorkerHub};
 use baton_store::ArtifactFile;
 use futures_util::TryStreamExt;
-use serde::Deserialize;
-use utoipa::IntoParams;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::worker_api::Agent;
@@ -117,7 +118,7 @@ pub(crate) async fn fetch(
     request_body(content = Vec<u8>, content_type = "application/octet-stream"),
     security(("worker_secret" = [])),
     responses(
-        (status = 204, description = "Stored (or held already)"),
+        (status = 200, description = "Stored, or held already", body = ArtifactStored),
         (status = 400, description = "`artifact_cut`: the body ended early", body = ErrorBody),
         (status = 401, description = "`bad_worker_secret`", body = ErrorBody),
         (status = 403, description = "`workers_disabled`; or `artifact_not_leased`: the lease's attempt uploads nothing", body = ErrorBody),
@@ -132,21 +133,35 @@ pub(crate) async fn upload(
     Path(ArtifactPath { id, epoch, digest }): Path<ArtifactPath>,
     Query(UploadQuery { path }): Query<UploadQuery>,
     body: Body,
-) -> ApiResult<StatusCode> {
+) -> ApiResult<Json<ArtifactStored>> {
     let plan = hub.lease_artifacts(&WorkerId::from_string(id), Epoch(epoch))?;
     if plan.upload.is_empty() {
         return Err(not_leased(&digest));
     }
     let store = store_of(&hub)?;
     if store.contains(&path, &digest).await? {
-        return Ok(StatusCode::NO_CONTENT);
+        return Ok(Json(ArtifactStored {
+            digest,
+            held: true,
+        }));
     }
     let stream = body.into_data_stream().map_err(|e| e.to_string());
     store
         .put_stream(&path, &digest, stream)
         .await
         .inspect_err(|_| baton_engine::artifacts::count_error(store.kind(), Op::Upload))?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(Json(ArtifactStored {
+        digest,
+        held: false,
+    }))
+}
+
+/// An upload's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ArtifactStored {
+    digest: String,
+    /// The store held this content already: the body was not read.
+    held: bool,
 }
 
 fn not_leased(digest: &str) -> ApiError {
