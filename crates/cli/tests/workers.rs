@@ -784,3 +784,37 @@ fn a_worker_may_fetch_only_what_its_lease_downloads() {
     );
     assert_eq!(status, 403, "{body}");
 }
+
+#[test]
+fn baton_run_with_a_server_runs_the_file_there_on_its_workers() {
+    let t = with_secret(Test::new().file("pipelines/placed.yaml", PLACED));
+    // Here, it is refused, saying where it can run.
+    let out = t.run(&["run", "pipelines/placed.yaml"]);
+    assert_eq!(out.code, 2);
+    assert!(out.stderr.contains("`baton --server URL run FILE`"), "{}", out.stderr);
+    let s = server(&t);
+    let _w = worker(&t, &s, "w1", "linux", &[]);
+    let out = t.run(&["--server", &s.url, "run", "pipelines/placed.yaml"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let run = out.stdout.lines().next().expect("run id").trim().to_owned();
+    assert_eq!(run_state(&t, &s, &run), "succeeded");
+    assert!(t.read("pipelines/local.txt").contains("/w-w1/work/"));
+    // Another version of the file is not run under the server's name.
+    let t = t.file("other/placed.yaml", &PLACED.replace("echo \"$GREETING", "echo \"changed $GREETING"));
+    let out = t.run(&["--server", &s.url, "run", "other/placed.yaml"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("the server's `default/placed` is another version than `other/placed.yaml`"),
+        "{}",
+        out.stderr
+    );
+    let t = t.file("other/absent.yaml", "name: absent\ntasks:\n  a: { run: \"true\" }\n");
+    let out = t.run(&["--server", &s.url, "run", "other/absent.yaml"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr.contains("the server cannot run `default/absent`")
+            && out.stderr.contains("put `other/absent.yaml` in the server's pipelines directory"),
+        "{}",
+        out.stderr
+    );
+}

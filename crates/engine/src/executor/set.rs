@@ -280,8 +280,9 @@ fn refuse(spec: AttemptSpec, done: &mpsc::UnboundedSender<Finished>, why: String
 pub fn no_workers(r: &RunsOn) -> String {
     format!(
         "the task runs on workers labelled `{}`, and this baton has none to send it to: run the \
-         pipeline on a `baton server` with `[workers] secret_file` set, where `baton worker \
-         --server URL --labels {}` agents connect (or remove `runs_on` to run it on this host)",
+         pipeline on a `baton server` with `[workers] secret_file` set (`baton --server URL run \
+         FILE`), where `baton worker --server URL --labels {}` agents connect (or remove \
+         `runs_on` to run it on this host)",
         r.labels.join(", "),
         r.labels.join(",")
     )
