@@ -38,7 +38,10 @@ pub(crate) fn store(
     s: ArtifactsSection,
 ) -> Result<StoreConfig, ExpectedError> {
     let invalid = |what: String| {
-        ExpectedError::Usage(format!("invalid config `{}`: [artifacts] {what}", path.display()))
+        ExpectedError::Usage(format!(
+            "invalid config `{}`: [artifacts] {what}",
+            path.display()
+        ))
     };
     let s3_only = [
         ("endpoint", s.endpoint.is_some()),
@@ -49,8 +52,7 @@ pub(crate) fn store(
     ];
     match (s.dir, s.url) {
         (Some(_), Some(_)) => Err(invalid(
-            "sets both `dir` and `url`\n(hint: keep one: a directory, or an `s3://` bucket)"
-                .into(),
+            "sets both `dir` and `url`\n(hint: keep one: a directory, or an `s3://` bucket)".into(),
         )),
         (dir, None) => {
             if let Some((key, _)) = s3_only.iter().find(|(_, set)| *set) {
@@ -71,7 +73,10 @@ pub(crate) fn store(
                 Some(f) => {
                     let f = base.join(f);
                     let text = std::fs::read_to_string(&f).map_err(|e| {
-                        invalid(format!("cannot read `secret_access_key_file` `{}`: {e}", f.display()))
+                        invalid(format!(
+                            "cannot read `secret_access_key_file` `{}`: {e}",
+                            f.display()
+                        ))
                     })?;
                     Some(text.trim().to_owned())
                 }

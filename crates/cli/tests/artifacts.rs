@@ -79,12 +79,18 @@ fn files_go_through_s3_to_the_task_downstream_and_show_their_digests() {
     assert_eq!(files[0]["executable"], true);
     let digest = files[1]["digest"].as_str().expect("digest").to_owned();
     let hex = digest.strip_prefix("sha256:").expect("sha256");
-    assert!(keys.contains(&format!("ci/sha256/{}/{hex}", &hex[..2])), "{keys:?}");
+    assert!(
+        keys.contains(&format!("ci/sha256/{}/{hex}", &hex[..2])),
+        "{keys:?}"
+    );
 
     let text = t.run(&["show", &run]);
     assert!(
-        text.stdout.contains("build attempt 1 uploaded 2 artifacts:")
-            && text.stdout.contains(&format!("dist/app.tar.gz  10 B  {digest}")),
+        text.stdout
+            .contains("build attempt 1 uploaded 2 artifacts:")
+            && text
+                .stdout
+                .contains(&format!("dist/app.tar.gz  10 B  {digest}")),
         "{}",
         text.stdout
     );

@@ -703,7 +703,13 @@ fn artifacts_travel_from_a_worker_to_the_server_and_back_to_a_worker() {
     let s = server(&t);
     let _w = worker(&t, &s, "w1", "linux", &[]);
     let out = t.run(&["--server", &s.url, "trigger", "shipped", "--wait"]);
-    let run = out.stdout.lines().next().unwrap_or_default().trim().to_owned();
+    let run = out
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
     assert_eq!(
         out.code,
         0,
@@ -752,7 +758,13 @@ fn a_worker_may_fetch_only_what_its_lease_downloads() {
     let hello = serde_json::json!({
         "name": "probe", "labels": ["linux"], "slots": 1, "version": "0", "host": "h"
     });
-    let (status, reg) = support::http_with(&s.addr, "POST", "/api/v1/workers", &hello.to_string(), &[("Authorization", &auth)]);
+    let (status, reg) = support::http_with(
+        &s.addr,
+        "POST",
+        "/api/v1/workers",
+        &hello.to_string(),
+        &[("Authorization", &auth)],
+    );
     assert_eq!(status, 201, "{reg}");
     let id = reg["id"].as_str().expect("id").to_owned();
     let _run = trigger(&t, &s, "placed");
@@ -764,7 +776,9 @@ fn a_worker_may_fetch_only_what_its_lease_downloads() {
         &[("Authorization", &auth)],
     );
     assert_eq!(status, 200, "{claim}");
-    let epoch = claim["assignments"][0]["epoch"].as_u64().expect("an assignment");
+    let epoch = claim["assignments"][0]["epoch"]
+        .as_u64()
+        .expect("an assignment");
     let digest = format!("sha256:{}", "ab".repeat(32));
     let (status, body) = support::http_with(
         &s.addr,
@@ -791,7 +805,11 @@ fn baton_run_with_a_server_runs_the_file_there_on_its_workers() {
     // Here, it is refused, saying where it can run.
     let out = t.run(&["run", "pipelines/placed.yaml"]);
     assert_eq!(out.code, 2);
-    assert!(out.stderr.contains("`baton --server URL run FILE`"), "{}", out.stderr);
+    assert!(
+        out.stderr.contains("`baton --server URL run FILE`"),
+        "{}",
+        out.stderr
+    );
     let s = server(&t);
     let _w = worker(&t, &s, "w1", "linux", &[]);
     let out = t.run(&["--server", &s.url, "run", "pipelines/placed.yaml"]);
@@ -800,20 +818,30 @@ fn baton_run_with_a_server_runs_the_file_there_on_its_workers() {
     assert_eq!(run_state(&t, &s, &run), "succeeded");
     assert!(t.read("pipelines/local.txt").contains("/w-w1/work/"));
     // Another version of the file is not run under the server's name.
-    let t = t.file("other/placed.yaml", &PLACED.replace("echo \"$GREETING", "echo \"changed $GREETING"));
+    let t = t.file(
+        "other/placed.yaml",
+        &PLACED.replace("echo \"$GREETING", "echo \"changed $GREETING"),
+    );
     let out = t.run(&["--server", &s.url, "run", "other/placed.yaml"]);
     assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
     assert!(
-        out.stderr.contains("the server's `default/placed` is another version than `other/placed.yaml`"),
+        out.stderr
+            .contains("the server's `default/placed` is another version than `other/placed.yaml`"),
         "{}",
         out.stderr
     );
-    let t = t.file("other/absent.yaml", "name: absent\ntasks:\n  a: { run: \"true\" }\n");
+    let t = t.file(
+        "other/absent.yaml",
+        "name: absent\ntasks:\n  a: { run: \"true\" }\n",
+    );
     let out = t.run(&["--server", &s.url, "run", "other/absent.yaml"]);
     assert_eq!(out.code, 1);
     assert!(
-        out.stderr.contains("the server cannot run `default/absent`")
-            && out.stderr.contains("put `other/absent.yaml` in the server's pipelines directory"),
+        out.stderr
+            .contains("the server cannot run `default/absent`")
+            && out
+                .stderr
+                .contains("put `other/absent.yaml` in the server's pipelines directory"),
         "{}",
         out.stderr
     );

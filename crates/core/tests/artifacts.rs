@@ -73,10 +73,22 @@ tasks:
                 "tasks.a.artifacts.upload[2]",
                 "artifact pattern `x/[y` is not a glob: unclosed character class; missing ']'"
             ),
-            (7, "tasks.b.artifacts.download[0]", "task `a` is not upstream of `b`"),
-            (7, "tasks.b.artifacts.download[1]", "task `c` is not upstream of `b`"),
+            (
+                7,
+                "tasks.b.artifacts.download[0]",
+                "task `a` is not upstream of `b`"
+            ),
+            (
+                7,
+                "tasks.b.artifacts.download[1]",
+                "task `c` is not upstream of `b`"
+            ),
             (7, "tasks.b.artifacts.download[2]", "unknown task `nobody`"),
-            (7, "tasks.b.artifacts.download[3]", "task `b` is not upstream of `b`"),
+            (
+                7,
+                "tasks.b.artifacts.download[3]",
+                "task `b` is not upstream of `b`"
+            ),
             (
                 10,
                 "tasks.c.artifacts",
@@ -87,8 +99,16 @@ tasks:
                 "tasks.d.artifacts",
                 "`artifacts.upload` cannot be combined with `cache`: a cached result keeps outputs, not files"
             ),
-            (15, "tasks.d.artifacts.download[0]", "task `e` is not upstream of `d`"),
-            (19, "tasks.e.artifacts.sizes", "unknown key `sizes` in `artifacts`"),
+            (
+                15,
+                "tasks.d.artifacts.download[0]",
+                "task `e` is not upstream of `d`"
+            ),
+            (
+                19,
+                "tasks.e.artifacts.sizes",
+                "unknown key `sizes` in `artifacts`"
+            ),
         ]
     );
 }

@@ -86,9 +86,16 @@ async fn uploads_reach_the_task_downstream_in_a_directory_of_its_own() {
     assert_eq!(stored[1].file.size, "release 1\n".len() as u64);
     assert!(stored[0].store.starts_with("dir:"), "{}", stored[0].store);
     // The bytes are where the digest says, and nowhere else.
-    let hex = stored[1].file.digest.strip_prefix("sha256:").expect("digest");
+    let hex = stored[1]
+        .file
+        .digest
+        .strip_prefix("sha256:")
+        .expect("digest");
     let object = artifacts.path().join("sha256").join(&hex[..2]).join(hex);
-    assert_eq!(std::fs::read_to_string(object).expect("object"), "release 1\n");
+    assert_eq!(
+        std::fs::read_to_string(object).expect("object"),
+        "release 1\n"
+    );
     assert!(dir.path().join("test-host/dist/app.tar.gz").exists());
     let events = store.events(&run, 0).await.expect("events");
     assert!(
@@ -163,7 +170,10 @@ tasks:
 "#;
     let (_dir, store, run, opts) = support::created(source).await;
     let artifacts = tempfile::tempdir().expect("temp dir");
-    assert_eq!(drive(&store, &run, &opts, artifacts.path()).await, RunState::Failed);
+    assert_eq!(
+        drive(&store, &run, &opts, artifacts.path()).await,
+        RunState::Failed
+    );
     let attempts = store.attempts(&run).await.expect("attempts");
     assert_eq!(attempts[0].state, AttemptState::Failed);
     let error = attempts[0].error.clone().unwrap_or_default();
@@ -199,14 +209,23 @@ tasks:
         RunState::Succeeded
     );
 
-    let clash = source.replace("echo same > out/common.txt", "echo {{ item }} > out/common.txt");
+    let clash = source.replace(
+        "echo same > out/common.txt",
+        "echo {{ item }} > out/common.txt",
+    );
     let (dir, store, run, opts) = support::created(&clash).await;
     for d in ["a", "b", "merged"] {
         std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
     }
-    assert_eq!(drive(&store, &run, &opts, artifacts.path()).await, RunState::Failed);
+    assert_eq!(
+        drive(&store, &run, &opts, artifacts.path()).await,
+        RunState::Failed
+    );
     let tasks = store.tasks(&run).await.expect("tasks");
-    let error = support::task(&tasks, "merge").error.clone().unwrap_or_default();
+    let error = support::task(&tasks, "merge")
+        .error
+        .clone()
+        .unwrap_or_default();
     assert!(
         error.contains("would both be placed at `out/common.txt`"),
         "{error}"
@@ -235,7 +254,11 @@ tasks:
     let artifacts = tempfile::tempdir().expect("temp dir");
     opts.drain_grace = Duration::from_millis(10);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(None::<Stop>);
-    let engine = Engine::new(Arc::clone(&store), executors(artifacts.path()), opts.clone());
+    let engine = Engine::new(
+        Arc::clone(&store),
+        executors(artifacts.path()),
+        opts.clone(),
+    );
     let first = tokio::spawn({
         let run = run.clone();
         async move { engine.execute(&run, stop_rx).await }
@@ -243,7 +266,10 @@ tasks:
     // Until `wait` runs: `build` and its files are committed by then.
     wait_for_running(&store, &run, "wait").await;
     stop_tx.send(Some(Stop::Drain)).expect("stop");
-    assert_eq!(first.await.expect("joined").expect("driven"), RunState::Running);
+    assert_eq!(
+        first.await.expect("joined").expect("driven"),
+        RunState::Running
+    );
     std::fs::write(dir.path().join("go"), "").expect("go");
     let tasks = store.tasks(&run).await.expect("tasks");
     assert_eq!(support::task(&tasks, "build").state, TaskState::Succeeded);

@@ -300,7 +300,10 @@ fn artifact_dataset(store: &str, f: &baton_store::ArtifactFile) -> Value {
     let hex = f.digest.strip_prefix("sha256:").unwrap_or(&f.digest);
     let object = format!("sha256/{}/{hex}", hex.get(..2).unwrap_or_default());
     let (namespace, name) = if let Some(dir) = store.strip_prefix("dir:") {
-        ("file".to_owned(), format!("{}/{object}", dir.trim_end_matches('/')))
+        (
+            "file".to_owned(),
+            format!("{}/{object}", dir.trim_end_matches('/')),
+        )
     } else if let Some(rest) = store.strip_prefix("s3://") {
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         let name = if prefix.is_empty() {
@@ -341,11 +344,17 @@ mod tests {
         };
         let d = artifact_dataset("s3://bucket/ci/artifacts", &f);
         assert_eq!(d["namespace"], "s3://bucket");
-        assert_eq!(d["name"], format!("ci/artifacts/sha256/ab/ab{}", "0".repeat(62)));
+        assert_eq!(
+            d["name"],
+            format!("ci/artifacts/sha256/ab/ab{}", "0".repeat(62))
+        );
         assert_eq!(d["facets"]["batonArtifact"]["path"], "dist/app.tar.gz");
         let d = artifact_dataset("dir:/home/me/.baton/artifacts", &f);
         assert_eq!(d["namespace"], "file");
-        assert_eq!(d["name"], format!("/home/me/.baton/artifacts/sha256/ab/ab{}", "0".repeat(62)));
+        assert_eq!(
+            d["name"],
+            format!("/home/me/.baton/artifacts/sha256/ab/ab{}", "0".repeat(62))
+        );
     }
 
     #[test]

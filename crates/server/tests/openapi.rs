@@ -54,8 +54,14 @@ const EXPECTED: &[(&str, &str)] = &[
     ("POST", "/api/v1/workers/{id}/heartbeat"),
     ("POST", "/api/v1/workers/{id}/leases/{epoch}/log"),
     ("POST", "/api/v1/workers/{id}/leases/{epoch}/finish"),
-    ("GET", "/api/v1/workers/{id}/leases/{epoch}/artifacts/{digest}"),
-    ("PUT", "/api/v1/workers/{id}/leases/{epoch}/artifacts/{digest}"),
+    (
+        "GET",
+        "/api/v1/workers/{id}/leases/{epoch}/artifacts/{digest}",
+    ),
+    (
+        "PUT",
+        "/api/v1/workers/{id}/leases/{epoch}/artifacts/{digest}",
+    ),
 ];
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -164,7 +170,10 @@ fn instance(path: &str) -> String {
         .replace("{id}", "01NOSUCHRUN")
         .replace("{key}", "nope")
         .replace("{epoch}", "1")
-        .replace("{digest}", "sha256:0000000000000000000000000000000000000000000000000000000000000000")
+        .replace(
+            "{digest}",
+            "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+        )
 }
 
 const HELLO: &str = "name: hello\nparams:\n  who: { type: string, default: world }\ntasks:\n  greet:\n    run: echo hi {{ params.who }}\n";

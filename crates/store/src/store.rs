@@ -9,10 +9,9 @@ use crate::error::Result;
 use crate::lease::{Fence, Lease, TakenRun};
 use crate::records::{
     Admitted, ApprovalWait, ArtifactRecord, AttemptRecord, BackfillFilter, BackfillRecord,
-    CacheEntry, Change,
-    Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
-    OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, SlotClaim, TaskCount,
-    TaskPageFilter, TaskRecord, VersionRecord,
+    CacheEntry, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord,
+    Millis, NewRun, OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord,
+    SlotClaim, TaskCount, TaskPageFilter, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in

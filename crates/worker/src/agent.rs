@@ -297,7 +297,9 @@ fn start(shared: &Arc<Shared>, me: &WorkerId, a: wire::Assignment, attempts: &mu
                 worker: me.clone(),
                 epoch,
             });
-            let handle = shared.executors.start_moving(mover, p.spec.clone(), done_tx);
+            let handle = shared
+                .executors
+                .start_moving(mover, p.spec.clone(), done_tx);
             (Some(p), handle)
         }
         Err(refused) => {

@@ -54,7 +54,13 @@ pub(crate) fn prepare(
         })
     };
     let artifacts = baton_engine::artifacts::ArtifactPlan {
-        download: a.artifacts.download.iter().cloned().map(Into::into).collect(),
+        download: a
+            .artifacts
+            .download
+            .iter()
+            .cloned()
+            .map(Into::into)
+            .collect(),
         upload: a.artifacts.upload.clone(),
     };
     let name = format!(

@@ -302,7 +302,10 @@ impl Client {
         digest: &str,
     ) -> Result<reqwest::Response, ClientError> {
         let epoch = epoch.to_string();
-        let url = self.url(&[worker.as_str(), "leases", &epoch, "artifacts", digest], None);
+        let url = self.url(
+            &[worker.as_str(), "leases", &epoch, "artifacts", digest],
+            None,
+        );
         self.send(
             Method::GET,
             url,

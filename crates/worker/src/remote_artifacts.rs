@@ -46,11 +46,13 @@ impl RemoteArtifacts {
                 source: std::io::Error::other(e),
             })??;
         for c in &found {
-            let f = tokio::fs::File::open(&c.abs).await.map_err(|source| ArtifactError::Io {
-                what: "read",
-                path: c.abs.clone(),
-                source,
-            })?;
+            let f = tokio::fs::File::open(&c.abs)
+                .await
+                .map_err(|source| ArtifactError::Io {
+                    what: "read",
+                    path: c.abs.clone(),
+                    source,
+                })?;
             let body = reqwest::Body::wrap_stream(artifacts::file_stream(f));
             self.client
                 .upload_artifact(&self.worker, self.epoch, &c.file.path, &c.file.digest, body)

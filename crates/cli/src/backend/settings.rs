@@ -227,7 +227,10 @@ pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine
 /// What drives the runs this process drives: the configured executors, over `store`.
 pub(crate) fn engine(store: Arc<dyn Store>, opts: baton_engine::Options) -> baton_engine::Engine {
     let mut executors = executors();
-    let config = ENGINE.get().map(|s| s.artifacts.clone()).unwrap_or_default();
+    let config = ENGINE
+        .get()
+        .map(|s| s.artifacts.clone())
+        .unwrap_or_default();
     match config.open(&opts.home) {
         Ok(store) => executors = executors.with_artifacts(store),
         // Only tasks that move artifacts need the store; they are refused without it.

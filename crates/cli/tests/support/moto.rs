@@ -94,6 +94,9 @@ impl Moto {
             ),
         )
         .expect("list the bucket");
-        text.lines().map(str::to_owned).filter(|l| !l.is_empty()).collect()
+        text.lines()
+            .map(str::to_owned)
+            .filter(|l| !l.is_empty())
+            .collect()
     }
 }

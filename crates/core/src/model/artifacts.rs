@@ -53,7 +53,11 @@ mod tests {
         assert!(check_pattern("dist/*.tar.gz").is_ok());
         assert!(check_pattern("reports/**").is_ok());
         assert!(check_pattern("build").is_ok());
-        assert!(check_pattern("/etc/passwd").unwrap_err().contains("absolute"));
+        assert!(
+            check_pattern("/etc/passwd")
+                .unwrap_err()
+                .contains("absolute")
+        );
         assert!(check_pattern("a/../../x").unwrap_err().contains("`..`"));
         assert!(check_pattern("dist/[a").unwrap_err().contains("not a glob"));
         assert!(check_pattern(" ").unwrap_err().contains("empty"));

@@ -49,7 +49,9 @@ pub fn collect(cwd: &Path, patterns: &[String]) -> Result<Vec<Collected>, Artifa
             ArtifactError::Io {
                 what: "read",
                 path,
-                source: e.into_io_error().unwrap_or_else(|| std::io::Error::other("a link loop")),
+                source: e
+                    .into_io_error()
+                    .unwrap_or_else(|| std::io::Error::other("a link loop")),
             }
         })?;
         let Ok(rel) = entry.path().strip_prefix(cwd) else {
@@ -152,11 +154,14 @@ mod tests {
     #[test]
     fn a_star_stays_in_its_directory_and_a_directory_takes_everything_under_it() {
         let dir = tree();
-        let found = collect(dir.path(), &["dist/*.tar.gz".into(), "reports".into()])
-            .expect("collect");
+        let found =
+            collect(dir.path(), &["dist/*.tar.gz".into(), "reports".into()]).expect("collect");
         assert_eq!(paths(&found), ["dist/app.tar.gz", "reports/a/b.xml"]);
         let found = collect(dir.path(), &["dist/**/*.tar.gz".into()]).expect("collect");
-        assert_eq!(paths(&found), ["dist/app.tar.gz", "dist/nested/deep.tar.gz"]);
+        assert_eq!(
+            paths(&found),
+            ["dist/app.tar.gz", "dist/nested/deep.tar.gz"]
+        );
     }
 
     #[test]
@@ -182,7 +187,8 @@ mod tests {
         let e = collect(dir.path(), &["dist/*.zip".into(), "wheel/*.whl".into()])
             .expect_err("no wheel");
         assert!(
-            e.to_string().starts_with("artifact pattern `wheel/*.whl` matched no file in"),
+            e.to_string()
+                .starts_with("artifact pattern `wheel/*.whl` matched no file in"),
             "{e}"
         );
     }

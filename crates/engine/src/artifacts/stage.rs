@@ -66,15 +66,11 @@ pub fn file_stream(
 /// `cwd/PATH`, for a manifest path that stays inside `cwd` (it may come from a worker).
 pub fn destination(cwd: &Path, path: &str) -> Result<PathBuf, ArtifactError> {
     let rel = Path::new(path);
-    let inside = !path.is_empty()
-        && rel
-            .components()
-            .all(|c| matches!(c, Component::Normal(_)));
+    let inside = !path.is_empty() && rel.components().all(|c| matches!(c, Component::Normal(_)));
     if !inside {
         return Err(ArtifactError::Pattern {
             pattern: path.into(),
-            why: "an artifact's path must be relative and stay inside the working directory"
-                .into(),
+            why: "an artifact's path must be relative and stay inside the working directory".into(),
         });
     }
     Ok(cwd.join(rel))
@@ -105,7 +101,9 @@ pub async fn write_verified<E: std::fmt::Display>(
             .await
             .map_err(ArtifactError::io("create", dir))?;
     }
-    let name = dest.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+    let name = dest
+        .file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
     let part = dest.with_file_name(format!(".{name}.baton-part"));
     let result = async {
         let mut out = tokio::fs::File::create(&part)
@@ -123,7 +121,9 @@ pub async fn write_verified<E: std::fmt::Display>(
                 .await
                 .map_err(ArtifactError::io("write", &part))?;
         }
-        out.flush().await.map_err(ArtifactError::io("write", &part))?;
+        out.flush()
+            .await
+            .map_err(ArtifactError::io("write", &part))?;
         let got = format!("sha256:{}", hex::encode(hasher.finalize()));
         if got != file.digest {
             return Err(ArtifactError::Corrupt {
@@ -169,15 +169,28 @@ mod tests {
             .expect("upload");
         assert_eq!(files.len(), 2);
         // Content-addressed: uploading the same again stores nothing new.
-        let again = upload(&store, up.path(), &["bin".into()]).await.expect("upload");
+        let again = upload(&store, up.path(), &["bin".into()])
+            .await
+            .expect("upload");
         assert_eq!(again[0], files[0]);
 
         let down = tempfile::tempdir().expect("temp dir");
-        download(&store, down.path(), &files).await.expect("download");
+        download(&store, down.path(), &files)
+            .await
+            .expect("download");
         let tool = down.path().join("bin/tool");
-        assert_eq!(std::fs::read_to_string(&tool).expect("read"), "#!/bin/sh\necho hi\n");
-        assert_ne!(std::fs::metadata(&tool).expect("meta").permissions().mode() & 0o111, 0);
-        assert_eq!(std::fs::read_to_string(down.path().join("notes.txt")).expect("read"), "n");
+        assert_eq!(
+            std::fs::read_to_string(&tool).expect("read"),
+            "#!/bin/sh\necho hi\n"
+        );
+        assert_ne!(
+            std::fs::metadata(&tool).expect("meta").permissions().mode() & 0o111,
+            0
+        );
+        assert_eq!(
+            std::fs::read_to_string(down.path().join("notes.txt")).expect("read"),
+            "n"
+        );
     }
 
     #[tokio::test]
@@ -198,9 +211,13 @@ mod tests {
         assert!(e.to_string().contains("`out/a.bin`"), "{e}");
 
         let chunks: Vec<Result<Bytes, String>> = vec![Ok(Bytes::from_static(b"not it"))];
-        let e = write_verified(&gone, &down.path().join("x"), futures_util::stream::iter(chunks))
-            .await
-            .expect_err("corrupt");
+        let e = write_verified(
+            &gone,
+            &down.path().join("x"),
+            futures_util::stream::iter(chunks),
+        )
+        .await
+        .expect_err("corrupt");
         assert!(matches!(e, ArtifactError::Corrupt { .. }), "{e}");
         let left: Vec<_> = std::fs::read_dir(down.path()).expect("read dir").collect();
         assert!(left.is_empty(), "nothing half-written stays: {left:?}");

@@ -182,17 +182,25 @@ impl ArtifactStore {
             hasher.update(&chunk);
             if let Err(e) = w.write_all(&chunk).await {
                 let _ = w.abort().await;
-                return Err(self.failed(Op::Upload, path, object_store::Error::Generic {
-                    store: "artifacts",
-                    source: Box::new(e),
-                }));
+                return Err(self.failed(
+                    Op::Upload,
+                    path,
+                    object_store::Error::Generic {
+                        store: "artifacts",
+                        source: Box::new(e),
+                    },
+                ));
             }
         }
         if let Err(e) = w.shutdown().await {
-            return Err(self.failed(Op::Upload, path, object_store::Error::Generic {
-                store: "artifacts",
-                source: Box::new(e),
-            }));
+            return Err(self.failed(
+                Op::Upload,
+                path,
+                object_store::Error::Generic {
+                    store: "artifacts",
+                    source: Box::new(e),
+                },
+            ));
         }
         let got = format!("sha256:{}", hex::encode(hasher.finalize()));
         if got != digest {
@@ -229,18 +237,24 @@ impl ArtifactStore {
     pub async fn fetch(&self, file: &ArtifactFile, dest: &Path) -> Result<(), ArtifactError> {
         let (_, stream) = self.get(file).await?;
         let kind = self.label.clone();
-        super::stage::write_verified(file, dest, stream).await.map_err(|e| match e {
-            ArtifactError::Io { what: "receive", source, .. } => ArtifactError::Store {
-                op: Op::Download,
-                path: file.path.clone(),
-                store: kind,
-                source: object_store::Error::Generic {
-                    store: "artifacts",
-                    source: Box::new(source),
+        super::stage::write_verified(file, dest, stream)
+            .await
+            .map_err(|e| match e {
+                ArtifactError::Io {
+                    what: "receive",
+                    source,
+                    ..
+                } => ArtifactError::Store {
+                    op: Op::Download,
+                    path: file.path.clone(),
+                    store: kind,
+                    source: object_store::Error::Generic {
+                        store: "artifacts",
+                        source: Box::new(source),
+                    },
                 },
-            },
-            e => e,
-        })
+                e => e,
+            })
     }
 
     fn failed(&self, op: Op, path: &str, source: object_store::Error) -> ArtifactError {
@@ -258,7 +272,11 @@ impl ArtifactStore {
 fn key_of(digest: &str) -> Result<ObjectPath, ArtifactError> {
     let hex = digest
         .strip_prefix("sha256:")
-        .filter(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+        .filter(|h| {
+            h.len() == 64
+                && h.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        })
         .ok_or_else(|| ArtifactError::Pattern {
             pattern: digest.into(),
             why: "an artifact digest is `sha256:` and 64 lowercase hex digits".into(),

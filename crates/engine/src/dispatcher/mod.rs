@@ -201,7 +201,11 @@ pub(crate) async fn execute(
     d.held_until = asked + opts.lease_ttl;
     d.load(tasks);
     // Only a run whose tasks download anything reads what its tasks uploaded.
-    if d.pipeline.tasks.iter().any(|t| !t.artifacts.download.is_empty()) {
+    if d.pipeline
+        .tasks
+        .iter()
+        .any(|t| !t.artifacts.download.is_empty())
+    {
         let stored = patiently("reading the run's artifacts", || store.artifacts(run)).await?;
         d.load_artifacts(stored);
     }

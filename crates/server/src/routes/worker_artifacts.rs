@@ -45,15 +45,21 @@ impl From<ArtifactError> for ApiError {
             ArtifactError::Missing { .. } => {
                 ApiError::new(StatusCode::NOT_FOUND, "artifact_missing", message)
             }
-            ArtifactError::Corrupt { .. } | ArtifactError::Pattern { .. } => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "artifact_invalid", message)
-            }
-            ArtifactError::Io { what: "receive", .. } => {
-                ApiError::new(StatusCode::BAD_REQUEST, "artifact_cut", message)
-            }
+            ArtifactError::Corrupt { .. } | ArtifactError::Pattern { .. } => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "artifact_invalid",
+                message,
+            ),
+            ArtifactError::Io {
+                what: "receive", ..
+            } => ApiError::new(StatusCode::BAD_REQUEST, "artifact_cut", message),
             _ => {
                 tracing::warn!(error = %message, "artifact store failed a worker's transfer");
-                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "artifact_store_unavailable", message)
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "artifact_store_unavailable",
+                    message,
+                )
             }
         }
     }
@@ -140,10 +146,7 @@ pub(crate) async fn upload(
     }
     let store = store_of(&hub)?;
     if store.contains(&path, &digest).await? {
-        return Ok(Json(ArtifactStored {
-            digest,
-            held: true,
-        }));
+        return Ok(Json(ArtifactStored { digest, held: true }));
     }
     let stream = body.into_data_stream().map_err(|e| e.to_string());
     store

@@ -285,11 +285,11 @@ pub(crate) async fn finish(
         wire::WorkerOutcome::Refused { message } => Outcome::Refused(message),
         wire::WorkerOutcome::Interrupted { message } => Outcome::Interrupted(message),
     };
-    let (outcome, artifacts) =
-        match super::worker_artifacts::reported(&hub, report.artifacts).await {
-            Ok(artifacts) => (outcome, artifacts),
-            Err(why) => (Outcome::Error(why), None),
-        };
+    let (outcome, artifacts) = match super::worker_artifacts::reported(&hub, report.artifacts).await
+    {
+        Ok(artifacts) => (outcome, artifacts),
+        Err(why) => (Outcome::Error(why), None),
+    };
     let a = hub.finish(
         &WorkerId::from_string(id),
         Epoch(epoch),

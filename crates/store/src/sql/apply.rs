@@ -558,7 +558,8 @@ impl SqlStore {
                     super::artifacts::insert(b, conn, run, key, *attempt, store, files, *at)
                         .await?;
                     let bytes: u64 = files.iter().map(|f| f.size).sum();
-                    let data = serde_json::json!({ "files": files.len(), "bytes": bytes, "store": store });
+                    let data =
+                        serde_json::json!({ "files": files.len(), "bytes": bytes, "store": store });
                     events.push(PendingEvent::new(
                         *at,
                         "artifacts_stored",

@@ -9,10 +9,10 @@ use crate::changes::Changes;
 use crate::error::Result;
 use crate::lease::{Fence, Lease, TakenRun};
 use crate::records::{
-    Admitted, ApprovalWait, ArtifactRecord, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change,
-    Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
-    OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, SlotClaim, TaskCount,
-    TaskPageFilter, TaskRecord, VersionRecord,
+    Admitted, ApprovalWait, ArtifactRecord, AttemptRecord, BackfillFilter, BackfillRecord,
+    CacheEntry, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord,
+    Millis, NewRun, OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord,
+    SlotClaim, TaskCount, TaskPageFilter, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
