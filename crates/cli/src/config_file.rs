@@ -130,6 +130,7 @@ struct ServerSection {
     /// Serve HTTPS (relative to the config file).
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    public_url: Option<String>,
 }
 
 /// `[database]`: where runs are recorded, and how connections to it are made.
@@ -354,6 +355,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         {
             args.worker_threads = Some(v);
         }
+        if let Some(v) = s.public_url
+            && unset(m, "public_url")
+        {
+            args.public_url = Some(v);
+        }
         if let Some(v) = s.tls_cert_file
             && unset(m, "tls_cert_file")
         {
@@ -473,7 +479,7 @@ mod tests {
     fn errors_name_the_place_and_the_problem() {
         assert_eq!(
             error_of("home = \"h\"\n[server]\nlistn = \"127.0.0.1:1\"\n"),
-            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`, `worker_threads`, `tls_cert_file`, `tls_key_file`"
+            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`, `worker_threads`, `tls_cert_file`, `tls_key_file`, `public_url`"
         );
         assert_eq!(
             error_of("[server]\nlisten = \"localhost\"\n"),

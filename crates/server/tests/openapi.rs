@@ -62,6 +62,7 @@ const EXPECTED: &[(&str, &str)] = &[
         "PUT",
         "/api/v1/workers/{id}/leases/{epoch}/artifacts/{digest}",
     ),
+    ("POST", "/api/v1/callbacks/{token}"),
 ];
 
 const METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -170,6 +171,7 @@ fn instance(path: &str) -> String {
         .replace("{id}", "01NOSUCHRUN")
         .replace("{key}", "nope")
         .replace("{epoch}", "1")
+        .replace("{token}", "nope.nope")
         .replace(
             "{digest}",
             "sha256:0000000000000000000000000000000000000000000000000000000000000000",

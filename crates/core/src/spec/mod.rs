@@ -24,7 +24,7 @@ pub use concurrency::ConcurrencySpec;
 pub use container::{ContainerNetwork, ContainerSpec, PullPolicy};
 pub use dataset::{DatasetNameSpec, DatasetSpec};
 pub use defaults::TaskDefaultsSpec;
-pub use http::{ExpectSpec, HttpMethod, HttpSpec, OutputsFrom, PollSpec};
+pub use http::{CallbackSpec, ExpectSpec, HttpMethod, HttpSpec, OutputsFrom, PollSpec};
 pub use kinds::{Backoff, Catchup, Jitter, Overlap, ParamType, TriggerRule};
 pub use notify::{NotifyEvent, NotifyFormat, NotifySpec};
 pub use param::ParamSpec;

@@ -1,6 +1,7 @@
 //! Executors run attempts and report back by message. The dispatcher never touches a process;
 //! an executor never touches run state.
 
+mod callback;
 mod docker;
 pub mod exit_record;
 mod http;
@@ -23,6 +24,7 @@ use baton_core::ids::{ExecutorName, RunId, TaskKey};
 use baton_store::{AttemptProcess, Rusage};
 use tokio::sync::{mpsc, oneshot};
 
+pub use callback::{CallbackError, Callbacks, Ticket};
 pub use docker::{ContainerRun, DEFAULT_PIDS_LIMIT, DockerExecutor, DockerHost, DockerSettings};
 pub use http::{HttpExecutor, HttpRequest, RequestBody, error_chain, read_ca_file, sign};
 pub use identity::host as host_name;

@@ -17,6 +17,7 @@ pub(crate) fn idempotency_key(from_body: Option<String>, headers: &HeaderMap) ->
 }
 
 pub(crate) mod backfills;
+pub(crate) mod callbacks;
 pub(crate) mod dead_letters;
 pub(crate) mod events;
 pub(crate) mod health;
