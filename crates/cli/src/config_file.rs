@@ -294,7 +294,7 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         cli.http_signing_secret_file = Some(base.join(secret));
     }
     cli.executors = crate::executors_config::instances(&path, file.executors, cli.kill_grace)?;
-    cli.artifacts = crate::artifacts_config::store(&path, &base, file.artifacts)?;
+    cli.artifacts = crate::artifacts_config::store(&path, base, file.artifacts)?;
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {
         Command::Run(args) => args.pools = seeds,

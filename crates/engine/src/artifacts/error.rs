@@ -45,7 +45,7 @@ pub enum ArtifactError {
         path: String,
         store: String,
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("cannot {what} `{}`: {source}", path.display())]
     Io {

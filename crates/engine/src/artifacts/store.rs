@@ -57,7 +57,7 @@ impl ArtifactStore {
                 op: Op::Upload,
                 path: String::new(),
                 store: format!("dir:{}", path.display()),
-                source: e,
+                source: Box::new(e),
             }
         })?;
         Ok(Self {
@@ -248,10 +248,10 @@ impl ArtifactStore {
                     op: Op::Download,
                     path: file.path.clone(),
                     store: kind,
-                    source: object_store::Error::Generic {
+                    source: Box::new(object_store::Error::Generic {
                         store: "artifacts",
                         source: Box::new(source),
-                    },
+                    }),
                 },
                 e => e,
             })
@@ -262,7 +262,7 @@ impl ArtifactStore {
             op,
             path: path.into(),
             store: self.label.clone(),
-            source,
+            source: Box::new(source),
         }
     }
 }

@@ -180,11 +180,13 @@ impl HttpExecutor {
         let mut answer = match self
             .send(
                 request,
-                request.method,
-                &request.url,
-                body,
+                Target {
+                    method: request.method,
+                    url: &request.url,
+                    body,
+                    callback: callback_url,
+                },
                 attempt,
-                callback_url,
                 log,
             )
             .await
@@ -204,7 +206,17 @@ impl HttpExecutor {
                 tokio::time::sleep(interval).await;
                 (method, url) = (HttpMethod::Get, location);
                 answer = match self
-                    .send(request, method, &url, None, attempt, None, log)
+                    .send(
+                        request,
+                        Target {
+                            method,
+                            url: &url,
+                            body: None,
+                            callback: None,
+                        },
+                        attempt,
+                        log,
+                    )
                     .await
                 {
                     Ok(answer) => answer,
@@ -249,13 +261,16 @@ impl HttpExecutor {
     async fn send(
         &self,
         request: &HttpRequest,
-        method: HttpMethod,
-        url: &str,
-        body: Option<&RequestBody>,
+        to: Target<'_>,
         attempt: u32,
-        callback: Option<&str>,
         log: &mut LogWriter,
     ) -> Result<Answer, String> {
+        let Target {
+            method,
+            url,
+            body,
+            callback,
+        } = to;
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("`{url}` is not an `http://` or `https://` URL"));
@@ -358,6 +373,16 @@ impl HttpExecutor {
         }
         Ok(headers)
     }
+}
+
+/// Where one request goes, and what it carries.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    method: HttpMethod,
+    url: &'a str,
+    body: Option<&'a RequestBody>,
+    /// The callback URL it hands the callee, for a step with `callback`.
+    callback: Option<&'a str>,
 }
 
 /// Waits up to `wait` for the callee's call, and judges it: a JSON object, failed when its
