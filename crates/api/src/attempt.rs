@@ -21,6 +21,9 @@ pub struct Attempt {
     pub signal: Option<i32>,
     pub rusage: Option<Rusage>,
     pub error: Option<String>,
+    /// The files it uploaded (`artifacts.upload`), by path.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub artifacts: Vec<crate::Artifact>,
 }
 
 /// CPU and memory used by one attempt, from the OS.
@@ -47,6 +50,7 @@ impl From<AttemptRecord> for Attempt {
                 max_rss_kb: r.max_rss_kb,
             }),
             error: a.error,
+            artifacts: Vec::new(),
         }
     }
 }

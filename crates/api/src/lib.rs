@@ -4,6 +4,7 @@
 //! paths on the server's disk, admission internals) never leaves it. The CLI reads these same
 //! types back from a server, and prints them for a local home too, so both show the same.
 
+pub mod artifact;
 mod attempt;
 mod backfill;
 mod dead_letter;
@@ -13,6 +14,7 @@ mod task;
 mod version;
 pub mod worker;
 
+pub use artifact::Artifact;
 pub use attempt::{Attempt, Rusage};
 pub use backfill::Backfill;
 pub use dead_letter::DeadLetter;

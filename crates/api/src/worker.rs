@@ -83,6 +83,18 @@ pub struct Assignment {
     pub max_log_bytes: u64,
     /// The lease ends this long after the last heartbeat naming it.
     pub lease_ms: u64,
+    /// Files to fetch (`GET …/leases/{epoch}/artifacts/{digest}`) into the working directory
+    /// before starting, and patterns of files to upload after it succeeded.
+    #[serde(default)]
+    pub artifacts: WorkerArtifacts,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct WorkerArtifacts {
+    #[serde(default)]
+    pub download: Vec<crate::Artifact>,
+    #[serde(default)]
+    pub upload: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -149,6 +161,9 @@ pub struct FinishReport {
     #[serde(default)]
     pub outputs: String,
     pub rusage: Option<Rusage>,
+    /// The files it uploaded (each sent first with `PUT …/artifacts/{digest}`).
+    #[serde(default)]
+    pub artifacts: Vec<crate::Artifact>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]

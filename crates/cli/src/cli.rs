@@ -144,6 +144,9 @@ pub(crate) struct Cli {
     /// `[executors.NAME]` of the config file.
     #[arg(skip)]
     pub executors: crate::executors_config::Instances,
+    /// `[artifacts]` of the config file.
+    #[arg(skip)]
+    pub artifacts: baton_engine::artifacts::StoreConfig,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -649,6 +652,10 @@ pub(crate) struct ServerArgs {
         value_name = "HOST"
     )]
     pub(crate) allowed_hosts: Vec<baton_control::hosts::AllowedHost>,
+    /// The server's URL as the callees of `http:` steps with `callback` reach it (default:
+    /// `http://` and the listening address); its host must be one the server answers.
+    #[arg(long, env = "BATON_PUBLIC_URL", value_name = "URL")]
+    pub(crate) public_url: Option<String>,
     /// Pass this variable of the server's environment on to tasks (a name, or a prefix ending
     /// in `*`; repeat, or separate with commas). Tasks get only `PATH`, `HOME`, `USER`,
     /// `LOGNAME`, `LANG`, `LC_*`, `TZ` and `TMPDIR` otherwise, and never baton's secrets.

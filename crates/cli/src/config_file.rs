@@ -34,6 +34,9 @@ struct ConfigFile {
     http: HttpSection,
     #[serde(default)]
     workers: WorkersSection,
+    /// Where attempts' artifacts are kept.
+    #[serde(default)]
+    artifacts: crate::artifacts_config::ArtifactsSection,
     #[serde(default)]
     traces: baton_observe::traces::TraceSettings,
     /// Where OpenLineage events go; `OPENLINEAGE_*` / `BATON_LINEAGE_FILE` win.
@@ -127,6 +130,7 @@ struct ServerSection {
     /// Serve HTTPS (relative to the config file).
     tls_cert_file: Option<PathBuf>,
     tls_key_file: Option<PathBuf>,
+    public_url: Option<String>,
 }
 
 /// `[database]`: where runs are recorded, and how connections to it are made.
@@ -290,6 +294,7 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
         cli.http_signing_secret_file = Some(base.join(secret));
     }
     cli.executors = crate::executors_config::instances(&path, file.executors, cli.kill_grace)?;
+    cli.artifacts = crate::artifacts_config::store(&path, base, file.artifacts)?;
     let seeds = pool_seeds(&path, file.pools)?;
     match &mut cli.command {
         Command::Run(args) => args.pools = seeds,
@@ -349,6 +354,11 @@ pub(crate) fn apply(matches: &ArgMatches, cli: &mut Cli) -> Result<(), ExpectedE
             && unset(m, "worker_threads")
         {
             args.worker_threads = Some(v);
+        }
+        if let Some(v) = s.public_url
+            && unset(m, "public_url")
+        {
+            args.public_url = Some(v);
         }
         if let Some(v) = s.tls_cert_file
             && unset(m, "tls_cert_file")
@@ -469,7 +479,7 @@ mod tests {
     fn errors_name_the_place_and_the_problem() {
         assert_eq!(
             error_of("home = \"h\"\n[server]\nlistn = \"127.0.0.1:1\"\n"),
-            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`, `worker_threads`, `tls_cert_file`, `tls_key_file`"
+            "baton.toml:3:1: unknown field `listn`, expected one of `pipelines`, `listen`, `allow_remote_unauthenticated`, `shutdown_grace`, `catchup_cap`, `watch`, `takeover_interval`, `allowed_hosts`, `worker_threads`, `tls_cert_file`, `tls_key_file`, `public_url`"
         );
         assert_eq!(
             error_of("[server]\nlisten = \"localhost\"\n"),

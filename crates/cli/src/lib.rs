@@ -3,6 +3,7 @@
 //! crates.
 
 mod absolute;
+mod artifacts_config;
 mod backend;
 mod cli;
 mod client;

@@ -46,3 +46,32 @@ impl Output {
         self.eprint(&format!("error: {e}\n"));
     }
 }
+
+/// A size for people: `512 B`, `12.0 KiB`, `3.4 MiB`, `1.2 GiB`.
+pub(crate) fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut v = n as f64 / 1024.0;
+    let mut unit = UNITS[0];
+    for u in &UNITS[1..] {
+        if v < 1024.0 {
+            break;
+        }
+        v /= 1024.0;
+        unit = u;
+    }
+    format!("{v:.1} {unit}")
+}
+
+#[cfg(test)]
+mod bytes_tests {
+    #[test]
+    fn sizes_read_in_binary_units() {
+        assert_eq!(super::bytes(512), "512 B");
+        assert_eq!(super::bytes(12 * 1024), "12.0 KiB");
+        assert_eq!(super::bytes(3 * 1024 * 1024 + 400 * 1024), "3.4 MiB");
+        assert_eq!(super::bytes(5 << 40), "5.0 TiB");
+    }
+}

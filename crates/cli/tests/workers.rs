@@ -669,3 +669,180 @@ fn a_server_that_drains_still_hears_its_workers_report() {
     );
     assert_eq!(view["state"], "succeeded", "{view}");
 }
+
+const SHIPPED: &str = r#"name: shipped
+tasks:
+  build:
+    runs_on: [linux]
+    outputs: [sum]
+    artifacts: { upload: [dist] }
+    run: |
+      mkdir -p dist
+      head -c 3145728 /dev/urandom > dist/big.bin
+      printf '#!/bin/sh\necho deployed\n' > dist/deploy.sh && chmod +x dist/deploy.sh
+      echo "sum=$(sha256sum dist/big.bin | cut -c1-64)" >> "$BATON_OUTPUTS"
+  check:
+    needs: [build]
+    working_dir: here
+    artifacts: { download: [build] }
+    run: test "$(sha256sum dist/big.bin | cut -c1-64)" = "{{ tasks.build.outputs.sum }}"
+  deploy:
+    needs: [check]
+    runs_on: [linux]
+    artifacts: { download: [build] }
+    run: test "$(sha256sum dist/big.bin | cut -c1-64)" = "{{ tasks.build.outputs.sum }}" && ./dist/deploy.sh
+"#;
+
+#[test]
+fn artifacts_travel_from_a_worker_to_the_server_and_back_to_a_worker() {
+    let t = with_secret(
+        Test::new()
+            .file("pipelines/shipped.yaml", SHIPPED)
+            .file("pipelines/here/.keep", ""),
+    );
+    let s = server(&t);
+    let _w = worker(&t, &s, "w1", "linux", &[]);
+    let out = t.run(&["--server", &s.url, "trigger", "shipped", "--wait"]);
+    let run = out
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    assert_eq!(
+        out.code,
+        0,
+        "{}{}\n{}",
+        out.stdout,
+        out.stderr,
+        t.run(&["--server", &s.url, "show", &run]).stdout
+    );
+    let doc = show(&t, &s, &run);
+    let build = doc["tasks"]
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .find(|t| t["key"] == "build")
+        .expect("build")
+        .clone();
+    let files = build["attempt_records"][0]["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .clone();
+    let paths: Vec<&str> = files.iter().filter_map(|f| f["path"].as_str()).collect();
+    assert_eq!(paths, ["dist/big.bin", "dist/deploy.sh"]);
+    assert_eq!(files[0]["size"], 3_145_728);
+    // In the server's store, by digest.
+    let hex = files[0]["digest"]
+        .as_str()
+        .and_then(|d| d.strip_prefix("sha256:"))
+        .expect("digest")
+        .to_owned();
+    let object = t
+        .path()
+        .join(".baton/artifacts/sha256")
+        .join(&hex[..2])
+        .join(&hex);
+    assert_eq!(std::fs::metadata(object).expect("stored").len(), 3_145_728);
+    let logs = t.run(&["--server", &s.url, "logs", &run, "deploy"]);
+    assert!(logs.stdout.contains("deployed"), "{}", logs.stdout);
+}
+
+#[test]
+fn a_worker_may_fetch_only_what_its_lease_downloads() {
+    let t = with_secret(Test::new().file("pipelines/placed.yaml", PLACED));
+    let s = server(&t);
+    // Register by hand, and claim the attempt, as a worker would.
+    let auth = format!("Bearer {SECRET}");
+    let hello = serde_json::json!({
+        "name": "probe", "labels": ["linux"], "slots": 1, "version": "0", "host": "h"
+    });
+    let (status, reg) = support::http_with(
+        &s.addr,
+        "POST",
+        "/api/v1/workers",
+        &hello.to_string(),
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 201, "{reg}");
+    let id = reg["id"].as_str().expect("id").to_owned();
+    let _run = trigger(&t, &s, "placed");
+    let (status, claim) = support::http_with(
+        &s.addr,
+        "POST",
+        &format!("/api/v1/workers/{id}/claim"),
+        r#"{"free":1,"wait_ms":10000}"#,
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 200, "{claim}");
+    let epoch = claim["assignments"][0]["epoch"]
+        .as_u64()
+        .expect("an assignment");
+    let digest = format!("sha256:{}", "ab".repeat(32));
+    let (status, body) = support::http_with(
+        &s.addr,
+        "GET",
+        &format!("/api/v1/workers/{id}/leases/{epoch}/artifacts/{digest}"),
+        "",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["error"]["code"], "artifact_not_leased");
+    let (status, body) = support::http_with(
+        &s.addr,
+        "PUT",
+        &format!("/api/v1/workers/{id}/leases/{epoch}/artifacts/{digest}?path=x"),
+        "forged",
+        &[("Authorization", &auth)],
+    );
+    assert_eq!(status, 403, "{body}");
+}
+
+#[test]
+fn baton_run_with_a_server_runs_the_file_there_on_its_workers() {
+    let t = with_secret(Test::new().file("pipelines/placed.yaml", PLACED));
+    // Here, it is refused, saying where it can run.
+    let out = t.run(&["run", "pipelines/placed.yaml"]);
+    assert_eq!(out.code, 2);
+    assert!(
+        out.stderr.contains("`baton --server URL run FILE`"),
+        "{}",
+        out.stderr
+    );
+    let s = server(&t);
+    let _w = worker(&t, &s, "w1", "linux", &[]);
+    let out = t.run(&["--server", &s.url, "run", "pipelines/placed.yaml"]);
+    assert_eq!(out.code, 0, "{}{}", out.stdout, out.stderr);
+    let run = out.stdout.lines().next().expect("run id").trim().to_owned();
+    assert_eq!(run_state(&t, &s, &run), "succeeded");
+    assert!(t.read("pipelines/local.txt").contains("/w-w1/work/"));
+    // Another version of the file is not run under the server's name.
+    let t = t.file(
+        "other/placed.yaml",
+        &PLACED.replace("echo \"$GREETING", "echo \"changed $GREETING"),
+    );
+    let out = t.run(&["--server", &s.url, "run", "other/placed.yaml"]);
+    assert_eq!(out.code, 1, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr
+            .contains("the server's `default/placed` is another version than `other/placed.yaml`"),
+        "{}",
+        out.stderr
+    );
+    let t = t.file(
+        "other/absent.yaml",
+        "name: absent\ntasks:\n  a: { run: \"true\" }\n",
+    );
+    let out = t.run(&["--server", &s.url, "run", "other/absent.yaml"]);
+    assert_eq!(out.code, 1);
+    assert!(
+        out.stderr
+            .contains("the server cannot run `default/absent`")
+            && out
+                .stderr
+                .contains("put `other/absent.yaml` in the server's pipelines directory"),
+        "{}",
+        out.stderr
+    );
+}

@@ -18,6 +18,7 @@ use crate::spec::{
     ForEachSpec, PipelineSpec, RetryPolicySpec, ShellSpec, TaskDefaultsSpec, TaskSpec, TriggerRule,
 };
 
+mod artifacts;
 mod container;
 mod fields;
 pub use fields::parse_memory;
@@ -515,6 +516,7 @@ impl<'s> Compiler<'s> {
         };
         let action = action.filter(|_| http_fields_ok && !conflict);
         let action_kind = runs_on::placement(action.as_ref());
+        let artifacts = self.artifacts(d, t, action.as_ref(), scope);
         if t.pipeline.is_none() && !t.params.is_empty() {
             d.at("params", |d| {
                 let span = t.params.keys().next().map_or(id.span, |k| k.span);
@@ -706,6 +708,7 @@ impl<'s> Compiler<'s> {
                 .collect(),
             resources,
             cache,
+            artifacts,
             runs_on: runs_on::of_task(d, t, defaults, action_kind),
             // Inherited from `defaults.executor`, which was checked there.
             executor: match (&t.executor, &defaults.executor) {

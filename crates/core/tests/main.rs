@@ -1,5 +1,6 @@
 //! Core's integration tests, one module a subject, built as one binary (see Cargo.toml).
 
+mod artifacts;
 mod container;
 mod diagnostics;
 mod graph;

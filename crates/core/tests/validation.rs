@@ -649,3 +649,45 @@ fn an_http_step_compiles_to_its_request() {
     assert_eq!(call.outputs_from, Some(baton_core::spec::OutputsFrom::Json));
     assert!(call.expects(202) && !call.expects(200));
 }
+
+#[test]
+fn a_callback_compiles_with_its_wait_and_does_not_go_with_poll() {
+    let src = "\
+name: p
+tasks:
+  a:
+    http: { url: \"https://x.example/a\", callback: true }
+  b:
+    http: { url: \"https://x.example/b\", callback: { wait: 5m } }
+  c:
+    http: { url: \"https://x.example/c\", callback: { wait: 0s }, poll: true }
+";
+    let got = problems(src);
+    let fields: Vec<(u32, &str, &str)> = got
+        .iter()
+        .map(|(l, _, f, m)| (*l, f.as_str(), m.as_str()))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            (
+                8,
+                "tasks.c.http.callback",
+                "`poll` and `callback` are two ways to wait for the result: keep one"
+            ),
+            (
+                8,
+                "tasks.c.http.callback.wait",
+                "`wait` must be greater than zero"
+            ),
+        ]
+    );
+    let ok = "name: p\ntasks:\n  a:\n    http: { url: \"https://x.example/a\", callback: true }\n  b:\n    http: { url: \"https://x.example/b\", callback: { wait: 5m } }\n";
+    let p = baton_core::load(ok).pipeline.expect("valid");
+    let wait = |i: usize| match &p.tasks[i].action {
+        baton_core::model::Action::Http(h) => h.callback.map(|d| d.to_string()),
+        _ => None,
+    };
+    assert_eq!(wait(0).as_deref(), Some("1h"));
+    assert_eq!(wait(1).as_deref(), Some("5m"));
+}

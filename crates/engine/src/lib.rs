@@ -1,6 +1,7 @@
 //! baton's engine: starting runs, the dispatcher that drives them, and the executors that run
 //! their attempts.
 
+pub mod artifacts;
 mod backfill;
 mod clock;
 pub mod control;

@@ -112,6 +112,22 @@ pub(crate) fn committed(scope: RunScope<'_>, changes: &[Change]) {
             } => tracing::debug!(
                 task = %key, attempt, pgid = process.pgid, "attempt process started"
             ),
+            Change::ArtifactsStored {
+                key,
+                attempt,
+                store,
+                files,
+                ..
+            } => tracing::info!(
+                run,
+                %pipeline,
+                task = key.as_str(),
+                attempt,
+                store = store.as_str(),
+                files = files.len(),
+                bytes = files.iter().map(|f| f.size).sum::<u64>(),
+                "artifacts stored"
+            ),
             Change::AddTasks(_) | Change::Reopen { .. } | Change::CacheSaved { .. } => {}
         }
     }

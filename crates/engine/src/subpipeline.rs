@@ -104,6 +104,7 @@ pub(crate) fn start(
             outcome,
             rusage: None,
             outputs: crate::executor::Outputs::Text(outputs),
+            artifacts: None,
         });
     });
     (handle, task.abort_handle())

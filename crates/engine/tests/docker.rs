@@ -300,3 +300,47 @@ async fn a_missing_working_directory_is_told_not_made() {
     assert!(error.contains("cannot use working directory"), "{error}");
     assert!(!dir.path().join("not-here").exists(), "the engine made it");
 }
+
+#[tokio::test]
+async fn a_container_task_finds_its_upstream_s_artifacts_in_its_workspace_and_uploads_its_own() {
+    if !available("a container task moves artifacts") {
+        return;
+    }
+    let source = format!(
+        r#"name: boxed-artifacts
+tasks:
+  build:
+    working_dir: build-host
+    artifacts: {{ upload: [app.txt] }}
+    run: echo from-the-host > app.txt
+  package:
+    needs: [build]
+    working_dir: box
+    container: {{ image: "{IMAGE}", pull: never }}
+    artifacts: {{ download: [build], upload: ["pkg/*"] }}
+    run: mkdir -p pkg && cp app.txt pkg/app.txt && echo packaged >> pkg/app.txt
+  check:
+    needs: [package]
+    working_dir: check-host
+    artifacts: {{ download: [package] }}
+    run: test "$(cat pkg/app.txt)" = "$(printf 'from-the-host\npackaged')"
+"#
+    );
+    let (dir, store, run, opts) = support::created(&source).await;
+    for d in ["build-host", "box", "check-host"] {
+        std::fs::create_dir_all(dir.path().join(d)).expect("mkdir");
+    }
+    let artifacts = tempfile::tempdir().expect("temp dir");
+    let executors = executors().with_artifacts(
+        baton_engine::artifacts::ArtifactStore::dir(artifacts.path()).expect("store"),
+    );
+    let state = support::drive_on(&store, &run, &opts, Arc::new(executors)).await;
+    assert_eq!(state, RunState::Succeeded, "{:?}", store.tasks(&run).await);
+    let stored = store.artifacts(&run).await.expect("artifacts");
+    assert!(
+        stored
+            .iter()
+            .any(|a| a.key.as_str() == "package" && a.file.path == "pkg/app.txt"),
+        "{stored:?}"
+    );
+}

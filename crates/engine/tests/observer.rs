@@ -35,7 +35,8 @@ impl Observer for Recorder {
                 | Change::AttemptSpawned { .. }
                 | Change::Reopen { .. }
                 | Change::CacheChecked { .. }
-                | Change::CacheSaved { .. } => continue,
+                | Change::CacheSaved { .. }
+                | Change::ArtifactsStored { .. } => continue,
             };
             seen.push(format!("{}: {line}", scope.pipeline.id));
         }

@@ -68,6 +68,7 @@ fn exited(code: i32, outputs: &str) -> Report {
         },
         outputs: Outputs::Text(outputs.into()),
         rusage: None,
+        artifacts: None,
     }
 }
 
@@ -290,6 +291,7 @@ async fn a_failed_attempt_is_retried_on_a_worker_and_a_refused_one_is_not() {
                 outcome: Outcome::Refused("no such image".into()),
                 outputs: Outputs::default(),
                 rusage: None,
+                artifacts: None,
             },
         };
         seen.push((key, a.attempt.attempt));

@@ -171,6 +171,19 @@ fn file_sink(path: PathBuf) -> mpsc::Sender<(Value, Ticket)> {
 impl Observer for Lineage {
     fn committed(&self, scope: RunScope<'_>, changes: &[Change]) {
         let (run, p) = (scope.run, scope.pipeline);
+        // A success's files are stored in its commit, just before it.
+        let stored = |k: &TaskKey, a: u32| {
+            changes.iter().find_map(|c| match c {
+                Change::ArtifactsStored {
+                    key,
+                    attempt,
+                    store,
+                    files,
+                    ..
+                } if key == k && *attempt == a => Some((store.as_str(), files.as_slice())),
+                _ => None,
+            })
+        };
         for change in changes {
             let event = match change {
                 Change::Run { state, at, .. } => {
@@ -199,7 +212,13 @@ impl Observer for Lineage {
                         AttemptState::Cancelled | AttemptState::Interrupted => "ABORT",
                         AttemptState::Running => continue,
                     };
-                    self.attempt_event(kind, run, p, key, *attempt, *at)
+                    let mut event = self.attempt_event(kind, run, p, key, *attempt, *at);
+                    if let (Some((store, files)), Some(outputs)) =
+                        (stored(key, *attempt), event["outputs"].as_array_mut())
+                    {
+                        outputs.extend(files.iter().map(|f| artifact_dataset(store, f)));
+                    }
+                    event
                 }
                 _ => continue,
             };
@@ -274,9 +293,69 @@ impl Lineage {
     }
 }
 
+/// Where an artifact's bytes are, as an OpenLineage dataset (`file` or `s3` namespace, the
+/// object's key as its name), with the path it had in the task's working directory and its
+/// digest in a `batonArtifact` facet.
+fn artifact_dataset(store: &str, f: &baton_store::ArtifactFile) -> Value {
+    let hex = f.digest.strip_prefix("sha256:").unwrap_or(&f.digest);
+    let object = format!("sha256/{}/{hex}", hex.get(..2).unwrap_or_default());
+    let (namespace, name) = if let Some(dir) = store.strip_prefix("dir:") {
+        (
+            "file".to_owned(),
+            format!("{}/{object}", dir.trim_end_matches('/')),
+        )
+    } else if let Some(rest) = store.strip_prefix("s3://") {
+        let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+        let name = if prefix.is_empty() {
+            object
+        } else {
+            format!("{}/{object}", prefix.trim_matches('/'))
+        };
+        (format!("s3://{bucket}"), name)
+    } else {
+        (store.to_owned(), object)
+    };
+    json!({
+        "namespace": namespace,
+        "name": name,
+        "facets": {
+            "batonArtifact": {
+                "_producer": producer(),
+                "_schemaURL": format!("{}/blob/v{}/docs/executors.md#artifacts", env!("CARGO_PKG_REPOSITORY"), env!("CARGO_PKG_VERSION")),
+                "path": f.path,
+                "digest": f.digest,
+                "size": f.size,
+            }
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_artifact_is_a_dataset_where_its_bytes_are() {
+        let f = baton_store::ArtifactFile {
+            path: "dist/app.tar.gz".into(),
+            digest: format!("sha256:ab{}", "0".repeat(62)),
+            size: 7,
+            executable: false,
+        };
+        let d = artifact_dataset("s3://bucket/ci/artifacts", &f);
+        assert_eq!(d["namespace"], "s3://bucket");
+        assert_eq!(
+            d["name"],
+            format!("ci/artifacts/sha256/ab/ab{}", "0".repeat(62))
+        );
+        assert_eq!(d["facets"]["batonArtifact"]["path"], "dist/app.tar.gz");
+        let d = artifact_dataset("dir:/home/me/.baton/artifacts", &f);
+        assert_eq!(d["namespace"], "file");
+        assert_eq!(
+            d["name"],
+            format!("/home/me/.baton/artifacts/sha256/ab/ab{}", "0".repeat(62))
+        );
+    }
 
     #[test]
     fn run_ids_become_stable_uuids() {

@@ -38,6 +38,7 @@ impl Executor for Instant0 {
             },
             rusage: None,
             outputs: baton_engine::executor::Outputs::default(),
+            artifacts: None,
         });
         CancelHandle::new().0
     }

@@ -46,6 +46,8 @@ pub struct AppState {
     pub allowed_hosts: Arc<guard::AllowedHosts>,
     /// The worker API, where `[workers] secret_file` is set.
     pub workers: Option<worker_api::WorkerApi>,
+    /// The callbacks `http:` steps with `callback` wait for.
+    pub callbacks: Option<baton_engine::executor::Callbacks>,
 }
 
 impl std::ops::Deref for AppState {
@@ -70,7 +72,15 @@ impl AppState {
             events_fallback: EventsFallback::ByStore,
             allowed_hosts: Arc::new(guard::AllowedHosts::any_port()),
             workers: None,
+            callbacks: None,
         }
+    }
+
+    /// Takes the calls of `callbacks`' callees (the HTTP executor's).
+    #[must_use]
+    pub fn with_callbacks(mut self, callbacks: baton_engine::executor::Callbacks) -> Self {
+        self.callbacks = Some(callbacks);
+        self
     }
 
     /// Serves the worker API over `api`'s hub (the one the runner's executors queue on).
@@ -129,6 +139,11 @@ fn api() -> OpenApiRouter<AppState> {
         .routes(routes!(routes::workers::heartbeat))
         .routes(routes!(routes::workers::log))
         .routes(routes!(routes::workers::finish))
+        .routes(routes!(routes::callbacks::deliver))
+        .routes(routes!(
+            routes::worker_artifacts::fetch,
+            routes::worker_artifacts::upload
+        ))
         .routes(routes!(routes::logs::log))
         .routes(routes!(routes::events::events))
         .routes(routes!(routes::health::openapi));

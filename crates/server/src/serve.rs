@@ -60,6 +60,11 @@ pub struct Config {
     pub workers: Option<WorkersConfig>,
     /// Serve HTTPS with this identity (`[server] tls_cert_file`, `tls_key_file`).
     pub tls: Option<crate::tls::TlsFiles>,
+    /// Where attempts' artifacts are kept (`[artifacts]`; default: under the home).
+    pub artifacts: baton_engine::artifacts::StoreConfig,
+    /// The server's URL as callees of `http:` steps reach it (`[server] public_url`);
+    /// `SCHEME://ADDRESS` of the listener by default.
+    pub public_url: Option<String>,
 }
 
 /// `[workers]`: the secret every `baton worker` sends, and how often they must be heard.
@@ -102,6 +107,8 @@ impl Config {
             executors: std::collections::BTreeMap::new(),
             workers: None,
             tls: None,
+            artifacts: baton_engine::artifacts::StoreConfig::default(),
+            public_url: None,
         }
     }
 }
@@ -131,6 +138,8 @@ pub enum Error {
     Delivery(#[from] baton_observe::delivery::SetupError),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("{0}\n(hint: check `[artifacts]` in baton.toml)")]
+    Artifacts(String),
 }
 
 /// Runs until SIGINT or SIGTERM, then stops accepting requests and drains: running attempts
@@ -156,19 +165,27 @@ pub async fn serve(
         max_bytes_per_attempt: config.logs.max_bytes_per_attempt,
     };
     let store: Arc<dyn Store> = Arc::new(sql);
+    let callbacks = baton_engine::executor::Callbacks::default();
     let executors = baton_engine::executor::Executors::new(
         Arc::new(LocalExecutor {
             kill_grace: config.kill_grace,
         }),
-        config.http.clone(),
+        config.http.clone().with_callbacks(callbacks.clone()),
     )
     .with_stop_grace(config.kill_grace)
     .with_instances(config.executors.clone());
+    let artifacts = config
+        .artifacts
+        .open(&config.home)
+        .map_err(Error::Artifacts)?;
+    let executors = executors.with_artifacts(artifacts.clone());
     let hub = config.workers.as_ref().map(|w| {
-        baton_engine::workers::WorkerHub::new(baton_engine::workers::HubSettings {
+        let hub = baton_engine::workers::WorkerHub::new(baton_engine::workers::HubSettings {
             stop_grace: config.kill_grace,
             ..w.hub
-        })
+        });
+        hub.set_artifacts(artifacts.clone());
+        hub
     });
     let executors = match &hub {
         Some(hub) => executors.with_workers(hub.clone()),
@@ -199,7 +216,8 @@ pub async fn serve(
     let (observers, outbox) =
         baton_observe::observers::standard(&config.lineage, Arc::clone(&secrets))?;
     let runner = runner.with_observer(Arc::new(observers));
-    let mut state = AppState::new(Arc::clone(&store), runner, pipelines, secrets);
+    let mut state = AppState::new(Arc::clone(&store), runner, pipelines, secrets)
+        .with_callbacks(callbacks.clone());
     if let (Some(hub), Some(w)) = (hub, &config.workers) {
         state = state.with_workers(crate::worker_api::WorkerApi::new(hub, &w.secret));
         tracing::info!("the worker API is on");
@@ -222,11 +240,7 @@ pub async fn serve(
     };
     baton_control::watch::reload_on_sighup(state.control.clone()).map_err(Error::Signal)?;
     baton_control::upstream::watch(state.control.clone());
-    resume_unfinished(store.as_ref(), &runner).await?;
-    baton_control::takeover::Takeover::new(state.control.clone()).spawn(config.takeover_interval);
-    tokio::spawn(
-        baton_control::scheduler::Scheduler::new(state.control.clone(), config.catchup_cap).run(),
-    );
+    // Bound before runs resume: a resumed step with `callback` hands out the address.
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -237,6 +251,18 @@ pub async fn serve(
         addr: config.listen,
         source,
     })?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    callbacks.set_base(
+        config
+            .public_url
+            .as_deref()
+            .unwrap_or(&format!("{scheme}://{addr}")),
+    );
+    resume_unfinished(store.as_ref(), &runner).await?;
+    baton_control::takeover::Takeover::new(state.control.clone()).spawn(config.takeover_interval);
+    tokio::spawn(
+        baton_control::scheduler::Scheduler::new(state.control.clone(), config.catchup_cap).run(),
+    );
     let hosts = crate::guard::AllowedHosts::for_listen(addr, &config.allowed_hosts);
     if addr.ip().is_unspecified() && config.allowed_hosts.is_empty() {
         tracing::warn!(

@@ -25,6 +25,7 @@ const ELSEWHERE: &[&str] = &[
     "baton_notifications_total",
     "baton_deadline_missed_total",
     baton_engine::executor::LOG_BYTES_DROPPED_TOTAL,
+    baton_engine::artifacts::ARTIFACT_ERRORS_TOTAL,
 ];
 
 const FLAKY: &str = "name: flaky\ntasks:\n  a:\n    retries: { limit: 1, delay: 0s }\n    run: exit 1\n  b:\n    run: \"true\"\n";

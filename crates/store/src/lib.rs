@@ -23,11 +23,12 @@ pub use logs::{
     LogSettings, LogStore, LogStoreKind, MAX_READ, sanitize,
 };
 pub use records::{
-    Admission, Admitted, ApprovalRecord, ApprovalWait, AttemptProcess, AttemptRecord,
-    BackfillFilter, BackfillRecord, CacheEntry, CacheSource, Change, Control, DeadLetterCursor,
-    DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun, NewTask,
-    OrphanClaim, ParentRef, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, Rusage,
-    SlotClaim, TaskCount, TaskCursor, TaskPageFilter, TaskRecord, VersionRecord,
+    Admission, Admitted, ApprovalRecord, ApprovalWait, ArtifactFile, ArtifactRecord,
+    AttemptProcess, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, CacheSource, Change,
+    Control, DeadLetterCursor, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord,
+    Millis, NewRun, NewTask, OrphanClaim, ParentRef, PipelineCount, PoolRecord, RunBrief,
+    RunFilter, RunRecord, Rusage, SlotClaim, TaskCount, TaskCursor, TaskPageFilter, TaskRecord,
+    VersionRecord,
 };
 pub use sql::{DatabaseLogStore, SqlStore};
 pub use store::Store;

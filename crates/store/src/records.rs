@@ -355,6 +355,40 @@ pub enum Change {
         outputs: serde_json::Map<String, serde_json::Value>,
         at: Millis,
     },
+    /// The files a successful attempt uploaded (`artifacts.upload`), already in the artifact
+    /// store `store`: in the commit that records the success, so a task downstream never sees
+    /// an upstream success without its files.
+    ArtifactsStored {
+        key: TaskKey,
+        attempt: u32,
+        store: String,
+        files: Vec<ArtifactFile>,
+        at: Millis,
+    },
+}
+
+/// One file an attempt uploaded: where it was under the working directory, and its content's
+/// address in the artifact store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ArtifactFile {
+    /// Relative to the working directory, `/`-separated.
+    pub path: String,
+    /// `sha256:` and the hex SHA-256 of the content.
+    pub digest: String,
+    pub size: u64,
+    /// Whether it is placed downstream with the execute bit.
+    pub executable: bool,
+}
+
+/// A file of [`ArtifactFile`] as recorded for an attempt of a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ArtifactRecord {
+    pub key: TaskKey,
+    pub attempt: u32,
+    /// The artifact store holding it (`dir:PATH`, `s3://BUCKET/PREFIX`).
+    pub store: String,
+    pub file: ArtifactFile,
+    pub stored_at: Millis,
 }
 
 /// Which runs to list, newest first.

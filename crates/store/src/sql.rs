@@ -13,6 +13,7 @@ use crate::error::Result;
 
 mod admission;
 mod apply;
+mod artifacts;
 mod backfills;
 mod batch;
 mod cache;

@@ -8,10 +8,10 @@ use crate::changes::Changes;
 use crate::error::Result;
 use crate::lease::{Fence, Lease, TakenRun};
 use crate::records::{
-    Admitted, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change,
-    Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
-    OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, SlotClaim, TaskCount,
-    TaskPageFilter, TaskRecord, VersionRecord,
+    Admitted, ApprovalWait, ArtifactRecord, AttemptRecord, BackfillFilter, BackfillRecord,
+    CacheEntry, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord,
+    Millis, NewRun, OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord,
+    SlotClaim, TaskCount, TaskPageFilter, TaskRecord, VersionRecord,
 };
 
 /// Durable state of runs. Implementations must make each call atomic; [`Store::apply`] in
@@ -87,6 +87,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn active_task_counts(&self) -> Result<Vec<TaskCount>>;
     async fn tasks(&self, run: &RunId) -> Result<Vec<TaskRecord>>;
     async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>>;
+    /// The files every attempt of `run` uploaded, by task, attempt and path.
+    async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactRecord>>;
     /// One page of a run's task instances, in the order of [`Store::tasks`]: what a listing
     /// of a large run reads instead of all of them.
     async fn task_page(&self, run: &RunId, filter: &TaskPageFilter) -> Result<Vec<TaskRecord>>;

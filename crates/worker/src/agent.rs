@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use baton_api::worker as wire;
 use baton_core::ids::WorkerId;
-use baton_engine::executor::{CancelHandle, Executor, Executors, Finished};
+use baton_engine::executor::{CancelHandle, Executors, Finished};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
@@ -292,7 +292,14 @@ fn start(shared: &Arc<Shared>, me: &WorkerId, a: wire::Assignment, attempts: &mu
     let (done_tx, done_rx) = mpsc::unbounded_channel();
     let (prepared, handle) = match attempt::prepare(&shared.client, me, &shared.settings.dir, a) {
         Ok(p) => {
-            let handle = shared.executors.start(p.spec.clone(), done_tx);
+            let mover = Arc::new(crate::remote_artifacts::RemoteArtifacts {
+                client: shared.client.clone(),
+                worker: me.clone(),
+                epoch,
+            });
+            let handle = shared
+                .executors
+                .start_moving(mover, p.spec.clone(), done_tx);
             (Some(p), handle)
         }
         Err(refused) => {

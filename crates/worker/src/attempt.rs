@@ -50,7 +50,18 @@ pub(crate) fn prepare(
             outcome,
             rusage: None,
             outputs: Outputs::default(),
+            artifacts: None,
         })
+    };
+    let artifacts = baton_engine::artifacts::ArtifactPlan {
+        download: a
+            .artifacts
+            .download
+            .iter()
+            .cloned()
+            .map(Into::into)
+            .collect(),
+        upload: a.artifacts.upload.clone(),
     };
     let name = format!(
         "{}.{}.{}",
@@ -134,6 +145,7 @@ pub(crate) fn prepare(
             timeout: None,
             spawned: None,
             exit_path: None,
+            artifacts,
         },
     })
 }
@@ -189,6 +201,10 @@ pub(crate) fn report(f: Finished, stopped: Stopped) -> wire::FinishReport {
     wire::FinishReport {
         outcome,
         outputs,
+        artifacts: f
+            .artifacts
+            .map(|a| a.files.into_iter().map(Into::into).collect())
+            .unwrap_or_default(),
         rusage: f.rusage.map(|r| baton_api::Rusage {
             cpu_user_ms: r.cpu_user_ms,
             cpu_sys_ms: r.cpu_sys_ms,

@@ -58,6 +58,8 @@ pub struct Client {
 
 /// The longest a request may take beyond a claim's own wait.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// A whole artifact, either way: a big file over a slow link takes a while.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl Client {
     /// A client of `server` (`http://` or `https://`) sending `secret`; `ca` is a PEM file of
@@ -290,5 +292,52 @@ impl Client {
             report,
         )
         .await
+    }
+
+    /// The content of an artifact the attempt under lease `epoch` downloads, as a stream.
+    pub async fn fetch_artifact(
+        &self,
+        worker: &WorkerId,
+        epoch: u64,
+        digest: &str,
+    ) -> Result<reqwest::Response, ClientError> {
+        let epoch = epoch.to_string();
+        let url = self.url(
+            &[worker.as_str(), "leases", &epoch, "artifacts", digest],
+            None,
+        );
+        self.send(
+            Method::GET,
+            url,
+            reqwest::Body::from(Vec::new()),
+            "application/octet-stream",
+            TRANSFER_TIMEOUT,
+        )
+        .await
+    }
+
+    /// Sends the content of an artifact the attempt under lease `epoch` uploaded.
+    pub async fn upload_artifact(
+        &self,
+        worker: &WorkerId,
+        epoch: u64,
+        path: &str,
+        digest: &str,
+        body: reqwest::Body,
+    ) -> Result<(), ClientError> {
+        let epoch = epoch.to_string();
+        let url = self.url(
+            &[worker.as_str(), "leases", &epoch, "artifacts", digest],
+            Some(("path", path.to_owned())),
+        );
+        self.send(
+            Method::PUT,
+            url,
+            body,
+            "application/octet-stream",
+            TRANSFER_TIMEOUT,
+        )
+        .await
+        .map(drop)
     }
 }

@@ -9,6 +9,7 @@
 mod agent;
 mod attempt;
 mod client;
+mod remote_artifacts;
 mod remote_log;
 
 pub use agent::{AgentError, AgentSettings, run};

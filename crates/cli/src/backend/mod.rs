@@ -88,15 +88,17 @@ impl RunView {
             .run(id)
             .await?
             .ok_or_else(|| baton_store::Error::RunNotFound(id.to_string()))?;
+        let mut attempts: Vec<Attempt> = store
+            .attempts(id)
+            .await?
+            .into_iter()
+            .map(Attempt::from)
+            .collect();
+        baton_api::artifact::attach(&mut attempts, store.artifacts(id).await?);
         Ok(Self {
             run: run.into(),
             tasks: store.tasks(id).await?.into_iter().map(Task::from).collect(),
-            attempts: store
-                .attempts(id)
-                .await?
-                .into_iter()
-                .map(Attempt::from)
-                .collect(),
+            attempts,
             children: store
                 .child_runs(id)
                 .await?

@@ -119,6 +119,8 @@ pub(crate) struct EngineSettings {
     pub(crate) http_signing_secret: Option<Vec<u8>>,
     /// `[executors.NAME]`.
     pub(crate) executors: crate::executors_config::Instances,
+    /// `[artifacts]`.
+    pub(crate) artifacts: baton_engine::artifacts::StoreConfig,
 }
 
 impl EngineSettings {
@@ -152,6 +154,7 @@ impl EngineSettings {
                 .map(|p| read_secret(p, "HTTP signing secret"))
                 .transpose()?,
             executors: cli.executors.clone(),
+            artifacts: cli.artifacts.clone(),
         })
     }
 }
@@ -223,7 +226,17 @@ pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine
 
 /// What drives the runs this process drives: the configured executors, over `store`.
 pub(crate) fn engine(store: Arc<dyn Store>, opts: baton_engine::Options) -> baton_engine::Engine {
-    baton_engine::Engine::new(store, Arc::new(executors()), opts)
+    let mut executors = executors();
+    let config = ENGINE
+        .get()
+        .map(|s| s.artifacts.clone())
+        .unwrap_or_default();
+    match config.open(&opts.home) {
+        Ok(store) => executors = executors.with_artifacts(store),
+        // Only tasks that move artifacts need the store; they are refused without it.
+        Err(e) => tracing::warn!(error = %e, "no artifact store"),
+    }
+    baton_engine::Engine::new(store, Arc::new(executors), opts)
 }
 
 /// The executors of the attempts this process starts (its `baton run`s, or as a worker).

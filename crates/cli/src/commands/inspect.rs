@@ -280,6 +280,7 @@ pub(crate) fn print_run(
     }
     text.push_str(&format!("{t}\n"));
     if detail {
+        text.push_str(&artifacts_text(&tasks, attempts));
         for task in &tasks {
             if let Some(from) = &task.cached_from {
                 text.push_str(&format!(
@@ -314,6 +315,34 @@ pub(crate) fn print_run(
     }
     out.print(&text)?;
     Ok(())
+}
+
+/// What each attempt uploaded, task by task: path, size, digest.
+fn artifacts_text(tasks: &[Task], attempts: &[Attempt]) -> String {
+    let mut text = String::new();
+    for task in tasks {
+        for a in attempts
+            .iter()
+            .filter(|a| a.key == task.key && !a.artifacts.is_empty())
+        {
+            text.push_str(&format!(
+                "{} attempt {} uploaded {} artifact{}:\n",
+                task.key,
+                a.attempt,
+                a.artifacts.len(),
+                if a.artifacts.len() == 1 { "" } else { "s" }
+            ));
+            for f in &a.artifacts {
+                text.push_str(&format!(
+                    "  {}  {}  {}\n",
+                    f.path,
+                    crate::output::bytes(f.size),
+                    f.digest
+                ));
+            }
+        }
+    }
+    text
 }
 
 pub(crate) async fn show(

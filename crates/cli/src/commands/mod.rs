@@ -44,6 +44,11 @@ pub(crate) fn dispatch(cli: Cli, out: &mut Output) -> Result<ExitStatus, Expecte
         Command::Validate(args) => validate::run(args, out),
         Command::Schema => schema::run(out),
         Command::Graph(args) => graph::run(args, out),
+        Command::Run(args) if server.is_some() => {
+            with_backend(threads, local, server, traces, out, async |b, out| {
+                run::on_server(b, args, out).await
+            })
+        }
         Command::Run(args) => with_engine(threads, traces, Standard::Here, async |o| {
             run::run(home, args, o, out).await
         }),

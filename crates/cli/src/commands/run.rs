@@ -95,6 +95,64 @@ pub(crate) fn runnable_file(
     })
 }
 
+/// `baton --server URL run FILE`: the server runs the file's pipeline, on its executors and
+/// workers, and this follows it to its end. A server runs only what it has loaded from its
+/// pipelines directory, so the file must be that very version: any other is refused, saying
+/// so, rather than running something else under its name.
+pub(crate) async fn on_server(
+    backend: &Backend,
+    args: &RunArgs,
+    out: &mut Output,
+) -> Result<ExitStatus, ExpectedError> {
+    let mut file = load_file(&args.file)?;
+    let Some(pipeline) = file.loaded.pipeline.take() else {
+        out.eprint(&file.render());
+        out.eprint("\n");
+        return Err(ExpectedError::Invalid { path: file.path });
+    };
+    let id = &pipeline.id;
+    let hint = format!(
+        "(hint: put `{}` in the server's pipelines directory, which it reloads on change, or \
+         run it here without --server)",
+        file.path
+    );
+    let source = backend
+        .source(id.namespace.as_str(), id.name.as_str())
+        .await
+        .map_err(|e| match e {
+            ExpectedError::Refused(m) => {
+                ExpectedError::Refused(format!("the server cannot run `{id}`: {m}\n{hint}"))
+            }
+            ExpectedError::Api { message, status } => ExpectedError::Api {
+                message: format!("the server cannot run `{id}`: {message}\n{hint}"),
+                status,
+            },
+            e => e,
+        })?;
+    let theirs = baton_core::load(&source.text).pipeline;
+    if theirs.as_ref().map(|p| &p.version) != Some(&pipeline.version) {
+        return Err(ExpectedError::Refused(format!(
+            "the server's `{id}` is another version than `{}`: it runs what its pipelines \
+             directory holds\n{hint}",
+            file.path
+        )));
+    }
+    let params = parse_params(&pipeline, &args.params)?;
+    let run = backend
+        .trigger(
+            &pipeline,
+            &source,
+            params,
+            args.idempotency_key.clone(),
+            args.no_cache,
+        )
+        .await?;
+    if !args.json {
+        out.print(&format!("{run}\n"))?;
+    }
+    finish(&backend.wait(&run).await?, args.json, out)
+}
+
 pub(crate) async fn run(
     home: &Path,
     args: &RunArgs,

@@ -59,6 +59,22 @@ pub(crate) async fn run(
         logs: engine.logs,
         http: crate::backend::http_executor(),
         executors: engine.executors.clone(),
+        artifacts: engine.artifacts.clone(),
+        public_url: args
+            .public_url
+            .as_deref()
+            .map(|u| {
+                reqwest::Url::parse(u)
+                    .ok()
+                    .filter(|p| matches!(p.scheme(), "http" | "https"))
+                    .map(|_| u.trim_end_matches('/').to_owned())
+                    .ok_or_else(|| {
+                        ExpectedError::Usage(format!(
+                            "`public_url` `{u}` is not an `http://` or `https://` URL"
+                        ))
+                    })
+            })
+            .transpose()?,
         workers,
         tls: baton_server::tls::files(args.tls_cert_file.as_deref(), args.tls_key_file.as_deref())
             .map_err(ExpectedError::Usage)?,

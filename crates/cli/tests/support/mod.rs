@@ -8,6 +8,7 @@ pub mod docker;
 pub mod skip;
 
 pub mod ledger;
+pub mod moto;
 pub mod netns;
 pub mod postgres;
 
@@ -287,10 +288,25 @@ pub fn wait_until_for(what: &str, limit: std::time::Duration, mut done: impl FnM
 
 /// A minimal HTTP/1.1 client, enough for these tests.
 pub fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, serde_json::Value) {
+    http_with(addr, method, path, body, &[])
+}
+
+/// [`http`], with `headers`.
+pub fn http_with(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    headers: &[(&str, &str)],
+) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).expect("connect");
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
     write!(
         s,
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     )
     .expect("send");

@@ -99,6 +99,29 @@ impl Compiler<'_> {
                     .map_or(HttpCall::DEFAULT_POLL, |i| i.value)
             })
         });
+        let callback = h.callback.as_ref().map(|c| {
+            d.at("callback", |d| {
+                if let Some(w) = &c.wait {
+                    d.at("wait", |d| check_positive(d, w, "wait"));
+                }
+                c.wait
+                    .as_ref()
+                    .map_or(HttpCall::DEFAULT_CALLBACK_WAIT, |w| w.value)
+            })
+        });
+        if h.poll.is_some() && h.callback.is_some() {
+            d.at("callback", |d| {
+                d.error(
+                    h.url.span,
+                    "`poll` and `callback` are two ways to wait for the result: keep one",
+                )
+                .hint = Some(
+                    "`poll` follows a `202` to its `Location`; `callback` waits for the callee \
+                     to call baton back"
+                        .into(),
+                );
+            });
+        }
         if h.body.is_some() && body.is_none() {
             return None;
         }
@@ -109,6 +132,7 @@ impl Compiler<'_> {
             body,
             expect_status,
             poll,
+            callback,
             outputs_from,
         })
     }

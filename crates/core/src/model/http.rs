@@ -22,6 +22,10 @@ pub struct HttpCall {
     /// something else.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub poll: Option<Duration>,
+    /// When set, the request carries a callback URL, and the attempt waits this long for
+    /// the callee to call it with the result.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub callback: Option<Duration>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub outputs_from: Option<OutputsFrom>,
 }
@@ -29,6 +33,8 @@ pub struct HttpCall {
 impl HttpCall {
     /// The poll interval when `poll: true` names none.
     pub const DEFAULT_POLL: Duration = Duration::from_secs(2);
+    /// How long a callback is waited for when `callback: true` names no `wait`.
+    pub const DEFAULT_CALLBACK_WAIT: Duration = Duration::from_secs(3600);
 
     /// Whether a response with `status` is a success.
     pub fn expects(&self, status: u16) -> bool {

@@ -1,5 +1,6 @@
 //! The checked model (`Pipeline`): what the engine, store and API work with.
 
+mod artifacts;
 mod container;
 mod dataset;
 mod http;
@@ -11,6 +12,7 @@ mod runs_on;
 mod schedule;
 mod task;
 
+pub use artifacts::{Artifacts, check_pattern};
 pub use container::{ContainerCall, check_image_reference};
 pub use dataset::{Dataset, DatasetError};
 pub use http::{HttpBody, HttpCall};

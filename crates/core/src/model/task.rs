@@ -118,6 +118,9 @@ pub struct Task {
     pub resources: Resources,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cache: Option<Cache>,
+    /// Files kept for tasks downstream, and those taken from upstream.
+    #[serde(skip_serializing_if = "crate::model::Artifacts::is_empty")]
+    pub artifacts: crate::model::Artifacts,
 }
 
 /// The shell used when neither the task nor `defaults` names one.

@@ -55,6 +55,33 @@ pub struct HttpSpec {
     /// 2 s.
     #[schemars(with = "Option<OrTrue<PollSpec>>")]
     pub poll: Option<PollSpec>,
+    /// The other asynchronous pattern: the request carries a one-time, signed callback URL
+    /// (`X-Baton-Callback-Url`), and the attempt ends when the callee POSTs its result there
+    /// (a JSON object; `"status": "failed"` with an `"error"` fails it). `true` waits up to
+    /// an hour. Needs a `baton server`, which receives the call.
+    #[schemars(with = "Option<OrTrue<CallbackSpec>>")]
+    pub callback: Option<CallbackSpec>,
+}
+
+#[derive(Debug, Clone, Default, JsonSchema)]
+#[schemars(deny_unknown_fields)]
+pub struct CallbackSpec {
+    /// How long to wait for the call after the request was answered (default `1h`).
+    pub wait: Option<Spanned<Duration>>,
+}
+
+impl Decode for CallbackSpec {
+    fn decode(d: &mut Decoder, node: &Node) -> Option<Self> {
+        if node.value == NodeValue::Bool(true) {
+            return Some(Self::default());
+        }
+        let mut m = d.map(node, "`callback`")?;
+        let spec = Self {
+            wait: m.opt(d, "wait", Decode::decode),
+        };
+        m.finish(d);
+        Some(spec)
+    }
 }
 
 #[derive(Debug, Clone, Default, JsonSchema)]
@@ -81,6 +108,7 @@ impl Decode for HttpSpec {
         let body = m.opt(d, "body", Decode::decode);
         let expect = m.opt(d, "expect", Decode::decode);
         let poll = m.opt(d, "poll", Decode::decode);
+        let callback = m.opt(d, "callback", Decode::decode);
         m.finish(d);
         Some(Self {
             url: url?,
@@ -89,6 +117,7 @@ impl Decode for HttpSpec {
             body,
             expect,
             poll,
+            callback,
         })
     }
 }

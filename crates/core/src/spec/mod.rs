@@ -3,6 +3,7 @@
 //! These types define the file format: the decoder reads them from YAML and the JSON Schema is
 //! generated from them, so the two cannot drift apart.
 
+mod artifacts;
 mod concurrency;
 mod container;
 mod dataset;
@@ -18,11 +19,12 @@ mod schedule;
 mod schema_helpers;
 mod task;
 
+pub use artifacts::ArtifactsSpec;
 pub use concurrency::ConcurrencySpec;
 pub use container::{ContainerNetwork, ContainerSpec, PullPolicy};
 pub use dataset::{DatasetNameSpec, DatasetSpec};
 pub use defaults::TaskDefaultsSpec;
-pub use http::{ExpectSpec, HttpMethod, HttpSpec, OutputsFrom, PollSpec};
+pub use http::{CallbackSpec, ExpectSpec, HttpMethod, HttpSpec, OutputsFrom, PollSpec};
 pub use kinds::{Backoff, Catchup, Jitter, Overlap, ParamType, TriggerRule};
 pub use notify::{NotifyEvent, NotifyFormat, NotifySpec};
 pub use param::ParamSpec;

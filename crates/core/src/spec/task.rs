@@ -3,6 +3,7 @@
 use indexmap::IndexMap;
 use schemars::JsonSchema;
 
+use super::artifacts::ArtifactsSpec;
 use super::container::ContainerSpec;
 use super::dataset::DatasetSpec;
 use super::http::{HttpSpec, OutputsFrom};
@@ -98,6 +99,9 @@ pub struct TaskSpec {
     pub resources: Option<ResourcesSpec>,
     /// Reuse a previous successful result with the same key.
     pub cache: Option<CacheSpec>,
+    /// Files to keep for tasks downstream (`upload`), and upstream tasks whose files this one
+    /// needs (`download`).
+    pub artifacts: Option<Spanned<ArtifactsSpec>>,
 }
 
 /// `for_each:` items: a literal list, or an expression yielding a list.
@@ -182,6 +186,7 @@ impl Decode for TaskSpec {
             labels: m.opt(d, "labels", Decode::decode).unwrap_or_default(),
             resources: m.opt(d, "resources", Decode::decode),
             cache: m.opt(d, "cache", Decode::decode),
+            artifacts: m.opt(d, "artifacts", Decode::decode),
         };
         m.finish(d);
         Some(task)

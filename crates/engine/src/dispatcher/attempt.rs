@@ -224,6 +224,7 @@ impl Dispatcher {
             timeout: task.timeout.map(baton_core::duration::Duration::as_std),
             spawned: Some(self.spawned_tx.clone()),
             exit_path: Some(self.exit_path(i, attempt)),
+            artifacts: self.artifact_plan(i)?,
         })
     }
 
@@ -318,6 +319,7 @@ fn http_request(
         body,
         expect: call.expect_status.clone(),
         poll: call.poll.map(baton_core::duration::Duration::as_std),
+        callback: call.callback.map(baton_core::duration::Duration::as_std),
         outputs_json: call.outputs_from == Some(baton_core::spec::OutputsFrom::Json),
         idempotency_key: format!("{run}:{key}"),
     })

@@ -27,6 +27,7 @@ use attempt::Running;
 use schedule::{Ready, frees_slot};
 use state::Inst;
 
+mod artifacts;
 mod attempt;
 mod cache;
 mod control;
@@ -199,6 +200,15 @@ pub(crate) async fn execute(
     );
     d.held_until = asked + opts.lease_ttl;
     d.load(tasks);
+    // Only a run whose tasks download anything reads what its tasks uploaded.
+    if d.pipeline
+        .tasks
+        .iter()
+        .any(|t| !t.artifacts.download.is_empty())
+    {
+        let stored = patiently("reading the run's artifacts", || store.artifacts(run)).await?;
+        d.load_artifacts(stored);
+    }
     let result = d.drive(&attempts, stop).await;
     match result {
         // Someone else drives the run now: stop what still runs here and write nothing more,
@@ -473,6 +483,7 @@ impl Dispatcher {
                         outcome: Outcome::Error(e),
                         rusage: None,
                         outputs: crate::executor::Outputs::default(),
+                        artifacts: None,
                     });
                 }
             }

@@ -54,9 +54,27 @@ impl Dispatcher {
             Outcome::Exited {
                 exit_code: Some(0),
                 signal: None,
+            } if !task.artifacts.upload.is_empty() && f.artifacts.is_none() => {
+                // Its files were not stored (baton stopped between the exit and the upload;
+                // recovery saw only the exit): it must run again to make them.
+                self.on_interrupted(
+                    i,
+                    f.attempt,
+                    started_at,
+                    f.rusage,
+                    "the attempt ended before its artifacts were stored",
+                );
+                return;
+            }
+            Outcome::Exited {
+                exit_code: Some(0),
+                signal: None,
             } => match crate::outputs::from_report(&f.outputs, &task.outputs) {
                 Ok(outputs) => {
                     self.insts[i].outputs = outputs;
+                    if let Some(stored) = f.artifacts.clone() {
+                        self.stored_artifacts(i, f.attempt, stored);
+                    }
                     (AttemptState::Succeeded, None, Some(0), None)
                 }
                 Err(e) => (

@@ -33,6 +33,8 @@ pub(super) struct Inst {
     /// The next attempt follows one lost to a crash.
     pub(super) after_interruption: bool,
     pub(super) outputs: Map<String, Json>,
+    /// What its successful attempt uploaded, for tasks downstream to download.
+    pub(super) artifacts: Vec<baton_store::ArtifactFile>,
     /// Retry time, or approval deadline while waiting for one.
     pub(super) next_at: Option<Millis>,
     pub(super) position: i64,
@@ -57,6 +59,7 @@ impl Inst {
             retry_base: 0,
             after_interruption: false,
             outputs: Map::new(),
+            artifacts: Vec::new(),
             next_at: None,
             position,
             cache_key: None,
@@ -68,6 +71,18 @@ impl Inst {
 impl Dispatcher {
     pub(super) fn task(&self, i: usize) -> &Task {
         task_of(&self.pipeline, self.insts[i].task)
+    }
+
+    /// What the succeeded tasks of a run resumed here uploaded, for those downstream.
+    pub(super) fn load_artifacts(&mut self, stored: Vec<baton_store::ArtifactRecord>) {
+        for a in stored {
+            if let Some(&i) = self.by_key.get(&a.key) {
+                let inst = &mut self.insts[i];
+                if inst.state == TaskState::Succeeded && inst.attempts == a.attempt {
+                    inst.artifacts.push(a.file);
+                }
+            }
+        }
     }
 
     pub(super) fn load(&mut self, records: Vec<TaskRecord>) {
@@ -116,6 +131,7 @@ impl Dispatcher {
                 retry_base: r.retry_base,
                 after_interruption: false,
                 outputs: r.outputs.unwrap_or_default(),
+                artifacts: Vec::new(),
                 next_at: r.next_attempt_at,
                 position: r.position,
                 cache_key: None,

@@ -30,6 +30,8 @@ pub struct HttpRequest {
     pub expect: Vec<u16>,
     /// Follow a `202 Accepted` to its `Location` this often.
     pub poll: Option<Duration>,
+    /// Give the callee a callback URL, and wait this long for its call.
+    pub callback: Option<Duration>,
     /// Whether the answer's JSON members are the attempt's outputs.
     pub outputs_json: bool,
     /// Sent as `Idempotency-Key`: the same for every attempt of the task in its run, so a
@@ -55,6 +57,8 @@ pub struct HttpExecutor {
     /// every attempt fail saying so.
     client: Arc<std::sync::OnceLock<Result<reqwest::Client, String>>>,
     signing: Option<Arc<[u8]>>,
+    /// Where steps with `callback` are called back: a server's; none for `baton run`.
+    callbacks: Option<super::Callbacks>,
 }
 
 impl std::fmt::Debug for HttpExecutor {
@@ -77,7 +81,15 @@ impl HttpExecutor {
         Self {
             client: Arc::default(),
             signing: signing_secret.map(Into::into),
+            callbacks: None,
         }
+    }
+
+    /// Steps with `callback` are called back through `callbacks` (a server's API).
+    #[must_use]
+    pub fn with_callbacks(mut self, callbacks: super::Callbacks) -> Self {
+        self.callbacks = Some(callbacks);
+        self
     }
 
     /// The client, made on a blocking thread the first time.
@@ -106,6 +118,7 @@ impl HttpExecutor {
                     outcome: Outcome::Error("the HTTP executor runs requests only".into()),
                     rusage: None,
                     outputs: Outputs::default(),
+                    artifacts: None,
                 });
                 return;
             };
@@ -133,6 +146,7 @@ impl HttpExecutor {
                 outcome,
                 rusage: None,
                 outputs,
+                artifacts: None,
             });
         });
         handle
@@ -146,8 +160,35 @@ impl HttpExecutor {
         log: &mut LogWriter,
     ) -> (Outcome, Outputs) {
         let body = request.body.as_ref();
+        let mut ticket = match (request.callback, &self.callbacks) {
+            (None, _) => None,
+            (Some(_), Some(c)) => match c.issue() {
+                Some(t) => Some(t),
+                None => {
+                    let e = "the server does not know its own address yet: try again".to_owned();
+                    return (Outcome::Error(e), Outputs::default());
+                }
+            },
+            (Some(_), None) => {
+                let e = "`http.callback` needs a `baton server` to be called back: run the \
+                         pipeline on one (`baton --server URL run FILE`), or use `poll`"
+                    .to_owned();
+                return (Outcome::Refused(e), Outputs::default());
+            }
+        };
+        let callback_url = ticket.as_ref().map(|t| t.url.as_str());
         let mut answer = match self
-            .send(request, request.method, &request.url, body, attempt, log)
+            .send(
+                request,
+                Target {
+                    method: request.method,
+                    url: &request.url,
+                    body,
+                    callback: callback_url,
+                },
+                attempt,
+                log,
+            )
             .await
         {
             Ok(answer) => answer,
@@ -164,7 +205,20 @@ impl HttpExecutor {
                 };
                 tokio::time::sleep(interval).await;
                 (method, url) = (HttpMethod::Get, location);
-                answer = match self.send(request, method, &url, None, attempt, log).await {
+                answer = match self
+                    .send(
+                        request,
+                        Target {
+                            method,
+                            url: &url,
+                            body: None,
+                            callback: None,
+                        },
+                        attempt,
+                        log,
+                    )
+                    .await
+                {
                     Ok(answer) => answer,
                     Err(e) => return (Outcome::Error(e), Outputs::default()),
                 };
@@ -178,6 +232,9 @@ impl HttpExecutor {
                 expectation(&request.expect)
             );
             return (Outcome::Error(e), Outputs::default());
+        }
+        if let (Some(t), Some(wait)) = (&mut ticket, request.callback) {
+            return called_back(t, wait, request.outputs_json, log).await;
         }
         if !request.outputs_json {
             return (ok(), Outputs::default());
@@ -204,18 +261,26 @@ impl HttpExecutor {
     async fn send(
         &self,
         request: &HttpRequest,
-        method: HttpMethod,
-        url: &str,
-        body: Option<&RequestBody>,
+        to: Target<'_>,
         attempt: u32,
         log: &mut LogWriter,
     ) -> Result<Answer, String> {
+        let Target {
+            method,
+            url,
+            body,
+            callback,
+        } = to;
         let parsed = reqwest::Url::parse(url).map_err(|e| format!("`{url}` is not a URL: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
             return Err(format!("`{url}` is not an `http://` or `https://` URL"));
         }
         let client = self.client().await?;
-        let headers = self.headers(request, body, attempt)?;
+        let mut headers = self.headers(request, body, attempt)?;
+        if let Some(url) = callback {
+            let value = HeaderValue::from_str(url).map_err(|_| "a callback URL".to_owned())?;
+            headers.insert(HeaderName::from_static("x-baton-callback-url"), value);
+        }
         log.write(format!("> {method} {url}\n").as_bytes()).await;
         let started = Instant::now();
         let mut builder = client
@@ -307,6 +372,75 @@ impl HttpExecutor {
             put("x-baton-signature", &format!("v1={signature}"))?;
         }
         Ok(headers)
+    }
+}
+
+/// Where one request goes, and what it carries.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    method: HttpMethod,
+    url: &'a str,
+    body: Option<&'a RequestBody>,
+    /// The callback URL it hands the callee, for a step with `callback`.
+    callback: Option<&'a str>,
+}
+
+/// Waits up to `wait` for the callee's call, and judges it: a JSON object, failed when its
+/// `status` is `failed` (with its `error`), else a success whose members are the outputs.
+async fn called_back(
+    ticket: &mut super::Ticket,
+    wait: Duration,
+    outputs_json: bool,
+    log: &mut LogWriter,
+) -> (Outcome, Outputs) {
+    log.write(b"[baton: waiting for the callback]\n").await;
+    let body = match tokio::time::timeout(wait, ticket.called()).await {
+        Ok(Some(body)) => body,
+        Ok(None) => {
+            let e = "the callback was dropped before it was called".to_owned();
+            return (Outcome::Error(e), Outputs::default());
+        }
+        Err(_) => {
+            let e = format!(
+                "no callback within {}",
+                baton_core::duration::Duration::from(wait)
+            );
+            return (Outcome::Error(e), Outputs::default());
+        }
+    };
+    log.write(b"< callback\n").await;
+    log.write(&body).await;
+    if body.last() != Some(&b'\n') {
+        log.write(b"\n").await;
+    }
+    let members = match serde_json::from_slice::<serde_json::Value>(&body) {
+        Ok(serde_json::Value::Object(m)) => m,
+        Ok(other) => {
+            let e = format!(
+                "the callback's body is {}, not a JSON object",
+                baton_core::model::json_kind(&other)
+            );
+            return (Outcome::Error(e), Outputs::default());
+        }
+        Err(e) => {
+            let e = format!("the callback's body is not JSON: {e}");
+            return (Outcome::Error(e), Outputs::default());
+        }
+    };
+    if members.get("status").and_then(|s| s.as_str()) == Some("failed") {
+        let why = members
+            .get("error")
+            .and_then(|e| e.as_str())
+            .unwrap_or("no reason given");
+        return (
+            Outcome::Error(format!("the callee reported a failure: {why}")),
+            Outputs::default(),
+        );
+    }
+    if outputs_json {
+        (ok(), Outputs::Values(members))
+    } else {
+        (ok(), Outputs::default())
     }
 }
 

@@ -167,6 +167,7 @@ impl Executor for LocalExecutor {
                         outcome: Outcome::Error(format!("starting the attempt failed: {e}")),
                         rusage: None,
                         outputs: Outputs::default(),
+                        artifacts: None,
                     });
                     return;
                 }
@@ -177,6 +178,7 @@ impl Executor for LocalExecutor {
                 outcome,
                 rusage,
                 outputs,
+                artifacts: None,
             };
             let Started {
                 pid,
@@ -313,6 +315,7 @@ impl Executor for LocalExecutor {
                             attempt: a.attempt,
                             outcome,
                             rusage,
+                            artifacts: None,
                         })
                     })
                     .collect()
@@ -402,6 +405,7 @@ mod tests {
             timeout,
             spawned: None,
             exit_path: None,
+            artifacts: Default::default(),
         };
         let executor = LocalExecutor {
             kill_grace: Duration::from_millis(200),

@@ -1,6 +1,7 @@
 //! Executors run attempts and report back by message. The dispatcher never touches a process;
 //! an executor never touches run state.
 
+mod callback;
 mod docker;
 pub mod exit_record;
 mod http;
@@ -12,6 +13,7 @@ mod log_sink;
 mod parent_death;
 mod reaper;
 mod set;
+mod staged;
 mod stopping;
 mod wait;
 
@@ -24,6 +26,7 @@ use baton_core::ids::{ExecutorName, RunId, TaskKey};
 use baton_store::{AttemptProcess, Rusage};
 use tokio::sync::{mpsc, oneshot};
 
+pub use callback::{CallbackError, Callbacks, Ticket};
 pub use docker::{ContainerRun, DEFAULT_PIDS_LIMIT, DockerExecutor, DockerHost, DockerSettings};
 pub use http::{HttpExecutor, HttpRequest, RequestBody, error_chain, read_ca_file, sign};
 pub use identity::host as host_name;
@@ -69,6 +72,9 @@ pub struct AttemptSpec {
     /// Where to record how the process exited as soon as it is reaped, before reporting it
     /// (see [`exit_record`]).
     pub exit_path: Option<PathBuf>,
+    /// Files to place in `cwd` before it starts, and patterns of those to keep after it
+    /// succeeded.
+    pub artifacts: crate::artifacts::ArtifactPlan,
 }
 
 /// What an attempt runs.
@@ -138,6 +144,9 @@ pub struct Finished {
     pub outcome: Outcome,
     pub rusage: Option<Rusage>,
     pub outputs: Outputs,
+    /// The files it uploaded (`artifacts.upload`), once stored; none for a task that keeps
+    /// none, or an attempt that did not succeed.
+    pub artifacts: Option<crate::artifacts::StoredArtifacts>,
 }
 
 impl Finished {
@@ -150,6 +159,7 @@ impl Finished {
             outcome,
             rusage: None,
             outputs,
+            artifacts: None,
         }
     }
 }

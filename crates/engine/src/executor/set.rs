@@ -18,6 +18,7 @@ use super::{
     AttemptSpec, CancelHandle, Executor, Finished, HttpExecutor, Leftover, Outcome, Outputs,
     Unseen, Work,
 };
+use crate::artifacts::ArtifactStore;
 use crate::workers::{WorkerExecutor, WorkerHub};
 
 /// One `[executors.NAME]` of `baton.toml`.
@@ -62,6 +63,8 @@ pub struct Executors {
     named: Arc<BTreeMap<ExecutorName, Instance>>,
     /// Where `runs_on` tasks go: none where no worker can connect (`baton run`).
     workers: Option<WorkerHub>,
+    /// Where attempts' artifacts are kept: none where nothing configured one (tests).
+    artifacts: Option<ArtifactStore>,
 }
 
 impl Executors {
@@ -76,6 +79,45 @@ impl Executors {
             )),
             named: Arc::default(),
             workers: None,
+            artifacts: None,
+        }
+    }
+
+    /// Artifacts go to and come from `store`.
+    #[must_use]
+    pub fn with_artifacts(mut self, store: ArtifactStore) -> Self {
+        self.artifacts = Some(store);
+        self
+    }
+
+    pub fn artifact_store(&self) -> Option<&ArtifactStore> {
+        self.artifacts.as_ref()
+    }
+
+    /// Starts `spec` on the executor of this host that runs it, with its artifacts moved by
+    /// `mover` (a worker's, through the control plane).
+    pub fn start_moving(
+        &self,
+        mover: Arc<dyn crate::artifacts::Mover>,
+        spec: AttemptSpec,
+        done: mpsc::UnboundedSender<Finished>,
+    ) -> CancelHandle {
+        if spec.artifacts.is_empty() {
+            return self.start_here(spec, done);
+        }
+        super::staged::start(self.clone(), mover, spec, done)
+    }
+
+    /// Starts `spec` on the executor of this host that runs it, moving no file.
+    pub(super) fn start_here(
+        &self,
+        spec: AttemptSpec,
+        done: mpsc::UnboundedSender<Finished>,
+    ) -> CancelHandle {
+        match self.route(&spec) {
+            Ok(Route::Here(executor)) => executor.start(spec, done),
+            Ok(Route::Workers(workers)) => workers.start(spec, done),
+            Err(e) => refuse(spec, &done, e),
         }
     }
 
@@ -208,6 +250,16 @@ impl Executors {
                 "the task runs on workers (`runs_on`), and executor `{name}` runs on this \
                  host: remove one of them"
             )),
+            // The files are staged in this host's working directory, which a pod never sees.
+            (Work::Container(_), Some((name, Instance::Kubernetes(_))), None)
+                if !spec.artifacts.is_empty() =>
+            {
+                Err(format!(
+                    "executor `{name}` runs Jobs on a cluster, which does not share this \
+                     host's disk: `artifacts` cannot reach its pods yet (run the task on a \
+                     `docker` executor or a worker)"
+                ))
+            }
             (_, named, None) => self.route_here(&spec.work, named),
         }
     }
@@ -247,12 +299,26 @@ enum Route<'a> {
     Workers(WorkerExecutor),
 }
 
+/// Reports at once that `spec` cannot run, and why.
+fn refuse(spec: AttemptSpec, done: &mpsc::UnboundedSender<Finished>, why: String) -> CancelHandle {
+    let _ = done.send(Finished {
+        key: spec.key,
+        attempt: spec.attempt,
+        outcome: Outcome::Refused(why),
+        rusage: None,
+        outputs: Outputs::default(),
+        artifacts: None,
+    });
+    CancelHandle::new().0
+}
+
 /// Why a task for workers cannot run here.
 pub fn no_workers(r: &RunsOn) -> String {
     format!(
         "the task runs on workers labelled `{}`, and this baton has none to send it to: run the \
-         pipeline on a `baton server` with `[workers] secret_file` set, where `baton worker \
-         --server URL --labels {}` agents connect (or remove `runs_on` to run it on this host)",
+         pipeline on a `baton server` with `[workers] secret_file` set (`baton --server URL run \
+         FILE`), where `baton worker --server URL --labels {}` agents connect (or remove \
+         `runs_on` to run it on this host)",
         r.labels.join(", "),
         r.labels.join(",")
     )
@@ -261,18 +327,21 @@ pub fn no_workers(r: &RunsOn) -> String {
 impl Executor for Executors {
     fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle {
         match self.route(&spec) {
+            Ok(Route::Here(_)) if !spec.artifacts.is_empty() => match &self.artifacts {
+                Some(store) => {
+                    super::staged::start(self.clone(), Arc::new(store.clone()), spec, done)
+                }
+                None => refuse(
+                    spec,
+                    &done,
+                    "the task moves artifacts, and this baton has no artifact store: set \
+                     `[artifacts]` in baton.toml"
+                        .into(),
+                ),
+            },
             Ok(Route::Here(executor)) => executor.start(spec, done),
             Ok(Route::Workers(workers)) => workers.start(spec, done),
-            Err(e) => {
-                let _ = done.send(Finished {
-                    key: spec.key,
-                    attempt: spec.attempt,
-                    outcome: Outcome::Refused(e),
-                    rusage: None,
-                    outputs: Outputs::default(),
-                });
-                CancelHandle::new().0
-            }
+            Err(e) => refuse(spec, &done, e),
         }
     }
 

@@ -40,6 +40,7 @@ impl Executor for WorkerExecutor {
                 ),
                 rusage: None,
                 outputs: Outputs::default(),
+                artifacts: None,
             });
             return CancelHandle::new().0;
         }

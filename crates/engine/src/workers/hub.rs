@@ -74,6 +74,8 @@ struct Inner {
     leases_expired: AtomicU64,
     /// Set when the server stops: held claims end at once, so they do not hold its shutdown.
     closed: std::sync::atomic::AtomicBool,
+    /// Where workers' artifacts go and come from (`set_artifacts`).
+    artifacts: std::sync::OnceLock<crate::artifacts::ArtifactStore>,
 }
 
 #[derive(Debug, Default)]
@@ -163,14 +165,16 @@ struct Leased {
 
 impl Leased {
     fn finish(self, outcome: Outcome, report: Option<Report>) {
-        let (outputs, rusage) =
-            report.map_or((Outputs::default(), None), |r| (r.outputs, r.rusage));
+        let (outputs, rusage, artifacts) = report.map_or((Outputs::default(), None, None), |r| {
+            (r.outputs, r.rusage, r.artifacts)
+        });
         let _ = self.done.send(Finished {
             key: self.attempt.key,
             attempt: self.attempt.attempt,
             outcome,
             rusage,
             outputs,
+            artifacts,
         });
     }
 }
@@ -182,6 +186,7 @@ fn ended(done: &mpsc::UnboundedSender<Finished>, attempt: &AttemptRef, outcome: 
         outcome,
         rusage: None,
         outputs: Outputs::default(),
+        artifacts: None,
     });
 }
 
@@ -198,6 +203,7 @@ impl WorkerHub {
             stale_reports: AtomicU64::new(0),
             leases_expired: AtomicU64::new(0),
             closed: std::sync::atomic::AtomicBool::new(false),
+            artifacts: std::sync::OnceLock::new(),
         });
         tokio::spawn(tick(Arc::downgrade(&inner)));
         Self { inner }
@@ -443,6 +449,7 @@ impl WorkerHub {
                 timeout: q.spec.timeout,
                 max_log_bytes: q.spec.log.max_bytes,
                 lease: settings.lease,
+                artifacts: q.spec.artifacts.clone(),
             });
             w.leases.insert(epoch);
             state
@@ -514,6 +521,7 @@ impl WorkerHub {
                 Ok(Held {
                     attempt: l.attempt.clone(),
                     sink: l.spec.log.clone(),
+                    artifacts: l.spec.artifacts.clone(),
                 })
             }
             _ => {
@@ -524,6 +532,25 @@ impl WorkerHub {
                 })
             }
         }
+    }
+
+    /// Workers' artifacts go to and come from `store` (once; later calls change nothing).
+    pub fn set_artifacts(&self, store: crate::artifacts::ArtifactStore) {
+        let _ = self.inner.artifacts.set(store);
+    }
+
+    pub fn artifact_store(&self) -> Option<&crate::artifacts::ArtifactStore> {
+        self.inner.artifacts.get()
+    }
+
+    /// What the attempt under lease `epoch` moves, for the worker holding it (which is heard
+    /// from: a long transfer keeps the lease).
+    pub fn lease_artifacts(
+        &self,
+        worker: &WorkerId,
+        epoch: Epoch,
+    ) -> Result<crate::artifacts::ArtifactPlan, HubError> {
+        self.held(worker, epoch).map(|h| h.artifacts)
     }
 
     /// Appends output of the attempt under lease `epoch` to its log, whose length before it
@@ -676,6 +703,7 @@ fn registered<'a>(
 struct Held {
     attempt: AttemptRef,
     sink: crate::executor::LogSink,
+    artifacts: crate::artifacts::ArtifactPlan,
 }
 
 /// Checks leases, timeouts and waits every [`TICK`] until the hub is dropped.

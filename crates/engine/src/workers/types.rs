@@ -134,6 +134,8 @@ pub struct Assignment {
     pub max_log_bytes: u64,
     /// Unless heard from sooner, the lease ends this long from now.
     pub lease: Duration,
+    /// Files the worker places before starting it, and patterns it uploads after.
+    pub artifacts: crate::artifacts::ArtifactPlan,
 }
 
 /// Why the control plane wants a running attempt stopped.
@@ -166,6 +168,8 @@ pub struct Report {
     pub outcome: Outcome,
     pub outputs: Outputs,
     pub rusage: Option<Rusage>,
+    /// What it uploaded, already in the hub's artifact store.
+    pub artifacts: Option<crate::artifacts::StoredArtifacts>,
 }
 
 /// Whether a worker is heard from.

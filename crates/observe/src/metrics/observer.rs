@@ -157,6 +157,7 @@ impl Observer for RunObserver {
                 | Change::Task { .. }
                 | Change::AttemptSpawned { .. }
                 | Change::CacheSaved { .. }
+                | Change::ArtifactsStored { .. }
                 | Change::AddTasks(_)
                 | Change::Reopen { .. }
                 | Change::Asked { .. }

@@ -304,7 +304,8 @@ impl Observer for TraceObserver {
                 | Change::Reopen { .. }
                 | Change::Asked { .. }
                 | Change::CacheChecked { .. }
-                | Change::CacheSaved { .. } => {}
+                | Change::CacheSaved { .. }
+                | Change::ArtifactsStored { .. } => {}
             }
         }
         for (_, span) in ended {

@@ -17,6 +17,7 @@ pub(crate) fn idempotency_key(from_body: Option<String>, headers: &HeaderMap) ->
 }
 
 pub(crate) mod backfills;
+pub(crate) mod callbacks;
 pub(crate) mod dead_letters;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -28,6 +29,7 @@ pub(crate) mod run_tasks;
 pub(crate) mod runs;
 pub(crate) mod sse;
 pub(crate) mod webhook;
+pub(crate) mod worker_artifacts;
 pub(crate) mod workers;
 
 /// `/pipelines/{namespace}/{name}/...`

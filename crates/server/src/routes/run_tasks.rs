@@ -45,6 +45,8 @@ pub(crate) struct TasksQuery {
 pub(crate) struct TaskSlice {
     pub tasks: Vec<TaskRecord>,
     pub attempts: Vec<AttemptRecord>,
+    /// What those attempts uploaded.
+    pub artifacts: Vec<baton_store::ArtifactRecord>,
     pub next: Option<TaskCursor>,
 }
 
@@ -70,19 +72,29 @@ impl TaskSlice {
         let next = more.then(|| tasks.last().map(TaskCursor::after)).flatten();
         let keys: Vec<TaskKey> = tasks.iter().map(|t| t.key.clone()).collect();
         let attempts = store.attempts_of(run, &keys).await?;
+        let mut artifacts = store.artifacts(run).await?;
+        artifacts.retain(|a| keys.contains(&a.key));
         Ok(Self {
             tasks,
             attempts,
+            artifacts,
             next,
         })
+    }
+
+    /// The page's attempts as the API shows them, with what each uploaded.
+    pub(crate) fn api_attempts(&self) -> Vec<Attempt> {
+        let mut attempts: Vec<Attempt> = self.attempts.iter().cloned().map(Attempt::from).collect();
+        baton_api::artifact::attach(&mut attempts, self.artifacts.clone());
+        attempts
     }
 
     /// Each task with its attempts, in the page's order.
     pub(crate) fn entries(self) -> Vec<TaskEntry> {
         let mut of: std::collections::HashMap<TaskKey, Vec<Attempt>> =
             std::collections::HashMap::new();
-        for a in self.attempts {
-            of.entry(a.key.clone()).or_default().push(a.into());
+        for a in self.api_attempts() {
+            of.entry(a.key.clone()).or_default().push(a);
         }
         self.tasks
             .into_iter()

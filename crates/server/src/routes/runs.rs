@@ -165,6 +165,7 @@ pub(crate) async fn get(
     )
     .await?;
     let children = store.child_runs(&id).await?;
+    let attempts = first.api_attempts();
     let mut tasks: Vec<Task> = first.tasks.into_iter().map(Task::from).collect();
     crate::routes::workers::mark_waiting(&state, &id, &mut tasks);
     Ok(Json(RunDetail {
@@ -172,7 +173,7 @@ pub(crate) async fn get(
         task_counts: run_tasks::counts(store, &id).await?,
         tasks_next_cursor: first.next.as_ref().map(TaskCursor::encode),
         tasks,
-        attempts: first.attempts.into_iter().map(Attempt::from).collect(),
+        attempts,
         children: children.into_iter().map(Run::from).collect(),
     }))
 }

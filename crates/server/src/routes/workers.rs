@@ -285,10 +285,16 @@ pub(crate) async fn finish(
         wire::WorkerOutcome::Refused { message } => Outcome::Refused(message),
         wire::WorkerOutcome::Interrupted { message } => Outcome::Interrupted(message),
     };
+    let (outcome, artifacts) = match super::worker_artifacts::reported(&hub, report.artifacts).await
+    {
+        Ok(artifacts) => (outcome, artifacts),
+        Err(why) => (Outcome::Error(why), None),
+    };
     let a = hub.finish(
         &WorkerId::from_string(id),
         Epoch(epoch),
         hub::Report {
+            artifacts,
             outcome,
             outputs: Outputs::Text(report.outputs),
             rusage: report.rusage.map(|r| baton_store::Rusage {
@@ -443,5 +449,9 @@ fn assignment(a: hub::Assignment) -> wire::Assignment {
         timeout_ms: a.timeout.map(millis),
         max_log_bytes: a.max_log_bytes,
         lease_ms: millis(a.lease),
+        artifacts: wire::WorkerArtifacts {
+            download: a.artifacts.download.into_iter().map(Into::into).collect(),
+            upload: a.artifacts.upload,
+        },
     }
 }

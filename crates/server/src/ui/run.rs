@@ -54,6 +54,8 @@ struct Loaded {
     run: RunRecord,
     tasks: Vec<TaskRecord>,
     attempts: Vec<AttemptRecord>,
+    /// What the attempts uploaded.
+    artifacts: Vec<baton_store::ArtifactRecord>,
     pipeline: Option<Pipeline>,
     bars: Vec<gantt::Bar>,
     /// Runs its sub-pipeline tasks started.
@@ -105,6 +107,7 @@ async fn load(state: &AppState, id: &str, tasks_after: Option<&str>) -> UiResult
             run,
             tasks: slice.tasks,
             attempts: slice.attempts,
+            artifacts: slice.artifacts,
             pipeline: None,
             bars: Vec::new(),
             children,
@@ -118,6 +121,7 @@ async fn load(state: &AppState, id: &str, tasks_after: Option<&str>) -> UiResult
     }
     let tasks = state.store.tasks(&id).await?;
     let attempts = state.store.attempts(&id).await?;
+    let artifacts = state.store.artifacts(&id).await?;
     let events = state.store.events(&id, 0).await?;
     let pipeline = state
         .store
@@ -129,6 +133,7 @@ async fn load(state: &AppState, id: &str, tasks_after: Option<&str>) -> UiResult
         run,
         tasks,
         attempts,
+        artifacts,
         pipeline,
         bars,
         children,
@@ -525,6 +530,24 @@ async fn task_panel(
                                 td { @if let Some(u) = &a.rusage { (duration(u.cpu_user_ms)) " / " (duration(u.cpu_sys_ms)) } }
                                 td { @if let Some(u) = &a.rusage { (kib(u.max_rss_kb)) } }
                                 td.error { @if let Some(e) = &a.error { (e) } }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(a) = shown {
+                @let files: Vec<&baton_store::ArtifactRecord> = l.artifacts.iter().filter(|r| r.key == a.key && r.attempt == a.attempt).collect();
+                @if !files.is_empty() {
+                    h3 { "Artifacts of attempt " (a.attempt) }
+                    table #artifacts {
+                        thead { tr { th { "Path" } th { "Size" } th { "Digest" } } }
+                        tbody {
+                            @for f in &files {
+                                tr data-path=(f.file.path) {
+                                    td { code { (f.file.path) } }
+                                    td { (kib(i64::try_from(f.file.size.div_ceil(1024)).unwrap_or(i64::MAX))) }
+                                    td.digest title=(f.store) { code { (f.file.digest) } }
+                                }
                             }
                         }
                     }

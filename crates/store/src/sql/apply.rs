@@ -548,6 +548,26 @@ impl SqlStore {
                     };
                     events.push(PendingEvent::new(*at, kind, Some(key), None, data));
                 }
+                Change::ArtifactsStored {
+                    key,
+                    attempt,
+                    store,
+                    files,
+                    at,
+                } => {
+                    super::artifacts::insert(b, conn, run, key, *attempt, store, files, *at)
+                        .await?;
+                    let bytes: u64 = files.iter().map(|f| f.size).sum();
+                    let data =
+                        serde_json::json!({ "files": files.len(), "bytes": bytes, "store": store });
+                    events.push(PendingEvent::new(
+                        *at,
+                        "artifacts_stored",
+                        Some(key),
+                        Some(*attempt),
+                        data,
+                    ));
+                }
                 // The task's identity comes from its run and record, already in the database.
                 Change::CacheSaved {
                     key,

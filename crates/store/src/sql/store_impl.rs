@@ -9,10 +9,10 @@ use crate::changes::Changes;
 use crate::error::Result;
 use crate::lease::{Fence, Lease, TakenRun};
 use crate::records::{
-    Admitted, ApprovalWait, AttemptRecord, BackfillFilter, BackfillRecord, CacheEntry, Change,
-    Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord, Millis, NewRun,
-    OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord, SlotClaim, TaskCount,
-    TaskPageFilter, TaskRecord, VersionRecord,
+    Admitted, ApprovalWait, ArtifactRecord, AttemptRecord, BackfillFilter, BackfillRecord,
+    CacheEntry, Change, Control, DeadLetterFilter, DeadLetterRecord, DefinitionRecord, EventRecord,
+    Millis, NewRun, OrphanClaim, PipelineCount, PoolRecord, RunBrief, RunFilter, RunRecord,
+    SlotClaim, TaskCount, TaskPageFilter, TaskRecord, VersionRecord,
 };
 use crate::store::Store;
 
@@ -116,6 +116,10 @@ impl Store for SqlStore {
 
     async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>> {
         self.attempt_rows(run).await
+    }
+
+    async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactRecord>> {
+        self.artifact_rows(run).await
     }
 
     async fn task_page(&self, run: &RunId, filter: &TaskPageFilter) -> Result<Vec<TaskRecord>> {

@@ -151,6 +151,7 @@ pub(super) async fn settle(
                 outcome,
                 rusage: None,
                 outputs: keep_outputs(&dir, &a.outputs_path),
+                artifacts: None,
             });
         }
         remove(docker, name).await;

@@ -90,6 +90,7 @@ pub(super) async fn settle(
                 outcome: t.outcome(None),
                 rusage: None,
                 outputs,
+                artifacts: None,
             });
         }
         let succeeded = slot.as_ref().is_some_and(|f| {
