@@ -5,6 +5,8 @@
 //! on the hub's own calls that runs what it is handed with the local executor), and
 //! Kubernetes Jobs (on the fake API server of `support/kube_fake.rs`).
 
+#[path = "support/kube_fake.rs"]
+mod kube_fake;
 mod support;
 
 use std::collections::BTreeMap;
@@ -14,14 +16,15 @@ use std::time::{Duration, Instant};
 use baton_core::ids::{ExecutorName, RunId, WorkerId};
 use baton_core::state::{AttemptState, RunState, TaskState};
 use baton_engine::executor::{
-    AttemptSpec, CancelHandle, Executor, ExecutorInstance, Executors, HttpExecutor, LocalExecutor,
-    Logs, Outcome,
+    AttemptSpec, CancelHandle, Executor, ExecutorInstance, Executors, HttpExecutor,
+    KubernetesSettings, LocalExecutor, Logs, Outcome,
 };
 use baton_engine::workers::{
     Assignment, Capacity, Epoch, HubSettings, Report, WorkerHub, WorkerInfo,
 };
 use baton_engine::{Engine, Options, Stop};
 use baton_store::Store;
+use kube_fake::FakeCluster;
 use tokio::sync::mpsc;
 
 /// Where the story's tasks run.
@@ -30,6 +33,7 @@ enum Kind {
     Local,
     Docker,
     Workers,
+    Kubernetes,
 }
 
 /// An executor set for one kind, and what keeps it working (a worker agent).
@@ -40,7 +44,9 @@ struct Place {
 }
 
 impl Place {
-    fn new(kind: Kind) -> Option<Self> {
+    /// A place of `kind`; Kubernetes Jobs go to `cluster`, which outlives the places (a
+    /// crashed baton's Job is still there for the next one).
+    fn new(kind: Kind, cluster: Option<&FakeCluster>) -> Option<Self> {
         let base = Executors::new(Arc::new(LocalExecutor::default()), HttpExecutor::default())
             .with_stop_grace(Duration::from_millis(500));
         match kind {
@@ -67,6 +73,17 @@ impl Place {
                     _agent: Some(agent),
                 })
             }
+            Kind::Kubernetes => {
+                let mut settings = KubernetesSettings::new("k8s", Duration::from_millis(500));
+                settings.kubeconfig = Some(cluster.expect("a cluster").kubeconfig.clone());
+                Some(Self {
+                    kind,
+                    executors: Arc::new(
+                        base.with_instances(named("k8s", ExecutorInstance::Kubernetes(settings))),
+                    ),
+                    _agent: None,
+                })
+            }
         }
     }
 
@@ -79,6 +96,9 @@ impl Place {
                 support::docker::IMAGE
             ),
             Kind::Workers => "    runs_on: [story]\n".to_owned(),
+            Kind::Kubernetes => {
+                "    executor: k8s\n    container: { image: \"busybox:1\" }\n".to_owned()
+            }
         };
         source
             .lines()
@@ -376,8 +396,8 @@ async fn outputs_and_a_fan_out_pass_downstream(place: &Place) {
     );
 }
 
-async fn a_crash_mid_attempt_is_resumed(place_kind: Kind) {
-    let Some(place) = Place::new(place_kind) else {
+async fn a_crash_mid_attempt_is_resumed(place_kind: Kind, cluster: Option<&FakeCluster>) {
+    let Some(place) = Place::new(place_kind, cluster) else {
         return;
     };
     let source = place.placed(
@@ -405,7 +425,7 @@ async fn a_crash_mid_attempt_is_resumed(place_kind: Kind) {
     drop(stop);
     // A new baton (for workers: a new control plane, whose agent connects afresh).
     drop(place);
-    let place = Place::new(place_kind).expect("the same place");
+    let place = Place::new(place_kind, cluster).expect("the same place");
     assert_eq!(
         drive(&place, &store, &run, &opts).await,
         RunState::Succeeded,
@@ -447,7 +467,11 @@ async fn wait_until_running(store: &Arc<dyn Store>, run: &RunId, key: &str) {
 }
 
 async fn story(kind: Kind) {
-    let Some(place) = Place::new(kind) else {
+    let cluster = match kind {
+        Kind::Kubernetes => Some(FakeCluster::start().await),
+        _ => None,
+    };
+    let Some(place) = Place::new(kind, cluster.as_ref()) else {
         return;
     };
     retries_then_succeeds(&place).await;
@@ -455,7 +479,14 @@ async fn story(kind: Kind) {
     a_cancel_stops_the_attempt(&place).await;
     outputs_and_a_fan_out_pass_downstream(&place).await;
     drop(place);
-    a_crash_mid_attempt_is_resumed(kind).await;
+    a_crash_mid_attempt_is_resumed(kind, cluster.as_ref()).await;
+    if let Some(cluster) = &cluster {
+        assert!(
+            cluster.running_jobs().is_empty(),
+            "{:?}",
+            cluster.running_jobs()
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -473,8 +504,11 @@ async fn the_story_on_workers() {
     story(Kind::Workers).await;
 }
 
-// Unused until the Kubernetes executor joins the story.
-#[allow(dead_code)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_story_on_kubernetes() {
+    story(Kind::Kubernetes).await;
+}
+
 fn named(name: &str, instance: ExecutorInstance) -> BTreeMap<ExecutorName, ExecutorInstance> {
     BTreeMap::from([(ExecutorName::new(name).expect("name"), instance)])
 }
