@@ -478,6 +478,27 @@ async fn a_process_task_naming_a_kubernetes_executor_is_refused_with_a_hint() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_that_moves_artifacts_is_refused_with_why() {
+    let fake = FakeCluster::start().await;
+    let source = pipeline(
+        "files",
+        "busybox:1",
+        "    artifacts: { upload: [out.txt] }\n    retries: 2\n",
+        "echo hi > out.txt",
+    );
+    let errors = failure(&source, settings(&fake)).await;
+    assert_eq!(errors.len(), 1, "{errors:#?}");
+    assert!(
+        errors[0].contains(
+            "executor `k8s` runs Jobs on a cluster, which does not share this host's disk"
+        ),
+        "{}",
+        errors[0]
+    );
+    assert!(fake.created().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_namespace_is_refused_and_named() {
     let fake = FakeCluster::start().await;
     let mut s = settings(&fake);
