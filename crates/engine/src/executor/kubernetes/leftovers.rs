@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use baton_core::ids::RunId;
 use kube::api::ListParams;
 
+use super::KubeError;
 use super::attempt::{delete, finished, keep_outputs, terminated_pod};
 use super::client::Connected;
 use super::{Inner, naming};
@@ -22,6 +23,11 @@ async fn connection(inner: &Inner, any: bool) -> Option<&Connected> {
     }
     match inner.client.get().await {
         Ok(conn) => Some(conn),
+        // Without a configuration there is no cluster any attempt could have run on.
+        Err(e @ KubeError::NoConfig { .. }) => {
+            tracing::debug!(executor = inner.settings.name, error = %e, "no cluster to look for an interrupted attempt's job on");
+            None
+        }
         Err(e) => {
             tracing::warn!(executor = inner.settings.name, error = %e, "cannot look for an interrupted attempt's job");
             None
