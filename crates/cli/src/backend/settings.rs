@@ -226,16 +226,11 @@ pub(crate) fn engine_options(home: &Path, observers: &Observers) -> baton_engine
 
 /// What drives the runs this process drives: the configured executors, over `store`.
 pub(crate) fn engine(store: Arc<dyn Store>, opts: baton_engine::Options) -> baton_engine::Engine {
-    let mut executors = executors();
     let config = ENGINE
         .get()
         .map(|s| s.artifacts.clone())
         .unwrap_or_default();
-    match config.open(&opts.home) {
-        Ok(store) => executors = executors.with_artifacts(store),
-        // Only tasks that move artifacts need the store; they are refused without it.
-        Err(e) => tracing::warn!(error = %e, "no artifact store"),
-    }
+    let executors = executors().with_artifact_store(config, opts.home.clone());
     baton_engine::Engine::new(store, Arc::new(executors), opts)
 }
 

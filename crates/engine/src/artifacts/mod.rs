@@ -18,7 +18,7 @@ pub use collect::{Collected, collect, digest_file};
 pub use error::{ArtifactError, Op};
 pub use mover::{Mover, Moving};
 pub use stage::{destination, download, file_stream, upload, write_verified};
-pub use store::{ArtifactStore, S3Settings, StoreConfig};
+pub use store::{ArtifactStore, LazyStore, S3Settings, StoreConfig};
 
 use baton_store::ArtifactFile;
 

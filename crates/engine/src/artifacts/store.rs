@@ -306,3 +306,46 @@ impl StoreConfig {
         }
     }
 }
+
+/// A store opened at its first use: a `baton run` whose tasks move no file never makes the
+/// home's `artifacts/`, and one that cannot open its store tells the tasks that need it why.
+#[derive(Debug, Clone)]
+pub struct LazyStore {
+    inner: Arc<LazyInner>,
+}
+
+#[derive(Debug)]
+struct LazyInner {
+    config: StoreConfig,
+    home: std::path::PathBuf,
+    opened: std::sync::OnceLock<Result<ArtifactStore, String>>,
+}
+
+impl LazyStore {
+    /// `config`'s store, under `home` for the default one, opened when first asked for.
+    pub fn new(config: StoreConfig, home: std::path::PathBuf) -> Self {
+        Self {
+            inner: Arc::new(LazyInner {
+                config,
+                home,
+                opened: std::sync::OnceLock::new(),
+            }),
+        }
+    }
+
+    /// A store opened already.
+    pub fn opened(store: ArtifactStore) -> Self {
+        let lazy = Self::new(StoreConfig::Home, std::path::PathBuf::new());
+        let _ = lazy.inner.opened.set(Ok(store));
+        lazy
+    }
+
+    /// The store, or why it cannot be opened (the same answer every time).
+    pub fn get(&self) -> Result<&ArtifactStore, &str> {
+        self.inner
+            .opened
+            .get_or_init(|| self.inner.config.open(&self.inner.home))
+            .as_ref()
+            .map_err(String::as_str)
+    }
+}

@@ -18,7 +18,7 @@ use super::{
     AttemptSpec, CancelHandle, Executor, Finished, HttpExecutor, Leftover, Outcome, Outputs,
     Unseen, Work,
 };
-use crate::artifacts::ArtifactStore;
+use crate::artifacts::{ArtifactStore, LazyStore, StoreConfig};
 use crate::workers::{WorkerExecutor, WorkerHub};
 
 /// One `[executors.NAME]` of `baton.toml`.
@@ -64,7 +64,7 @@ pub struct Executors {
     /// Where `runs_on` tasks go: none where no worker can connect (`baton run`).
     workers: Option<WorkerHub>,
     /// Where attempts' artifacts are kept: none where nothing configured one (tests).
-    artifacts: Option<ArtifactStore>,
+    artifacts: Option<LazyStore>,
 }
 
 impl Executors {
@@ -86,12 +86,16 @@ impl Executors {
     /// Artifacts go to and come from `store`.
     #[must_use]
     pub fn with_artifacts(mut self, store: ArtifactStore) -> Self {
-        self.artifacts = Some(store);
+        self.artifacts = Some(LazyStore::opened(store));
         self
     }
 
-    pub fn artifact_store(&self) -> Option<&ArtifactStore> {
-        self.artifacts.as_ref()
+    /// Artifacts go to and come from `config`'s store (under `home` for the default one),
+    /// opened by the first attempt that moves any.
+    #[must_use]
+    pub fn with_artifact_store(mut self, config: StoreConfig, home: std::path::PathBuf) -> Self {
+        self.artifacts = Some(LazyStore::new(config, home));
+        self
     }
 
     /// Starts `spec` on the executor of this host that runs it, with its artifacts moved by
@@ -301,14 +305,11 @@ enum Route<'a> {
 
 /// Reports at once that `spec` cannot run, and why.
 fn refuse(spec: AttemptSpec, done: &mpsc::UnboundedSender<Finished>, why: String) -> CancelHandle {
-    let _ = done.send(Finished {
-        key: spec.key,
-        attempt: spec.attempt,
-        outcome: Outcome::Refused(why),
-        rusage: None,
-        outputs: Outputs::default(),
-        artifacts: None,
-    });
+    let _ = done.send(Finished::of(
+        &spec,
+        Outcome::Refused(why),
+        Outputs::default(),
+    ));
     CancelHandle::new().0
 }
 
@@ -326,22 +327,23 @@ pub fn no_workers(r: &RunsOn) -> String {
 
 impl Executor for Executors {
     fn start(&self, spec: AttemptSpec, done: mpsc::UnboundedSender<Finished>) -> CancelHandle {
-        match self.route(&spec) {
-            Ok(Route::Here(_)) if !spec.artifacts.is_empty() => match &self.artifacts {
-                Some(store) => {
-                    super::staged::start(self.clone(), Arc::new(store.clone()), spec, done)
-                }
-                None => refuse(
-                    spec,
-                    &done,
-                    "the task moves artifacts, and this baton has no artifact store: set \
-                     `[artifacts]` in baton.toml"
-                        .into(),
-                ),
-            },
-            Ok(Route::Here(executor)) => executor.start(spec, done),
-            Ok(Route::Workers(workers)) => workers.start(spec, done),
-            Err(e) => refuse(spec, &done, e),
+        let moves_files = !spec.artifacts.is_empty();
+        if !(moves_files && matches!(self.route(&spec), Ok(Route::Here(_)))) {
+            // Workers move their own files; a task routed nowhere is refused as it is.
+            return self.start_here(spec, done);
+        }
+        match self.artifacts.as_ref().map(LazyStore::get) {
+            Some(Ok(store)) => {
+                super::staged::start(self.clone(), Arc::new(store.clone()), spec, done)
+            }
+            Some(Err(e)) => refuse(spec, &done, format!("the task moves artifacts: {e}")),
+            None => refuse(
+                spec,
+                &done,
+                "the task moves artifacts, and this baton has no artifact store: set \
+                 `[artifacts]` in baton.toml"
+                    .into(),
+            ),
         }
     }
 
