@@ -89,6 +89,9 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn attempts(&self, run: &RunId) -> Result<Vec<AttemptRecord>>;
     /// The files every attempt of `run` uploaded, by task, attempt and path.
     async fn artifacts(&self, run: &RunId) -> Result<Vec<ArtifactRecord>>;
+    /// What the attempts of just `tasks` of `run` uploaded, in the order of
+    /// [`Store::artifacts`] (a page of a large run's tasks reads only its own).
+    async fn artifacts_of(&self, run: &RunId, tasks: &[TaskKey]) -> Result<Vec<ArtifactRecord>>;
     /// One page of a run's task instances, in the order of [`Store::tasks`]: what a listing
     /// of a large run reads instead of all of them.
     async fn task_page(&self, run: &RunId, filter: &TaskPageFilter) -> Result<Vec<TaskRecord>>;

@@ -185,6 +185,42 @@ async fn pages(store: &dyn Store) {
     assert_eq!(of.len(), 1);
     assert_eq!(of[0].key.as_str(), "work.10");
 
+    // And only their artifacts, ordered as all of them are.
+    for (key, attempt, path) in [
+        ("work.10", 1, "z.bin"),
+        ("a", 2, "b.bin"),
+        ("a", 2, "a.bin"),
+    ] {
+        let stored = Change::ArtifactsStored {
+            key: TaskKey::from_string(key),
+            attempt,
+            store: "dir:/tmp/store".into(),
+            files: vec![baton_store::ArtifactFile {
+                path: path.into(),
+                digest: format!("sha256:{}", "ab".repeat(32)),
+                size: 3,
+                executable: false,
+            }],
+            at: 4_000,
+        };
+        store
+            .apply(&id, Fence::Unfenced, &[stored])
+            .await
+            .expect("apply");
+    }
+    let all_artifacts = store.artifacts(&id).await.expect("artifacts");
+    let of = store
+        .artifacts_of(
+            &id,
+            &[TaskKey::from_string("a"), TaskKey::from_string("work.3")],
+        )
+        .await
+        .expect("artifacts of");
+    let paths: Vec<&str> = of.iter().map(|a| a.file.path.as_str()).collect();
+    assert_eq!(paths, ["a.bin", "b.bin"]);
+    assert_eq!(of, all_artifacts[..2]);
+    assert_eq!(all_artifacts.len(), 3);
+
     let other = RunId::from_string("01nothing");
     assert!(store.task_counts(&other).await.expect("none").is_empty());
 }

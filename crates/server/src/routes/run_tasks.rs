@@ -72,8 +72,7 @@ impl TaskSlice {
         let next = more.then(|| tasks.last().map(TaskCursor::after)).flatten();
         let keys: Vec<TaskKey> = tasks.iter().map(|t| t.key.clone()).collect();
         let attempts = store.attempts_of(run, &keys).await?;
-        let mut artifacts = store.artifacts(run).await?;
-        artifacts.retain(|a| keys.contains(&a.key));
+        let artifacts = store.artifacts_of(run, &keys).await?;
         Ok(Self {
             tasks,
             attempts,

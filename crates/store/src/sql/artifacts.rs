@@ -2,6 +2,7 @@
 
 use baton_core::ids::{RunId, TaskKey};
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::batch::Batch;
 use super::rows::to_u32;
@@ -54,21 +55,43 @@ impl SqlStore {
         .bind(run.as_str())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|row| -> Result<ArtifactRecord> {
-                Ok(ArtifactRecord {
-                    key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
-                    attempt: to_u32(row.try_get("attempt")?),
-                    store: row.try_get("store")?,
-                    file: ArtifactFile {
-                        path: row.try_get("path")?,
-                        digest: row.try_get("digest")?,
-                        size: u64::try_from(row.try_get::<i64, _>("size")?).unwrap_or(0),
-                        executable: row.try_get::<i64, _>("executable")? != 0,
-                    },
-                    stored_at: row.try_get("stored_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(artifact_record).collect()
     }
+
+    pub(super) async fn artifact_rows_of(
+        &self,
+        run: &RunId,
+        tasks: &[TaskKey],
+    ) -> Result<Vec<ArtifactRecord>> {
+        let mut out = self
+            .rows_of_tasks("artifacts", run, tasks)
+            .await?
+            .iter()
+            .map(artifact_record)
+            .collect::<Result<Vec<_>>>()?;
+        // The order of `Store::artifacts`, across chunks too.
+        out.sort_by(|a, b| {
+            (a.key.as_str(), a.attempt, &a.file.path).cmp(&(
+                b.key.as_str(),
+                b.attempt,
+                &b.file.path,
+            ))
+        });
+        Ok(out)
+    }
+}
+
+fn artifact_record(row: &AnyRow) -> Result<ArtifactRecord> {
+    Ok(ArtifactRecord {
+        key: TaskKey::from_string(row.try_get::<String, _>("task_key")?),
+        attempt: to_u32(row.try_get("attempt")?),
+        store: row.try_get("store")?,
+        file: ArtifactFile {
+            path: row.try_get("path")?,
+            digest: row.try_get("digest")?,
+            size: u64::try_from(row.try_get::<i64, _>("size")?).unwrap_or(0),
+            executable: row.try_get::<i64, _>("executable")? != 0,
+        },
+        stored_at: row.try_get("stored_at")?,
+    })
 }

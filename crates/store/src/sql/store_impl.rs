@@ -122,6 +122,10 @@ impl Store for SqlStore {
         self.artifact_rows(run).await
     }
 
+    async fn artifacts_of(&self, run: &RunId, tasks: &[TaskKey]) -> Result<Vec<ArtifactRecord>> {
+        self.artifact_rows_of(run, tasks).await
+    }
+
     async fn task_page(&self, run: &RunId, filter: &TaskPageFilter) -> Result<Vec<TaskRecord>> {
         self.task_page_rows(run, filter).await
     }

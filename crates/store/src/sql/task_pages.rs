@@ -4,6 +4,7 @@
 use baton_core::ids::{RunId, TaskKey};
 use baton_core::state::TaskState;
 use sqlx::Row;
+use sqlx::any::AnyRow;
 
 use super::SqlStore;
 use super::rows::{attempt_record, state, task_record};
@@ -47,21 +48,12 @@ impl SqlStore {
         run: &RunId,
         tasks: &[TaskKey],
     ) -> Result<Vec<AttemptRecord>> {
-        let mut out = Vec::new();
-        for chunk in tasks.chunks(KEYS_PER_STATEMENT) {
-            let keys: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-            let sql = format!(
-                "SELECT * FROM attempts WHERE run_id = $1 AND task_key IN ({})",
-                keys.join(", ")
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run.as_str());
-            for key in chunk {
-                q = q.bind(key.as_str().to_owned());
-            }
-            for row in q.fetch_all(&self.pool).await? {
-                out.push(attempt_record(&row)?);
-            }
-        }
+        let mut out = self
+            .rows_of_tasks("attempts", run, tasks)
+            .await?
+            .iter()
+            .map(attempt_record)
+            .collect::<Result<Vec<_>>>()?;
         // The order of `Store::attempts`, across chunks too.
         out.sort_by(|a, b| {
             (a.started_at, a.key.as_str(), a.attempt).cmp(&(
@@ -70,6 +62,30 @@ impl SqlStore {
                 b.attempt,
             ))
         });
+        Ok(out)
+    }
+
+    /// The rows of `table` (`attempts`, `artifacts`) of `tasks` in `run`, a few hundred keys
+    /// per statement, in no particular order.
+    pub(super) async fn rows_of_tasks(
+        &self,
+        table: &'static str,
+        run: &RunId,
+        tasks: &[TaskKey],
+    ) -> Result<Vec<AnyRow>> {
+        let mut out = Vec::new();
+        for chunk in tasks.chunks(KEYS_PER_STATEMENT) {
+            let keys: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "SELECT * FROM {table} WHERE run_id = $1 AND task_key IN ({})",
+                keys.join(", ")
+            );
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(run.as_str());
+            for key in chunk {
+                q = q.bind(key.as_str().to_owned());
+            }
+            out.extend(q.fetch_all(&self.pool).await?);
+        }
         Ok(out)
     }
 
