@@ -68,18 +68,27 @@ pub(crate) struct RunnableFile {
     pub(crate) base_dir: String,
 }
 
-/// Loads `path` for `baton run` and `baton backfill`; an invalid file prints its diagnostics.
-pub(crate) fn runnable_file(
+/// `path` read and checked, with its pipeline; an invalid file prints its diagnostics.
+fn valid_file(
     path: &Path,
-    params: &[String],
     out: &mut Output,
-) -> Result<RunnableFile, ExpectedError> {
+) -> Result<(super::validate::LoadedFile, baton_core::Pipeline), ExpectedError> {
     let mut file = load_file(path)?;
     let Some(pipeline) = file.loaded.pipeline.take() else {
         out.eprint(&file.render());
         out.eprint("\n");
         return Err(ExpectedError::Invalid { path: file.path });
     };
+    Ok((file, pipeline))
+}
+
+/// Loads `path` for `baton run` and `baton backfill`; an invalid file prints its diagnostics.
+pub(crate) fn runnable_file(
+    path: &Path,
+    params: &[String],
+    out: &mut Output,
+) -> Result<RunnableFile, ExpectedError> {
+    let (file, pipeline) = valid_file(path, out)?;
     crate::backend::check_placement(&pipeline, &file.path)?;
     let params = parse_params(&pipeline, params)?;
     let base_dir = std::fs::canonicalize(path)
@@ -104,12 +113,7 @@ pub(crate) async fn on_server(
     args: &RunArgs,
     out: &mut Output,
 ) -> Result<ExitStatus, ExpectedError> {
-    let mut file = load_file(&args.file)?;
-    let Some(pipeline) = file.loaded.pipeline.take() else {
-        out.eprint(&file.render());
-        out.eprint("\n");
-        return Err(ExpectedError::Invalid { path: file.path });
-    };
+    let (file, pipeline) = valid_file(&args.file, out)?;
     let id = &pipeline.id;
     let hint = format!(
         "(hint: put `{}` in the server's pipelines directory, which it reloads on change, or \
