@@ -54,6 +54,28 @@ tasks:
       ./bin/tool
 "#;
 
+/// `build` uploads a file; `wait` holds the run until the test makes `go`; `test` (with
+/// `extra` keys) downloads the file and runs `check`.
+fn gated(extra: &str, check: &str) -> String {
+    format!(
+        r#"name: gated
+tasks:
+  build:
+    working_dir: build-host
+    artifacts: {{ upload: [app.bin] }}
+    run: echo built > app.bin
+  wait:
+    needs: [build]
+    run: while [ ! -e go ]; do sleep 0.05; done
+  test:
+    needs: [wait]
+    working_dir: test-host
+{extra}    artifacts: {{ download: [build] }}
+    run: {check}
+"#
+    )
+}
+
 fn dirs(home: &std::path::Path) {
     for d in ["build-host", "test-host"] {
         std::fs::create_dir_all(home.join(d)).expect("mkdir");
@@ -108,23 +130,8 @@ async fn uploads_reach_the_task_downstream_in_a_directory_of_its_own() {
 
 #[tokio::test]
 async fn a_missing_artifact_fails_the_downstream_task_with_a_retryable_error() {
-    let source = r#"name: lost
-tasks:
-  build:
-    working_dir: build-host
-    artifacts: { upload: [app.bin] }
-    run: echo built > app.bin
-  wait:
-    needs: [build]
-    run: while [ ! -e go ]; do sleep 0.05; done
-  test:
-    needs: [wait]
-    working_dir: test-host
-    retries: { limit: 1, delay: 10ms }
-    artifacts: { download: [build] }
-    run: cat app.bin
-"#;
-    let (dir, store, run, opts) = support::created(source).await;
+    let source = gated("    retries: { limit: 1, delay: 10ms }\n", "cat app.bin");
+    let (dir, store, run, opts) = support::created(&source).await;
     dirs(dir.path());
     let artifacts = tempfile::tempdir().expect("temp dir");
     let driving = tokio::spawn({
@@ -234,22 +241,8 @@ tasks:
 
 #[tokio::test]
 async fn a_resumed_run_downloads_what_was_uploaded_before_it_stopped() {
-    let source = r#"name: resumed
-tasks:
-  build:
-    working_dir: build-host
-    artifacts: { upload: [app.bin] }
-    run: echo built > app.bin
-  wait:
-    needs: [build]
-    run: while [ ! -e go ]; do sleep 0.05; done
-  test:
-    needs: [wait]
-    working_dir: test-host
-    artifacts: { download: [build] }
-    run: test "$(cat app.bin)" = built
-"#;
-    let (dir, store, run, mut opts) = support::created(source).await;
+    let source = gated("", "test \"$(cat app.bin)\" = built");
+    let (dir, store, run, mut opts) = support::created(&source).await;
     dirs(dir.path());
     let artifacts = tempfile::tempdir().expect("temp dir");
     opts.drain_grace = Duration::from_millis(10);
