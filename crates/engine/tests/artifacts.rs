@@ -282,3 +282,31 @@ async fn a_resumed_run_downloads_what_was_uploaded_before_it_stopped() {
         "build ran once"
     );
 }
+
+#[tokio::test]
+async fn cancelling_a_run_stops_an_attempt_that_moves_artifacts() {
+    let source = r#"name: cancelled
+tasks:
+  build:
+    artifacts: { upload: [app.bin] }
+    run: sleep 30 && echo built > app.bin
+"#;
+    let (_dir, store, run, opts) = support::created(source).await;
+    let artifacts = tempfile::tempdir().expect("temp dir");
+    let driving = tokio::spawn({
+        let (store, run, opts) = (Arc::clone(&store), run.clone(), opts.clone());
+        let dir = artifacts.path().to_owned();
+        async move { drive(&store, &run, &opts, &dir).await }
+    });
+    wait_for_running(&store, &run, "build").await;
+    // The process runs: its attempt has a record of who it is.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    store.request_cancel(&run).await.expect("cancel");
+    let state = tokio::time::timeout(Duration::from_secs(20), driving)
+        .await
+        .expect("the cancel ends the run, the attempt's report included")
+        .expect("joined");
+    assert_eq!(state, RunState::Cancelled);
+    let attempts = store.attempts(&run).await.expect("attempts");
+    assert_eq!(attempts[0].state, AttemptState::Cancelled);
+}

@@ -53,13 +53,23 @@ async fn run(
     let (cwd, patterns) = (spec.cwd.clone(), spec.artifacts.upload.clone());
     let (tx, mut rx) = mpsc::unbounded_channel();
     let mut inner = executors.start_here(spec, tx);
-    let mut finished = loop {
+    // The cancel is asked for once: a oneshot polled again after it answered panics.
+    let mut asked = false;
+    let finished = loop {
         tokio::select! {
             f = rx.recv() => break f,
-            Ok(()) = &mut cancel => inner.cancel(),
+            r = &mut cancel, if !asked => {
+                asked = true;
+                if r.is_ok() {
+                    inner.cancel();
+                } else {
+                    // The handle was dropped: so is the inner one, as if it had been ours.
+                    inner = CancelHandle::new().0;
+                }
+            }
         }
     };
-    let Some(mut f) = finished.take() else {
+    let Some(mut f) = finished else {
         return report(Outcome::Error("the executor ended without a report".into()));
     };
     let succeeded = f.outcome
